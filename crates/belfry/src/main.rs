@@ -1,0 +1,298 @@
+//! The `belfry` command: runs the server and administers it from the shell.
+#![forbid(unsafe_code)]
+
+mod send;
+mod settings;
+
+use anyhow::{Context as _, bail};
+use belfry_core::{Clock, SystemClock, UserId};
+use belfry_server::{Application, auth};
+use belfry_store::{Scope, SharedStore, SqliteOptions, SqliteStore};
+use clap::{Parser, Subcommand};
+use settings::{Database, ServeArgs, Storage, StorageArgs};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Belfry: a self-hosted notification center in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "belfry", version, about, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    ///
+    /// Every setting can also come from a BELFRY_* environment variable or
+    /// the TOML file given with --config (flags win over the environment,
+    /// the environment over the file). BELFRY_ADMIN_KEY (environment only)
+    /// sets the admin key instead of generating one on first start.
+    Serve(ServeArgs),
+    /// Send a notification through a running server.
+    Send(send::SendArgs),
+    /// Manage secret keys (works on the database directly).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Issue user tokens (works on the database directly).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Apply database migrations and exit (serve also applies them on start).
+    Migrate {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// Create a key and print its secret (shown only this once).
+    Create {
+        /// A name that says who uses the key, e.g. "helpdesk".
+        #[arg(long)]
+        name: String,
+        /// send (send and read what it sent) or admin (everything).
+        #[arg(long, default_value = "send")]
+        scope: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// List keys (never their secrets).
+    List {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Revoke a key by its id (key_…).
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Print a fresh random secret without storing it (e.g. for BELFRY_ADMIN_KEY).
+    Generate,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Issue a user token for a browser.
+    Issue {
+        /// The user's id.
+        #[arg(long)]
+        user: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: i64,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Send(args) => send::run(args).await,
+        Command::Keys { action } => keys(action).await,
+        Command::Token { action } => token(action).await,
+        Command::Migrate { storage } => {
+            init_logging(false);
+            let storage = storage.resolve()?;
+            let store = open_store(&storage)?;
+            drop(store);
+            println!("migrations applied");
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BELFRY_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+fn open_store(storage: &Storage) -> anyhow::Result<SharedStore> {
+    match &storage.database {
+        Database::Sqlite(path) => {
+            let mut options = SqliteOptions::new(path);
+            options.fsync_every_commit = storage.sqlite_fsync;
+            let store = SqliteStore::open(options)
+                .with_context(|| format!("opening the SQLite database {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let admin_key = std::env::var("BELFRY_ADMIN_KEY").ok();
+    let settings = args.resolve(admin_key)?;
+    init_logging(settings.log_json);
+    metrics_describe();
+    let store = open_store(&settings.storage)?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let app = Application::build(settings.server.clone(), store, clock, listener).await?;
+    if let Some(key) = &app.generated_admin_key {
+        println!(
+            "\nThis is the admin key of this Belfry. It is shown only once; keep it safe:\n\n    {key}\n\n\
+             Use it as 'Authorization: Bearer <key>'. Create narrower keys with `belfry keys create`.\n"
+        );
+    }
+    let db = match &settings.storage.database {
+        Database::Sqlite(p) => format!("SQLite {}", p.display()),
+    };
+    tracing::info!(
+        "Belfry listening on http://{} (database: {db})",
+        app.local_addr()
+    );
+    let shutdown = CancellationToken::new();
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+    app.run_until_stopped(shutdown).await?;
+    tracing::info!("Belfry stopped");
+    Ok(())
+}
+
+fn metrics_describe() {
+    let _ = belfry_server::metrics::handle();
+    metrics::describe_counter!(
+        "belfry_notifications_accepted_total",
+        "Notifications accepted and stored"
+    );
+    metrics::describe_counter!(
+        "belfry_http_requests_total",
+        "HTTP requests by route and status"
+    );
+    metrics::describe_histogram!(
+        "belfry_http_request_duration_seconds",
+        "HTTP request latency by route"
+    );
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down: finishing requests in flight");
+    shutdown.cancel();
+}
+
+async fn keys(action: KeysAction) -> anyhow::Result<()> {
+    init_logging(false);
+    match action {
+        KeysAction::Generate => {
+            let (secret, _) = auth::generate_key("", vec![]);
+            println!("{secret}");
+            Ok(())
+        }
+        KeysAction::Create {
+            name,
+            scope,
+            storage,
+        } => {
+            let scope = Scope::parse(&scope).map_err(anyhow::Error::msg)?;
+            if name.trim().is_empty() {
+                bail!("--name must not be empty");
+            }
+            let store = open_store(&storage.resolve()?)?;
+            let (secret, record) = auth::generate_key(name.trim(), vec![scope]);
+            let info = store.create_api_key(record, SystemClock.now()).await?;
+            println!("{secret}");
+            eprintln!(
+                "created {} '{}' with scope {} (the secret above is shown only once)",
+                info.id,
+                info.name,
+                scope.as_str()
+            );
+            Ok(())
+        }
+        KeysAction::List { storage } => {
+            let store = open_store(&storage.resolve()?)?;
+            let keys = store.list_api_keys().await?;
+            println!(
+                "{:<22} {:<24} {:<8} {:<16} {:<25} revoked",
+                "id", "name", "scopes", "prefix", "created"
+            );
+            for k in keys {
+                let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
+                println!(
+                    "{:<22} {:<24} {:<8} {:<16} {:<25} {}",
+                    k.id,
+                    k.name,
+                    scopes.join(","),
+                    k.prefix,
+                    k.created_at,
+                    k.revoked_at
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|| "-".into())
+                );
+            }
+            Ok(())
+        }
+        KeysAction::Revoke { id, storage } => {
+            let store = open_store(&storage.resolve()?)?;
+            match store.revoke_api_key(&id, SystemClock.now()).await {
+                Ok(k) => {
+                    println!("revoked {} '{}'", k.id, k.name);
+                    Ok(())
+                }
+                Err(belfry_store::StoreError::NotFound) => {
+                    bail!("there is no key {id}; `belfry keys list` shows the ids")
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+async fn token(action: TokenAction) -> anyhow::Result<()> {
+    init_logging(false);
+    match action {
+        TokenAction::Issue { user, ttl, storage } => {
+            let user = UserId::parse(&user).map_err(anyhow::Error::msg)?;
+            if !(1..=30 * 24 * 3600).contains(&ttl) {
+                bail!("--ttl must be between 1 and 2592000 seconds");
+            }
+            let store = open_store(&storage.resolve()?)?;
+            if store.get_user(&user).await?.is_none() {
+                bail!("there is no user {user}; create it with PUT /v1/users/{user} first");
+            }
+            let signer = belfry_server::token_signer(&store).await?;
+            let (token, expires) = signer.issue(&user, SystemClock.now(), ttl);
+            println!("{token}");
+            eprintln!("valid until {expires}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Configuration: defaults, then an optional TOML file, then `BELFRY_*`
+//! environment variables, then command-line flags (clap reads the last two,
+//! flags first). Invalid settings stop the start with a message naming them.
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Where the data lives; shared by every command that opens the database.
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    /// TOML file with any of the settings below (keys as the flags, with _ for -).
+    #[arg(long, env = "BELFRY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Directory for the SQLite database and other local files [default: ./belfry-data]
+    #[arg(long, env = "BELFRY_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Database URL; empty means SQLite in the data directory (sqlite:///path/file.db also works)
+    /// [default: SQLite at <data-dir>/belfry.db]
+    #[arg(long = "database", env = "BELFRY_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+/// Settings of `belfry serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+
+    /// Address and port to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "BELFRY_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// URL under which users reach this server, used in links [default: http://<listen>]
+    #[arg(long, env = "BELFRY_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+
+    /// Largest request body in bytes (the batch endpoint allows 16 times this) [default: 262144]
+    #[arg(long, env = "BELFRY_BODY_LIMIT", value_name = "BYTES")]
+    pub body_limit: Option<usize>,
+
+    /// Comma-separated origins allowed to call from browsers; * or empty allows any [default: *]
+    #[arg(
+        long,
+        env = "BELFRY_CORS_ORIGINS",
+        value_name = "ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Option<Vec<String>>,
+
+    /// Default lifetime of user tokens, in seconds [default: 3600]
+    #[arg(long, env = "BELFRY_TOKEN_TTL", value_name = "SECONDS")]
+    pub token_ttl: Option<i64>,
+
+    /// Log format: text or json [default: text]
+    #[arg(long, env = "BELFRY_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
+    /// fsync the SQLite database on every commit (true) or leave it to the OS
+    /// (false: survives a crash of Belfry, not of the machine) [default: true]
+    #[arg(long, env = "BELFRY_SQLITE_FSYNC", value_name = "BOOL")]
+    pub sqlite_fsync: Option<bool>,
+}
+
+/// The keys a TOML file may hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    listen: Option<String>,
+    public_url: Option<String>,
+    body_limit: Option<usize>,
+    cors_origins: Option<Vec<String>>,
+    token_ttl: Option<i64>,
+    log_format: Option<String>,
+    sqlite_fsync: Option<bool>,
+}
+
+fn read_file(path: Option<&Path>) -> anyhow::Result<FileSettings> {
+    let Some(path) = path else {
+        return Ok(FileSettings::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid configuration file {}", path.display()))
+}
+
+/// Which database to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(PathBuf),
+}
+
+/// The resolved storage settings.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    pub database: Database,
+    pub sqlite_fsync: bool,
+}
+
+fn resolve_database(data_dir: &Path, url: Option<&str>) -> anyhow::Result<Database> {
+    match url.map(str::trim).filter(|u| !u.is_empty()) {
+        None => Ok(Database::Sqlite(data_dir.join("belfry.db"))),
+        Some(u) if u.starts_with("sqlite://") => {
+            let path = u.trim_start_matches("sqlite://");
+            if path.is_empty() {
+                bail!("--database {u}: give a file, e.g. sqlite:///var/lib/belfry/belfry.db");
+            }
+            Ok(Database::Sqlite(PathBuf::from(path)))
+        }
+        Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => bail!(
+            "--database {u}: PostgreSQL is not supported by this version yet; leave it empty for SQLite"
+        ),
+        Some(u) => bail!(
+            "--database {u}: unknown database URL; use sqlite:///path/to/file.db or leave it empty"
+        ),
+    }
+}
+
+impl StorageArgs {
+    pub fn resolve(&self) -> anyhow::Result<Storage> {
+        let file = read_file(self.config.as_deref())?;
+        self.resolve_with(&file, None)
+    }
+
+    fn resolve_with(&self, file: &FileSettings, fsync: Option<bool>) -> anyhow::Result<Storage> {
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or(file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("./belfry-data"));
+        let url = self.database_url.clone().or(file.database_url.clone());
+        Ok(Storage {
+            database: resolve_database(&data_dir, url.as_deref())?,
+            sqlite_fsync: fsync.or(file.sqlite_fsync).unwrap_or(true),
+        })
+    }
+}
+
+/// Everything `belfry serve` needs, resolved.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub storage: Storage,
+    pub listen: SocketAddr,
+    pub log_json: bool,
+    pub server: belfry_server::Config,
+}
+
+impl ServeArgs {
+    pub fn resolve(&self, admin_key: Option<String>) -> anyhow::Result<ServeSettings> {
+        let file = read_file(self.storage.config.as_deref())?;
+        let storage = self.storage.resolve_with(&file, self.sqlite_fsync)?;
+        let listen_text = self
+            .listen
+            .clone()
+            .or(file.listen.clone())
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_text.parse().with_context(|| {
+            format!("--listen {listen_text}: give an address and port, e.g. 127.0.0.1:8080 or 0.0.0.0:8080")
+        })?;
+        let public_url = self.public_url.clone().or(file.public_url.clone());
+        if let Some(u) = &public_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            bail!("--public-url {u}: give an http(s) URL, e.g. https://belfry.example.com");
+        }
+        let defaults = belfry_server::Config::default();
+        let body_limit = self
+            .body_limit
+            .or(file.body_limit)
+            .unwrap_or(defaults.body_limit);
+        if !(1024..=64 * 1024 * 1024).contains(&body_limit) {
+            bail!("--body-limit {body_limit}: give a size between 1024 and 67108864 bytes");
+        }
+        let token_ttl = self
+            .token_ttl
+            .or(file.token_ttl)
+            .unwrap_or(defaults.token_ttl_secs);
+        if !(60..=defaults.token_max_ttl_secs).contains(&token_ttl) {
+            bail!(
+                "--token-ttl {token_ttl}: give between 60 and {} seconds",
+                defaults.token_max_ttl_secs
+            );
+        }
+        let log_format = self
+            .log_format
+            .clone()
+            .or(file.log_format.clone())
+            .unwrap_or_else(|| "text".into());
+        let log_json = match log_format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => bail!("--log-format {other}: use text or json"),
+        };
+        let cors_origins: Vec<String> = self
+            .cors_origins
+            .clone()
+            .or(file.cors_origins.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|o| o.trim().to_string())
+            .filter(|o| !o.is_empty())
+            .collect();
+        Ok(ServeSettings {
+            storage,
+            listen,
+            log_json,
+            server: belfry_server::Config {
+                public_url: Some(public_url.unwrap_or_else(|| format!("http://{listen}"))),
+                body_limit,
+                cors_origins,
+                admin_key: admin_key.filter(|k| !k.is_empty()),
+                token_ttl_secs: token_ttl,
+                ..defaults
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(listen: Option<&str>, config: Option<PathBuf>) -> ServeArgs {
+        ServeArgs {
+            storage: StorageArgs {
+                config,
+                data_dir: None,
+                database_url: None,
+            },
+            listen: listen.map(String::from),
+            public_url: None,
+            body_limit: None,
+            cors_origins: None,
+            token_ttl: None,
+            log_format: None,
+            sqlite_fsync: None,
+        }
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let s = args(None, None).resolve(None).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            s.storage.database,
+            Database::Sqlite(PathBuf::from("./belfry-data/belfry.db"))
+        );
+        assert_eq!(
+            s.server.public_url.as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(s.server.body_limit, 256 * 1024);
+    }
+
+    #[test]
+    fn file_is_below_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("belfry.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nbody_limit = 4096\ndata_dir = \"/tmp/x\"\n",
+        )
+        .unwrap();
+        let s = args(None, Some(path.clone())).resolve(None).unwrap();
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.server.body_limit, 4096);
+        assert_eq!(
+            s.storage.database,
+            Database::Sqlite(PathBuf::from("/tmp/x/belfry.db"))
+        );
+        let s = args(Some("127.0.0.1:9100"), Some(path))
+            .resolve(None)
+            .unwrap();
+        assert_eq!(s.listen.port(), 9100, "the flag wins over the file");
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let e = args(Some("localhost"), None).resolve(None).unwrap_err();
+        assert!(e.to_string().contains("--listen localhost"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("belfry.toml");
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        let e = args(None, Some(path)).resolve(None).unwrap_err();
+        assert!(format!("{e:#}").contains("lisen"), "{e:#}");
+        let mut a = args(None, None);
+        a.storage.database_url = Some("postgres://x".into());
+        assert!(a.resolve(None).is_err());
+    }
+}

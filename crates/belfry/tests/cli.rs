@@ -1,0 +1,414 @@
+//! The `belfry` binary as a user runs it: `serve` in a process, `send`,
+//! `keys`, `token` and `migrate` from the shell.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_belfry");
+
+struct Server {
+    child: Child,
+    url: String,
+    /// The admin key printed on first start, if any.
+    admin_key: Option<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn belfry(data: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("BELFRY_ADMIN_KEY")
+        .env_remove("BELFRY_LISTEN")
+        .env_remove("BELFRY_CONFIG")
+        .env_remove("BELFRY_DATABASE_URL")
+        .env("BELFRY_DATA_DIR", data)
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+/// Starts `belfry serve` on a free port and waits for its "listening" line.
+fn serve(data: &Path, extra_env: &[(&str, &str)]) -> Server {
+    let mut cmd = belfry(data);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("BELFRY_LOG_FORMAT", "text")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    // Owned by a Server at once, so that it is killed whatever happens.
+    let mut server = Server {
+        child: cmd.spawn().expect("start belfry serve"),
+        url: String::new(),
+        admin_key: None,
+    };
+    let (tx, rx) = mpsc::channel::<String>();
+    let out = server.child.stdout.take().unwrap();
+    let err = server.child.stderr.take().unwrap();
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx2.send(line);
+        }
+    });
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("belfry serve announces where it listens");
+        if let Some(k) = line.trim().strip_prefix("bfy_sk_") {
+            server.admin_key = Some(format!("bfy_sk_{k}"));
+        }
+        if let Some(rest) = line.split("Belfry listening on ").nth(1) {
+            server.url = rest.split_whitespace().next().unwrap().to_string();
+            // stdout and stderr are read by two threads: the key, printed
+            // before this line, may still be on its way.
+            while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
+                if let Some(k) = line.trim().strip_prefix("bfy_sk_") {
+                    server.admin_key = Some(format!("bfy_sk_{k}"));
+                }
+            }
+            return server;
+        }
+    }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run belfry")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).trim().to_string()
+}
+
+async fn http(method: reqwest::Method, url: &str, key: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = reqwest::Client::new().request(method, url).bearer_auth(key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn first_start_prints_an_admin_key_once_and_send_works_from_the_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &[]);
+    let key = server
+        .admin_key
+        .clone()
+        .expect("the admin key is printed on first start");
+    let base = server.url.clone();
+
+    let (status, _) = http(
+        reqwest::Method::PUT,
+        &format!("{base}/v1/users/u-17"),
+        &key,
+        Some(serde_json::json!({"email": "ana@example.com"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let out = run(belfry(dir.path()).args([
+        "send",
+        "--server",
+        &base,
+        "--key",
+        &key,
+        "--to",
+        "user:u-17",
+        "--title",
+        "Hello",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let receipt: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(receipt["recipients"], 1);
+
+    let out = run(belfry(dir.path())
+        .args([
+            "send",
+            "--server",
+            &base,
+            "--to",
+            "email:ana@example.com",
+            "--to",
+            "email:guest@example.org",
+            "--title",
+            "Hi by email",
+        ])
+        .env("BELFRY_API_KEY", &key));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let receipt: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(receipt["recipients"], 2);
+
+    let (_, counts) = http(
+        reqwest::Method::GET,
+        &format!("{base}/v1/users/u-17/counts"),
+        &key,
+        None,
+    )
+    .await;
+    assert_eq!(counts["unread"], 2);
+
+    // A refusal is reported with the server's explanation and a failing exit code.
+    let out = run(belfry(dir.path()).args([
+        "send",
+        "--server",
+        &base,
+        "--key",
+        &key,
+        "--to",
+        "user:nobody",
+        "--title",
+        "x",
+    ]));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("nobody"), "{}", stderr(&out));
+    let out = run(belfry(dir.path()).args([
+        "send", "--server", &base, "--key", &key, "--to", "bob", "--title", "x",
+    ]));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("user:<id>"), "{}", stderr(&out));
+
+    // Graceful stop on SIGTERM, then a restart prints no key.
+    let mut server = server;
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
+    let again = serve(dir.path(), &[]);
+    assert!(
+        again.admin_key.is_none(),
+        "the key is shown only on the first start"
+    );
+    let (_, counts) = http(
+        reqwest::Method::GET,
+        &format!("{}/v1/users/u-17/counts", again.url),
+        &key,
+        None,
+    )
+    .await;
+    assert_eq!(counts["unread"], 2, "data survived the restart");
+}
+
+#[tokio::test]
+async fn keys_and_tokens_from_the_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let operator_key = stdout(&run(belfry(dir.path()).args(["keys", "generate"])));
+    assert!(operator_key.starts_with("bfy_sk_"));
+
+    let server = serve(dir.path(), &[("BELFRY_ADMIN_KEY", &operator_key)]);
+    assert!(
+        server.admin_key.is_none(),
+        "BELFRY_ADMIN_KEY replaces the generated key"
+    );
+    let base = server.url.clone();
+    let (status, _) = http(
+        reqwest::Method::PUT,
+        &format!("{base}/v1/users/ana"),
+        &operator_key,
+        Some(serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let out =
+        run(belfry(dir.path()).args(["keys", "create", "--name", "helpdesk", "--scope", "send"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let send_key = stdout(&out);
+    assert!(send_key.starts_with("bfy_sk_"));
+    let (status, _) = http(
+        reqwest::Method::POST,
+        &format!("{base}/v1/notifications"),
+        &send_key,
+        Some(serde_json::json!({"to": {"users": ["ana"]}, "title": "from helpdesk"})),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let (status, _) = http(
+        reqwest::Method::GET,
+        &format!("{base}/v1/groups"),
+        &send_key,
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    let out = run(belfry(dir.path()).args(["keys", "list"]));
+    let listing = stdout(&out);
+    assert!(
+        listing.contains("helpdesk") && listing.contains("admin (BELFRY_ADMIN_KEY)"),
+        "{listing}"
+    );
+    assert!(!listing.contains(&send_key), "secrets are never listed");
+    let id = listing
+        .lines()
+        .find(|l| l.contains("helpdesk"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let out = run(belfry(dir.path()).args(["keys", "revoke", &id]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(belfry(dir.path()).args(["keys", "revoke", "key_nope"]));
+    assert!(!out.status.success());
+    let out = run(belfry(dir.path()).args(["keys", "create", "--name", "x", "--scope", "root"]));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("send or admin"));
+
+    let out = run(belfry(dir.path()).args(["token", "issue", "--user", "ana", "--ttl", "600"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = stdout(&out);
+    let (status, counts) = http(
+        reqwest::Method::GET,
+        &format!("{base}/v1/me/counts"),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(counts["unread"], 1);
+    let out = run(belfry(dir.path()).args(["token", "issue", "--user", "ghost"]));
+    assert!(!out.status.success());
+}
+
+#[test]
+fn help_documents_every_setting_with_its_default() {
+    let out = run(Command::new(BIN).args(["serve", "--help"]));
+    let help = stdout(&out);
+    for needle in [
+        "--listen",
+        "BELFRY_LISTEN",
+        "127.0.0.1:8080",
+        "--data-dir",
+        "BELFRY_DATA_DIR",
+        "./belfry-data",
+        "--database",
+        "BELFRY_DATABASE_URL",
+        "--public-url",
+        "BELFRY_PUBLIC_URL",
+        "--config",
+        "BELFRY_CONFIG",
+        "--body-limit",
+        "262144",
+        "--cors-origins",
+        "--token-ttl",
+        "3600",
+        "--log-format",
+        "BELFRY_ADMIN_KEY",
+    ] {
+        assert!(
+            help.contains(needle),
+            "serve --help lacks {needle}:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn migrate_and_bad_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(belfry(dir.path()).arg("migrate"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.path().join("belfry.db").exists());
+
+    let out = run(belfry(dir.path()).args(["serve", "--listen", "nonsense"]));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--listen nonsense"),
+        "{}",
+        stderr(&out)
+    );
+
+    let config = dir.path().join("belfry.toml");
+    std::fs::write(&config, "listen = 5").unwrap();
+    let out = run(belfry(dir.path()).args(["serve", "--config"]).arg(&config));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid configuration file"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(belfry(dir.path())
+        .arg("serve")
+        .env("BELFRY_ADMIN_KEY", "short"));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("BELFRY_ADMIN_KEY"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn environment_is_below_flags_and_above_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("belfry.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:1\"\n").unwrap();
+    // The file's port 1 would fail to bind; the environment's port 0 wins.
+    let server = serve_with(
+        dir.path(),
+        &config,
+        &[("BELFRY_LISTEN", "127.0.0.1:0")],
+        None,
+    );
+    assert!(!server.url.ends_with(":1"), "{}", server.url);
+    drop(server);
+    // And the flag wins over the environment.
+    let server = serve_with(
+        dir.path(),
+        &config,
+        &[("BELFRY_LISTEN", "127.0.0.1:1")],
+        Some("127.0.0.1:0"),
+    );
+    assert!(!server.url.ends_with(":1"), "{}", server.url);
+}
+
+fn serve_with(data: &Path, config: &Path, env: &[(&str, &str)], listen: Option<&str>) -> Server {
+    let mut cmd = belfry(data);
+    cmd.arg("serve").arg("--config").arg(config);
+    if let Some(l) = listen {
+        cmd.args(["--listen", l]);
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut server = Server {
+        child: cmd.spawn().unwrap(),
+        url: String::new(),
+        admin_key: None,
+    };
+    let err = server.child.stderr.take().unwrap();
+    for line in BufReader::new(err).lines().map_while(Result::ok) {
+        if let Some(rest) = line.split("Belfry listening on ").nth(1) {
+            server.url = rest.split_whitespace().next().unwrap().to_string();
+            return server;
+        }
+    }
+    panic!("belfry serve exited without listening");
+}

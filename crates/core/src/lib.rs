@@ -1,0 +1,18 @@
+//! Belfry's domain: the model (users, groups, notifications, audiences, inbox
+//! queries) and the pure decisions on it. Nothing in this crate performs I/O;
+//! the store, the server and the binary build on it.
+#![forbid(unsafe_code)]
+
+pub mod ids;
+pub mod inbox;
+pub mod notification;
+pub mod time;
+pub mod user;
+pub mod validation;
+
+pub use ids::{Category, EmailAddress, EntityRef, GroupId, UserId};
+pub use inbox::{Counts, Cursor, Filter, InboxItemMeta, InboxQuery};
+pub use notification::{Audience, Channel, Content, NewNotification, SendRequest};
+pub use time::{Clock, ManualClock, Millis, SystemClock};
+pub use user::{Locale, Patch, TimeZoneName, User, UserPatch, UserRequest};
+pub use validation::{FieldError, ValidationErrors};

@@ -1,0 +1,344 @@
+//! Authentication and authorisation: secret keys (random, stored as SHA-256,
+//! scoped `send` or `admin`), short-lived user tokens (HS256 JWTs signed with
+//! a secret kept in the store), and the extractors that demand them.
+
+use crate::AppState;
+use crate::error::ApiError;
+use aws_lc_rs::digest;
+use axum::extract::{FromRequestParts, RawPathParams};
+use axum::http::header;
+use axum::http::request::Parts;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use belfry_core::{Millis, UserId};
+use belfry_store::{ApiKeyInfo, NewApiKey, Scope};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+/// Every secret key starts with this, so that it is recognisable in logs
+/// and by secret scanners.
+pub const KEY_PREFIX: &str = "bfy_sk_";
+
+/// SHA-256 of a secret key, as stored.
+pub fn hash_key(secret: &str) -> [u8; 32] {
+    let d = digest::digest(&digest::SHA256, secret.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    aws_lc_rs::rand::fill(&mut buf).expect("the system random source works");
+    buf
+}
+
+/// A new random key id such as `key_8f3a…`.
+fn new_key_id() -> String {
+    let bytes: [u8; 8] = random_bytes();
+    format!(
+        "key_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+/// A key to store, built from its secret.
+pub fn key_record(secret: &str, name: &str, scopes: Vec<Scope>) -> NewApiKey {
+    NewApiKey {
+        id: new_key_id(),
+        name: name.to_string(),
+        scopes,
+        prefix: secret.chars().take(KEY_PREFIX.len() + 6).collect(),
+        hash: hash_key(secret),
+    }
+}
+
+/// Generates a new secret key; returns the secret (shown once) and what to store.
+pub fn generate_key(name: &str, scopes: Vec<Scope>) -> (String, NewApiKey) {
+    let secret = format!(
+        "{KEY_PREFIX}{}",
+        URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+    );
+    let record = key_record(&secret, name, scopes);
+    (secret, record)
+}
+
+/// Checks a key given by an operator (`BELFRY_ADMIN_KEY`).
+pub fn validate_operator_key(secret: &str) -> Result<(), String> {
+    if !secret.starts_with(KEY_PREFIX) {
+        return Err(format!(
+            "must start with {KEY_PREFIX} (generate one with `belfry keys generate`)"
+        ));
+    }
+    if secret.len() < KEY_PREFIX.len() + 32 {
+        return Err("is too short: use at least 32 random characters after the prefix".into());
+    }
+    if !secret.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("may only contain printable ASCII characters".into());
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    iat: i64,
+    exp: i64,
+    /// Always "user": these tokens reach one user's inbox only.
+    scope: String,
+}
+
+/// Issues and checks user tokens.
+#[derive(Clone)]
+pub struct TokenSigner {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl TokenSigner {
+    pub fn new(secret: &[u8]) -> Self {
+        // Selects the aws-lc-rs backend; a second call finds it installed.
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+        }
+    }
+
+    /// A token for `user`, valid for `ttl_secs` from `now`.
+    pub fn issue(&self, user: &UserId, now: Millis, ttl_secs: i64) -> (String, Millis) {
+        let iat = now.0 / 1000;
+        let exp = iat + ttl_secs;
+        let claims = Claims {
+            sub: user.to_string(),
+            iat,
+            exp,
+            scope: "user".into(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signing cannot fail");
+        (token, Millis(exp * 1000))
+    }
+
+    /// The user a token was issued for, if it is genuine and not expired at `now`.
+    pub fn verify(&self, token: &str, now: Millis) -> Result<UserId, String> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        // Expiry is checked against Belfry's clock below, not the system's.
+        validation.validate_exp = false;
+        validation.required_spec_claims.clear();
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|_| {
+                "the token is not valid (malformed or not signed by this server)".to_string()
+            })?;
+        if data.claims.scope != "user" {
+            return Err("the token is not a user token".into());
+        }
+        if data.claims.exp * 1000 <= now.0 {
+            return Err("the token has expired; ask the host application for a new one".into());
+        }
+        UserId::parse(&data.claims.sub).map_err(|_| "the token names no valid user".to_string())
+    }
+}
+
+/// Recently checked keys, so that most requests do not query the store.
+/// Revocations made through this node take effect at once; those made
+/// elsewhere (another node, the CLI) within [`KeyCache::TTL`].
+#[derive(Default)]
+pub struct KeyCache {
+    entries: RwLock<HashMap<[u8; 32], (ApiKeyInfo, Instant)>>,
+}
+
+impl KeyCache {
+    pub const TTL: Duration = Duration::from_secs(10);
+
+    fn get(&self, hash: &[u8; 32]) -> Option<ApiKeyInfo> {
+        let entries = self.entries.read().expect("key cache");
+        entries
+            .get(hash)
+            .filter(|(_, at)| at.elapsed() < Self::TTL)
+            .map(|(k, _)| k.clone())
+    }
+
+    fn put(&self, hash: [u8; 32], key: ApiKeyInfo) {
+        let mut entries = self.entries.write().expect("key cache");
+        if entries.len() > 10_000 {
+            entries.retain(|_, (_, at)| at.elapsed() < Self::TTL);
+        }
+        entries.insert(hash, (key, Instant::now()));
+    }
+
+    /// Forgets a key (after it was revoked).
+    pub fn forget(&self, id: &str) {
+        self.entries
+            .write()
+            .expect("key cache")
+            .retain(|_, (k, _)| k.id != id);
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    Key(ApiKeyInfo),
+    User(UserId),
+}
+
+fn bearer(parts: &Parts) -> Option<String> {
+    if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+        let value = value.to_str().ok()?;
+        let (scheme, token) = value.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_string());
+    }
+    // EventSource cannot set headers: user tokens may come as ?token=.
+    parts.uri.query().and_then(|q| {
+        serde_urlencoded::from_str::<HashMap<String, String>>(q)
+            .ok()?
+            .remove("token")
+    })
+}
+
+/// Authenticates the request.
+pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    let token = bearer(parts).ok_or_else(|| {
+        ApiError::Unauthorized(
+            "send a secret key or user token as 'Authorization: Bearer <token>'".into(),
+        )
+    })?;
+    if token.starts_with(KEY_PREFIX) {
+        let hash = hash_key(&token);
+        let key = match state.keys.get(&hash) {
+            Some(k) => k,
+            None => {
+                let k = state
+                    .store
+                    .find_api_key(hash)
+                    .await?
+                    .ok_or_else(|| ApiError::Unauthorized("unknown secret key".into()))?;
+                state.keys.put(hash, k.clone());
+                k
+            }
+        };
+        if key.revoked_at.is_some() {
+            return Err(ApiError::Unauthorized(
+                "this secret key has been revoked".into(),
+            ));
+        }
+        Ok(Principal::Key(key))
+    } else {
+        state
+            .tokens
+            .verify(&token, state.clock.now())
+            .map(Principal::User)
+            .map_err(ApiError::Unauthorized)
+    }
+}
+
+/// A secret key with the `send` (or `admin`) scope.
+pub struct SendKey(pub ApiKeyInfo);
+
+/// A secret key with the `admin` scope.
+pub struct AdminKey(pub ApiKeyInfo);
+
+const USER_TOKEN_FORBIDDEN: &str =
+    "a user token reaches only /v1/me/...; this endpoint needs a secret key";
+
+impl FromRequestParts<AppState> for SendKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match authenticate(parts, state).await? {
+            Principal::Key(k) if k.allows(Scope::Send) => Ok(SendKey(k)),
+            Principal::Key(_) => Err(ApiError::Forbidden("this key may not send".into())),
+            Principal::User(_) => Err(ApiError::Forbidden(USER_TOKEN_FORBIDDEN.into())),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for AdminKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match authenticate(parts, state).await? {
+            Principal::Key(k) if k.allows(Scope::Admin) => Ok(AdminKey(k)),
+            Principal::Key(_) => Err(ApiError::Forbidden(
+                "this endpoint needs a key with the admin scope; this key has only send".into(),
+            )),
+            Principal::User(_) => Err(ApiError::Forbidden(USER_TOKEN_FORBIDDEN.into())),
+        }
+    }
+}
+
+/// Whose inbox a request is about: the token's user on `/v1/me/...`, or the
+/// `{user_id}` of `/v1/users/{user_id}/...` for an admin key.
+pub struct InboxOwner(pub UserId);
+
+impl FromRequestParts<AppState> for InboxOwner {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let principal = authenticate(parts, state).await?;
+        let path_user = RawPathParams::from_request_parts(parts, state)
+            .await
+            .ok()
+            .and_then(|params| {
+                params
+                    .iter()
+                    .find(|(name, _)| *name == "user_id")
+                    .map(|(_, v)| v.to_string())
+            });
+        match (principal, path_user) {
+            (Principal::User(user), None) => Ok(InboxOwner(user)),
+            (Principal::User(_), Some(_)) => Err(ApiError::Forbidden(
+                "a user token reaches only its own inbox under /v1/me/...".into(),
+            )),
+            (Principal::Key(k), Some(user)) if k.allows(Scope::Admin) => UserId::parse(&user)
+                .map(InboxOwner)
+                .map_err(|e| ApiError::bad_request("invalid_path", e)),
+            (Principal::Key(_), Some(_)) => Err(ApiError::Forbidden(
+                "reading a user's inbox needs a key with the admin scope".into(),
+            )),
+            (Principal::Key(_), None) => Err(ApiError::Forbidden(
+                "/v1/me/... needs a user token; with a secret key use /v1/users/{user_id}/..."
+                    .into(),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_random_prefixed_and_hashed() {
+        let (a, rec_a) = generate_key("a", vec![Scope::Send]);
+        let (b, _) = generate_key("b", vec![Scope::Send]);
+        assert_ne!(a, b);
+        assert!(a.starts_with(KEY_PREFIX));
+        assert!(validate_operator_key(&a).is_ok());
+        assert_eq!(rec_a.hash, hash_key(&a));
+        assert!(a.starts_with(&rec_a.prefix));
+        assert!(validate_operator_key("secret").is_err());
+    }
+
+    #[test]
+    fn tokens_expire_by_the_given_clock_and_resist_tampering() {
+        let signer = TokenSigner::new(b"0123456789abcdef0123456789abcdef");
+        let user = UserId::parse("u-1").unwrap();
+        let now = Millis(1_800_000_000_000);
+        let (token, exp) = signer.issue(&user, now, 60);
+        assert_eq!(exp, now.plus_secs(60));
+        assert_eq!(signer.verify(&token, now).unwrap(), user);
+        assert!(signer.verify(&token, now.plus_secs(60)).is_err());
+        let other = TokenSigner::new(b"another secret of 32 bytes......");
+        assert!(other.verify(&token, now).is_err());
+        let mut tampered = token.clone();
+        tampered.insert(token.len() - 5, 'x');
+        assert!(signer.verify(&tampered, now).is_err());
+    }
+}

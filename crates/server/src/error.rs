@@ -1,0 +1,225 @@
+//! The one error type of the HTTP API and its mapping to RFC 9457 problem
+//! documents (`application/problem+json`) with a stable `code`. Details of
+//! server faults go to the log, never to the client.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use belfry_core::{FieldError, ValidationErrors};
+use belfry_store::StoreError;
+use serde::Serialize;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Everything a handler can fail with.
+#[derive(Debug)]
+pub enum ApiError {
+    /// The body is not JSON at all (400 `invalid_json`).
+    BadJson(String),
+    /// Well-formed, but fields are wrong (422 `invalid_body`).
+    Validation(ValidationErrors),
+    /// A query parameter or path segment is wrong (400).
+    BadRequest {
+        code: &'static str,
+        detail: String,
+    },
+    /// Recipients that do not exist (422).
+    UnknownRecipients {
+        code: &'static str,
+        detail: String,
+        errors: Vec<FieldError>,
+    },
+    Unauthorized(String),
+    Forbidden(String),
+    NotFound(String),
+    Conflict(String),
+    PayloadTooLarge(usize),
+    UnsupportedMediaType(String),
+    Unavailable(String),
+    /// A fault of the server; the message is logged, not shown.
+    Internal(String),
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable, machine-readable: `invalid_json`, `invalid_body`, `unauthorized`,
+    /// `forbidden`, `not_found`, `conflict`, `payload_too_large`, …
+    pub code: String,
+    /// Per-field problems, when the body was invalid.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, String, Vec<FieldError>) {
+        match self {
+            ApiError::BadJson(d) => (StatusCode::BAD_REQUEST, "invalid_json", d.clone(), vec![]),
+            ApiError::Validation(e) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                e.to_string(),
+                e.0.clone(),
+            ),
+            ApiError::BadRequest { code, detail } => {
+                (StatusCode::BAD_REQUEST, code, detail.clone(), vec![])
+            }
+            ApiError::UnknownRecipients {
+                code,
+                detail,
+                errors,
+            } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                code,
+                detail.clone(),
+                errors.clone(),
+            ),
+            ApiError::Unauthorized(d) => {
+                (StatusCode::UNAUTHORIZED, "unauthorized", d.clone(), vec![])
+            }
+            ApiError::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", d.clone(), vec![]),
+            ApiError::NotFound(d) => (StatusCode::NOT_FOUND, "not_found", d.clone(), vec![]),
+            ApiError::Conflict(d) => (StatusCode::CONFLICT, "conflict", d.clone(), vec![]),
+            ApiError::PayloadTooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "the request body is larger than {limit} bytes; send less (or split a batch)"
+                ),
+                vec![],
+            ),
+            ApiError::UnsupportedMediaType(d) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                d.clone(),
+                vec![],
+            ),
+            ApiError::Unavailable(d) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                d.clone(),
+                vec![],
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the server failed to handle this request; it has been logged".into(),
+                vec![],
+            ),
+        }
+    }
+}
+
+/// A problem response with the given status, code and detail.
+pub fn problem_response(
+    status: StatusCode,
+    code: &str,
+    detail: String,
+    errors: Vec<FieldError>,
+) -> Response {
+    let body = Problem {
+        kind: format!("https://belfry.dev/problems/{code}"),
+        title: status.canonical_reason().unwrap_or("Error").to_string(),
+        status: status.as_u16(),
+        detail,
+        code: code.to_string(),
+        errors,
+    };
+    let mut response = (
+        status,
+        serde_json::to_string(&body).expect("problem serialises"),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"belfry\""),
+        );
+    }
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(message) = &self {
+            tracing::error!(error = %message, "request failed");
+        }
+        let (status, code, detail, errors) = self.parts();
+        problem_response(status, code, detail, errors)
+    }
+}
+
+impl From<ValidationErrors> for ApiError {
+    fn from(e: ValidationErrors) -> Self {
+        ApiError::Validation(e)
+    }
+}
+
+fn unknown(
+    field: &str,
+    ids: &[String],
+    what: &str,
+    code: &'static str,
+    index: Option<usize>,
+) -> ApiError {
+    let prefix = index
+        .map(|i| format!("notifications[{i}]."))
+        .unwrap_or_default();
+    let field = format!("{prefix}{field}");
+    ApiError::UnknownRecipients {
+        code,
+        detail: format!(
+            "{field}: no {what} with the id {}; create it first (PUT /v1/{what}s/{{id}})",
+            ids.join(", ")
+        ),
+        errors: ids
+            .iter()
+            .map(|id| FieldError {
+                field: field.clone(),
+                message: format!("unknown {what} '{id}'"),
+            })
+            .collect(),
+    }
+}
+
+fn from_store(e: StoreError, index: Option<usize>) -> ApiError {
+    match e {
+        StoreError::NotFound => ApiError::NotFound("no such resource".into()),
+        StoreError::Conflict(d) => ApiError::Conflict(d),
+        StoreError::UnknownUsers(ids) => unknown("to.users", &ids, "user", "unknown_user", index),
+        StoreError::UnknownGroups(ids) => {
+            unknown("to.groups", &ids, "group", "unknown_group", index)
+        }
+        StoreError::Invalid(d) => {
+            let field = index
+                .map(|i| format!("notifications[{i}]"))
+                .unwrap_or_default();
+            ApiError::Validation(ValidationErrors::single(field, d))
+        }
+        StoreError::InItem { index, error } => from_store(*error, Some(index)),
+        StoreError::Closed => ApiError::Unavailable("the server is shutting down; retry".into()),
+        StoreError::Backend(d) => ApiError::Internal(d),
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        from_store(e, None)
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,151 @@
+//! Belfry's HTTP application: the axum router with every `/v1` resource,
+//! authentication, problem+json errors, metrics and the OpenAPI document,
+//! and the [`Application`] that serves it until told to stop.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod openapi;
+mod routes;
+
+use crate::auth::{KeyCache, TokenSigner};
+use anyhow::Context as _;
+use axum::Router;
+use belfry_core::Clock;
+use belfry_store::{Scope, SharedStore};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Settings of the HTTP application (the binary builds them from flags,
+/// environment and file).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Base URL under which clients reach this server (used in links).
+    pub public_url: Option<String>,
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+    /// Origins allowed to call the API from a browser; empty: any origin.
+    pub cors_origins: Vec<String>,
+    /// An admin key given by the operator (`BELFRY_ADMIN_KEY`), ensured to exist.
+    pub admin_key: Option<String>,
+    /// Lifetime of user tokens when the request names none, in seconds.
+    pub token_ttl_secs: i64,
+    /// Longest lifetime a user token may be issued for, in seconds.
+    pub token_max_ttl_secs: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            body_limit: 256 * 1024,
+            cors_origins: Vec::new(),
+            admin_key: None,
+            token_ttl_secs: 3600,
+            token_max_ttl_secs: 30 * 24 * 3600,
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: SharedStore,
+    pub clock: Arc<dyn Clock>,
+    pub tokens: TokenSigner,
+    pub keys: Arc<KeyCache>,
+    pub config: Arc<Config>,
+}
+
+/// The name of the signing secret of user tokens in the store.
+pub const TOKEN_SECRET: &str = "user-token-hs256";
+
+/// Builds the token signer from the store's secret (the same on every node).
+pub async fn token_signer(store: &SharedStore) -> anyhow::Result<TokenSigner> {
+    let secret = store
+        .secret(TOKEN_SECRET)
+        .await
+        .context("reading the user-token secret")?;
+    Ok(TokenSigner::new(&secret))
+}
+
+/// Makes sure an admin key exists. With `BELFRY_ADMIN_KEY` set, that key is
+/// stored if missing. Otherwise, on a database without any key, an admin key
+/// is generated and returned so that the caller can show it once.
+pub async fn bootstrap_admin_key(
+    store: &SharedStore,
+    clock: &dyn Clock,
+    operator_key: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    if let Some(secret) = operator_key {
+        auth::validate_operator_key(secret).map_err(|e| anyhow::anyhow!("BELFRY_ADMIN_KEY {e}"))?;
+        let record = auth::key_record(secret, "admin (BELFRY_ADMIN_KEY)", vec![Scope::Admin]);
+        store.ensure_api_key(record, clock.now()).await?;
+        return Ok(None);
+    }
+    let (secret, record) = auth::generate_key("admin", vec![Scope::Admin]);
+    if store.create_first_api_key(record, clock.now()).await? {
+        Ok(Some(secret))
+    } else {
+        Ok(None)
+    }
+}
+
+/// A bound, ready-to-run Belfry server.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    /// The admin key generated on this start (first start on an empty database).
+    pub generated_admin_key: Option<String>,
+}
+
+impl Application {
+    /// Prepares the application on an already bound listener (port 0 in tests).
+    pub async fn build(
+        config: Config,
+        store: SharedStore,
+        clock: Arc<dyn Clock>,
+        listener: TcpListener,
+    ) -> anyhow::Result<Application> {
+        // Install the metrics recorder before anything is counted.
+        let _ = metrics::handle();
+        let generated_admin_key =
+            bootstrap_admin_key(&store, clock.as_ref(), config.admin_key.as_deref()).await?;
+        let state = AppState {
+            tokens: token_signer(&store).await?,
+            store,
+            clock,
+            keys: Arc::new(KeyCache::default()),
+            config: Arc::new(config),
+        };
+        let router = routes::router(state);
+        Ok(Application {
+            listener,
+            router,
+            generated_admin_key,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops accepting and lets
+    /// in-flight requests finish.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .context("serving HTTP")
+    }
+}

@@ -1,0 +1,128 @@
+//! The router: every resource module's routes, the operational endpoints and
+//! the middleware stack (tracing, metrics, CORS, problem+json for every error).
+
+mod groups;
+mod inbox;
+mod notifications;
+mod ops;
+mod users;
+
+use crate::AppState;
+use crate::error::{PROBLEM_JSON, problem_response};
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+
+pub(crate) fn router(state: AppState) -> Router {
+    let (api, openapi) = OpenApiRouter::with_openapi(crate::openapi::base())
+        .merge(notifications::routes())
+        .merge(inbox::routes())
+        .merge(users::routes())
+        .merge(groups::routes())
+        .split_for_parts();
+    let openapi_json = std::sync::Arc::new(
+        serde_json::to_string_pretty(&openapi).expect("the OpenAPI document serialises"),
+    );
+
+    let cors = cors(&state.config.cors_origins);
+    Router::new()
+        .merge(api)
+        .merge(inbox::mirror_routes())
+        .merge(ops::routes(openapi_json))
+        .with_state(state)
+        .layer(middleware::from_fn(problem_for_errors))
+        .layer(CatchPanicLayer::new())
+        .layer(middleware::from_fn(crate::metrics::track))
+        .layer(cors)
+        .layer(TraceLayer::new_for_http())
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let base = CorsLayer::new()
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("idempotency-key"),
+            header::HeaderName::from_static("last-event-id"),
+        ])
+        .max_age(std::time::Duration::from_secs(3600));
+    if origins.is_empty() || origins.iter().any(|o| o == "*") {
+        // Bearer tokens, not cookies: any origin may call, none gets ambient credentials.
+        base.allow_origin(Any)
+    } else {
+        let list: Vec<HeaderValue> = origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        base.allow_origin(AllowOrigin::list(list))
+    }
+}
+
+/// Turns every error response that is not yet a problem document (unknown
+/// route, wrong method, a framework rejection, a panic) into one.
+async fn problem_for_errors(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if is_problem {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let body = axum::body::to_bytes(response.into_body(), 16 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_string();
+    let (code, detail) = match status {
+        StatusCode::NOT_FOUND => (
+            "not_found",
+            format!("no endpoint {method} {path}; see /v1/openapi.json"),
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            format!("{path} does not accept {method}"),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", text),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", text),
+        s if s.is_server_error() => {
+            tracing::error!(%method, %path, status = s.as_u16(), body = %text, "server error");
+            (
+                "internal",
+                "the server failed to handle this request; it has been logged".into(),
+            )
+        }
+        _ => (
+            "bad_request",
+            if text.is_empty() {
+                "bad request".into()
+            } else {
+                text
+            },
+        ),
+    };
+    let mut out = problem_response(status, code, detail, Vec::new());
+    if let Some(allow) = allow {
+        out.headers_mut().insert(header::ALLOW, allow);
+    }
+    out
+}

@@ -1,0 +1,353 @@
+//! Sending: `POST /v1/notifications`, the batch endpoint, and a producer's
+//! view and cancellation of what it sent.
+
+use crate::AppState;
+use crate::auth::SendKey;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{ApiJson, parse_json, read_body};
+use axum::Json;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use belfry_core::inbox::splice_objects;
+use belfry_core::notification::{SendRequest, limits, validate_idempotency_key};
+use belfry_core::{Channel, Millis, NewNotification, ValidationErrors};
+use belfry_store::{Scope, SendContext, SendReceipt};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(send))
+        .routes(routes!(send_batch))
+        .routes(routes!(get_notification, delete_notification))
+}
+
+const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+fn idempotency_header(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    match headers.get(IDEMPOTENCY_HEADER) {
+        None => Ok(None),
+        Some(v) => {
+            let v = v.to_str().map_err(|_| {
+                ApiError::bad_request("invalid_header", "Idempotency-Key must be printable ASCII")
+            })?;
+            validate_idempotency_key(v).map(Some).map_err(|e| {
+                ApiError::bad_request("invalid_header", format!("Idempotency-Key {e}"))
+            })
+        }
+    }
+}
+
+/// Refuses what this version accepts in the contract but cannot carry out
+/// yet, instead of silently dropping it.
+fn check_supported(n: &NewNotification, errors: &mut ValidationErrors) {
+    if n.send_at.is_some() {
+        errors.add(
+            "send_at",
+            "scheduled sends are not available in this version; leave send_at out to send now",
+        );
+    }
+    if let Some(channels) = &n.channels {
+        for c in channels.iter().filter(|c| **c != Channel::InApp) {
+            errors.add(
+                "channels",
+                format!(
+                    "the {} channel is not available in this version; use in_app",
+                    c.as_str()
+                ),
+            );
+        }
+    }
+}
+
+fn accepted(receipt: &SendReceipt) -> Response {
+    let mut response = (StatusCode::ACCEPTED, Json(receipt)).into_response();
+    if receipt.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    } else {
+        metrics::counter!("belfry_notifications_accepted_total").increment(1);
+    }
+    response
+}
+
+/// Send one notification.
+///
+/// Accepted notifications are committed before the 202 is sent. With an
+/// `Idempotency-Key` header (or `idempotency_key` field) a repeat within 24
+/// hours answers the first receipt (with `Idempotent-Replayed: true`) and
+/// creates nothing.
+#[utoipa::path(
+    post, path = "/v1/notifications", tag = "notifications",
+    request_body = SendRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    responses(
+        (status = 202, description = "Accepted and stored", body = SendReceipt),
+        (status = 400, description = "Not JSON", body = Problem),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 413, body = Problem),
+        (status = 422, description = "Invalid fields, unknown users or groups", body = Problem),
+    ),
+    security(("secret_key" = []))
+)]
+async fn send(
+    State(state): State<AppState>,
+    SendKey(key): SendKey,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<SendRequest>,
+) -> ApiResult<Response> {
+    let now = state.clock.now();
+    let header_key = idempotency_header(&headers)?;
+    let mut n = request.validate(now)?;
+    if let Some(k) = header_key {
+        if n.idempotency_key.as_ref().is_some_and(|b| *b != k) {
+            return Err(ValidationErrors::single(
+                "idempotency_key",
+                "differs from the Idempotency-Key header; give one of them",
+            )
+            .into());
+        }
+        n.idempotency_key = Some(k);
+    }
+    let mut errors = ValidationErrors::new();
+    check_supported(&n, &mut errors);
+    errors.finish(())?;
+    let receipts = state
+        .store
+        .send(
+            SendContext {
+                key_id: key.id,
+                now,
+            },
+            vec![n],
+        )
+        .await?;
+    let receipt = receipts
+        .first()
+        .ok_or_else(|| ApiError::Internal("the store returned no receipt".into()))?;
+    Ok(accepted(receipt))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    /// 1 to 1000 notifications, each as for `POST /v1/notifications`.
+    notifications: Vec<SendRequest>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct BatchResponse {
+    /// One receipt per notification, in the order sent.
+    results: Vec<SendReceipt>,
+}
+
+/// The batch body may be larger than a single notification's.
+struct BatchBody(BatchRequest);
+
+impl FromRequest<AppState> for BatchBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bytes = read_body(req, state.config.body_limit.saturating_mul(16)).await?;
+        parse_json(&bytes).map(BatchBody)
+    }
+}
+
+/// Send up to 1000 notifications in one request.
+///
+/// All or nothing: if any notification is invalid (or names an unknown user
+/// or group), nothing is stored and the error names it by index
+/// (`notifications[3].title`). Idempotency keys are given per notification
+/// (`idempotency_key`). The body may be 16 times the single-request limit.
+#[utoipa::path(
+    post, path = "/v1/notifications/batch", tag = "notifications",
+    request_body = BatchRequest,
+    responses(
+        (status = 202, body = BatchResponse),
+        (status = 413, body = Problem),
+        (status = 422, body = Problem),
+    ),
+    security(("secret_key" = []))
+)]
+async fn send_batch(
+    State(state): State<AppState>,
+    SendKey(key): SendKey,
+    headers: HeaderMap,
+    BatchBody(batch): BatchBody,
+) -> ApiResult<Response> {
+    if headers.contains_key(IDEMPOTENCY_HEADER) {
+        return Err(ApiError::bad_request(
+            "invalid_header",
+            "the batch endpoint takes an idempotency_key per notification, not an Idempotency-Key header",
+        ));
+    }
+    let count = batch.notifications.len();
+    if count == 0 || count > limits::BATCH {
+        return Err(ValidationErrors::single(
+            "notifications",
+            format!("has {count} entries; send 1 to {}", limits::BATCH),
+        )
+        .into());
+    }
+    let now = state.clock.now();
+    let mut errors = ValidationErrors::new();
+    let mut valid = Vec::with_capacity(count);
+    for (i, request) in batch.notifications.into_iter().enumerate() {
+        let prefix = format!("notifications[{i}]");
+        match request.validate(now) {
+            Ok(n) => {
+                let mut unsupported = ValidationErrors::new();
+                check_supported(&n, &mut unsupported);
+                errors.0.extend(unsupported.prefixed(&prefix).0);
+                valid.push(n);
+            }
+            Err(e) => errors.0.extend(e.prefixed(&prefix).0),
+        }
+    }
+    errors.finish(())?;
+    let results = state
+        .store
+        .send(
+            SendContext {
+                key_id: key.id,
+                now,
+            },
+            valid,
+        )
+        .await?;
+    let fresh = results.iter().filter(|r| !r.replayed).count();
+    metrics::counter!("belfry_notifications_accepted_total").increment(fresh as u64);
+    Ok((StatusCode::ACCEPTED, Json(BatchResponse { results })).into_response())
+}
+
+/// A notification as its producer sees it (documentation of the response).
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct NotificationView {
+    id: String,
+    seq: Option<i64>,
+    /// `published` or `cancelled`.
+    status: String,
+    created_at: String,
+    published_at: Option<String>,
+    send_at: Option<String>,
+    /// Id of the key that sent it.
+    sender: String,
+    /// The targets as sent.
+    #[schema(value_type = Object)]
+    to: (),
+    channels: Option<Vec<String>>,
+    summary: Summary,
+    /// Followed by every content field (title, body, url, category, actor, …).
+    title: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Summary {
+    /// Direct recipients when sent (null with a broadcast part).
+    recipients: Option<i64>,
+    /// Inbox entries that show it now, and how many of them are read.
+    inbox_entries: i64,
+    inbox_read: i64,
+    /// Users who read it through a broadcast.
+    broadcast_read: i64,
+    /// External contacts (email addresses without a user).
+    contacts: i64,
+}
+
+#[derive(Serialize)]
+struct ViewMeta<'a> {
+    id: &'a str,
+    seq: Option<i64>,
+    status: &'a str,
+    created_at: String,
+    published_at: Option<String>,
+    send_at: Option<String>,
+    sender: &'a str,
+    to: &'a RawValue,
+    channels: Option<&'a RawValue>,
+    summary: Summary,
+}
+
+fn raw(json: &str) -> ApiResult<Box<RawValue>> {
+    RawValue::from_string(json.to_string())
+        .map_err(|e| ApiError::Internal(format!("stored JSON is invalid: {e}")))
+}
+
+async fn visible_record(
+    state: &AppState,
+    key: &belfry_store::ApiKeyInfo,
+    id: &str,
+) -> ApiResult<belfry_store::NotificationRecord> {
+    // A send key sees only what it sent; others' ids are reported as unknown.
+    state
+        .store
+        .get_notification(id)
+        .await?
+        .filter(|r| key.allows(Scope::Admin) || r.sender == key.id)
+        .ok_or_else(|| ApiError::NotFound(format!("no notification {id}")))
+}
+
+/// A notification: content, audience and delivery summary.
+#[utoipa::path(
+    get, path = "/v1/notifications/{id}", tag = "notifications",
+    params(("id" = String, Path)),
+    responses((status = 200, body = NotificationView), (status = 404, body = Problem)),
+    security(("secret_key" = []))
+)]
+async fn get_notification(
+    State(state): State<AppState>,
+    SendKey(key): SendKey,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let r = visible_record(&state, &key, &id).await?;
+    let to = raw(&r.audience_json)?;
+    let channels = r.channels_json.as_deref().map(raw).transpose()?;
+    let meta = ViewMeta {
+        id: &r.id,
+        seq: r.seq,
+        status: &r.status,
+        created_at: r.created_at.to_rfc3339(),
+        published_at: r.published_at.map(Millis::to_rfc3339),
+        send_at: r.send_at.map(Millis::to_rfc3339),
+        sender: &r.sender,
+        to: &to,
+        channels: channels.as_deref(),
+        summary: Summary {
+            recipients: r.recipients,
+            inbox_entries: r.inbox_entries,
+            inbox_read: r.inbox_read,
+            broadcast_read: r.broadcast_read,
+            contacts: r.contacts,
+        },
+    };
+    let meta = serde_json::to_string(&meta).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        splice_objects(&meta, &r.content_json),
+    )
+        .into_response())
+}
+
+/// Cancel a notification and remove it from every inbox.
+///
+/// Idempotent: deleting an already cancelled notification answers 204 again.
+#[utoipa::path(
+    delete, path = "/v1/notifications/{id}", tag = "notifications",
+    params(("id" = String, Path)),
+    responses((status = 204, description = "Cancelled"), (status = 404, body = Problem)),
+    security(("secret_key" = []))
+)]
+async fn delete_notification(
+    State(state): State<AppState>,
+    SendKey(key): SendKey,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    visible_record(&state, &key, &id).await?;
+    state.store.delete_notification(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

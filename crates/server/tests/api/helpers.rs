@@ -1,0 +1,229 @@
+//! The test harness: a real Belfry on a random port over a fresh SQLite file,
+//! with a clock the tests move, and typed helpers for the API.
+
+use belfry_core::{Clock, ManualClock, SystemClock};
+use belfry_server::{Application, Config};
+use belfry_store::{SqliteOptions, SqliteStore};
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub admin_key: String,
+    pub clock: Arc<ManualClock>,
+    pub dir: Arc<TempDir>,
+    config: Config,
+    shutdown: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Config::default()).await
+}
+
+pub async fn spawn_app_with(config: Config) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    start(config, dir, clock, None).await
+}
+
+async fn start(
+    config: Config,
+    dir: Arc<TempDir>,
+    clock: Arc<ManualClock>,
+    admin_key: Option<String>,
+) -> TestApp {
+    let store = SqliteStore::open(SqliteOptions::new(dir.path().join("belfry.db")))
+        .expect("open the store");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = Application::build(config.clone(), Arc::new(store), clock.clone(), listener)
+        .await
+        .expect("build the app");
+    let admin_key = admin_key
+        .or(app.generated_admin_key.clone())
+        .expect("a fresh database generates an admin key");
+    let base = format!("http://{}", app.local_addr());
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let handle = tokio::spawn(async move {
+        app.run_until_stopped(token).await.expect("serve");
+    });
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        admin_key,
+        clock,
+        dir,
+        config,
+        shutdown,
+        handle,
+    }
+}
+
+impl TestApp {
+    /// Stops the server gracefully and starts a new one on the same database.
+    pub async fn restart(self) -> TestApp {
+        self.shutdown.cancel();
+        self.handle.await.expect("server task");
+        start(self.config, self.dir, self.clock, Some(self.admin_key)).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request with a bearer token.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: &str,
+        body: Option<Value>,
+    ) -> Response {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(bearer);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Response {
+        self.call(method, path, &self.admin_key, body).await
+    }
+
+    pub async fn put_user(&self, id: &str, body: Value) -> Value {
+        let r = self
+            .admin(Method::PUT, &format!("/v1/users/{id}"), Some(body))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "PUT user {id}");
+        r.json().await.unwrap()
+    }
+
+    /// Creates users with no other attributes.
+    pub async fn users(&self, ids: &[&str]) {
+        for id in ids {
+            self.put_user(id, json!({})).await;
+        }
+    }
+
+    pub async fn send(&self, body: Value) -> Response {
+        self.admin(Method::POST, "/v1/notifications", Some(body))
+            .await
+    }
+
+    /// Sends and expects 202; returns the receipt.
+    pub async fn send_ok(&self, body: Value) -> Value {
+        let r = self.send(body).await;
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, StatusCode::ACCEPTED, "send failed: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Sends a simple notification to one user; returns its id.
+    pub async fn notify(&self, user: &str, title: &str) -> String {
+        let r = self
+            .send_ok(json!({"to": {"users": [user]}, "title": title}))
+            .await;
+        r["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn token(&self, user: &str) -> String {
+        let r = self
+            .admin(
+                Method::POST,
+                &format!("/v1/users/{user}/tokens"),
+                Some(json!({"ttl_seconds": 30 * 24 * 3600})),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let v: Value = r.json().await.unwrap();
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn me(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Response {
+        self.call(method, &format!("/v1/me{path}"), token, body)
+            .await
+    }
+
+    /// The inbox page for `query` (e.g. "?filter=unread").
+    pub async fn inbox(&self, token: &str, query: &str) -> Value {
+        let r = self
+            .me(Method::GET, &format!("/notifications{query}"), token, None)
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.unwrap()
+    }
+
+    /// Titles of the inbox page, newest first.
+    pub async fn titles(&self, token: &str, query: &str) -> Vec<String> {
+        self.inbox(token, query).await["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["title"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// (unread, unseen)
+    pub async fn counts(&self, token: &str) -> (i64, i64) {
+        let r = self.me(Method::GET, "/counts", token, None).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let v: Value = r.json().await.unwrap();
+        (v["unread"].as_i64().unwrap(), v["unseen"].as_i64().unwrap())
+    }
+
+    /// POSTs to /v1/me{path} and asserts the status.
+    pub async fn me_post(
+        &self,
+        token: &str,
+        path: &str,
+        body: Option<Value>,
+        expect: StatusCode,
+    ) -> Value {
+        let r = self.me(Method::POST, path, token, body).await;
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, expect, "POST /v1/me{path}: {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// A new key with the given scope, created through the store's CLI path.
+    pub async fn key_with_scope(&self, scope: belfry_store::Scope) -> String {
+        let store =
+            SqliteStore::open(SqliteOptions::new(self.dir.path().join("belfry.db"))).unwrap();
+        let (secret, record) = belfry_server::auth::generate_key("test", vec![scope]);
+        belfry_store::Store::create_api_key(&store, record, self.clock.now())
+            .await
+            .unwrap();
+        secret
+    }
+}
+
+/// Reads a problem document and checks its status and code.
+pub async fn assert_problem(r: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(r.status(), status);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], code, "problem: {v}");
+    assert_eq!(v["status"], status.as_u16());
+    assert!(!v["detail"].as_str().unwrap().is_empty());
+    v
+}

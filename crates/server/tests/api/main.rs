@@ -1,0 +1,8 @@
+//! Integration tests of the HTTP API against a real server on SQLite.
+
+mod auth;
+mod helpers;
+mod inbox;
+mod ops;
+mod send;
+mod users;

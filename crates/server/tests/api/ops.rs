@@ -1,0 +1,116 @@
+//! Health, readiness, metrics, OpenAPI, problem documents for framework
+//! errors, and durability across restarts.
+
+use crate::helpers::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn health_ready_metrics_and_openapi() {
+    let app = spawn_app().await;
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "ready");
+
+    app.users(&["u-1"]).await;
+    app.notify("u-1", "counted").await;
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("belfry_notifications_accepted_total"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"belfry_http_requests_total{method="POST",route="/v1/notifications",status="202"}"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("belfry_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+
+    let doc: Value = app
+        .client
+        .get(app.url("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/v1/notifications",
+        "/v1/notifications/batch",
+        "/v1/notifications/{id}",
+        "/v1/me/notifications",
+        "/v1/me/counts",
+        "/v1/me/notifications/{id}/read",
+        "/v1/me/notifications/read-all",
+        "/v1/me/notifications/seen-all",
+        "/v1/me/notifications/archive",
+        "/v1/me/entities/{entity_type}/{entity_id}/read",
+        "/v1/users/{user_id}",
+        "/v1/users/{user_id}/tokens",
+        "/v1/groups",
+        "/v1/groups/{group_id}",
+    ] {
+        assert!(paths.contains_key(p), "OpenAPI lacks {p}");
+    }
+    assert!(doc["components"]["schemas"]["SendRequest"].is_object());
+}
+
+#[tokio::test]
+async fn framework_errors_are_problem_documents() {
+    let app = spawn_app().await;
+    let r = app
+        .client
+        .get(app.url("/v1/nothing-here"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
+    let r = app.admin(Method::PATCH, "/v1/notifications", None).await;
+    assert_problem(r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+}
+
+#[tokio::test]
+async fn data_survives_a_restart() {
+    let app = spawn_app().await;
+    app.put_user("ana", json!({"groups": ["support"]})).await;
+    let id = app.notify("ana", "before restart").await;
+    app.send_ok(json!({"to": {"groups": ["support"]}, "title": "broadcast before restart"}))
+        .await;
+    let t = app.token("ana").await;
+    app.me_post(
+        &t,
+        &format!("/notifications/{id}/read"),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+
+    let app = app.restart().await;
+    // Same admin key, same token signing secret, same data, and seq continues.
+    let page = app.inbox(&t, "").await;
+    assert_eq!(page["items"][0]["title"], "broadcast before restart");
+    assert_eq!(page["items"][1]["title"], "before restart");
+    assert_eq!(page["items"][1]["read"], true);
+    let last_seq = page["items"][0]["seq"].as_i64().unwrap();
+    let r = app
+        .send_ok(json!({"to": {"users": ["ana"]}, "title": "after"}))
+        .await;
+    assert_eq!(r["seq"].as_i64().unwrap(), last_seq + 1);
+    assert_eq!(app.counts(&t).await, (2, 2));
+}

@@ -1,0 +1,261 @@
+//! Belfry's storage: the [`Store`] trait, which speaks the domain's language
+//! (send, list an inbox, mark read …) so that the layers above never see SQL,
+//! and its backends. SQLite is the embedded default; every backend keeps the
+//! same model: one row per notification, an inbox row per direct recipient,
+//! broadcasts stored once with lazily written per-user state.
+#![forbid(unsafe_code)]
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use belfry_core::inbox::Cursor;
+use belfry_core::{
+    Counts, EntityRef, GroupId, InboxQuery, Millis, NewNotification, User, UserId, UserPatch,
+};
+use serde::Serialize;
+use std::sync::Arc;
+
+pub use sqlite::{SqliteOptions, SqliteStore};
+
+/// What went wrong in the store, named so that the API can map it to a status
+/// code without looking at messages.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("unknown user ids: {}", .0.join(", "))]
+    UnknownUsers(Vec<String>),
+    #[error("unknown group ids: {}", .0.join(", "))]
+    UnknownGroups(Vec<String>),
+    /// A request that is well-formed but cannot be carried out as asked.
+    #[error("{0}")]
+    Invalid(String),
+    /// The error of one item of a batch; nothing of the batch was written.
+    #[error("notifications[{index}]: {error}")]
+    InItem {
+        index: usize,
+        error: Box<StoreError>,
+    },
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What a secret key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Send notifications and read what this key sent.
+    Send,
+    /// Everything.
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Send => "send",
+            Scope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Scope, String> {
+        match value.trim() {
+            "send" => Ok(Scope::Send),
+            "admin" => Ok(Scope::Admin),
+            other => Err(format!("unknown scope '{other}'; use send or admin")),
+        }
+    }
+}
+
+/// A secret key as listed (never with its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ApiKeyInfo {
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    /// The first characters of the secret, to recognise it.
+    pub prefix: String,
+    #[serde(serialize_with = "ser_millis")]
+    #[schema(value_type = String)]
+    pub created_at: Millis,
+    #[serde(serialize_with = "ser_opt_millis")]
+    #[schema(value_type = Option<String>)]
+    pub revoked_at: Option<Millis>,
+}
+
+impl ApiKeyInfo {
+    pub fn allows(&self, scope: Scope) -> bool {
+        self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope)
+    }
+}
+
+/// A key to be stored: the secret itself is never stored, only its SHA-256.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    pub prefix: String,
+    pub hash: [u8; 32],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Group {
+    #[schema(value_type = String)]
+    pub id: GroupId,
+    pub name: Option<String>,
+    /// Current members.
+    pub members: i64,
+    #[serde(serialize_with = "ser_millis")]
+    #[schema(value_type = String)]
+    pub created_at: Millis,
+}
+
+/// Who sends, and when.
+#[derive(Debug, Clone)]
+pub struct SendContext {
+    /// The key that sends; idempotency keys are scoped to it.
+    pub key_id: String,
+    pub now: Millis,
+}
+
+/// The answer to an accepted notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SendReceipt {
+    pub id: String,
+    /// Position in the global sequence; null while scheduled.
+    pub seq: Option<i64>,
+    /// Direct recipients (users and external contacts); null when the
+    /// audience includes a broadcast (everyone or groups) or while scheduled.
+    pub recipients: Option<i64>,
+    /// True when this answers a repeated idempotency key.
+    #[serde(skip)]
+    pub replayed: bool,
+}
+
+/// A notification as its producer sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotificationRecord {
+    pub id: String,
+    pub seq: Option<i64>,
+    pub status: String,
+    /// The key that sent it.
+    pub sender: String,
+    pub content_json: String,
+    pub audience_json: String,
+    pub channels_json: Option<String>,
+    pub created_at: Millis,
+    pub published_at: Option<Millis>,
+    pub send_at: Option<Millis>,
+    pub recipients: Option<i64>,
+    /// Direct inbox entries that currently show it, and how many of them are read.
+    pub inbox_entries: i64,
+    pub inbox_read: i64,
+    /// Users who read it through a broadcast (state written lazily).
+    pub broadcast_read: i64,
+    pub contacts: i64,
+}
+
+/// One page of an inbox: items already rendered as JSON objects.
+#[derive(Debug, Clone, Default)]
+pub struct InboxPage {
+    pub items: Vec<String>,
+    pub next_cursor: Option<Cursor>,
+}
+
+/// A change of one inbox item's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemOp {
+    Read,
+    Unread,
+    Archive,
+    Unarchive,
+    Delete,
+}
+
+/// The storage of everything Belfry keeps. Implementations must be safe to
+/// share between all request handlers (`Arc<dyn Store>`).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Succeeds when the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// A named secret, created at random on first use and the same on every
+    /// node afterwards (e.g. the key that signs user tokens).
+    async fn secret(&self, name: &str) -> Result<Vec<u8>>;
+
+    // --- secret keys ---
+    async fn create_api_key(&self, key: NewApiKey, now: Millis) -> Result<ApiKeyInfo>;
+    /// Stores `key` only if no key exists yet; true when it was stored.
+    async fn create_first_api_key(&self, key: NewApiKey, now: Millis) -> Result<bool>;
+    /// Stores `key` unless a key with the same hash exists.
+    async fn ensure_api_key(&self, key: NewApiKey, now: Millis) -> Result<()>;
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>>;
+    async fn revoke_api_key(&self, id: &str, now: Millis) -> Result<ApiKeyInfo>;
+    /// The key with this hash, revoked or not.
+    async fn find_api_key(&self, hash: [u8; 32]) -> Result<Option<ApiKeyInfo>>;
+
+    // --- users and groups ---
+    /// Creates or updates a user; true when it was created.
+    async fn put_user(&self, id: &UserId, patch: UserPatch, now: Millis) -> Result<(User, bool)>;
+    async fn get_user(&self, id: &UserId) -> Result<Option<User>>;
+    /// Removes the user, their memberships, inbox and inbox state.
+    async fn delete_user(&self, id: &UserId) -> Result<()>;
+    /// Creates or renames a group; true when it was created.
+    async fn put_group(
+        &self,
+        id: &GroupId,
+        name: Option<String>,
+        now: Millis,
+    ) -> Result<(Group, bool)>;
+    async fn list_groups(&self) -> Result<Vec<Group>>;
+
+    // --- sending ---
+    /// Accepts notifications atomically: all are stored, or none (the error
+    /// names the item). Repeated idempotency keys answer the first receipt.
+    async fn send(&self, ctx: SendContext, batch: Vec<NewNotification>)
+    -> Result<Vec<SendReceipt>>;
+    async fn get_notification(&self, id: &str) -> Result<Option<NotificationRecord>>;
+    /// Cancels a notification and removes it from every inbox.
+    async fn delete_notification(&self, id: &str) -> Result<()>;
+
+    // --- one user's inbox ---
+    async fn list_inbox(&self, user: &UserId, query: InboxQuery, now: Millis) -> Result<InboxPage>;
+    async fn counts(&self, user: &UserId, now: Millis) -> Result<Counts>;
+    /// Changes one item; `NotFound` when the user cannot see it.
+    async fn update_item(&self, user: &UserId, id: &str, op: ItemOp, now: Millis) -> Result<()>;
+    /// Marks everything (or one category) read; returns how many items changed.
+    async fn read_all(
+        &self,
+        user: &UserId,
+        category: Option<belfry_core::Category>,
+        now: Millis,
+    ) -> Result<i64>;
+    /// The drawer was opened: everything is seen.
+    async fn seen_all(&self, user: &UserId, now: Millis) -> Result<()>;
+    /// Archives several items; ids the user cannot see are ignored. Returns
+    /// how many were archived.
+    async fn archive_many(&self, user: &UserId, ids: Vec<String>, now: Millis) -> Result<i64>;
+    /// The user viewed this entity in the host application: all about it is read.
+    async fn read_entity(&self, user: &UserId, entity: &EntityRef, now: Millis) -> Result<i64>;
+}
+
+/// The store shared by every handler.
+pub type SharedStore = Arc<dyn Store>;
+
+fn ser_millis<S: serde::Serializer>(m: &Millis, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&m.to_rfc3339())
+}
+
+fn ser_opt_millis<S: serde::Serializer>(m: &Option<Millis>, s: S) -> Result<S::Ok, S::Error> {
+    match m {
+        Some(m) => s.serialize_str(&m.to_rfc3339()),
+        None => s.serialize_none(),
+    }
+}

@@ -1,0 +1,553 @@
+//! The embedded SQLite backend. One writer thread owns the only writing
+//! connection and commits every operation that is waiting in one transaction
+//! (group commit), each operation inside its own savepoint so that one
+//! failure does not undo the others; callers are answered after the commit.
+//! Reads run on a small pool of read-only connections (WAL lets them proceed
+//! while the writer commits).
+
+mod read;
+mod write;
+
+use crate::{
+    ApiKeyInfo, Group, InboxPage, ItemOp, NewApiKey, NotificationRecord, Result, SendContext,
+    SendReceipt, Store, StoreError,
+};
+use async_trait::async_trait;
+use belfry_core::{
+    Category, Counts, EntityRef, GroupId, InboxQuery, Millis, NewNotification, User, UserId,
+    UserPatch,
+};
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+/// Ordered migrations; each runs once, in its own transaction.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+
+/// How many operations the writer commits together at most.
+const MAX_BATCH: usize = 512;
+
+/// Settings of the SQLite backend.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// The database file; created with its directory if missing.
+    pub path: PathBuf,
+    /// Read-only connections in the pool.
+    pub readers: usize,
+    /// `synchronous=FULL` (fsync on every commit, the default) or NORMAL
+    /// (durable against a crash of the process, not of the machine).
+    pub fsync_every_commit: bool,
+}
+
+impl SqliteOptions {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            readers: 4,
+            fsync_every_commit: true,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        if let rusqlite::Error::SqliteFailure(f, msg) = &e
+            && f.code == rusqlite::ErrorCode::ConstraintViolation
+        {
+            return StoreError::Conflict(msg.clone().unwrap_or_else(|| e.to_string()));
+        }
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// State owned by the writer thread.
+pub(crate) struct Writer {
+    pub conn: Connection,
+    /// The highest `seq` handed out (committed or in the open transaction).
+    pub last_seq: i64,
+}
+
+impl Writer {
+    pub fn next_seq(&mut self) -> i64 {
+        self.last_seq += 1;
+        self.last_seq
+    }
+}
+
+/// One queued write: runs inside the batch transaction, answers after commit.
+trait Op: Send {
+    fn run(&mut self, w: &mut Writer) -> bool;
+    fn finish(self: Box<Self>, commit: std::result::Result<(), StoreError>);
+}
+
+struct FnOp<R, F> {
+    f: Option<F>,
+    result: Option<Result<R>>,
+    reply: oneshot::Sender<Result<R>>,
+}
+
+impl<R, F> Op for FnOp<R, F>
+where
+    R: Send,
+    F: FnOnce(&mut Writer) -> Result<R> + Send,
+{
+    fn run(&mut self, w: &mut Writer) -> bool {
+        let f = self.f.take().expect("an op runs once");
+        let result = f(w);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit: std::result::Result<(), StoreError>) {
+        let result = match (commit, self.result) {
+            (Ok(()), Some(result)) => result,
+            (Ok(()), None) => Err(StoreError::Backend("operation did not run".into())),
+            // Its own error is more telling than the batch's.
+            (Err(_), Some(Err(own))) => Err(own),
+            (Err(e), _) => Err(e),
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+/// A pool of read-only connections used from blocking threads.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+}
+
+impl Readers {
+    fn take(&self) -> Result<Connection> {
+        let conn = self.idle.lock().expect("reader pool").pop();
+        match conn {
+            Some(c) => Ok(c),
+            None => open_reader(&self.path),
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        self.idle.lock().expect("reader pool").push(conn);
+    }
+}
+
+/// The SQLite store. Cheap to share behind an `Arc`; dropping the last
+/// reference lets the writer finish what is queued and stop.
+pub struct SqliteStore {
+    writer: mpsc::Sender<Box<dyn Op>>,
+    readers: Arc<Readers>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(256);
+    conn.execute_batch(
+        "PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32000;",
+    )?;
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    configure(&conn)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )?;
+    let current: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, unixepoch() * 1000)",
+            [version],
+        )?;
+        tx.commit()?;
+        tracing::info!(version, "applied SQLite migration");
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database, applies migrations and starts
+    /// the writer thread.
+    pub fn open(options: SqliteOptions) -> Result<SqliteStore> {
+        if let Some(dir) = options.path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Backend(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let mut conn = Connection::open(&options.path)?;
+        configure(&conn)?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Backend(format!(
+                "could not switch {} to WAL mode (got {mode})",
+                options.path.display()
+            )));
+        }
+        conn.execute_batch(if options.fsync_every_commit {
+            "PRAGMA synchronous = FULL;"
+        } else {
+            "PRAGMA synchronous = NORMAL;"
+        })?;
+        migrate(&mut conn)?;
+        let last_seq: i64 =
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM notifications", [], |r| {
+                r.get(0)
+            })?;
+
+        let readers = (0..options.readers.max(1))
+            .map(|_| open_reader(&options.path))
+            .collect::<Result<Vec<_>>>()?;
+        let (tx, rx) = mpsc::channel::<Box<dyn Op>>(8192);
+        let thread = std::thread::Builder::new()
+            .name("belfry-sqlite-writer".into())
+            .spawn(move || writer_loop(Writer { conn, last_seq }, rx))
+            .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+
+        Ok(SqliteStore {
+            writer: tx,
+            readers: Arc::new(Readers {
+                path: options.path.clone(),
+                permits: Semaphore::new(options.readers.max(1)),
+                idle: Mutex::new(readers),
+            }),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Runs `f` in the writer's next transaction and returns its result once committed.
+    async fn write<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Writer) -> Result<R> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let op = Box::new(FnOp {
+            f: Some(f),
+            result: None,
+            reply,
+        });
+        self.writer.send(op).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on a pooled read-only connection on a blocking thread.
+    async fn read<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        let _permit = self
+            .readers
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.take()?;
+            let result = f(&conn);
+            readers.give_back(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
+    }
+}
+
+fn writer_loop(mut w: Writer, mut rx: mpsc::Receiver<Box<dyn Op>>) {
+    let mut batch: Vec<Box<dyn Op>> = Vec::with_capacity(MAX_BATCH);
+    loop {
+        match rx.blocking_recv() {
+            Some(op) => batch.push(op),
+            None => break,
+        }
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let start_seq = w.last_seq;
+        let outcome = run_batch(&mut w, &mut batch);
+        if outcome.is_err() {
+            w.last_seq = start_seq;
+        }
+        for op in batch.drain(..) {
+            op.finish(outcome.clone());
+        }
+    }
+    if let Err(e) = w.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+        tracing::warn!(error = %e, "WAL checkpoint at shutdown failed");
+    }
+}
+
+fn run_batch(w: &mut Writer, batch: &mut [Box<dyn Op>]) -> std::result::Result<(), StoreError> {
+    w.conn.execute_batch("BEGIN IMMEDIATE")?;
+    for op in batch.iter_mut() {
+        let seq_before = w.last_seq;
+        if let Err(e) = w.conn.execute_batch("SAVEPOINT op") {
+            let _ = w.conn.execute_batch("ROLLBACK");
+            return Err(e.into());
+        }
+        let ok = op.run(w);
+        let end = if ok {
+            "RELEASE op"
+        } else {
+            w.last_seq = seq_before;
+            "ROLLBACK TO op; RELEASE op"
+        };
+        if let Err(e) = w.conn.execute_batch(end) {
+            let _ = w.conn.execute_batch("ROLLBACK");
+            return Err(e.into());
+        }
+    }
+    if let Err(e) = w.conn.execute_batch("COMMIT") {
+        tracing::error!(error = %e, "SQLite commit failed");
+        let _ = w.conn.execute_batch("ROLLBACK");
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        self.read(|c| {
+            c.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn secret(&self, name: &str) -> Result<Vec<u8>> {
+        let key = format!("secret:{name}");
+        let existing = {
+            let key = key.clone();
+            self.read(move |c| read::meta(c, &key)).await?
+        };
+        if let Some(v) = existing {
+            return Ok(v);
+        }
+        let fresh: Vec<u8> = ulid::Ulid::new()
+            .to_bytes()
+            .into_iter()
+            .chain(ulid::Ulid::new().to_bytes())
+            .collect();
+        self.write(move |w| write::meta_init(&w.conn, &key, &fresh))
+            .await
+    }
+
+    async fn create_api_key(&self, key: NewApiKey, now: Millis) -> Result<ApiKeyInfo> {
+        self.write(move |w| write::create_api_key(&w.conn, &key, now))
+            .await
+    }
+
+    async fn create_first_api_key(&self, key: NewApiKey, now: Millis) -> Result<bool> {
+        self.write(move |w| {
+            let count: i64 = w
+                .conn
+                .query_row("SELECT COUNT(*) FROM api_keys", [], |r| r.get(0))?;
+            if count > 0 {
+                return Ok(false);
+            }
+            write::create_api_key(&w.conn, &key, now).map(|_| true)
+        })
+        .await
+    }
+
+    async fn ensure_api_key(&self, key: NewApiKey, now: Millis) -> Result<()> {
+        self.write(move |w| {
+            if read::api_key_by_hash(&w.conn, &key.hash)?.is_none() {
+                write::create_api_key(&w.conn, &key, now)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
+        self.read(read::api_keys).await
+    }
+
+    async fn revoke_api_key(&self, id: &str, now: Millis) -> Result<ApiKeyInfo> {
+        let id = id.to_string();
+        self.write(move |w| write::revoke_api_key(&w.conn, &id, now))
+            .await
+    }
+
+    async fn find_api_key(&self, hash: [u8; 32]) -> Result<Option<ApiKeyInfo>> {
+        self.read(move |c| read::api_key_by_hash(c, &hash)).await
+    }
+
+    async fn put_user(&self, id: &UserId, patch: UserPatch, now: Millis) -> Result<(User, bool)> {
+        let id = id.clone();
+        self.write(move |w| write::put_user(w, &id, patch, now))
+            .await
+    }
+
+    async fn get_user(&self, id: &UserId) -> Result<Option<User>> {
+        let id = id.clone();
+        self.read(move |c| match read::uid(c, &id)? {
+            Some(uid) => read::user(c, uid).map(Some),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    async fn delete_user(&self, id: &UserId) -> Result<()> {
+        let id = id.clone();
+        self.write(move |w| write::delete_user(&w.conn, &id)).await
+    }
+
+    async fn put_group(
+        &self,
+        id: &GroupId,
+        name: Option<String>,
+        now: Millis,
+    ) -> Result<(Group, bool)> {
+        let id = id.clone();
+        self.write(move |w| write::put_group(&w.conn, &id, name, now))
+            .await
+    }
+
+    async fn list_groups(&self) -> Result<Vec<Group>> {
+        self.read(read::groups).await
+    }
+
+    async fn send(
+        &self,
+        ctx: SendContext,
+        batch: Vec<NewNotification>,
+    ) -> Result<Vec<SendReceipt>> {
+        self.write(move |w| write::send_batch(w, &ctx, &batch))
+            .await
+    }
+
+    async fn get_notification(&self, id: &str) -> Result<Option<NotificationRecord>> {
+        let id = id.to_string();
+        self.read(move |c| read::notification(c, &id)).await
+    }
+
+    async fn delete_notification(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.write(move |w| write::delete_notification(&w.conn, &id))
+            .await
+    }
+
+    async fn list_inbox(&self, user: &UserId, query: InboxQuery, now: Millis) -> Result<InboxPage> {
+        let user = user.clone();
+        self.read(move |c| {
+            let u = read::inbox_user(c, &user)?.ok_or(StoreError::NotFound)?;
+            read::list_inbox(c, &u, &query, now)
+        })
+        .await
+    }
+
+    async fn counts(&self, user: &UserId, now: Millis) -> Result<Counts> {
+        let user = user.clone();
+        self.read(move |c| {
+            let u = read::inbox_user(c, &user)?.ok_or(StoreError::NotFound)?;
+            read::counts(c, &u, now)
+        })
+        .await
+    }
+
+    async fn update_item(&self, user: &UserId, id: &str, op: ItemOp, now: Millis) -> Result<()> {
+        let user = user.clone();
+        let id = id.to_string();
+        self.write(move |w| {
+            let u = read::inbox_user(&w.conn, &user)?.ok_or(StoreError::NotFound)?;
+            if write::update_item(&w.conn, &u, &id, op, now)? {
+                Ok(())
+            } else {
+                Err(StoreError::NotFound)
+            }
+        })
+        .await
+    }
+
+    async fn read_all(
+        &self,
+        user: &UserId,
+        category: Option<Category>,
+        now: Millis,
+    ) -> Result<i64> {
+        let user = user.clone();
+        self.write(move |w| {
+            let u = read::inbox_user(&w.conn, &user)?.ok_or(StoreError::NotFound)?;
+            write::read_all(w, &u, category.as_ref(), now)
+        })
+        .await
+    }
+
+    async fn seen_all(&self, user: &UserId, _now: Millis) -> Result<()> {
+        let user = user.clone();
+        self.write(move |w| {
+            let u = read::inbox_user(&w.conn, &user)?.ok_or(StoreError::NotFound)?;
+            w.conn.execute(
+                "UPDATE users SET seen_wm = ?1 WHERE uid = ?2",
+                (w.last_seq, u.uid),
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn archive_many(&self, user: &UserId, ids: Vec<String>, now: Millis) -> Result<i64> {
+        let user = user.clone();
+        self.write(move |w| {
+            let u = read::inbox_user(&w.conn, &user)?.ok_or(StoreError::NotFound)?;
+            let mut n = 0;
+            for id in &ids {
+                if write::update_item(&w.conn, &u, id, ItemOp::Archive, now)? {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn read_entity(&self, user: &UserId, entity: &EntityRef, now: Millis) -> Result<i64> {
+        let user = user.clone();
+        let entity = entity.clone();
+        self.write(move |w| {
+            let u = read::inbox_user(&w.conn, &user)?.ok_or(StoreError::NotFound)?;
+            write::read_entity(&w.conn, &u, &entity, now)
+        })
+        .await
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // The writer stops once this (the only) sender is gone; wait for it so
+        // that everything queued is committed before the process goes on.
+        let handle = self.thread.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            let (tx, _) = mpsc::channel(1);
+            drop(std::mem::replace(&mut self.writer, tx));
+            let _ = handle.join();
+        }
+    }
+}

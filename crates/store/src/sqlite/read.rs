@@ -1,0 +1,493 @@
+//! Queries of the SQLite backend, used by the reader pool and, inside its
+//! transaction, by the writer.
+
+use crate::{ApiKeyInfo, Group, InboxPage, NotificationRecord, Result, Scope, StoreError};
+use belfry_core::inbox::merge_newest_first;
+use belfry_core::{
+    Counts, EmailAddress, Filter, GroupId, InboxItemMeta, InboxQuery, Locale, Millis, TimeZoneName,
+    User, UserId,
+};
+use rusqlite::{Connection, OptionalExtension, Row};
+use std::collections::BTreeSet;
+
+/// The columns of `users` that reading an inbox needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InboxUser {
+    pub uid: i64,
+    pub created_seq: i64,
+    pub read_wm: i64,
+    pub seen_wm: i64,
+}
+
+pub(crate) fn inbox_user(c: &Connection, id: &UserId) -> Result<Option<InboxUser>> {
+    Ok(
+        c.prepare_cached("SELECT uid, created_seq, read_wm, seen_wm FROM users WHERE id = ?1")?
+            .query_row([id.as_str()], |r| {
+                Ok(InboxUser {
+                    uid: r.get(0)?,
+                    created_seq: r.get(1)?,
+                    read_wm: r.get(2)?,
+                    seen_wm: r.get(3)?,
+                })
+            })
+            .optional()?,
+    )
+}
+
+pub(crate) fn uid(c: &Connection, id: &UserId) -> Result<Option<i64>> {
+    Ok(c.prepare_cached("SELECT uid FROM users WHERE id = ?1")?
+        .query_row([id.as_str()], |r| r.get(0))
+        .optional()?)
+}
+
+pub(crate) fn uid_by_email(c: &Connection, email: &EmailAddress) -> Result<Option<i64>> {
+    Ok(c.prepare_cached("SELECT uid FROM users WHERE email = ?1")?
+        .query_row([email.as_str()], |r| r.get(0))
+        .optional()?)
+}
+
+pub(crate) fn gid(c: &Connection, id: &GroupId) -> Result<Option<i64>> {
+    Ok(c.prepare_cached("SELECT gid FROM groups WHERE id = ?1")?
+        .query_row([id.as_str()], |r| r.get(0))
+        .optional()?)
+}
+
+/// Stored values were validated before they were written; a value that no
+/// longer parses is reported as a backend error rather than trusted.
+fn reparse<T>(
+    v: Option<String>,
+    parse: impl Fn(&str) -> std::result::Result<T, String>,
+) -> Result<Option<T>> {
+    v.map(|s| parse(&s).map_err(StoreError::Backend))
+        .transpose()
+}
+
+pub(crate) fn user(c: &Connection, uid: i64) -> Result<User> {
+    let row = c
+        .prepare_cached(
+            "SELECT id, email, name, avatar_url, locale, timezone, data, created_at, updated_at
+             FROM users WHERE uid = ?1",
+        )?
+        .query_row([uid], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, i64>(7)?,
+                r.get::<_, i64>(8)?,
+            ))
+        })
+        .optional()?
+        .ok_or(StoreError::NotFound)?;
+    let groups = c
+        .prepare_cached(
+            "SELECT g.id FROM memberships m JOIN groups g ON g.gid = m.gid
+             WHERE m.uid = ?1 AND m.left_seq IS NULL ORDER BY g.id",
+        )?
+        .query_map([uid], |r| r.get::<_, String>(0))?
+        .map(|g| GroupId::parse(&g?).map_err(StoreError::Backend))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(User {
+        id: UserId::parse(&row.0).map_err(StoreError::Backend)?,
+        email: reparse(row.1, EmailAddress::parse)?,
+        name: row.2,
+        avatar_url: row.3,
+        locale: reparse(row.4, Locale::parse)?,
+        timezone: reparse(row.5, TimeZoneName::parse)?,
+        groups,
+        data: row
+            .6
+            .map(|d| serde_json::from_str(&d))
+            .transpose()
+            .map_err(|e| StoreError::Backend(e.to_string()))?,
+        created_at: Millis(row.7),
+        updated_at: Millis(row.8),
+    })
+}
+
+pub(crate) fn meta(c: &Connection, key: &str) -> Result<Option<Vec<u8>>> {
+    Ok(c.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?)
+}
+
+fn api_key_row(r: &Row<'_>) -> rusqlite::Result<ApiKeyInfo> {
+    let scopes: String = r.get(2)?;
+    Ok(ApiKeyInfo {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        scopes: scopes
+            .split(',')
+            .filter_map(|s| Scope::parse(s).ok())
+            .collect(),
+        prefix: r.get(3)?,
+        created_at: Millis(r.get(4)?),
+        revoked_at: r.get::<_, Option<i64>>(5)?.map(Millis),
+    })
+}
+
+const API_KEY_COLUMNS: &str = "id, name, scopes, prefix, created_at, revoked_at";
+
+pub(crate) fn api_keys(c: &Connection) -> Result<Vec<ApiKeyInfo>> {
+    let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id");
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows = stmt.query_map([], api_key_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub(crate) fn api_key_by_id(c: &Connection, id: &str) -> Result<Option<ApiKeyInfo>> {
+    let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1");
+    Ok(c.prepare_cached(&sql)?
+        .query_row([id], api_key_row)
+        .optional()?)
+}
+
+pub(crate) fn api_key_by_hash(c: &Connection, hash: &[u8; 32]) -> Result<Option<ApiKeyInfo>> {
+    let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE hash = ?1");
+    Ok(c.prepare_cached(&sql)?
+        .query_row([&hash[..]], api_key_row)
+        .optional()?)
+}
+
+const GROUP_SELECT: &str = "SELECT g.id, g.name, g.created_at,
+    (SELECT COUNT(*) FROM memberships m WHERE m.gid = g.gid AND m.left_seq IS NULL)
+    FROM groups g";
+
+fn group_row(r: &Row<'_>) -> rusqlite::Result<(String, Option<String>, i64, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn to_group(row: (String, Option<String>, i64, i64)) -> Result<Group> {
+    Ok(Group {
+        id: GroupId::parse(&row.0).map_err(StoreError::Backend)?,
+        name: row.1,
+        created_at: Millis(row.2),
+        members: row.3,
+    })
+}
+
+pub(crate) fn groups(c: &Connection) -> Result<Vec<Group>> {
+    let sql = format!("{GROUP_SELECT} ORDER BY g.id");
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows = stmt.query_map([], group_row)?;
+    rows.map(|r| to_group(r?)).collect()
+}
+
+pub(crate) fn group(c: &Connection, id: &GroupId) -> Result<Group> {
+    let sql = format!("{GROUP_SELECT} WHERE g.id = ?1");
+    let row = c
+        .prepare_cached(&sql)?
+        .query_row([id.as_str()], group_row)
+        .optional()?
+        .ok_or(StoreError::NotFound)?;
+    to_group(row)
+}
+
+pub(crate) fn notification(c: &Connection, id: &str) -> Result<Option<NotificationRecord>> {
+    let row = c
+        .prepare_cached(
+            "SELECT nid, id, seq, status, sender, content, audience, channels, created_at,
+                    published_at, send_at, recipients
+             FROM notifications WHERE id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                NotificationRecord {
+                    id: r.get(1)?,
+                    seq: r.get(2)?,
+                    status: r.get(3)?,
+                    sender: r.get(4)?,
+                    content_json: r.get(5)?,
+                    audience_json: r.get(6)?,
+                    channels_json: r.get(7)?,
+                    created_at: Millis(r.get(8)?),
+                    published_at: r.get::<_, Option<i64>>(9)?.map(Millis),
+                    send_at: r.get::<_, Option<i64>>(10)?.map(Millis),
+                    recipients: r.get(11)?,
+                    inbox_entries: 0,
+                    inbox_read: 0,
+                    broadcast_read: 0,
+                    contacts: 0,
+                },
+            ))
+        })
+        .optional()?;
+    let Some((nid, mut rec)) = row else {
+        return Ok(None);
+    };
+    (rec.inbox_entries, rec.inbox_read) = c
+        .prepare_cached("SELECT COUNT(*), COUNT(read_at) FROM inbox WHERE nid = ?1")?
+        .query_row([nid], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if let Some(seq) = rec.seq {
+        rec.broadcast_read = c
+            .prepare_cached("SELECT COUNT(*) FROM broadcast_state WHERE seq = ?1 AND read = 1")?
+            .query_row([seq], |r| r.get(0))?;
+    }
+    rec.contacts = c
+        .prepare_cached("SELECT COUNT(*) FROM notification_contacts WHERE nid = ?1")?
+        .query_row([nid], |r| r.get(0))?;
+    Ok(Some(rec))
+}
+
+/// The ranges of broadcasts that reach a user: everyone's broadcasts after
+/// the user was created, and each group's while the user was a member.
+/// Returns `(gid, after_seq, until_seq)`.
+pub(crate) fn broadcast_windows(c: &Connection, u: &InboxUser) -> Result<Vec<(i64, i64, i64)>> {
+    let mut out = vec![(0, u.created_seq, i64::MAX)];
+    let mut stmt = c.prepare_cached(
+        "SELECT gid, joined_seq, COALESCE(left_seq, 9223372036854775807)
+         FROM memberships WHERE uid = ?1 AND (left_seq IS NULL OR left_seq > joined_seq)",
+    )?;
+    for row in stmt.query_map([u.uid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))? {
+        out.push(row?);
+    }
+    Ok(out)
+}
+
+/// Narrows which broadcasts count as unread (for read-all of one category,
+/// or reading everything about one entity).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct BroadcastFilter<'a> {
+    pub category: Option<&'a str>,
+    pub entity: Option<(&'a str, &'a str)>,
+}
+
+/// The seqs of the broadcasts the user has not read (nor archived, nor deleted).
+pub(crate) fn broadcast_unread(
+    c: &Connection,
+    u: &InboxUser,
+    now: Millis,
+    filter: BroadcastFilter<'_>,
+) -> Result<BTreeSet<i64>> {
+    let mut out = BTreeSet::new();
+    let (etype, eid) = filter.entity.unzip();
+    let mut stmt = c.prepare_cached(
+        "SELECT b.seq FROM broadcasts b
+         LEFT JOIN broadcast_state s ON s.uid = ?1 AND s.seq = b.seq
+         WHERE b.gid = ?2 AND b.seq > ?3 AND b.seq <= ?4
+           AND (b.expires_at IS NULL OR b.expires_at > ?5)
+           AND (b.actor_uid IS NULL OR b.actor_uid <> ?1)
+           AND (?6 IS NULL OR b.category = ?6)
+           AND (?7 IS NULL OR (b.entity_type = ?7 AND b.entity_id = ?8))
+           AND (s.seq IS NULL OR (s.read IS NOT 1 AND s.archived_at IS NULL AND s.deleted = 0))",
+    )?;
+    for (gid, after, until) in broadcast_windows(c, u)? {
+        let after = after.max(u.read_wm);
+        if after >= until {
+            continue;
+        }
+        let rows = stmt.query_map(
+            rusqlite::params![u.uid, gid, after, until, now.0, filter.category, etype, eid],
+            |r| r.get::<_, i64>(0),
+        )?;
+        for seq in rows {
+            out.insert(seq?);
+        }
+    }
+    // Broadcasts below the watermark that the user marked unread again.
+    let mut stmt = c.prepare_cached(
+        "SELECT s.seq FROM broadcast_state s
+         JOIN broadcasts b ON b.seq = s.seq
+         WHERE s.uid = ?1 AND s.read = 0 AND s.archived_at IS NULL AND s.deleted = 0
+           AND (b.expires_at IS NULL OR b.expires_at > ?2)
+           AND (?3 IS NULL OR b.category = ?3)
+           AND (?4 IS NULL OR (b.entity_type = ?4 AND b.entity_id = ?5))",
+    )?;
+    let rows = stmt.query_map(
+        rusqlite::params![u.uid, now.0, filter.category, etype, eid],
+        |r| r.get::<_, i64>(0),
+    )?;
+    for seq in rows {
+        out.insert(seq?);
+    }
+    Ok(out)
+}
+
+/// Whether the broadcast with this seq is in the user's inbox (not deleted).
+pub(crate) fn broadcast_visible(
+    c: &Connection,
+    u: &InboxUser,
+    seq: i64,
+    now: Millis,
+) -> Result<bool> {
+    Ok(c.prepare_cached(
+        "SELECT 1 FROM broadcasts b
+         WHERE b.seq = ?1
+           AND (b.expires_at IS NULL OR b.expires_at > ?3)
+           AND (b.actor_uid IS NULL OR b.actor_uid <> ?2)
+           AND ((b.gid = 0 AND b.seq > ?4) OR EXISTS (
+                 SELECT 1 FROM memberships m WHERE m.uid = ?2 AND m.gid = b.gid
+                   AND b.seq > m.joined_seq AND (m.left_seq IS NULL OR b.seq <= m.left_seq)))
+           AND NOT EXISTS (SELECT 1 FROM broadcast_state s WHERE s.uid = ?2 AND s.seq = b.seq AND s.deleted = 1)
+         LIMIT 1",
+    )?
+    .query_row(rusqlite::params![seq, u.uid, now.0, u.created_seq], |_| Ok(()))
+    .optional()?
+    .is_some())
+}
+
+pub(crate) fn counts(c: &Connection, u: &InboxUser, now: Millis) -> Result<Counts> {
+    let (unread, unseen): (i64, i64) = c
+        .prepare_cached(
+            "SELECT COUNT(*), COALESCE(SUM(seq > ?2), 0) FROM inbox
+             WHERE uid = ?1 AND read_at IS NULL AND archived_at IS NULL
+               AND (expires_at IS NULL OR expires_at > ?3)",
+        )?
+        .query_row((u.uid, u.seen_wm, now.0), |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let broadcasts = broadcast_unread(c, u, now, BroadcastFilter::default())?;
+    let b_unseen = broadcasts.range(u.seen_wm + 1..).count() as i64;
+    Ok(Counts {
+        unread: unread + broadcasts.len() as i64,
+        unseen: unseen + b_unseen,
+    })
+}
+
+/// An inbox entry before its content is attached.
+struct Entry {
+    seq: i64,
+    nid: i64,
+    read: bool,
+    archived: bool,
+    stack_count: i64,
+}
+
+fn direct_sql(filter: Filter) -> &'static str {
+    match filter {
+        Filter::All => {
+            "SELECT seq, nid, read_at IS NOT NULL, archived_at IS NOT NULL, stack_count FROM inbox
+             WHERE uid = ?1 AND seq < ?2 AND archived_at IS NULL
+               AND (expires_at IS NULL OR expires_at > ?3) AND (?4 IS NULL OR category = ?4)
+             ORDER BY seq DESC LIMIT ?5"
+        }
+        Filter::Unread => {
+            "SELECT seq, nid, 0, 0, stack_count FROM inbox
+             WHERE uid = ?1 AND seq < ?2 AND read_at IS NULL AND archived_at IS NULL
+               AND (expires_at IS NULL OR expires_at > ?3) AND (?4 IS NULL OR category = ?4)
+             ORDER BY seq DESC LIMIT ?5"
+        }
+        Filter::Archived => {
+            "SELECT seq, nid, read_at IS NOT NULL, 1, stack_count FROM inbox
+             WHERE uid = ?1 AND seq < ?2 AND archived_at IS NOT NULL
+               AND (expires_at IS NULL OR expires_at > ?3) AND (?4 IS NULL OR category = ?4)
+             ORDER BY seq DESC LIMIT ?5"
+        }
+    }
+}
+
+fn broadcast_sql(filter: Filter) -> String {
+    // Without a state row (LEFT JOIN) the columns are NULL: not archived,
+    // and the read watermark decides.
+    let state = match filter {
+        Filter::All => "s.archived_at IS NULL",
+        Filter::Archived => "s.archived_at IS NOT NULL",
+        Filter::Unread => {
+            "s.archived_at IS NULL AND (s.read = 0 OR (s.read IS NULL AND b.seq > ?9))"
+        }
+    };
+    format!(
+        "SELECT b.seq, b.nid, CASE WHEN s.read IS NULL THEN b.seq <= ?9 ELSE s.read = 1 END,
+                s.archived_at IS NOT NULL
+         FROM broadcasts b
+         LEFT JOIN broadcast_state s ON s.uid = ?1 AND s.seq = b.seq
+         WHERE b.gid = ?2 AND b.seq > ?3 AND b.seq <= ?4 AND b.seq < ?5
+           AND (b.expires_at IS NULL OR b.expires_at > ?6)
+           AND (b.actor_uid IS NULL OR b.actor_uid <> ?1)
+           AND (?7 IS NULL OR b.category = ?7)
+           AND COALESCE(s.deleted, 0) = 0
+           AND ({state})
+         ORDER BY b.seq DESC LIMIT ?8"
+    )
+}
+
+pub(crate) fn list_inbox(
+    c: &Connection,
+    u: &InboxUser,
+    q: &InboxQuery,
+    now: Millis,
+) -> Result<InboxPage> {
+    let before = q.cursor.map(|c| c.before_seq).unwrap_or(i64::MAX);
+    let category = q.category.as_ref().map(|c| c.as_str());
+    let fetch = (q.limit + 1) as i64;
+
+    let mut direct = Vec::with_capacity(q.limit + 1);
+    {
+        let mut stmt = c.prepare_cached(direct_sql(q.filter))?;
+        let rows = stmt.query_map(
+            rusqlite::params![u.uid, before, now.0, category, fetch],
+            |r| {
+                Ok(Entry {
+                    seq: r.get(0)?,
+                    nid: r.get(1)?,
+                    read: r.get(2)?,
+                    archived: r.get(3)?,
+                    stack_count: r.get(4)?,
+                })
+            },
+        )?;
+        for row in rows {
+            direct.push(row?);
+        }
+    }
+
+    // Each window is an index range scan of at most limit+1 rows; their
+    // union, newest first and without duplicates, is the broadcast part.
+    let mut broadcast: Vec<Entry> = Vec::new();
+    {
+        let sql = broadcast_sql(q.filter);
+        let mut stmt = c.prepare_cached(&sql)?;
+        let mut seen = BTreeSet::new();
+        for (gid, after, until) in broadcast_windows(c, u)? {
+            if after >= until {
+                continue;
+            }
+            let rows = stmt.query_map(
+                rusqlite::params![
+                    u.uid, gid, after, until, before, now.0, category, fetch, u.read_wm
+                ],
+                |r| {
+                    Ok(Entry {
+                        seq: r.get(0)?,
+                        nid: r.get(1)?,
+                        read: r.get(2)?,
+                        archived: r.get(3)?,
+                        stack_count: 1,
+                    })
+                },
+            )?;
+            for row in rows {
+                let e = row?;
+                if seen.insert(e.seq) {
+                    broadcast.push(e);
+                }
+            }
+        }
+        broadcast.sort_unstable_by_key(|e| std::cmp::Reverse(e.seq));
+        broadcast.truncate(q.limit + 1);
+    }
+
+    let (entries, next_cursor) = merge_newest_first(direct, broadcast, q.limit, |e| e.seq);
+    let mut content = c.prepare_cached(
+        "SELECT id, COALESCE(published_at, created_at), content FROM notifications WHERE nid = ?1",
+    )?;
+    let mut items = Vec::with_capacity(entries.len());
+    for e in entries {
+        let (id, at, json): (String, i64, String) =
+            content.query_row([e.nid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let meta = InboxItemMeta {
+            id,
+            seq: e.seq,
+            created_at: Millis(at),
+            read: e.read,
+            seen: e.read || e.seq <= u.seen_wm,
+            archived: e.archived,
+            stack_count: e.stack_count,
+        };
+        items.push(meta.render(&json));
+    }
+    Ok(InboxPage { items, next_cursor })
+}
