@@ -47,6 +47,33 @@ enum Command {
         #[command(flatten)]
         storage: StorageArgs,
     },
+    /// Tools for development and benchmarks.
+    #[command(hide = true)]
+    Dev {
+        #[command(subcommand)]
+        action: DevAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DevAction {
+    /// Write a new SQLite database full of realistic test data (for benchmarks).
+    Seed {
+        /// The database file to create (must not exist).
+        #[arg(long)]
+        db: std::path::PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        users: u64,
+        #[arg(long, default_value_t = 20)]
+        groups: u64,
+        /// Direct notifications.
+        #[arg(long, default_value_t = 5000)]
+        direct: u64,
+        #[arg(long, default_value_t = 200)]
+        broadcasts: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +134,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Send(args) => send::run(args).await,
         Command::Keys { action } => keys(action).await,
         Command::Token { action } => token(action).await,
+        Command::Dev {
+            action:
+                DevAction::Seed {
+                    db,
+                    users,
+                    groups,
+                    direct,
+                    broadcasts,
+                    seed,
+                },
+        } => {
+            init_logging(false);
+            let started = std::time::Instant::now();
+            let spec = belfry_store::sqlite::fixture::FixtureSpec {
+                users,
+                groups,
+                direct,
+                broadcasts,
+                seed,
+            };
+            let s = tokio::task::spawn_blocking(move || {
+                belfry_store::sqlite::fixture::generate(&db, &spec)
+            })
+            .await??;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "users": s.users, "direct": s.direct, "broadcasts": s.broadcasts,
+                    "last_seq": s.last_seq, "busiest_user": s.busiest_user,
+                    "busiest_count": s.busiest_count,
+                    "seconds": started.elapsed().as_secs_f64(),
+                })
+            );
+            Ok(())
+        }
         Command::Migrate { storage } => {
             init_logging(false);
             let storage = storage.resolve()?;

@@ -393,7 +393,12 @@ impl SendRequest {
                 .avatar_url
                 .and_then(|u| errors.take("actor.avatar_url", validation::link(&u))),
         });
-        let entity_ref = self.entity.and_then(|e| entity(&mut errors, "entity", e));
+        // Without its own entity, a notification sent to an entity's
+        // subscribers is about that entity.
+        let entity_ref = self
+            .entity
+            .and_then(|e| entity(&mut errors, "entity", e))
+            .or_else(|| audience.entity.clone());
 
         let data = match self.data {
             None | Some(serde_json::Value::Null) => None,

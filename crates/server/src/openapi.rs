@@ -21,6 +21,7 @@ a user token under `/v1/me/...`. Every `/v1/me/...` inbox endpoint also exists a
         (name = "notifications", description = "Sending (secret key)"),
         (name = "inbox", description = "One user's inbox (user token)"),
         (name = "users", description = "Users, groups and user tokens (admin key)"),
+        (name = "subscriptions", description = "Who follows an entity (send key; listings need admin)"),
     )
 )]
 struct ApiDoc;

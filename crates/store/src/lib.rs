@@ -117,6 +117,29 @@ pub struct Group {
     pub created_at: Millis,
 }
 
+/// Who follows an entity: a user, or an email address (resolved at send
+/// time to the user with that address, else an external contact).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subscriber {
+    User(UserId),
+    Email(belfry_core::EmailAddress),
+}
+
+/// One subscription to an entity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Subscription {
+    pub entity: EntityRef,
+    /// The subscribed user, for user subscriptions.
+    #[schema(value_type = Option<String>)]
+    pub user: Option<UserId>,
+    /// The subscribed address, for email subscriptions.
+    #[schema(value_type = Option<String>)]
+    pub email: Option<belfry_core::EmailAddress>,
+    #[serde(serialize_with = "ser_millis")]
+    #[schema(value_type = String)]
+    pub created_at: Millis,
+}
+
 /// Who sends, and when.
 #[derive(Debug, Clone)]
 pub struct SendContext {
@@ -215,6 +238,17 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<(Group, bool)>;
     async fn list_groups(&self) -> Result<Vec<Group>>;
+
+    // --- entity subscriptions ---
+    /// Subscribes; true when it is new. `NotFound` for an unknown user.
+    async fn subscribe(&self, entity: &EntityRef, who: Subscriber, now: Millis) -> Result<bool>;
+    /// Unsubscribes; true when there was such a subscription.
+    async fn unsubscribe(&self, entity: &EntityRef, who: Subscriber) -> Result<bool>;
+    /// The subscribers of an entity, oldest first.
+    async fn subscribers(&self, entity: &EntityRef) -> Result<Vec<Subscription>>;
+    /// What a user follows (by user id or by their email address).
+    /// `NotFound` for an unknown user.
+    async fn subscriptions_of(&self, user: &UserId) -> Result<Vec<Subscription>>;
 
     // --- sending ---
     /// Accepts notifications atomically: all are stored, or none (the error

@@ -5,6 +5,7 @@ mod groups;
 mod inbox;
 mod notifications;
 mod ops;
+mod subscriptions;
 mod users;
 
 use crate::AppState;
@@ -25,6 +26,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(inbox::routes())
         .merge(users::routes())
         .merge(groups::routes())
+        .merge(subscriptions::routes())
         .split_for_parts();
     let openapi_json = std::sync::Arc::new(
         serde_json::to_string_pretty(&openapi).expect("the OpenAPI document serialises"),

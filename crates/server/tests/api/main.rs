@@ -1,5 +1,6 @@
 //! Integration tests of the HTTP API against a real server on SQLite.
 
+mod audiences;
 mod auth;
 mod helpers;
 mod inbox;

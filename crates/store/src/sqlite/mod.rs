@@ -5,12 +5,13 @@
 //! Reads run on a small pool of read-only connections (WAL lets them proceed
 //! while the writer commits).
 
+pub mod fixture;
 mod read;
 mod write;
 
 use crate::{
     ApiKeyInfo, Group, InboxPage, ItemOp, NewApiKey, NotificationRecord, Result, SendContext,
-    SendReceipt, Store, StoreError,
+    SendReceipt, Store, StoreError, Subscriber, Subscription,
 };
 use async_trait::async_trait;
 use belfry_core::{
@@ -23,7 +24,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Ordered migrations; each runs once, in its own transaction.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_subscriptions.sql")),
+];
 
 /// How many operations the writer commits together at most.
 const MAX_BATCH: usize = 512;
@@ -432,6 +436,28 @@ impl Store for SqliteStore {
 
     async fn list_groups(&self) -> Result<Vec<Group>> {
         self.read(read::groups).await
+    }
+
+    async fn subscribe(&self, entity: &EntityRef, who: Subscriber, now: Millis) -> Result<bool> {
+        let entity = entity.clone();
+        self.write(move |w| write::subscribe(&w.conn, &entity, &who, now))
+            .await
+    }
+
+    async fn unsubscribe(&self, entity: &EntityRef, who: Subscriber) -> Result<bool> {
+        let entity = entity.clone();
+        self.write(move |w| write::unsubscribe(&w.conn, &entity, &who))
+            .await
+    }
+
+    async fn subscribers(&self, entity: &EntityRef) -> Result<Vec<Subscription>> {
+        let entity = entity.clone();
+        self.read(move |c| read::subscribers(c, &entity)).await
+    }
+
+    async fn subscriptions_of(&self, user: &UserId) -> Result<Vec<Subscription>> {
+        let user = user.clone();
+        self.read(move |c| read::subscriptions_of(c, &user)).await
     }
 
     async fn send(

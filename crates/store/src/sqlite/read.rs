@@ -1,11 +1,13 @@
 //! Queries of the SQLite backend, used by the reader pool and, inside its
 //! transaction, by the writer.
 
-use crate::{ApiKeyInfo, Group, InboxPage, NotificationRecord, Result, Scope, StoreError};
+use crate::{
+    ApiKeyInfo, Group, InboxPage, NotificationRecord, Result, Scope, StoreError, Subscription,
+};
 use belfry_core::inbox::merge_newest_first;
 use belfry_core::{
-    Counts, EmailAddress, Filter, GroupId, InboxItemMeta, InboxQuery, Locale, Millis, TimeZoneName,
-    User, UserId,
+    Counts, EmailAddress, EntityRef, Filter, GroupId, InboxItemMeta, InboxQuery, Locale, Millis,
+    TimeZoneName, User, UserId,
 };
 use rusqlite::{Connection, OptionalExtension, Row};
 use std::collections::BTreeSet;
@@ -41,9 +43,59 @@ pub(crate) fn uid(c: &Connection, id: &UserId) -> Result<Option<i64>> {
 }
 
 pub(crate) fn uid_by_email(c: &Connection, email: &EmailAddress) -> Result<Option<i64>> {
-    Ok(c.prepare_cached("SELECT uid FROM users WHERE email = ?1")?
-        .query_row([email.as_str()], |r| r.get(0))
-        .optional()?)
+    Ok(user_by_email(c, email)?.map(|(uid, _)| uid))
+}
+
+/// The user with this address: internal key and id.
+pub(crate) fn user_by_email(c: &Connection, email: &EmailAddress) -> Result<Option<(i64, String)>> {
+    Ok(
+        c.prepare_cached("SELECT uid, id FROM users WHERE email = ?1")?
+            .query_row([email.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?,
+    )
+}
+
+fn subscription_row(r: &Row<'_>) -> rusqlite::Result<(String, String, String, String, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn to_subscription(row: (String, String, String, String, i64)) -> Result<Subscription> {
+    let (kind, id, sub_kind, subscriber, at) = row;
+    let bad = |e: String| StoreError::Backend(e);
+    let (user, email) = if sub_kind == "user" {
+        (Some(UserId::parse(&subscriber).map_err(bad)?), None)
+    } else {
+        (None, Some(EmailAddress::parse(&subscriber).map_err(bad)?))
+    };
+    Ok(Subscription {
+        entity: EntityRef { kind, id },
+        user,
+        email,
+        created_at: Millis(at),
+    })
+}
+
+pub(crate) fn subscribers(c: &Connection, entity: &EntityRef) -> Result<Vec<Subscription>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT entity_type, entity_id, kind, subscriber, created_at FROM subscriptions
+         WHERE entity_type = ?1 AND entity_id = ?2 ORDER BY created_at, kind, subscriber",
+    )?;
+    let rows = stmt.query_map([&entity.kind, &entity.id], subscription_row)?;
+    rows.map(|r| to_subscription(r?)).collect()
+}
+
+pub(crate) fn subscriptions_of(c: &Connection, user: &UserId) -> Result<Vec<Subscription>> {
+    let uid = uid(c, user)?.ok_or(StoreError::NotFound)?;
+    let email: Option<String> = c
+        .prepare_cached("SELECT email FROM users WHERE uid = ?1")?
+        .query_row([uid], |r| r.get(0))?;
+    let mut stmt = c.prepare_cached(
+        "SELECT entity_type, entity_id, kind, subscriber, created_at FROM subscriptions
+         WHERE uid = ?1 OR (kind = 'email' AND subscriber = ?2)
+         ORDER BY created_at, entity_type, entity_id",
+    )?;
+    let rows = stmt.query_map(rusqlite::params![uid, email], subscription_row)?;
+    rows.map(|r| to_subscription(r?)).collect()
 }
 
 pub(crate) fn gid(c: &Connection, id: &GroupId) -> Result<Option<i64>> {

@@ -3,7 +3,9 @@
 
 use super::Writer;
 use super::read::{self, BroadcastFilter, InboxUser};
-use crate::{ApiKeyInfo, Group, ItemOp, NewApiKey, Result, SendContext, SendReceipt, StoreError};
+use crate::{
+    ApiKeyInfo, Group, ItemOp, NewApiKey, Result, SendContext, SendReceipt, StoreError, Subscriber,
+};
 use belfry_core::{
     Category, EntityRef, GroupId, Millis, NewNotification, Patch, User, UserId, UserPatch,
 };
@@ -160,6 +162,7 @@ fn set_memberships(
 pub(crate) fn delete_user(c: &Connection, id: &UserId) -> Result<()> {
     let uid = read::uid(c, id)?.ok_or(StoreError::NotFound)?;
     for sql in [
+        "DELETE FROM subscriptions WHERE uid = ?1",
         "DELETE FROM inbox WHERE uid = ?1",
         "DELETE FROM broadcast_state WHERE uid = ?1",
         "DELETE FROM memberships WHERE uid = ?1",
@@ -168,6 +171,53 @@ pub(crate) fn delete_user(c: &Connection, id: &UserId) -> Result<()> {
         c.execute(sql, [uid])?;
     }
     Ok(())
+}
+
+fn subscriber_key(c: &Connection, who: &Subscriber) -> Result<(&'static str, String, Option<i64>)> {
+    Ok(match who {
+        Subscriber::User(user) => (
+            "user",
+            user.to_string(),
+            Some(read::uid(c, user)?.ok_or(StoreError::NotFound)?),
+        ),
+        Subscriber::Email(email) => ("email", email.to_string(), None),
+    })
+}
+
+pub(crate) fn subscribe(
+    c: &Connection,
+    entity: &EntityRef,
+    who: &Subscriber,
+    now: Millis,
+) -> Result<bool> {
+    let (kind, subscriber, uid) = subscriber_key(c, who)?;
+    let n = c
+        .prepare_cached(
+            "INSERT INTO subscriptions (entity_type, entity_id, kind, subscriber, uid, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            entity.kind,
+            entity.id,
+            kind,
+            subscriber,
+            uid,
+            now.0
+        ])?;
+    Ok(n > 0)
+}
+
+pub(crate) fn unsubscribe(c: &Connection, entity: &EntityRef, who: &Subscriber) -> Result<bool> {
+    let (kind, subscriber) = match who {
+        Subscriber::User(u) => ("user", u.to_string()),
+        Subscriber::Email(e) => ("email", e.to_string()),
+    };
+    let n = c
+        .prepare_cached(
+            "DELETE FROM subscriptions WHERE entity_type = ?1 AND entity_id = ?2 AND kind = ?3 AND subscriber = ?4",
+        )?
+        .execute(params![entity.kind, entity.id, kind, subscriber])?;
+    Ok(n > 0)
 }
 
 pub(crate) fn put_group(
@@ -252,12 +302,22 @@ fn send_one(w: &mut Writer, ctx: &SendContext, n: &NewNotification) -> Result<Se
         Some(actor) => read::uid(c, actor)?,
         None => None,
     };
+    if n.subscribe_actor
+        && let (Some(actor), Some(entity)) = (n.actor_id(), &n.content.entity)
+    {
+        if actor_uid.is_none() {
+            return Err(StoreError::Invalid(format!(
+                "subscribe_actor: the actor {actor} is not a known user"
+            )));
+        }
+        subscribe(c, entity, &Subscriber::User(actor.clone()), ctx.now)?;
+    }
 
-    let mut direct: Vec<i64> = Vec::with_capacity(a.users.len() + a.emails.len());
+    let mut direct: Vec<(i64, String)> = Vec::with_capacity(a.users.len() + a.emails.len());
     let mut missing = Vec::new();
     for user in &a.users {
         match read::uid(c, user)? {
-            Some(uid) => direct.push(uid),
+            Some(uid) => direct.push((uid, user.to_string())),
             None => missing.push(user.to_string()),
         }
     }
@@ -274,18 +334,38 @@ fn send_one(w: &mut Writer, ctx: &SendContext, n: &NewNotification) -> Result<Se
     if !missing.is_empty() {
         return Err(StoreError::UnknownGroups(missing));
     }
+    let mut emails: Vec<String> = a.emails.iter().map(|e| e.to_string()).collect();
+    if let Some(entity) = &a.entity {
+        let mut subs = c.prepare_cached(
+            "SELECT kind, subscriber, uid FROM subscriptions WHERE entity_type = ?1 AND entity_id = ?2",
+        )?;
+        let rows = subs.query_map([&entity.kind, &entity.id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+            ))
+        })?;
+        for row in rows {
+            match row? {
+                (kind, id, Some(uid)) if kind == "user" => direct.push((uid, id)),
+                (_, email, _) => emails.push(email),
+            }
+        }
+    }
     let mut contacts = Vec::new();
-    for email in &a.emails {
-        match read::uid_by_email(c, email)? {
-            Some(uid) => direct.push(uid),
+    for email in &emails {
+        let address = belfry_core::EmailAddress::parse(email).map_err(StoreError::Backend)?;
+        match read::user_by_email(c, &address)? {
+            Some(user) => direct.push(user),
             None => {
                 c.prepare_cached(
                     "INSERT INTO contacts (email, created_at) VALUES (?1, ?2) ON CONFLICT (email) DO NOTHING",
                 )?
-                .execute(params![email.as_str(), ctx.now.0])?;
+                .execute(params![email, ctx.now.0])?;
                 let cid: i64 = c
                     .prepare_cached("SELECT cid FROM contacts WHERE email = ?1")?
-                    .query_row([email.as_str()], |r| r.get(0))?;
+                    .query_row([email], |r| r.get(0))?;
                 contacts.push(cid);
             }
         }
@@ -293,7 +373,7 @@ fn send_one(w: &mut Writer, ctx: &SendContext, n: &NewNotification) -> Result<Se
 
     // Each person once; never the actor; nobody the broadcast part reaches.
     let mut unique = HashSet::with_capacity(direct.len());
-    direct.retain(|uid| unique.insert(*uid) && Some(*uid) != actor_uid);
+    direct.retain(|(uid, _)| unique.insert(*uid) && Some(*uid) != actor_uid);
     if a.all {
         direct.clear();
     } else if !gids.is_empty() {
@@ -301,7 +381,7 @@ fn send_one(w: &mut Writer, ctx: &SendContext, n: &NewNotification) -> Result<Se
             "SELECT 1 FROM memberships WHERE uid = ?1 AND gid = ?2 AND left_seq IS NULL",
         )?;
         let mut kept = Vec::with_capacity(direct.len());
-        for uid in direct {
+        for (uid, id) in direct {
             let mut covered = false;
             for gid in &gids {
                 if member.exists(params![uid, gid])? {
@@ -310,7 +390,7 @@ fn send_one(w: &mut Writer, ctx: &SendContext, n: &NewNotification) -> Result<Se
                 }
             }
             if !covered {
-                kept.push(uid);
+                kept.push((uid, id));
             }
         }
         direct = kept;
@@ -370,7 +450,7 @@ fn send_one(w: &mut Writer, ctx: &SendContext, n: &NewNotification) -> Result<Se
         }
     }
 
-    for uid in &direct {
+    for (uid, _) in &direct {
         let mut stacked = 0;
         if let Some(key) = &content.stack_key {
             stacked = c

@@ -1,0 +1,46 @@
+//! `belfry-bench`: measures a real Belfry like its users would, over HTTP
+//! (and, for the real-time scenarios, SSE and WebSocket) only. It starts the
+//! server itself from a binary and a data directory, or targets `--url`.
+//! Every run is bounded in count and time and talks to loopback only.
+#![forbid(unsafe_code)]
+
+mod report;
+mod scenarios;
+mod server;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "belfry-bench", version, about, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+    /// Print the results as JSON (on stdout) instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Inbox reads and broadcast acceptance on a pre-filled database:
+    /// counts and first-page latency, and the time to accept a broadcast to everyone.
+    Inbox(scenarios::inbox::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(async {
+        match cli.scenario {
+            Scenario::Inbox(args) => scenarios::inbox::run(args).await,
+        }
+    })?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}

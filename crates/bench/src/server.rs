@@ -1,0 +1,237 @@
+//! The server under test: started from a binary on a data directory, or an
+//! existing one at a loopback URL. Also reads the server's CPU time and
+//! memory from /proc when it is a local process.
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The admin key the tool gives servers it starts.
+pub const BENCH_ADMIN_KEY: &str = "bfy_sk_bench-admin-key-0123456789abcdefghijklmnopq";
+
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// A running Belfry on loopback (e.g. http://127.0.0.1:8080); without
+    /// it, the tool starts --binary on --data-dir.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The belfry binary to start (a release build for real figures).
+    #[arg(long, default_value = "target/release/belfry")]
+    pub binary: PathBuf,
+    /// Data directory of the started server [default: a new temporary one].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Admin key of the server at --url.
+    #[arg(long, env = "BELFRY_BENCH_ADMIN_KEY")]
+    pub admin_key: Option<String>,
+}
+
+/// A server to measure.
+pub struct Server {
+    pub url: String,
+    pub admin_key: String,
+    child: Option<Child>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            for _ in 0..100 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn check_loopback(url: &str) -> anyhow::Result<()> {
+    let host = url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split(['/', '?']).next())
+        .unwrap_or("");
+    let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ok = host == "localhost"
+        || host == "::1"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|a| a.is_loopback());
+    if !ok {
+        bail!("--url {url}: the benchmark only sends traffic to loopback (127.0.0.0/8, ::1)");
+    }
+    Ok(())
+}
+
+impl Target {
+    /// The data directory a started server will use (created if needed).
+    pub fn prepare_data_dir(&self) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
+        match &self.data_dir {
+            Some(d) => {
+                std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+                Ok((d.clone(), None))
+            }
+            None => {
+                let t = tempfile::tempdir()?;
+                Ok((t.path().to_path_buf(), Some(t)))
+            }
+        }
+    }
+
+    /// Starts (or connects to) the server.
+    pub fn start(
+        &self,
+        data: Option<(PathBuf, Option<tempfile::TempDir>)>,
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<Server> {
+        if let Some(url) = &self.url {
+            check_loopback(url)?;
+            let admin_key = self
+                .admin_key
+                .clone()
+                .context("--url needs --admin-key (or BELFRY_BENCH_ADMIN_KEY)")?;
+            return Ok(Server {
+                url: url.trim_end_matches('/').to_string(),
+                admin_key,
+                child: None,
+                _temp: None,
+            });
+        }
+        let (dir, temp) = match data {
+            Some(d) => d,
+            None => self.prepare_data_dir()?,
+        };
+        if !self.binary.exists() {
+            bail!(
+                "{} does not exist; build it with `cargo build --release` or pass --binary",
+                self.binary.display()
+            );
+        }
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "text"])
+            .arg("--data-dir")
+            .arg(&dir)
+            .env("BELFRY_ADMIN_KEY", BENCH_ADMIN_KEY)
+            .env("BELFRY_LOG", "warn,belfry=info")
+            .env("NO_COLOR", "1")
+            .env_remove("BELFRY_CONFIG")
+            .env_remove("BELFRY_DATABASE_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        let stderr = child.stderr.take().context("server stderr")?;
+        let mut lines = BufReader::new(stderr).lines();
+        let url = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(rest) = line.split("Belfry listening on ").nth(1) {
+                        break rest.split_whitespace().next().unwrap_or("").to_string();
+                    }
+                }
+                _ => {
+                    let _ = child.kill();
+                    bail!("the server exited before listening");
+                }
+            }
+        };
+        // Keep draining the server's log so that it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        Ok(Server {
+            url,
+            admin_key: BENCH_ADMIN_KEY.to_string(),
+            child: Some(child),
+            _temp: temp,
+        })
+    }
+}
+
+impl Server {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .build()
+            .expect("HTTP client")
+    }
+
+    /// A request with the admin key; fails unless the status is 2xx.
+    pub async fn admin(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut req = client
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.admin_key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await?;
+        let status = r.status();
+        let text = r.text().await?;
+        if !status.is_success() {
+            bail!("{path}: {status}: {text}");
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn token(&self, client: &reqwest::Client, user: &str) -> anyhow::Result<String> {
+        let v = self
+            .admin(
+                client,
+                reqwest::Method::POST,
+                &format!("/v1/users/{user}/tokens"),
+                Some(serde_json::json!({"ttl_seconds": 86400})),
+            )
+            .await?;
+        v["token"]
+            .as_str()
+            .map(String::from)
+            .context("token in the response")
+    }
+
+    /// Resident memory of the server process, in bytes.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_targets() {
+        assert!(check_loopback("http://127.0.0.1:8080").is_ok());
+        assert!(check_loopback("http://127.3.2.1:8080/x").is_ok());
+        assert!(check_loopback("http://localhost:8080").is_ok());
+        assert!(check_loopback("http://[::1]:8080").is_ok());
+        assert!(check_loopback("http://10.0.0.1:8080").is_err());
+        assert!(check_loopback("https://belfry.example.com").is_err());
+    }
+}
