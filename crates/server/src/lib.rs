@@ -8,7 +8,9 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
+pub mod realtime;
 mod routes;
+pub mod serve;
 
 use crate::auth::{KeyCache, TokenSigner};
 use anyhow::Context as _;
@@ -36,6 +38,8 @@ pub struct Config {
     pub token_ttl_secs: i64,
     /// Longest lifetime a user token may be issued for, in seconds.
     pub token_max_ttl_secs: i64,
+    /// Real-time streams: heartbeat interval, queue per connection.
+    pub streams: realtime::HubConfig,
 }
 
 impl Default for Config {
@@ -47,6 +51,7 @@ impl Default for Config {
             admin_key: None,
             token_ttl_secs: 3600,
             token_max_ttl_secs: 30 * 24 * 3600,
+            streams: realtime::HubConfig::default(),
         }
     }
 }
@@ -59,6 +64,7 @@ pub struct AppState {
     pub tokens: TokenSigner,
     pub keys: Arc<KeyCache>,
     pub config: Arc<Config>,
+    pub hub: Arc<realtime::Hub>,
 }
 
 /// The name of the signing secret of user tokens in the store.
@@ -99,6 +105,7 @@ pub async fn bootstrap_admin_key(
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    hub: Arc<realtime::Hub>,
     /// The admin key generated on this start (first start on an empty database).
     pub generated_admin_key: Option<String>,
 }
@@ -115,17 +122,21 @@ impl Application {
         let _ = metrics::handle();
         let generated_admin_key =
             bootstrap_admin_key(&store, clock.as_ref(), config.admin_key.as_deref()).await?;
+        let hub = realtime::Hub::new(store.clone(), clock.clone(), config.streams.clone());
+        realtime::start(&store, realtime::LocalBus::new(), hub.clone());
         let state = AppState {
             tokens: token_signer(&store).await?,
             store,
             clock,
             keys: Arc::new(KeyCache::default()),
             config: Arc::new(config),
+            hub: hub.clone(),
         };
         let router = routes::router(state);
         Ok(Application {
             listener,
             router,
+            hub,
             generated_admin_key,
         })
     }
@@ -136,16 +147,23 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` is cancelled, then stops accepting and lets
-    /// in-flight requests finish.
+    /// The real-time hub (open connections, for metrics and tests).
+    pub fn hub(&self) -> Arc<realtime::Hub> {
+        self.hub.clone()
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops accepting, closes
+    /// the streams (clients reconnect elsewhere) and lets requests in flight
+    /// finish.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .context("serving HTTP")
+        let hub = self.hub.clone();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            signal.cancelled().await;
+            hub.shutdown.cancel();
+        });
+        serve::serve(self.listener, self.router, shutdown).await;
+        self.hub.shutdown.cancel();
+        Ok(())
     }
 }

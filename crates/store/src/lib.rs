@@ -5,6 +5,7 @@
 //! broadcasts stored once with lazily written per-user state.
 #![forbid(unsafe_code)]
 
+pub mod events;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -12,8 +13,10 @@ use belfry_core::inbox::Cursor;
 use belfry_core::{
     Counts, EntityRef, GroupId, InboxQuery, Millis, NewNotification, User, UserId, UserPatch,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+pub use events::{BroadcastTargets, Published, StateChange, StoreEvent};
 
 pub use sqlite::{SqliteOptions, SqliteStore};
 
@@ -193,7 +196,8 @@ pub struct InboxPage {
 }
 
 /// A change of one inbox item's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ItemOp {
     Read,
     Unread,
@@ -278,6 +282,23 @@ pub trait Store: Send + Sync + 'static {
     async fn archive_many(&self, user: &UserId, ids: Vec<String>, now: Millis) -> Result<i64>;
     /// The user viewed this entity in the host application: all about it is read.
     async fn read_entity(&self, user: &UserId, entity: &EntityRef, now: Millis) -> Result<i64>;
+
+    // --- real time ---
+    /// Events committed from now on, in commit order, batched per commit.
+    /// A receiver that falls behind gets `Lagged` and must assume it missed
+    /// events (streams then resume from the store).
+    fn events(&self) -> tokio::sync::broadcast::Receiver<Arc<Vec<StoreEvent>>>;
+    /// The highest seq committed so far.
+    fn last_seq(&self) -> i64;
+    /// The items of a user's inbox that arrived after `after_seq` (and are
+    /// still there), oldest first, at most `limit`: `(seq, item JSON)`.
+    async fn replay(
+        &self,
+        user: &UserId,
+        after_seq: i64,
+        limit: usize,
+        now: Millis,
+    ) -> Result<Vec<(i64, String)>>;
 }
 
 /// The store shared by every handler.

@@ -27,6 +27,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(users::routes())
         .merge(groups::routes())
         .merge(subscriptions::routes())
+        .merge(crate::realtime::streams::routes())
         .split_for_parts();
     let openapi_json = std::sync::Arc::new(
         serde_json::to_string_pretty(&openapi).expect("the OpenAPI document serialises"),

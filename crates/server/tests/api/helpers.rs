@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 pub struct TestApp {
     pub base: String,
+    pub hub: Arc<belfry_server::realtime::Hub>,
     pub client: reqwest::Client,
     pub admin_key: String,
     pub clock: Arc<ManualClock>,
@@ -48,6 +49,7 @@ async fn start(
         .or(app.generated_admin_key.clone())
         .expect("a fresh database generates an admin key");
     let base = format!("http://{}", app.local_addr());
+    let hub = app.hub();
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let handle = tokio::spawn(async move {
@@ -55,6 +57,7 @@ async fn start(
     });
     TestApp {
         base,
+        hub,
         client: reqwest::Client::new(),
         admin_key,
         clock,
@@ -71,6 +74,36 @@ impl TestApp {
         self.shutdown.cancel();
         self.handle.await.expect("server task");
         start(self.config, self.dir, self.clock, Some(self.admin_key)).await
+    }
+
+    /// Opens an SSE stream; `Last-Event-ID` when `after` is given.
+    pub async fn sse(&self, token: &str, after: Option<i64>) -> SseClient {
+        let mut req = self
+            .client
+            .get(self.url("/v1/me/stream"))
+            .bearer_auth(token);
+        if let Some(a) = after {
+            req = req.header("last-event-id", a.to_string());
+        }
+        let r = req.send().await.expect("SSE request");
+        assert_eq!(r.status(), StatusCode::OK, "SSE: {}", r.status());
+        assert_eq!(r.headers()["content-type"], "text/event-stream");
+        SseClient::new(r)
+    }
+
+    /// Opens a WebSocket; `?after=` when given.
+    pub async fn ws(&self, token: &str, after: Option<i64>) -> WsClient {
+        let mut url = format!(
+            "{}/v1/me/ws?token={token}",
+            self.base.replace("http://", "ws://")
+        );
+        if let Some(a) = after {
+            url.push_str(&format!("&after={a}"));
+        }
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("WebSocket");
+        WsClient { socket }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -226,4 +259,139 @@ pub async fn assert_problem(r: Response, status: StatusCode, code: &str) -> Valu
     assert_eq!(v["status"], status.as_u16());
     assert!(!v["detail"].as_str().unwrap().is_empty());
     v
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub id: Option<i64>,
+    /// `notification`, `counts`, `state`, or `heartbeat` for a comment line.
+    pub event: String,
+    pub data: Value,
+}
+
+/// A minimal SSE client over a streaming HTTP response.
+pub struct SseClient {
+    rx: tokio::sync::mpsc::UnboundedReceiver<Option<SseEvent>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for SseClient {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn parse_sse_block(block: &str) -> Option<SseEvent> {
+    let mut id = None;
+    let mut event = String::from("message");
+    let mut data = String::new();
+    let mut comment = false;
+    for line in block.lines() {
+        if let Some(c) = line.strip_prefix(':') {
+            comment = c.trim() == "heartbeat";
+        } else if let Some(v) = line.strip_prefix("id: ") {
+            id = Some(v.parse().expect("numeric id"));
+        } else if let Some(v) = line.strip_prefix("event: ") {
+            event = v.to_string();
+        } else if let Some(v) = line.strip_prefix("data: ") {
+            data.push_str(v);
+        }
+    }
+    if comment {
+        return Some(SseEvent {
+            id: None,
+            event: "heartbeat".into(),
+            data: Value::Null,
+        });
+    }
+    if data.is_empty() {
+        return None; // e.g. the retry: line
+    }
+    Some(SseEvent {
+        id,
+        event,
+        data: serde_json::from_str(&data).expect("JSON data"),
+    })
+}
+
+impl SseClient {
+    fn new(response: Response) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            use futures::StreamExt;
+            let mut body = response.bytes_stream();
+            let mut buf = String::new();
+            while let Some(chunk) = body.next().await {
+                let Ok(chunk) = chunk else { break };
+                buf.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+                while let Some(end) = buf.find("\n\n") {
+                    let block: String = buf.drain(..end + 2).collect();
+                    if let Some(e) = parse_sse_block(&block) {
+                        let _ = tx.send(Some(e));
+                    }
+                }
+            }
+            let _ = tx.send(None);
+        });
+        SseClient { rx, task }
+    }
+
+    /// The next event (heartbeats included); None once the stream ended.
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        tokio::time::timeout(std::time::Duration::from_secs(10), self.rx.recv())
+            .await
+            .expect("an SSE event within 10 s")
+            .flatten()
+    }
+
+    /// The next event of this kind, skipping others.
+    pub async fn next_of(&mut self, kind: &str) -> SseEvent {
+        loop {
+            let e = self.next().await.expect("the stream is open");
+            if e.event == kind {
+                return e;
+            }
+        }
+    }
+
+    /// Waits for the next notification.
+    pub async fn notification(&mut self) -> SseEvent {
+        self.next_of("notification").await
+    }
+}
+
+/// A WebSocket client.
+pub struct WsClient {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl WsClient {
+    /// The next JSON message; None when the server closed (with its close frame code).
+    pub async fn next(&mut self) -> Result<Value, Option<u16>> {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            let msg = tokio::time::timeout(std::time::Duration::from_secs(10), self.socket.next())
+                .await
+                .expect("a WebSocket message within 10 s");
+            match msg {
+                Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t).expect("JSON")),
+                Some(Ok(Message::Close(frame))) => return Err(frame.map(|f| u16::from(f.code))),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Err(None),
+            }
+        }
+    }
+
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let m = self.next().await.expect("the socket is open");
+            if m["type"] == kind {
+                return m;
+            }
+        }
+    }
 }

@@ -6,4 +6,5 @@ mod helpers;
 mod inbox;
 mod ops;
 mod send;
+mod streams;
 mod users;

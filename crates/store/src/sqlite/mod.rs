@@ -11,7 +11,7 @@ mod write;
 
 use crate::{
     ApiKeyInfo, Group, InboxPage, ItemOp, NewApiKey, NotificationRecord, Result, SendContext,
-    SendReceipt, Store, StoreError, Subscriber, Subscription,
+    SendReceipt, StateChange, Store, StoreError, StoreEvent, Subscriber, Subscription,
 };
 use async_trait::async_trait;
 use belfry_core::{
@@ -20,8 +20,9 @@ use belfry_core::{
 };
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 
 /// Ordered migrations; each runs once, in its own transaction.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -70,12 +71,20 @@ pub(crate) struct Writer {
     pub conn: Connection,
     /// The highest `seq` handed out (committed or in the open transaction).
     pub last_seq: i64,
+    /// Events of the open transaction, published after it commits.
+    pub events: Vec<StoreEvent>,
+    publish: broadcast::Sender<Arc<Vec<StoreEvent>>>,
+    committed_seq: Arc<AtomicI64>,
 }
 
 impl Writer {
     pub fn next_seq(&mut self) -> i64 {
         self.last_seq += 1;
         self.last_seq
+    }
+
+    pub fn emit(&mut self, event: StoreEvent) {
+        self.events.push(event);
     }
 }
 
@@ -143,7 +152,12 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Box<dyn Op>>,
     readers: Arc<Readers>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    events: broadcast::Sender<Arc<Vec<StoreEvent>>>,
+    committed_seq: Arc<AtomicI64>,
 }
+
+/// Commits buffered in the event channel before a slow consumer lags.
+const EVENT_BUFFER: usize = 16 * 1024;
 
 fn configure(conn: &Connection) -> Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -222,9 +236,18 @@ impl SqliteStore {
             .map(|_| open_reader(&options.path))
             .collect::<Result<Vec<_>>>()?;
         let (tx, rx) = mpsc::channel::<Box<dyn Op>>(8192);
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let committed_seq = Arc::new(AtomicI64::new(last_seq));
+        let writer = Writer {
+            conn,
+            last_seq,
+            events: Vec::new(),
+            publish: events.clone(),
+            committed_seq: committed_seq.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("belfry-sqlite-writer".into())
-            .spawn(move || writer_loop(Writer { conn, last_seq }, rx))
+            .spawn(move || writer_loop(writer, rx))
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
 
         Ok(SqliteStore {
@@ -235,6 +258,8 @@ impl SqliteStore {
                 idle: Mutex::new(readers),
             }),
             thread: Mutex::new(Some(thread)),
+            events,
+            committed_seq,
         })
     }
 
@@ -295,6 +320,13 @@ fn writer_loop(mut w: Writer, mut rx: mpsc::Receiver<Box<dyn Op>>) {
         let outcome = run_batch(&mut w, &mut batch);
         if outcome.is_err() {
             w.last_seq = start_seq;
+            w.events.clear();
+        } else {
+            w.committed_seq.store(w.last_seq, Ordering::Release);
+            if !w.events.is_empty() {
+                // No receiver (e.g. the CLI) is not an error.
+                let _ = w.publish.send(Arc::new(std::mem::take(&mut w.events)));
+            }
         }
         for op in batch.drain(..) {
             op.finish(outcome.clone());
@@ -309,6 +341,7 @@ fn run_batch(w: &mut Writer, batch: &mut [Box<dyn Op>]) -> std::result::Result<(
     w.conn.execute_batch("BEGIN IMMEDIATE")?;
     for op in batch.iter_mut() {
         let seq_before = w.last_seq;
+        let events_before = w.events.len();
         if let Err(e) = w.conn.execute_batch("SAVEPOINT op") {
             let _ = w.conn.execute_batch("ROLLBACK");
             return Err(e.into());
@@ -318,6 +351,7 @@ fn run_batch(w: &mut Writer, batch: &mut [Box<dyn Op>]) -> std::result::Result<(
             "RELEASE op"
         } else {
             w.last_seq = seq_before;
+            w.events.truncate(events_before);
             "ROLLBACK TO op; RELEASE op"
         };
         if let Err(e) = w.conn.execute_batch(end) {
@@ -476,7 +510,7 @@ impl Store for SqliteStore {
 
     async fn delete_notification(&self, id: &str) -> Result<()> {
         let id = id.to_string();
-        self.write(move |w| write::delete_notification(&w.conn, &id))
+        self.write(move |w| write::delete_notification(w, &id))
             .await
     }
 
@@ -504,6 +538,10 @@ impl Store for SqliteStore {
         self.write(move |w| {
             let u = read::inbox_user(&w.conn, &user)?.ok_or(StoreError::NotFound)?;
             if write::update_item(&w.conn, &u, &id, op, now)? {
+                w.emit(StoreEvent::State {
+                    user,
+                    change: StateChange::Items { op, ids: vec![id] },
+                });
                 Ok(())
             } else {
                 Err(StoreError::NotFound)
@@ -521,7 +559,12 @@ impl Store for SqliteStore {
         let user = user.clone();
         self.write(move |w| {
             let u = read::inbox_user(&w.conn, &user)?.ok_or(StoreError::NotFound)?;
-            write::read_all(w, &u, category.as_ref(), now)
+            let n = write::read_all(w, &u, category.as_ref(), now)?;
+            w.emit(StoreEvent::State {
+                user,
+                change: StateChange::ReadAll { category },
+            });
+            Ok(n)
         })
         .await
     }
@@ -534,6 +577,10 @@ impl Store for SqliteStore {
                 "UPDATE users SET seen_wm = ?1 WHERE uid = ?2",
                 (w.last_seq, u.uid),
             )?;
+            w.emit(StoreEvent::State {
+                user,
+                change: StateChange::SeenAll,
+            });
             Ok(())
         })
         .await
@@ -543,11 +590,21 @@ impl Store for SqliteStore {
         let user = user.clone();
         self.write(move |w| {
             let u = read::inbox_user(&w.conn, &user)?.ok_or(StoreError::NotFound)?;
-            let mut n = 0;
-            for id in &ids {
-                if write::update_item(&w.conn, &u, id, ItemOp::Archive, now)? {
-                    n += 1;
+            let mut archived = Vec::new();
+            for id in ids {
+                if write::update_item(&w.conn, &u, &id, ItemOp::Archive, now)? {
+                    archived.push(id);
                 }
+            }
+            let n = archived.len() as i64;
+            if n > 0 {
+                w.emit(StoreEvent::State {
+                    user,
+                    change: StateChange::Items {
+                        op: ItemOp::Archive,
+                        ids: archived,
+                    },
+                });
             }
             Ok(n)
         })
@@ -559,7 +616,47 @@ impl Store for SqliteStore {
         let entity = entity.clone();
         self.write(move |w| {
             let u = read::inbox_user(&w.conn, &user)?.ok_or(StoreError::NotFound)?;
-            write::read_entity(&w.conn, &u, &entity, now)
+            let n = write::read_entity(&w.conn, &u, &entity, now)?;
+            w.emit(StoreEvent::State {
+                user,
+                change: StateChange::ReadEntity { entity },
+            });
+            Ok(n)
+        })
+        .await
+    }
+
+    fn events(&self) -> broadcast::Receiver<Arc<Vec<StoreEvent>>> {
+        self.events.subscribe()
+    }
+
+    fn last_seq(&self) -> i64 {
+        self.committed_seq.load(Ordering::Acquire)
+    }
+
+    async fn replay(
+        &self,
+        user: &UserId,
+        after_seq: i64,
+        limit: usize,
+        now: Millis,
+    ) -> Result<Vec<(i64, String)>> {
+        self.replay_impl(user, after_seq, limit, now).await
+    }
+}
+
+impl SqliteStore {
+    async fn replay_impl(
+        &self,
+        user: &UserId,
+        after_seq: i64,
+        limit: usize,
+        now: Millis,
+    ) -> Result<Vec<(i64, String)>> {
+        let user = user.clone();
+        self.read(move |c| {
+            let u = read::inbox_user(c, &user)?.ok_or(StoreError::NotFound)?;
+            read::replay(c, &u, after_seq, limit, now)
         })
         .await
     }

@@ -523,6 +523,14 @@ pub(crate) fn list_inbox(
     }
 
     let (entries, next_cursor) = merge_newest_first(direct, broadcast, q.limit, |e| e.seq);
+    Ok(InboxPage {
+        items: render_entries(c, u, entries)?,
+        next_cursor,
+    })
+}
+
+/// Attaches the stored content to entries: the JSON items clients see.
+fn render_entries(c: &Connection, u: &InboxUser, entries: Vec<Entry>) -> Result<Vec<String>> {
     let mut content = c.prepare_cached(
         "SELECT id, COALESCE(published_at, created_at), content FROM notifications WHERE nid = ?1",
     )?;
@@ -541,5 +549,85 @@ pub(crate) fn list_inbox(
         };
         items.push(meta.render(&json));
     }
-    Ok(InboxPage { items, next_cursor })
+    Ok(items)
+}
+
+/// Everything that arrived in the user's inbox after `after` and is still
+/// there (archived included, deleted and expired not), oldest first.
+pub(crate) fn replay(
+    c: &Connection,
+    u: &InboxUser,
+    after: i64,
+    limit: usize,
+    now: Millis,
+) -> Result<Vec<(i64, String)>> {
+    let fetch = limit as i64;
+    let mut direct = Vec::new();
+    {
+        let mut stmt = c.prepare_cached(
+            "SELECT seq, nid, read_at IS NOT NULL, archived_at IS NOT NULL, stack_count FROM inbox
+             WHERE uid = ?1 AND seq > ?2 AND (expires_at IS NULL OR expires_at > ?3)
+             ORDER BY seq ASC LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(rusqlite::params![u.uid, after, now.0, fetch], |r| {
+            Ok(Entry {
+                seq: r.get(0)?,
+                nid: r.get(1)?,
+                read: r.get(2)?,
+                archived: r.get(3)?,
+                stack_count: r.get(4)?,
+            })
+        })?;
+        for row in rows {
+            direct.push(row?);
+        }
+    }
+    let mut broadcast: Vec<Entry> = Vec::new();
+    {
+        let mut stmt = c.prepare_cached(
+            "SELECT b.seq, b.nid, CASE WHEN s.read IS NULL THEN b.seq <= ?7 ELSE s.read = 1 END,
+                    s.archived_at IS NOT NULL
+             FROM broadcasts b
+             LEFT JOIN broadcast_state s ON s.uid = ?1 AND s.seq = b.seq
+             WHERE b.gid = ?2 AND b.seq > ?3 AND b.seq <= ?4
+               AND (b.expires_at IS NULL OR b.expires_at > ?5)
+               AND (b.actor_uid IS NULL OR b.actor_uid <> ?1)
+               AND COALESCE(s.deleted, 0) = 0
+             ORDER BY b.seq ASC LIMIT ?6",
+        )?;
+        let mut seen = BTreeSet::new();
+        for (gid, from, until) in broadcast_windows(c, u)? {
+            let from = from.max(after);
+            if from >= until {
+                continue;
+            }
+            let rows = stmt.query_map(
+                rusqlite::params![u.uid, gid, from, until, now.0, fetch, u.read_wm],
+                |r| {
+                    Ok(Entry {
+                        seq: r.get(0)?,
+                        nid: r.get(1)?,
+                        read: r.get(2)?,
+                        archived: r.get(3)?,
+                        stack_count: 1,
+                    })
+                },
+            )?;
+            for row in rows {
+                let e = row?;
+                if seen.insert(e.seq) {
+                    broadcast.push(e);
+                }
+            }
+        }
+        broadcast.sort_unstable_by_key(|e| e.seq);
+        broadcast.truncate(limit);
+    }
+    // Oldest first: merge on the negated seq.
+    let (entries, _) = merge_newest_first(direct, broadcast, limit, |e| -e.seq);
+    let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
+    Ok(seqs
+        .into_iter()
+        .zip(render_entries(c, u, entries)?)
+        .collect())
 }

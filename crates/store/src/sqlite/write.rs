@@ -4,7 +4,8 @@
 use super::Writer;
 use super::read::{self, BroadcastFilter, InboxUser};
 use crate::{
-    ApiKeyInfo, Group, ItemOp, NewApiKey, Result, SendContext, SendReceipt, StoreError, Subscriber,
+    ApiKeyInfo, BroadcastTargets, Group, ItemOp, NewApiKey, Published, Result, SendContext,
+    SendReceipt, StoreError, StoreEvent, Subscriber,
 };
 use belfry_core::{
     Category, EntityRef, GroupId, Millis, NewNotification, Patch, User, UserId, UserPatch,
@@ -112,10 +113,18 @@ pub(crate) fn put_user(
             c.last_insert_rowid()
         }
     };
+    let groups_changed = patch.groups.is_some();
     if let Some(groups) = patch.groups {
         set_memberships(c, uid, &groups, w.last_seq, now)?;
     }
-    Ok((read::user(c, uid)?, existing.is_none()))
+    let user = read::user(c, uid)?;
+    if groups_changed {
+        w.emit(StoreEvent::Groups {
+            user: user.id.clone(),
+            groups: user.groups.clone(),
+        });
+    }
+    Ok((user, existing.is_none()))
 }
 
 fn ensure_group(c: &Connection, id: &GroupId, now: Millis) -> Result<i64> {
@@ -417,6 +426,7 @@ fn send_one(w: &mut Writer, ctx: &SendContext, n: &NewNotification) -> Result<Se
     let seq = w.next_seq();
     let c = &w.conn;
     let id = ulid::Ulid::new().to_string();
+    let content_json = content.to_json();
     c.prepare_cached(
         "INSERT INTO notifications (id, seq, status, sender, content, audience, channels, actor_uid,
                                     stack_key, recipients, created_at, published_at, expires_at)
@@ -426,7 +436,7 @@ fn send_one(w: &mut Writer, ctx: &SendContext, n: &NewNotification) -> Result<Se
         id,
         seq,
         ctx.key_id,
-        content.to_json(),
+        content_json,
         audience_json,
         channels_json,
         actor_uid,
@@ -450,27 +460,35 @@ fn send_one(w: &mut Writer, ctx: &SendContext, n: &NewNotification) -> Result<Se
         }
     }
 
-    for (uid, _) in &direct {
-        let mut stacked = 0;
+    let mut delivered = Vec::with_capacity(direct.len());
+    for (uid, user_id) in &direct {
+        let mut stack_count: Option<i64> = None;
         if let Some(key) = &content.stack_key {
-            stacked = c
+            stack_count = c
                 .prepare_cached(
                     "UPDATE inbox SET seq = ?3, nid = ?4,
                         stack_count = CASE WHEN read_at IS NULL AND archived_at IS NULL
                                            THEN stack_count + 1 ELSE 1 END,
                         read_at = NULL, archived_at = NULL, expires_at = ?5, category = ?6,
                         entity_type = ?7, entity_id = ?8
-                     WHERE uid = ?1 AND stack_key = ?2",
+                     WHERE uid = ?1 AND stack_key = ?2
+                     RETURNING stack_count",
                 )?
-                .execute(params![uid, key, seq, nid, expires, category, etype, eid])?;
+                .query_row(
+                    params![uid, key, seq, nid, expires, category, etype, eid],
+                    |r| r.get(0),
+                )
+                .optional()?;
         }
-        if stacked == 0 {
+        if stack_count.is_none() {
             c.prepare_cached(
                 "INSERT INTO inbox (uid, seq, nid, stack_key, expires_at, category, entity_type, entity_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![uid, seq, nid, content.stack_key, expires, category, etype, eid])?;
         }
+        let user = UserId::parse(user_id).map_err(StoreError::Backend)?;
+        delivered.push((user, stack_count.unwrap_or(1)));
     }
     for cid in &contacts {
         c.prepare_cached("INSERT INTO notification_contacts (nid, cid) VALUES (?1, ?2)")?
@@ -483,6 +501,18 @@ fn send_one(w: &mut Writer, ctx: &SendContext, n: &NewNotification) -> Result<Se
         )?
         .execute(params![ctx.key_id, key, nid, ctx.now.0])?;
     }
+    w.emit(StoreEvent::Published(std::sync::Arc::new(Published {
+        seq,
+        id: id.clone(),
+        created_at: ctx.now,
+        content_json,
+        direct: delivered,
+        broadcast: broadcast.then(|| BroadcastTargets {
+            all: a.all,
+            groups: if a.all { Vec::new() } else { a.groups.clone() },
+        }),
+        actor: n.actor_id().cloned(),
+    })));
     Ok(SendReceipt {
         id,
         seq: Some(seq),
@@ -504,24 +534,54 @@ fn audience_json(n: &NewNotification) -> String {
     .to_string()
 }
 
-pub(crate) fn delete_notification(c: &Connection, id: &str) -> Result<()> {
-    let (nid, seq): (i64, Option<i64>) = c
+pub(crate) fn delete_notification(w: &mut Writer, id: &str) -> Result<()> {
+    let c = &w.conn;
+    let (nid, seq, status, audience): (i64, Option<i64>, String, String) = c
         .query_row(
-            "SELECT nid, seq FROM notifications WHERE id = ?1",
+            "SELECT nid, seq, status, audience FROM notifications WHERE id = ?1",
             [id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?
         .ok_or(StoreError::NotFound)?;
+    if status == "cancelled" {
+        return Ok(());
+    }
+    let users: Vec<UserId> = c
+        .prepare_cached("SELECT u.id FROM inbox i JOIN users u ON u.uid = i.uid WHERE i.nid = ?1")?
+        .query_map([nid], |r| r.get::<_, String>(0))?
+        .map(|r| UserId::parse(&r?).map_err(StoreError::Backend))
+        .collect::<Result<_>>()?;
+    let mut broadcast = None;
     c.execute(
         "UPDATE notifications SET status = 'cancelled' WHERE nid = ?1",
         [nid],
     )?;
     c.execute("DELETE FROM inbox WHERE nid = ?1", [nid])?;
     if let Some(seq) = seq {
-        c.execute("DELETE FROM broadcasts WHERE seq = ?1", [seq])?;
+        let removed = c.execute("DELETE FROM broadcasts WHERE seq = ?1", [seq])?;
         c.execute("DELETE FROM broadcast_state WHERE seq = ?1", [seq])?;
+        if removed > 0 {
+            let a: serde_json::Value =
+                serde_json::from_str(&audience).map_err(|e| StoreError::Backend(e.to_string()))?;
+            broadcast = Some(BroadcastTargets {
+                all: a["all"].as_bool().unwrap_or(false),
+                groups: a["groups"]
+                    .as_array()
+                    .map(|g| {
+                        g.iter()
+                            .filter_map(|v| v.as_str().and_then(|s| GroupId::parse(s).ok()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            });
+        }
     }
+    w.emit(StoreEvent::Removed {
+        id: id.to_string(),
+        users,
+        broadcast,
+    });
     Ok(())
 }
 

@@ -1,0 +1,428 @@
+//! The hub of one node: which users have live connections, in which groups
+//! they are, and the bounded queue of each connection. Committed events are
+//! dispatched here; a notification is encoded once per distinct per-user
+//! state and the same frame goes to every connection that should get it.
+//!
+//! Counts: the hub keeps each connected user's last known counts. A
+//! broadcast always adds one unread and one unseen item, so it updates the
+//! cached counts without a query; anything else (a direct notification, a
+//! state change) recomputes them from the store, once per burst.
+
+use super::frame::{Frame, Kind};
+use belfry_core::inbox::InboxItemMeta;
+use belfry_core::{Clock, Counts, GroupId, UserId};
+use belfry_store::{Published, SharedStore, StateChange, StoreEvent};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Settings of the real-time layer.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Frames a connection may have queued; a client that falls this far
+    /// behind is disconnected (it resumes with its cursor).
+    pub queue: usize,
+    /// An idle stream gets a heartbeat at least this often.
+    pub heartbeat: Duration,
+    /// Most notifications replayed to a reconnecting client per query.
+    pub replay_page: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            queue: 256,
+            heartbeat: Duration::from_secs(20),
+            replay_page: 500,
+        }
+    }
+}
+
+struct Slot {
+    id: u64,
+    tx: mpsc::Sender<Arc<Frame>>,
+    kill: CancellationToken,
+}
+
+#[derive(Default)]
+struct Entry {
+    slots: Vec<Slot>,
+    groups: Vec<GroupId>,
+    counts: Option<Counts>,
+    refreshing: bool,
+    dirty: bool,
+}
+
+#[derive(Default)]
+struct State {
+    users: HashMap<UserId, Entry>,
+    members: HashMap<GroupId, HashSet<UserId>>,
+    connections: usize,
+}
+
+impl State {
+    fn index_groups(&mut self, user: &UserId, old: &[GroupId], new: &[GroupId]) {
+        for g in old {
+            if let Some(set) = self.members.get_mut(g) {
+                set.remove(user);
+                if set.is_empty() {
+                    self.members.remove(g);
+                }
+            }
+        }
+        for g in new {
+            self.members
+                .entry(g.clone())
+                .or_default()
+                .insert(user.clone());
+        }
+    }
+}
+
+/// A live connection's end: frames to send, and the signal to stop.
+pub struct Connection {
+    pub id: u64,
+    pub user: UserId,
+    pub rx: mpsc::Receiver<Arc<Frame>>,
+    /// Cancelled when the hub drops this connection (too slow, user deleted).
+    pub kill: CancellationToken,
+    hub: Arc<Hub>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.hub.disconnect(&self.user, self.id);
+    }
+}
+
+pub struct Hub {
+    state: Mutex<State>,
+    next_id: AtomicU64,
+    store: SharedStore,
+    clock: Arc<dyn Clock>,
+    pub config: HubConfig,
+    /// Cancelled on server shutdown: every stream ends.
+    pub shutdown: CancellationToken,
+}
+
+fn counts_frame(c: Counts) -> Arc<Frame> {
+    Frame::new(
+        Kind::Counts,
+        None,
+        format!(r#"{{"unread":{},"unseen":{}}}"#, c.unread, c.unseen),
+    )
+}
+
+impl Hub {
+    pub fn new(store: SharedStore, clock: Arc<dyn Clock>, config: HubConfig) -> Arc<Hub> {
+        Arc::new(Hub {
+            state: Mutex::new(State::default()),
+            next_id: AtomicU64::new(1),
+            store,
+            clock,
+            config,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// Open connections on this node.
+    pub fn connections(&self) -> usize {
+        self.state.lock().expect("hub").connections
+    }
+
+    /// Registers a connection. From now on it receives every event for the
+    /// user; `kill` is cancelled if the hub drops it.
+    pub fn connect(
+        self: &Arc<Self>,
+        user: UserId,
+        groups: Vec<GroupId>,
+        kill: CancellationToken,
+    ) -> Connection {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(self.config.queue);
+        let refresh = {
+            let mut st = self.state.lock().expect("hub");
+            st.connections += 1;
+            let fresh = !st.users.contains_key(&user);
+            if fresh {
+                st.index_groups(&user, &[], &groups);
+            }
+            let entry = st.users.entry(user.clone()).or_default();
+            if fresh {
+                entry.groups = groups;
+            }
+            // The new connection starts with the user's counts.
+            let known = entry.counts.filter(|_| !entry.refreshing);
+            if let Some(c) = known {
+                let _ = tx.try_send(counts_frame(c));
+            }
+            entry.slots.push(Slot {
+                id,
+                tx,
+                kill: kill.clone(),
+            });
+            known.is_none() && Self::wants_refresh(entry)
+        };
+        metrics::gauge!("belfry_stream_connections").increment(1.0);
+        if refresh {
+            self.spawn_refresh(user.clone());
+        }
+        Connection {
+            id,
+            user,
+            rx,
+            kill,
+            hub: self.clone(),
+        }
+    }
+
+    /// Called once per connection, when it ends (its slot may be gone
+    /// already if the hub cut it off).
+    fn disconnect(&self, user: &UserId, id: u64) {
+        let mut st = self.state.lock().expect("hub");
+        st.connections -= 1;
+        metrics::gauge!("belfry_stream_connections").decrement(1.0);
+        let Some(entry) = st.users.get_mut(user) else {
+            return;
+        };
+        entry.slots.retain(|s| s.id != id);
+        if entry.slots.is_empty() {
+            let groups = st.users.remove(user).map(|e| e.groups).unwrap_or_default();
+            st.index_groups(user, &groups, &[]);
+        }
+    }
+
+    /// True when the caller must start a refresh (none is running).
+    fn wants_refresh(entry: &mut Entry) -> bool {
+        if entry.refreshing {
+            entry.dirty = true;
+            false
+        } else {
+            entry.refreshing = true;
+            true
+        }
+    }
+
+    /// Queues a frame on every connection of the entry; a full queue means
+    /// a client that does not keep up: it is cut off and resumes later.
+    fn send(entry: &mut Entry, frame: &Arc<Frame>) {
+        entry
+            .slots
+            .retain(|slot| match slot.tx.try_send(frame.clone()) {
+                Ok(()) => {
+                    metrics::counter!("belfry_stream_events_sent_total").increment(1);
+                    true
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    metrics::counter!("belfry_stream_slow_disconnects_total").increment(1);
+                    tracing::info!(connection = slot.id, "stream too slow: disconnected");
+                    slot.kill.cancel();
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+    }
+
+    /// Dispatches one commit's events.
+    pub fn dispatch(self: &Arc<Self>, events: &[StoreEvent]) {
+        let mut refresh = Vec::new();
+        {
+            let mut st = self.state.lock().expect("hub");
+            for event in events {
+                match event {
+                    StoreEvent::Published(p) => Self::published(&mut st, p, &mut refresh),
+                    StoreEvent::State { user, change } => {
+                        if let Some(entry) = st.users.get_mut(user) {
+                            let frame = Frame::new(Kind::State, None, state_json(change));
+                            Self::send(entry, &frame);
+                            if Self::wants_refresh(entry) {
+                                refresh.push(user.clone());
+                            }
+                        }
+                    }
+                    StoreEvent::Groups { user, groups } => {
+                        if let Some(entry) = st.users.get_mut(user) {
+                            let old = std::mem::replace(&mut entry.groups, groups.clone());
+                            st.index_groups(user, &old, groups);
+                        }
+                    }
+                    StoreEvent::UserDeleted { user } => {
+                        if let Some(entry) = st.users.get(user) {
+                            for slot in &entry.slots {
+                                slot.kill.cancel();
+                            }
+                        }
+                    }
+                    StoreEvent::Removed {
+                        id,
+                        users,
+                        broadcast,
+                    } => {
+                        let data = serde_json::json!({"action": "delete", "ids": [id]}).to_string();
+                        let frame = Frame::new(Kind::State, None, data);
+                        let mut affected: HashSet<UserId> = users.iter().cloned().collect();
+                        if let Some(b) = broadcast {
+                            affected.extend(Self::audience(&st, b.all, &b.groups));
+                        }
+                        for user in affected {
+                            if let Some(entry) = st.users.get_mut(&user) {
+                                Self::send(entry, &frame);
+                                if Self::wants_refresh(entry) {
+                                    refresh.push(user);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for user in refresh {
+            self.spawn_refresh(user);
+        }
+    }
+
+    /// Connected users a broadcast reaches.
+    fn audience(st: &State, all: bool, groups: &[GroupId]) -> Vec<UserId> {
+        if all {
+            return st.users.keys().cloned().collect();
+        }
+        let mut out: HashSet<&UserId> = HashSet::new();
+        for g in groups {
+            if let Some(members) = st.members.get(g) {
+                out.extend(members.iter());
+            }
+        }
+        out.into_iter().cloned().collect()
+    }
+
+    fn published(st: &mut State, p: &Published, refresh: &mut Vec<UserId>) {
+        let render = |stack_count: i64| {
+            let meta = InboxItemMeta {
+                id: p.id.clone(),
+                seq: p.seq,
+                created_at: p.created_at,
+                read: false,
+                seen: false,
+                archived: false,
+                stack_count,
+            };
+            Frame::new(
+                Kind::Notification,
+                Some(p.seq),
+                meta.render(&p.content_json),
+            )
+        };
+        // Direct recipients: one encoding per distinct stack count (usually one).
+        let mut by_count: Vec<(i64, Arc<Frame>)> = Vec::new();
+        for (user, count) in &p.direct {
+            let Some(entry) = st.users.get_mut(user) else {
+                continue;
+            };
+            let frame = match by_count.iter().find(|(c, _)| c == count) {
+                Some((_, f)) => f.clone(),
+                None => {
+                    let f = render(*count);
+                    by_count.push((*count, f.clone()));
+                    f
+                }
+            };
+            Self::send(entry, &frame);
+            if Self::wants_refresh(entry) {
+                refresh.push(user.clone());
+            }
+        }
+        let Some(b) = &p.broadcast else {
+            return;
+        };
+        let frame = render(1);
+        let recipients = if b.all {
+            None
+        } else {
+            Some(Self::audience(st, false, &b.groups))
+        };
+        let mut deliver = |user: &UserId, entry: &mut Entry| {
+            if p.actor.as_ref() == Some(user) {
+                return;
+            }
+            Self::send(entry, &frame);
+            // A broadcast is always one more unread and unseen item.
+            match (&mut entry.counts, entry.refreshing) {
+                (Some(c), false) => {
+                    c.unread += 1;
+                    c.unseen += 1;
+                    let f = counts_frame(*c);
+                    Self::send(entry, &f);
+                }
+                _ => {
+                    if Self::wants_refresh(entry) {
+                        refresh.push(user.clone());
+                    }
+                }
+            }
+        };
+        match recipients {
+            None => {
+                for (user, entry) in st.users.iter_mut() {
+                    deliver(user, entry);
+                }
+            }
+            Some(users) => {
+                for user in users {
+                    if let Some(entry) = st.users.get_mut(&user) {
+                        deliver(&user, entry);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Recomputes a user's counts from the store and sends them; repeats
+    /// while changes arrived during the query, so the last value is right.
+    fn spawn_refresh(self: &Arc<Self>, user: UserId) {
+        let hub = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let result = hub.store.counts(&user, hub.clock.now()).await;
+                let mut st = hub.state.lock().expect("hub");
+                let Some(entry) = st.users.get_mut(&user) else {
+                    return;
+                };
+                match result {
+                    Ok(c) => {
+                        entry.counts = Some(c);
+                        let frame = counts_frame(c);
+                        Self::send(entry, &frame);
+                    }
+                    Err(e) => {
+                        tracing::warn!(%user, error = %e, "could not compute counts for a stream");
+                        entry.counts = None;
+                    }
+                }
+                if entry.dirty {
+                    entry.dirty = false;
+                } else {
+                    entry.refreshing = false;
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Drops every connection (after events may have been missed): clients
+    /// reconnect and resume from the store with their cursor.
+    pub fn reset_all(&self) {
+        let st = self.state.lock().expect("hub");
+        for entry in st.users.values() {
+            for slot in &entry.slots {
+                slot.kill.cancel();
+            }
+        }
+    }
+}
+
+fn state_json(change: &StateChange) -> String {
+    serde_json::to_string(change).expect("state changes serialise")
+}

@@ -1,0 +1,373 @@
+//! `GET /v1/me/stream` (Server-Sent Events) and `GET /v1/me/ws` (WebSocket).
+//!
+//! Resume without gap or duplicate: the connection is registered with the
+//! hub first (live events start queueing), then everything after the
+//! client's cursor is replayed from the store, then the queue is drained,
+//! skipping notifications the replay already sent (seq <= last sent).
+
+use super::frame::{Frame, Kind, SSE_HEARTBEAT, WS_HEARTBEAT};
+use super::hub::Connection;
+use crate::AppState;
+use crate::auth::{Principal, authenticate};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::serve::ConnectionHandle;
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use belfry_core::UserId;
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(sse))
+        .routes(routes!(websocket))
+}
+
+/// The user of a stream: only user tokens open streams.
+struct StreamUser(UserId);
+
+impl FromRequestParts<AppState> for StreamUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match authenticate(parts, state).await? {
+            Principal::User(u) => Ok(StreamUser(u)),
+            Principal::Key(_) => Err(ApiError::Forbidden(
+                "streams are for browsers: connect with a user token (Authorization: Bearer or ?token=)"
+                    .into(),
+            )),
+        }
+    }
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct StreamParams {
+    /// Resume after this seq (WebSocket; SSE clients may also use Last-Event-ID).
+    after: Option<String>,
+    /// A user token, for clients that cannot set headers (EventSource).
+    #[allow(dead_code)]
+    token: Option<String>,
+}
+
+fn parse_cursor(value: &str, last_seq: i64) -> ApiResult<i64> {
+    let cursor: i64 = value.trim().parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_cursor",
+            format!(
+                "the cursor '{value}' is not a seq number; use the id of the last event received"
+            ),
+        )
+    })?;
+    if cursor < 0 {
+        return Err(ApiError::bad_request(
+            "invalid_cursor",
+            "the cursor must not be negative",
+        ));
+    }
+    if cursor > last_seq {
+        return Err(ApiError::bad_request(
+            "invalid_cursor",
+            format!(
+                "the cursor {cursor} is ahead of this server (its last seq is {last_seq}); \
+                 reload the inbox and reconnect without a cursor"
+            ),
+        ));
+    }
+    Ok(cursor)
+}
+
+/// Registers the connection (after checking the cursor and the user).
+async fn open(
+    state: &AppState,
+    user: UserId,
+    cursor: Option<&str>,
+    kill: CancellationToken,
+) -> ApiResult<(Connection, Option<i64>)> {
+    let cursor = cursor
+        .filter(|c| !c.trim().is_empty())
+        .map(|c| parse_cursor(c, state.store.last_seq()))
+        .transpose()?;
+    let record = state
+        .store
+        .get_user(&user)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("there is no user {user}")))?;
+    let conn = state.hub.connect(user, record.groups, kill);
+    Ok((conn, cursor))
+}
+
+/// Reads what a reconnecting client missed, page by page.
+struct Replay {
+    after: i64,
+    done: bool,
+}
+
+impl Replay {
+    async fn next_page(&mut self, state: &AppState, user: &UserId) -> ApiResult<Vec<Arc<Frame>>> {
+        let page = state.hub.config.replay_page;
+        let items = state
+            .store
+            .replay(user, self.after, page, state.clock.now())
+            .await?;
+        if items.len() < page {
+            self.done = true;
+        }
+        Ok(items
+            .into_iter()
+            .map(|(seq, json)| {
+                self.after = seq;
+                Frame::new(Kind::Notification, Some(seq), json)
+            })
+            .collect())
+    }
+}
+
+/// Whether a live frame must be skipped because the replay sent it already.
+fn already_sent(frame: &Frame, last_sent: i64) -> bool {
+    frame.kind == Kind::Notification && frame.seq.is_some_and(|s| s <= last_sent)
+}
+
+struct SseState {
+    app: AppState,
+    conn: Connection,
+    replay: Option<Replay>,
+    pending: VecDeque<Bytes>,
+    last_sent: i64,
+    heartbeat: tokio::time::Interval,
+    started: bool,
+}
+
+async fn sse_next(mut s: SseState) -> Option<(Result<Bytes, Infallible>, SseState)> {
+    loop {
+        if !s.started {
+            s.started = true;
+            // Sent at once, so that proxies and browsers see the stream open.
+            return Some((Ok(Bytes::from_static(b"retry: 3000\n\n")), s));
+        }
+        if let Some(b) = s.pending.pop_front() {
+            return Some((Ok(b), s));
+        }
+        if let Some(replay) = &mut s.replay {
+            let user = s.conn.user.clone();
+            match replay.next_page(&s.app, &user).await {
+                Ok(frames) => {
+                    for f in frames {
+                        s.last_sent = s.last_sent.max(f.seq.unwrap_or(0));
+                        s.pending.push_back(f.sse());
+                    }
+                    if replay.done {
+                        s.replay = None;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = ?e, "replay failed; the stream ends and the client resumes");
+                    return None;
+                }
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = s.conn.kill.cancelled() => return None,
+            _ = s.app.hub.shutdown.cancelled() => return None,
+            frame = s.conn.rx.recv() => match frame {
+                None => return None,
+                Some(f) if already_sent(&f, s.last_sent) => continue,
+                Some(f) => {
+                    if let Some(seq) = f.seq {
+                        s.last_sent = seq;
+                    }
+                    return Some((Ok(f.sse()), s));
+                }
+            },
+            _ = s.heartbeat.tick() => return Some((Ok(Bytes::from_static(SSE_HEARTBEAT)), s)),
+        }
+    }
+}
+
+fn heartbeat(every: Duration) -> tokio::time::Interval {
+    let mut i = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    i
+}
+
+/// Server-Sent Events of the user's inbox.
+///
+/// Events: `notification` (`id:` is its seq; data is the inbox item),
+/// `counts` (`{"unread","unseen"}`, sent on connect and whenever they
+/// change), `state` (`{"action": "read"|"unread"|"archive"|"unarchive"|
+/// "delete", "ids": [...]}`, `{"action": "read_all", "category"}`,
+/// `{"action": "seen_all"}`, `{"action": "read_entity", "entity"}`: changes
+/// made on another device or tab). With `Last-Event-ID` (or `?after=`)
+/// everything after that seq is replayed first, in order. A comment line is
+/// sent when idle (heartbeat). A client that falls too far behind is
+/// disconnected and resumes with its cursor. A cursor ahead of the server
+/// (e.g. after the database was reset) is refused with 400: reload and
+/// reconnect without one.
+#[utoipa::path(
+    get, path = "/v1/me/stream", tag = "inbox",
+    params(StreamParams, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this seq")),
+    responses(
+        (status = 200, description = "text/event-stream", content_type = "text/event-stream"),
+        (status = 400, description = "Bad cursor", body = Problem),
+        (status = 401, body = Problem),
+    ),
+    security(("user_token" = []))
+)]
+async fn sse(
+    State(state): State<AppState>,
+    StreamUser(user): StreamUser,
+    connection: Option<Extension<ConnectionHandle>>,
+    headers: HeaderMap,
+    crate::extract::ApiQuery(params): crate::extract::ApiQuery<StreamParams>,
+) -> ApiResult<Response> {
+    let cursor = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
+        .or(params.after);
+    // Cutting this connection closes its socket, even if the client reads nothing.
+    let kill = connection.map(|Extension(c)| c.abort).unwrap_or_default();
+    let (conn, cursor) = open(&state, user, cursor.as_deref(), kill).await?;
+    let every = state.hub.config.heartbeat;
+    let stream = futures::stream::unfold(
+        SseState {
+            app: state,
+            conn,
+            replay: cursor.map(|after| Replay { after, done: false }),
+            pending: VecDeque::new(),
+            last_sent: cursor.unwrap_or(0),
+            heartbeat: heartbeat(every),
+            started: false,
+        },
+        sse_next,
+    );
+    let mut response = Body::from_stream(stream).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// The inbox over a WebSocket.
+///
+/// Text frames `{"type": "notification"|"counts"|"state"|"heartbeat",
+/// "seq": n|null, "data": …}` with the same data as the SSE stream.
+/// `?after=<seq>` replays everything after it first. Messages from the
+/// client are ignored. On shutdown the server closes with code 1012.
+#[utoipa::path(
+    get, path = "/v1/me/ws", tag = "inbox",
+    params(StreamParams),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Bad cursor", body = Problem),
+        (status = 401, body = Problem),
+    ),
+    security(("user_token" = []))
+)]
+async fn websocket(
+    State(state): State<AppState>,
+    StreamUser(user): StreamUser,
+    crate::extract::ApiQuery(params): crate::extract::ApiQuery<StreamParams>,
+    upgrade: WebSocketUpgrade,
+) -> ApiResult<Response> {
+    let kill = CancellationToken::new();
+    let (conn, cursor) = open(&state, user, params.after.as_deref(), kill).await?;
+    Ok(upgrade
+        // Small buffers: thousands of idle sockets must stay cheap.
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1024 * 1024)
+        .max_message_size(64 * 1024)
+        .max_frame_size(64 * 1024)
+        .on_upgrade(move |socket| run_websocket(socket, state, conn, cursor)))
+}
+
+async fn run_websocket(
+    socket: WebSocket,
+    app: AppState,
+    mut conn: Connection,
+    cursor: Option<i64>,
+) {
+    let (mut sink, mut incoming) = socket.split();
+    let mut last_sent = cursor.unwrap_or(0);
+    let kill = conn.kill.clone();
+    let shutdown = app.hub.shutdown.clone();
+
+    // Sends one text frame unless the hub cuts the connection meanwhile.
+    macro_rules! send {
+        ($text:expr) => {
+            tokio::select! {
+                biased;
+                _ = kill.cancelled() => return,
+                r = sink.send(Message::Text($text)) => if r.is_err() { return },
+            }
+        };
+    }
+
+    if let Some(after) = cursor {
+        let mut replay = Replay { after, done: false };
+        while !replay.done {
+            match replay.next_page(&app, &conn.user).await {
+                Ok(frames) => {
+                    for f in frames {
+                        last_sent = last_sent.max(f.seq.unwrap_or(0));
+                        send!(f.ws());
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = ?e, "replay failed; closing the WebSocket");
+                    return;
+                }
+            }
+        }
+    }
+
+    let mut beat = heartbeat(app.hub.config.heartbeat);
+    loop {
+        tokio::select! {
+            biased;
+            _ = kill.cancelled() => return,
+            _ = shutdown.cancelled() => {
+                let close = Message::Close(Some(CloseFrame { code: 1012, reason: "server restarting".into() }));
+                let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close)).await;
+                return;
+            }
+            frame = conn.rx.recv() => match frame {
+                None => return,
+                Some(f) if already_sent(&f, last_sent) => {}
+                Some(f) => {
+                    if let Some(seq) = f.seq {
+                        last_sent = seq;
+                    }
+                    send!(f.ws());
+                }
+            },
+            msg = incoming.next() => match msg {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            },
+            _ = beat.tick() => send!(WS_HEARTBEAT.into()),
+        }
+    }
+}

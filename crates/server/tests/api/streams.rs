@@ -1,0 +1,530 @@
+//! Real time: SSE and WebSocket streams with real clients against the
+//! running server.
+
+use crate::helpers::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Waits until `check` holds, polling (for background effects like disconnects).
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+#[tokio::test]
+async fn sse_delivers_every_audience_to_the_right_users_only() {
+    let app = spawn_app().await;
+    app.put_user("ana", json!({"groups": ["support"]})).await;
+    app.put_user("bo", json!({"groups": ["sales"]})).await;
+    app.admin(Method::PUT, "/v1/subscriptions/ticket/7/users/ana", None)
+        .await;
+    let mut ana = app.sse(&app.token("ana").await, None).await;
+    let mut bo = app.sse(&app.token("bo").await, None).await;
+    // On connect: the current counts.
+    assert_eq!(
+        ana.next_of("counts").await.data,
+        json!({"unread": 0, "unseen": 0})
+    );
+
+    let direct = app
+        .send_ok(json!({"to": {"users": ["ana"]}, "title": "direct"}))
+        .await;
+    let e = ana.notification().await;
+    assert_eq!(e.data["title"], "direct");
+    assert_eq!(e.data["id"], direct["id"]);
+    assert_eq!(e.id, direct["seq"].as_i64());
+    assert_eq!(e.data["read"], false);
+    assert_eq!(
+        ana.next_of("counts").await.data,
+        json!({"unread": 1, "unseen": 1})
+    );
+
+    app.send_ok(json!({"to": {"groups": ["support"]}, "title": "to support"}))
+        .await;
+    assert_eq!(ana.notification().await.data["title"], "to support");
+    assert_eq!(
+        ana.next_of("counts").await.data,
+        json!({"unread": 2, "unseen": 2})
+    );
+    app.send_ok(json!({"to": {"entity": {"type": "ticket", "id": "7"}}, "title": "ticket 7"}))
+        .await;
+    assert_eq!(ana.notification().await.data["title"], "ticket 7");
+    app.send_ok(json!({"to": {"all": true}, "title": "everyone"}))
+        .await;
+    assert_eq!(ana.notification().await.data["title"], "everyone");
+
+    // Bo got only what was for everyone: the next notification he sees is that one.
+    assert_eq!(bo.notification().await.data["title"], "everyone");
+    app.send_ok(json!({"to": {"groups": ["sales"]}, "title": "to sales"}))
+        .await;
+    assert_eq!(bo.notification().await.data["title"], "to sales");
+    // ...and Ana never sees Bo's: her next one is the next one for her.
+    app.notify("ana", "after").await;
+    assert_eq!(ana.notification().await.data["title"], "after");
+}
+
+#[tokio::test]
+async fn websocket_delivers_and_never_across_users() {
+    let app = spawn_app().await;
+    app.put_user("ana", json!({"groups": ["support"]})).await;
+    app.users(&["bo"]).await;
+    let mut ana = app.ws(&app.token("ana").await, None).await;
+    let mut bo = app.ws(&app.token("bo").await, None).await;
+    let counts = ana.next_of("counts").await;
+    assert_eq!(counts["seq"], Value::Null);
+
+    let r = app
+        .send_ok(json!({"to": {"users": ["ana"]}, "title": "for ana", "stack_key": "k"}))
+        .await;
+    let m = ana.next_of("notification").await;
+    assert_eq!(m["seq"], r["seq"]);
+    assert_eq!(m["data"]["title"], "for ana");
+    assert_eq!(m["data"]["stack_count"], 1);
+    app.send_ok(json!({"to": {"users": ["ana"]}, "title": "for ana again", "stack_key": "k"}))
+        .await;
+    let m = ana.next_of("notification").await;
+    assert_eq!(
+        m["data"]["stack_count"], 2,
+        "the stacked entry, with its count"
+    );
+    assert_eq!(
+        ana.next_of("counts").await["data"],
+        json!({"unread": 1, "unseen": 1})
+    );
+
+    app.send_ok(json!({"to": {"groups": ["support"]}, "title": "support only"}))
+        .await;
+    assert_eq!(
+        ana.next_of("notification").await["data"]["title"],
+        "support only"
+    );
+    app.notify("bo", "for bo").await;
+    assert_eq!(
+        bo.next_of("notification").await["data"]["title"],
+        "for bo",
+        "bo saw nothing before"
+    );
+}
+
+/// Sends `n` notifications to `user` one after another; returns their ids.
+fn producer(app: &TestApp, user: &'static str, n: usize) -> tokio::task::JoinHandle<Vec<String>> {
+    let client = app.client.clone();
+    let url = app.url("/v1/notifications");
+    let key = app.admin_key.clone();
+    tokio::spawn(async move {
+        let mut ids = Vec::with_capacity(n);
+        for i in 0..n {
+            let r: Value = client
+                .post(&url)
+                .bearer_auth(&key)
+                .json(&json!({"to": {"users": [user]}, "title": format!("n{i}")}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            ids.push(r["id"].as_str().unwrap().to_string());
+            if i % 7 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        ids
+    })
+}
+
+#[tokio::test]
+async fn sse_resume_has_no_gap_and_no_duplicate_while_sending_continues() {
+    let app = spawn_app().await;
+    app.users(&["ana", "other"]).await;
+    let token = app.token("ana").await;
+    let mut received: Vec<(i64, String)> = Vec::new();
+    let mut stream = app.sse(&token, None).await;
+    let total = 80;
+    let sending = producer(&app, "ana", total);
+    // Noise for another user shares the seq space.
+    let noise = producer(&app, "other", 40);
+    let mut reconnects = 0;
+    while received.len() < total {
+        let e = stream.notification().await;
+        received.push((e.id.unwrap(), e.data["id"].as_str().unwrap().to_string()));
+        if received.len().is_multiple_of(15) {
+            // Drop and resume from the last event id while the producer goes on.
+            drop(stream);
+            reconnects += 1;
+            stream = app.sse(&token, received.last().map(|r| r.0)).await;
+        }
+    }
+    let sent = sending.await.unwrap();
+    noise.await.unwrap();
+    assert!(reconnects >= 5);
+    let ids: Vec<String> = received.iter().map(|r| r.1.clone()).collect();
+    assert_eq!(ids, sent, "every notification once, in order");
+    assert!(received.windows(2).all(|w| w[0].0 < w[1].0));
+}
+
+#[tokio::test]
+async fn websocket_resume_has_no_gap_and_no_duplicate_while_sending_continues() {
+    let app = spawn_app().await;
+    app.put_user("ana", json!({"groups": ["g"]})).await;
+    let token = app.token("ana").await;
+    let mut received: Vec<String> = Vec::new();
+    let mut last_seq = 0;
+    let mut socket = app.ws(&token, None).await;
+    let total = 60;
+    let sending = producer(&app, "ana", total);
+    while received.len() < total {
+        let m = socket.next_of("notification").await;
+        let seq = m["seq"].as_i64().unwrap();
+        assert!(seq > last_seq, "in order, no duplicate");
+        last_seq = seq;
+        received.push(m["data"]["id"].as_str().unwrap().to_string());
+        if received.len().is_multiple_of(13) {
+            drop(socket);
+            socket = app.ws(&token, Some(last_seq)).await;
+        }
+    }
+    assert_eq!(received, sending.await.unwrap());
+}
+
+#[tokio::test]
+async fn replay_includes_broadcasts_and_current_state() {
+    let app = spawn_app().await;
+    app.put_user("ana", json!({"groups": ["support"]})).await;
+    let token = app.token("ana").await;
+    let first = app.notify("ana", "before").await;
+    let cursor = app.inbox(&token, "").await["items"][0]["seq"]
+        .as_i64()
+        .unwrap();
+    app.send_ok(json!({"to": {"groups": ["support"]}, "title": "group while away"}))
+        .await;
+    let read_me = app.notify("ana", "read elsewhere").await;
+    app.me_post(
+        &token,
+        &format!("/notifications/{read_me}/read"),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    app.notify("ana", "last").await;
+
+    let mut s = app.sse(&token, Some(cursor)).await;
+    let titles: Vec<(String, bool)> = [
+        s.notification().await,
+        s.notification().await,
+        s.notification().await,
+    ]
+    .iter()
+    .map(|e| {
+        (
+            e.data["title"].as_str().unwrap().to_string(),
+            e.data["read"].as_bool().unwrap(),
+        )
+    })
+    .collect();
+    assert_eq!(
+        titles,
+        [
+            ("group while away".to_string(), false),
+            ("read elsewhere".to_string(), true),
+            ("last".to_string(), false)
+        ]
+    );
+    let _ = first;
+    // A cursor of 0 replays everything.
+    let mut ws = app.ws(&token, Some(0)).await;
+    assert_eq!(ws.next_of("notification").await["data"]["title"], "before");
+}
+
+#[tokio::test]
+async fn counts_and_state_reach_every_connection_of_the_user() {
+    let app = spawn_app().await;
+    app.users(&["ana"]).await;
+    let token = app.token("ana").await;
+    let mut phone = app.sse(&token, None).await;
+    let mut desktop = app.ws(&token, None).await;
+    let id = app.notify("ana", "hello").await;
+    assert_eq!(phone.notification().await.data["id"], id.as_str());
+    assert_eq!(
+        desktop.next_of("notification").await["data"]["id"],
+        id.as_str()
+    );
+
+    // Read on the phone (the API call), seen on the desktop (the stream).
+    app.me_post(
+        &token,
+        &format!("/notifications/{id}/read"),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    let state = desktop.next_of("state").await;
+    assert_eq!(
+        state["data"],
+        json!({"action": "items", "op": "read", "ids": [id]})
+    );
+    assert_eq!(
+        desktop.next_of("counts").await["data"],
+        json!({"unread": 0, "unseen": 0})
+    );
+    assert_eq!(phone.next_of("state").await.data["op"], "read");
+
+    app.me_post(
+        &token,
+        "/notifications/seen-all",
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    assert_eq!(
+        desktop.next_of("state").await["data"],
+        json!({"action": "seen_all"})
+    );
+    app.me_post(
+        &token,
+        "/notifications/read-all",
+        Some(json!({"category": "mention"})),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        desktop.next_of("state").await["data"],
+        json!({"action": "read_all", "category": "mention"})
+    );
+    app.me_post(&token, "/entities/ticket/1/read", None, StatusCode::OK)
+        .await;
+    assert_eq!(
+        desktop.next_of("state").await["data"],
+        json!({"action": "read_entity", "entity": {"type": "ticket", "id": "1"}})
+    );
+    // The producer cancels a notification: it disappears everywhere.
+    let gone = app.notify("ana", "cancelled soon").await;
+    app.admin(Method::DELETE, &format!("/v1/notifications/{gone}"), None)
+        .await;
+    let m = loop {
+        let m = desktop.next_of("state").await;
+        if m["data"]["action"] == "delete" {
+            break m;
+        }
+    };
+    assert_eq!(m["data"]["ids"], json!([gone]));
+}
+
+#[tokio::test]
+async fn a_reader_that_stops_reading_is_cut_off_with_bounded_memory() {
+    let mut config = belfry_server::Config::default();
+    config.streams.queue = 8;
+    let app = spawn_app_with(config).await;
+    app.users(&["ana"]).await;
+    let token = app.token("ana").await;
+
+    // A raw client with a small receive buffer that sends its request and never reads.
+    let addr = app.base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stuck = socket.connect(addr).await.unwrap();
+    stuck
+        .write_all(
+            format!(
+                "GET /v1/me/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    eventually("the stream is registered", || app.hub.connections() == 1).await;
+
+    let big = "x".repeat(9_000);
+    let mut sent = 0;
+    while app.hub.connections() > 0 {
+        if sent >= 6_000 {
+            let m = app
+                .client
+                .get(app.url("/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let lines: Vec<&str> = m.lines().filter(|l| l.contains("stream")).collect();
+            panic!("the stuck client was never disconnected: {lines:#?}");
+        }
+        let batch: Vec<Value> = (0..200)
+            .map(|i| json!({"to": {"users": ["ana"]}, "title": format!("big {i}"), "body": big, "data": {"pad": big}}))
+            .collect();
+        let r = app
+            .admin(
+                Method::POST,
+                "/v1/notifications/batch",
+                Some(json!({"notifications": batch})),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        sent += 200;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("belfry_stream_slow_disconnects_total"),
+        "{metrics}"
+    );
+
+    // The server closed the socket: after what was in flight, the client reads EOF.
+    let mut buf = vec![0u8; 64 * 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stuck.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the connection was closed by the server");
+
+    // A healthy client of the same user is unaffected and resumes where it wants.
+    let mut s = app.sse(&token, None).await;
+    app.notify("ana", "still works").await;
+    assert_eq!(s.notification().await.data["title"], "still works");
+}
+
+#[tokio::test]
+async fn idle_streams_get_heartbeats() {
+    let mut config = belfry_server::Config::default();
+    config.streams.heartbeat = Duration::from_millis(200);
+    let app = spawn_app_with(config).await;
+    app.users(&["ana"]).await;
+    let token = app.token("ana").await;
+    let mut s = app.sse(&token, None).await;
+    s.next_of("heartbeat").await;
+    s.next_of("heartbeat").await;
+    let mut ws = app.ws(&token, None).await;
+    ws.next_of("heartbeat").await;
+}
+
+#[tokio::test]
+async fn bad_tokens_and_cursors_are_refused_before_the_stream_opens() {
+    let app = spawn_app().await;
+    app.users(&["ana"]).await;
+    let r = app
+        .client
+        .get(app.url("/v1/me/stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let r = app
+        .client
+        .get(app.url("/v1/me/stream?token=garbage"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let r = app
+        .call(Method::GET, "/v1/me/stream", &app.admin_key, None)
+        .await;
+    assert_problem(r, StatusCode::FORBIDDEN, "forbidden").await;
+
+    let r = app
+        .admin(
+            Method::POST,
+            "/v1/users/ana/tokens",
+            Some(json!({"ttl_seconds": 30})),
+        )
+        .await;
+    let short = r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.clock.advance_secs(31);
+    let r = app
+        .client
+        .get(app.url(&format!("/v1/me/stream?token={short}")))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let ws_url = format!(
+        "{}/v1/me/ws?token={short}",
+        app.base.replace("http://", "ws://")
+    );
+    match tokio_tungstenite::connect_async(ws_url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!("expected 401 before the upgrade, got {other:?}"),
+    }
+
+    let token = app.token("ana").await;
+    for bad in ["abc", "-1", "999999"] {
+        let r = app
+            .client
+            .get(app.url("/v1/me/stream"))
+            .bearer_auth(&token)
+            .header("last-event-id", bad)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(r, StatusCode::BAD_REQUEST, "invalid_cursor").await;
+        let ws_url = format!(
+            "{}/v1/me/ws?token={token}&after={bad}",
+            app.base.replace("http://", "ws://")
+        );
+        match tokio_tungstenite::connect_async(ws_url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 400),
+            other => panic!("expected 400 before the upgrade, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn shutdown_closes_streams_and_clients_resume_after_restart() {
+    let app = spawn_app().await;
+    app.users(&["ana"]).await;
+    let token = app.token("ana").await;
+    let mut s = app.sse(&token, None).await;
+    let mut ws = app.ws(&token, None).await;
+    let first = app.notify("ana", "before").await;
+    let seq = s.notification().await.id.unwrap();
+    assert_eq!(
+        ws.next_of("notification").await["data"]["id"],
+        first.as_str()
+    );
+
+    let app = app.restart().await;
+    // The SSE stream ended; the WebSocket was closed with 1012 (service restart).
+    loop {
+        match s.next().await {
+            None => break,
+            Some(e) => assert_ne!(e.event, "notification"),
+        }
+    }
+    loop {
+        match ws.next().await {
+            Err(code) => {
+                assert_eq!(code, Some(1012));
+                break;
+            }
+            Ok(m) => assert_ne!(m["type"], "notification"),
+        }
+    }
+    // What was sent while away arrives on resume.
+    app.notify("ana", "while restarting").await;
+    let mut s = app.sse(&token, Some(seq)).await;
+    assert_eq!(s.notification().await.data["title"], "while restarting");
+    assert_eq!(app.hub.connections(), 1);
+}
