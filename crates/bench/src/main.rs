@@ -4,6 +4,7 @@
 //! Every run is bounded in count and time and talks to loopback only.
 #![forbid(unsafe_code)]
 
+mod clients;
 mod report;
 mod scenarios;
 mod server;
@@ -25,6 +26,14 @@ enum Scenario {
     /// Inbox reads and broadcast acceptance on a pre-filled database:
     /// counts and first-page latency, and the time to accept a broadcast to everyone.
     Inbox(scenarios::inbox::Args),
+    /// N notifications over keep-alive connections, single and batch: rate and latency.
+    Ingest(scenarios::ingest::Args),
+    /// K clients in one group hold streams; M broadcasts: time to every receipt.
+    Fanout(scenarios::fanout::Args),
+    /// A steady rate of notifications to users with open streams: send-to-receipt latency.
+    Latency(scenarios::latency::Args),
+    /// K idle streams: server memory per connection, time to connect.
+    Connections(scenarios::connections::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,6 +44,10 @@ fn main() -> anyhow::Result<()> {
     let report = runtime.block_on(async {
         match cli.scenario {
             Scenario::Inbox(args) => scenarios::inbox::run(args).await,
+            Scenario::Ingest(args) => scenarios::ingest::run(args).await,
+            Scenario::Fanout(args) => scenarios::fanout::run(args).await,
+            Scenario::Latency(args) => scenarios::latency::run(args).await,
+            Scenario::Connections(args) => scenarios::connections::run(args).await,
         }
     })?;
     if cli.json {

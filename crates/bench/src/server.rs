@@ -212,6 +212,11 @@ impl Server {
             .context("token in the response")
     }
 
+    /// CPU time (user + system) the server process has used so far.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        cpu_time_of(&format!("/proc/{}/stat", self.pid()?))
+    }
+
     /// Resident memory of the server process, in bytes.
     pub fn rss_bytes(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
@@ -234,4 +239,56 @@ mod tests {
         assert!(check_loopback("http://10.0.0.1:8080").is_err());
         assert!(check_loopback("https://belfry.example.com").is_err());
     }
+}
+
+/// CPU time (user + system) of a process from its /proc stat file.
+pub fn cpu_time_of(stat_path: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(stat_path).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_secs_f64((utime + stime) as f64 / 100.0))
+}
+
+/// CPU time this benchmark process has used so far.
+pub fn own_cpu_time() -> Duration {
+    cpu_time_of("/proc/self/stat").unwrap_or_default()
+}
+
+/// Creates users `{prefix}-{i}` (optionally in a group) and issues a token
+/// for each, `concurrency` requests at a time. Returns the tokens in order.
+pub async fn users_with_tokens(
+    server: &Server,
+    client: &reqwest::Client,
+    prefix: &str,
+    count: usize,
+    group: Option<&str>,
+    concurrency: usize,
+) -> anyhow::Result<Vec<String>> {
+    use futures::StreamExt;
+    let body = match group {
+        Some(g) => serde_json::json!({"groups": [g]}),
+        None => serde_json::json!({}),
+    };
+    let results: Vec<anyhow::Result<String>> = futures::stream::iter(0..count)
+        .map(|i| {
+            let body = body.clone();
+            async move {
+                let id = format!("{prefix}-{i}");
+                server
+                    .admin(
+                        client,
+                        reqwest::Method::PUT,
+                        &format!("/v1/users/{id}"),
+                        Some(body),
+                    )
+                    .await?;
+                server.token(client, &id).await
+            }
+        })
+        .buffered(concurrency)
+        .collect()
+        .await;
+    results.into_iter().collect()
 }

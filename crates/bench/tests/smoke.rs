@@ -88,3 +88,67 @@ fn refuses_non_loopback_targets() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
 }
+
+#[test]
+fn ingest_scenario_at_tiny_size() {
+    let r = bench(&[
+        "ingest",
+        "--notifications",
+        "60",
+        "--concurrency",
+        "4",
+        "--batch",
+        "20",
+    ]);
+    let rate = row(&r, "single: accepted per second")["value"]
+        .as_f64()
+        .unwrap();
+    assert!(rate > 0.0);
+    assert!(
+        row(&r, "batch: accepted per second")["value"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert_eq!(row(&r, "single: POST until 202")["n"], 60);
+}
+
+#[test]
+fn fanout_scenario_over_websocket_and_sse() {
+    for transport in ["ws", "sse"] {
+        let r = bench(&[
+            "fanout",
+            "--clients",
+            "20",
+            "--broadcasts",
+            "3",
+            "--transport",
+            transport,
+        ]);
+        let every = row(&r, "receipt after send, every client");
+        assert_eq!(
+            every["n"], 60,
+            "{transport}: every client got every broadcast"
+        );
+        assert_eq!(row(&r, "last client's receipt")["n"], 3);
+    }
+}
+
+#[test]
+fn latency_scenario_at_tiny_size() {
+    let r = bench(&["latency", "--users", "5", "--rate", "50", "--seconds", "1"]);
+    assert_eq!(row(&r, "send to receipt on the stream")["n"], 50);
+    assert_eq!(row(&r, "received")["value"], 50.0);
+}
+
+#[test]
+fn connections_scenario_at_tiny_size() {
+    let r = bench(&["connections", "--clients", "30"]);
+    assert!(row(&r, "time to connect all")["value"].as_f64().unwrap() > 0.0);
+    assert!(
+        row(&r, "server RSS with all connected")["value"]
+            .as_f64()
+            .unwrap()
+            > 1.0
+    );
+}

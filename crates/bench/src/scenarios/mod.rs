@@ -1,6 +1,10 @@
 //! The benchmark scenarios.
 
+pub mod connections;
+pub mod fanout;
 pub mod inbox;
+pub mod ingest;
+pub mod latency;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

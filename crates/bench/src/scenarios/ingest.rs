@@ -1,0 +1,185 @@
+//! `ingest`: N notifications to distinct users over keep-alive HTTP
+//! connections at concurrency C, one per request and through the batch
+//! endpoint: accepted per second and the latency of the 202.
+
+use crate::report::{Report, Row, Samples};
+use crate::scenarios::Progress;
+use crate::server::{Target, own_cpu_time};
+use anyhow::{Context as _, bail};
+use clap::Args as ClapArgs;
+use futures::StreamExt;
+use serde_json::json;
+use std::process::Command;
+use std::time::Instant;
+
+#[derive(Debug, Clone, ClapArgs)]
+pub struct Args {
+    #[command(flatten)]
+    pub target: Target,
+    /// Notifications per phase (single, then batch).
+    #[arg(long, default_value_t = 20_000)]
+    pub notifications: usize,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Notifications per batch request.
+    #[arg(long, default_value_t = 1_000)]
+    pub batch: usize,
+}
+
+pub async fn run(a: Args) -> anyhow::Result<Report> {
+    // Distinct users, created directly in the database (it is not what is measured).
+    let (dir, temp) = a.target.prepare_data_dir()?;
+    let users = a.notifications.max(1);
+    if a.target.url.is_none() {
+        let db = dir.join("belfry.db");
+        if !db.exists() {
+            let out = Command::new(&a.target.binary)
+                .args(["dev", "seed", "--db"])
+                .arg(&db)
+                .args([
+                    "--users",
+                    &users.to_string(),
+                    "--direct",
+                    "0",
+                    "--broadcasts",
+                    "0",
+                ])
+                .env("BELFRY_LOG", "warn")
+                .output()
+                .context("belfry dev seed")?;
+            if !out.status.success() {
+                bail!("seeding failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+    }
+    let server = a.target.start(Some((dir, temp)), &[])?;
+    let client = server.client();
+    let url = format!("{}/v1/notifications", server.url);
+
+    let body = |i: usize| {
+        json!({"to": {"users": [format!("user-{}", 1 + i % users)]},
+               "title": format!("Ticket #{i} assigned to you"),
+               "body": "The printer on floor 3 is jammed.", "category": "assignment",
+               "url": format!("https://desk.example.com/tickets/{i}")})
+    };
+
+    // One notification per request.
+    let progress = Progress::start("ingest single".into(), a.notifications as u64);
+    let cpu_s0 = server.cpu_time();
+    let cpu_c0 = own_cpu_time();
+    let start = Instant::now();
+    let results: Vec<anyhow::Result<std::time::Duration>> =
+        futures::stream::iter(0..a.notifications)
+            .map(|i| {
+                let client = client.clone();
+                let url = url.clone();
+                let key = server.admin_key.clone();
+                let progress = &progress;
+                let b = body(i);
+                async move {
+                    let t0 = Instant::now();
+                    let r = client.post(&url).bearer_auth(&key).json(&b).send().await?;
+                    let status = r.status();
+                    let _ = r.bytes().await?;
+                    if status.as_u16() != 202 {
+                        bail!("single send: {status}");
+                    }
+                    progress.add(1);
+                    Ok(t0.elapsed())
+                }
+            })
+            .buffer_unordered(a.concurrency)
+            .collect()
+            .await;
+    let single_time = start.elapsed();
+    let cpu_single_server = server
+        .cpu_time()
+        .zip(cpu_s0)
+        .map(|(x, y)| x.saturating_sub(y));
+    let cpu_single_client = own_cpu_time().saturating_sub(cpu_c0);
+    drop(progress);
+    let mut single = Samples::with_capacity(a.notifications);
+    for r in results {
+        single.push(r?);
+    }
+
+    // The batch endpoint.
+    let batches = a.notifications.div_ceil(a.batch);
+    let progress = Progress::start("ingest batch".into(), batches as u64);
+    let batch_url = format!("{url}/batch");
+    let start = Instant::now();
+    let results: Vec<anyhow::Result<std::time::Duration>> = futures::stream::iter(0..batches)
+        .map(|k| {
+            let client = client.clone();
+            let url = batch_url.clone();
+            let key = server.admin_key.clone();
+            let progress = &progress;
+            let items: Vec<serde_json::Value> = (k * a.batch
+                ..((k + 1) * a.batch).min(a.notifications))
+                .map(body)
+                .collect();
+            async move {
+                let t0 = Instant::now();
+                let r = client
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&json!({"notifications": items}))
+                    .send()
+                    .await?;
+                let status = r.status();
+                let text = r.text().await?;
+                if status.as_u16() != 202 {
+                    bail!("batch: {status} {text}");
+                }
+                progress.add(1);
+                Ok(t0.elapsed())
+            }
+        })
+        .buffer_unordered(a.concurrency.clamp(1, 4))
+        .collect()
+        .await;
+    let batch_time = start.elapsed();
+    drop(progress);
+    let mut batch = Samples::with_capacity(batches);
+    for r in results {
+        batch.push(r?);
+    }
+
+    let mut rows = vec![
+        Row::value(
+            "single: accepted per second",
+            a.notifications as f64 / single_time.as_secs_f64(),
+            "notifications/s",
+        ),
+        single.summary("single: POST until 202"),
+        Row::value(
+            "batch: accepted per second",
+            a.notifications as f64 / batch_time.as_secs_f64(),
+            "notifications/s",
+        ),
+        batch.summary(&format!("batch of {}: POST until 202", a.batch)),
+        Row::value(
+            "client CPU (single phase)",
+            cpu_single_client.as_secs_f64() * 1000.0,
+            "ms",
+        ),
+    ];
+    let mut notes = Vec::new();
+    if let Some(cpu) = cpu_single_server {
+        rows.push(Row::value(
+            "server CPU (single phase)",
+            cpu.as_secs_f64() * 1000.0,
+            "ms",
+        ));
+        if cpu_single_client > cpu {
+            notes.push("the client used more CPU than the server in the single phase".into());
+        }
+    }
+    Ok(Report {
+        scenario: "ingest".into(),
+        parameters: json!({"notifications": a.notifications, "concurrency": a.concurrency, "batch": a.batch}),
+        rows,
+        notes,
+    })
+}
