@@ -226,21 +226,6 @@ impl Server {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_loopback_targets() {
-        assert!(check_loopback("http://127.0.0.1:8080").is_ok());
-        assert!(check_loopback("http://127.3.2.1:8080/x").is_ok());
-        assert!(check_loopback("http://localhost:8080").is_ok());
-        assert!(check_loopback("http://[::1]:8080").is_ok());
-        assert!(check_loopback("http://10.0.0.1:8080").is_err());
-        assert!(check_loopback("https://belfry.example.com").is_err());
-    }
-}
-
 /// CPU time (user + system) of a process from its /proc stat file.
 pub fn cpu_time_of(stat_path: &str) -> Option<Duration> {
     let stat = std::fs::read_to_string(stat_path).ok()?;
@@ -291,4 +276,19 @@ pub async fn users_with_tokens(
         .collect()
         .await;
     results.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_targets() {
+        assert!(check_loopback("http://127.0.0.1:8080").is_ok());
+        assert!(check_loopback("http://127.3.2.1:8080/x").is_ok());
+        assert!(check_loopback("http://localhost:8080").is_ok());
+        assert!(check_loopback("http://[::1]:8080").is_ok());
+        assert!(check_loopback("http://10.0.0.1:8080").is_err());
+        assert!(check_loopback("https://belfry.example.com").is_err());
+    }
 }
