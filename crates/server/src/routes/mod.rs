@@ -3,6 +3,7 @@
 
 mod groups;
 mod inbox;
+mod mailbox;
 mod notifications;
 mod ops;
 mod subscriptions;
@@ -27,6 +28,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(users::routes())
         .merge(groups::routes())
         .merge(subscriptions::routes())
+        .merge(mailbox::routes())
         .merge(crate::realtime::streams::routes())
         .split_for_parts();
     let openapi_json = std::sync::Arc::new(
