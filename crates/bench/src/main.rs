@@ -36,6 +36,10 @@ enum Scenario {
     Connections(scenarios::connections::Args),
     /// N emails through the workers to a local SMTP sink: emails per second.
     Email(scenarios::email::Args),
+    /// The machine's ceiling for SQLite: batched inserts of the same rows.
+    CeilingSqlite(scenarios::ceiling::SqliteArgs),
+    /// The machine's ceiling for fan-out: a minimal tokio WebSocket server.
+    CeilingWs(scenarios::ceiling::WsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,6 +55,8 @@ fn main() -> anyhow::Result<()> {
             Scenario::Latency(args) => scenarios::latency::run(args).await,
             Scenario::Connections(args) => scenarios::connections::run(args).await,
             Scenario::Email(args) => scenarios::email::run(args).await,
+            Scenario::CeilingSqlite(args) => scenarios::ceiling::sqlite(args).await,
+            Scenario::CeilingWs(args) => scenarios::ceiling::websocket(args).await,
         }
     })?;
     if cli.json {

@@ -158,3 +158,36 @@ fn email_scenario_at_tiny_size() {
     let r = bench(&["email", "--emails", "40", "--workers", "4"]);
     assert!(row(&r, "emails sent per second")["value"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn ceiling_scenarios_at_tiny_size() {
+    let out = Command::new(env!("CARGO_BIN_EXE_belfry-bench"))
+        .args([
+            "ceiling-sqlite",
+            "--rows",
+            "2000",
+            "--batch",
+            "500",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(row(&r, "batched inserts")["value"].as_f64().unwrap() > 0.0);
+    let out = Command::new(env!("CARGO_BIN_EXE_belfry-bench"))
+        .args(["ceiling-ws", "--clients", "20", "--frames", "3", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(row(&r, "receipt after push")["n"], 60);
+}

@@ -1,5 +1,6 @@
 //! The benchmark scenarios.
 
+pub mod ceiling;
 pub mod connections;
 pub mod email;
 pub mod fanout;

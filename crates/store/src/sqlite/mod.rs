@@ -159,6 +159,8 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Box<dyn Op>>,
     readers: Arc<Readers>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Dropping it stops the checkpointer thread.
+    checkpointer: Mutex<Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
     events: broadcast::Sender<Arc<Vec<StoreEvent>>>,
     committed_seq: Arc<AtomicI64>,
     jobs_wakeup: Arc<tokio::sync::Notify>,
@@ -234,6 +236,9 @@ impl SqliteStore {
         } else {
             "PRAGMA synchronous = NORMAL;"
         })?;
+        // Checkpoints run on their own thread (below), never inside a commit:
+        // on a large database a checkpoint takes tens of milliseconds.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
         migrate(&mut conn)?;
         let last_seq: i64 =
             conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM notifications", [], |r| {
@@ -260,6 +265,7 @@ impl SqliteStore {
             .name("belfry-sqlite-writer".into())
             .spawn(move || writer_loop(writer, rx))
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+        let checkpointer = start_checkpointer(&options.path)?;
 
         Ok(SqliteStore {
             writer: tx,
@@ -269,6 +275,7 @@ impl SqliteStore {
                 idle: Mutex::new(readers),
             }),
             thread: Mutex::new(Some(thread)),
+            checkpointer: Mutex::new(Some(checkpointer)),
             events,
             committed_seq,
             jobs_wakeup,
@@ -313,6 +320,30 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
     }
+}
+
+/// Copies the WAL back into the database every second without blocking
+/// the writer or readers (PASSIVE), so the WAL stays small and commits never
+/// pay for a checkpoint.
+fn start_checkpointer(
+    path: &Path,
+) -> Result<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)> {
+    let conn = Connection::open(path)?;
+    configure(&conn)?;
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let handle = std::thread::Builder::new()
+        .name("belfry-sqlite-checkpoint".into())
+        .spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(std::time::Duration::from_secs(1))
+            {
+                if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
+            }
+        })
+        .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
+    Ok((stop, handle))
 }
 
 fn writer_loop(mut w: Writer, mut rx: mpsc::Receiver<Box<dyn Op>>) {
@@ -755,6 +786,10 @@ impl SqliteStore {
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
+        if let Some((stop, handle)) = self.checkpointer.lock().ok().and_then(|mut c| c.take()) {
+            drop(stop);
+            let _ = handle.join();
+        }
         // The writer stops once this (the only) sender is gone; wait for it so
         // that everything queued is committed before the process goes on.
         let handle = self.thread.lock().ok().and_then(|mut h| h.take());
