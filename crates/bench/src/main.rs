@@ -40,6 +40,9 @@ enum Scenario {
     CeilingSqlite(scenarios::ceiling::SqliteArgs),
     /// The machine's ceiling for fan-out: a minimal tokio WebSocket server.
     CeilingWs(scenarios::ceiling::WsArgs),
+    /// (internal) the minimal WebSocket server of ceiling-ws.
+    #[command(hide = true)]
+    CeilingWsServer,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,6 +60,10 @@ fn main() -> anyhow::Result<()> {
             Scenario::Email(args) => scenarios::email::run(args).await,
             Scenario::CeilingSqlite(args) => scenarios::ceiling::sqlite(args).await,
             Scenario::CeilingWs(args) => scenarios::ceiling::websocket(args).await,
+            Scenario::CeilingWsServer => {
+                scenarios::ceiling::websocket_server().await?;
+                std::process::exit(0);
+            }
         }
     })?;
     if cli.json {

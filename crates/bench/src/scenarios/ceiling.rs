@@ -82,46 +82,78 @@ pub struct WsArgs {
     pub frames: usize,
 }
 
-/// A minimal WebSocket server: every connection forwards a shared frame.
-async fn minimal_server(
-    listener: tokio::net::TcpListener,
-    frames: tokio::sync::broadcast::Sender<tokio_tungstenite::tungstenite::Utf8Bytes>,
-) {
-    loop {
-        let Ok((socket, _)) = listener.accept().await else {
-            return;
-        };
-        let mut rx = frames.subscribe();
-        tokio::spawn(async move {
-            let Ok(mut ws) = tokio_tungstenite::accept_async(socket).await else {
-                return;
+/// The minimal WebSocket server, run as its own process (a process may hold
+/// at most 20,000 sockets here: clients and server cannot share one). It
+/// prints `LISTENING <port>`, then pushes frame k to every connection for
+/// each line `k` read on stdin.
+pub async fn websocket_server() -> anyhow::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("LISTENING {}", listener.local_addr()?.port());
+    let (frames, _) =
+        tokio::sync::broadcast::channel::<tokio_tungstenite::tungstenite::Utf8Bytes>(64);
+    let accept_frames = frames.clone();
+    tokio::spawn(async move {
+        loop {
+            let socket = match listener.accept().await {
+                Ok((s, _)) => s,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
             };
-            let ready = r#"{"type":"counts","seq":null,"data":{"unread":0,"unseen":0}}"#;
-            if ws
-                .send(tokio_tungstenite::tungstenite::Message::text(ready))
-                .await
-                .is_err()
-            {
-                return;
-            }
-            while let Ok(frame) = rx.recv().await {
+            let mut rx = accept_frames.subscribe();
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(socket).await else {
+                    return;
+                };
+                let ready = r#"{"type":"counts","seq":null,"data":{"unread":0,"unseen":0}}"#;
                 if ws
-                    .send(tokio_tungstenite::tungstenite::Message::Text(frame))
+                    .send(tokio_tungstenite::tungstenite::Message::text(ready))
                     .await
                     .is_err()
                 {
                     return;
                 }
-            }
-        });
+                while let Ok(frame) = rx.recv().await {
+                    if ws
+                        .send(tokio_tungstenite::tungstenite::Message::Text(frame))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        let k: u64 = line.trim().parse().unwrap_or(0);
+        let frame = format!(
+            r#"{{"type":"notification","seq":{k},"data":{{"id":"n{k}","title":"Ceiling #{k}","body":"The same frame for everyone."}}}}"#
+        );
+        let _ = frames.send(frame.into());
     }
+    Ok(())
 }
 
 pub async fn websocket(a: WsArgs) -> anyhow::Result<Report> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (frames, _) = tokio::sync::broadcast::channel(64);
-    let server = tokio::spawn(minimal_server(listener, frames.clone()));
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut server = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("ceiling-ws-server")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut control = server.stdin.take().context("server stdin")?;
+    let mut out = tokio::io::BufReader::new(server.stdout.take().context("server stdout")?).lines();
+    let port = out
+        .next_line()
+        .await?
+        .and_then(|l| l.strip_prefix("LISTENING ").map(String::from))
+        .context("the minimal server did not start")?;
+    let base = format!("http://127.0.0.1:{port}");
     let shared = Arc::new(Shared::default());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Receipt>();
     let tasks: Vec<_> = futures::stream::iter(0..a.clients)
@@ -139,12 +171,9 @@ pub async fn websocket(a: WsArgs) -> anyhow::Result<Report> {
     let start = Instant::now();
     for k in 0..a.frames {
         let expected = (a.clients * (k + 1)) as u64;
-        let frame = format!(
-            r#"{{"type":"notification","seq":{},"data":{{"id":"n{k}","title":"Ceiling #{k}","body":"The same frame for everyone."}}}}"#,
-            k + 1
-        );
         sent_at.push(Instant::now());
-        let _ = frames.send(frame.into());
+        control.write_all(format!("{}\n", k + 1).as_bytes()).await?;
+        control.flush().await?;
         clients::wait_until(Duration::from_secs(30), || {
             shared.notifications.load(Ordering::Relaxed) >= expected
         })
@@ -169,7 +198,8 @@ pub async fn websocket(a: WsArgs) -> anyhow::Result<Report> {
     for t in tasks {
         t.abort();
     }
-    server.abort();
+    drop(control);
+    let _ = server.kill().await;
     Ok(Report {
         scenario: "ceiling-ws".into(),
         parameters: json!({"clients": a.clients, "frames": a.frames}),
@@ -182,6 +212,6 @@ pub async fn websocket(a: WsArgs) -> anyhow::Result<Report> {
                 "frames/s",
             ),
         ],
-        notes: vec!["client and minimal server share the machine".into()],
+        notes: vec!["clients and the minimal server (another process) share the machine".into()],
     })
 }
