@@ -129,6 +129,9 @@ pub enum JobOutcome {
     },
     /// Run again at once with a new payload (the next page of a long task).
     Continue(JobPayload),
+    /// Not started after all (the node is stopping): free it at once, and
+    /// the attempt its claim counted does not count.
+    Release,
 }
 
 /// Everything a message to one recipient needs.

@@ -82,6 +82,15 @@ pub(crate) fn finish(w: &mut Writer, job: i64, outcome: JobOutcome, now: Millis)
                 )?
                 .execute(params![job, at.0, error])?;
         }
+        JobOutcome::Release => {
+            w.conn
+                .prepare_cached(
+                    "UPDATE jobs SET lease_until = NULL, lease_owner = NULL, attempts = MAX(attempts - 1, 0)
+                     WHERE id = ?1",
+                )?
+                .execute([job])?;
+            w.jobs_added = true;
+        }
         JobOutcome::Continue(payload) => {
             let json = serde_json::to_string(&payload).map_err(bad)?;
             let n = w
