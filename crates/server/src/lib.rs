@@ -40,6 +40,9 @@ pub struct Config {
     pub token_max_ttl_secs: i64,
     /// Real-time streams: heartbeat interval, queue per connection.
     pub streams: realtime::HubConfig,
+    /// Demo mode: the fictional help desk at `/` with its demo users and
+    /// sample notifications (for trying Belfry, never for production).
+    pub demo: bool,
 }
 
 impl Default for Config {
@@ -52,6 +55,7 @@ impl Default for Config {
             token_ttl_secs: 3600,
             token_max_ttl_secs: 30 * 24 * 3600,
             streams: realtime::HubConfig::default(),
+            demo: false,
         }
     }
 }
@@ -122,6 +126,11 @@ impl Application {
         let _ = metrics::handle();
         let generated_admin_key =
             bootstrap_admin_key(&store, clock.as_ref(), config.admin_key.as_deref()).await?;
+        if config.demo {
+            routes::demo::setup(&store, clock.as_ref())
+                .await
+                .context("creating the demo users")?;
+        }
         let hub = realtime::Hub::new(store.clone(), clock.clone(), config.streams.clone());
         realtime::start(&store, realtime::LocalBus::new(), hub.clone());
         let state = AppState {

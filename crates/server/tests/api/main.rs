@@ -8,3 +8,4 @@ mod ops;
 mod send;
 mod streams;
 mod users;
+mod widget;
