@@ -295,6 +295,25 @@ describe('the inbox widget in one tab', () => {
     await page.close();
   });
 
+  test('attributes, methods and theming: toasts="off", tab-badge="off", page-url, open(), counts, CSS custom properties', async () => {
+    const { user, page } = await open({ attrs: { toasts: 'off', 'tab-badge': 'off', 'page-url': '/landing/all' } });
+    await page.addStyleTag({ content: 'belfry-inbox { --belfry-badge-bg: rgb(1, 2, 3); --belfry-accent: rgb(4, 5, 6) }' });
+    await belfry.notify(user, { title: 'Quiet' });
+    await until(async () => (await badge(page).textContent()) === '1', { what: 'badge' });
+    assert.deepEqual(await page.evaluate(() => document.getElementById('inbox').counts), { unread: 1, unseen: 1 });
+    assert.equal(await toasts(page).count(), 0, 'no toasts');
+    assert.equal(await page.title(), 'My Desk', 'the title is left alone');
+    assert.equal(await page.evaluate(() => document.querySelector('link[rel~=icon]').getAttribute('href')), '/favicon.svg');
+    assert.equal(await badge(page).evaluate((b) => getComputedStyle(b).backgroundColor), 'rgb(1, 2, 3)');
+
+    await page.evaluate(() => document.getElementById('inbox').open());
+    assert.equal(await bell(page).getAttribute('aria-expanded'), 'true');
+    assert.equal(await page.locator('belfry-inbox [role=tab][aria-selected=true]').evaluate((t) => getComputedStyle(t).borderBottomColor), 'rgb(4, 5, 6)');
+    await page.locator('belfry-inbox .foot a').filter({ hasText: 'See all' }).click();
+    await page.waitForURL(`${host.base}/landing/all`);
+    await page.close();
+  });
+
   test('an expired or refused token is replaced through tokenProvider', async () => {
     const before = host.tokenRequests;
     const { user, page } = await open({ token: 'expired.or.forged', provider: true });
