@@ -65,6 +65,44 @@ pub struct ServeArgs {
     #[arg(long, env = "BELFRY_SQLITE_FSYNC", value_name = "BOOL")]
     pub sqlite_fsync: Option<bool>,
 
+    /// SMTP server for email: smtp://host:25, smtp://user:pass@host:587?tls=required
+    /// (STARTTLS) or smtps://user:pass@host:465 (TLS) [default: none, emails go to the
+    /// development mailbox, GET /v1/dev/mailbox]
+    #[arg(
+        long,
+        env = "BELFRY_SMTP_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub smtp_url: Option<String>,
+
+    /// The From of emails [default: Belfry <belfry@localhost>]
+    #[arg(long, env = "BELFRY_EMAIL_FROM", value_name = "MAILBOX")]
+    pub email_from: Option<String>,
+
+    /// Base URL of the host application; relative notification links (/tickets/1)
+    /// become absolute with it in emails [default: none, relative links are left out]
+    #[arg(long, env = "BELFRY_APP_URL", value_name = "URL")]
+    pub app_url: Option<String>,
+
+    /// Jobs (emails, scheduled sends) run at the same time; 0 runs no workers on
+    /// this node [default: 8]
+    #[arg(long, env = "BELFRY_WORKERS", value_name = "N")]
+    pub workers: Option<usize>,
+
+    /// Attempts of a delivery before it is marked failed [default: 6]
+    #[arg(long, env = "BELFRY_MAX_ATTEMPTS", value_name = "N")]
+    pub max_attempts: Option<i64>,
+
+    /// Wait before the first retry; doubled for each further one [default: 30]
+    #[arg(long, env = "BELFRY_RETRY_BASE_SECS", value_name = "SECONDS")]
+    pub retry_base_secs: Option<u64>,
+
+    /// How long a claimed job stays reserved for its worker; after a crash the job
+    /// runs again this long later [default: 120]
+    #[arg(long, env = "BELFRY_JOB_LEASE_SECS", value_name = "SECONDS")]
+    pub job_lease_secs: Option<u64>,
+
     /// Demo mode, for trying Belfry (never in production): a fictional help
     /// desk at / signed in as a demo user, with buttons that send sample
     /// notifications. Anyone who reaches the server can use them [default: false]
@@ -91,6 +129,13 @@ struct FileSettings {
     token_ttl: Option<i64>,
     log_format: Option<String>,
     sqlite_fsync: Option<bool>,
+    smtp_url: Option<String>,
+    email_from: Option<String>,
+    app_url: Option<String>,
+    workers: Option<usize>,
+    max_attempts: Option<i64>,
+    retry_base_secs: Option<u64>,
+    job_lease_secs: Option<u64>,
     demo: Option<bool>,
 }
 
@@ -219,16 +264,78 @@ impl ServeArgs {
             .map(|o| o.trim().to_string())
             .filter(|o| !o.is_empty())
             .collect();
+        let smtp_url = self
+            .smtp_url
+            .clone()
+            .or(file.smtp_url.clone())
+            .filter(|u| !u.trim().is_empty());
+        if let Some(u) = &smtp_url
+            && !(u.starts_with("smtp://") || u.starts_with("smtps://"))
+        {
+            bail!(
+                "--smtp-url: give smtp://host:port, smtp://user:pass@host:587?tls=required or smtps://…"
+            );
+        }
+        let mut email = defaults.email.clone();
+        if let Some(from) = self.email_from.clone().or(file.email_from.clone()) {
+            belfry_delivery::mailer::check_mailbox(&from)
+                .map_err(|e| anyhow::anyhow!("--email-from {from}: {e}"))?;
+            email.from = from;
+        }
+        email.app_url = self.app_url.clone().or(file.app_url.clone());
+        if let Some(u) = &email.app_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            bail!("--app-url {u}: give an http(s) URL, e.g. https://desk.example.com");
+        }
+        let public = public_url.unwrap_or_else(|| format!("http://{listen}"));
+        email.message_id_host = public
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split(['/', ':']).next())
+            .filter(|h| !h.is_empty())
+            .unwrap_or("belfry.localhost")
+            .to_string();
+        let mut delivery = defaults.delivery.clone();
+        let workers = self.workers.or(file.workers).unwrap_or(delivery.workers);
+        if workers > 1024 {
+            bail!("--workers {workers}: at most 1024");
+        }
+        delivery.workers = workers.max(1);
+        delivery.max_attempts = self
+            .max_attempts
+            .or(file.max_attempts)
+            .unwrap_or(delivery.max_attempts);
+        if !(1..=100).contains(&delivery.max_attempts) {
+            bail!("--max-attempts {}: give 1 to 100", delivery.max_attempts);
+        }
+        if let Some(s) = self.retry_base_secs.or(file.retry_base_secs) {
+            if !(1..=86_400).contains(&s) {
+                bail!("--retry-base-secs {s}: give 1 to 86400");
+            }
+            delivery.retry_base = std::time::Duration::from_secs(s);
+        }
+        if let Some(s) = self.job_lease_secs.or(file.job_lease_secs) {
+            if !(1..=86_400).contains(&s) {
+                bail!("--job-lease-secs {s}: give 1 to 86400");
+            }
+            delivery.lease = std::time::Duration::from_secs(s);
+        }
+        delivery.owner = format!("{}-{}", email.message_id_host, std::process::id());
         Ok(ServeSettings {
             storage,
             listen,
             log_json,
             server: belfry_server::Config {
-                public_url: Some(public_url.unwrap_or_else(|| format!("http://{listen}"))),
+                public_url: Some(public),
                 body_limit,
                 cors_origins,
                 admin_key: admin_key.filter(|k| !k.is_empty()),
                 token_ttl_secs: token_ttl,
+                smtp_url,
+                email,
+                delivery,
+                run_workers: workers > 0,
                 demo: self.demo.or(file.demo).unwrap_or(false),
                 ..defaults
             },
@@ -254,6 +361,13 @@ mod tests {
             token_ttl: None,
             log_format: None,
             sqlite_fsync: None,
+            smtp_url: None,
+            email_from: None,
+            app_url: None,
+            workers: None,
+            max_attempts: None,
+            retry_base_secs: None,
+            job_lease_secs: None,
             demo: None,
         }
     }

@@ -412,3 +412,157 @@ fn serve_with(data: &Path, config: &Path, env: &[(&str, &str)], listen: Option<&
     }
     panic!("belfry serve exited without listening");
 }
+
+/// A real SMTP server process for these tests (see tests/smtp/smtp_sink.py).
+struct Sink {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sink {
+    fn start(mode: &str) -> Sink {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/smtp/smtp_sink.py");
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(dir.path())
+            .args(["--mode", mode])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs the SMTP test server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .trim_start_matches("LISTENING ")
+            .parse()
+            .expect("a port");
+        Sink { child, port, dir }
+    }
+
+    fn count(&self) -> usize {
+        std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "json")
+            })
+            .count()
+    }
+}
+
+async fn metric(base: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..400 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn killed_mid_delivery_every_email_is_sent_exactly_once_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "bfy_sk_crash-test-key-0123456789abcdefghijklmnop";
+    // The first SMTP server accepts connections and never answers: deliveries hang.
+    let stalled = Sink::start("stall");
+    let env = |smtp: &Sink| -> Vec<(&'static str, String)> {
+        vec![
+            ("BELFRY_ADMIN_KEY", key.to_string()),
+            ("BELFRY_SMTP_URL", format!("smtp://127.0.0.1:{}", smtp.port)),
+            ("BELFRY_JOB_LEASE_SECS", "3".to_string()),
+            ("BELFRY_RETRY_BASE_SECS", "1".to_string()),
+        ]
+    };
+    let vars = env(&stalled);
+    let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = serve(dir.path(), &refs);
+    let base = server.url.clone();
+    http(
+        reqwest::Method::PUT,
+        &format!("{base}/v1/users/ana"),
+        key,
+        Some(serde_json::json!({"email": "ana@example.com"})),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (s, r) = http(
+            reqwest::Method::POST,
+            &format!("{base}/v1/notifications"),
+            key,
+            Some(serde_json::json!({"to": {"users": ["ana"], "emails": [format!("guest{i}@example.org")]},
+                                    "channels": ["in_app", "email"], "title": format!("Job {i}")})),
+        )
+        .await;
+        assert_eq!(s, 202);
+        ids.push(r["id"].as_str().unwrap().to_string());
+    }
+    // All six deliveries are claimed and stuck in flight…
+    until("six jobs in flight", async || {
+        metric(&base, "belfry_jobs_running").await == 6.0
+    })
+    .await;
+    // …when the process dies.
+    let mut server = server;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drop(server);
+
+    let working = Sink::start("accept");
+    let vars = env(&working);
+    let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let again = serve(dir.path(), &refs);
+    let base = again.url.clone();
+    // After the leases run out, the jobs are taken again and finish.
+    until("every job done", async || {
+        metric(&base, "belfry_jobs_queued").await == 0.0
+            && metric(&base, "belfry_jobs_running").await == 0.0
+    })
+    .await;
+    assert_eq!(working.count(), 6, "every email arrived, once");
+    for id in &ids {
+        let (_, log) = http(
+            reqwest::Method::GET,
+            &format!("{base}/v1/notifications/{id}/deliveries"),
+            key,
+            None,
+        )
+        .await;
+        let sent: Vec<&Value> = log["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["channel"] == "email" && l["status"] == "sent")
+            .collect();
+        assert_eq!(sent.len(), 2, "one sent line per recipient: {log}");
+    }
+}

@@ -34,6 +34,8 @@ enum Scenario {
     Latency(scenarios::latency::Args),
     /// K idle streams: server memory per connection, time to connect.
     Connections(scenarios::connections::Args),
+    /// N emails through the workers to a local SMTP sink: emails per second.
+    Email(scenarios::email::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,6 +50,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Fanout(args) => scenarios::fanout::run(args).await,
             Scenario::Latency(args) => scenarios::latency::run(args).await,
             Scenario::Connections(args) => scenarios::connections::run(args).await,
+            Scenario::Email(args) => scenarios::email::run(args).await,
         }
     })?;
     if cli.json {

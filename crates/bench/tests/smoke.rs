@@ -152,3 +152,9 @@ fn connections_scenario_at_tiny_size() {
             > 1.0
     );
 }
+
+#[test]
+fn email_scenario_at_tiny_size() {
+    let r = bench(&["email", "--emails", "40", "--workers", "4"]);
+    assert!(row(&r, "emails sent per second")["value"].as_f64().unwrap() > 0.0);
+}

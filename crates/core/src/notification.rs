@@ -149,7 +149,7 @@ impl Channel {
 }
 
 /// Who a notification is for, validated and de-duplicated.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Audience {
     pub users: Vec<UserId>,
     pub emails: Vec<EmailAddress>,
@@ -214,8 +214,8 @@ impl Content {
     }
 }
 
-/// A validated send.
-#[derive(Debug, Clone, PartialEq)]
+/// A validated send (kept as JSON while a scheduled send waits).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewNotification {
     pub audience: Audience,
     pub content: Content,
@@ -228,6 +228,21 @@ pub struct NewNotification {
 }
 
 impl NewNotification {
+    /// Whether the notification goes to this channel. Without an explicit
+    /// list: in-app for users, email for external contacts.
+    pub fn wants(&self, channel: Channel, contact: bool) -> bool {
+        match &self.channels {
+            Some(list) => list.contains(&channel),
+            None => {
+                if contact {
+                    channel == Channel::Email
+                } else {
+                    channel == Channel::InApp
+                }
+            }
+        }
+    }
+
     /// The actor's user id, who must never receive this notification.
     pub fn actor_id(&self) -> Option<&UserId> {
         self.content.actor.as_ref().and_then(|a| a.id.as_ref())

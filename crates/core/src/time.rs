@@ -5,7 +5,10 @@ use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 /// An instant, in milliseconds since 1970-01-01T00:00:00Z.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Millis(pub i64);
 
 impl Millis {

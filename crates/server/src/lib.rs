@@ -40,6 +40,14 @@ pub struct Config {
     pub token_max_ttl_secs: i64,
     /// Real-time streams: heartbeat interval, queue per connection.
     pub streams: realtime::HubConfig,
+    /// The job workers: concurrency, retries, leases.
+    pub delivery: belfry_delivery::EngineConfig,
+    /// Outgoing email: From, the host application's URL for relative links.
+    pub email: belfry_delivery::EmailSettings,
+    /// SMTP server URL; none keeps emails in the development mailbox.
+    pub smtp_url: Option<String>,
+    /// Whether this process runs job workers.
+    pub run_workers: bool,
     /// Demo mode: the fictional help desk at `/` with its demo users and
     /// sample notifications (for trying Belfry, never for production).
     pub demo: bool,
@@ -55,6 +63,10 @@ impl Default for Config {
             token_ttl_secs: 3600,
             token_max_ttl_secs: 30 * 24 * 3600,
             streams: realtime::HubConfig::default(),
+            delivery: belfry_delivery::EngineConfig::default(),
+            email: belfry_delivery::EmailSettings::default(),
+            smtp_url: None,
+            run_workers: true,
             demo: false,
         }
     }
@@ -69,6 +81,7 @@ pub struct AppState {
     pub keys: Arc<KeyCache>,
     pub config: Arc<Config>,
     pub hub: Arc<realtime::Hub>,
+    pub engine: Arc<belfry_delivery::Engine>,
 }
 
 /// The name of the signing secret of user tokens in the store.
@@ -105,11 +118,37 @@ pub async fn bootstrap_admin_key(
     }
 }
 
+/// The delivery engine with the email channel: SMTP when configured,
+/// otherwise the development mailbox.
+fn build_engine(
+    config: &Config,
+    store: &SharedStore,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<belfry_delivery::Engine> {
+    let mailer: Arc<dyn belfry_delivery::Mailer> = match &config.smtp_url {
+        Some(url) => Arc::new(
+            belfry_delivery::SmtpMailer::from_url(url, std::time::Duration::from_secs(30))
+                .map_err(anyhow::Error::msg)?,
+        ),
+        None => Arc::new(belfry_delivery::MailboxMailer::new(
+            store.clone(),
+            clock.clone(),
+        )),
+    };
+    let email = belfry_delivery::EmailAdapter::new(config.email.clone(), mailer);
+    Ok(
+        belfry_delivery::Engine::new(store.clone(), clock.clone(), config.delivery.clone())
+            .with_adapter(Arc::new(email)),
+    )
+}
+
 /// A bound, ready-to-run Belfry server.
 pub struct Application {
     listener: TcpListener,
     router: Router,
     hub: Arc<realtime::Hub>,
+    engine: Arc<belfry_delivery::Engine>,
+    run_workers: bool,
     /// The admin key generated on this start (first start on an empty database).
     pub generated_admin_key: Option<String>,
 }
@@ -133,6 +172,8 @@ impl Application {
         }
         let hub = realtime::Hub::new(store.clone(), clock.clone(), config.streams.clone());
         realtime::start(&store, realtime::LocalBus::new(), hub.clone());
+        let engine = Arc::new(build_engine(&config, &store, &clock)?);
+        let run_workers = config.run_workers;
         let state = AppState {
             tokens: token_signer(&store).await?,
             store,
@@ -140,12 +181,15 @@ impl Application {
             keys: Arc::new(KeyCache::default()),
             config: Arc::new(config),
             hub: hub.clone(),
+            engine: engine.clone(),
         };
         let router = routes::router(state);
         Ok(Application {
             listener,
             router,
             hub,
+            engine,
+            run_workers,
             generated_admin_key,
         })
     }
@@ -161,6 +205,11 @@ impl Application {
         self.hub.clone()
     }
 
+    /// The delivery engine (tests drain its queue with `run_due`).
+    pub fn engine(&self) -> Arc<belfry_delivery::Engine> {
+        self.engine.clone()
+    }
+
     /// Serves until `shutdown` is cancelled, then stops accepting, closes
     /// the streams (clients reconnect elsewhere) and lets requests in flight
     /// finish.
@@ -171,8 +220,14 @@ impl Application {
             signal.cancelled().await;
             hub.shutdown.cancel();
         });
+        let workers = self
+            .run_workers
+            .then(|| tokio::spawn(self.engine.clone().run(shutdown.clone())));
         serve::serve(self.listener, self.router, shutdown).await;
         self.hub.shutdown.cancel();
+        if let Some(w) = workers {
+            let _ = w.await;
+        }
         Ok(())
     }
 }

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod events;
+pub mod jobs;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -17,6 +18,10 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 pub use events::{BroadcastTargets, Published, StateChange, StoreEvent};
+pub use jobs::{
+    DeliveryEvent, DeliveryStatus, DevMail, EmailContext, Job, JobOutcome, JobPayload, JobStats,
+    NewDevMail, Recipient,
+};
 
 pub use sqlite::{SqliteOptions, SqliteStore};
 
@@ -261,7 +266,7 @@ pub trait Store: Send + Sync + 'static {
     -> Result<Vec<SendReceipt>>;
     async fn get_notification(&self, id: &str) -> Result<Option<NotificationRecord>>;
     /// Cancels a notification and removes it from every inbox.
-    async fn delete_notification(&self, id: &str) -> Result<()>;
+    async fn delete_notification(&self, id: &str, now: Millis) -> Result<()>;
 
     // --- one user's inbox ---
     async fn list_inbox(&self, user: &UserId, query: InboxQuery, now: Millis) -> Result<InboxPage>;
@@ -282,6 +287,51 @@ pub trait Store: Send + Sync + 'static {
     async fn archive_many(&self, user: &UserId, ids: Vec<String>, now: Millis) -> Result<i64>;
     /// The user viewed this entity in the host application: all about it is read.
     async fn read_entity(&self, user: &UserId, entity: &EntityRef, now: Millis) -> Result<i64>;
+
+    // --- jobs and delivery ---
+    /// Claims up to `limit` due jobs (run_at <= now, not leased or lease
+    /// expired) for `lease_ms`, counting an attempt on each.
+    async fn claim_jobs(
+        &self,
+        now: Millis,
+        lease_ms: i64,
+        limit: usize,
+        owner: &str,
+    ) -> Result<Vec<Job>>;
+    /// Records a job's outcome and its delivery events atomically.
+    async fn finish_job(&self, job: i64, outcome: JobOutcome, now: Millis) -> Result<()>;
+    /// When the next job is due (leases considered), if any.
+    async fn next_job_at(&self) -> Result<Option<Millis>>;
+    /// Notified after a commit that queued jobs, so that workers start at once.
+    fn jobs_wakeup(&self) -> Arc<tokio::sync::Notify>;
+    /// Publishes a scheduled notification that is due (its recipients are
+    /// resolved now). Nothing happens if it was cancelled meanwhile.
+    async fn publish_due(&self, nid: i64, now: Millis) -> Result<()>;
+    /// Queues delivery jobs on `channel` for the next `limit` members of a
+    /// broadcast's audience after `after_uid`; the cursor of the next page,
+    /// or None when all are queued.
+    async fn expand_broadcast(
+        &self,
+        nid: i64,
+        channel: belfry_core::Channel,
+        after_uid: i64,
+        limit: usize,
+        now: Millis,
+    ) -> Result<Option<i64>>;
+    /// What sending one notification to one recipient needs; None when the
+    /// notification no longer exists.
+    async fn email_context(&self, nid: i64, recipient: &Recipient) -> Result<Option<EmailContext>>;
+    /// The delivery log of a notification (in-app entries first, then every
+    /// recorded event in order).
+    async fn deliveries(&self, notification_id: &str) -> Result<Vec<DeliveryEvent>>;
+    async fn job_stats(&self, now: Millis) -> Result<JobStats>;
+
+    // --- development mailbox ---
+    async fn mailbox_put(&self, mail: NewDevMail, now: Millis) -> Result<DevMail>;
+    /// Newest first.
+    async fn mailbox_list(&self, limit: usize) -> Result<Vec<DevMail>>;
+    async fn mailbox_get(&self, id: &str) -> Result<Option<DevMail>>;
+    async fn mailbox_clear(&self) -> Result<i64>;
 
     // --- real time ---
     /// Events committed from now on, in commit order, batched per commit.
@@ -304,7 +354,7 @@ pub trait Store: Send + Sync + 'static {
 /// The store shared by every handler.
 pub type SharedStore = Arc<dyn Store>;
 
-fn ser_millis<S: serde::Serializer>(m: &Millis, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ser_millis<S: serde::Serializer>(m: &Millis, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&m.to_rfc3339())
 }
 

@@ -1,6 +1,7 @@
 //! The benchmark scenarios.
 
 pub mod connections;
+pub mod email;
 pub mod fanout;
 pub mod inbox;
 pub mod ingest;

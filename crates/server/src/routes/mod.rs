@@ -6,6 +6,7 @@ mod assets;
 pub(crate) mod demo;
 mod groups;
 mod inbox;
+mod mailbox;
 mod notifications;
 mod ops;
 mod subscriptions;
@@ -30,6 +31,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(users::routes())
         .merge(groups::routes())
         .merge(subscriptions::routes())
+        .merge(mailbox::routes())
         .merge(crate::realtime::streams::routes())
         .split_for_parts();
     let openapi_json = std::sync::Arc::new(

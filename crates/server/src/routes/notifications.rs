@@ -23,6 +23,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(send))
         .routes(routes!(send_batch))
         .routes(routes!(get_notification, delete_notification))
+        .routes(routes!(deliveries))
 }
 
 const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -44,18 +45,15 @@ fn idempotency_header(headers: &HeaderMap) -> ApiResult<Option<String>> {
 /// Refuses what this version accepts in the contract but cannot carry out
 /// yet, instead of silently dropping it.
 fn check_supported(n: &NewNotification, errors: &mut ValidationErrors) {
-    if n.send_at.is_some() {
-        errors.add(
-            "send_at",
-            "scheduled sends are not available in this version; leave send_at out to send now",
-        );
-    }
     if let Some(channels) = &n.channels {
-        for c in channels.iter().filter(|c| **c != Channel::InApp) {
+        for c in channels
+            .iter()
+            .filter(|c| !matches!(c, Channel::InApp | Channel::Email))
+        {
             errors.add(
                 "channels",
                 format!(
-                    "the {} channel is not available in this version; use in_app",
+                    "the {} channel is not available in this version; use in_app or email",
                     c.as_str()
                 ),
             );
@@ -348,6 +346,35 @@ async fn delete_notification(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     visible_record(&state, &key, &id).await?;
-    state.store.delete_notification(&id).await?;
+    state
+        .store
+        .delete_notification(&id, state.clock.now())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct DeliveryLog {
+    /// In-app deliveries (one per inbox entry, one per broadcast target),
+    /// then every recorded event in order: queued, scheduled, each attempt
+    /// (sent, failed with the error), skipped with the reason, cancelled.
+    items: Vec<belfry_store::DeliveryEvent>,
+}
+
+/// The delivery log of a notification: per recipient and channel, every attempt.
+#[utoipa::path(
+    get, path = "/v1/notifications/{id}/deliveries", tag = "notifications",
+    params(("id" = String, Path)),
+    responses((status = 200, body = DeliveryLog), (status = 404, body = Problem)),
+    security(("secret_key" = []))
+)]
+async fn deliveries(
+    State(state): State<AppState>,
+    SendKey(key): SendKey,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeliveryLog>> {
+    visible_record(&state, &key, &id).await?;
+    Ok(Json(DeliveryLog {
+        items: state.store.deliveries(&id).await?,
+    }))
 }

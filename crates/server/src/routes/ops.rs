@@ -45,8 +45,13 @@ async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiE
     ))
 }
 
-/// Prometheus text format.
-async fn metrics() -> impl IntoResponse {
+/// Prometheus text format. Job gauges are read from the store at scrape time.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if let Ok(s) = state.store.job_stats(state.clock.now()).await {
+        metrics::gauge!("belfry_jobs_queued").set(s.queued as f64);
+        metrics::gauge!("belfry_jobs_running").set(s.running as f64);
+        metrics::gauge!("belfry_jobs_retrying").set(s.retrying as f64);
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::metrics::handle().render(),

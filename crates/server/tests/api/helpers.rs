@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 pub struct TestApp {
     pub base: String,
     pub hub: Arc<belfry_server::realtime::Hub>,
+    pub engine: Arc<belfry_delivery::Engine>,
     pub client: reqwest::Client,
     pub admin_key: String,
     pub clock: Arc<ManualClock>,
@@ -50,6 +51,7 @@ async fn start(
         .expect("a fresh database generates an admin key");
     let base = format!("http://{}", app.local_addr());
     let hub = app.hub();
+    let engine = app.engine();
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let handle = tokio::spawn(async move {
@@ -58,6 +60,7 @@ async fn start(
     TestApp {
         base,
         hub,
+        engine,
         client: reqwest::Client::new(),
         admin_key,
         clock,
@@ -104,6 +107,11 @@ impl TestApp {
             .await
             .expect("WebSocket");
         WsClient { socket }
+    }
+
+    /// Runs every job due at the test clock's now; returns how many ran.
+    pub async fn run_due_jobs(&self) -> usize {
+        self.engine.run_due().await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -393,5 +401,78 @@ impl WsClient {
                 return m;
             }
         }
+    }
+}
+
+/// A real SMTP server process (aiosmtpd, tests/smtp/smtp_sink.py) that
+/// writes each accepted message as JSON into a directory.
+pub struct SmtpSink {
+    child: std::process::Child,
+    pub port: u16,
+    dir: TempDir,
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SmtpSink {
+    /// `mode`: accept, tempfail:N, reject or stall.
+    pub fn start(mode: &str) -> SmtpSink {
+        use std::io::BufRead;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/smtp/smtp_sink.py");
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .arg(dir.path())
+            .args(["--mode", mode])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs the SMTP test server (scripts/test installs aiosmtpd)");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .unwrap_or_else(|| panic!("the SMTP server did not start: {line:?}"))
+            .parse()
+            .unwrap();
+        SmtpSink { child, port, dir }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message received so far, in order.
+    pub fn messages(&self) -> Vec<Value> {
+        let mut files: Vec<_> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+            .collect()
+    }
+
+    /// Waits until `n` messages arrived (fails after 15 s).
+    pub async fn wait_for(&self, n: usize) -> Vec<Value> {
+        for _ in 0..300 {
+            let m = self.messages();
+            if m.len() >= n {
+                return m;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("expected {n} emails, got {}", self.messages().len());
     }
 }

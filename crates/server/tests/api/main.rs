@@ -2,6 +2,7 @@
 
 mod audiences;
 mod auth;
+mod email;
 mod helpers;
 mod inbox;
 mod ops;

@@ -189,25 +189,6 @@ async fn unknown_recipients_are_refused_by_name() {
 }
 
 #[tokio::test]
-async fn features_of_later_versions_are_refused_not_dropped() {
-    let app = spawn_app().await;
-    app.users(&["u-1"]).await;
-    let r = app
-        .send(json!({"to": {"users": ["u-1"]}, "title": "x", "send_at": "2999-01-01T00:00:00Z"}))
-        .await;
-    let p = assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
-    assert_eq!(p["errors"][0]["field"], "send_at");
-    let r = app
-        .send(json!({"to": {"users": ["u-1"]}, "title": "x", "channels": ["email"]}))
-        .await;
-    let p = assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
-    assert_eq!(p["errors"][0]["field"], "channels");
-    // A send_at in the past sends now.
-    app.send_ok(json!({"to": {"users": ["u-1"]}, "title": "x", "send_at": "2020-01-01T00:00:00Z", "channels": ["in_app"]}))
-        .await;
-}
-
-#[tokio::test]
 async fn too_large_body_is_413() {
     let app = spawn_app_with(belfry_server::Config {
         body_limit: 2048,

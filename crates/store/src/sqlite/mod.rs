@@ -6,11 +6,14 @@
 //! while the writer commits).
 
 pub mod fixture;
+mod jobs;
+mod publish;
 mod read;
 mod write;
 
 use crate::{
-    ApiKeyInfo, Group, InboxPage, ItemOp, NewApiKey, NotificationRecord, Result, SendContext,
+    ApiKeyInfo, DeliveryEvent, DevMail, EmailContext, Group, InboxPage, ItemOp, Job, JobOutcome,
+    JobStats, NewApiKey, NewDevMail, NotificationRecord, Recipient, Result, SendContext,
     SendReceipt, StateChange, Store, StoreError, StoreEvent, Subscriber, Subscription,
 };
 use async_trait::async_trait;
@@ -28,6 +31,7 @@ use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_subscriptions.sql")),
+    (3, include_str!("migrations/0003_delivery.sql")),
 ];
 
 /// How many operations the writer commits together at most.
@@ -75,6 +79,9 @@ pub(crate) struct Writer {
     pub events: Vec<StoreEvent>,
     publish: broadcast::Sender<Arc<Vec<StoreEvent>>>,
     committed_seq: Arc<AtomicI64>,
+    /// The open transaction queued jobs: wake the workers after commit.
+    pub jobs_added: bool,
+    jobs_wakeup: Arc<tokio::sync::Notify>,
 }
 
 impl Writer {
@@ -154,6 +161,7 @@ pub struct SqliteStore {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     events: broadcast::Sender<Arc<Vec<StoreEvent>>>,
     committed_seq: Arc<AtomicI64>,
+    jobs_wakeup: Arc<tokio::sync::Notify>,
 }
 
 /// Commits buffered in the event channel before a slow consumer lags.
@@ -238,12 +246,15 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel::<Box<dyn Op>>(8192);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let committed_seq = Arc::new(AtomicI64::new(last_seq));
+        let jobs_wakeup = Arc::new(tokio::sync::Notify::new());
         let writer = Writer {
             conn,
             last_seq,
             events: Vec::new(),
             publish: events.clone(),
             committed_seq: committed_seq.clone(),
+            jobs_added: false,
+            jobs_wakeup: jobs_wakeup.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("belfry-sqlite-writer".into())
@@ -260,6 +271,7 @@ impl SqliteStore {
             thread: Mutex::new(Some(thread)),
             events,
             committed_seq,
+            jobs_wakeup,
         })
     }
 
@@ -318,10 +330,14 @@ fn writer_loop(mut w: Writer, mut rx: mpsc::Receiver<Box<dyn Op>>) {
         }
         let start_seq = w.last_seq;
         let outcome = run_batch(&mut w, &mut batch);
+        let jobs_added = std::mem::take(&mut w.jobs_added);
         if outcome.is_err() {
             w.last_seq = start_seq;
             w.events.clear();
         } else {
+            if jobs_added {
+                w.jobs_wakeup.notify_one();
+            }
             w.committed_seq.store(w.last_seq, Ordering::Release);
             if !w.events.is_empty() {
                 // No receiver (e.g. the CLI) is not an error.
@@ -508,9 +524,9 @@ impl Store for SqliteStore {
         self.read(move |c| read::notification(c, &id)).await
     }
 
-    async fn delete_notification(&self, id: &str) -> Result<()> {
+    async fn delete_notification(&self, id: &str, now: Millis) -> Result<()> {
         let id = id.to_string();
-        self.write(move |w| write::delete_notification(w, &id))
+        self.write(move |w| write::delete_notification(w, &id, now))
             .await
     }
 
@@ -624,6 +640,81 @@ impl Store for SqliteStore {
             Ok(n)
         })
         .await
+    }
+
+    async fn claim_jobs(
+        &self,
+        now: Millis,
+        lease_ms: i64,
+        limit: usize,
+        owner: &str,
+    ) -> Result<Vec<Job>> {
+        let owner = owner.to_string();
+        self.write(move |w| jobs::claim(w, now, lease_ms, limit, &owner))
+            .await
+    }
+
+    async fn finish_job(&self, job: i64, outcome: JobOutcome, now: Millis) -> Result<()> {
+        self.write(move |w| jobs::finish(w, job, outcome, now))
+            .await
+    }
+
+    async fn next_job_at(&self) -> Result<Option<Millis>> {
+        self.read(jobs::next_job_at).await
+    }
+
+    fn jobs_wakeup(&self) -> Arc<tokio::sync::Notify> {
+        self.jobs_wakeup.clone()
+    }
+
+    async fn publish_due(&self, nid: i64, now: Millis) -> Result<()> {
+        self.write(move |w| publish::publish_due(w, nid, now)).await
+    }
+
+    async fn expand_broadcast(
+        &self,
+        nid: i64,
+        channel: belfry_core::Channel,
+        after_uid: i64,
+        limit: usize,
+        now: Millis,
+    ) -> Result<Option<i64>> {
+        self.write(move |w| jobs::expand(w, nid, channel, after_uid, limit, now))
+            .await
+    }
+
+    async fn email_context(&self, nid: i64, recipient: &Recipient) -> Result<Option<EmailContext>> {
+        let recipient = recipient.clone();
+        self.read(move |c| jobs::email_context(c, nid, &recipient))
+            .await
+    }
+
+    async fn deliveries(&self, notification_id: &str) -> Result<Vec<DeliveryEvent>> {
+        let id = notification_id.to_string();
+        self.read(move |c| jobs::deliveries(c, &id)).await
+    }
+
+    async fn job_stats(&self, now: Millis) -> Result<JobStats> {
+        self.read(move |c| jobs::stats(c, now)).await
+    }
+
+    async fn mailbox_put(&self, mail: NewDevMail, now: Millis) -> Result<DevMail> {
+        self.write(move |w| jobs::mailbox_put(&w.conn, &mail, now))
+            .await
+    }
+
+    async fn mailbox_list(&self, limit: usize) -> Result<Vec<DevMail>> {
+        self.read(move |c| jobs::mailbox_list(c, limit)).await
+    }
+
+    async fn mailbox_get(&self, id: &str) -> Result<Option<DevMail>> {
+        let id = id.to_string();
+        self.read(move |c| jobs::mailbox_get(c, &id)).await
+    }
+
+    async fn mailbox_clear(&self) -> Result<i64> {
+        self.write(|w| Ok(w.conn.execute("DELETE FROM mailbox", [])? as i64))
+            .await
     }
 
     fn events(&self) -> broadcast::Receiver<Arc<Vec<StoreEvent>>> {

@@ -4,17 +4,14 @@
 use super::Writer;
 use super::read::{self, BroadcastFilter, InboxUser};
 use crate::{
-    ApiKeyInfo, BroadcastTargets, Group, ItemOp, NewApiKey, Published, Result, SendContext,
-    SendReceipt, StoreError, StoreEvent, Subscriber,
+    ApiKeyInfo, BroadcastTargets, Group, ItemOp, NewApiKey, Result, SendContext, SendReceipt,
+    StoreError, StoreEvent, Subscriber,
 };
 use belfry_core::{
     Category, EntityRef, GroupId, Millis, NewNotification, Patch, User, UserId, UserPatch,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashSet;
-
-/// How long an idempotency key is remembered.
-const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
 pub(crate) fn meta_init(c: &Connection, key: &str, fresh: &[u8]) -> Result<Vec<u8>> {
     c.execute(
@@ -255,7 +252,7 @@ pub(crate) fn send_batch(
         .iter()
         .enumerate()
         .map(|(index, n)| {
-            send_one(w, ctx, n).map_err(|error| {
+            super::publish::send_one(w, ctx, n).map_err(|error| {
                 if single {
                     error
                 } else {
@@ -269,272 +266,7 @@ pub(crate) fn send_batch(
         .collect()
 }
 
-fn receipt_of(c: &Connection, nid: i64) -> Result<SendReceipt> {
-    Ok(
-        c.prepare_cached("SELECT id, seq, recipients FROM notifications WHERE nid = ?1")?
-            .query_row([nid], |r| {
-                Ok(SendReceipt {
-                    id: r.get(0)?,
-                    seq: r.get(1)?,
-                    recipients: r.get(2)?,
-                    replayed: true,
-                })
-            })?,
-    )
-}
-
-fn send_one(w: &mut Writer, ctx: &SendContext, n: &NewNotification) -> Result<SendReceipt> {
-    if let Some(key) = &n.idempotency_key {
-        let earlier: Option<i64> = w
-            .conn
-            .prepare_cached(
-                "SELECT nid FROM idempotency WHERE scope = ?1 AND key = ?2 AND created_at > ?3",
-            )?
-            .query_row(
-                params![ctx.key_id, key, ctx.now.0 - IDEMPOTENCY_WINDOW_MS],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(nid) = earlier {
-            return receipt_of(&w.conn, nid);
-        }
-    }
-    if n.send_at.is_some() {
-        return Err(StoreError::Invalid(
-            "scheduled sends (send_at) are not supported by this version".into(),
-        ));
-    }
-
-    let c = &w.conn;
-    let a = &n.audience;
-    let actor_uid = match n.actor_id() {
-        Some(actor) => read::uid(c, actor)?,
-        None => None,
-    };
-    if n.subscribe_actor
-        && let (Some(actor), Some(entity)) = (n.actor_id(), &n.content.entity)
-    {
-        if actor_uid.is_none() {
-            return Err(StoreError::Invalid(format!(
-                "subscribe_actor: the actor {actor} is not a known user"
-            )));
-        }
-        subscribe(c, entity, &Subscriber::User(actor.clone()), ctx.now)?;
-    }
-
-    let mut direct: Vec<(i64, String)> = Vec::with_capacity(a.users.len() + a.emails.len());
-    let mut missing = Vec::new();
-    for user in &a.users {
-        match read::uid(c, user)? {
-            Some(uid) => direct.push((uid, user.to_string())),
-            None => missing.push(user.to_string()),
-        }
-    }
-    if !missing.is_empty() {
-        return Err(StoreError::UnknownUsers(missing));
-    }
-    let mut gids = Vec::with_capacity(a.groups.len());
-    for group in &a.groups {
-        match read::gid(c, group)? {
-            Some(gid) => gids.push(gid),
-            None => missing.push(group.to_string()),
-        }
-    }
-    if !missing.is_empty() {
-        return Err(StoreError::UnknownGroups(missing));
-    }
-    let mut emails: Vec<String> = a.emails.iter().map(|e| e.to_string()).collect();
-    if let Some(entity) = &a.entity {
-        let mut subs = c.prepare_cached(
-            "SELECT kind, subscriber, uid FROM subscriptions WHERE entity_type = ?1 AND entity_id = ?2",
-        )?;
-        let rows = subs.query_map([&entity.kind, &entity.id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<i64>>(2)?,
-            ))
-        })?;
-        for row in rows {
-            match row? {
-                (kind, id, Some(uid)) if kind == "user" => direct.push((uid, id)),
-                (_, email, _) => emails.push(email),
-            }
-        }
-    }
-    let mut contacts = Vec::new();
-    for email in &emails {
-        let address = belfry_core::EmailAddress::parse(email).map_err(StoreError::Backend)?;
-        match read::user_by_email(c, &address)? {
-            Some(user) => direct.push(user),
-            None => {
-                c.prepare_cached(
-                    "INSERT INTO contacts (email, created_at) VALUES (?1, ?2) ON CONFLICT (email) DO NOTHING",
-                )?
-                .execute(params![email, ctx.now.0])?;
-                let cid: i64 = c
-                    .prepare_cached("SELECT cid FROM contacts WHERE email = ?1")?
-                    .query_row([email], |r| r.get(0))?;
-                contacts.push(cid);
-            }
-        }
-    }
-
-    // Each person once; never the actor; nobody the broadcast part reaches.
-    let mut unique = HashSet::with_capacity(direct.len());
-    direct.retain(|(uid, _)| unique.insert(*uid) && Some(*uid) != actor_uid);
-    if a.all {
-        direct.clear();
-    } else if !gids.is_empty() {
-        let mut member = c.prepare_cached(
-            "SELECT 1 FROM memberships WHERE uid = ?1 AND gid = ?2 AND left_seq IS NULL",
-        )?;
-        let mut kept = Vec::with_capacity(direct.len());
-        for (uid, id) in direct {
-            let mut covered = false;
-            for gid in &gids {
-                if member.exists(params![uid, gid])? {
-                    covered = true;
-                    break;
-                }
-            }
-            if !covered {
-                kept.push((uid, id));
-            }
-        }
-        direct = kept;
-    }
-    contacts.sort_unstable();
-    contacts.dedup();
-
-    let broadcast = a.is_broadcast();
-    let recipients = (!broadcast).then_some((direct.len() + contacts.len()) as i64);
-    let content = &n.content;
-    let category = content.category.as_ref().map(|c| c.as_str());
-    let (etype, eid) = content
-        .entity
-        .as_ref()
-        .map(|e| (e.kind.as_str(), e.id.as_str()))
-        .unzip();
-    let expires = content.expires_at.map(|m| m.0);
-    let audience_json = audience_json(n);
-    let channels_json = n.channels.as_ref().map(|list| {
-        serde_json::to_string(&list.iter().map(|c| c.as_str()).collect::<Vec<_>>())
-            .expect("channel names serialise")
-    });
-
-    let seq = w.next_seq();
-    let c = &w.conn;
-    let id = ulid::Ulid::new().to_string();
-    let content_json = content.to_json();
-    c.prepare_cached(
-        "INSERT INTO notifications (id, seq, status, sender, content, audience, channels, actor_uid,
-                                    stack_key, recipients, created_at, published_at, expires_at)
-         VALUES (?1, ?2, 'published', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
-    )?
-    .execute(params![
-        id,
-        seq,
-        ctx.key_id,
-        content_json,
-        audience_json,
-        channels_json,
-        actor_uid,
-        content.stack_key,
-        recipients,
-        ctx.now.0,
-        expires
-    ])?;
-    let nid = c.last_insert_rowid();
-
-    if broadcast {
-        let mut insert = c.prepare_cached(
-            "INSERT INTO broadcasts (gid, seq, nid, actor_uid, expires_at, category, entity_type, entity_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
-        let targets = if a.all { vec![0] } else { gids };
-        for gid in targets {
-            insert.execute(params![
-                gid, seq, nid, actor_uid, expires, category, etype, eid
-            ])?;
-        }
-    }
-
-    let mut delivered = Vec::with_capacity(direct.len());
-    for (uid, user_id) in &direct {
-        let mut stack_count: Option<i64> = None;
-        if let Some(key) = &content.stack_key {
-            stack_count = c
-                .prepare_cached(
-                    "UPDATE inbox SET seq = ?3, nid = ?4,
-                        stack_count = CASE WHEN read_at IS NULL AND archived_at IS NULL
-                                           THEN stack_count + 1 ELSE 1 END,
-                        read_at = NULL, archived_at = NULL, expires_at = ?5, category = ?6,
-                        entity_type = ?7, entity_id = ?8
-                     WHERE uid = ?1 AND stack_key = ?2
-                     RETURNING stack_count",
-                )?
-                .query_row(
-                    params![uid, key, seq, nid, expires, category, etype, eid],
-                    |r| r.get(0),
-                )
-                .optional()?;
-        }
-        if stack_count.is_none() {
-            c.prepare_cached(
-                "INSERT INTO inbox (uid, seq, nid, stack_key, expires_at, category, entity_type, entity_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![uid, seq, nid, content.stack_key, expires, category, etype, eid])?;
-        }
-        let user = UserId::parse(user_id).map_err(StoreError::Backend)?;
-        delivered.push((user, stack_count.unwrap_or(1)));
-    }
-    for cid in &contacts {
-        c.prepare_cached("INSERT INTO notification_contacts (nid, cid) VALUES (?1, ?2)")?
-            .execute(params![nid, cid])?;
-    }
-    if let Some(key) = &n.idempotency_key {
-        c.prepare_cached(
-            "INSERT INTO idempotency (scope, key, nid, created_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (scope, key) DO UPDATE SET nid = excluded.nid, created_at = excluded.created_at",
-        )?
-        .execute(params![ctx.key_id, key, nid, ctx.now.0])?;
-    }
-    w.emit(StoreEvent::Published(std::sync::Arc::new(Published {
-        seq,
-        id: id.clone(),
-        created_at: ctx.now,
-        content_json,
-        direct: delivered,
-        broadcast: broadcast.then(|| BroadcastTargets {
-            all: a.all,
-            groups: if a.all { Vec::new() } else { a.groups.clone() },
-        }),
-        actor: n.actor_id().cloned(),
-    })));
-    Ok(SendReceipt {
-        id,
-        seq: Some(seq),
-        recipients,
-        replayed: false,
-    })
-}
-
-/// The requested targets, kept for the producer's view of the notification.
-fn audience_json(n: &NewNotification) -> String {
-    let a = &n.audience;
-    serde_json::json!({
-        "users": a.users,
-        "emails": a.emails,
-        "groups": a.groups,
-        "all": a.all,
-        "entity": a.entity,
-    })
-    .to_string()
-}
-
-pub(crate) fn delete_notification(w: &mut Writer, id: &str) -> Result<()> {
+pub(crate) fn delete_notification(w: &mut Writer, id: &str, now: Millis) -> Result<()> {
     let c = &w.conn;
     let (nid, seq, status, audience): (i64, Option<i64>, String, String) = c
         .query_row(
@@ -553,6 +285,7 @@ pub(crate) fn delete_notification(w: &mut Writer, id: &str) -> Result<()> {
         .map(|r| UserId::parse(&r?).map_err(StoreError::Backend))
         .collect::<Result<_>>()?;
     let mut broadcast = None;
+    super::jobs::cancel_jobs(c, nid, now)?;
     c.execute(
         "UPDATE notifications SET status = 'cancelled' WHERE nid = ?1",
         [nid],

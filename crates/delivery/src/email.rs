@@ -1,0 +1,381 @@
+//! Email: the built-in layout (HTML and plain text, rendered with
+//! auto-escaping so producer content can never inject markup), its strings
+//! in English and German, dates in the recipient's time zone, and the
+//! adapter that hands the message to a [`Mailer`].
+
+use crate::channel::{ChannelAdapter, Message, SendError};
+use crate::mailer::{Mailer, OutgoingEmail};
+use async_trait::async_trait;
+use belfry_core::{Channel, Content, Millis};
+use minijinja::{Environment, context};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Settings of outgoing email.
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    /// The From header, e.g. `Belfry <belfry@example.com>`.
+    pub from: String,
+    /// Base URL of the host application; relative notification links
+    /// (`/tickets/123`) are made absolute with it. Without it they are
+    /// shown as text only.
+    pub app_url: Option<String>,
+    /// The product name shown in the footer.
+    pub product: String,
+    /// Host part of Message-IDs.
+    pub message_id_host: String,
+}
+
+impl Default for EmailSettings {
+    fn default() -> Self {
+        Self {
+            from: "Belfry <belfry@localhost>".into(),
+            app_url: None,
+            product: "Belfry".into(),
+            message_id_host: "belfry.localhost".into(),
+        }
+    }
+}
+
+/// The strings of the layout in one language.
+struct Strings {
+    lang: &'static str,
+    greeting: &'static str,
+    open: &'static str,
+    fallback: &'static str,
+    from_actor: &'static str,
+    about: &'static str,
+    sent: &'static str,
+    footer: &'static str,
+    months: [&'static str; 12],
+}
+
+const EN: Strings = Strings {
+    lang: "en",
+    greeting: "Hello {name},",
+    open: "Open",
+    fallback: "Or open this link:",
+    from_actor: "From {actor}",
+    about: "About {entity}",
+    sent: "Sent {date}",
+    footer: "You receive this email because {product} notifies you about your work.",
+    months: [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ],
+};
+
+const DE: Strings = Strings {
+    lang: "de",
+    greeting: "Hallo {name},",
+    open: "Öffnen",
+    fallback: "Oder diesen Link öffnen:",
+    from_actor: "Von {actor}",
+    about: "Betrifft {entity}",
+    sent: "Gesendet am {date}",
+    footer: "Sie erhalten diese E-Mail, weil {product} Sie über Ihre Arbeit benachrichtigt.",
+    months: [
+        "Januar",
+        "Februar",
+        "März",
+        "April",
+        "Mai",
+        "Juni",
+        "Juli",
+        "August",
+        "September",
+        "Oktober",
+        "November",
+        "Dezember",
+    ],
+};
+
+fn strings(language: &str) -> &'static Strings {
+    match language {
+        "de" => &DE,
+        _ => &EN,
+    }
+}
+
+/// A date and time in the recipient's zone, written their way.
+pub fn format_date(at: Millis, zone: Option<&str>, language: &str) -> String {
+    let s = strings(language);
+    let tz = zone
+        .and_then(|z| jiff::tz::TimeZone::get(z).ok())
+        .unwrap_or(jiff::tz::TimeZone::UTC);
+    let name = zone.unwrap_or("UTC");
+    let Ok(ts) = jiff::Timestamp::from_millisecond(at.0) else {
+        return at.to_rfc3339();
+    };
+    let z = ts.to_zoned(tz);
+    let month = s.months[(z.month() as usize).saturating_sub(1).min(11)];
+    match s.lang {
+        "de" => format!(
+            "{}. {month} {} um {:02}:{:02} Uhr ({name})",
+            z.day(),
+            z.year(),
+            z.hour(),
+            z.minute()
+        ),
+        _ => {
+            let (h, ampm) = match z.hour() {
+                0 => (12, "AM"),
+                h @ 1..=11 => (h, "AM"),
+                12 => (12, "PM"),
+                h => (h - 12, "PM"),
+            };
+            format!(
+                "{month} {}, {} at {h}:{:02} {ampm} ({name})",
+                z.day(),
+                z.year(),
+                z.minute()
+            )
+        }
+    }
+}
+
+/// A link usable in an email: absolute http(s), or a host-application path
+/// made absolute with `app_url`.
+fn absolute(link: &str, app_url: Option<&str>) -> Option<String> {
+    let lower = link.to_ascii_lowercase();
+    if lower.starts_with("https://") || lower.starts_with("http://") {
+        return Some(link.to_string());
+    }
+    let base = app_url?;
+    Some(format!("{}{link}", base.trim_end_matches('/')))
+}
+
+/// A rendered email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// Renders the layout. Producer content enters only as template values,
+/// so the HTML part escapes it.
+pub struct Renderer {
+    env: Environment<'static>,
+    settings: EmailSettings,
+}
+
+#[derive(serde::Serialize)]
+struct LinkView {
+    label: String,
+    url: String,
+}
+
+impl Renderer {
+    pub fn new(settings: EmailSettings) -> Self {
+        let mut env = Environment::new();
+        env.add_template("email.html", include_str!("../templates/email.html"))
+            .expect("the HTML layout parses");
+        env.add_template("email.txt", include_str!("../templates/email.txt"))
+            .expect("the text layout parses");
+        Self { env, settings }
+    }
+
+    pub fn render(
+        &self,
+        content: &Content,
+        name: Option<&str>,
+        language: &str,
+        zone: Option<&str>,
+        at: Millis,
+    ) -> Rendered {
+        let s = strings(language);
+        let app = self.settings.app_url.as_deref();
+        let actor = content.actor.as_ref().and_then(|a| {
+            a.name
+                .clone()
+                .or_else(|| a.id.as_ref().map(|i| i.to_string()))
+        });
+        let links: Vec<LinkView> = content
+            .actions
+            .iter()
+            .filter(|a| a.kind == "link")
+            .filter_map(|a| {
+                a.url
+                    .as_deref()
+                    .and_then(|u| absolute(u, app))
+                    .map(|url| LinkView {
+                        label: a.label.clone(),
+                        url,
+                    })
+            })
+            .collect();
+        let ctx = context! {
+            lang => s.lang,
+            greeting => name.map(|n| s.greeting.replace("{name}", n)),
+            category => content.category.as_ref().map(|c| c.to_string()),
+            title => content.title.as_str(),
+            body => content.body.as_deref(),
+            actor => actor.map(|a| s.from_actor.replace("{actor}", &a)),
+            entity => content.entity.as_ref().map(|e| s.about.replace("{entity}", &format!("{} #{}", e.kind, e.id))),
+            link => content.url.as_deref().and_then(|u| absolute(u, app)),
+            links => minijinja::Value::from(minijinja::value::Serde(&links)),
+            open_label => s.open,
+            fallback_label => s.fallback,
+            sent_line => s.sent.replace("{date}", &format_date(at, zone, s.lang)),
+            footer => s.footer.replace("{product}", &self.settings.product),
+        };
+        let render = |name: &str| {
+            self.env
+                .get_template(name)
+                .and_then(|t| t.render(&ctx))
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "email layout failed to render");
+                    content.title.clone()
+                })
+        };
+        Rendered {
+            subject: content.title.replace(['\r', '\n'], " "),
+            text: render("email.txt"),
+            html: render("email.html"),
+        }
+    }
+}
+
+/// The email channel: renders the built-in layout and sends it with a
+/// [`Mailer`] (SMTP, or the development mailbox).
+pub struct EmailAdapter {
+    renderer: Renderer,
+    settings: EmailSettings,
+    mailer: Arc<dyn Mailer>,
+}
+
+impl EmailAdapter {
+    pub fn new(settings: EmailSettings, mailer: Arc<dyn Mailer>) -> Self {
+        Self {
+            renderer: Renderer::new(settings.clone()),
+            settings,
+            mailer,
+        }
+    }
+}
+
+#[async_trait]
+impl ChannelAdapter for EmailAdapter {
+    fn channel(&self) -> Channel {
+        Channel::Email
+    }
+
+    fn skip_reason(&self, message: &Message) -> Option<String> {
+        message
+            .context
+            .to
+            .is_none()
+            .then(|| "the user has no email address".to_string())
+    }
+
+    async fn send(&self, message: &Message) -> Result<(), SendError> {
+        let ctx = &message.context;
+        let to = ctx
+            .to
+            .as_ref()
+            .ok_or_else(|| SendError::permanent("no email address"))?;
+        let language = ctx.locale.as_ref().map(|l| l.language()).unwrap_or("en");
+        let rendered = self.renderer.render(
+            &message.content,
+            ctx.name.as_deref(),
+            language,
+            ctx.timezone.as_ref().map(|t| t.as_str()),
+            ctx.published_at,
+        );
+        let email = OutgoingEmail {
+            from: self.settings.from.clone(),
+            to: to.to_string(),
+            to_name: ctx.name.clone(),
+            subject: rendered.subject,
+            text: rendered.text,
+            html: rendered.html,
+            message_id: format!(
+                "<{}@{}>",
+                message.delivery_id, self.settings.message_id_host
+            ),
+        };
+        let started = Instant::now();
+        let result = self.mailer.send(&email).await;
+        metrics::histogram!("belfry_email_send_duration_seconds", "mailer" => self.mailer.name())
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content(json: &str) -> Content {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn escapes_producer_content_in_html_only() {
+        let r = Renderer::new(EmailSettings::default());
+        let c = content(
+            r#"{"title":"<img src=x onerror=alert(1)>","body":"a & b","url":"https://x.example/1","category":null,"source":null,"actor":null,"entity":null,"data":null,"actions":[],"stack_key":null,"sticky":false,"expires_at":null}"#,
+        );
+        let out = r.render(&c, Some("Ana"), "en", None, Millis(0));
+        assert!(!out.html.contains("<img src=x"), "{}", out.html);
+        assert!(out.html.contains("&lt;img src=x onerror=alert(1)&gt;"));
+        assert!(out.html.contains("a &amp; b"));
+        assert!(
+            out.text.contains("<img src=x onerror=alert(1)>"),
+            "plain text is not HTML"
+        );
+        assert!(out.text.contains("Open: https://x.example/1"));
+        assert_eq!(out.subject, "<img src=x onerror=alert(1)>");
+    }
+
+    #[test]
+    fn german_strings_and_zone() {
+        let r = Renderer::new(EmailSettings {
+            app_url: Some("https://desk.example.com/".into()),
+            ..Default::default()
+        });
+        let c = content(
+            r#"{"title":"Ticket zugewiesen","body":null,"url":"/tickets/9","category":"assignment","source":null,"actor":{"id":"u-3","name":"Bo","avatar_url":null},"entity":{"type":"ticket","id":"9"},"data":null,"actions":[{"id":"open","label":"Ansehen","kind":"link","url":"/t/9","style":"primary"},{"id":"ok","label":"OK","kind":"callback","url":null,"style":"primary"}],"stack_key":null,"sticky":false,"expires_at":null}"#,
+        );
+        // 2026-11-21T08:05:00Z is 09:05 in Berlin.
+        let at = Millis::parse_rfc3339("2026-11-21T08:05:00Z").unwrap();
+        let out = r.render(&c, Some("Ana"), "de", Some("Europe/Berlin"), at);
+        assert!(out.text.contains("Hallo Ana,"));
+        assert!(
+            out.text
+                .contains("Öffnen: https://desk.example.com/tickets/9")
+        );
+        assert!(out.text.contains("Ansehen: https://desk.example.com/t/9"));
+        assert!(!out.text.contains("OK:"), "callback actions are not links");
+        assert!(
+            out.text
+                .contains("Gesendet am 21. November 2026 um 09:05 Uhr (Europe/Berlin)")
+        );
+        assert!(out.text.contains("Von Bo"));
+        assert!(out.html.contains("lang=\"de\""));
+    }
+
+    #[test]
+    fn relative_links_without_app_url_are_left_out() {
+        assert_eq!(absolute("/x", None), None);
+        assert_eq!(
+            absolute("https://a.b/x", None).as_deref(),
+            Some("https://a.b/x")
+        );
+        assert_eq!(
+            format_date(Millis(0), None, "en"),
+            "January 1, 1970 at 12:00 AM (UTC)"
+        );
+    }
+}

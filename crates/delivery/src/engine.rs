@@ -1,0 +1,423 @@
+//! The engine: claims due jobs from the store in batches, runs them with
+//! bounded concurrency, and records each outcome (with its delivery log
+//! lines) in the same transaction that completes or reschedules the job.
+//! A commit that queues jobs wakes the engine at once; otherwise it sleeps
+//! until the next job is due (at most `poll`). A job whose worker died is
+//! claimed again when its lease runs out.
+
+use crate::channel::{ChannelAdapter, Message};
+use belfry_core::{Channel, Clock, Content, Millis};
+use belfry_store::{DeliveryEvent, DeliveryStatus, Job, JobOutcome, JobPayload, SharedStore};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// Settings of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Jobs run at the same time.
+    pub workers: usize,
+    /// Attempts of one delivery before it is marked failed.
+    pub max_attempts: i64,
+    /// The first retry waits this long; each further one twice as long
+    /// (capped at an hour), with ±20 % jitter.
+    pub retry_base: Duration,
+    /// How long a claimed job is reserved for its worker.
+    pub lease: Duration,
+    /// Longest sleep when nothing is due (timers are re-checked then).
+    pub poll: Duration,
+    /// Members of a broadcast queued per expansion step.
+    pub expand_page: usize,
+    /// Names this node in job leases.
+    pub owner: String,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            workers: 8,
+            max_attempts: 6,
+            retry_base: Duration::from_secs(30),
+            lease: Duration::from_secs(120),
+            poll: Duration::from_secs(1),
+            expand_page: 500,
+            owner: "belfry".into(),
+        }
+    }
+}
+
+pub struct Engine {
+    store: SharedStore,
+    clock: Arc<dyn Clock>,
+    adapters: HashMap<Channel, Arc<dyn ChannelAdapter>>,
+    config: EngineConfig,
+    /// Signalled when a job finished (capacity is free again).
+    finished: Notify,
+}
+
+/// The delay before attempt `attempt + 1`, with jitter from `salt`.
+pub fn backoff(base: Duration, attempt: i64, salt: u64) -> Duration {
+    let exp = (attempt.clamp(1, 30) - 1) as u32;
+    let raw = base
+        .saturating_mul(2u32.saturating_pow(exp))
+        .min(Duration::from_secs(3600));
+    // ±20 %, spread by the job id and attempt, so that retries of many
+    // failed jobs do not all hit the server at the same moment.
+    let mix = salt
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(attempt as u64)
+        .rotate_left(17);
+    let factor = 0.8 + (mix % 4001) as f64 / 10_000.0;
+    raw.mul_f64(factor)
+}
+
+impl Engine {
+    pub fn new(store: SharedStore, clock: Arc<dyn Clock>, config: EngineConfig) -> Engine {
+        Engine {
+            store,
+            clock,
+            adapters: HashMap::new(),
+            config,
+            finished: Notify::new(),
+        }
+    }
+
+    pub fn with_adapter(mut self, adapter: Arc<dyn ChannelAdapter>) -> Engine {
+        self.adapters.insert(adapter.channel(), adapter);
+        self
+    }
+
+    /// Runs until `shutdown`; then waits (up to the lease) for jobs in flight.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let wakeup = self.store.jobs_wakeup();
+        let slots = Arc::new(Semaphore::new(self.config.workers.max(1)));
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let free = slots.available_permits();
+            if free > 0 {
+                let now = self.clock.now();
+                match self
+                    .store
+                    .claim_jobs(
+                        now,
+                        self.config.lease.as_millis() as i64,
+                        free.min(64),
+                        &self.config.owner,
+                    )
+                    .await
+                {
+                    Ok(jobs) if !jobs.is_empty() => {
+                        for job in jobs {
+                            let permit =
+                                slots.clone().acquire_owned().await.expect("open semaphore");
+                            let engine = self.clone();
+                            tokio::spawn(async move {
+                                engine.run_job(job).await;
+                                drop(permit);
+                                engine.finished.notify_one();
+                            });
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claiming jobs failed");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                }
+            }
+            let wait = if free == 0 {
+                self.config.poll
+            } else {
+                match self.store.next_job_at().await {
+                    Ok(Some(at)) => {
+                        let ms = (at.0 - self.clock.now().0)
+                            .clamp(0, self.config.poll.as_millis() as i64);
+                        Duration::from_millis(ms as u64)
+                    }
+                    _ => self.config.poll,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = wakeup.notified() => {}
+                _ = self.finished.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        // Let running deliveries finish and record their outcome.
+        let all = self.config.workers.max(1) as u32;
+        let _ = tokio::time::timeout(self.config.lease, slots.acquire_many(all)).await;
+    }
+
+    /// Runs every job that is due now, until none is (tests and tools use
+    /// this to drain the queue without waiting for the background loop).
+    pub async fn run_due(&self) -> usize {
+        let mut done = 0;
+        loop {
+            let jobs = match self
+                .store
+                .claim_jobs(
+                    self.clock.now(),
+                    self.config.lease.as_millis() as i64,
+                    64,
+                    &self.config.owner,
+                )
+                .await
+            {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming jobs failed");
+                    return done;
+                }
+            };
+            if jobs.is_empty() {
+                return done;
+            }
+            done += jobs.len();
+            futures::future::join_all(jobs.into_iter().map(|j| self.run_job(j))).await;
+        }
+    }
+
+    async fn run_job(&self, job: Job) {
+        let outcome = self.outcome(&job).await;
+        if let Err(e) = self
+            .store
+            .finish_job(job.id, outcome, self.clock.now())
+            .await
+        {
+            // The lease runs out and another worker takes the job again.
+            tracing::error!(job = job.id, error = %e, "recording a job's outcome failed");
+        }
+    }
+
+    fn line(
+        &self,
+        recipient: String,
+        channel: Channel,
+        status: DeliveryStatus,
+        attempt: i64,
+        error: Option<String>,
+    ) -> DeliveryEvent {
+        DeliveryEvent {
+            recipient,
+            channel,
+            status,
+            attempt,
+            error,
+            at: self.clock.now(),
+        }
+    }
+
+    /// Retries with back-off while attempts remain, else fails for good.
+    fn retry_or_fail(
+        &self,
+        job: &Job,
+        error: String,
+        log: impl Fn(Option<String>) -> DeliveryEvent,
+    ) -> JobOutcome {
+        if job.attempts >= self.config.max_attempts {
+            metrics::counter!("belfry_jobs_failed_total", "kind" => job.payload.kind())
+                .increment(1);
+            return JobOutcome::Done(vec![log(Some(format!(
+                "{error} (gave up after {} attempts)",
+                job.attempts
+            )))]);
+        }
+        let delay = backoff(self.config.retry_base, job.attempts, job.id as u64);
+        let at = Millis(self.clock.now().0 + delay.as_millis() as i64);
+        JobOutcome::Retry {
+            at,
+            error: error.clone(),
+            log: vec![log(Some(format!("{error} (retrying at {at})")))],
+        }
+    }
+
+    async fn outcome(&self, job: &Job) -> JobOutcome {
+        let now = self.clock.now();
+        let Some(nid) = job.nid else {
+            return JobOutcome::Done(vec![]);
+        };
+        match &job.payload {
+            JobPayload::Publish => match self.store.publish_due(nid, now).await {
+                Ok(()) => JobOutcome::Done(vec![]),
+                Err(e) => self.retry_or_fail(job, format!("publishing failed: {e}"), |err| {
+                    self.line(
+                        "scheduled".into(),
+                        Channel::InApp,
+                        DeliveryStatus::Failed,
+                        job.attempts,
+                        err,
+                    )
+                }),
+            },
+            JobPayload::Expand { channel, after_uid } => {
+                match self
+                    .store
+                    .expand_broadcast(nid, *channel, *after_uid, self.config.expand_page, now)
+                    .await
+                {
+                    Ok(Some(next)) => JobOutcome::Continue(JobPayload::Expand {
+                        channel: *channel,
+                        after_uid: next,
+                    }),
+                    Ok(None) => JobOutcome::Done(vec![]),
+                    Err(e) => self.retry_or_fail(
+                        job,
+                        format!("queueing the audience failed: {e}"),
+                        |err| {
+                            self.line(
+                                "broadcast".into(),
+                                *channel,
+                                DeliveryStatus::Failed,
+                                job.attempts,
+                                err,
+                            )
+                        },
+                    ),
+                }
+            }
+            JobPayload::Deliver { channel, recipient } => {
+                let label = recipient.label();
+                let Some(adapter) = self.adapters.get(channel) else {
+                    return JobOutcome::Done(vec![self.line(
+                        label,
+                        *channel,
+                        DeliveryStatus::Skipped,
+                        0,
+                        Some(format!(
+                            "the {} channel is not configured on this server",
+                            channel.as_str()
+                        )),
+                    )]);
+                };
+                let context = match self.store.email_context(nid, recipient).await {
+                    Ok(Some(c)) => c,
+                    Ok(None) => return JobOutcome::Done(vec![]),
+                    Err(e) => {
+                        return self.retry_or_fail(
+                            job,
+                            format!("loading the notification failed: {e}"),
+                            |err| {
+                                self.line(
+                                    label.clone(),
+                                    *channel,
+                                    DeliveryStatus::Failed,
+                                    job.attempts,
+                                    err,
+                                )
+                            },
+                        );
+                    }
+                };
+                if context.status == "cancelled" {
+                    return JobOutcome::Done(vec![self.line(
+                        label,
+                        *channel,
+                        DeliveryStatus::Cancelled,
+                        0,
+                        None,
+                    )]);
+                }
+                let content: Content = match serde_json::from_str(&context.content_json) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        return JobOutcome::Done(vec![self.line(
+                            label,
+                            *channel,
+                            DeliveryStatus::Failed,
+                            job.attempts,
+                            Some(format!("the stored content is unreadable: {e}")),
+                        )]);
+                    }
+                };
+                let message = Message {
+                    delivery_id: format!("{}.{}", context.notification_id, job.id),
+                    recipient: recipient.clone(),
+                    content,
+                    context,
+                };
+                if let Some(reason) = adapter.skip_reason(&message) {
+                    metrics::counter!("belfry_delivery_attempts_total", "channel" => channel.as_str(), "outcome" => "skipped").increment(1);
+                    return JobOutcome::Done(vec![self.line(
+                        label,
+                        *channel,
+                        DeliveryStatus::Skipped,
+                        0,
+                        Some(reason),
+                    )]);
+                }
+                match adapter.send(&message).await {
+                    Ok(()) => {
+                        metrics::counter!("belfry_delivery_attempts_total", "channel" => channel.as_str(), "outcome" => "sent").increment(1);
+                        JobOutcome::Done(vec![self.line(
+                            label,
+                            *channel,
+                            DeliveryStatus::Sent,
+                            job.attempts,
+                            None,
+                        )])
+                    }
+                    Err(e) if e.permanent => {
+                        metrics::counter!("belfry_delivery_attempts_total", "channel" => channel.as_str(), "outcome" => "failed").increment(1);
+                        metrics::counter!("belfry_jobs_failed_total", "kind" => "deliver")
+                            .increment(1);
+                        JobOutcome::Done(vec![self.line(
+                            label,
+                            *channel,
+                            DeliveryStatus::Failed,
+                            job.attempts,
+                            Some(e.message),
+                        )])
+                    }
+                    Err(e) => {
+                        metrics::counter!("belfry_delivery_attempts_total", "channel" => channel.as_str(), "outcome" => "retry").increment(1);
+                        self.retry_or_fail(job, e.message, |err| {
+                            self.line(
+                                label.clone(),
+                                *channel,
+                                DeliveryStatus::Failed,
+                                job.attempts,
+                                err,
+                            )
+                        })
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_a_cap() {
+        let base = Duration::from_secs(10);
+        for salt in [1u64, 7, 99, 12345] {
+            let first = backoff(base, 1, salt);
+            assert!(
+                first >= Duration::from_secs(8) && first <= Duration::from_secs(12),
+                "{first:?}"
+            );
+            let third = backoff(base, 3, salt);
+            assert!(
+                third >= Duration::from_secs(32) && third <= Duration::from_secs(48),
+                "{third:?}"
+            );
+            let late = backoff(base, 25, salt);
+            assert!(late <= Duration::from_secs(4320), "{late:?}");
+        }
+        assert_ne!(
+            backoff(base, 2, 1),
+            backoff(base, 2, 2),
+            "jitter spreads retries"
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! The job queue and the delivery log, as the store exposes them: due work
+//! (publishing a scheduled notification, delivering one message, expanding a
+//! broadcast into deliveries) and what happened to each delivery.
+
+use belfry_core::{Channel, EmailAddress, Locale, Millis, TimeZoneName, UserId};
+use serde::{Deserialize, Serialize};
+
+/// Who one delivery is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Recipient {
+    User(UserId),
+    /// An external contact, known only by address.
+    Contact(EmailAddress),
+}
+
+impl Recipient {
+    /// `user:<id>` or `email:<address>`, as the delivery log shows it.
+    pub fn label(&self) -> String {
+        match self {
+            Recipient::User(u) => format!("user:{u}"),
+            Recipient::Contact(e) => format!("email:{e}"),
+        }
+    }
+}
+
+/// What a job does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobPayload {
+    /// Publish the scheduled notification `Job::nid`.
+    Publish,
+    /// Send notification `Job::nid` to one recipient on one channel.
+    Deliver {
+        channel: Channel,
+        recipient: Recipient,
+    },
+    /// Queue deliveries on `channel` for a broadcast's audience, page by page.
+    Expand { channel: Channel, after_uid: i64 },
+}
+
+impl JobPayload {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            JobPayload::Publish => "publish",
+            JobPayload::Deliver { .. } => "deliver",
+            JobPayload::Expand { .. } => "expand",
+        }
+    }
+}
+
+/// A claimed job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: i64,
+    pub nid: Option<i64>,
+    pub payload: JobPayload,
+    /// Attempts so far, this one included.
+    pub attempts: i64,
+    pub run_at: Millis,
+}
+
+/// The outcome of one delivery attempt or step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Queued,
+    Scheduled,
+    Sent,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Queued => "queued",
+            DeliveryStatus::Scheduled => "scheduled",
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Skipped => "skipped",
+            DeliveryStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<DeliveryStatus> {
+        [
+            DeliveryStatus::Queued,
+            DeliveryStatus::Scheduled,
+            DeliveryStatus::Sent,
+            DeliveryStatus::Failed,
+            DeliveryStatus::Skipped,
+            DeliveryStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == value)
+    }
+}
+
+/// One line of a delivery log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct DeliveryEvent {
+    /// `user:<id>`, `email:<address>`, `group:<id>` or `all`.
+    pub recipient: String,
+    #[schema(value_type = String)]
+    pub channel: Channel,
+    pub status: DeliveryStatus,
+    /// 1 for the first attempt; 0 for events that are not attempts.
+    pub attempt: i64,
+    pub error: Option<String>,
+    /// When it happened (for `scheduled`: when it is due; for a failed
+    /// attempt that will be retried, the error says when).
+    #[serde(serialize_with = "crate::ser_millis")]
+    #[schema(value_type = String)]
+    pub at: Millis,
+}
+
+/// What to do with a finished job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Done: remove the job and log these events.
+    Done(Vec<DeliveryEvent>),
+    /// Try again at `at`, logging these events.
+    Retry {
+        at: Millis,
+        error: String,
+        log: Vec<DeliveryEvent>,
+    },
+    /// Run again at once with a new payload (the next page of a long task).
+    Continue(JobPayload),
+}
+
+/// Everything a message to one recipient needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmailContext {
+    pub notification_id: String,
+    /// published, scheduled or cancelled.
+    pub status: String,
+    pub content_json: String,
+    pub published_at: Millis,
+    /// Where to send it; None for a user without an address.
+    pub to: Option<EmailAddress>,
+    pub name: Option<String>,
+    pub locale: Option<Locale>,
+    pub timezone: Option<TimeZoneName>,
+}
+
+/// How much work is waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct JobStats {
+    /// Waiting (due or not), not being worked on.
+    pub queued: i64,
+    /// Claimed by a worker right now.
+    pub running: i64,
+    /// Waiting for a retry after a failed attempt.
+    pub retrying: i64,
+}
+
+/// An email for the development mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDevMail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub message_id: String,
+}
+
+/// An email kept in the development mailbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct DevMail {
+    pub id: String,
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub message_id: String,
+    #[serde(serialize_with = "crate::ser_millis")]
+    #[schema(value_type = String)]
+    pub created_at: Millis,
+}

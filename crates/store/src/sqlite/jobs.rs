@@ -1,0 +1,420 @@
+//! The job queue, the delivery log and the development mailbox on SQLite.
+//! Claims go through the single writer, so two workers never get the same job.
+
+use super::Writer;
+use super::publish::{add_job, log};
+use crate::jobs::{
+    DeliveryEvent, DeliveryStatus, DevMail, EmailContext, Job, JobOutcome, JobPayload, JobStats,
+    NewDevMail, Recipient,
+};
+use crate::{Result, StoreError};
+use belfry_core::{Channel, EmailAddress, Locale, Millis, TimeZoneName, UserId};
+use rusqlite::{Connection, OptionalExtension, params};
+
+fn bad(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+pub(crate) fn claim(
+    w: &mut Writer,
+    now: Millis,
+    lease_ms: i64,
+    limit: usize,
+    owner: &str,
+) -> Result<Vec<Job>> {
+    let c = &w.conn;
+    let ids: Vec<i64> = c
+        .prepare_cached(
+            "SELECT id FROM jobs WHERE run_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)
+             ORDER BY run_at, id LIMIT ?2",
+        )?
+        .query_map(params![now.0, limit as i64], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut jobs = Vec::with_capacity(ids.len());
+    let mut take = c.prepare_cached(
+        "UPDATE jobs SET lease_until = ?2, lease_owner = ?3, attempts = attempts + 1 WHERE id = ?1
+         RETURNING nid, payload, attempts, run_at",
+    )?;
+    for id in ids {
+        let (nid, payload, attempts, run_at): (Option<i64>, String, i64, i64) = take
+            .query_row(params![id, now.0 + lease_ms, owner], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
+        jobs.push(Job {
+            id,
+            nid,
+            payload: serde_json::from_str(&payload).map_err(bad)?,
+            attempts,
+            run_at: Millis(run_at),
+        });
+    }
+    Ok(jobs)
+}
+
+pub(crate) fn finish(w: &mut Writer, job: i64, outcome: JobOutcome, now: Millis) -> Result<()> {
+    let nid: Option<Option<i64>> = w
+        .conn
+        .prepare_cached("SELECT nid FROM jobs WHERE id = ?1")?
+        .query_row([job], |r| r.get(0))
+        .optional()?;
+    let write_log = |c: &Connection, events: &[DeliveryEvent]| -> Result<()> {
+        if let Some(Some(nid)) = nid {
+            for e in events {
+                log(c, nid, e)?;
+            }
+        }
+        Ok(())
+    };
+    match outcome {
+        JobOutcome::Done(events) => {
+            // Logged even if the job was cancelled meanwhile: it did happen.
+            write_log(&w.conn, &events)?;
+            w.conn
+                .prepare_cached("DELETE FROM jobs WHERE id = ?1")?
+                .execute([job])?;
+        }
+        JobOutcome::Retry { at, error, log } => {
+            write_log(&w.conn, &log)?;
+            w.conn
+                .prepare_cached(
+                    "UPDATE jobs SET run_at = ?2, lease_until = NULL, lease_owner = NULL, last_error = ?3
+                     WHERE id = ?1",
+                )?
+                .execute(params![job, at.0, error])?;
+        }
+        JobOutcome::Continue(payload) => {
+            let json = serde_json::to_string(&payload).map_err(bad)?;
+            let n = w
+                .conn
+                .prepare_cached(
+                    "UPDATE jobs SET kind = ?2, payload = ?3, run_at = ?4, lease_until = NULL,
+                            lease_owner = NULL, attempts = 0 WHERE id = ?1",
+                )?
+                .execute(params![job, payload.kind(), json, now.0])?;
+            if n > 0 {
+                w.jobs_added = true;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn next_job_at(c: &Connection) -> Result<Option<Millis>> {
+    let at: Option<i64> = c
+        .prepare_cached("SELECT MIN(MAX(run_at, COALESCE(lease_until, 0))) FROM jobs")?
+        .query_row([], |r| r.get(0))?;
+    Ok(at.map(Millis))
+}
+
+pub(crate) fn stats(c: &Connection, now: Millis) -> Result<JobStats> {
+    let (queued, running, retrying): (Option<i64>, Option<i64>, Option<i64>) = c
+        .prepare_cached(
+            "SELECT SUM(lease_until IS NULL OR lease_until <= ?1),
+                    SUM(lease_until > ?1),
+                    SUM(attempts > 0 AND (lease_until IS NULL OR lease_until <= ?1))
+             FROM jobs",
+        )?
+        .query_row([now.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(JobStats {
+        queued: queued.unwrap_or(0),
+        running: running.unwrap_or(0),
+        retrying: retrying.unwrap_or(0),
+    })
+}
+
+/// Queues deliveries for the next page of a broadcast's audience: the
+/// members it reached when published (everyone created before it, or the
+/// members of its groups at that moment), never the actor.
+pub(crate) fn expand(
+    w: &mut Writer,
+    nid: i64,
+    channel: Channel,
+    after_uid: i64,
+    limit: usize,
+    now: Millis,
+) -> Result<Option<i64>> {
+    let row: Option<(Option<i64>, String, String, Option<i64>)> = w
+        .conn
+        .query_row(
+            "SELECT seq, status, audience, actor_uid FROM notifications WHERE nid = ?1",
+            [nid],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((Some(seq), status, audience, actor_uid)) = row else {
+        return Ok(None);
+    };
+    if status != "published" {
+        return Ok(None);
+    }
+    let audience: serde_json::Value = serde_json::from_str(&audience).map_err(bad)?;
+    let members: Vec<(i64, String)> = if audience["all"].as_bool().unwrap_or(false) {
+        w.conn
+            .prepare_cached(
+                "SELECT uid, id FROM users WHERE uid > ?1 AND created_seq < ?2 ORDER BY uid LIMIT ?3",
+            )?
+            .query_map(params![after_uid, seq, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    } else {
+        let groups: Vec<String> = audience["groups"]
+            .as_array()
+            .map(|g| {
+                g.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let placeholders = vec!["?"; groups.len().max(1)].join(",");
+        let sql = format!(
+            "SELECT DISTINCT u.uid, u.id FROM memberships m
+             JOIN users u ON u.uid = m.uid
+             JOIN groups g ON g.gid = m.gid
+             WHERE g.id IN ({placeholders}) AND m.uid > ? AND m.joined_seq < ?
+               AND (m.left_seq IS NULL OR ? <= m.left_seq)
+             ORDER BY u.uid LIMIT ?"
+        );
+        let mut args: Vec<rusqlite::types::Value> = groups.into_iter().map(Into::into).collect();
+        if args.is_empty() {
+            args.push(rusqlite::types::Value::Null);
+        }
+        args.extend([
+            after_uid.into(),
+            seq.into(),
+            seq.into(),
+            (limit as i64).into(),
+        ]);
+        w.conn
+            .prepare_cached(&sql)?
+            .query_map(rusqlite::params_from_iter(args), |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let next = (members.len() == limit)
+        .then(|| members.last().map(|m| m.0))
+        .flatten();
+    for (uid, id) in members {
+        if Some(uid) == actor_uid {
+            continue;
+        }
+        let user = UserId::parse(&id).map_err(StoreError::Backend)?;
+        log(
+            &w.conn,
+            nid,
+            &DeliveryEvent {
+                recipient: format!("user:{user}"),
+                channel,
+                status: DeliveryStatus::Queued,
+                attempt: 0,
+                error: None,
+                at: now,
+            },
+        )?;
+        add_job(
+            w,
+            &JobPayload::Deliver {
+                channel,
+                recipient: Recipient::User(user),
+            },
+            Some(nid),
+            now,
+            now,
+        )?;
+    }
+    Ok(next)
+}
+
+pub(crate) fn email_context(
+    c: &Connection,
+    nid: i64,
+    recipient: &Recipient,
+) -> Result<Option<EmailContext>> {
+    let row: Option<(String, String, String, Option<i64>, i64)> = c
+        .prepare_cached(
+            "SELECT id, status, content, published_at, created_at FROM notifications WHERE nid = ?1",
+        )?
+        .query_row([nid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .optional()?;
+    let Some((id, status, content, published, created)) = row else {
+        return Ok(None);
+    };
+    let mut ctx = EmailContext {
+        notification_id: id,
+        status,
+        content_json: content,
+        published_at: Millis(published.unwrap_or(created)),
+        to: None,
+        name: None,
+        locale: None,
+        timezone: None,
+    };
+    match recipient {
+        Recipient::Contact(address) => ctx.to = Some(address.clone()),
+        Recipient::User(user) => {
+            let found: Option<[Option<String>; 4]> = c
+                .prepare_cached("SELECT email, name, locale, timezone FROM users WHERE id = ?1")?
+                .query_row([user.as_str()], |r| {
+                    Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?])
+                })
+                .optional()?;
+            if let Some([email, name, locale, timezone]) = found {
+                ctx.to = email.and_then(|e| EmailAddress::parse(&e).ok());
+                ctx.name = name;
+                ctx.locale = locale.and_then(|l| Locale::parse(&l).ok());
+                ctx.timezone = timezone.and_then(|t| TimeZoneName::parse(&t).ok());
+            }
+        }
+    }
+    Ok(Some(ctx))
+}
+
+pub(crate) fn deliveries(c: &Connection, notification_id: &str) -> Result<Vec<DeliveryEvent>> {
+    let Some((nid, seq, published)): Option<(i64, Option<i64>, Option<i64>)> = c
+        .prepare_cached("SELECT nid, seq, published_at FROM notifications WHERE id = ?1")?
+        .query_row([notification_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?
+    else {
+        return Err(StoreError::NotFound);
+    };
+    let at = Millis(published.unwrap_or(0));
+    let mut out = Vec::new();
+    // In-app deliveries are the inbox rows themselves; no extra writes.
+    let mut inbox = c.prepare_cached(
+        "SELECT u.id FROM inbox i JOIN users u ON u.uid = i.uid WHERE i.nid = ?1 ORDER BY u.id",
+    )?;
+    for id in inbox.query_map([nid], |r| r.get::<_, String>(0))? {
+        out.push(DeliveryEvent {
+            recipient: format!("user:{}", id?),
+            channel: Channel::InApp,
+            status: DeliveryStatus::Sent,
+            attempt: 1,
+            error: None,
+            at,
+        });
+    }
+    if let Some(seq) = seq {
+        let mut groups = c.prepare_cached(
+            "SELECT b.gid, g.id FROM broadcasts b LEFT JOIN groups g ON g.gid = b.gid WHERE b.seq = ?1 ORDER BY b.gid",
+        )?;
+        for row in groups.query_map([seq], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+        })? {
+            let (gid, name) = row?;
+            out.push(DeliveryEvent {
+                recipient: if gid == 0 {
+                    "all".into()
+                } else {
+                    format!("group:{}", name.unwrap_or_default())
+                },
+                channel: Channel::InApp,
+                status: DeliveryStatus::Sent,
+                attempt: 1,
+                error: None,
+                at,
+            });
+        }
+    }
+    let mut log = c.prepare_cached(
+        "SELECT recipient, channel, status, attempt, error, at FROM deliveries WHERE nid = ?1 ORDER BY id",
+    )?;
+    let rows = log.query_map([nid], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, Option<String>>(4)?,
+            r.get::<_, i64>(5)?,
+        ))
+    })?;
+    for row in rows {
+        let (recipient, channel, status, attempt, error, at) = row?;
+        out.push(DeliveryEvent {
+            recipient,
+            channel: Channel::parse(&channel).map_err(bad)?,
+            status: DeliveryStatus::parse(&status)
+                .ok_or_else(|| bad(format!("status {status}")))?,
+            attempt,
+            error,
+            at: Millis(at),
+        });
+    }
+    Ok(out)
+}
+
+/// Cancels what is still pending for a notification: its jobs are removed
+/// and each pending delivery is logged as cancelled.
+pub(crate) fn cancel_jobs(c: &Connection, nid: i64, now: Millis) -> Result<()> {
+    let pending: Vec<String> = c
+        .prepare_cached("SELECT payload FROM jobs WHERE nid = ?1")?
+        .query_map([nid], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for payload in pending {
+        let payload: JobPayload = serde_json::from_str(&payload).map_err(bad)?;
+        let (recipient, channel) = match payload {
+            JobPayload::Publish => ("scheduled".to_string(), Channel::InApp),
+            JobPayload::Deliver { channel, recipient } => (recipient.label(), channel),
+            JobPayload::Expand { channel, .. } => ("broadcast".to_string(), channel),
+        };
+        log(
+            c,
+            nid,
+            &DeliveryEvent {
+                recipient,
+                channel,
+                status: DeliveryStatus::Cancelled,
+                attempt: 0,
+                error: None,
+                at: now,
+            },
+        )?;
+    }
+    c.prepare_cached("DELETE FROM jobs WHERE nid = ?1")?
+        .execute([nid])?;
+    Ok(())
+}
+
+fn mail_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DevMail> {
+    Ok(DevMail {
+        id: r.get::<_, i64>(0)?.to_string(),
+        to: r.get(1)?,
+        subject: r.get(2)?,
+        text: r.get(3)?,
+        html: r.get(4)?,
+        message_id: r.get(5)?,
+        created_at: Millis(r.get(6)?),
+    })
+}
+
+const MAIL_COLUMNS: &str = "id, recipient, subject, text, html, message_id, created_at";
+
+pub(crate) fn mailbox_put(c: &Connection, mail: &NewDevMail, now: Millis) -> Result<DevMail> {
+    c.prepare_cached(
+        "INSERT INTO mailbox (recipient, subject, text, html, message_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![mail.to, mail.subject, mail.text, mail.html, mail.message_id, now.0])?;
+    let id = c.last_insert_rowid();
+    Ok(
+        c.prepare_cached(&format!("SELECT {MAIL_COLUMNS} FROM mailbox WHERE id = ?1"))?
+            .query_row([id], mail_row)?,
+    )
+}
+
+pub(crate) fn mailbox_list(c: &Connection, limit: usize) -> Result<Vec<DevMail>> {
+    Ok(c.prepare_cached(&format!(
+        "SELECT {MAIL_COLUMNS} FROM mailbox ORDER BY id DESC LIMIT ?1"
+    ))?
+    .query_map([limit as i64], mail_row)?
+    .collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn mailbox_get(c: &Connection, id: &str) -> Result<Option<DevMail>> {
+    let Ok(id) = id.parse::<i64>() else {
+        return Ok(None);
+    };
+    Ok(
+        c.prepare_cached(&format!("SELECT {MAIL_COLUMNS} FROM mailbox WHERE id = ?1"))?
+            .query_row([id], mail_row)
+            .optional()?,
+    )
+}
