@@ -1135,6 +1135,7 @@ export class BelfryInbox extends HTMLElement {
       this.api('POST', `/v1/me/notifications/${encodeURIComponent(item.id)}/read`, null, true).catch(() => {});
     }
     this.closeToast(item.id);
+    if (!this.pageMode) this.close(false);
     if (go && url) window.location.assign(url);
   }
 
@@ -1145,6 +1146,10 @@ export class BelfryInbox extends HTMLElement {
   // ----- rendering -----
 
   build() {
+    if (this.built) {
+      this.closeAllToasts();
+      this.isOpen = false;
+    }
     this.built = true;
     this.root.replaceChildren();
     try {
