@@ -96,7 +96,7 @@ const CATEGORY_ICONS = {
 };
 
 const CSS = `
-:host{display:inline-block;position:relative;font:var(--belfry-font,inherit);color:var(--belfry-fg,#111827);
+:host{display:inline-block;position:relative;font:var(--belfry-font,inherit);
   --_accent:var(--belfry-accent,#2563eb);--_bg:var(--belfry-bg,#fff);--_fg:var(--belfry-fg,#111827);
   --_muted:var(--belfry-muted,#6b7280);--_border:var(--belfry-border,#e5e7eb);--_hover:var(--belfry-hover,#f3f4f6);
   --_unread:var(--belfry-unread-bg,#eff6ff);--_radius:var(--belfry-radius,10px);--_dot:var(--belfry-dot,#ef4444);

@@ -113,6 +113,7 @@ struct Ticket {
     id: u32,
     subject: String,
     customer: String,
+    priority: String,
 }
 
 fn tickets() -> Vec<Ticket> {
@@ -276,7 +277,7 @@ fn samples(kind: Kind, n: usize) -> Vec<Value> {
         Kind::Assignment => vec![json!({
             "to": dana, "category": "assignment", "source": "helpdesk", "actor": sam,
             "title": format!("Ticket #{} assigned to you", t.id),
-            "body": format!("{} ({}): “{}”", t.customer, "priority normal", t.subject),
+            "body": format!("{} (priority {}): “{}”", t.customer, t.priority.to_lowercase(), t.subject),
             "url": url, "entity": entity,
             "actions": [
                 {"id": "open", "label": "Open ticket", "kind": "link", "url": url, "style": "primary"},
