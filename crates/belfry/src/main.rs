@@ -230,6 +230,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "Belfry listening on http://{} (database: {db})",
         app.local_addr()
     );
+    if settings.server.demo {
+        tracing::warn!(
+            "demo mode: open http://{}/ to try Belfry. Anyone who reaches this server can \
+             read the demo user's inbox and send sample notifications: never use demo mode in production",
+            app.local_addr()
+        );
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
     app.run_until_stopped(shutdown).await?;

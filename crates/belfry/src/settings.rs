@@ -102,6 +102,18 @@ pub struct ServeArgs {
     /// runs again this long later [default: 120]
     #[arg(long, env = "BELFRY_JOB_LEASE_SECS", value_name = "SECONDS")]
     pub job_lease_secs: Option<u64>,
+
+    /// Demo mode, for trying Belfry (never in production): a fictional help
+    /// desk at / signed in as a demo user, with buttons that send sample
+    /// notifications. Anyone who reaches the server can use them [default: false]
+    #[arg(
+        long,
+        env = "BELFRY_DEMO",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub demo: Option<bool>,
 }
 
 /// The keys a TOML file may hold.
@@ -124,6 +136,7 @@ struct FileSettings {
     max_attempts: Option<i64>,
     retry_base_secs: Option<u64>,
     job_lease_secs: Option<u64>,
+    demo: Option<bool>,
 }
 
 fn read_file(path: Option<&Path>) -> anyhow::Result<FileSettings> {
@@ -323,6 +336,7 @@ impl ServeArgs {
                 email,
                 delivery,
                 run_workers: workers > 0,
+                demo: self.demo.or(file.demo).unwrap_or(false),
                 ..defaults
             },
         })
@@ -354,6 +368,7 @@ mod tests {
             max_attempts: None,
             retry_base_secs: None,
             job_lease_secs: None,
+            demo: None,
         }
     }
 
@@ -392,6 +407,41 @@ mod tests {
             .resolve(None)
             .unwrap();
         assert_eq!(s.listen.port(), 9100, "the flag wins over the file");
+    }
+
+    #[test]
+    fn demo_is_off_unless_asked_for() {
+        assert!(!args(None, None).resolve(None).unwrap().server.demo);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("belfry.toml");
+        std::fs::write(&path, "demo = true\n").unwrap();
+        assert!(
+            args(None, Some(path.clone()))
+                .resolve(None)
+                .unwrap()
+                .server
+                .demo
+        );
+        let mut a = args(None, Some(path));
+        a.demo = Some(false);
+        assert!(!a.resolve(None).unwrap().server.demo, "the flag wins");
+    }
+
+    #[test]
+    fn demo_flag_parses_alone_and_with_a_value() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let c = Cli::try_parse_from(["belfry", "--demo"]).unwrap();
+        assert_eq!(c.serve.demo, Some(true));
+        let c = Cli::try_parse_from(["belfry", "--demo=false"]).unwrap();
+        assert_eq!(c.serve.demo, Some(false));
+        let c = Cli::try_parse_from(["belfry", "--demo", "--listen", "127.0.0.1:1"]).unwrap();
+        assert_eq!(c.serve.demo, Some(true));
+        assert_eq!(c.serve.listen.as_deref(), Some("127.0.0.1:1"));
     }
 
     #[test]

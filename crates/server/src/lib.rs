@@ -48,6 +48,9 @@ pub struct Config {
     pub smtp_url: Option<String>,
     /// Whether this process runs job workers.
     pub run_workers: bool,
+    /// Demo mode: the fictional help desk at `/` with its demo users and
+    /// sample notifications (for trying Belfry, never for production).
+    pub demo: bool,
 }
 
 impl Default for Config {
@@ -64,6 +67,7 @@ impl Default for Config {
             email: belfry_delivery::EmailSettings::default(),
             smtp_url: None,
             run_workers: true,
+            demo: false,
         }
     }
 }
@@ -161,6 +165,11 @@ impl Application {
         let _ = metrics::handle();
         let generated_admin_key =
             bootstrap_admin_key(&store, clock.as_ref(), config.admin_key.as_deref()).await?;
+        if config.demo {
+            routes::demo::setup(&store, clock.as_ref())
+                .await
+                .context("creating the demo users")?;
+        }
         let hub = realtime::Hub::new(store.clone(), clock.clone(), config.streams.clone());
         realtime::start(&store, realtime::LocalBus::new(), hub.clone());
         let engine = Arc::new(build_engine(&config, &store, &clock)?);

@@ -1,6 +1,9 @@
-//! The router: every resource module's routes, the operational endpoints and
-//! the middleware stack (tracing, metrics, CORS, problem+json for every error).
+//! The router: every resource module's routes, the operational endpoints, the
+//! embedded widget (and the demo in demo mode) and the middleware stack
+//! (tracing, metrics, CORS, problem+json for every error).
 
+mod assets;
+pub(crate) mod demo;
 mod groups;
 mod inbox;
 mod mailbox;
@@ -36,11 +39,15 @@ pub(crate) fn router(state: AppState) -> Router {
     );
 
     let cors = cors(&state.config.cors_origins);
-    Router::new()
+    let mut app = Router::new()
         .merge(api)
         .merge(inbox::mirror_routes())
         .merge(ops::routes(openapi_json))
-        .with_state(state)
+        .merge(assets::routes());
+    if state.config.demo {
+        app = app.merge(demo::routes());
+    }
+    app.with_state(state)
         .layer(middleware::from_fn(problem_for_errors))
         .layer(CatchPanicLayer::new())
         .layer(middleware::from_fn(crate::metrics::track))

@@ -9,3 +9,4 @@ mod ops;
 mod send;
 mod streams;
 mod users;
+mod widget;
