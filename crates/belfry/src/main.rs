@@ -13,6 +13,11 @@ use settings::{Database, ServeArgs, Storage, StorageArgs};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+// A measured 15-20 % of the server's CPU went to glibc's malloc and free on
+// the send path; mimalloc does the same work for much less.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Belfry: a self-hosted notification center in one binary.
 #[derive(Debug, Parser)]
 #[command(name = "belfry", version, about, max_term_width = 100)]

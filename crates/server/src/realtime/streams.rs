@@ -295,7 +295,7 @@ async fn websocket(
     let (conn, cursor) = open(&state, user, params.after.as_deref(), kill).await?;
     Ok(upgrade
         // Small buffers: thousands of idle sockets must stay cheap.
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(1024 * 1024)
         .max_message_size(64 * 1024)
