@@ -114,6 +114,15 @@ pub struct ServeArgs {
         default_missing_value = "true"
     )]
     pub demo: Option<bool>,
+
+    /// NATS server that joins this node to a cluster (all nodes on one
+    /// PostgreSQL database and one NATS) [default: none, a single node]
+    #[arg(long = "nats", env = "BELFRY_NATS_URL", value_name = "URL")]
+    pub nats_url: Option<String>,
+
+    /// The NATS subject of this cluster's events (one per cluster) [default: belfry.events]
+    #[arg(long, env = "BELFRY_NATS_SUBJECT", value_name = "SUBJECT")]
+    pub nats_subject: Option<String>,
 }
 
 /// The keys a TOML file may hold.
@@ -137,6 +146,8 @@ struct FileSettings {
     retry_base_secs: Option<u64>,
     job_lease_secs: Option<u64>,
     demo: Option<bool>,
+    nats_url: Option<String>,
+    nats_subject: Option<String>,
 }
 
 fn read_file(path: Option<&Path>) -> anyhow::Result<FileSettings> {
@@ -322,6 +333,28 @@ impl ServeArgs {
             delivery.lease = std::time::Duration::from_secs(s);
         }
         delivery.owner = format!("{}-{}", email.message_id_host, std::process::id());
+        let nats_url = self
+            .nats_url
+            .clone()
+            .or(file.nats_url.clone())
+            .filter(|u| !u.trim().is_empty());
+        if let Some(u) = &nats_url
+            && !(u.starts_with("nats://") || u.starts_with("tls://"))
+        {
+            bail!("--nats {u}: give a NATS URL, e.g. nats://127.0.0.1:4222");
+        }
+        let nats_subject = self
+            .nats_subject
+            .clone()
+            .or(file.nats_subject.clone())
+            .unwrap_or_else(|| "belfry.events".into());
+        if nats_subject.is_empty()
+            || nats_subject.contains([' ', '*', '>'])
+            || nats_subject.starts_with('.')
+            || nats_subject.ends_with('.')
+        {
+            bail!("--nats-subject {nats_subject}: give a plain subject such as belfry.events");
+        }
         Ok(ServeSettings {
             storage,
             listen,
@@ -337,6 +370,8 @@ impl ServeArgs {
                 delivery,
                 run_workers: workers > 0,
                 demo: self.demo.or(file.demo).unwrap_or(false),
+                nats_url,
+                nats_subject,
                 ..defaults
             },
         })
@@ -369,6 +404,8 @@ mod tests {
             retry_base_secs: None,
             job_lease_secs: None,
             demo: None,
+            nats_url: None,
+            nats_subject: None,
         }
     }
 

@@ -51,6 +51,10 @@ pub struct Config {
     /// Demo mode: the fictional help desk at `/` with its demo users and
     /// sample notifications (for trying Belfry, never for production).
     pub demo: bool,
+    /// NATS server joining this node to a cluster; none: a single node.
+    pub nats_url: Option<String>,
+    /// The NATS subject of this cluster's events.
+    pub nats_subject: String,
 }
 
 impl Default for Config {
@@ -68,6 +72,8 @@ impl Default for Config {
             smtp_url: None,
             run_workers: true,
             demo: false,
+            nats_url: None,
+            nats_subject: "belfry.events".into(),
         }
     }
 }
@@ -171,7 +177,11 @@ impl Application {
                 .context("creating the demo users")?;
         }
         let hub = realtime::Hub::new(store.clone(), clock.clone(), config.streams.clone());
-        realtime::start(&store, realtime::LocalBus::new(), hub.clone());
+        let bus: Arc<dyn realtime::Bus> = match &config.nats_url {
+            Some(url) => realtime::NatsBus::connect(url, &config.nats_subject).await?,
+            None => realtime::LocalBus::new(),
+        };
+        realtime::start(&store, bus, hub.clone());
         let engine = Arc::new(build_engine(&config, &store, &clock)?);
         let run_workers = config.run_workers;
         let state = AppState {

@@ -2,6 +2,7 @@
 
 mod audiences;
 mod auth;
+mod bus;
 mod email;
 mod helpers;
 mod inbox;

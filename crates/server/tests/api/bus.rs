@@ -1,0 +1,75 @@
+//! The NATS bus against the real NATS server of this machine
+//! (BELFRY_TEST_NATS_URL, e.g. nats://127.0.0.1:4222).
+
+use belfry_core::UserId;
+use belfry_server::realtime::{Bus, NatsBus};
+use belfry_store::{StateChange, StoreEvent};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn nats_url() -> Option<String> {
+    let url = std::env::var("BELFRY_TEST_NATS_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if url.is_none() && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI requires NATS: BELFRY_TEST_NATS_URL is not set");
+    }
+    if url.is_none() {
+        eprintln!(
+            "skipping the NATS bus test: set BELFRY_TEST_NATS_URL=nats://127.0.0.1:4222 to run it"
+        );
+    }
+    url
+}
+
+fn event(n: usize) -> StoreEvent {
+    StoreEvent::State {
+        user: UserId::parse(&format!("u-{n}")).unwrap(),
+        change: StateChange::SeenAll,
+    }
+}
+
+#[tokio::test]
+async fn every_node_receives_every_batch_in_publish_order() {
+    let Some(url) = nats_url() else { return };
+    let subject = format!("belfry.test.{}", ulid_like());
+    let a = NatsBus::connect(&url, &subject).await.unwrap();
+    let b = NatsBus::connect(&url, &subject).await.unwrap();
+    let mut on_a = a.subscribe();
+    let mut on_b = b.subscribe();
+    for n in 0..200 {
+        a.publish(Arc::new(vec![event(n)]));
+    }
+    // A lost marker from a node reaches everybody as an empty batch.
+    b.lagged();
+    for rx in [&mut on_a, &mut on_b] {
+        let mut got = Vec::new();
+        let mut lost = false;
+        while got.len() < 200 || !lost {
+            let batch = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("a batch within 10 s")
+                .unwrap();
+            if batch.is_empty() {
+                lost = true;
+                continue;
+            }
+            if let StoreEvent::State { user, .. } = &batch[0] {
+                got.push(user.to_string());
+            }
+        }
+        let expected: Vec<String> = (0..200).map(|n| format!("u-{n}")).collect();
+        assert_eq!(got, expected, "all, once, in order");
+    }
+}
+
+fn ulid_like() -> String {
+    format!(
+        "{}{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
