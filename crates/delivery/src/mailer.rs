@@ -7,6 +7,9 @@ use async_trait::async_trait;
 use belfry_core::Clock;
 use belfry_store::{NewDevMail, SharedStore};
 use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,20 +42,202 @@ pub trait Mailer: Send + Sync + 'static {
     async fn send(&self, email: &OutgoingEmail) -> Result<(), SendError>;
 }
 
-/// Sends through an SMTP server.
+/// How the connection to the SMTP server is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Security {
+    Plain,
+    /// STARTTLS, refusing to go on without it when required.
+    StartTls {
+        required: bool,
+    },
+}
+
+/// Where and how to connect, parsed from an `smtp://` URL.
+struct Target {
+    host: String,
+    port: u16,
+    security: Security,
+    credentials: Option<Credentials>,
+}
+
+/// Sends through an SMTP server, over a small pool of connections.
+///
+/// For `smtp://` URLs (plain or STARTTLS) Belfry opens the TCP connections
+/// itself with TCP_NODELAY: lettre writes a message's body and its final
+/// `.` separately, and with Nagle's algorithm that costs a delayed ACK
+/// (about 40 ms) per email. `smtps://` (implicit TLS) uses lettre's own
+/// transport.
 pub struct SmtpMailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    target: Option<Target>,
+    fallback: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    idle: tokio::sync::Mutex<Vec<AsyncSmtpConnection>>,
+    hello: ClientId,
+    timeout: Duration,
+}
+
+/// Idle connections kept for reuse.
+const POOL: usize = 32;
+
+fn percent_decode(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s
+                .get(i + 1..i + 3)
+                .ok_or_else(|| format!("bad escape in '{s}'"))?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad escape in '{s}'"))?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("'{s}' is not UTF-8"))
+}
+
+fn parse_target(url: &str) -> Result<Target, String> {
+    let rest = url
+        .strip_prefix("smtp://")
+        .ok_or("the URL must start with smtp:// or smtps://")?;
+    let (base, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let base = base.trim_end_matches('/');
+    let (userinfo, hostport) = match base.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, base),
+    };
+    let mut security = Security::Plain;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        security = match pair {
+            "tls=required" => Security::StartTls { required: true },
+            "tls=opportunistic" => Security::StartTls { required: false },
+            other => {
+                return Err(format!(
+                    "unknown URL parameter '{other}' (use tls=required or tls=opportunistic)"
+                ));
+            }
+        };
+    }
+    let default_port = if security == Security::Plain { 25 } else { 587 };
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') || h.ends_with(']') => (
+            h.trim_start_matches('[').trim_end_matches(']').to_string(),
+            p.parse::<u16>().map_err(|_| format!("bad port '{p}'"))?,
+        ),
+        _ => (hostport.to_string(), default_port),
+    };
+    if host.is_empty() {
+        return Err("the URL names no host".into());
+    }
+    let credentials = match userinfo {
+        Some(u) => {
+            let (user, pass) = u.split_once(':').ok_or("give user:password before the @")?;
+            Some(Credentials::new(
+                percent_decode(user)?,
+                percent_decode(pass)?,
+            ))
+        }
+        None => None,
+    };
+    Ok(Target {
+        host,
+        port,
+        security,
+        credentials,
+    })
+}
+
+/// 5xx answers are final; everything else (4xx, timeouts, broken
+/// connections) is worth another attempt later.
+fn classify(e: lettre::transport::smtp::Error) -> SendError {
+    if e.is_permanent() {
+        SendError::permanent(format!("SMTP: {e}"))
+    } else {
+        SendError::temporary(format!("SMTP: {e}"))
+    }
 }
 
 impl SmtpMailer {
     /// From a URL: `smtp://host:25` (plain), `smtp://user:pass@host:587?tls=required`
     /// (STARTTLS), `smtps://user:pass@host:465` (TLS).
+    /// Must be called inside the Tokio runtime (lettre's pool starts a task).
     pub fn from_url(url: &str, timeout: Duration) -> Result<Self, String> {
-        let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-            .map_err(|e| format!("invalid SMTP URL: {e}"))?;
+        let (target, fallback) = if url.starts_with("smtps://") {
+            let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                .map_err(|e| format!("invalid SMTP URL: {e}"))?
+                .timeout(Some(timeout))
+                .build();
+            (None, Some(transport))
+        } else {
+            let target = parse_target(url).map_err(|e| format!("invalid SMTP URL: {e}"))?;
+            (Some(target), None)
+        };
         Ok(Self {
-            transport: builder.timeout(Some(timeout)).build(),
+            target,
+            fallback,
+            idle: tokio::sync::Mutex::new(Vec::new()),
+            hello: ClientId::default(),
+            timeout,
         })
+    }
+
+    async fn connect(&self, target: &Target) -> Result<AsyncSmtpConnection, SendError> {
+        let address = (target.host.as_str(), target.port);
+        let tcp = tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect(address))
+            .await
+            .map_err(|_| SendError::temporary("SMTP: connecting timed out"))?
+            .map_err(|e| SendError::temporary(format!("SMTP: cannot connect: {e}")))?;
+        tcp.set_nodelay(true)
+            .map_err(|e| SendError::temporary(format!("SMTP: {e}")))?;
+        let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello)
+            .await
+            .map_err(classify)?;
+        if let Security::StartTls { required } = target.security {
+            if conn.can_starttls() {
+                let tls = TlsParameters::new(target.host.clone()).map_err(classify)?;
+                conn.starttls(tls, &self.hello).await.map_err(classify)?;
+            } else if required {
+                return Err(SendError::temporary(
+                    "SMTP: the server does not offer STARTTLS, which the URL requires",
+                ));
+            }
+        }
+        if let Some(credentials) = &target.credentials {
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                .await
+                .map_err(classify)?;
+        }
+        Ok(conn)
+    }
+
+    async fn send_pooled(&self, target: &Target, msg: &lettre::Message) -> Result<(), SendError> {
+        let envelope = msg.envelope().clone();
+        let bytes = msg.formatted();
+        // A pooled connection may have been closed by the server meanwhile:
+        // on a network error with one, try once more on a new connection.
+        let reused = self.idle.lock().await.pop();
+        let mut conn = match reused {
+            Some(mut c) => match c.send(&envelope, &bytes).await {
+                Ok(_) => {
+                    self.give_back(c).await;
+                    return Ok(());
+                }
+                Err(e) if e.is_response() => return Err(classify(e)),
+                Err(_) => self.connect(target).await?,
+            },
+            None => self.connect(target).await?,
+        };
+        conn.send(&envelope, &bytes).await.map_err(classify)?;
+        self.give_back(conn).await;
+        Ok(())
+    }
+
+    async fn give_back(&self, conn: AsyncSmtpConnection) {
+        let mut idle = self.idle.lock().await;
+        if idle.len() < POOL {
+            idle.push(conn);
+        }
     }
 }
 
@@ -84,12 +269,12 @@ impl Mailer for SmtpMailer {
 
     async fn send(&self, email: &OutgoingEmail) -> Result<(), SendError> {
         let msg = message(email)?;
-        match self.transport.send(msg).await {
-            Ok(_) => Ok(()),
-            // 5xx: the server refused for good (unknown mailbox, policy).
-            Err(e) if e.is_permanent() => Err(SendError::permanent(format!("SMTP: {e}"))),
-            // 4xx, timeouts, refused or broken connections: try again later.
-            Err(e) => Err(SendError::temporary(format!("SMTP: {e}"))),
+        match (&self.target, &self.fallback) {
+            (Some(target), _) => tokio::time::timeout(self.timeout, self.send_pooled(target, &msg))
+                .await
+                .unwrap_or_else(|_| Err(SendError::temporary("SMTP: the conversation timed out"))),
+            (None, Some(transport)) => transport.send(msg).await.map(|_| ()).map_err(classify),
+            (None, None) => Err(SendError::permanent("no SMTP server is configured")),
         }
     }
 }
@@ -135,5 +320,33 @@ impl Mailer for MailboxMailer {
             .await
             .map(|_| ())
             .map_err(|e| SendError::temporary(format!("the development mailbox failed: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn smtp_urls() {
+        let t = parse_target("smtp://127.0.0.1:2525").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.security),
+            ("127.0.0.1", 2525, Security::Plain)
+        );
+        assert!(t.credentials.is_none());
+        let t = parse_target("smtp://bel%40fry:p%3Ass@mail.example.com?tls=required").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("mail.example.com", 587));
+        assert_eq!(t.security, Security::StartTls { required: true });
+        assert!(t.credentials.is_some());
+        let t = parse_target("smtp://[::1]:25").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 25));
+        assert!(parse_target("smtp://host?tls=maybe").is_err());
+        assert!(parse_target("smtp://:25").is_err());
+        assert!(parse_target("smtp://h:bad").is_err());
+        assert!(
+            SmtpMailer::from_url("smtps://u:p@mail.example.com", Duration::from_secs(1)).is_ok()
+        );
+        assert!(SmtpMailer::from_url("http://x", Duration::from_secs(1)).is_err());
     }
 }
