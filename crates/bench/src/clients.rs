@@ -59,6 +59,9 @@ fn local_ip(n: usize) -> IpAddr {
 async fn tcp(server: SocketAddr, n: usize) -> anyhow::Result<tokio::net::TcpStream> {
     let socket = tokio::net::TcpSocket::new_v4()?;
     if server.ip().is_loopback() {
+        // A previous run's connections linger in TIME_WAIT on these local
+        // ports; without SO_REUSEADDR binding hunts for free ports for ages.
+        socket.set_reuseaddr(true)?;
         socket.bind(SocketAddr::new(local_ip(n), 0))?;
     }
     socket.set_recv_buffer_size(16 * 1024)?;
