@@ -15,10 +15,11 @@ pub const BENCH_ADMIN_KEY: &str = "bfy_sk_bench-admin-key-0123456789abcdefghijkl
 
 #[derive(Debug, Clone, Args)]
 pub struct Target {
-    /// A running Belfry on loopback (e.g. http://127.0.0.1:8080); without
-    /// it, the tool starts --binary on --data-dir.
-    #[arg(long)]
-    pub url: Option<String>,
+    /// A running Belfry on loopback (e.g. http://127.0.0.1:8080); repeat it
+    /// for the nodes of a cluster (streams and sends are spread over them).
+    /// Without it, the tool starts --binary on --data-dir.
+    #[arg(long = "url")]
+    pub urls: Vec<String>,
     /// The belfry binary to start (a release build for real figures).
     #[arg(long, default_value = "target/release/belfry")]
     pub binary: PathBuf,
@@ -32,7 +33,10 @@ pub struct Target {
 
 /// A server to measure.
 pub struct Server {
+    /// The first node.
     pub url: String,
+    /// Every node (one unless several --url were given).
+    pub urls: Vec<String>,
     pub admin_key: String,
     child: Option<Child>,
     _temp: Option<tempfile::TempDir>,
@@ -96,14 +100,22 @@ impl Target {
         data: Option<(PathBuf, Option<tempfile::TempDir>)>,
         extra_env: &[(&str, &str)],
     ) -> anyhow::Result<Server> {
-        if let Some(url) = &self.url {
-            check_loopback(url)?;
+        if !self.urls.is_empty() {
+            for url in &self.urls {
+                check_loopback(url)?;
+            }
             let admin_key = self
                 .admin_key
                 .clone()
                 .context("--url needs --admin-key (or BELFRY_BENCH_ADMIN_KEY)")?;
+            let urls: Vec<String> = self
+                .urls
+                .iter()
+                .map(|u| u.trim_end_matches('/').to_string())
+                .collect();
             return Ok(Server {
-                url: url.trim_end_matches('/').to_string(),
+                url: urls[0].clone(),
+                urls,
                 admin_key,
                 child: None,
                 _temp: None,
@@ -154,6 +166,7 @@ impl Target {
         // Keep draining the server's log so that it never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
         Ok(Server {
+            urls: vec![url.clone()],
             url,
             admin_key: BENCH_ADMIN_KEY.to_string(),
             child: Some(child),
@@ -163,6 +176,11 @@ impl Target {
 }
 
 impl Server {
+    /// The node the n-th client or request goes to.
+    pub fn node(&self, n: usize) -> &str {
+        &self.urls[n % self.urls.len()]
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }

@@ -39,7 +39,16 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
     );
     let start = Instant::now();
     let tasks: Vec<_> = futures::stream::iter(tokens.iter().enumerate())
-        .map(|(i, t)| clients::open(a.transport, &server.url, t, i, shared.clone(), tx.clone()))
+        .map(|(i, t)| {
+            clients::open(
+                a.transport,
+                server.node(i),
+                t,
+                i,
+                shared.clone(),
+                tx.clone(),
+            )
+        })
         .buffer_unordered(128)
         .collect::<Vec<_>>()
         .await

@@ -75,7 +75,7 @@ async fn sink(listener: tokio::net::TcpListener, received: Arc<AtomicU64>) {
 }
 
 pub async fn run(a: Args) -> anyhow::Result<Report> {
-    if a.target.url.is_some() {
+    if !a.target.urls.is_empty() {
         bail!("the email scenario starts its own server (it must point it at its SMTP sink)");
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -44,7 +44,16 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
     );
     let connect_start = Instant::now();
     let tasks: Vec<_> = futures::stream::iter(tokens.iter().enumerate())
-        .map(|(i, t)| clients::open(a.transport, &server.url, t, i, shared.clone(), tx.clone()))
+        .map(|(i, t)| {
+            clients::open(
+                a.transport,
+                server.node(i),
+                t,
+                i,
+                shared.clone(),
+                tx.clone(),
+            )
+        })
         .buffer_unordered(128)
         .collect::<Vec<_>>()
         .await
@@ -72,7 +81,7 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
         let expected = (a.clients * (i + 1)) as u64;
         let t0 = Instant::now();
         let r = client
-            .post(format!("{}/v1/notifications", server.url))
+            .post(format!("{}/v1/notifications", server.node(i)))
             .bearer_auth(&server.admin_key)
             .json(
                 &json!({"to": {"groups": ["fanout"]}, "title": format!("Fan-out broadcast #{i}"),

@@ -120,7 +120,7 @@ async fn time_gets(
 
 pub async fn run(a: Args) -> anyhow::Result<Report> {
     let mut notes = Vec::new();
-    let (server, fixture) = if a.target.url.is_some() {
+    let (server, fixture) = if !a.target.urls.is_empty() {
         (a.target.start(None, &[])?, None)
     } else {
         let (dir, temp) = a.target.prepare_data_dir()?;

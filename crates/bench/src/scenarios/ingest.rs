@@ -31,7 +31,7 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
     // Distinct users, created directly in the database (it is not what is measured).
     let (dir, temp) = a.target.prepare_data_dir()?;
     let users = a.notifications.max(1);
-    if a.target.url.is_none() {
+    if a.target.urls.is_empty() {
         let db = dir.join("belfry.db");
         if !db.exists() {
             let out = Command::new(&a.target.binary)
@@ -55,7 +55,11 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
     }
     let server = a.target.start(Some((dir, temp)), &[])?;
     let client = server.client();
-    let url = format!("{}/v1/notifications", server.url);
+    let urls: Vec<String> = server
+        .urls
+        .iter()
+        .map(|u| format!("{u}/v1/notifications"))
+        .collect();
 
     let body = |i: usize| {
         json!({"to": {"users": [format!("user-{}", 1 + i % users)]},
@@ -73,7 +77,7 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
         futures::stream::iter(0..a.notifications)
             .map(|i| {
                 let client = client.clone();
-                let url = url.clone();
+                let url = urls[i % urls.len()].clone();
                 let key = server.admin_key.clone();
                 let progress = &progress;
                 let b = body(i);
@@ -107,12 +111,11 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
     // The batch endpoint.
     let batches = a.notifications.div_ceil(a.batch);
     let progress = Progress::start("ingest batch".into(), batches as u64);
-    let batch_url = format!("{url}/batch");
     let start = Instant::now();
     let results: Vec<anyhow::Result<std::time::Duration>> = futures::stream::iter(0..batches)
         .map(|k| {
             let client = client.clone();
-            let url = batch_url.clone();
+            let url = format!("{}/batch", urls[k % urls.len()]);
             let key = server.admin_key.clone();
             let progress = &progress;
             let items: Vec<serde_json::Value> = (k * a.batch

@@ -39,7 +39,16 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
     let shared = Arc::new(Shared::default());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Receipt>();
     let tasks: Vec<_> = futures::stream::iter(tokens.iter().enumerate())
-        .map(|(i, t)| clients::open(a.transport, &server.url, t, i, shared.clone(), tx.clone()))
+        .map(|(i, t)| {
+            clients::open(
+                a.transport,
+                server.node(i),
+                t,
+                i,
+                shared.clone(),
+                tx.clone(),
+            )
+        })
         .buffer_unordered(64)
         .collect::<Vec<_>>()
         .await
@@ -66,7 +75,8 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
         let due = start + interval * i as u32;
         tokio::time::sleep_until(due.into()).await;
         let client = client.clone();
-        let url = format!("{}/v1/notifications", server.url);
+        // Sends go round-robin to the nodes, so most cross nodes.
+        let url = format!("{}/v1/notifications", server.node(i + 1));
         let key = server.admin_key.clone();
         let user = format!("lat-{}", i % a.users);
         let sent_at = sent_at.clone();
