@@ -3,10 +3,10 @@
 //! what differs is how concurrency is handled:
 //!
 //! - Publishing (a send, or a scheduled send that became due) is the only
-//!   write that assigns `seq`. It goes through this node's writer task,
-//!   which groups the sends waiting into one transaction, each inside its own
-//!   savepoint (one bad send fails alone), and assigns seqs from the one-row
-//!   `seq_counter` table. The row is locked as late as possible (after every
+//!   write that assigns `seq`. Each send is resolved in its caller's task,
+//!   then goes to this node's writer task, which groups the sends waiting
+//!   into one transaction, each inside its own savepoint (one bad send fails
+//!   alone), and assigns seqs from the one-row `seq_counter` table. The row is locked as late as possible (after every
 //!   send of the batch was resolved) and held until the commit, so
 //!   transactions that assign seqs commit one after the other, in seq order,
 //!   on every node: a lower seq is always visible before a higher one.
@@ -228,7 +228,7 @@ impl Shared {
 /// The PostgreSQL store. Cheap to share behind an `Arc`.
 pub struct PgStore {
     shared: Arc<Shared>,
-    writer: mpsc::Sender<publish::WriteOp>,
+    writer: mpsc::Sender<publish::Pending>,
     writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -283,6 +283,19 @@ impl PgStore {
             let _ = task.await;
         }
         self.shared.pool.close().await;
+    }
+
+    /// Resolves a publishing request here (phase 1, on a pooled
+    /// connection, concurrently with others) and queues it for the writer.
+    async fn write(&self, op: publish::WriteOp) -> Result<()> {
+        let pending = {
+            let mut c = self.conn().await?;
+            publish::prepare(&mut c, op).await
+        };
+        if let Some(p) = pending {
+            self.writer.send(p).await.map_err(|_| StoreError::Closed)?;
+        }
+        Ok(())
     }
 
     fn pool_ref(&self) -> &PgPool {
@@ -457,10 +470,8 @@ impl Store for PgStore {
         batch: Vec<NewNotification>,
     ) -> Result<Vec<SendReceipt>> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.writer
-            .send(publish::WriteOp::Send { ctx, batch, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.write(publish::WriteOp::Send { ctx, batch, reply })
+            .await?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -603,10 +614,8 @@ impl Store for PgStore {
 
     async fn publish_due(&self, nid: i64, now: Millis) -> Result<()> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.writer
-            .send(publish::WriteOp::PublishDue { nid, now, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.write(publish::WriteOp::PublishDue { nid, now, reply })
+            .await?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 

@@ -1,15 +1,16 @@
 //! Publishing on PostgreSQL: the writer task that assigns seqs.
 //!
-//! The writer takes every send waiting (up to `MAX_BATCH`) and handles them
-//! in two phases on one connection:
+//! A send is handled in two phases:
 //!
-//! 1. **Resolve** (no transaction, no lock): idempotency look-ups, users,
-//!    groups, subscribers, addresses. Requests that fail validation are
-//!    answered here; repeated idempotency keys get their first receipt.
-//! 2. **Apply** (one transaction): lock the `seq_counter` row, then write
-//!    each send inside its own savepoint, numbering the published ones from
-//!    the counter in memory; store the new counter value and commit. A send
-//!    that fails is rolled back to its savepoint and gives its seqs back.
+//! 1. **Resolve**, in the caller's task on a pooled connection (many run at
+//!    once; no transaction, no lock): idempotency look-ups, users, groups,
+//!    subscribers, addresses. Requests that fail validation are answered
+//!    here; repeated idempotency keys get their first receipt.
+//! 2. **Apply**, by the writer task, which takes every resolved send waiting
+//!    (up to `MAX_BATCH`) into one transaction: lock the `seq_counter` row,
+//!    write each send inside its own savepoint, numbering the published ones
+//!    from the counter in memory; store the new counter value and commit. A
+//!    send that fails is rolled back to its savepoint and gives its seqs back.
 //!
 //! The counter's row lock is held from step 2's first statement to the
 //! commit. Every transaction that assigns seqs, on any node, takes it, so
@@ -71,7 +72,7 @@ impl TxState {
 }
 
 /// The audience of one notification, resolved (phase 1, reads only).
-struct Resolved {
+pub(crate) struct Resolved {
     actor_uid: Option<i64>,
     /// Subscribe the actor to the entity when publishing.
     subscribe_actor: bool,
@@ -85,15 +86,15 @@ struct Resolved {
 }
 
 /// One item of a send, after phase 1.
-enum Item {
+pub(crate) enum Item {
     /// A repeated idempotency key: the first receipt.
     Replayed(SendReceipt),
     Publish(Resolved),
     Schedule(Millis),
 }
 
-/// A request that still has to be written (phase 2).
-enum Pending {
+/// A resolved request that still has to be written (phase 2).
+pub(crate) enum Pending {
     Send {
         ctx: SendContext,
         batch: Vec<NewNotification>,
@@ -141,17 +142,6 @@ impl Written {
     }
 }
 
-fn fail(op: WriteOp, e: StoreError) {
-    match op {
-        WriteOp::Send { reply, .. } => {
-            let _ = reply.send(Err(e));
-        }
-        WriteOp::PublishDue { reply, .. } => {
-            let _ = reply.send(Err(e));
-        }
-    }
-}
-
 fn fail_pending(p: Pending, e: StoreError) {
     match p {
         Pending::Send { reply, .. } => {
@@ -164,7 +154,7 @@ fn fail_pending(p: Pending, e: StoreError) {
 }
 
 /// The writer: runs until the store (the channel's sender) is gone.
-pub(crate) async fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<WriteOp>) {
+pub(crate) async fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Pending>) {
     let mut ops = Vec::with_capacity(MAX_BATCH);
     while let Some(op) = rx.recv().await {
         ops.push(op);
@@ -178,29 +168,17 @@ pub(crate) async fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Writ
     }
 }
 
-async fn run_batch(shared: &Shared, ops: Vec<WriteOp>) {
+async fn run_batch(shared: &Shared, pending: Vec<Pending>) {
     let mut conn = match shared.pool.acquire().await {
         Ok(c) => c,
         Err(e) => {
             let e = StoreError::from(e);
-            for op in ops {
-                fail(op, e.clone());
+            for p in pending {
+                fail_pending(p, e.clone());
             }
             return;
         }
     };
-    // Phase 1: resolve, outside of any transaction (an SQL error here
-    // concerns one request and poisons nothing).
-    let mut pending = Vec::with_capacity(ops.len());
-    for op in ops {
-        if let Some(p) = prepare(&mut conn, op).await {
-            pending.push(p);
-        }
-    }
-    if pending.is_empty() {
-        return;
-    }
-    // Phase 2: write under the counter lock.
     let mut written = Vec::with_capacity(pending.len());
     let mut state = None;
     let outcome = apply_all(&mut conn, pending, &mut written, &mut state).await;
@@ -314,8 +292,9 @@ async fn apply_all(
     Ok(())
 }
 
-/// Phase 1 of one request: None when it was answered already.
-async fn prepare(c: &mut PgConnection, op: WriteOp) -> Option<Pending> {
+/// Phase 1 of one request (outside of any transaction: an SQL error here
+/// concerns this request only): None when it was answered already.
+pub(crate) async fn prepare(c: &mut PgConnection, op: WriteOp) -> Option<Pending> {
     match op {
         WriteOp::Send { ctx, batch, reply } => {
             let single = batch.len() == 1;
@@ -906,6 +885,9 @@ async fn publish(
     let content_json = content.to_json();
 
     let seq = st.next_seq();
+    // Without a stack key, the inbox rows are plain inserts: they go with
+    // the notification row in one statement (one round trip).
+    let inserted_with_rows = existing.is_none() && content.stack_key.is_none();
     let (nid, id) = match existing {
         Some((nid, id)) => {
             sqlx::query(
@@ -923,11 +905,22 @@ async fn publish(
         }
         None => {
             let id = ulid::Ulid::new().to_string();
+            let inbox_uids: Vec<i64> = if inserted_with_rows && in_app {
+                direct.iter().map(|d| d.0).collect()
+            } else {
+                Vec::new()
+            };
             let nid: i64 = sqlx::query_scalar(
-                "INSERT INTO notifications (id, seq, status, sender, content, audience, channels, actor_uid,
-                                            stack_key, recipients, created_at, published_at, expires_at)
-                 VALUES ($1, $2, 'published', $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)
-                 RETURNING nid",
+                "WITH n AS (
+                    INSERT INTO notifications (id, seq, status, sender, content, audience, channels,
+                                               actor_uid, stack_key, recipients, created_at, published_at,
+                                               expires_at)
+                    VALUES ($1, $2, 'published', $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)
+                    RETURNING nid),
+                 i AS (
+                    INSERT INTO inbox (uid, seq, nid, expires_at, category, entity_type, entity_id)
+                    SELECT u, $2, n.nid, $11, $13, $14, $15 FROM n, UNNEST($12::bigint[]) u)
+                 SELECT nid FROM n",
             )
             .bind(&id)
             .bind(seq)
@@ -940,6 +933,10 @@ async fn publish(
             .bind(recipients)
             .bind(now.0)
             .bind(expires)
+            .bind(&inbox_uids)
+            .bind(category)
+            .bind(etype)
+            .bind(eid)
             .fetch_one(&mut *c)
             .await?;
             (nid, id)
@@ -965,7 +962,12 @@ async fn publish(
     }
 
     let mut delivered = Vec::with_capacity(direct.len());
-    if in_app && !direct.is_empty() {
+    if in_app && inserted_with_rows {
+        for (_, user_id) in &direct {
+            let user = UserId::parse(user_id).map_err(StoreError::Backend)?;
+            delivered.push((user, 1));
+        }
+    } else if in_app && !direct.is_empty() {
         // A stack grows: the user's entry with this key gets the new seq,
         // content and an unread state.
         let mut stacked: HashMap<i64, i64> = HashMap::new();
