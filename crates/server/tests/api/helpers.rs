@@ -117,6 +117,10 @@ async fn sweep_old_schemas(url: &str) {
 }
 
 impl TestDb {
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, TestDb::Postgres(_))
+    }
+
     /// A new, empty database for one test.
     pub async fn fresh(dir: &TempDir) -> TestDb {
         match std::env::var(POSTGRES_URL_VAR) {
@@ -205,6 +209,20 @@ impl TestApp {
             self.db,
             self.clock,
             Some(self.admin_key),
+        )
+        .await
+    }
+
+    /// Another node on the same database, clock and admin key (a second
+    /// server process in production; here a second server in this one, with
+    /// its own store: its own pool and writer).
+    pub async fn another_node(&self) -> TestApp {
+        start(
+            self.config.clone(),
+            self.dir.clone(),
+            self.db.clone(),
+            self.clock.clone(),
+            Some(self.admin_key.clone()),
         )
         .await
     }
