@@ -7,7 +7,7 @@ mod settings;
 use anyhow::{Context as _, bail};
 use belfry_core::{Clock, SystemClock, UserId};
 use belfry_server::{Application, auth};
-use belfry_store::{Scope, SharedStore, SqliteOptions, SqliteStore};
+use belfry_store::{PgOptions, PgStore, Scope, SharedStore, SqliteOptions, SqliteStore};
 use clap::{Parser, Subcommand};
 use settings::{Database, ServeArgs, Storage, StorageArgs};
 use std::sync::Arc;
@@ -47,7 +47,8 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
-    /// Apply database migrations and exit (serve also applies them on start).
+    /// Apply database migrations and exit (serve also applies them on start,
+    /// unless --no-migrate).
     Migrate {
         #[command(flatten)]
         storage: StorageArgs,
@@ -177,8 +178,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate { storage } => {
             init_logging(false);
             let storage = storage.resolve()?;
-            let store = open_store(&storage)?;
-            drop(store);
+            match &storage.database {
+                Database::Sqlite(_) => drop(open_store(&storage).await?),
+                Database::Postgres(url) => {
+                    let applied = belfry_store::postgres::migrate(&pg_options(&storage, url))
+                        .await
+                        .with_context(|| format!("migrating {}", storage.database.describe()))?;
+                    eprintln!("{applied} PostgreSQL migration(s) applied");
+                }
+            }
             println!("migrations applied");
             Ok(())
         }
@@ -199,13 +207,26 @@ fn init_logging(json: bool) {
     };
 }
 
-fn open_store(storage: &Storage) -> anyhow::Result<SharedStore> {
+fn pg_options(storage: &Storage, url: &str) -> PgOptions {
+    let mut options = PgOptions::new(url);
+    options.migrate = storage.migrate;
+    options.pool_size = storage.pg_pool_size;
+    options
+}
+
+async fn open_store(storage: &Storage) -> anyhow::Result<SharedStore> {
     match &storage.database {
         Database::Sqlite(path) => {
             let mut options = SqliteOptions::new(path);
             options.fsync_every_commit = storage.sqlite_fsync;
             let store = SqliteStore::open(options)
                 .with_context(|| format!("opening the SQLite database {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+        Database::Postgres(url) => {
+            let store = PgStore::open(pg_options(storage, url))
+                .await
+                .with_context(|| format!("opening {}", storage.database.describe()))?;
             Ok(Arc::new(store))
         }
     }
@@ -216,7 +237,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = args.resolve(admin_key)?;
     init_logging(settings.log_json);
     metrics_describe();
-    let store = open_store(&settings.storage)?;
+    let store = open_store(&settings.storage).await?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -228,9 +249,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
              Use it as 'Authorization: Bearer <key>'. Create narrower keys with `belfry keys create`.\n"
         );
     }
-    let db = match &settings.storage.database {
-        Database::Sqlite(p) => format!("SQLite {}", p.display()),
-    };
+    let db = settings.storage.database.describe();
     tracing::info!(
         "Belfry listening on http://{} (database: {db})",
         app.local_addr()
@@ -299,7 +318,7 @@ async fn keys(action: KeysAction) -> anyhow::Result<()> {
             if name.trim().is_empty() {
                 bail!("--name must not be empty");
             }
-            let store = open_store(&storage.resolve()?)?;
+            let store = open_store(&storage.resolve()?).await?;
             let (secret, record) = auth::generate_key(name.trim(), vec![scope]);
             let info = store.create_api_key(record, SystemClock.now()).await?;
             println!("{secret}");
@@ -312,7 +331,7 @@ async fn keys(action: KeysAction) -> anyhow::Result<()> {
             Ok(())
         }
         KeysAction::List { storage } => {
-            let store = open_store(&storage.resolve()?)?;
+            let store = open_store(&storage.resolve()?).await?;
             let keys = store.list_api_keys().await?;
             println!(
                 "{:<22} {:<24} {:<8} {:<16} {:<25} revoked",
@@ -335,7 +354,7 @@ async fn keys(action: KeysAction) -> anyhow::Result<()> {
             Ok(())
         }
         KeysAction::Revoke { id, storage } => {
-            let store = open_store(&storage.resolve()?)?;
+            let store = open_store(&storage.resolve()?).await?;
             match store.revoke_api_key(&id, SystemClock.now()).await {
                 Ok(k) => {
                     println!("revoked {} '{}'", k.id, k.name);
@@ -358,7 +377,7 @@ async fn token(action: TokenAction) -> anyhow::Result<()> {
             if !(1..=30 * 24 * 3600).contains(&ttl) {
                 bail!("--ttl must be between 1 and 2592000 seconds");
             }
-            let store = open_store(&storage.resolve()?)?;
+            let store = open_store(&storage.resolve()?).await?;
             if store.get_user(&user).await?.is_none() {
                 bail!("there is no user {user}; create it with PUT /v1/users/{user} first");
             }

@@ -19,10 +19,20 @@ pub struct StorageArgs {
     #[arg(long, env = "BELFRY_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Database URL; empty means SQLite in the data directory (sqlite:///path/file.db also works)
-    /// [default: SQLite at <data-dir>/belfry.db]
-    #[arg(long = "database", env = "BELFRY_DATABASE_URL", value_name = "URL")]
+    /// Database URL: empty means SQLite in the data directory (sqlite:///path/file.db also
+    /// works); postgres://user:password@host:5432/db (or postgresql://…) uses PostgreSQL,
+    /// for running several nodes [default: SQLite at <data-dir>/belfry.db]
+    #[arg(
+        long = "database",
+        env = "BELFRY_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
+
+    /// Connections to PostgreSQL kept by this process [default: 16]
+    #[arg(long, env = "BELFRY_PG_POOL_SIZE", value_name = "N")]
+    pub pg_pool_size: Option<u32>,
 }
 
 /// Settings of `belfry serve`.
@@ -64,6 +74,18 @@ pub struct ServeArgs {
     /// (false: survives a crash of Belfry, not of the machine) [default: true]
     #[arg(long, env = "BELFRY_SQLITE_FSYNC", value_name = "BOOL")]
     pub sqlite_fsync: Option<bool>,
+
+    /// Do not apply database migrations on start (apply them with `belfry migrate`
+    /// first); the server refuses to start on a PostgreSQL schema that is behind.
+    /// SQLite databases are always migrated [default: false, migrations are applied]
+    #[arg(
+        long,
+        env = "BELFRY_NO_MIGRATE",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub no_migrate: Option<bool>,
 
     /// SMTP server for email: smtp://host:25, smtp://user:pass@host:587?tls=required
     /// (STARTTLS) or smtps://user:pass@host:465 (TLS) [default: none, emails go to the
@@ -131,6 +153,8 @@ pub struct ServeArgs {
 struct FileSettings {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
+    pg_pool_size: Option<u32>,
+    no_migrate: Option<bool>,
     listen: Option<String>,
     public_url: Option<String>,
     body_limit: Option<usize>,
@@ -163,6 +187,34 @@ fn read_file(path: Option<&Path>) -> anyhow::Result<FileSettings> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Database {
     Sqlite(PathBuf),
+    /// A `postgres://` URL.
+    Postgres(String),
+}
+
+impl Database {
+    /// How logs and errors name it (without a password).
+    pub fn describe(&self) -> String {
+        match self {
+            Database::Sqlite(p) => format!("SQLite {}", p.display()),
+            Database::Postgres(url) => format!("PostgreSQL {}", redact_password(url)),
+        }
+    }
+}
+
+/// The URL with its password (if any) replaced by `***`.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
 }
 
 /// The resolved storage settings.
@@ -170,6 +222,9 @@ pub enum Database {
 pub struct Storage {
     pub database: Database,
     pub sqlite_fsync: bool,
+    /// Apply migrations when opening (PostgreSQL; SQLite always does).
+    pub migrate: bool,
+    pub pg_pool_size: u32,
 }
 
 fn resolve_database(data_dir: &Path, url: Option<&str>) -> anyhow::Result<Database> {
@@ -182,11 +237,13 @@ fn resolve_database(data_dir: &Path, url: Option<&str>) -> anyhow::Result<Databa
             }
             Ok(Database::Sqlite(PathBuf::from(path)))
         }
-        Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => bail!(
-            "--database {u}: PostgreSQL is not supported by this version yet; leave it empty for SQLite"
-        ),
+        Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+            Ok(Database::Postgres(u.to_string()))
+        }
         Some(u) => bail!(
-            "--database {u}: unknown database URL; use sqlite:///path/to/file.db or leave it empty"
+            "--database {}: unknown database URL; use postgres://user:password@host/db, \
+             sqlite:///path/to/file.db or leave it empty",
+            redact_password(u)
         ),
     }
 }
@@ -194,19 +251,30 @@ fn resolve_database(data_dir: &Path, url: Option<&str>) -> anyhow::Result<Databa
 impl StorageArgs {
     pub fn resolve(&self) -> anyhow::Result<Storage> {
         let file = read_file(self.config.as_deref())?;
-        self.resolve_with(&file, None)
+        self.resolve_with(&file, None, false)
     }
 
-    fn resolve_with(&self, file: &FileSettings, fsync: Option<bool>) -> anyhow::Result<Storage> {
+    fn resolve_with(
+        &self,
+        file: &FileSettings,
+        fsync: Option<bool>,
+        no_migrate: bool,
+    ) -> anyhow::Result<Storage> {
         let data_dir = self
             .data_dir
             .clone()
             .or(file.data_dir.clone())
             .unwrap_or_else(|| PathBuf::from("./belfry-data"));
         let url = self.database_url.clone().or(file.database_url.clone());
+        let pg_pool_size = self.pg_pool_size.or(file.pg_pool_size).unwrap_or(16);
+        if !(2..=1000).contains(&pg_pool_size) {
+            bail!("--pg-pool-size {pg_pool_size}: give 2 to 1000");
+        }
         Ok(Storage {
             database: resolve_database(&data_dir, url.as_deref())?,
             sqlite_fsync: fsync.or(file.sqlite_fsync).unwrap_or(true),
+            migrate: !no_migrate,
+            pg_pool_size,
         })
     }
 }
@@ -223,7 +291,10 @@ pub struct ServeSettings {
 impl ServeArgs {
     pub fn resolve(&self, admin_key: Option<String>) -> anyhow::Result<ServeSettings> {
         let file = read_file(self.storage.config.as_deref())?;
-        let storage = self.storage.resolve_with(&file, self.sqlite_fsync)?;
+        let no_migrate = self.no_migrate.or(file.no_migrate).unwrap_or(false);
+        let storage = self
+            .storage
+            .resolve_with(&file, self.sqlite_fsync, no_migrate)?;
         let listen_text = self
             .listen
             .clone()
@@ -388,6 +459,7 @@ mod tests {
                 config,
                 data_dir: None,
                 database_url: None,
+                pg_pool_size: None,
             },
             listen: listen.map(String::from),
             public_url: None,
@@ -396,6 +468,7 @@ mod tests {
             token_ttl: None,
             log_format: None,
             sqlite_fsync: None,
+            no_migrate: None,
             smtp_url: None,
             email_from: None,
             app_url: None,
@@ -491,7 +564,54 @@ mod tests {
         let e = args(None, Some(path)).resolve(None).unwrap_err();
         assert!(format!("{e:#}").contains("lisen"), "{e:#}");
         let mut a = args(None, None);
-        a.storage.database_url = Some("postgres://x".into());
-        assert!(a.resolve(None).is_err());
+        a.storage.database_url = Some("mysql://u:secret@x/db".into());
+        let e = a.resolve(None).unwrap_err().to_string();
+        assert!(e.contains("unknown database URL"), "{e}");
+        assert!(!e.contains("secret"), "the password is not shown: {e}");
+    }
+
+    #[test]
+    fn postgres_urls_select_postgres() {
+        for url in [
+            "postgres://u@h/db",
+            "postgresql://u:p@h:5432/db?sslmode=require",
+        ] {
+            let mut a = args(None, None);
+            a.storage.database_url = Some(url.into());
+            let s = a.resolve(None).unwrap();
+            assert_eq!(s.storage.database, Database::Postgres(url.into()));
+            assert!(s.storage.migrate, "serve migrates by default");
+        }
+        assert_eq!(
+            redact_password("postgres://belfry:s3cret@db:5432/belfry?sslmode=require"),
+            "postgres://belfry:***@db:5432/belfry?sslmode=require"
+        );
+        assert_eq!(redact_password("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn no_migrate_comes_from_flag_env_or_file() {
+        assert!(args(None, None).resolve(None).unwrap().storage.migrate);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("belfry.toml");
+        std::fs::write(&path, "no_migrate = true\n").unwrap();
+        assert!(
+            !args(None, Some(path.clone()))
+                .resolve(None)
+                .unwrap()
+                .storage
+                .migrate
+        );
+        let mut a = args(None, Some(path));
+        a.no_migrate = Some(false);
+        assert!(a.resolve(None).unwrap().storage.migrate, "the flag wins");
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let c = Cli::try_parse_from(["belfry", "--no-migrate"]).unwrap();
+        assert_eq!(c.serve.no_migrate, Some(true));
     }
 }

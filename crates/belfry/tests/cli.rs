@@ -320,6 +320,10 @@ fn help_documents_every_setting_with_its_default() {
         "3600",
         "--log-format",
         "BELFRY_ADMIN_KEY",
+        "postgres://",
+        "--no-migrate",
+        "BELFRY_NO_MIGRATE",
+        "--pg-pool-size",
     ] {
         assert!(
             help.contains(needle),
@@ -565,4 +569,155 @@ async fn killed_mid_delivery_every_email_is_sent_exactly_once_after_restart() {
             .collect();
         assert_eq!(sent.len(), 2, "one sent line per recipient: {log}");
     }
+}
+
+/// With `BELFRY_TEST_POSTGRES_URL` set: a fresh schema in that database,
+/// and a `--database` URL that selects it. Dropped at the end.
+struct PgSchema {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl PgSchema {
+    async fn create() -> Option<PgSchema> {
+        let Some(admin_url) = std::env::var("BELFRY_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+        else {
+            eprintln!(
+                "skipped: set BELFRY_TEST_POSTGRES_URL=postgres://… to run the CLI on PostgreSQL"
+            );
+            return None;
+        };
+        use sqlx::Connection;
+        let name = format!(
+            "belfry_test_{}_{}_cli",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+            std::process::id()
+        );
+        let mut c = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{name}\"")))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let _ = c.close().await;
+        let sep = if admin_url.contains('?') { '&' } else { '?' };
+        let url = format!("{admin_url}{sep}options=-c%20search_path%3D{name}");
+        Some(PgSchema {
+            admin_url,
+            name,
+            url,
+        })
+    }
+
+    async fn drop(self) {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
+        let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name);
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut c)
+            .await;
+        let _ = c.close().await;
+    }
+}
+
+#[tokio::test]
+async fn postgres_migrate_keys_tokens_and_serve() {
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    let db = schema.url.clone();
+    let dir = tempfile::tempdir().unwrap();
+
+    // Told not to migrate, serve refuses a schema that was never migrated.
+    let out = run(belfry(dir.path())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-migrate",
+            "--database",
+        ])
+        .arg(&db));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("belfry migrate"), "{}", stderr(&out));
+
+    let out = run(belfry(dir.path()).args(["migrate", "--database", &db]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("1 PostgreSQL migration(s) applied"));
+    let out = run(belfry(dir.path()).args(["migrate", "--database", &db]));
+    assert!(stderr(&out).contains("0 PostgreSQL migration(s) applied"));
+
+    let out = run(belfry(dir.path()).args([
+        "keys",
+        "create",
+        "--name",
+        "ops",
+        "--scope",
+        "admin",
+        "--database",
+        &db,
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = stdout(&out);
+    assert!(key.starts_with("bfy_sk_"));
+
+    // A key exists already: no admin key is generated; nothing is migrated.
+    let server = serve(
+        dir.path(),
+        &[("BELFRY_DATABASE_URL", &db), ("BELFRY_NO_MIGRATE", "true")],
+    );
+    assert!(server.admin_key.is_none());
+    let base = server.url.clone();
+    let (status, _) = http(
+        reqwest::Method::PUT,
+        &format!("{base}/v1/users/ana"),
+        &key,
+        Some(serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, receipt) = http(
+        reqwest::Method::POST,
+        &format!("{base}/v1/notifications"),
+        &key,
+        Some(serde_json::json!({"to": {"users": ["ana"]}, "title": "On PostgreSQL"})),
+    )
+    .await;
+    assert_eq!(status, 202, "{receipt}");
+    assert_eq!(receipt["seq"], 1);
+
+    let out = run(belfry(dir.path()).args([
+        "token",
+        "issue",
+        "--user",
+        "ana",
+        "--ttl",
+        "600",
+        "--database",
+        &db,
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = stdout(&out);
+    let (status, page) = http(
+        reqwest::Method::GET,
+        &format!("{base}/v1/me/notifications"),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "the CLI's token is signed with the server's secret"
+    );
+    assert_eq!(page["items"][0]["title"], "On PostgreSQL");
+
+    let out = run(belfry(dir.path()).args(["keys", "list", "--database", &db]));
+    assert!(stdout(&out).contains("ops"), "{}", stdout(&out));
+    drop(server);
+    schema.drop().await;
 }

@@ -1,12 +1,14 @@
 //! Belfry's storage: the [`Store`] trait, which speaks the domain's language
 //! (send, list an inbox, mark read …) so that the layers above never see SQL,
-//! and its backends. SQLite is the embedded default; every backend keeps the
+//! and its backends. SQLite is the embedded default, PostgreSQL the one for
+//! several nodes; every backend keeps the
 //! same model: one row per notification, an inbox row per direct recipient,
 //! broadcasts stored once with lazily written per-user state.
 #![forbid(unsafe_code)]
 
 pub mod events;
 pub mod jobs;
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -23,6 +25,7 @@ pub use jobs::{
     NewDevMail, Recipient,
 };
 
+pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// What went wrong in the store, named so that the API can map it to a status
@@ -338,8 +341,17 @@ pub trait Store: Send + Sync + 'static {
     /// A receiver that falls behind gets `Lagged` and must assume it missed
     /// events (streams then resume from the store).
     fn events(&self) -> tokio::sync::broadcast::Receiver<Arc<Vec<StoreEvent>>>;
-    /// The highest seq committed so far.
+    /// The highest seq committed so far, as this node knows it without
+    /// asking the database. With several nodes it may lag behind seqs that
+    /// other nodes committed; see [`Store::refresh_last_seq`].
     fn last_seq(&self) -> i64;
+    /// The highest seq committed by any node, read from the database when
+    /// the backend is shared by several nodes (it also brings `last_seq` up
+    /// to date). Ask it before refusing something for being ahead of
+    /// `last_seq`.
+    async fn refresh_last_seq(&self) -> Result<i64> {
+        Ok(self.last_seq())
+    }
     /// The items of a user's inbox that arrived after `after_seq` (and are
     /// still there), oldest first, at most `limit`: `(seq, item JSON)`.
     async fn replay(

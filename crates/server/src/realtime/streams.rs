@@ -96,10 +96,15 @@ async fn open(
     cursor: Option<&str>,
     kill: CancellationToken,
 ) -> ApiResult<(Connection, Option<i64>)> {
-    let cursor = cursor
-        .filter(|c| !c.trim().is_empty())
-        .map(|c| parse_cursor(c, state.store.last_seq()))
-        .transpose()?;
+    let cursor = match cursor.filter(|c| !c.trim().is_empty()) {
+        None => None,
+        Some(c) => Some(match parse_cursor(c, state.store.last_seq()) {
+            Ok(cursor) => cursor,
+            // With several nodes, this one may not have heard yet of seqs
+            // that another committed (and streamed): ask the database.
+            Err(_) => parse_cursor(c, state.store.refresh_last_seq().await?)?,
+        }),
+    };
     let record = state
         .store
         .get_user(&user)

@@ -209,23 +209,17 @@ async fn token_of_a_deleted_user_finds_no_inbox() {
 #[tokio::test]
 async fn revoked_key_is_refused() {
     let app = spawn_app().await;
-    let store = belfry_store::SqliteStore::open(belfry_store::SqliteOptions::new(
-        app.dir.path().join("belfry.db"),
-    ))
-    .unwrap();
+    // The CLI's way: another connection to the same database.
+    let store = app.db.open().await;
     let (secret, record) = belfry_server::auth::generate_key("temp", vec![Scope::Send]);
     let id = record.id.clone();
     use belfry_core::Clock;
-    belfry_store::Store::create_api_key(&store, record, app.clock.now())
-        .await
-        .unwrap();
+    store.create_api_key(record, app.clock.now()).await.unwrap();
     let r = app
         .call(Method::GET, "/v1/notifications/x", &secret, None)
         .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "the key works");
-    belfry_store::Store::revoke_api_key(&store, &id, app.clock.now())
-        .await
-        .unwrap();
+    store.revoke_api_key(&id, app.clock.now()).await.unwrap();
     // This node caches keys for a few seconds; a fresh server sees the revocation at once.
     let app = app.restart().await;
     let r = app

@@ -1,9 +1,11 @@
-//! The test harness: a real Belfry on a random port over a fresh SQLite file,
-//! with a clock the tests move, and typed helpers for the API.
+//! The test harness: a real Belfry on a random port over a fresh database
+//! (a SQLite file, or with `BELFRY_TEST_POSTGRES_URL` set a new schema in
+//! that PostgreSQL database), with a clock the tests move, and typed helpers
+//! for the API.
 
 use belfry_core::{Clock, ManualClock, SystemClock};
 use belfry_server::{Application, Config};
-use belfry_store::{SqliteOptions, SqliteStore};
+use belfry_store::{PgOptions, PgStore, SharedStore, SqliteOptions, SqliteStore};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -19,6 +21,8 @@ pub struct TestApp {
     pub admin_key: String,
     pub clock: Arc<ManualClock>,
     pub dir: Arc<TempDir>,
+    /// The database this server runs on.
+    pub db: TestDb,
     config: Config,
     shutdown: CancellationToken,
     handle: JoinHandle<()>,
@@ -31,19 +35,141 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(config: Config) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
-    start(config, dir, clock, None).await
+    let db = TestDb::fresh(&dir).await;
+    start(config, dir, db, clock, None).await
+}
+
+/// The variable that makes the tests run on PostgreSQL.
+pub const POSTGRES_URL_VAR: &str = "BELFRY_TEST_POSTGRES_URL";
+
+/// The database of one test.
+#[derive(Clone)]
+pub enum TestDb {
+    Sqlite(std::path::PathBuf),
+    /// A schema of its own in the PostgreSQL database; dropped (best effort)
+    /// when the last handle goes.
+    Postgres(Arc<PgSchema>),
+}
+
+/// A uniquely named schema for one test.
+pub struct PgSchema {
+    pub url: String,
+    pub name: String,
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        // Best effort, on a thread of its own (Drop cannot await): the
+        // server may still hold connections; a schema left behind is
+        // dropped by a later run (see `sweep_old_schemas`).
+        let url = self.url.clone();
+        let name = self.name.clone();
+        std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                use sqlx::Connection;
+                if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
+                    let _ = sqlx::raw_sql("SET lock_timeout = '5s'")
+                        .execute(&mut c)
+                        .await;
+                    let drop = format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE");
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+                        .execute(&mut c)
+                        .await;
+                    let _ = c.close().await;
+                }
+            });
+        });
+    }
+}
+
+/// Drops test schemas left behind by runs that ended more than an hour ago.
+async fn sweep_old_schemas(url: &str) {
+    use sqlx::Connection;
+    let Ok(mut c) = sqlx::PgConnection::connect(url).await else {
+        return;
+    };
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'belfry\\_test\\_%'",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap_or_default();
+    let hour_ago = SystemClock.now().0 / 1000 - 3600;
+    for name in names {
+        let created: Option<i64> = name
+            .strip_prefix("belfry_test_")
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|secs| secs.parse().ok());
+        if created.is_some_and(|c| c < hour_ago) {
+            let drop = format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE");
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+                .execute(&mut c)
+                .await;
+        }
+    }
+    let _ = c.close().await;
+}
+
+impl TestDb {
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, TestDb::Postgres(_))
+    }
+
+    /// A new, empty database for one test.
+    pub async fn fresh(dir: &TempDir) -> TestDb {
+        match std::env::var(POSTGRES_URL_VAR) {
+            Ok(url) if !url.trim().is_empty() => {
+                static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+                SWEPT.get_or_init(|| sweep_old_schemas(&url)).await;
+                static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let name = format!(
+                    "belfry_test_{}_{}_{n}",
+                    SystemClock.now().0 / 1000,
+                    std::process::id()
+                );
+                TestDb::Postgres(Arc::new(PgSchema { url, name }))
+            }
+            _ => TestDb::Sqlite(dir.path().join("belfry.db")),
+        }
+    }
+
+    /// Opens (migrating, and creating the schema) a store on this database.
+    pub async fn open(&self) -> SharedStore {
+        match self {
+            TestDb::Sqlite(path) => {
+                Arc::new(SqliteStore::open(SqliteOptions::new(path)).expect("open the store"))
+            }
+            TestDb::Postgres(schema) => {
+                let mut options = PgOptions::new(schema.url.clone());
+                options.schema = Some(schema.name.clone());
+                options.pool_size = 8;
+                Arc::new(
+                    PgStore::open(options)
+                        .await
+                        .expect("open the PostgreSQL store"),
+                )
+            }
+        }
+    }
 }
 
 async fn start(
     config: Config,
     dir: Arc<TempDir>,
+    db: TestDb,
     clock: Arc<ManualClock>,
     admin_key: Option<String>,
 ) -> TestApp {
-    let store = SqliteStore::open(SqliteOptions::new(dir.path().join("belfry.db")))
-        .expect("open the store");
+    let store = db.open().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = Application::build(config.clone(), Arc::new(store), clock.clone(), listener)
+    let app = Application::build(config.clone(), store, clock.clone(), listener)
         .await
         .expect("build the app");
     let admin_key = admin_key
@@ -65,6 +191,7 @@ async fn start(
         admin_key,
         clock,
         dir,
+        db,
         config,
         shutdown,
         handle,
@@ -76,7 +203,28 @@ impl TestApp {
     pub async fn restart(self) -> TestApp {
         self.shutdown.cancel();
         self.handle.await.expect("server task");
-        start(self.config, self.dir, self.clock, Some(self.admin_key)).await
+        start(
+            self.config,
+            self.dir,
+            self.db,
+            self.clock,
+            Some(self.admin_key),
+        )
+        .await
+    }
+
+    /// Another node on the same database, clock and admin key (a second
+    /// server process in production; here a second server in this one, with
+    /// its own store: its own pool and writer).
+    pub async fn another_node(&self) -> TestApp {
+        start(
+            self.config.clone(),
+            self.dir.clone(),
+            self.db.clone(),
+            self.clock.clone(),
+            Some(self.admin_key.clone()),
+        )
+        .await
     }
 
     /// Opens an SSE stream; `Last-Event-ID` when `after` is given.
@@ -245,10 +393,10 @@ impl TestApp {
 
     /// A new key with the given scope, created through the store's CLI path.
     pub async fn key_with_scope(&self, scope: belfry_store::Scope) -> String {
-        let store =
-            SqliteStore::open(SqliteOptions::new(self.dir.path().join("belfry.db"))).unwrap();
+        let store = self.db.open().await;
         let (secret, record) = belfry_server::auth::generate_key("test", vec![scope]);
-        belfry_store::Store::create_api_key(&store, record, self.clock.now())
+        store
+            .create_api_key(record, self.clock.now())
             .await
             .unwrap();
         secret
@@ -399,6 +547,16 @@ impl WsClient {
             let m = self.next().await.expect("the socket is open");
             if m["type"] == kind {
                 return m;
+            }
+        }
+    }
+
+    /// Waits until a counts message says `expected` (earlier ones may be
+    /// superseded values of a recount that raced with a change).
+    pub async fn counts_settle(&mut self, expected: Value) {
+        loop {
+            if self.next_of("counts").await["data"] == expected {
+                return;
             }
         }
     }

@@ -1,4 +1,6 @@
-//! Integration tests of the HTTP API against a real server on SQLite.
+//! Integration tests of the HTTP API against a real server on SQLite, or on
+//! PostgreSQL when `BELFRY_TEST_POSTGRES_URL` is set (each test in a schema
+//! of its own).
 
 mod audiences;
 mod auth;

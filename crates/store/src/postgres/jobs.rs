@@ -1,0 +1,529 @@
+//! The job queue, the delivery log and the development mailbox on
+//! PostgreSQL. Any node may claim any job: a claim locks due rows with
+//! `FOR UPDATE SKIP LOCKED` (claimers never wait for each other, and never
+//! get the same row) and sets a lease in the same statement.
+
+use crate::jobs::{
+    DeliveryEvent, DeliveryStatus, DevMail, EmailContext, Job, JobOutcome, JobPayload, JobStats,
+    NewDevMail, Recipient,
+};
+use crate::{Result, StoreError};
+use belfry_core::{Channel, EmailAddress, Locale, Millis, TimeZoneName, UserId};
+use sqlx::{PgConnection, PgPool};
+
+fn bad(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Queues a job (the caller wakes the workers after its commit).
+pub(crate) async fn add_job(
+    c: &mut PgConnection,
+    payload: &JobPayload,
+    nid: Option<i64>,
+    run_at: Millis,
+    now: Millis,
+) -> Result<()> {
+    let json = serde_json::to_string(payload).map_err(bad)?;
+    sqlx::query(
+        "INSERT INTO jobs (kind, payload, nid, run_at, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(payload.kind())
+    .bind(json)
+    .bind(nid)
+    .bind(run_at.0)
+    .bind(now.0)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+/// Appends lines to the delivery log (one statement for all of them).
+pub(crate) async fn log_many(
+    c: &mut PgConnection,
+    nid: i64,
+    events: &[DeliveryEvent],
+) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let recipients: Vec<&str> = events.iter().map(|e| e.recipient.as_str()).collect();
+    let channels: Vec<&str> = events.iter().map(|e| e.channel.as_str()).collect();
+    let statuses: Vec<&str> = events.iter().map(|e| e.status.as_str()).collect();
+    let attempts: Vec<i64> = events.iter().map(|e| e.attempt).collect();
+    let errors: Vec<Option<&str>> = events.iter().map(|e| e.error.as_deref()).collect();
+    let ats: Vec<i64> = events.iter().map(|e| e.at.0).collect();
+    // WITH ORDINALITY keeps the given order in the ids (the log's order).
+    sqlx::query(
+        "INSERT INTO deliveries (nid, recipient, channel, status, attempt, error, at)
+         SELECT $1, r, c, s, a, e, t
+         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[])
+              WITH ORDINALITY AS x(r, c, s, a, e, t, o)
+         ORDER BY o",
+    )
+    .bind(nid)
+    .bind(&recipients)
+    .bind(&channels)
+    .bind(&statuses)
+    .bind(&attempts)
+    .bind(&errors)
+    .bind(&ats)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn claim(
+    pool: &PgPool,
+    now: Millis,
+    lease_ms: i64,
+    limit: usize,
+    owner: &str,
+) -> Result<Vec<Job>> {
+    let rows: Vec<(i64, Option<i64>, String, i64, i64)> = sqlx::query_as(
+        "UPDATE jobs SET lease_until = $2, lease_owner = $3, attempts = attempts + 1
+         WHERE id IN (
+             SELECT id FROM jobs
+             WHERE run_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
+             ORDER BY run_at, id
+             LIMIT $4
+             FOR UPDATE SKIP LOCKED)
+         RETURNING id, nid, payload, attempts, run_at",
+    )
+    .bind(now.0)
+    .bind(now.0 + lease_ms)
+    .bind(owner)
+    .bind(limit as i64)
+    .fetch_all(pool)
+    .await?;
+    let mut jobs = rows
+        .into_iter()
+        .map(|(id, nid, payload, attempts, run_at)| {
+            Ok(Job {
+                id,
+                nid,
+                payload: serde_json::from_str(&payload).map_err(bad)?,
+                attempts,
+                run_at: Millis(run_at),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    jobs.sort_by_key(|j| (j.run_at, j.id));
+    Ok(jobs)
+}
+
+/// Records an outcome; true when the workers should look again at once.
+pub(crate) async fn finish(
+    c: &mut PgConnection,
+    job: i64,
+    outcome: JobOutcome,
+    now: Millis,
+) -> Result<bool> {
+    let nid: Option<Option<i64>> = sqlx::query_scalar("SELECT nid FROM jobs WHERE id = $1")
+        .bind(job)
+        .fetch_optional(&mut *c)
+        .await?;
+    let log_nid = nid.flatten();
+    match outcome {
+        JobOutcome::Done(events) => {
+            // Logged even if the job was cancelled meanwhile: it did happen.
+            if let Some(nid) = log_nid {
+                log_many(c, nid, &events).await?;
+            }
+            sqlx::query("DELETE FROM jobs WHERE id = $1")
+                .bind(job)
+                .execute(&mut *c)
+                .await?;
+            Ok(false)
+        }
+        JobOutcome::Retry { at, error, log } => {
+            if let Some(nid) = log_nid {
+                log_many(c, nid, &log).await?;
+            }
+            sqlx::query(
+                "UPDATE jobs SET run_at = $2, lease_until = NULL, lease_owner = NULL, last_error = $3
+                 WHERE id = $1",
+            )
+            .bind(job)
+            .bind(at.0)
+            .bind(error)
+            .execute(&mut *c)
+            .await?;
+            Ok(false)
+        }
+        JobOutcome::Release => {
+            sqlx::query(
+                "UPDATE jobs SET lease_until = NULL, lease_owner = NULL, attempts = GREATEST(attempts - 1, 0)
+                 WHERE id = $1",
+            )
+            .bind(job)
+            .execute(&mut *c)
+            .await?;
+            Ok(true)
+        }
+        JobOutcome::Continue(payload) => {
+            let json = serde_json::to_string(&payload).map_err(bad)?;
+            let n = sqlx::query(
+                "UPDATE jobs SET kind = $2, payload = $3, run_at = $4, lease_until = NULL,
+                        lease_owner = NULL, attempts = 0 WHERE id = $1",
+            )
+            .bind(job)
+            .bind(payload.kind())
+            .bind(json)
+            .bind(now.0)
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+            Ok(n > 0)
+        }
+    }
+}
+
+pub(crate) async fn next_job_at(pool: &PgPool) -> Result<Option<Millis>> {
+    let at: Option<i64> =
+        sqlx::query_scalar("SELECT MIN(GREATEST(run_at, COALESCE(lease_until, 0))) FROM jobs")
+            .fetch_one(pool)
+            .await?;
+    Ok(at.map(Millis))
+}
+
+pub(crate) async fn stats(pool: &PgPool, now: Millis) -> Result<JobStats> {
+    let (queued, running, retrying): (i64, i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*) FILTER (WHERE lease_until IS NULL OR lease_until <= $1),
+                COUNT(*) FILTER (WHERE lease_until > $1),
+                COUNT(*) FILTER (WHERE attempts > 0 AND (lease_until IS NULL OR lease_until <= $1))
+         FROM jobs",
+    )
+    .bind(now.0)
+    .fetch_one(pool)
+    .await?;
+    Ok(JobStats {
+        queued,
+        running,
+        retrying,
+    })
+}
+
+/// Queues deliveries for the next page of a broadcast's audience: the
+/// members it reached when published (everyone created before it, or the
+/// members of its groups at that moment), never the actor. Returns the
+/// cursor of the next page and whether jobs were queued.
+pub(crate) async fn expand(
+    c: &mut PgConnection,
+    nid: i64,
+    channel: Channel,
+    after_uid: i64,
+    limit: usize,
+    now: Millis,
+) -> Result<(Option<i64>, bool)> {
+    let row: Option<(Option<i64>, String, String, Option<i64>)> =
+        sqlx::query_as("SELECT seq, status, audience, actor_uid FROM notifications WHERE nid = $1")
+            .bind(nid)
+            .fetch_optional(&mut *c)
+            .await?;
+    let Some((Some(seq), status, audience, actor_uid)) = row else {
+        return Ok((None, false));
+    };
+    if status != "published" {
+        return Ok((None, false));
+    }
+    let audience: serde_json::Value = serde_json::from_str(&audience).map_err(bad)?;
+    let members: Vec<(i64, String)> = if audience["all"].as_bool().unwrap_or(false) {
+        sqlx::query_as(
+            "SELECT uid, id FROM users WHERE uid > $1 AND created_seq < $2 ORDER BY uid LIMIT $3",
+        )
+        .bind(after_uid)
+        .bind(seq)
+        .bind(limit as i64)
+        .fetch_all(&mut *c)
+        .await?
+    } else {
+        let groups: Vec<String> = audience["groups"]
+            .as_array()
+            .map(|g| {
+                g.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        sqlx::query_as(
+            "SELECT DISTINCT u.uid, u.id FROM memberships m
+             JOIN users u ON u.uid = m.uid
+             JOIN groups g ON g.gid = m.gid
+             WHERE g.id = ANY($1) AND m.uid > $2 AND m.joined_seq < $3
+               AND (m.left_seq IS NULL OR $3 <= m.left_seq)
+             ORDER BY u.uid LIMIT $4",
+        )
+        .bind(&groups)
+        .bind(after_uid)
+        .bind(seq)
+        .bind(limit as i64)
+        .fetch_all(&mut *c)
+        .await?
+    };
+    let next = (members.len() == limit)
+        .then(|| members.last().map(|m| m.0))
+        .flatten();
+    let mut log = Vec::with_capacity(members.len());
+    let mut payloads = Vec::with_capacity(members.len());
+    for (uid, id) in members {
+        if Some(uid) == actor_uid {
+            continue;
+        }
+        let user = UserId::parse(&id).map_err(StoreError::Backend)?;
+        log.push(DeliveryEvent {
+            recipient: format!("user:{user}"),
+            channel,
+            status: DeliveryStatus::Queued,
+            attempt: 0,
+            error: None,
+            at: now,
+        });
+        payloads.push(JobPayload::Deliver {
+            channel,
+            recipient: Recipient::User(user),
+        });
+    }
+    log_many(c, nid, &log).await?;
+    add_jobs(c, &payloads, nid, now).await?;
+    Ok((next, !payloads.is_empty()))
+}
+
+/// Queues several jobs of one notification, due now (one statement).
+pub(crate) async fn add_jobs(
+    c: &mut PgConnection,
+    payloads: &[JobPayload],
+    nid: i64,
+    now: Millis,
+) -> Result<()> {
+    if payloads.is_empty() {
+        return Ok(());
+    }
+    let kinds: Vec<&str> = payloads.iter().map(|p| p.kind()).collect();
+    let json = payloads
+        .iter()
+        .map(|p| serde_json::to_string(p).map_err(bad))
+        .collect::<Result<Vec<_>>>()?;
+    sqlx::query(
+        "INSERT INTO jobs (kind, payload, nid, run_at, created_at)
+         SELECT k, p, $3, $4, $4 FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS x(k, p, o)
+         ORDER BY o",
+    )
+    .bind(&kinds)
+    .bind(&json)
+    .bind(nid)
+    .bind(now.0)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn email_context(
+    c: &mut PgConnection,
+    nid: i64,
+    recipient: &Recipient,
+) -> Result<Option<EmailContext>> {
+    let row: Option<(String, String, String, Option<i64>, i64)> = sqlx::query_as(
+        "SELECT id, status, content, published_at, created_at FROM notifications WHERE nid = $1",
+    )
+    .bind(nid)
+    .fetch_optional(&mut *c)
+    .await?;
+    let Some((id, status, content, published, created)) = row else {
+        return Ok(None);
+    };
+    let mut ctx = EmailContext {
+        notification_id: id,
+        status,
+        content_json: content,
+        published_at: Millis(published.unwrap_or(created)),
+        to: None,
+        name: None,
+        locale: None,
+        timezone: None,
+    };
+    match recipient {
+        Recipient::Contact(address) => ctx.to = Some(address.clone()),
+        Recipient::User(user) => {
+            type Row = (
+                Option<String>,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+            );
+            let found: Option<Row> =
+                sqlx::query_as("SELECT email, name, locale, timezone FROM users WHERE id = $1")
+                    .bind(user.as_str())
+                    .fetch_optional(&mut *c)
+                    .await?;
+            if let Some((email, name, locale, timezone)) = found {
+                ctx.to = email.and_then(|e| EmailAddress::parse(&e).ok());
+                ctx.name = name;
+                ctx.locale = locale.and_then(|l| Locale::parse(&l).ok());
+                ctx.timezone = timezone.and_then(|t| TimeZoneName::parse(&t).ok());
+            }
+        }
+    }
+    Ok(Some(ctx))
+}
+
+pub(crate) async fn deliveries(
+    c: &mut PgConnection,
+    notification_id: &str,
+) -> Result<Vec<DeliveryEvent>> {
+    let Some((nid, seq, published)): Option<(i64, Option<i64>, Option<i64>)> =
+        sqlx::query_as("SELECT nid, seq, published_at FROM notifications WHERE id = $1")
+            .bind(notification_id)
+            .fetch_optional(&mut *c)
+            .await?
+    else {
+        return Err(StoreError::NotFound);
+    };
+    let at = Millis(published.unwrap_or(0));
+    let mut out = Vec::new();
+    // In-app deliveries are the inbox rows themselves; no extra writes.
+    let users: Vec<String> = sqlx::query_scalar(
+        "SELECT u.id FROM inbox i JOIN users u ON u.uid = i.uid WHERE i.nid = $1
+         ORDER BY u.id COLLATE \"C\"",
+    )
+    .bind(nid)
+    .fetch_all(&mut *c)
+    .await?;
+    for id in users {
+        out.push(DeliveryEvent {
+            recipient: format!("user:{id}"),
+            channel: Channel::InApp,
+            status: DeliveryStatus::Sent,
+            attempt: 1,
+            error: None,
+            at,
+        });
+    }
+    if let Some(seq) = seq {
+        let groups: Vec<(i64, Option<String>)> = sqlx::query_as(
+            "SELECT b.gid, g.id FROM broadcasts b LEFT JOIN groups g ON g.gid = b.gid
+             WHERE b.seq = $1 ORDER BY b.gid",
+        )
+        .bind(seq)
+        .fetch_all(&mut *c)
+        .await?;
+        for (gid, name) in groups {
+            out.push(DeliveryEvent {
+                recipient: if gid == 0 {
+                    "all".into()
+                } else {
+                    format!("group:{}", name.unwrap_or_default())
+                },
+                channel: Channel::InApp,
+                status: DeliveryStatus::Sent,
+                attempt: 1,
+                error: None,
+                at,
+            });
+        }
+    }
+    type LogRow = (String, String, String, i64, Option<String>, i64);
+    let rows: Vec<LogRow> = sqlx::query_as(
+        "SELECT recipient, channel, status, attempt, error, at FROM deliveries WHERE nid = $1 ORDER BY id",
+    )
+    .bind(nid)
+    .fetch_all(&mut *c)
+    .await?;
+    for (recipient, channel, status, attempt, error, at) in rows {
+        out.push(DeliveryEvent {
+            recipient,
+            channel: Channel::parse(&channel).map_err(bad)?,
+            status: DeliveryStatus::parse(&status)
+                .ok_or_else(|| bad(format!("status {status}")))?,
+            attempt,
+            error,
+            at: Millis(at),
+        });
+    }
+    Ok(out)
+}
+
+/// Cancels what is still pending for a notification: its jobs are removed
+/// and each pending delivery is logged as cancelled. A job a worker holds
+/// right now is removed too; its outcome is still logged when it finishes.
+pub(crate) async fn cancel_jobs(c: &mut PgConnection, nid: i64, now: Millis) -> Result<()> {
+    let pending: Vec<String> = sqlx::query_scalar(
+        "WITH gone AS (DELETE FROM jobs WHERE nid = $1 RETURNING id, payload)
+             SELECT payload FROM gone ORDER BY id",
+    )
+    .bind(nid)
+    .fetch_all(&mut *c)
+    .await?;
+    let mut log = Vec::with_capacity(pending.len());
+    for payload in pending {
+        let payload: JobPayload = serde_json::from_str(&payload).map_err(bad)?;
+        let (recipient, channel) = match payload {
+            JobPayload::Publish => ("scheduled".to_string(), Channel::InApp),
+            JobPayload::Deliver { channel, recipient } => (recipient.label(), channel),
+            JobPayload::Expand { channel, .. } => ("broadcast".to_string(), channel),
+        };
+        log.push(DeliveryEvent {
+            recipient,
+            channel,
+            status: DeliveryStatus::Cancelled,
+            attempt: 0,
+            error: None,
+            at: now,
+        });
+    }
+    log_many(c, nid, &log).await
+}
+
+type MailRow = (i64, String, String, String, String, String, i64);
+
+fn to_mail((id, to, subject, text, html, message_id, created_at): MailRow) -> DevMail {
+    DevMail {
+        id: id.to_string(),
+        to,
+        subject,
+        text,
+        html,
+        message_id,
+        created_at: Millis(created_at),
+    }
+}
+
+pub(crate) async fn mailbox_put(pool: &PgPool, mail: &NewDevMail, now: Millis) -> Result<DevMail> {
+    let row: MailRow = sqlx::query_as(
+        "INSERT INTO mailbox (recipient, subject, text, html, message_id, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         RETURNING id, recipient, subject, text, html, message_id, created_at",
+    )
+    .bind(&mail.to)
+    .bind(&mail.subject)
+    .bind(&mail.text)
+    .bind(&mail.html)
+    .bind(&mail.message_id)
+    .bind(now.0)
+    .fetch_one(pool)
+    .await?;
+    Ok(to_mail(row))
+}
+
+pub(crate) async fn mailbox_list(pool: &PgPool, limit: usize) -> Result<Vec<DevMail>> {
+    let rows: Vec<MailRow> = sqlx::query_as(
+        "SELECT id, recipient, subject, text, html, message_id, created_at FROM mailbox
+         ORDER BY id DESC LIMIT $1",
+    )
+    .bind(limit as i64)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(to_mail).collect())
+}
+
+pub(crate) async fn mailbox_get(pool: &PgPool, id: &str) -> Result<Option<DevMail>> {
+    let Ok(id) = id.parse::<i64>() else {
+        return Ok(None);
+    };
+    let row: Option<MailRow> = sqlx::query_as(
+        "SELECT id, recipient, subject, text, html, message_id, created_at FROM mailbox WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(to_mail))
+}

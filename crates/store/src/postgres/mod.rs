@@ -1,0 +1,699 @@
+//! The PostgreSQL backend, for running several Belfry nodes on one
+//! database. The model and every behaviour are those of the SQLite backend;
+//! what differs is how concurrency is handled:
+//!
+//! - Publishing (a send, or a scheduled send that became due) is the only
+//!   write that assigns `seq`. Each send is resolved in its caller's task,
+//!   then goes to this node's writer task, which groups the sends waiting
+//!   into one transaction, each inside its own savepoint (one bad send fails
+//!   alone), and assigns seqs from the one-row `seq_counter` table. The row is locked as late as possible (after every
+//!   send of the batch was resolved) and held until the commit, so
+//!   transactions that assign seqs commit one after the other, in seq order,
+//!   on every node: a lower seq is always visible before a higher one.
+//! - Every other write runs in its own short transaction on a pooled
+//!   connection; readers read committed data.
+//! - Jobs are claimed with `FOR UPDATE SKIP LOCKED` and a lease.
+//!
+//! Events (`events()`) are this node's commits only, sent after each commit;
+//! other nodes learn of them through the bus.
+
+mod jobs;
+mod publish;
+mod read;
+mod write;
+
+use crate::{
+    ApiKeyInfo, DeliveryEvent, DevMail, EmailContext, Group, InboxPage, ItemOp, Job, JobOutcome,
+    JobStats, NewApiKey, NewDevMail, NotificationRecord, Recipient, Result, SendContext,
+    SendReceipt, StateChange, Store, StoreError, StoreEvent, Subscriber, Subscription,
+};
+use async_trait::async_trait;
+use belfry_core::{
+    Category, Counts, EntityRef, GroupId, InboxQuery, Millis, NewNotification, User, UserId,
+    UserPatch,
+};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection as _, PgConnection, PgPool};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Notify, broadcast, mpsc};
+
+/// Ordered migrations; all that are missing run in one transaction.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+
+/// Commits buffered in the event channel before a slow consumer lags.
+const EVENT_BUFFER: usize = 16 * 1024;
+
+/// Settings of the PostgreSQL backend.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// `postgres://user:password@host:port/database?sslmode=…`
+    pub url: String,
+    /// Connections in the pool (the writer takes one of them while it commits).
+    pub pool_size: u32,
+    /// Apply missing migrations when opening. Without it, opening a
+    /// database whose schema is behind this version fails.
+    pub migrate: bool,
+    /// The schema that holds Belfry's tables (created when migrating);
+    /// None: the connection's default `search_path` (normally `public`).
+    pub schema: Option<String>,
+}
+
+impl PgOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            pool_size: 16,
+            migrate: true,
+            schema: None,
+        }
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            // Class 23: integrity constraint violations (unique, foreign key, check …).
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("23")) => {
+                StoreError::Conflict(db.message().to_string())
+            }
+            sqlx::Error::PoolClosed => StoreError::Closed,
+            _ => StoreError::Backend(e.to_string()),
+        }
+    }
+}
+
+fn check_schema_name(schema: &str) -> Result<()> {
+    let ok = !schema.is_empty()
+        && schema.len() <= 63
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !schema.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "the schema name '{schema}' must be lower-case letters, digits and _ (at most 63)"
+        )))
+    }
+}
+
+fn connect_options(options: &PgOptions) -> Result<PgConnectOptions> {
+    let mut connect = PgConnectOptions::from_str(&options.url)
+        .map_err(|e| StoreError::Invalid(format!("invalid PostgreSQL URL: {e}")))?
+        .application_name("belfry");
+    if let Some(schema) = &options.schema {
+        check_schema_name(schema)?;
+        connect = connect.options([("search_path", schema.as_str())]);
+    }
+    Ok(connect)
+}
+
+/// Applies the migrations that are missing; returns how many ran. Safe to
+/// run from several nodes at once (an advisory lock per schema serialises
+/// them).
+pub async fn migrate(options: &PgOptions) -> Result<usize> {
+    let mut conn = PgConnection::connect_with(&connect_options(options)?).await?;
+    let applied = migrate_conn(&mut conn, options.schema.as_deref()).await;
+    let _ = conn.close().await;
+    applied
+}
+
+async fn migrate_conn(conn: &mut PgConnection, schema: Option<&str>) -> Result<usize> {
+    if let Some(schema) = schema {
+        check_schema_name(schema)?;
+        // Two nodes creating the schema at once: the loser gets a unique
+        // violation on the catalog; the schema exists then, which is all we need.
+        let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
+        if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+            .execute(&mut *conn)
+            .await
+        {
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+                    .bind(schema)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if !exists {
+                return Err(e.into());
+            }
+        }
+    }
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('belfry-migrate:' || current_schema()))")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let current: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+            .fetch_one(&mut *tx)
+            .await?;
+    let mut applied = 0;
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO schema_migrations (version, applied_at)
+             VALUES ($1, (extract(epoch from clock_timestamp()) * 1000)::bigint)",
+        )
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
+        tracing::info!(version, "applied PostgreSQL migration");
+        applied += 1;
+    }
+    tx.commit().await?;
+    Ok(applied)
+}
+
+/// Fails unless every migration this version knows was applied.
+async fn check_migrated(pool: &PgPool) -> Result<()> {
+    let latest = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+    let current: Option<i64> =
+        match sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(version) FROM schema_migrations")
+            .fetch_one(pool)
+            .await
+        {
+            Ok(v) => v,
+            // 42P01: undefined table — never migrated.
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P01") => None,
+            Err(e) => return Err(e.into()),
+        };
+    let current = current.unwrap_or(0);
+    if current < latest {
+        return Err(StoreError::Backend(format!(
+            "the PostgreSQL schema is at version {current}, this Belfry needs {latest}: \
+             run `belfry migrate` (or start without --no-migrate)"
+        )));
+    }
+    if current > latest {
+        tracing::warn!(
+            current,
+            latest,
+            "the PostgreSQL schema is newer than this Belfry"
+        );
+    }
+    Ok(())
+}
+
+/// What the writer and the pooled writes share.
+struct Shared {
+    pool: PgPool,
+    events: broadcast::Sender<Arc<Vec<StoreEvent>>>,
+    /// The highest seq known to be committed (by this node, or read from
+    /// the counter).
+    committed_seq: AtomicI64,
+    jobs_wakeup: Arc<Notify>,
+}
+
+impl Shared {
+    /// Publishes the events of one commit (after it).
+    fn emit(&self, events: Vec<StoreEvent>) {
+        if !events.is_empty() {
+            // No receiver (e.g. the CLI) is not an error.
+            let _ = self.events.send(Arc::new(events));
+        }
+    }
+
+    fn committed(&self, seq: i64) {
+        self.committed_seq.fetch_max(seq, Ordering::AcqRel);
+    }
+}
+
+/// The PostgreSQL store. Cheap to share behind an `Arc`.
+pub struct PgStore {
+    shared: Arc<Shared>,
+    writer: mpsc::Sender<publish::Pending>,
+    writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl PgStore {
+    /// Connects, applies migrations (unless told not to, then checks that
+    /// none is missing) and starts the writer task.
+    pub async fn open(options: PgOptions) -> Result<PgStore> {
+        let connect = connect_options(&options)?;
+        if options.migrate {
+            let mut conn = PgConnection::connect_with(&connect).await?;
+            let migrated = migrate_conn(&mut conn, options.schema.as_deref()).await;
+            let _ = conn.close().await;
+            migrated?;
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(options.pool_size.max(2))
+            .acquire_timeout(std::time::Duration::from_secs(30))
+            .connect_with(connect)
+            .await?;
+        if !options.migrate {
+            check_migrated(&pool).await?;
+        }
+        let last_seq: i64 = sqlx::query_scalar("SELECT value FROM seq_counter")
+            .fetch_one(&pool)
+            .await?;
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let shared = Arc::new(Shared {
+            pool,
+            events,
+            committed_seq: AtomicI64::new(last_seq),
+            jobs_wakeup: Arc::new(Notify::new()),
+        });
+        let (tx, rx) = mpsc::channel(8192);
+        let task = tokio::spawn(publish::writer_loop(shared.clone(), rx));
+        Ok(PgStore {
+            shared,
+            writer: tx,
+            writer_task: Mutex::new(Some(task)),
+        })
+    }
+
+    /// The connection pool (for tests and tools).
+    pub fn pool(&self) -> &PgPool {
+        &self.shared.pool
+    }
+
+    /// Stops the writer after what is queued and closes the pool.
+    pub async fn close(&self) {
+        let task = self.writer_task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+        self.shared.pool.close().await;
+    }
+
+    /// Resolves a publishing request here (phase 1, on a pooled
+    /// connection, concurrently with others) and queues it for the writer.
+    async fn write(&self, op: publish::WriteOp) -> Result<()> {
+        let pending = {
+            let mut c = self.conn().await?;
+            publish::prepare(&mut c, op).await
+        };
+        if let Some(p) = pending {
+            self.writer.send(p).await.map_err(|_| StoreError::Closed)?;
+        }
+        Ok(())
+    }
+
+    fn pool_ref(&self) -> &PgPool {
+        &self.shared.pool
+    }
+
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>> {
+        Ok(self.shared.pool.acquire().await?)
+    }
+
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        Ok(self.shared.pool.begin().await?)
+    }
+
+    /// One user-state change: in its own transaction, its event after the commit.
+    async fn user_change<F>(&self, user: &UserId, change: F) -> Result<i64>
+    where
+        F: for<'c> FnOnce(
+                &'c mut PgConnection,
+                read::InboxUser,
+            )
+                -> futures_like::BoxFuture<'c, Result<(i64, Option<StateChange>)>>
+            + Send,
+    {
+        let mut tx = self.begin().await?;
+        let u = read::inbox_user(&mut tx, user)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let (n, event) = change(&mut tx, u).await?;
+        tx.commit().await?;
+        if let Some(change) = event {
+            self.shared.emit(vec![StoreEvent::State {
+                user: user.clone(),
+                change,
+            }]);
+        }
+        Ok(n)
+    }
+}
+
+/// A boxed future, without pulling in the futures crate for one type.
+mod futures_like {
+    pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(self.pool_ref()).await?;
+        Ok(())
+    }
+
+    async fn secret(&self, name: &str) -> Result<Vec<u8>> {
+        let key = format!("secret:{name}");
+        let mut c = self.conn().await?;
+        if let Some(v) = read::meta(&mut c, &key).await? {
+            return Ok(v);
+        }
+        let fresh: Vec<u8> = ulid::Ulid::new()
+            .to_bytes()
+            .into_iter()
+            .chain(ulid::Ulid::new().to_bytes())
+            .collect();
+        // Two nodes creating it at once: the first one wins, both read it back.
+        write::meta_init(&mut c, &key, &fresh).await
+    }
+
+    async fn create_api_key(&self, key: NewApiKey, now: Millis) -> Result<ApiKeyInfo> {
+        let mut c = self.conn().await?;
+        write::create_api_key(&mut c, &key, now).await
+    }
+
+    async fn create_first_api_key(&self, key: NewApiKey, now: Millis) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        // Two nodes starting on an empty database: only one creates a key.
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtext('belfry-first-key:' || current_schema()))",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys")
+            .fetch_one(&mut *tx)
+            .await?;
+        if count > 0 {
+            return Ok(false);
+        }
+        write::create_api_key(&mut tx, &key, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn ensure_api_key(&self, key: NewApiKey, now: Millis) -> Result<()> {
+        let mut c = self.conn().await?;
+        write::ensure_api_key(&mut c, &key, now).await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
+        read::api_keys(&mut *self.conn().await?).await
+    }
+
+    async fn revoke_api_key(&self, id: &str, now: Millis) -> Result<ApiKeyInfo> {
+        write::revoke_api_key(&mut *self.conn().await?, id, now).await
+    }
+
+    async fn find_api_key(&self, hash: [u8; 32]) -> Result<Option<ApiKeyInfo>> {
+        read::api_key_by_hash(&mut *self.conn().await?, &hash).await
+    }
+
+    async fn put_user(&self, id: &UserId, patch: UserPatch, now: Millis) -> Result<(User, bool)> {
+        let mut tx = self.begin().await?;
+        let (user, created, groups_changed) = write::put_user(&mut tx, id, patch, now).await?;
+        tx.commit().await?;
+        if groups_changed {
+            self.shared.emit(vec![StoreEvent::Groups {
+                user: user.id.clone(),
+                groups: user.groups.clone(),
+            }]);
+        }
+        Ok((user, created))
+    }
+
+    async fn get_user(&self, id: &UserId) -> Result<Option<User>> {
+        let mut c = self.conn().await?;
+        match read::uid(&mut c, id).await? {
+            Some(uid) => read::user(&mut c, uid).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn delete_user(&self, id: &UserId) -> Result<()> {
+        let mut tx = self.begin().await?;
+        write::delete_user(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn put_group(
+        &self,
+        id: &GroupId,
+        name: Option<String>,
+        now: Millis,
+    ) -> Result<(Group, bool)> {
+        let mut tx = self.begin().await?;
+        let out = write::put_group(&mut tx, id, name, now).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn list_groups(&self) -> Result<Vec<Group>> {
+        read::groups(&mut *self.conn().await?).await
+    }
+
+    async fn subscribe(&self, entity: &EntityRef, who: Subscriber, now: Millis) -> Result<bool> {
+        write::subscribe(&mut *self.conn().await?, entity, &who, now).await
+    }
+
+    async fn unsubscribe(&self, entity: &EntityRef, who: Subscriber) -> Result<bool> {
+        write::unsubscribe(&mut *self.conn().await?, entity, &who).await
+    }
+
+    async fn subscribers(&self, entity: &EntityRef) -> Result<Vec<Subscription>> {
+        read::subscribers(&mut *self.conn().await?, entity).await
+    }
+
+    async fn subscriptions_of(&self, user: &UserId) -> Result<Vec<Subscription>> {
+        read::subscriptions_of(&mut *self.conn().await?, user).await
+    }
+
+    async fn send(
+        &self,
+        ctx: SendContext,
+        batch: Vec<NewNotification>,
+    ) -> Result<Vec<SendReceipt>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.write(publish::WriteOp::Send { ctx, batch, reply })
+            .await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn get_notification(&self, id: &str) -> Result<Option<NotificationRecord>> {
+        read::notification(&mut *self.conn().await?, id).await
+    }
+
+    async fn delete_notification(&self, id: &str, now: Millis) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let event = write::delete_notification(&mut tx, id, now).await?;
+        tx.commit().await?;
+        if let Some(event) = event {
+            self.shared.emit(vec![event]);
+        }
+        Ok(())
+    }
+
+    async fn list_inbox(&self, user: &UserId, query: InboxQuery, now: Millis) -> Result<InboxPage> {
+        let mut c = self.conn().await?;
+        let u = read::inbox_user(&mut c, user)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        read::list_inbox(&mut c, &u, &query, now).await
+    }
+
+    async fn counts(&self, user: &UserId, now: Millis) -> Result<Counts> {
+        let mut c = self.conn().await?;
+        let u = read::inbox_user(&mut c, user)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        read::counts(&mut c, &u, now).await
+    }
+
+    async fn update_item(&self, user: &UserId, id: &str, op: ItemOp, now: Millis) -> Result<()> {
+        let id = id.to_string();
+        self.user_change(user, move |c, u| {
+            Box::pin(async move {
+                if write::update_item(c, &u, &id, op, now).await? {
+                    Ok((1, Some(StateChange::Items { op, ids: vec![id] })))
+                } else {
+                    Err(StoreError::NotFound)
+                }
+            })
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn read_all(
+        &self,
+        user: &UserId,
+        category: Option<Category>,
+        now: Millis,
+    ) -> Result<i64> {
+        self.user_change(user, move |c, u| {
+            Box::pin(async move {
+                let n = write::read_all(c, &u, category.as_ref(), now).await?;
+                Ok((n, Some(StateChange::ReadAll { category })))
+            })
+        })
+        .await
+    }
+
+    async fn seen_all(&self, user: &UserId, _now: Millis) -> Result<()> {
+        self.user_change(user, move |c, u| {
+            Box::pin(async move {
+                // Everything committed so far is seen; a send still being
+                // committed gets a higher seq and stays unseen.
+                sqlx::query(
+                    "UPDATE users SET seen_wm = (SELECT value FROM seq_counter) WHERE uid = $1",
+                )
+                .bind(u.uid)
+                .execute(&mut *c)
+                .await?;
+                Ok((0, Some(StateChange::SeenAll)))
+            })
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn archive_many(&self, user: &UserId, ids: Vec<String>, now: Millis) -> Result<i64> {
+        self.user_change(user, move |c, u| {
+            Box::pin(async move {
+                let mut archived = Vec::new();
+                for id in ids {
+                    if write::update_item(c, &u, &id, ItemOp::Archive, now).await? {
+                        archived.push(id);
+                    }
+                }
+                let n = archived.len() as i64;
+                let event = (n > 0).then_some(StateChange::Items {
+                    op: ItemOp::Archive,
+                    ids: archived,
+                });
+                Ok((n, event))
+            })
+        })
+        .await
+    }
+
+    async fn read_entity(&self, user: &UserId, entity: &EntityRef, now: Millis) -> Result<i64> {
+        let entity = entity.clone();
+        self.user_change(user, move |c, u| {
+            Box::pin(async move {
+                let n = write::read_entity(c, &u, &entity, now).await?;
+                Ok((n, Some(StateChange::ReadEntity { entity })))
+            })
+        })
+        .await
+    }
+
+    async fn claim_jobs(
+        &self,
+        now: Millis,
+        lease_ms: i64,
+        limit: usize,
+        owner: &str,
+    ) -> Result<Vec<Job>> {
+        jobs::claim(self.pool_ref(), now, lease_ms, limit, owner).await
+    }
+
+    async fn finish_job(&self, job: i64, outcome: JobOutcome, now: Millis) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let wake = jobs::finish(&mut tx, job, outcome, now).await?;
+        tx.commit().await?;
+        if wake {
+            self.shared.jobs_wakeup.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn next_job_at(&self) -> Result<Option<Millis>> {
+        jobs::next_job_at(self.pool_ref()).await
+    }
+
+    fn jobs_wakeup(&self) -> Arc<Notify> {
+        self.shared.jobs_wakeup.clone()
+    }
+
+    async fn publish_due(&self, nid: i64, now: Millis) -> Result<()> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.write(publish::WriteOp::PublishDue { nid, now, reply })
+            .await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn expand_broadcast(
+        &self,
+        nid: i64,
+        channel: belfry_core::Channel,
+        after_uid: i64,
+        limit: usize,
+        now: Millis,
+    ) -> Result<Option<i64>> {
+        let mut tx = self.begin().await?;
+        let (next, added) = jobs::expand(&mut tx, nid, channel, after_uid, limit, now).await?;
+        tx.commit().await?;
+        if added {
+            self.shared.jobs_wakeup.notify_one();
+        }
+        Ok(next)
+    }
+
+    async fn email_context(&self, nid: i64, recipient: &Recipient) -> Result<Option<EmailContext>> {
+        jobs::email_context(&mut *self.conn().await?, nid, recipient).await
+    }
+
+    async fn deliveries(&self, notification_id: &str) -> Result<Vec<DeliveryEvent>> {
+        jobs::deliveries(&mut *self.conn().await?, notification_id).await
+    }
+
+    async fn job_stats(&self, now: Millis) -> Result<JobStats> {
+        jobs::stats(self.pool_ref(), now).await
+    }
+
+    async fn mailbox_put(&self, mail: NewDevMail, now: Millis) -> Result<DevMail> {
+        jobs::mailbox_put(self.pool_ref(), &mail, now).await
+    }
+
+    async fn mailbox_list(&self, limit: usize) -> Result<Vec<DevMail>> {
+        jobs::mailbox_list(self.pool_ref(), limit).await
+    }
+
+    async fn mailbox_get(&self, id: &str) -> Result<Option<DevMail>> {
+        jobs::mailbox_get(self.pool_ref(), id).await
+    }
+
+    async fn mailbox_clear(&self) -> Result<i64> {
+        Ok(sqlx::query("DELETE FROM mailbox")
+            .execute(self.pool_ref())
+            .await?
+            .rows_affected() as i64)
+    }
+
+    fn events(&self) -> broadcast::Receiver<Arc<Vec<StoreEvent>>> {
+        self.shared.events.subscribe()
+    }
+
+    fn last_seq(&self) -> i64 {
+        self.shared.committed_seq.load(Ordering::Acquire)
+    }
+
+    async fn refresh_last_seq(&self) -> Result<i64> {
+        let seq: i64 = sqlx::query_scalar("SELECT value FROM seq_counter")
+            .fetch_one(self.pool_ref())
+            .await?;
+        self.shared.committed(seq);
+        Ok(self.last_seq())
+    }
+
+    async fn replay(
+        &self,
+        user: &UserId,
+        after_seq: i64,
+        limit: usize,
+        now: Millis,
+    ) -> Result<Vec<(i64, String)>> {
+        let mut c = self.conn().await?;
+        let u = read::inbox_user(&mut c, user)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        read::replay(&mut c, &u, after_seq, limit, now).await
+    }
+}
