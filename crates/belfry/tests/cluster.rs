@@ -1,0 +1,614 @@
+//! Several Belfry nodes on one PostgreSQL database and one NATS server:
+//! cross-node delivery, broadcasts across nodes, exactly-once jobs, a node
+//! killed with SIGKILL, and concurrent commits on several nodes with resume.
+//!
+//! Needs BELFRY_TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test)
+//! and BELFRY_TEST_NATS_URL (e.g. nats://127.0.0.1:4222); without them the
+//! tests say so and pass, except in CI (CI=true), where they fail.
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_belfry");
+const KEY: &str = "bfy_sk_cluster-test-key-0123456789abcdefghijklmn";
+
+/// The services, or None (and a message) to skip. scripts/test runs these
+/// tests again in its PostgreSQL section; there, in CI, NATS is required.
+fn services() -> Option<(String, String)> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match (var("BELFRY_TEST_POSTGRES_URL"), var("BELFRY_TEST_NATS_URL")) {
+        (Some(pg), Some(nats)) => Some((pg, nats)),
+        (Some(_), None) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI requires NATS for the multi-node tests: set BELFRY_TEST_NATS_URL")
+        }
+        _ => {
+            eprintln!(
+                "skipping the multi-node tests: set BELFRY_TEST_POSTGRES_URL and BELFRY_TEST_NATS_URL to run them"
+            );
+            None
+        }
+    }
+}
+
+static UNIQUE: AtomicU64 = AtomicU64::new(0);
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        UNIQUE.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A database of its own for one test, dropped at the end.
+struct Database {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl Database {
+    fn create(base: &str) -> Database {
+        let name = unique("belfry_cluster");
+        let status = Command::new("psql")
+            .arg(base)
+            .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
+            .status()
+            .expect("psql creates the test database");
+        assert!(status.success());
+        let (prefix, _) = base
+            .rsplit_once('/')
+            .expect("a database URL ends with /<name>");
+        Database {
+            admin_url: base.to_string(),
+            url: format!("{prefix}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .arg(&self.admin_url)
+            .args([
+                "-q",
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .status();
+    }
+}
+
+struct Node {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn node(db: &str, nats: &str, subject: &str, extra: &[(&str, String)]) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        db,
+        "--nats",
+        nats,
+        "--nats-subject",
+        subject,
+    ])
+    .arg("--data-dir")
+    .arg(dir.path())
+    .env("BELFRY_ADMIN_KEY", KEY)
+    .env("BELFRY_LOG", "warn,belfry=info")
+    .env("NO_COLOR", "1")
+    .env_remove("BELFRY_CONFIG")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    // Owned by a Node at once, so that it is killed whatever happens.
+    let mut node = Node {
+        child: cmd.spawn().expect("start a node"),
+        url: String::new(),
+        _dir: dir,
+    };
+    let mut lines = BufReader::new(node.child.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("the node logs until it listens")
+            .unwrap();
+        if let Some(rest) = line.split("Belfry listening on ").nth(1) {
+            node.url = rest.split_whitespace().next().unwrap().to_string();
+            std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+            return node;
+        }
+    }
+}
+
+struct Cluster {
+    _db: Database,
+    nodes: Vec<Node>,
+    db_url: String,
+    nats: String,
+    subject: String,
+    client: reqwest::Client,
+}
+
+impl Cluster {
+    fn start(n: usize, extra: &[(&str, String)]) -> Option<Cluster> {
+        Cluster::start_each((0..n).map(|_| extra.to_vec()).collect())
+    }
+
+    /// One node per entry, each with its own extra environment.
+    fn start_each(envs: Vec<Vec<(&str, String)>>) -> Option<Cluster> {
+        let (pg, nats) = services()?;
+        let db = Database::create(&pg);
+        let subject = format!("belfry.test.{}", unique("c"));
+        // The first node migrates the database; the others find it ready.
+        let nodes = envs
+            .iter()
+            .map(|env| node(&db.url, &nats, &subject, env))
+            .collect();
+        Some(Cluster {
+            db_url: db.url.clone(),
+            _db: db,
+            nodes,
+            nats,
+            subject,
+            client: reqwest::Client::new(),
+        })
+    }
+
+    fn url(&self, node: usize) -> &str {
+        &self.nodes[node].url
+    }
+
+    async fn call(
+        &self,
+        node: usize,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.url(node)))
+            .bearer_auth(KEY);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("request");
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn send(&self, node: usize, body: Value) -> Value {
+        let (s, r) = self
+            .call(node, reqwest::Method::POST, "/v1/notifications", Some(body))
+            .await;
+        assert_eq!(s, 202, "send on node {node}: {r}");
+        r
+    }
+
+    async fn token(&self, node: usize, user: &str) -> String {
+        let (s, r) = self
+            .call(
+                node,
+                reqwest::Method::POST,
+                &format!("/v1/users/{user}/tokens"),
+                Some(json!({"ttl_seconds": 3600})),
+            )
+            .await;
+        assert_eq!(s, 201, "{r}");
+        r["token"].as_str().unwrap().to_string()
+    }
+}
+
+/// A minimal SSE reader: notification events as (seq, data), and other events.
+struct Stream {
+    rx: tokio::sync::mpsc::UnboundedReceiver<Option<(String, Option<i64>, Value)>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn stream(base: &str, token: &str, after: Option<i64>) -> Stream {
+    let mut req = reqwest::Client::new()
+        .get(format!("{base}/v1/me/stream"))
+        .bearer_auth(token);
+    if let Some(a) = after {
+        req = req.header("last-event-id", a.to_string());
+    }
+    let r = req.send().await.expect("SSE");
+    assert_eq!(r.status().as_u16(), 200);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut body = r.bytes_stream();
+        let mut buf = String::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                let mut event = String::new();
+                let mut id = None;
+                let mut data = None;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        event = v.to_string();
+                    } else if let Some(v) = line.strip_prefix("id: ") {
+                        id = v.parse().ok();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data = serde_json::from_str(v).ok();
+                    }
+                }
+                if let Some(d) = data {
+                    let _ = tx.send(Some((event, id, d)));
+                }
+            }
+        }
+        let _ = tx.send(None);
+    });
+    Stream { rx, task }
+}
+
+impl Stream {
+    async fn next(&mut self) -> Option<(String, Option<i64>, Value)> {
+        tokio::time::timeout(Duration::from_secs(15), self.rx.recv())
+            .await
+            .expect("an event within 15 s")
+            .flatten()
+    }
+
+    async fn notification(&mut self) -> (i64, Value) {
+        loop {
+            let (event, id, data) = self.next().await.expect("the stream is open");
+            if event == "notification" {
+                return (id.unwrap(), data);
+            }
+        }
+    }
+
+    async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let (event, _, data) = self.next().await.expect("the stream is open");
+            if event == kind {
+                return data;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_notification_sent_through_any_node_reaches_streams_on_every_node() {
+    let Some(c) = Cluster::start(3, &[]) else {
+        return;
+    };
+    for (i, user) in ["ana", "bo", "cy"].iter().enumerate() {
+        let (s, _) = c
+            .call(
+                i,
+                reqwest::Method::PUT,
+                &format!("/v1/users/{user}"),
+                Some(json!({"groups": ["support"]})),
+            )
+            .await;
+        assert_eq!(s, 200);
+    }
+    let mut ana_on_b = stream(c.url(1), &c.token(0, "ana").await, None).await;
+    let mut bo_on_c = stream(c.url(2), &c.token(0, "bo").await, None).await;
+    let mut cy_on_a = stream(c.url(0), &c.token(0, "cy").await, None).await;
+    ana_on_b.next_of("counts").await;
+
+    // Direct, through node A, to Ana whose stream is on node B.
+    let r = c
+        .send(0, json!({"to": {"users": ["ana"]}, "title": "for ana"}))
+        .await;
+    let (seq, data) = ana_on_b.notification().await;
+    assert_eq!(data["title"], "for ana");
+    assert_eq!(Some(seq), r["seq"].as_i64());
+    assert_eq!(
+        ana_on_b.next_of("counts").await,
+        json!({"unread": 1, "unseen": 1})
+    );
+
+    // A broadcast through node C reaches clients on all three nodes.
+    c.send(
+        2,
+        json!({"to": {"groups": ["support"]}, "title": "to everyone in support"}),
+    )
+    .await;
+    for s in [&mut ana_on_b, &mut bo_on_c, &mut cy_on_a] {
+        assert_eq!(s.notification().await.1["title"], "to everyone in support");
+    }
+
+    // State made through node C arrives on Ana's stream on node B.
+    let ana = c.token(2, "ana").await;
+    let id = r["id"].as_str().unwrap();
+    let resp = c
+        .client
+        .post(format!("{}/v1/me/notifications/{id}/read", c.url(2)))
+        .bearer_auth(&ana)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 204);
+    assert_eq!(ana_on_b.next_of("state").await["ids"], json!([id]));
+
+    // Every node reads the same inbox.
+    for n in 0..3 {
+        let (_, counts) = c
+            .call(n, reqwest::Method::GET, "/v1/users/ana/counts", None)
+            .await;
+        assert_eq!(counts, json!({"unread": 1, "unseen": 1}), "node {n}");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_commits_on_three_nodes_reach_a_resuming_client_in_order_without_gap() {
+    let Some(c) = Cluster::start(3, &[]) else {
+        return;
+    };
+    c.call(0, reqwest::Method::PUT, "/v1/users/ana", Some(json!({})))
+        .await;
+    let token = c.token(0, "ana").await;
+    let per_node = 40;
+    // Three producers, one per node, all sending to Ana at once.
+    let producers: Vec<_> = (0..3)
+        .map(|n| {
+            let url = format!("{}/v1/notifications", c.url(n));
+            let client = c.client.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in 0..per_node {
+                    let r: Value = client
+                        .post(&url)
+                        .bearer_auth(KEY)
+                        .json(&json!({"to": {"users": ["ana"]}, "title": format!("node {n} #{i}")}))
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    ids.push((
+                        r["seq"].as_i64().unwrap(),
+                        r["id"].as_str().unwrap().to_string(),
+                    ));
+                }
+                ids
+            })
+        })
+        .collect();
+    // The client hops between nodes, resuming each time with its cursor.
+    let mut received: Vec<(i64, String)> = Vec::new();
+    let mut hop = 0;
+    let mut s = stream(c.url(0), &token, Some(0)).await;
+    while received.len() < 3 * per_node {
+        let (seq, data) = s.notification().await;
+        if let Some((last, _)) = received.last() {
+            assert!(
+                seq > *last,
+                "in order and never repeated: {seq} after {last}"
+            );
+        }
+        received.push((seq, data["id"].as_str().unwrap().to_string()));
+        if received.len().is_multiple_of(17) {
+            hop += 1;
+            drop(s);
+            s = stream(c.url(hop % 3), &token, received.last().map(|r| r.0)).await;
+        }
+    }
+    let mut sent: Vec<(i64, String)> = Vec::new();
+    for p in producers {
+        sent.extend(p.await.unwrap());
+    }
+    sent.sort();
+    assert_eq!(
+        received, sent,
+        "every notification of every node, once, in seq order"
+    );
+    // Seqs are gap-free: nothing else was sent.
+    assert!(
+        sent.windows(2).all(|w| w[1].0 == w[0].0 + 1),
+        "gap-free seqs"
+    );
+}
+
+/// A counting SMTP server (Python aiosmtpd, as in the other tests).
+struct Sink {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sink {
+    fn start(mode: &str) -> Sink {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/smtp/smtp_sink.py");
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(dir.path())
+            .args(["--mode", mode])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the SMTP test server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .trim_start_matches("LISTENING ")
+            .parse()
+            .unwrap();
+        Sink { child, port, dir }
+    }
+
+    fn recipients(&self) -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .map(|e| {
+                let v: Value =
+                    serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap();
+                v["rcpt_tos"][0].as_str().unwrap().to_string()
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+async fn metric(base: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..600 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn jobs_run_exactly_once_and_a_killed_node_loses_nothing() {
+    let sink = Sink::start("accept");
+    // Node A's SMTP server accepts connections and never answers: the jobs
+    // node A claims hang there until it is killed.
+    let stalled = Sink::start("stall");
+    let env = |sink: &Sink| {
+        vec![
+            ("BELFRY_SMTP_URL", format!("smtp://127.0.0.1:{}", sink.port)),
+            ("BELFRY_JOB_LEASE_SECS", "3".to_string()),
+        ]
+    };
+    let Some(mut c) = Cluster::start_each(vec![env(&stalled), env(&sink), env(&sink)]) else {
+        return;
+    };
+    c.call(0, reqwest::Method::PUT, "/v1/users/ana", Some(json!({})))
+        .await;
+    let token = c.token(0, "ana").await;
+
+    // Emails sent through all three nodes, every node running workers.
+    let mut expected = Vec::new();
+    for i in 0..30 {
+        let address = format!("guest{i:02}@example.org");
+        c.send(
+            i % 3,
+            json!({"to": {"emails": [address.clone()]}, "title": format!("Mail {i}")}),
+        )
+        .await;
+        expected.push(address);
+    }
+
+    // Ana's stream lives on node A, which will be killed.
+    let mut s = stream(c.url(0), &token, None).await;
+    let mut received = Vec::new();
+    for i in 0..5 {
+        let r = c
+            .send(
+                1,
+                json!({"to": {"users": ["ana"]}, "title": format!("before {i}")}),
+            )
+            .await;
+        let (seq, _) = s.notification().await;
+        assert_eq!(Some(seq), r["seq"].as_i64());
+        received.push(seq);
+    }
+    let mut killed = c.nodes.remove(0);
+    killed.child.kill().unwrap();
+    killed.child.wait().unwrap();
+    drop(killed);
+    drop(s);
+    // Meanwhile the others go on.
+    for i in 0..5 {
+        c.send(
+            1,
+            json!({"to": {"users": ["ana"]}, "title": format!("while down {i}")}),
+        )
+        .await;
+    }
+    // The client reconnects to another node with its cursor.
+    let mut s = stream(c.url(0), &token, received.last().copied()).await;
+    for i in 0..5 {
+        let (seq, data) = s.notification().await;
+        assert_eq!(data["title"], format!("while down {i}"));
+        assert_eq!(seq, received.last().unwrap() + 1);
+        received.push(seq);
+    }
+
+    // Every email is sent once, whichever nodes ran the jobs: the killed
+    // node's leases ran out and the others took its jobs.
+    until("every email sent", async || {
+        sink.recipients().len() >= expected.len()
+    })
+    .await;
+    until("no job left", async || {
+        metric(c.url(0), "belfry_jobs_queued").await == 0.0
+            && metric(c.url(0), "belfry_jobs_running").await == 0.0
+    })
+    .await;
+    assert_eq!(sink.recipients(), expected, "each email exactly once");
+
+    // A node that joins later (same database, same NATS) serves everything.
+    let late = node(&c.db_url, &c.nats, &c.subject, &env(&sink));
+    let (_, counts) = {
+        let r = c
+            .client
+            .get(format!("{}/v1/users/ana/counts", late.url))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(counts["unread"], 10);
+}
