@@ -156,6 +156,9 @@ fn fail_pending(p: Pending, e: StoreError) {
 /// The writer: runs until the store (the channel's sender) is gone.
 pub(crate) async fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Pending>) {
     let mut ops = Vec::with_capacity(MAX_BATCH);
+    // The writer keeps its connection (it does not queue for the pool
+    // behind the requests it serves); a new one after a failure.
+    let mut conn = None;
     while let Some(op) = rx.recv().await {
         ops.push(op);
         while ops.len() < MAX_BATCH {
@@ -164,20 +167,27 @@ pub(crate) async fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Pend
                 Err(_) => break,
             }
         }
-        run_batch(&shared, std::mem::take(&mut ops)).await;
+        run_batch(&shared, &mut conn, std::mem::take(&mut ops)).await;
     }
 }
 
-async fn run_batch(shared: &Shared, pending: Vec<Pending>) {
-    let mut conn = match shared.pool.acquire().await {
-        Ok(c) => c,
-        Err(e) => {
-            let e = StoreError::from(e);
-            for p in pending {
-                fail_pending(p, e.clone());
+async fn run_batch(
+    shared: &Shared,
+    held: &mut Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+    pending: Vec<Pending>,
+) {
+    let mut conn = match held.take() {
+        Some(c) => c,
+        None => match shared.pool.acquire().await {
+            Ok(c) => c,
+            Err(e) => {
+                let e = StoreError::from(e);
+                for p in pending {
+                    fail_pending(p, e.clone());
+                }
+                return;
             }
-            return;
-        }
+        },
     };
     let mut written = Vec::with_capacity(pending.len());
     let mut state = None;
@@ -189,6 +199,7 @@ async fn run_batch(shared: &Shared, pending: Vec<Pending>) {
                 shared.jobs_wakeup.notify_one();
             }
             shared.emit(st.events);
+            *held = Some(conn);
         }
         (Err(e), _) => {
             tracing::error!(error = %e, "the PostgreSQL writer's transaction failed");
