@@ -259,6 +259,37 @@ pub fn own_cpu_time() -> Duration {
     cpu_time_of("/proc/self/stat").unwrap_or_default()
 }
 
+/// Creates users `{prefix}-{first}` … `{prefix}-{last}` with no attributes,
+/// `concurrency` requests at a time.
+pub async fn create_users(
+    server: &Server,
+    client: &reqwest::Client,
+    prefix: &str,
+    first: usize,
+    last: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let results: Vec<anyhow::Result<serde_json::Value>> = futures::stream::iter(first..=last)
+        .map(|i| async move {
+            server
+                .admin(
+                    client,
+                    reqwest::Method::PUT,
+                    &format!("/v1/users/{prefix}-{i}"),
+                    Some(serde_json::json!({})),
+                )
+                .await
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    results
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map(|_| ())
+}
+
 /// Creates users `{prefix}-{i}` (optionally in a group) and issues a token
 /// for each, `concurrency` requests at a time. Returns the tokens in order.
 pub async fn users_with_tokens(

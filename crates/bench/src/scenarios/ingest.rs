@@ -55,6 +55,11 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
     }
     let server = a.target.start(Some((dir, temp)), &[])?;
     let client = server.client();
+    if !a.target.urls.is_empty() {
+        // A running server (any database): its users are created through the API.
+        eprintln!("[ingest] creating {users} users through the API …");
+        crate::server::create_users(&server, &client, "user", 1, users, 64).await?;
+    }
     let urls: Vec<String> = server
         .urls
         .iter()

@@ -434,6 +434,12 @@ impl Hub {
                 let Some(entry) = st.users.get_mut(&user) else {
                     return;
                 };
+                if entry.dirty {
+                    // Changed while we counted: this result may be stale, so
+                    // it is not sent; count again.
+                    entry.dirty = false;
+                    continue;
+                }
                 match result {
                     Ok(c) => {
                         entry.counts = Some(c);
@@ -445,12 +451,8 @@ impl Hub {
                         entry.counts = None;
                     }
                 }
-                if entry.dirty {
-                    entry.dirty = false;
-                } else {
-                    entry.refreshing = false;
-                    return;
-                }
+                entry.refreshing = false;
+                return;
             }
         });
     }
