@@ -8,6 +8,7 @@
 
 pub mod events;
 pub mod jobs;
+mod plan;
 pub mod postgres;
 pub mod sqlite;
 

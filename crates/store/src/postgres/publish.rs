@@ -23,7 +23,8 @@ use super::Shared;
 use super::jobs::{add_job, add_jobs, log_many};
 use super::read;
 use super::write;
-use crate::jobs::{DeliveryEvent, DeliveryStatus, JobPayload, Recipient};
+use crate::jobs::{DeliveryEvent, DeliveryStatus, JobPayload};
+use crate::plan::{audience_json, channels_json, delivery_plan, event, target_labels};
 use crate::{
     BroadcastTargets, Published, Result, SendContext, SendReceipt, StoreError, StoreEvent,
     Subscriber,
@@ -501,23 +502,6 @@ async fn prepare_due(
     Ok(Some((id, sender, n, resolved)))
 }
 
-fn event(
-    recipient: String,
-    channel: Channel,
-    status: DeliveryStatus,
-    error: Option<String>,
-    at: Millis,
-) -> DeliveryEvent {
-    DeliveryEvent {
-        recipient,
-        channel,
-        status,
-        attempt: 0,
-        error,
-        at,
-    }
-}
-
 /// Resolves the audience: who gets an inbox row, which groups a broadcast
 /// row, which addresses are external contacts. `strict` (a send now)
 /// refuses unknown users and groups; otherwise (a scheduled send being
@@ -760,42 +744,6 @@ async fn apply_item(
     Ok(receipt)
 }
 
-/// The requested targets, kept for the producer's view of the notification.
-fn audience_json(n: &NewNotification) -> String {
-    let a = &n.audience;
-    serde_json::json!({
-        "users": a.users,
-        "emails": a.emails,
-        "groups": a.groups,
-        "all": a.all,
-        "entity": a.entity,
-    })
-    .to_string()
-}
-
-fn channels_json(n: &NewNotification) -> Option<String> {
-    n.channels.as_ref().map(|list| {
-        serde_json::to_string(&list.iter().map(|c| c.as_str()).collect::<Vec<_>>())
-            .expect("channel names serialise")
-    })
-}
-
-/// How the log names the requested targets.
-fn target_labels(n: &NewNotification) -> Vec<String> {
-    let a = &n.audience;
-    let mut out = Vec::new();
-    if a.all {
-        out.push("all".to_string());
-    }
-    out.extend(a.groups.iter().map(|g| format!("group:{g}")));
-    out.extend(a.users.iter().map(|u| format!("user:{u}")));
-    out.extend(a.emails.iter().map(|e| format!("email:{e}")));
-    if let Some(e) = &a.entity {
-        out.push(format!("entity:{}/{}", e.kind, e.id));
-    }
-    out
-}
-
 /// Stores a notification to be published at `at`.
 async fn schedule(
     c: &mut PgConnection,
@@ -881,8 +829,6 @@ async fn publish(
     let direct = r.direct;
 
     let in_app = n.wants(Channel::InApp, false);
-    let email_users = n.wants(Channel::Email, false);
-    let email_contacts = n.wants(Channel::Email, true);
     let broadcast = a.is_broadcast();
     let recipients = (!broadcast).then_some((direct.len() + contacts.len()) as i64);
     let content = &n.content;
@@ -1045,76 +991,14 @@ async fn publish(
 
     // Other channels: one job per person (a broadcast's audience is
     // expanded page by page by its own job, never in this transaction).
+    let direct_ids: Vec<&str> = direct.iter().map(|(_, id)| id.as_str()).collect();
+    let contact_addresses: Vec<&str> = contacts.iter().map(|(_, a)| a.as_str()).collect();
+    let plan = delivery_plan(n, &direct_ids, &contact_addresses, now)?;
     let mut log = r.skipped;
-    let mut jobs: Vec<(JobPayload, String)> = Vec::new();
-    if email_users {
-        for (_, user_id) in &direct {
-            let user = UserId::parse(user_id).map_err(StoreError::Backend)?;
-            let label = format!("user:{user}");
-            jobs.push((
-                JobPayload::Deliver {
-                    channel: Channel::Email,
-                    recipient: Recipient::User(user),
-                },
-                label,
-            ));
-        }
-        if broadcast {
-            let label = if a.all {
-                "all".to_string()
-            } else {
-                a.groups
-                    .iter()
-                    .map(|g| format!("group:{g}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            };
-            jobs.push((
-                JobPayload::Expand {
-                    channel: Channel::Email,
-                    after_uid: 0,
-                },
-                label,
-            ));
-        }
-    }
-    for (_, address) in &contacts {
-        let label = format!("email:{address}");
-        if email_contacts {
-            let address = EmailAddress::parse(address).map_err(StoreError::Backend)?;
-            jobs.push((
-                JobPayload::Deliver {
-                    channel: Channel::Email,
-                    recipient: Recipient::Contact(address),
-                },
-                label,
-            ));
-        } else {
-            log.push(event(
-                label,
-                Channel::Email,
-                DeliveryStatus::Skipped,
-                Some(
-                    "an external contact has no inbox; this notification's channels exclude email"
-                        .into(),
-                ),
-                now,
-            ));
-        }
-    }
-    log.extend(jobs.iter().map(|(_, label)| {
-        event(
-            label.clone(),
-            Channel::Email,
-            DeliveryStatus::Queued,
-            None,
-            now,
-        )
-    }));
+    log.extend(plan.log);
     log_many(c, nid, &log).await?;
-    if !jobs.is_empty() {
-        let payloads: Vec<JobPayload> = jobs.into_iter().map(|(p, _)| p).collect();
-        add_jobs(c, &payloads, nid, now).await?;
+    if !plan.jobs.is_empty() {
+        add_jobs(c, &plan.jobs, nid, now).await?;
         st.jobs_added = true;
     }
 

@@ -5,7 +5,8 @@
 use super::Writer;
 use super::read;
 use super::write::subscribe;
-use crate::jobs::{DeliveryEvent, DeliveryStatus, JobPayload, Recipient};
+use crate::jobs::{DeliveryEvent, DeliveryStatus, JobPayload};
+use crate::plan::{audience_json, channels_json, delivery_plan, event, target_labels};
 use crate::{
     BroadcastTargets, Published, Result, SendContext, SendReceipt, StoreError, StoreEvent,
     Subscriber,
@@ -53,23 +54,6 @@ pub(crate) fn log(c: &Connection, nid: i64, e: &DeliveryEvent) -> Result<()> {
     Ok(())
 }
 
-fn event(
-    recipient: String,
-    channel: Channel,
-    status: DeliveryStatus,
-    error: Option<String>,
-    at: Millis,
-) -> DeliveryEvent {
-    DeliveryEvent {
-        recipient,
-        channel,
-        status,
-        attempt: 0,
-        error,
-        at,
-    }
-}
-
 fn receipt_of(c: &Connection, nid: i64) -> Result<SendReceipt> {
     Ok(
         c.prepare_cached("SELECT id, seq, recipients FROM notifications WHERE nid = ?1")?
@@ -82,26 +66,6 @@ fn receipt_of(c: &Connection, nid: i64) -> Result<SendReceipt> {
                 })
             })?,
     )
-}
-
-/// The requested targets, kept for the producer's view of the notification.
-fn audience_json(n: &NewNotification) -> String {
-    let a = &n.audience;
-    serde_json::json!({
-        "users": a.users,
-        "emails": a.emails,
-        "groups": a.groups,
-        "all": a.all,
-        "entity": a.entity,
-    })
-    .to_string()
-}
-
-fn channels_json(n: &NewNotification) -> Option<String> {
-    n.channels.as_ref().map(|list| {
-        serde_json::to_string(&list.iter().map(|c| c.as_str()).collect::<Vec<_>>())
-            .expect("channel names serialise")
-    })
 }
 
 /// Accepts one notification: publishes it now, or schedules it.
@@ -203,22 +167,6 @@ fn schedule(
         },
         nid,
     ))
-}
-
-/// How the log names the requested targets.
-fn target_labels(n: &NewNotification) -> Vec<String> {
-    let a = &n.audience;
-    let mut out = Vec::new();
-    if a.all {
-        out.push("all".to_string());
-    }
-    out.extend(a.groups.iter().map(|g| format!("group:{g}")));
-    out.extend(a.users.iter().map(|u| format!("user:{u}")));
-    out.extend(a.emails.iter().map(|e| format!("email:{e}")));
-    if let Some(e) = &a.entity {
-        out.push(format!("entity:{}/{}", e.kind, e.id));
-    }
-    out
 }
 
 /// Publishes a scheduled notification that is due.
@@ -384,8 +332,6 @@ pub(crate) fn publish(
     contacts.dedup();
 
     let in_app = n.wants(Channel::InApp, false);
-    let email_users = n.wants(Channel::Email, false);
-    let email_contacts = n.wants(Channel::Email, true);
     let broadcast = a.is_broadcast();
     let recipients = (!a.is_broadcast()).then_some((direct.len() + contacts.len()) as i64);
     let content = &n.content;
@@ -490,67 +436,14 @@ pub(crate) fn publish(
     for e in &skipped {
         log(c, nid, e)?;
     }
-    let mut jobs: Vec<(JobPayload, String)> = Vec::new();
-    if email_users {
-        for (_, user_id) in &direct {
-            let user = UserId::parse(user_id).map_err(StoreError::Backend)?;
-            let label = format!("user:{user}");
-            jobs.push((
-                JobPayload::Deliver {
-                    channel: Channel::Email,
-                    recipient: Recipient::User(user),
-                },
-                label,
-            ));
-        }
-        if a.is_broadcast() {
-            let label = if a.all {
-                "all".to_string()
-            } else {
-                a.groups
-                    .iter()
-                    .map(|g| format!("group:{g}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            };
-            jobs.push((
-                JobPayload::Expand {
-                    channel: Channel::Email,
-                    after_uid: 0,
-                },
-                label,
-            ));
-        }
+    let direct_ids: Vec<&str> = direct.iter().map(|(_, id)| id.as_str()).collect();
+    let contact_addresses: Vec<&str> = contacts.iter().map(|(_, a)| a.as_str()).collect();
+    let plan = delivery_plan(n, &direct_ids, &contact_addresses, now)?;
+    for e in &plan.log {
+        log(&w.conn, nid, e)?;
     }
-    for (_, address) in &contacts {
-        let label = format!("email:{address}");
-        if email_contacts {
-            let address = EmailAddress::parse(address).map_err(StoreError::Backend)?;
-            jobs.push((
-                JobPayload::Deliver {
-                    channel: Channel::Email,
-                    recipient: Recipient::Contact(address),
-                },
-                label,
-            ));
-        } else {
-            log(c, nid, &event(label, Channel::Email, DeliveryStatus::Skipped,
-                Some("an external contact has no inbox; this notification's channels exclude email".into()), now))?;
-        }
-    }
-    for (payload, label) in &jobs {
-        log(
-            &w.conn,
-            nid,
-            &event(
-                label.clone(),
-                Channel::Email,
-                DeliveryStatus::Queued,
-                None,
-                now,
-            ),
-        )?;
-        add_job(w, payload, Some(nid), now, now)?;
+    for job in &plan.jobs {
+        add_job(w, job, Some(nid), now, now)?;
     }
 
     w.emit(StoreEvent::Published(std::sync::Arc::new(Published {
