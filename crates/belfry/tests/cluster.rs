@@ -6,6 +6,9 @@
 //! and BELFRY_TEST_NATS_URL (e.g. nats://127.0.0.1:4222); without them the
 //! tests say so and pass, except in CI (CI=true), where they fail.
 
+mod common;
+use common::{Sink, metric, until};
+
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -439,83 +442,6 @@ async fn concurrent_commits_on_three_nodes_reach_a_resuming_client_in_order_with
         sent.windows(2).all(|w| w[1].0 == w[0].0 + 1),
         "gap-free seqs"
     );
-}
-
-/// A counting SMTP server (Python aiosmtpd, as in the other tests).
-struct Sink {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Sink {
-    fn start(mode: &str) -> Sink {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/smtp/smtp_sink.py");
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg(dir.path())
-            .args(["--mode", mode])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("the SMTP test server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .trim_start_matches("LISTENING ")
-            .parse()
-            .unwrap();
-        Sink { child, port, dir }
-    }
-
-    fn recipients(&self) -> Vec<String> {
-        let mut out: Vec<String> = std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-            .map(|e| {
-                let v: Value =
-                    serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap();
-                v["rcpt_tos"][0].as_str().unwrap().to_string()
-            })
-            .collect();
-        out.sort();
-        out
-    }
-}
-
-async fn metric(base: &str, name: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
-async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..600 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test]
