@@ -176,6 +176,37 @@ pub async fn open(
     }
 }
 
+/// Opens one stream per token (client i on node i of the server), 128
+/// handshakes at a time, and waits until every client received its first
+/// counts event (it is registered with the hub). Returns the client tasks.
+pub async fn connect_all(
+    transport: Transport,
+    server: &crate::server::Server,
+    tokens: &[String],
+    shared: &Arc<Shared>,
+    out: &mpsc::UnboundedSender<Receipt>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let tasks: Vec<_> = futures::stream::iter(tokens.iter().enumerate())
+        .map(|(i, t)| open(transport, server.node(i), t, i, shared.clone(), out.clone()))
+        .buffer_unordered(128)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let all = tokens.len() as u64;
+    if !wait_until(std::time::Duration::from_secs(60), || {
+        shared.ready.load(Ordering::Relaxed) >= all
+    })
+    .await
+    {
+        bail!(
+            "only {} of {all} clients got ready",
+            shared.ready.load(Ordering::Relaxed)
+        );
+    }
+    Ok(tasks)
+}
+
 /// Waits until `check` holds or `limit` passes; true if it held.
 pub async fn wait_until(limit: std::time::Duration, check: impl Fn() -> bool) -> bool {
     let deadline = Instant::now() + limit;

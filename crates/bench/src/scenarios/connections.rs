@@ -4,12 +4,9 @@
 use crate::clients::{self, Shared, Transport};
 use crate::report::{Report, Row};
 use crate::server::{Target, users_with_tokens};
-use anyhow::bail;
 use clap::Args as ClapArgs;
-use futures::StreamExt;
 use serde_json::json;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, ClapArgs)]
@@ -38,33 +35,7 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
         a.clients, a.transport
     );
     let start = Instant::now();
-    let tasks: Vec<_> = futures::stream::iter(tokens.iter().enumerate())
-        .map(|(i, t)| {
-            clients::open(
-                a.transport,
-                server.node(i),
-                t,
-                i,
-                shared.clone(),
-                tx.clone(),
-            )
-        })
-        .buffer_unordered(128)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<_>>()?;
-    if !clients::wait_until(Duration::from_secs(60), || {
-        shared.ready.load(Ordering::Relaxed) as usize >= a.clients
-    })
-    .await
-    {
-        bail!(
-            "only {} of {} clients got ready",
-            shared.ready.load(Ordering::Relaxed),
-            a.clients
-        );
-    }
+    let tasks = clients::connect_all(a.transport, &server, &tokens, &shared, &tx).await?;
     let connect = start.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = server.rss_bytes();

@@ -8,7 +8,6 @@ use crate::scenarios::Progress;
 use crate::server::{Target, own_cpu_time, users_with_tokens};
 use anyhow::bail;
 use clap::Args as ClapArgs;
-use futures::StreamExt;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -43,33 +42,7 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
         a.clients, a.transport
     );
     let connect_start = Instant::now();
-    let tasks: Vec<_> = futures::stream::iter(tokens.iter().enumerate())
-        .map(|(i, t)| {
-            clients::open(
-                a.transport,
-                server.node(i),
-                t,
-                i,
-                shared.clone(),
-                tx.clone(),
-            )
-        })
-        .buffer_unordered(128)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<_>>()?;
-    let ready = clients::wait_until(Duration::from_secs(60), || {
-        shared.ready.load(Ordering::Relaxed) as usize >= a.clients
-    })
-    .await;
-    if !ready {
-        bail!(
-            "only {} of {} clients got ready",
-            shared.ready.load(Ordering::Relaxed),
-            a.clients
-        );
-    }
+    let tasks = clients::connect_all(a.transport, &server, &tokens, &shared, &tx).await?;
     let connect_time = connect_start.elapsed();
 
     let cpu_server_before = server.cpu_time();

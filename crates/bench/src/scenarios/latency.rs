@@ -6,9 +6,7 @@ use crate::clients::{self, Receipt, Shared, Transport};
 use crate::report::{Report, Row, Samples};
 use crate::scenarios::Progress;
 use crate::server::{Target, own_cpu_time, users_with_tokens};
-use anyhow::bail;
 use clap::Args as ClapArgs;
-use futures::StreamExt;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -38,29 +36,7 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
     let tokens = users_with_tokens(&server, &client, "lat", a.users, None, 32).await?;
     let shared = Arc::new(Shared::default());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Receipt>();
-    let tasks: Vec<_> = futures::stream::iter(tokens.iter().enumerate())
-        .map(|(i, t)| {
-            clients::open(
-                a.transport,
-                server.node(i),
-                t,
-                i,
-                shared.clone(),
-                tx.clone(),
-            )
-        })
-        .buffer_unordered(64)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<_>>()?;
-    if !clients::wait_until(Duration::from_secs(30), || {
-        shared.ready.load(Ordering::Relaxed) as usize >= a.users
-    })
-    .await
-    {
-        bail!("not every client got ready");
-    }
+    let tasks = clients::connect_all(a.transport, &server, &tokens, &shared, &tx).await?;
 
     let total = (a.rate * a.seconds) as usize;
     let sent_at: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; total]));
