@@ -19,9 +19,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// How long counts changed by broadcasts wait to be sent (coalescing).
-const COUNTS_DELAY: Duration = Duration::from_millis(25);
-
 /// Settings of the real-time layer.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -64,8 +61,6 @@ struct State {
     users: HashMap<UserId, Entry>,
     members: HashMap<GroupId, HashSet<UserId>>,
     connections: usize,
-    /// Users whose cached counts changed by a broadcast and are not sent yet.
-    pending_counts: HashSet<UserId>,
 }
 
 impl State {
@@ -122,33 +117,15 @@ fn counts_frame(c: Counts) -> Arc<Frame> {
 }
 
 impl Hub {
-    /// A hub; must be created inside the runtime (it starts its counts flusher).
     pub fn new(store: SharedStore, clock: Arc<dyn Clock>, config: HubConfig) -> Arc<Hub> {
-        let hub = Arc::new(Hub {
+        Arc::new(Hub {
             state: Mutex::new(State::default()),
             next_id: AtomicU64::new(1),
             store,
             clock,
             config,
             shutdown: CancellationToken::new(),
-        });
-        let weak = Arc::downgrade(&hub);
-        let stop = hub.shutdown.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(COUNTS_DELAY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
-                match weak.upgrade() {
-                    Some(hub) => hub.flush_counts(),
-                    None => return,
-                }
-            }
-        });
-        hub
+        })
     }
 
     /// Open connections on this node.
@@ -361,7 +338,6 @@ impl Hub {
             return;
         };
         let frame = render(1);
-        let mut pending: Vec<UserId> = Vec::new();
         let recipients = if b.all {
             None
         } else {
@@ -373,14 +349,14 @@ impl Hub {
             }
             Self::send(entry, &frame);
             // A broadcast is always one more unread and unseen item. The
-            // counts frame follows shortly (see `flush_counts`), so that a
-            // fan-out first delivers every notification, and several
-            // broadcasts in a row cost one counts frame.
+            // counts frame goes right behind the notification, so that the
+            // connection writes both at once (see the streams' batching).
             match (&mut entry.counts, entry.refreshing) {
                 (Some(c), false) => {
                     c.unread += 1;
                     c.unseen += 1;
-                    pending.push(user.clone());
+                    let f = counts_frame(*c);
+                    Self::send(entry, &f);
                 }
                 _ => {
                     if Self::wants_refresh(entry) {
@@ -401,24 +377,6 @@ impl Hub {
                         deliver(&user, entry);
                     }
                 }
-            }
-        }
-        st.pending_counts.extend(pending);
-    }
-
-    /// Sends the counts that broadcasts changed (called every few ms).
-    fn flush_counts(&self) {
-        let mut st = self.state.lock().expect("hub");
-        if st.pending_counts.is_empty() {
-            return;
-        }
-        let pending = std::mem::take(&mut st.pending_counts);
-        for user in pending {
-            if let Some(entry) = st.users.get_mut(&user)
-                && let (Some(c), false) = (entry.counts, entry.refreshing)
-            {
-                let frame = counts_frame(c);
-                Self::send(entry, &frame);
             }
         }
     }

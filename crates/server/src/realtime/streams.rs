@@ -140,6 +140,9 @@ impl Replay {
     }
 }
 
+/// Most queued frames written together.
+const MAX_BATCH: usize = 64;
+
 /// Whether a live frame must be skipped because the replay sent it already.
 fn already_sent(frame: &Frame, last_sent: i64) -> bool {
     frame.kind == Kind::Notification && frame.seq.is_some_and(|s| s <= last_sent)
@@ -190,12 +193,28 @@ async fn sse_next(mut s: SseState) -> Option<(Result<Bytes, Infallible>, SseStat
             _ = s.app.hub.shutdown.cancelled() => return None,
             frame = s.conn.rx.recv() => match frame {
                 None => return None,
-                Some(f) if already_sent(&f, s.last_sent) => continue,
-                Some(f) => {
-                    if let Some(seq) = f.seq {
-                        s.last_sent = seq;
+                Some(first) => {
+                    // Everything already queued goes out as one chunk; a
+                    // single frame stays the shared bytes, uncopied.
+                    let mut parts: Vec<Bytes> = Vec::new();
+                    let mut next = Some(first);
+                    while let Some(f) = next.take() {
+                        if !already_sent(&f, s.last_sent) {
+                            if let Some(seq) = f.seq {
+                                s.last_sent = seq;
+                            }
+                            parts.push(f.sse());
+                        }
+                        if parts.len() < MAX_BATCH {
+                            next = s.conn.rx.try_recv().ok();
+                        }
                     }
-                    return Some((Ok(f.sse()), s));
+                    let chunk = match parts.len() {
+                        0 => continue,
+                        1 => parts.pop().expect("one part"),
+                        _ => Bytes::from(parts.concat()),
+                    };
+                    return Some((Ok(chunk), s));
                 }
             },
             _ = s.heartbeat.tick() => return Some((Ok(Bytes::from_static(SSE_HEARTBEAT)), s)),
@@ -301,7 +320,8 @@ async fn websocket(
     Ok(upgrade
         // Small buffers: thousands of idle sockets must stay cheap.
         .read_buffer_size(1024)
-        .write_buffer_size(0)
+        // Frames are fed and then flushed together (see run_websocket).
+        .write_buffer_size(4 * 1024)
         .max_write_buffer_size(1024 * 1024)
         .max_message_size(64 * 1024)
         .max_frame_size(64 * 1024)
@@ -326,6 +346,25 @@ async fn run_websocket(
                 biased;
                 _ = kill.cancelled() => return,
                 r = sink.send(Message::Text($text)) => if r.is_err() { return },
+            }
+        };
+    }
+    // Buffers a frame; `flush!` writes what was fed.
+    macro_rules! feed {
+        ($text:expr) => {
+            tokio::select! {
+                biased;
+                _ = kill.cancelled() => return,
+                r = sink.feed(Message::Text($text)) => if r.is_err() { return },
+            }
+        };
+    }
+    macro_rules! flush {
+        () => {
+            tokio::select! {
+                biased;
+                _ = kill.cancelled() => return,
+                r = sink.flush() => if r.is_err() { return },
             }
         };
     }
@@ -360,12 +399,24 @@ async fn run_websocket(
             }
             frame = conn.rx.recv() => match frame {
                 None => return,
-                Some(f) if already_sent(&f, last_sent) => {}
-                Some(f) => {
-                    if let Some(seq) = f.seq {
-                        last_sent = seq;
+                Some(first) => {
+                    // Everything already queued goes out in one write (a
+                    // broadcast is a notification and the new counts).
+                    let mut next = Some(first);
+                    let mut fed = 0;
+                    while let Some(f) = next.take() {
+                        if !already_sent(&f, last_sent) {
+                            if let Some(seq) = f.seq {
+                                last_sent = seq;
+                            }
+                            feed!(f.ws());
+                            fed += 1;
+                        }
+                        if fed < MAX_BATCH {
+                            next = conn.rx.try_recv().ok();
+                        }
                     }
-                    send!(f.ws());
+                    flush!();
                 }
             },
             msg = incoming.next() => match msg {
