@@ -147,6 +147,10 @@ export class Belfry {
     return this.call('GET', `/v1/users/${user}/notifications${query}`);
   }
 
+  archive(user, id) {
+    return this.call('POST', `/v1/users/${user}/notifications/${id}/archive`);
+  }
+
   counts(user) {
     return this.call('GET', `/v1/users/${user}/counts`);
   }

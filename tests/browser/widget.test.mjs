@@ -146,6 +146,13 @@ describe('the inbox widget in one tab', () => {
     await page.getByRole('tab', { name: 'Archived' }).click();
     await items(page).filter({ hasText: 'first' }).waitFor();
     assert.equal(await items(page).count(), 1);
+    const [fourth] = (await belfry.batch(user, [{ title: 'fourth' }])).results;
+    await belfry.archive(user, fourth.id);
+    await until(async () => (await items(page).count()) === 2, { what: 'archived elsewhere shows up' });
+    await items(page).filter({ hasText: 'fourth' }).getByRole('button', { name: 'Delete' }).click();
+    await until(async () => (await items(page).locator('.title').allTextContents()).join() === 'first', { what: 'deleted item leaves the list' });
+    const stored = await belfry.inbox(user, '?filter=archived');
+    assert.deepEqual(stored.items.map((i) => i.title), ['first'], 'deleted on the server');
     await page.getByRole('tab', { name: 'Unread' }).click();
     await until(async () => (await items(page).locator('.title').allTextContents()).join() === 'third,second', { what: 'unread tab' });
 

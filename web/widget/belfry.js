@@ -25,6 +25,7 @@ const STRINGS = {
     markUnread: 'Mark as unread',
     archive: 'Archive',
     unarchive: 'Move back to inbox',
+    remove: 'Delete',
     close: 'Close',
     closeHint: 'Close (Shift+click closes all)',
     empty: { unread: 'You are all caught up.', all: 'No notifications yet.', archived: 'Nothing archived.' },
@@ -54,6 +55,7 @@ const STRINGS = {
     markUnread: 'Als ungelesen markieren',
     archive: 'Archivieren',
     unarchive: 'Zurück in den Posteingang',
+    remove: 'Löschen',
     close: 'Schließen',
     closeHint: 'Schließen (Umschalt+Klick schließt alle)',
     empty: { unread: 'Alles gelesen.', all: 'Noch keine Benachrichtigungen.', archived: 'Nichts archiviert.' },
@@ -80,6 +82,7 @@ const ICONS = {
   archive: 'M4 5h16v4H4zM5.5 9v10h13V9M10 13h4',
   unarchive: 'M4 5h16v4H4zM5.5 9v10h13V9M12 17.5v-5.5M9.5 14.5L12 12l2.5 2.5',
   close: 'M6.5 6.5l11 11M17.5 6.5l-11 11',
+  remove: 'M4.5 6.5h15M9.5 6.5V4h5v2.5M6.5 6.5l1 13.5h9l1-13.5M10.5 10.5v6M13.5 10.5v6',
   assignment: 'M9 11a3.5 3.5 0 1 0 0-7 3.5 3.5 0 0 0 0 7zM2.5 20a6.5 6.5 0 0 1 13 0M16.5 11.5h5M19 9l2.5 2.5L19 14',
   mention: 'M15.5 12a3.5 3.5 0 1 1-7 0 3.5 3.5 0 0 1 7 0zM15.5 12v1.5a2.5 2.5 0 0 0 5 0V12a8.5 8.5 0 1 0-3.3 6.7',
   reply: 'M4 5h16v11H10l-5 4v-4H4z',
@@ -1099,9 +1102,11 @@ export class BelfryInbox extends HTMLElement {
       Object.assign(item, { read: op === 'read' });
       this.renderList();
     }
+    const path = `/v1/me/notifications/${encodeURIComponent(item.id)}`;
     try {
-      await this.api('POST', `/v1/me/notifications/${encodeURIComponent(item.id)}/${op}`);
-      if (op === 'archive' || op === 'unarchive') this.applyState({ action: 'items', op, ids: [item.id] });
+      if (op === 'delete') await this.api('DELETE', path);
+      else await this.api('POST', `${path}/${op}`);
+      if (op === 'archive' || op === 'unarchive' || op === 'delete') this.applyState({ action: 'items', op, ids: [item.id] });
     } catch {
       Object.assign(item, before);
       this.renderList();
@@ -1380,16 +1385,23 @@ export class BelfryInbox extends HTMLElement {
     const tool = (name, label, iconName, onclick) =>
       h('button', { type: 'button', class: `tool ${name}`, 'aria-label': label, title: label, onclick }, icon(iconName));
     const archived = this.view === 'archived' || item.archived;
-    const tools = h(
-      'span',
-      { class: 'tools' },
-      item.read
-        ? tool('unread-btn', t.markUnread, 'unread', () => this.itemOp(item, 'unread'))
-        : tool('read-btn', t.markRead, 'read', () => this.itemOp(item, 'read')),
-      archived
-        ? tool('unarchive-btn', t.unarchive, 'unarchive', () => this.itemOp(item, 'unarchive'))
-        : tool('archive-btn', t.archive, 'archive', () => this.itemOp(item, 'archive')),
-    );
+    // Archived items can go back to the inbox or be deleted for good;
+    // the others toggle read and go to the archive.
+    const tools = archived
+      ? h(
+          'span',
+          { class: 'tools' },
+          tool('unarchive-btn', t.unarchive, 'unarchive', () => this.itemOp(item, 'unarchive')),
+          tool('delete-btn', t.remove, 'remove', () => this.itemOp(item, 'delete')),
+        )
+      : h(
+          'span',
+          { class: 'tools' },
+          item.read
+            ? tool('unread-btn', t.markUnread, 'unread', () => this.itemOp(item, 'unread'))
+            : tool('read-btn', t.markRead, 'read', () => this.itemOp(item, 'read')),
+          tool('archive-btn', t.archive, 'archive', () => this.itemOp(item, 'archive')),
+        );
     const row = h('div', { class: 'row' }, main, tools);
     const li = h('li', { class: `item ${item.read ? 'read' : 'unread'}`, part: 'item', 'data-id': item.id });
     if (this.pageMode) {
