@@ -176,6 +176,27 @@ pub async fn open(
     }
 }
 
+/// Opens a WebSocket stream for `token` that is never read: the returned
+/// value holds the connection open until dropped. Its receive buffer is
+/// small, so the server's writes back up quickly.
+pub async fn never_reading_ws(
+    base: &str,
+    token: &str,
+) -> anyhow::Result<Box<dyn std::any::Any + Send>> {
+    let authority = base.trim_start_matches("http://").trim_end_matches('/');
+    let server: SocketAddr = authority
+        .parse()
+        .context("the server URL must be http://IP:port")?;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_recv_buffer_size(4 * 1024)?;
+    let stream = socket.connect(server).await?;
+    let url = format!("ws://{authority}/v1/me/ws?token={token}");
+    let (ws, _) = tokio_tungstenite::client_async(url, stream)
+        .await
+        .context("WebSocket handshake")?;
+    Ok(Box::new(ws))
+}
+
 /// Opens one stream per token (client i on node i of the server), 128
 /// handshakes at a time, and waits until every client received its first
 /// counts event (it is registered with the hub). Returns the client tasks.

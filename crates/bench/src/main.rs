@@ -32,6 +32,10 @@ enum Scenario {
     Fanout(scenarios::fanout::Args),
     /// A steady rate of notifications to users with open streams: send-to-receipt latency.
     Latency(scenarios::latency::Args),
+    /// A steady load for a long time (sends to open streams, reads, stream
+    /// churn, a client that never reads), reported per interval: latency,
+    /// memory, database and WAL size.
+    Soak(scenarios::soak::Args),
     /// K idle streams: server memory per connection, time to connect.
     Connections(scenarios::connections::Args),
     /// N emails through the workers to a local SMTP sink: emails per second.
@@ -56,6 +60,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Ingest(args) => scenarios::ingest::run(args).await,
             Scenario::Fanout(args) => scenarios::fanout::run(args).await,
             Scenario::Latency(args) => scenarios::latency::run(args).await,
+            Scenario::Soak(args) => scenarios::soak::run(args).await,
             Scenario::Connections(args) => scenarios::connections::run(args).await,
             Scenario::Email(args) => scenarios::email::run(args).await,
             Scenario::CeilingSqlite(args) => scenarios::ceiling::sqlite(args).await,

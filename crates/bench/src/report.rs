@@ -21,6 +21,11 @@ impl Samples {
         self.0.len()
     }
 
+    /// Adds another set's samples.
+    pub fn extend(&mut self, other: &Samples) {
+        self.0.extend_from_slice(&other.0);
+    }
+
     /// The value below which `p` (0..=1) of the samples lie (nearest rank).
     pub fn percentile(&self, p: f64) -> Duration {
         if self.0.is_empty() {
@@ -83,6 +88,10 @@ pub struct Report {
     pub parameters: serde_json::Value,
     pub rows: Vec<Row>,
     pub notes: Vec<String>,
+    /// A table of its own (Markdown lines), for scenarios that report per
+    /// interval.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<String>,
 }
 
 impl Report {
@@ -108,6 +117,10 @@ impl Report {
         }
         for n in &self.notes {
             out.push_str(&format!("note: {n}\n"));
+        }
+        for l in &self.lines {
+            out.push_str(l);
+            out.push('\n');
         }
         out
     }

@@ -26,6 +26,10 @@ pub struct Target {
     /// Data directory of the started server [default: a new temporary one].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// The database of the started server (e.g. postgres://…) [default:
+    /// SQLite in its data directory].
+    #[arg(long)]
+    pub database_url: Option<String>,
     /// Admin key of the server at --url.
     #[arg(long, env = "BELFRY_BENCH_ADMIN_KEY")]
     pub admin_key: Option<String>,
@@ -142,6 +146,9 @@ impl Target {
             .env_remove("BELFRY_DATABASE_URL")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        if let Some(url) = &self.database_url {
+            cmd.env("BELFRY_DATABASE_URL", url);
+        }
         for (k, v) in extra_env {
             cmd.env(k, v);
         }

@@ -191,3 +191,37 @@ fn ceiling_scenarios_at_tiny_size() {
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(row(&r, "receipt after push")["n"], 60);
 }
+
+#[test]
+fn soak_scenario_at_tiny_size() {
+    let r = bench(&[
+        "soak",
+        "--users",
+        "5",
+        "--rate",
+        "50",
+        "--reads",
+        "20",
+        "--churn",
+        "120",
+        "--seconds",
+        "4",
+        "--interval",
+        "2",
+    ]);
+    assert_eq!(r["scenario"], "soak");
+    let lines = r["lines"].as_array().expect("per-interval lines");
+    // The header, its rule and one line per interval, with RSS and both
+    // file sizes known (the tool started the server on SQLite).
+    assert_eq!(lines.len(), 4, "{r}");
+    for line in &lines[2..] {
+        let cells: Vec<&str> = line.as_str().unwrap().split('|').map(str::trim).collect();
+        assert!(cells[9].parse::<f64>().unwrap() > 0.0, "RSS in {line}");
+        assert!(cells[10].parse::<f64>().unwrap() > 0.0, "DB size in {line}");
+        assert!(cells[11].parse::<f64>().is_ok(), "WAL size in {line}");
+    }
+    let latency = row(&r, "send to receipt");
+    assert_eq!(latency["n"].as_u64().unwrap(), 200, "{r}");
+    assert!(row(&r, "inbox reads")["n"].as_u64().unwrap() > 10, "{r}");
+    assert_eq!(row(&r, "errors")["value"].as_f64().unwrap(), 0.0, "{r}");
+}

@@ -27,7 +27,7 @@ pub use jobs::{
 };
 
 pub use postgres::{PgOptions, PgStore};
-pub use sqlite::{SqliteOptions, SqliteStore};
+pub use sqlite::{SqliteOptions, SqliteStore, WalOptions, WalState};
 
 /// What went wrong in the store, named so that the API can map it to a status
 /// code without looking at messages.
@@ -215,6 +215,19 @@ pub enum ItemOp {
     Delete,
 }
 
+/// The database connections of one node (SQLite: the read-only pool).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections lent out right now.
+    pub in_use: u64,
+    /// Connections open and idle.
+    pub idle: u64,
+    /// The most the pool opens.
+    pub max: u64,
+    /// Callers waiting for a connection, where the backend can count them.
+    pub waiting: Option<u64>,
+}
+
 /// The storage of everything Belfry keeps. Implementations must be safe to
 /// share between all request handlers (`Arc<dyn Store>`).
 #[async_trait]
@@ -329,6 +342,8 @@ pub trait Store: Send + Sync + 'static {
     /// recorded event in order).
     async fn deliveries(&self, notification_id: &str) -> Result<Vec<DeliveryEvent>>;
     async fn job_stats(&self, now: Millis) -> Result<JobStats>;
+    /// The database connections of this node, for the metrics.
+    fn pool_stats(&self) -> PoolStats;
 
     // --- development mailbox ---
     async fn mailbox_put(&self, mail: NewDevMail, now: Millis) -> Result<DevMail>;

@@ -67,6 +67,7 @@ pub async fn sqlite(a: SqliteArgs) -> anyhow::Result<Report> {
                 "notifications/s",
             )],
             notes: vec![],
+            lines: Vec::new(),
         })
     })
     .await
@@ -213,5 +214,6 @@ pub async fn websocket(a: WsArgs) -> anyhow::Result<Report> {
             ),
         ],
         notes: vec!["clients and the minimal server (another process) share the machine".into()],
+        lines: Vec::new(),
     })
 }

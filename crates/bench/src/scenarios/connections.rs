@@ -69,5 +69,6 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
         parameters: json!({"clients": a.clients, "transport": format!("{:?}", a.transport)}),
         rows,
         notes: vec![],
+        lines: Vec::new(),
     })
 }

@@ -194,5 +194,6 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
         parameters: json!({"emails": total, "workers": a.workers}),
         rows,
         notes: vec![],
+        lines: Vec::new(),
     })
 }

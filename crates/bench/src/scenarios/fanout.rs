@@ -153,5 +153,6 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
         parameters: json!({"clients": a.clients, "broadcasts": a.broadcasts, "transport": format!("{:?}", a.transport)}),
         rows,
         notes,
+        lines: Vec::new(),
     })
 }

@@ -265,5 +265,6 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
                            "sequential": true}),
         rows,
         notes,
+        lines: Vec::new(),
     })
 }

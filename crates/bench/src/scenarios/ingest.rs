@@ -189,5 +189,6 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
         parameters: json!({"notifications": a.notifications, "concurrency": a.concurrency, "batch": a.batch}),
         rows,
         notes,
+        lines: Vec::new(),
     })
 }

@@ -131,5 +131,6 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
         parameters: json!({"users": a.users, "rate": a.rate, "seconds": a.seconds, "transport": format!("{:?}", a.transport)}),
         rows,
         notes,
+        lines: Vec::new(),
     })
 }

@@ -7,6 +7,7 @@ pub mod fanout;
 pub mod inbox;
 pub mod ingest;
 pub mod latency;
+pub mod soak;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

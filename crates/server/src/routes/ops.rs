@@ -45,12 +45,20 @@ async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiE
     ))
 }
 
-/// Prometheus text format. Job gauges are read from the store at scrape time.
+/// Prometheus text format. Job and pool gauges are read from the store at
+/// scrape time; the SQLite WAL gauges are set by its checkpointer.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Ok(s) = state.store.job_stats(state.clock.now()).await {
         metrics::gauge!("belfry_jobs_queued").set(s.queued as f64);
         metrics::gauge!("belfry_jobs_running").set(s.running as f64);
         metrics::gauge!("belfry_jobs_retrying").set(s.retrying as f64);
+    }
+    let pool = state.store.pool_stats();
+    metrics::gauge!("belfry_db_pool_connections", "state" => "in_use").set(pool.in_use as f64);
+    metrics::gauge!("belfry_db_pool_connections", "state" => "idle").set(pool.idle as f64);
+    metrics::gauge!("belfry_db_pool_max_connections").set(pool.max as f64);
+    if let Some(waiting) = pool.waiting {
+        metrics::gauge!("belfry_db_pool_waiting").set(waiting as f64);
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

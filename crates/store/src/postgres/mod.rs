@@ -24,7 +24,7 @@ mod write;
 
 use crate::{
     ApiKeyInfo, DeliveryEvent, DevMail, EmailContext, Group, InboxPage, ItemOp, Job, JobOutcome,
-    JobStats, NewApiKey, NewDevMail, NotificationRecord, Recipient, Result, SendContext,
+    JobStats, NewApiKey, NewDevMail, NotificationRecord, PoolStats, Recipient, Result, SendContext,
     SendReceipt, StateChange, Store, StoreError, StoreEvent, Subscriber, Subscription,
 };
 use async_trait::async_trait;
@@ -646,6 +646,18 @@ impl Store for PgStore {
 
     async fn job_stats(&self, now: Millis) -> Result<JobStats> {
         jobs::stats(self.pool_ref(), now).await
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        let pool = &self.shared.pool;
+        let idle = pool.num_idle() as u64;
+        PoolStats {
+            in_use: u64::from(pool.size()).saturating_sub(idle),
+            idle,
+            max: u64::from(pool.options().get_max_connections()),
+            // sqlx does not count the tasks waiting for a connection.
+            waiting: None,
+        }
     }
 
     async fn mailbox_put(&self, mail: NewDevMail, now: Millis) -> Result<DevMail> {

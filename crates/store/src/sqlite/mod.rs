@@ -9,11 +9,14 @@ pub mod fixture;
 mod jobs;
 mod publish;
 mod read;
+mod wal;
 mod write;
+
+pub use wal::{WalOptions, WalState};
 
 use crate::{
     ApiKeyInfo, DeliveryEvent, DevMail, EmailContext, Group, InboxPage, ItemOp, Job, JobOutcome,
-    JobStats, NewApiKey, NewDevMail, NotificationRecord, Recipient, Result, SendContext,
+    JobStats, NewApiKey, NewDevMail, NotificationRecord, PoolStats, Recipient, Result, SendContext,
     SendReceipt, StateChange, Store, StoreError, StoreEvent, Subscriber, Subscription,
 };
 use async_trait::async_trait;
@@ -47,6 +50,8 @@ pub struct SqliteOptions {
     /// `synchronous=FULL` (fsync on every commit, the default) or NORMAL
     /// (durable against a crash of the process, not of the machine).
     pub fsync_every_commit: bool,
+    /// How the write-ahead log is kept small.
+    pub wal: WalOptions,
 }
 
 impl SqliteOptions {
@@ -55,6 +60,7 @@ impl SqliteOptions {
             path: path.into(),
             readers: 4,
             fsync_every_commit: true,
+            wal: WalOptions::default(),
         }
     }
 }
@@ -82,6 +88,7 @@ pub(crate) struct Writer {
     /// The open transaction queued jobs: wake the workers after commit.
     pub jobs_added: bool,
     jobs_wakeup: Arc<tokio::sync::Notify>,
+    wal: wal::Restarter,
 }
 
 impl Writer {
@@ -137,6 +144,9 @@ struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
     permits: Semaphore,
+    size: usize,
+    /// Reads waiting for a connection.
+    waiting: std::sync::atomic::AtomicU64,
 }
 
 impl Readers {
@@ -164,13 +174,18 @@ pub struct SqliteStore {
     events: broadcast::Sender<Arc<Vec<StoreEvent>>>,
     committed_seq: Arc<AtomicI64>,
     jobs_wakeup: Arc<tokio::sync::Notify>,
+    wal: Arc<WalState>,
+    path: PathBuf,
 }
 
 /// Commits buffered in the event channel before a slow consumer lags.
 const EVENT_BUFFER: usize = 16 * 1024;
 
+/// How long a connection waits for a lock before it reports the database busy.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn configure(conn: &Connection) -> Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(256);
     conn.execute_batch(
         "PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32000;",
@@ -236,9 +251,17 @@ impl SqliteStore {
         } else {
             "PRAGMA synchronous = NORMAL;"
         })?;
-        // Checkpoints run on their own thread (below), never inside a commit:
-        // on a large database a checkpoint takes tens of milliseconds.
+        // Checkpoints never run inside a commit (on a large database one
+        // takes tens of milliseconds): the checkpointer thread copies frames
+        // back, the writer restarts the log between batches (see `wal`).
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        conn.execute_batch(&format!(
+            "PRAGMA journal_size_limit = {};",
+            options.wal.journal_size_limit
+        ))?;
+        let wal_state = Arc::new(WalState::default());
+        wal::install_hook(&mut conn, wal_state.clone())?;
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         migrate(&mut conn)?;
         let last_seq: i64 =
             conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM notifications", [], |r| {
@@ -260,18 +283,26 @@ impl SqliteStore {
             committed_seq: committed_seq.clone(),
             jobs_added: false,
             jobs_wakeup: jobs_wakeup.clone(),
+            wal: wal::Restarter::new(
+                options.wal.clone(),
+                wal_state.clone(),
+                options.path.clone(),
+                page_size,
+            ),
         };
         let thread = std::thread::Builder::new()
             .name("belfry-sqlite-writer".into())
             .spawn(move || writer_loop(writer, rx))
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
-        let checkpointer = start_checkpointer(&options.path)?;
+        let checkpointer = start_checkpointer(&options.path, &options.wal, &wal_state)?;
 
         Ok(SqliteStore {
             writer: tx,
             readers: Arc::new(Readers {
                 path: options.path.clone(),
                 permits: Semaphore::new(options.readers.max(1)),
+                size: options.readers.max(1),
+                waiting: Default::default(),
                 idle: Mutex::new(readers),
             }),
             thread: Mutex::new(Some(thread)),
@@ -279,7 +310,19 @@ impl SqliteStore {
             events,
             committed_seq,
             jobs_wakeup,
+            wal: wal_state,
+            path: options.path,
         })
+    }
+
+    /// What the writer and the checkpointer know about the write-ahead log.
+    pub fn wal_state(&self) -> Arc<WalState> {
+        self.wal.clone()
+    }
+
+    /// The size of the write-ahead log file on disk.
+    pub fn wal_bytes(&self) -> u64 {
+        wal::wal_bytes(&self.path)
     }
 
     /// Runs `f` in the writer's next transaction and returns its result once committed.
@@ -304,12 +347,15 @@ impl SqliteStore {
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
     {
-        let _permit = self
-            .readers
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        let _permit = match self.readers.permits.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => {
+                self.readers.waiting.fetch_add(1, Ordering::Relaxed);
+                let permit = self.readers.permits.acquire().await;
+                self.readers.waiting.fetch_sub(1, Ordering::Relaxed);
+                permit.map_err(|_| StoreError::Closed)?
+            }
+        };
         let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || {
             let conn = readers.take()?;
@@ -322,24 +368,33 @@ impl SqliteStore {
     }
 }
 
-/// Copies the WAL back into the database every second without blocking
-/// the writer or readers (PASSIVE), so the WAL stays small and commits never
-/// pay for a checkpoint.
+/// Copies the WAL back into the database every `checkpoint_interval`
+/// without blocking the writer or readers (PASSIVE), so that commits never
+/// pay for the copying; restarting the log is the writer's (see `wal`).
 fn start_checkpointer(
     path: &Path,
+    options: &WalOptions,
+    state: &Arc<WalState>,
 ) -> Result<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)> {
     let conn = Connection::open(path)?;
     configure(&conn)?;
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let interval = options.checkpoint_interval;
+    let db = path.to_path_buf();
+    let state = state.clone();
     let handle = std::thread::Builder::new()
         .name("belfry-sqlite-checkpoint".into())
         .spawn(move || {
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                stopped.recv_timeout(std::time::Duration::from_secs(1))
+                stopped.recv_timeout(interval)
             {
-                if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+                // The writer is restarting the log: it copies what is left.
+                if let Ok(_turn) = state.turn.try_lock()
+                    && let Err(e) = wal::checkpoint(&conn, wal::Mode::Passive)
+                {
                     tracing::warn!(error = %e, "WAL checkpoint failed");
                 }
+                wal::report_size(&db);
             }
         })
         .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
@@ -378,6 +433,8 @@ fn writer_loop(mut w: Writer, mut rx: mpsc::Receiver<Box<dyn Op>>) {
         for op in batch.drain(..) {
             op.finish(outcome.clone());
         }
+        // Callers have their answers; now the log may be restarted.
+        w.wal.after_commit(&w.conn, BUSY_TIMEOUT);
     }
     if let Err(e) = w.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
         tracing::warn!(error = %e, "WAL checkpoint at shutdown failed");
@@ -727,6 +784,17 @@ impl Store for SqliteStore {
 
     async fn job_stats(&self, now: Millis) -> Result<JobStats> {
         self.read(move |c| jobs::stats(c, now)).await
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        let r = &self.readers;
+        let in_use = r.size.saturating_sub(r.permits.available_permits()) as u64;
+        PoolStats {
+            in_use,
+            idle: r.idle.lock().map(|i| i.len() as u64).unwrap_or(0),
+            max: r.size as u64,
+            waiting: Some(r.waiting.load(Ordering::Relaxed)),
+        }
     }
 
     async fn mailbox_put(&self, mail: NewDevMail, now: Millis) -> Result<DevMail> {
