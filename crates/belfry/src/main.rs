@@ -219,6 +219,8 @@ async fn open_store(storage: &Storage) -> anyhow::Result<SharedStore> {
         Database::Sqlite(path) => {
             let mut options = SqliteOptions::new(path);
             options.fsync_every_commit = storage.sqlite_fsync;
+            options.wal.restart_bytes = storage.sqlite_wal_limit_mb * 1024 * 1024;
+            options.wal.journal_size_limit = options.wal.restart_bytes;
             let store = SqliteStore::open(options)
                 .with_context(|| format!("opening the SQLite database {}", path.display()))?;
             Ok(Arc::new(store))

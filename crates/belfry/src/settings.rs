@@ -33,6 +33,11 @@ pub struct StorageArgs {
     /// Connections to PostgreSQL kept by this process [default: 16]
     #[arg(long, env = "BELFRY_PG_POOL_SIZE", value_name = "N")]
     pub pg_pool_size: Option<u32>,
+
+    /// SQLite: once the write-ahead log holds this many MiB, the writer
+    /// restarts it (and truncates the file back to this size) [default: 16]
+    #[arg(long, env = "BELFRY_SQLITE_WAL_LIMIT_MB", value_name = "MIB")]
+    pub sqlite_wal_limit_mb: Option<u64>,
 }
 
 /// Settings of `belfry serve`.
@@ -154,6 +159,7 @@ struct FileSettings {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     pg_pool_size: Option<u32>,
+    sqlite_wal_limit_mb: Option<u64>,
     no_migrate: Option<bool>,
     listen: Option<String>,
     public_url: Option<String>,
@@ -222,6 +228,8 @@ pub fn redact_password(url: &str) -> String {
 pub struct Storage {
     pub database: Database,
     pub sqlite_fsync: bool,
+    /// The SQLite WAL's restart threshold and size limit, in MiB.
+    pub sqlite_wal_limit_mb: u64,
     /// Apply migrations when opening (PostgreSQL; SQLite always does).
     pub migrate: bool,
     pub pg_pool_size: u32,
@@ -270,9 +278,17 @@ impl StorageArgs {
         if !(2..=1000).contains(&pg_pool_size) {
             bail!("--pg-pool-size {pg_pool_size}: give 2 to 1000");
         }
+        let sqlite_wal_limit_mb = self
+            .sqlite_wal_limit_mb
+            .or(file.sqlite_wal_limit_mb)
+            .unwrap_or(16);
+        if !(1..=4096).contains(&sqlite_wal_limit_mb) {
+            bail!("--sqlite-wal-limit-mb {sqlite_wal_limit_mb}: give 1 to 4096 (MiB)");
+        }
         Ok(Storage {
             database: resolve_database(&data_dir, url.as_deref())?,
             sqlite_fsync: fsync.or(file.sqlite_fsync).unwrap_or(true),
+            sqlite_wal_limit_mb,
             migrate: !no_migrate,
             pg_pool_size,
         })
@@ -460,6 +476,7 @@ mod tests {
                 data_dir: None,
                 database_url: None,
                 pg_pool_size: None,
+                sqlite_wal_limit_mb: None,
             },
             listen: listen.map(String::from),
             public_url: None,
