@@ -66,6 +66,7 @@ fn owner_missing(user: &UserId) -> impl Fn(StoreError) -> ApiError + '_ {
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct ListParams {
     /// `unread`, `all` (default; everything not archived) or `archived`.
     filter: Option<String>,

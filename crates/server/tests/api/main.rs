@@ -9,6 +9,7 @@ mod email;
 mod helpers;
 mod inbox;
 mod ops;
+mod security;
 mod send;
 mod streams;
 mod users;
