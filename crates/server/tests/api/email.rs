@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 fn smtp_config(sink: &SmtpSink, workers: bool) -> belfry_server::Config {
     let mut c = belfry_server::Config {
-        smtp_url: Some(sink.url()),
+        smtp_url: Some(sink.url().into()),
         run_workers: workers,
         ..Default::default()
     };
@@ -272,7 +272,7 @@ async fn after_the_last_attempt_the_delivery_is_failed() {
         .unwrap()
         .port();
     let mut config = belfry_server::Config {
-        smtp_url: Some(format!("smtp://127.0.0.1:{closed}")),
+        smtp_url: Some(format!("smtp://127.0.0.1:{closed}").into()),
         run_workers: false,
         ..Default::default()
     };

@@ -8,6 +8,7 @@ mod bus;
 mod email;
 mod helpers;
 mod inbox;
+mod limits;
 mod ops;
 mod security;
 mod send;
