@@ -59,6 +59,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the body is empty; send a JSON object".into(),
         ));
     }
+    // Every body is an object; serde would also fill a struct from an array.
+    if bytes.trim_ascii_start().first() == Some(&b'[') {
+        return Err(ApiError::Validation(belfry_core::ValidationErrors::single(
+            "",
+            "the body must be a JSON object, not an array",
+        )));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -85,7 +92,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
-/// An optional JSON body: absent or empty means `T::default()`.
+/// An optional JSON body: absent, empty or `null` means `T::default()`.
 pub struct OptionalJson<T>(pub T);
 
 impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
@@ -93,7 +100,7 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let bytes = read_body(req, state.config.body_limit).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
             return Ok(OptionalJson(T::default()));
         }
         parse_json(&bytes).map(OptionalJson)

@@ -34,12 +34,13 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(mailbox::routes())
         .merge(crate::realtime::streams::routes())
         .split_for_parts();
+    let openapi = crate::openapi::finish(
+        serde_json::to_value(&openapi).expect("the OpenAPI document serialises"),
+    );
     let openapi_json = std::sync::Arc::new(
         serde_json::to_string_pretty(&openapi).expect("the OpenAPI document serialises"),
     );
-    let query_rules = std::sync::Arc::new(crate::extract::QueryRules::from_openapi(
-        &serde_json::to_value(&openapi).expect("the OpenAPI document serialises"),
-    ));
+    let query_rules = std::sync::Arc::new(crate::extract::QueryRules::from_openapi(&openapi));
 
     let cors = cors(&state.config.cors_origins);
     let mut app = Router::new()

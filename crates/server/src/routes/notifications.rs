@@ -157,6 +157,7 @@ async fn send(
 #[serde(deny_unknown_fields)]
 struct BatchRequest {
     /// 1 to 1000 notifications, each as for `POST /v1/notifications`.
+    #[schema(min_items = 1, max_items = 1000)]
     notifications: Vec<SendRequest>,
 }
 

@@ -280,3 +280,52 @@ async fn cors_refuses_an_origin_not_on_the_list() {
         .unwrap();
     assert_eq!(header(&r, "access-control-allow-origin"), Some("*"));
 }
+
+#[tokio::test]
+async fn a_body_must_be_an_object_not_an_array() {
+    // serde would fill a struct from an array's elements in field order.
+    let app = spawn_app().await;
+    let r = app
+        .admin(Method::PUT, "/v1/users/ana", Some(json!([null, null])))
+        .await;
+    assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
+    let r = app.admin(Method::GET, "/v1/users/ana", None).await;
+    assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+#[tokio::test]
+async fn the_description_declares_security_and_problem_responses() {
+    let app = spawn_app().await;
+    let doc: serde_json::Value = app
+        .client
+        .get(app.url("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["secret_key"]["scheme"], "bearer");
+    assert_eq!(schemes["user_token"]["scheme"], "bearer");
+    let send = &doc["paths"]["/v1/notifications"]["post"];
+    assert_eq!(send["security"][0]["secret_key"], json!([]));
+    for status in ["400", "401", "403", "413", "415", "422"] {
+        let content = &send["responses"][status]["content"];
+        assert!(
+            content["application/problem+json"].is_object(),
+            "{status}: {content}"
+        );
+    }
+    let list = &doc["paths"]["/v1/me/notifications"]["get"]["parameters"];
+    let filter = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "filter")
+        .unwrap();
+    assert_eq!(
+        filter["schema"]["enum"],
+        json!(["unread", "all", "archived"])
+    );
+}
