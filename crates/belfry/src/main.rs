@@ -235,7 +235,9 @@ async fn open_store(storage: &Storage) -> anyhow::Result<SharedStore> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let admin_key = std::env::var("BELFRY_ADMIN_KEY").ok();
+    let admin_key = std::env::var("BELFRY_ADMIN_KEY")
+        .ok()
+        .map(secrecy::SecretString::from);
     let settings = args.resolve(admin_key)?;
     init_logging(settings.log_json);
     metrics_describe();

@@ -1,9 +1,12 @@
 //! Configuration: defaults, then an optional TOML file, then `BELFRY_*`
 //! environment variables, then command-line flags (clap reads the last two,
 //! flags first). Invalid settings stop the start with a message naming them.
+//! Secrets (database and SMTP URLs, which may carry passwords, and the admin
+//! key) are held as [`SecretString`]s, so `Debug` output never shows them.
 
 use anyhow::{Context as _, bail};
 use clap::Args;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,7 +31,7 @@ pub struct StorageArgs {
         value_name = "URL",
         hide_env_values = true
     )]
-    pub database_url: Option<String>,
+    pub database_url: Option<SecretString>,
 
     /// Connections to PostgreSQL kept by this process [default: 16]
     #[arg(long, env = "BELFRY_PG_POOL_SIZE", value_name = "N")]
@@ -71,6 +74,16 @@ pub struct ServeArgs {
     #[arg(long, env = "BELFRY_TOKEN_TTL", value_name = "SECONDS")]
     pub token_ttl: Option<i64>,
 
+    /// Most named recipients (users and emails, summed over a batch) in one send
+    /// request; groups and `all` are stored once and do not count [default: 10000]
+    #[arg(long, env = "BELFRY_MAX_RECIPIENTS", value_name = "N")]
+    pub max_recipients: Option<usize>,
+
+    /// Most open streams (SSE and WebSocket) per user on this node; opening one
+    /// more closes that user's oldest [default: 20]
+    #[arg(long, env = "BELFRY_MAX_STREAMS_PER_USER", value_name = "N")]
+    pub max_streams_per_user: Option<usize>,
+
     /// Log format: text or json [default: text]
     #[arg(long, env = "BELFRY_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -101,7 +114,7 @@ pub struct ServeArgs {
         value_name = "URL",
         hide_env_values = true
     )]
-    pub smtp_url: Option<String>,
+    pub smtp_url: Option<SecretString>,
 
     /// The From of emails [default: Belfry <belfry@localhost>]
     #[arg(long, env = "BELFRY_EMAIL_FROM", value_name = "MAILBOX")]
@@ -157,7 +170,7 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 struct FileSettings {
     data_dir: Option<PathBuf>,
-    database_url: Option<String>,
+    database_url: Option<SecretString>,
     pg_pool_size: Option<u32>,
     sqlite_wal_limit_mb: Option<u64>,
     no_migrate: Option<bool>,
@@ -166,9 +179,11 @@ struct FileSettings {
     body_limit: Option<usize>,
     cors_origins: Option<Vec<String>>,
     token_ttl: Option<i64>,
+    max_recipients: Option<usize>,
+    max_streams_per_user: Option<usize>,
     log_format: Option<String>,
     sqlite_fsync: Option<bool>,
-    smtp_url: Option<String>,
+    smtp_url: Option<SecretString>,
     email_from: Option<String>,
     app_url: Option<String>,
     workers: Option<usize>,
@@ -190,11 +205,24 @@ fn read_file(path: Option<&Path>) -> anyhow::Result<FileSettings> {
 }
 
 /// Which database to use.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Database {
     Sqlite(PathBuf),
     /// A `postgres://` URL.
     Postgres(String),
+}
+
+/// Like [`Database::describe`]: the URL's password is never printed.
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(p) => f.debug_tuple("Sqlite").field(p).finish(),
+            Database::Postgres(url) => f
+                .debug_tuple("Postgres")
+                .field(&redact_password(url))
+                .finish(),
+        }
+    }
 }
 
 impl Database {
@@ -273,7 +301,11 @@ impl StorageArgs {
             .clone()
             .or(file.data_dir.clone())
             .unwrap_or_else(|| PathBuf::from("./belfry-data"));
-        let url = self.database_url.clone().or(file.database_url.clone());
+        let url = self
+            .database_url
+            .as_ref()
+            .or(file.database_url.as_ref())
+            .map(|u| u.expose_secret().to_string());
         let pg_pool_size = self.pg_pool_size.or(file.pg_pool_size).unwrap_or(16);
         if !(2..=1000).contains(&pg_pool_size) {
             bail!("--pg-pool-size {pg_pool_size}: give 2 to 1000");
@@ -305,7 +337,7 @@ pub struct ServeSettings {
 }
 
 impl ServeArgs {
-    pub fn resolve(&self, admin_key: Option<String>) -> anyhow::Result<ServeSettings> {
+    pub fn resolve(&self, admin_key: Option<SecretString>) -> anyhow::Result<ServeSettings> {
         let file = read_file(self.storage.config.as_deref())?;
         let no_migrate = self.no_migrate.or(file.no_migrate).unwrap_or(false);
         let storage = self
@@ -366,9 +398,10 @@ impl ServeArgs {
             .smtp_url
             .clone()
             .or(file.smtp_url.clone())
-            .filter(|u| !u.trim().is_empty());
+            .filter(|u| !u.expose_secret().trim().is_empty());
         if let Some(u) = &smtp_url
-            && !(u.starts_with("smtp://") || u.starts_with("smtps://"))
+            && !(u.expose_secret().starts_with("smtp://")
+                || u.expose_secret().starts_with("smtps://"))
         {
             bail!(
                 "--smtp-url: give smtp://host:port, smtp://user:pass@host:587?tls=required or smtps://…"
@@ -420,6 +453,24 @@ impl ServeArgs {
             delivery.lease = std::time::Duration::from_secs(s);
         }
         delivery.owner = format!("{}-{}", email.message_id_host, std::process::id());
+        let max_recipients = self
+            .max_recipients
+            .or(file.max_recipients)
+            .unwrap_or(defaults.max_recipients);
+        if !(1..=10_000_000).contains(&max_recipients) {
+            bail!("--max-recipients {max_recipients}: give 1 to 10000000");
+        }
+        let mut streams = defaults.streams.clone();
+        streams.max_streams_per_user = self
+            .max_streams_per_user
+            .or(file.max_streams_per_user)
+            .unwrap_or(streams.max_streams_per_user);
+        if !(1..=10_000).contains(&streams.max_streams_per_user) {
+            bail!(
+                "--max-streams-per-user {}: give 1 to 10000",
+                streams.max_streams_per_user
+            );
+        }
         let nats_url = self
             .nats_url
             .clone()
@@ -450,8 +501,10 @@ impl ServeArgs {
                 public_url: Some(public),
                 body_limit,
                 cors_origins,
-                admin_key: admin_key.filter(|k| !k.is_empty()),
+                admin_key: admin_key.filter(|k| !k.expose_secret().is_empty()),
                 token_ttl_secs: token_ttl,
+                max_recipients,
+                streams,
                 smtp_url,
                 email,
                 delivery,
@@ -483,6 +536,8 @@ mod tests {
             body_limit: None,
             cors_origins: None,
             token_ttl: None,
+            max_recipients: None,
+            max_streams_per_user: None,
             log_format: None,
             sqlite_fsync: None,
             no_migrate: None,
@@ -585,6 +640,52 @@ mod tests {
         let e = a.resolve(None).unwrap_err().to_string();
         assert!(e.contains("unknown database URL"), "{e}");
         assert!(!e.contains("secret"), "the password is not shown: {e}");
+    }
+
+    #[test]
+    fn limits_have_defaults_and_can_be_set() {
+        let s = args(None, None).resolve(None).unwrap();
+        assert_eq!(s.server.max_recipients, 10_000);
+        assert_eq!(s.server.streams.max_streams_per_user, 20);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("belfry.toml");
+        std::fs::write(&path, "max_recipients = 50\nmax_streams_per_user = 3\n").unwrap();
+        let s = args(None, Some(path.clone())).resolve(None).unwrap();
+        assert_eq!(s.server.max_recipients, 50);
+        assert_eq!(s.server.streams.max_streams_per_user, 3);
+        let mut a = args(None, Some(path));
+        a.max_streams_per_user = Some(0);
+        let e = a.resolve(None).unwrap_err().to_string();
+        assert!(e.contains("--max-streams-per-user 0"), "{e}");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("belfry.toml");
+        std::fs::write(
+            &path,
+            "smtp_url = \"smtp://mailer:smtp-pa55word@mail.example.com:587?tls=required\"\n",
+        )
+        .unwrap();
+        let mut a = args(None, Some(path));
+        a.storage.database_url = Some("postgres://belfry:db-pa55word@db/belfry".into());
+        let admin = "bfy_sk_0123456789abcdefghijklmnopqrstuvwxyzABCDEF";
+        let s = a.resolve(Some(admin.into())).unwrap();
+        assert_eq!(
+            s.server.smtp_url.as_ref().map(|u| u.expose_secret()),
+            Some("smtp://mailer:smtp-pa55word@mail.example.com:587?tls=required")
+        );
+        assert_eq!(
+            s.server.admin_key.as_ref().map(|k| k.expose_secret()),
+            Some(admin)
+        );
+        for debug in [format!("{a:?}"), format!("{s:?}"), format!("{s:#?}")] {
+            assert!(!debug.contains("pa55word"), "{debug}");
+            assert!(!debug.contains("0123456789abcdef"), "{debug}");
+        }
+        let file = read_file(a.storage.config.as_deref()).unwrap();
+        assert!(!format!("{file:?}").contains("pa55word"));
     }
 
     #[test]

@@ -42,19 +42,24 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// The seq as a decimal: a format the OpenAPI description can state
+    /// exactly (`^[1-9][0-9]{0,18}$`); clients still pass it on as given.
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("v1:{}", self.before_seq))
+        self.before_seq.to_string()
     }
 
+    /// A cursor as [`Cursor::encode`] writes it, or the earlier base64url
+    /// form (`v1:<seq>`), so that pages open across an upgrade still continue.
     pub fn decode(value: &str) -> Result<Cursor, String> {
         let bad = || "is not a cursor returned by this API (use next_cursor as given)".to_string();
-        let bytes = URL_SAFE_NO_PAD.decode(value).map_err(|_| bad())?;
-        let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
-        let seq = text
-            .strip_prefix("v1:")
-            .and_then(|s| s.parse::<i64>().ok())
-            .filter(|s| *s > 0)
-            .ok_or_else(bad)?;
+        let seq = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+            value.parse::<i64>().ok()
+        } else {
+            let bytes = URL_SAFE_NO_PAD.decode(value).map_err(|_| bad())?;
+            let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
+            text.strip_prefix("v1:").and_then(|s| s.parse::<i64>().ok())
+        };
+        let seq = seq.filter(|s| *s > 0).ok_or_else(bad)?;
         Ok(Cursor { before_seq: seq })
     }
 }
@@ -196,6 +201,13 @@ mod tests {
         assert!(Cursor::decode("zzz").is_err());
         assert!(Cursor::decode("").is_err());
         assert!(Cursor::decode(&URL_SAFE_NO_PAD.encode("v1:-5")).is_err());
+        assert!(Cursor::decode("0").is_err());
+        assert!(Cursor::decode("99999999999999999999").is_err());
+        assert_eq!(
+            Cursor::decode(&URL_SAFE_NO_PAD.encode("v1:42")).unwrap(),
+            Cursor { before_seq: 42 },
+            "cursors of earlier versions still work"
+        );
     }
 
     proptest! {

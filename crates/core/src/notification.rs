@@ -22,6 +22,9 @@ pub mod limits {
     pub const GROUPS: usize = 100;
     pub const IDEMPOTENCY_KEY_BYTES: usize = 255;
     pub const BATCH: usize = 1000;
+    /// How far in the past a `send_at` may lie (clock skew between the
+    /// producer and Belfry): such a notification is sent at once; older is refused.
+    pub const SEND_AT_PAST_MILLIS: i64 = 60_000;
 }
 
 /// The targets of a send, as a producer writes them.
@@ -449,8 +452,16 @@ impl SendRequest {
 
         let send_at = self
             .send_at
-            .and_then(|s| errors.take("send_at", Millis::parse_rfc3339(&s)))
-            .filter(|t| *t > now);
+            .and_then(|s| errors.take("send_at", Millis::parse_rfc3339(&s)));
+        if let Some(t) = send_at
+            && t.0 < now.0 - limits::SEND_AT_PAST_MILLIS
+        {
+            errors.add(
+                "send_at",
+                "is more than a minute in the past; give a time in the future, or leave it out to send now",
+            );
+        }
+        let send_at = send_at.filter(|t| *t > now);
         let expires_at = self
             .expires_at
             .and_then(|s| errors.take("expires_at", Millis::parse_rfc3339(&s)));
@@ -668,8 +679,25 @@ mod tests {
     fn times() {
         let past = req(r#"{"to":{"users":["u"]},"title":"x","send_at":"2020-01-01T00:00:00Z"}"#)
             .validate(NOW)
-            .unwrap();
-        assert_eq!(past.send_at, None, "a past send_at sends now");
+            .unwrap_err();
+        assert_eq!(past.0[0].field, "send_at", "long past: refused");
+        let skewed = SendRequest {
+            send_at: Some(Millis(NOW.0 - 59_000).to_rfc3339()),
+            ..req(r#"{"to":{"users":["u"]},"title":"x"}"#)
+        }
+        .validate(NOW)
+        .unwrap();
+        assert_eq!(
+            skewed.send_at, None,
+            "a few seconds late (clock skew): sent now"
+        );
+        let e = SendRequest {
+            send_at: Some(Millis(NOW.0 - 61_000).to_rfc3339()),
+            ..req(r#"{"to":{"users":["u"]},"title":"x"}"#)
+        }
+        .validate(NOW)
+        .unwrap_err();
+        assert_eq!(e.0[0].field, "send_at");
         let e = req(r#"{"to":{"users":["u"]},"title":"x","expires_at":"2020-01-01T00:00:00Z"}"#)
             .validate(NOW)
             .unwrap_err();

@@ -11,6 +11,7 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use secrecy::{ExposeSecret as _, SecretString};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,23 +79,26 @@ pub struct SmtpMailer {
 /// Idle connections kept for reuse.
 const POOL: usize = 32;
 
-fn percent_decode(s: &str) -> Result<String, String> {
+/// Decodes `%XX` escapes of the user name or password. Errors never echo
+/// the value: it may be the password.
+fn percent_decode(s: &str, what: &str) -> Result<String, String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = s
+            let byte = s
                 .get(i + 1..i + 3)
-                .ok_or_else(|| format!("bad escape in '{s}'"))?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad escape in '{s}'"))?);
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                .ok_or_else(|| format!("bad %-escape in the {what}"))?;
+            out.push(byte);
             i += 3;
         } else {
             out.push(bytes[i]);
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| format!("'{s}' is not UTF-8"))
+    String::from_utf8(out).map_err(|_| format!("the {what} is not UTF-8"))
 }
 
 fn parse_target(url: &str) -> Result<Target, String> {
@@ -123,7 +127,9 @@ fn parse_target(url: &str) -> Result<Target, String> {
     let (host, port) = match hostport.rsplit_once(':') {
         Some((h, p)) if !h.contains(':') || h.ends_with(']') => (
             h.trim_start_matches('[').trim_end_matches(']').to_string(),
-            p.parse::<u16>().map_err(|_| format!("bad port '{p}'"))?,
+            // Not echoed: a URL missing its '@host' has the password here.
+            p.parse::<u16>()
+                .map_err(|_| "the port is not a number from 1 to 65535".to_string())?,
         ),
         _ => (hostport.to_string(), default_port),
     };
@@ -134,8 +140,8 @@ fn parse_target(url: &str) -> Result<Target, String> {
         Some(u) => {
             let (user, pass) = u.split_once(':').ok_or("give user:password before the @")?;
             Some(Credentials::new(
-                percent_decode(user)?,
-                percent_decode(pass)?,
+                percent_decode(user, "user name")?,
+                percent_decode(pass, "password")?,
             ))
         }
         None => None,
@@ -162,7 +168,9 @@ impl SmtpMailer {
     /// From a URL: `smtp://host:25` (plain), `smtp://user:pass@host:587?tls=required`
     /// (STARTTLS), `smtps://user:pass@host:465` (TLS).
     /// Must be called inside the Tokio runtime (lettre's pool starts a task).
-    pub fn from_url(url: &str, timeout: Duration) -> Result<Self, String> {
+    /// The URL is a secret (it may hold the password); errors do not repeat it.
+    pub fn from_url(url: &SecretString, timeout: Duration) -> Result<Self, String> {
+        let url = url.expose_secret();
         let (target, fallback) = if url.starts_with("smtps://") {
             let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
                 .map_err(|e| format!("invalid SMTP URL: {e}"))?
@@ -344,9 +352,25 @@ mod tests {
         assert!(parse_target("smtp://host?tls=maybe").is_err());
         assert!(parse_target("smtp://:25").is_err());
         assert!(parse_target("smtp://h:bad").is_err());
+        let url = |u: &str| SecretString::from(u);
         assert!(
-            SmtpMailer::from_url("smtps://u:p@mail.example.com", Duration::from_secs(1)).is_ok()
+            SmtpMailer::from_url(&url("smtps://u:p@mail.example.com"), Duration::from_secs(1))
+                .is_ok()
         );
-        assert!(SmtpMailer::from_url("http://x", Duration::from_secs(1)).is_err());
+        assert!(SmtpMailer::from_url(&url("http://x"), Duration::from_secs(1)).is_err());
+    }
+
+    #[tokio::test]
+    async fn errors_never_repeat_the_password() {
+        for bad in [
+            "smtp://user:s3cr%zzet@mail.example.com",
+            "smtp://user:s3cr%ffet@mail.example.com",
+            "smtp://user:s3cret",
+        ] {
+            let e = SmtpMailer::from_url(&SecretString::from(bad), Duration::from_secs(1))
+                .err()
+                .expect("invalid");
+            assert!(!e.contains("s3cr"), "{e}");
+        }
     }
 }

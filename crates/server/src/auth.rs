@@ -98,6 +98,13 @@ pub struct TokenSigner {
     decoding: DecodingKey,
 }
 
+/// The keys hold the signing secret: never printed.
+impl std::fmt::Debug for TokenSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenSigner(HS256, [REDACTED])")
+    }
+}
+
 impl TokenSigner {
     pub fn new(secret: &[u8]) -> Self {
         // Selects the aws-lc-rs backend; a second call finds it installed.
@@ -186,19 +193,31 @@ pub enum Principal {
     User(UserId),
 }
 
+/// What a secret key in a URL gets: keys belong in a header, because URLs
+/// end up in proxy and server logs, browser history and referrers.
+pub const KEY_IN_QUERY: &str = "a secret key was sent in the query string; secret keys belong in the \
+Authorization header ('Authorization: Bearer bfy_sk_…'). URLs end up in logs: revoke this key if \
+the URL may have been recorded";
+
+/// The bearer token of the `Authorization` header. Credentials are taken
+/// from the header only; the stream endpoints alone also accept `?token=`
+/// (see [`authenticate_stream`]).
 fn bearer(parts: &Parts) -> Option<String> {
-    if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-        let value = value.to_str().ok()?;
-        let (scheme, token) = value.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_string());
-    }
-    // EventSource cannot set headers: user tokens may come as ?token=.
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+}
+
+/// The `token` query parameter, if any.
+fn query_token(parts: &Parts) -> Option<String> {
     parts.uri.query().and_then(|q| {
-        serde_urlencoded::from_str::<HashMap<String, String>>(q)
+        serde_urlencoded::from_str::<Vec<(String, String)>>(q)
             .ok()?
-            .remove("token")
+            .into_iter()
+            .find(|(name, _)| name == "token")
+            .map(|(_, value)| value)
     })
 }
 
@@ -235,6 +254,39 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, 
             .verify(&token, state.clock.now())
             .map(Principal::User)
             .map_err(ApiError::Unauthorized)
+    }
+}
+
+/// Authenticates a stream request (`/v1/me/stream`, `/v1/me/ws`): a user
+/// token in the `Authorization` header, or as `?token=` for clients that
+/// cannot set headers (EventSource, browser WebSockets). Secret keys never
+/// open streams, and are refused outright in a URL.
+pub async fn authenticate_stream(parts: &Parts, state: &AppState) -> Result<UserId, ApiError> {
+    let principal = if parts.headers.contains_key(header::AUTHORIZATION) {
+        authenticate(parts, state).await?
+    } else {
+        let token = query_token(parts).ok_or_else(|| {
+            ApiError::Unauthorized(
+                "send a user token as 'Authorization: Bearer <token>' (or ?token=<token> where \
+                 headers cannot be set)"
+                    .into(),
+            )
+        })?;
+        if token.starts_with(KEY_PREFIX) {
+            return Err(ApiError::Unauthorized(KEY_IN_QUERY.into()));
+        }
+        state
+            .tokens
+            .verify(&token, state.clock.now())
+            .map(Principal::User)
+            .map_err(ApiError::Unauthorized)?
+    };
+    match principal {
+        Principal::User(user) => Ok(user),
+        Principal::Key(_) => Err(ApiError::Forbidden(
+            "streams are for browsers: connect with a user token (Authorization: Bearer or ?token=)"
+                .into(),
+        )),
     }
 }
 
@@ -336,6 +388,7 @@ mod tests {
         assert_eq!(signer.verify(&token, now).unwrap(), user);
         assert!(signer.verify(&token, now.plus_secs(60)).is_err());
         let other = TokenSigner::new(b"another secret of 32 bytes......");
+        assert!(!format!("{signer:?}").contains("0123456789"));
         assert!(other.verify(&token, now).is_err());
         let mut tampered = token.clone();
         tampered.insert(token.len() - 5, 'x');

@@ -28,6 +28,11 @@ pub enum ApiError {
         detail: String,
         errors: Vec<FieldError>,
     },
+    /// Well-formed, but over a configured limit (422, e.g. `too_many_recipients`).
+    OverLimit {
+        code: &'static str,
+        detail: String,
+    },
     Unauthorized(String),
     Forbidden(String),
     NotFound(String),
@@ -84,6 +89,12 @@ impl ApiError {
                 code,
                 detail.clone(),
                 errors.clone(),
+            ),
+            ApiError::OverLimit { code, detail } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                code,
+                detail.clone(),
+                vec![],
             ),
             ApiError::Unauthorized(d) => {
                 (StatusCode::UNAUTHORIZED, "unauthorized", d.clone(), vec![])

@@ -1,13 +1,18 @@
 //! Request extractors whose failures are problem documents that say what to
 //! fix: JSON bodies (size limit, media type, syntax, field paths) and query
-//! strings.
+//! strings, and the middleware that keeps query strings as strict as bodies
+//! (unknown parameters and secret keys in URLs are refused).
 
 use crate::AppState;
 use crate::error::ApiError;
+use axum::extract::MatchedPath;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
 
 /// A JSON body of type `T`, read up to the configured limit.
 pub struct ApiJson<T>(pub T);
@@ -54,6 +59,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the body is empty; send a JSON object".into(),
         ));
     }
+    // Every body is an object; serde would also fill a struct from an array.
+    if bytes.trim_ascii_start().first() == Some(&b'[') {
+        return Err(ApiError::Validation(belfry_core::ValidationErrors::single(
+            "",
+            "the body must be a JSON object, not an array",
+        )));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -80,7 +92,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
-/// An optional JSON body: absent or empty means `T::default()`.
+/// An optional JSON body: absent, empty or `null` means `T::default()`.
 pub struct OptionalJson<T>(pub T);
 
 impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
@@ -88,14 +100,14 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let bytes = read_body(req, state.config.body_limit).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
             return Ok(OptionalJson(T::default()));
         }
         parse_json(&bytes).map(OptionalJson)
     }
 }
 
-/// Query parameters of type `T`.
+/// Query parameters of type `T` (declare it `deny_unknown_fields`).
 pub struct ApiQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
@@ -105,6 +117,150 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         let query = parts.uri.query().unwrap_or("");
         serde_urlencoded::from_str(query)
             .map(ApiQuery)
-            .map_err(|e| ApiError::bad_request("invalid_query", format!("bad query string: {e}")))
+            .map_err(|e| {
+                let message = e.to_string();
+                if message.starts_with("unknown field") {
+                    ApiError::bad_request(
+                        "unknown_parameter",
+                        format!("unknown query parameter: {message}"),
+                    )
+                } else {
+                    ApiError::bad_request("invalid_query", format!("bad query string: {message}"))
+                }
+            })
     }
+}
+
+/// The query parameters each route takes, read from the OpenAPI document so
+/// that the description and the server cannot disagree: path template →
+/// method → parameter names.
+#[derive(Debug, Default)]
+pub struct QueryRules {
+    routes: HashMap<String, HashMap<String, Vec<String>>>,
+}
+
+/// Admin keys reach every `/v1/me/...` inbox endpoint under this prefix too
+/// (the mirror routes are not repeated in the description).
+const MIRROR_PREFIX: &str = "/v1/users/{user_id}/";
+
+impl QueryRules {
+    /// Reads `paths.*.<method>.parameters[in=query]` of an OpenAPI document.
+    pub fn from_openapi(doc: &serde_json::Value) -> QueryRules {
+        const METHODS: [&str; 8] = [
+            "get", "put", "post", "delete", "patch", "head", "options", "trace",
+        ];
+        let query_names = |params: Option<&serde_json::Value>| -> Vec<String> {
+            params
+                .and_then(|p| p.as_array())
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "query")
+                .filter_map(|p| p["name"].as_str().map(String::from))
+                .collect()
+        };
+        let mut routes = HashMap::new();
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            let shared = query_names(item.get("parameters"));
+            let mut methods = HashMap::new();
+            for method in METHODS {
+                if let Some(op) = item.get(method) {
+                    let mut names = shared.clone();
+                    names.extend(query_names(op.get("parameters")));
+                    methods.insert(method.to_string(), names);
+                }
+            }
+            routes.insert(path.clone(), methods);
+        }
+        QueryRules { routes }
+    }
+
+    /// The parameters `method` on the route `path` takes; `None` when the
+    /// route is not strict (static files, the demo) or the router answers
+    /// 405 for this method anyway.
+    fn allowed(&self, method: &axum::http::Method, path: &str) -> Option<&[String]> {
+        let method = if method == axum::http::Method::HEAD {
+            "get".to_string()
+        } else {
+            method.as_str().to_ascii_lowercase()
+        };
+        let described = self.routes.get(path).or_else(|| {
+            path.strip_prefix(MIRROR_PREFIX)
+                .and_then(|rest| self.routes.get(&format!("/v1/me/{rest}")))
+        });
+        match described {
+            Some(methods) => methods.get(&method).map(Vec::as_slice),
+            // Undescribed API and operational endpoints take no parameters.
+            None if path.starts_with("/v1/")
+                || matches!(path, "/healthz" | "/readyz" | "/metrics") =>
+            {
+                Some(&[])
+            }
+            None => None,
+        }
+    }
+}
+
+/// Middleware (after routing): refuses a secret key anywhere in a query
+/// string (401, on every route), and on API routes any query parameter the
+/// route does not take (400 `unknown_parameter`, naming it), like unknown
+/// fields of a body.
+pub async fn strict_query(rules: std::sync::Arc<QueryRules>, req: Request, next: Next) -> Response {
+    let Some(query) = req.uri().query().filter(|q| !q.is_empty()) else {
+        return next.run(req).await;
+    };
+    let pairs: Vec<(String, String)> = match serde_urlencoded::from_str(query) {
+        Ok(p) => p,
+        Err(e) => {
+            return ApiError::bad_request("invalid_query", format!("bad query string: {e}"))
+                .into_response();
+        }
+    };
+    if pairs
+        .iter()
+        .any(|(_, v)| v.trim_start().starts_with(crate::auth::KEY_PREFIX))
+    {
+        return ApiError::Unauthorized(crate::auth::KEY_IN_QUERY.into()).into_response();
+    }
+    let Some(path) = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+    else {
+        return next.run(req).await;
+    };
+    let Some(allowed) = rules.allowed(req.method(), &path) else {
+        return next.run(req).await;
+    };
+    let mut unknown: Vec<&str> = pairs
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|name| !allowed.iter().any(|a| a == name))
+        .collect();
+    unknown.dedup();
+    if unknown.is_empty() {
+        return next.run(req).await;
+    }
+    if unknown.contains(&"token") {
+        return ApiError::Unauthorized(
+            "?token= is accepted only on /v1/me/stream and /v1/me/ws; send credentials as \
+             'Authorization: Bearer <token>'"
+                .into(),
+        )
+        .into_response();
+    }
+    let takes = if allowed.is_empty() {
+        "this endpoint takes no query parameters".to_string()
+    } else {
+        format!("this endpoint takes {}", allowed.join(", "))
+    };
+    let names = unknown
+        .iter()
+        .map(|n| format!("'{}'", n.escape_debug()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    ApiError::bad_request(
+        "unknown_parameter",
+        format!("unknown query parameter {names}; {takes}"),
+    )
+    .into_response()
 }

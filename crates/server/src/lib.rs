@@ -17,13 +17,15 @@ use anyhow::Context as _;
 use axum::Router;
 use belfry_core::Clock;
 use belfry_store::{Scope, SharedStore};
+use secrecy::{ExposeSecret as _, SecretSlice, SecretString};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Settings of the HTTP application (the binary builds them from flags,
-/// environment and file).
+/// environment and file). Secrets are [`SecretString`]s: `Debug` prints
+/// them redacted.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Base URL under which clients reach this server (used in links).
@@ -33,19 +35,23 @@ pub struct Config {
     /// Origins allowed to call the API from a browser; empty: any origin.
     pub cors_origins: Vec<String>,
     /// An admin key given by the operator (`BELFRY_ADMIN_KEY`), ensured to exist.
-    pub admin_key: Option<String>,
+    pub admin_key: Option<SecretString>,
     /// Lifetime of user tokens when the request names none, in seconds.
     pub token_ttl_secs: i64,
     /// Longest lifetime a user token may be issued for, in seconds.
     pub token_max_ttl_secs: i64,
+    /// Most named recipients (users plus emails, summed over a batch) in one
+    /// send request; groups and `all` are stored once and do not count.
+    pub max_recipients: usize,
     /// Real-time streams: heartbeat interval, queue per connection.
     pub streams: realtime::HubConfig,
     /// The job workers: concurrency, retries, leases.
     pub delivery: belfry_delivery::EngineConfig,
     /// Outgoing email: From, the host application's URL for relative links.
     pub email: belfry_delivery::EmailSettings,
-    /// SMTP server URL; none keeps emails in the development mailbox.
-    pub smtp_url: Option<String>,
+    /// SMTP server URL (may carry a password); none keeps emails in the
+    /// development mailbox.
+    pub smtp_url: Option<SecretString>,
     /// Whether this process runs job workers.
     pub run_workers: bool,
     /// Demo mode: the fictional help desk at `/` with its demo users and
@@ -66,6 +72,7 @@ impl Default for Config {
             admin_key: None,
             token_ttl_secs: 3600,
             token_max_ttl_secs: 30 * 24 * 3600,
+            max_recipients: 10_000,
             streams: realtime::HubConfig::default(),
             delivery: belfry_delivery::EngineConfig::default(),
             email: belfry_delivery::EmailSettings::default(),
@@ -95,11 +102,12 @@ pub const TOKEN_SECRET: &str = "user-token-hs256";
 
 /// Builds the token signer from the store's secret (the same on every node).
 pub async fn token_signer(store: &SharedStore) -> anyhow::Result<TokenSigner> {
-    let secret = store
+    let secret: SecretSlice<u8> = store
         .secret(TOKEN_SECRET)
         .await
-        .context("reading the user-token secret")?;
-    Ok(TokenSigner::new(&secret))
+        .context("reading the user-token secret")?
+        .into();
+    Ok(TokenSigner::new(secret.expose_secret()))
 }
 
 /// Makes sure an admin key exists. With `BELFRY_ADMIN_KEY` set, that key is
@@ -108,9 +116,10 @@ pub async fn token_signer(store: &SharedStore) -> anyhow::Result<TokenSigner> {
 pub async fn bootstrap_admin_key(
     store: &SharedStore,
     clock: &dyn Clock,
-    operator_key: Option<&str>,
+    operator_key: Option<&SecretString>,
 ) -> anyhow::Result<Option<String>> {
     if let Some(secret) = operator_key {
+        let secret = secret.expose_secret();
         auth::validate_operator_key(secret).map_err(|e| anyhow::anyhow!("BELFRY_ADMIN_KEY {e}"))?;
         let record = auth::key_record(secret, "admin (BELFRY_ADMIN_KEY)", vec![Scope::Admin]);
         store.ensure_api_key(record, clock.now()).await?;
@@ -170,7 +179,7 @@ impl Application {
         // Install the metrics recorder before anything is counted.
         let _ = metrics::handle();
         let generated_admin_key =
-            bootstrap_admin_key(&store, clock.as_ref(), config.admin_key.as_deref()).await?;
+            bootstrap_admin_key(&store, clock.as_ref(), config.admin_key.as_ref()).await?;
         if config.demo {
             routes::demo::setup(&store, clock.as_ref())
                 .await

@@ -29,6 +29,9 @@ pub struct HubConfig {
     pub heartbeat: Duration,
     /// Most notifications replayed to a reconnecting client per query.
     pub replay_page: usize,
+    /// Most open connections per user on this node; opening one more closes
+    /// the user's oldest (forgotten tabs, leaked sockets), like a slow one.
+    pub max_streams_per_user: usize,
 }
 
 impl Default for HubConfig {
@@ -37,6 +40,7 @@ impl Default for HubConfig {
             queue: 256,
             heartbeat: Duration::from_secs(20),
             replay_page: 500,
+            max_streams_per_user: 20,
         }
     }
 }
@@ -164,6 +168,20 @@ impl Hub {
                 tx,
                 kill: kill.clone(),
             });
+            // Slots are in connection order: the oldest go first.
+            let excess = entry
+                .slots
+                .len()
+                .saturating_sub(self.config.max_streams_per_user.max(1));
+            for old in entry.slots.drain(..excess) {
+                metrics::counter!("belfry_stream_limit_disconnects_total").increment(1);
+                tracing::info!(
+                    connection = old.id,
+                    %user,
+                    "too many streams for this user: the oldest is closed"
+                );
+                old.kill.cancel();
+            }
             known.is_none() && Self::wants_refresh(entry)
         };
         metrics::gauge!("belfry_stream_connections").increment(1.0);

@@ -8,7 +8,7 @@
 use super::frame::{Frame, Kind, SSE_HEARTBEAT, WS_HEARTBEAT};
 use super::hub::Connection;
 use crate::AppState;
-use crate::auth::{Principal, authenticate};
+use crate::auth::authenticate_stream;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::serve::ConnectionHandle;
 use axum::Extension;
@@ -42,22 +42,18 @@ impl FromRequestParts<AppState> for StreamUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match authenticate(parts, state).await? {
-            Principal::User(u) => Ok(StreamUser(u)),
-            Principal::Key(_) => Err(ApiError::Forbidden(
-                "streams are for browsers: connect with a user token (Authorization: Bearer or ?token=)"
-                    .into(),
-            )),
-        }
+        authenticate_stream(parts, state).await.map(StreamUser)
     }
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct StreamParams {
     /// Resume after this seq (WebSocket; SSE clients may also use Last-Event-ID).
     after: Option<String>,
-    /// A user token, for clients that cannot set headers (EventSource).
+    /// A user token, for clients that cannot set headers (EventSource,
+    /// browser WebSockets). Never a secret key: keys in URLs are refused.
     #[allow(dead_code)]
     token: Option<String>,
 }

@@ -66,6 +66,7 @@ fn owner_missing(user: &UserId) -> impl Fn(StoreError) -> ApiError + '_ {
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct ListParams {
     /// `unread`, `all` (default; everything not archived) or `archived`.
     filter: Option<String>,
@@ -280,6 +281,7 @@ item_endpoint!(
 #[serde(deny_unknown_fields)]
 struct ReadAllRequest {
     /// Only this category.
+    #[schema(pattern = "^[a-z0-9._-]{1,64}$")]
     category: Option<String>,
 }
 
@@ -335,6 +337,7 @@ async fn seen_all(
 #[serde(deny_unknown_fields)]
 struct ArchiveRequest {
     /// 1 to 1000 notification ids; ids not in this inbox are ignored.
+    #[schema(min_items = 1, max_items = 1000)]
     ids: Vec<String>,
 }
 

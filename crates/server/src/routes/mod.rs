@@ -34,9 +34,13 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(mailbox::routes())
         .merge(crate::realtime::streams::routes())
         .split_for_parts();
+    let openapi = crate::openapi::finish(
+        serde_json::to_value(&openapi).expect("the OpenAPI document serialises"),
+    );
     let openapi_json = std::sync::Arc::new(
         serde_json::to_string_pretty(&openapi).expect("the OpenAPI document serialises"),
     );
+    let query_rules = std::sync::Arc::new(crate::extract::QueryRules::from_openapi(&openapi));
 
     let cors = cors(&state.config.cors_origins);
     let mut app = Router::new()
@@ -48,11 +52,20 @@ pub(crate) fn router(state: AppState) -> Router {
         app = app.merge(demo::routes());
     }
     app.with_state(state)
+        .layer(middleware::from_fn(move |req, next| {
+            crate::extract::strict_query(query_rules.clone(), req, next)
+        }))
         .layer(middleware::from_fn(problem_for_errors))
         .layer(CatchPanicLayer::new())
         .layer(middleware::from_fn(crate::metrics::track))
         .layer(cors)
-        .layer(TraceLayer::new_for_http())
+        // The span names the path, never the query string: it may carry a
+        // stream's user token (or, refused, a misplaced secret key).
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+            }),
+        )
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

@@ -61,6 +61,28 @@ fn check_supported(n: &NewNotification, errors: &mut ValidationErrors) {
     }
 }
 
+/// Keeps one request from writing an unbounded number of inbox rows and
+/// deliveries: users and emails named directly count (summed over a batch);
+/// groups, `all` and entity subscribers are stored once and do not.
+fn check_recipients(state: &AppState, notifications: &[NewNotification]) -> ApiResult<()> {
+    let named: usize = notifications
+        .iter()
+        .map(|n| n.audience.users.len() + n.audience.emails.len())
+        .sum();
+    let max = state.config.max_recipients;
+    if named > max {
+        return Err(ApiError::OverLimit {
+            code: "too_many_recipients",
+            detail: format!(
+                "this request names {named} recipients (users and emails, summed over a batch); \
+                 at most {max} are allowed per request (setting max_recipients). Split it into \
+                 several requests, or send to a group or to all (stored once)"
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn accepted(receipt: &SendReceipt) -> Response {
     let mut response = (StatusCode::ACCEPTED, Json(receipt)).into_response();
     if receipt.replayed {
@@ -88,7 +110,7 @@ fn accepted(receipt: &SendReceipt) -> Response {
         (status = 400, description = "Not JSON", body = Problem),
         (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 413, body = Problem),
-        (status = 422, description = "Invalid fields, unknown users or groups", body = Problem),
+        (status = 422, description = "Invalid fields, unknown users or groups, too many recipients", body = Problem),
     ),
     security(("secret_key" = []))
 )]
@@ -114,6 +136,7 @@ async fn send(
     let mut errors = ValidationErrors::new();
     check_supported(&n, &mut errors);
     errors.finish(())?;
+    check_recipients(&state, std::slice::from_ref(&n))?;
     let receipts = state
         .store
         .send(
@@ -134,6 +157,7 @@ async fn send(
 #[serde(deny_unknown_fields)]
 struct BatchRequest {
     /// 1 to 1000 notifications, each as for `POST /v1/notifications`.
+    #[schema(min_items = 1, max_items = 1000)]
     notifications: Vec<SendRequest>,
 }
 
@@ -207,6 +231,7 @@ async fn send_batch(
         }
     }
     errors.finish(())?;
+    check_recipients(&state, &valid)?;
     let results = state
         .store
         .send(

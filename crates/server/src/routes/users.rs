@@ -94,7 +94,8 @@ async fn delete_user(
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TokenRequest {
-    /// Lifetime in seconds (default 3600, at most the server's maximum).
+    /// Lifetime in seconds (default 3600, at most the server's maximum of 30 days).
+    #[schema(minimum = 1, maximum = 2592000)]
     ttl_seconds: Option<i64>,
 }
 
