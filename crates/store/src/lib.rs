@@ -15,7 +15,8 @@ pub mod sqlite;
 use async_trait::async_trait;
 use belfry_core::inbox::Cursor;
 use belfry_core::{
-    Counts, EntityRef, GroupId, InboxQuery, Millis, NewNotification, User, UserId, UserPatch,
+    Counts, EmailAddress, EntityRef, GroupId, InboxQuery, Millis, NewNotification, User, UserId,
+    UserPatch,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -35,8 +36,10 @@ pub use sqlite::{SqliteOptions, SqliteStore};
 pub enum StoreError {
     #[error("not found")]
     NotFound,
-    #[error("{0}")]
-    Conflict(String),
+    /// A rule of the data refused the change (a uniqueness rule, …); what
+    /// reaches a client is [`Constraint::message`], never the database's text.
+    #[error("conflict: {constraint}")]
+    Conflict { constraint: Constraint },
     #[error("unknown user ids: {}", .0.join(", "))]
     UnknownUsers(Vec<String>),
     #[error("unknown group ids: {}", .0.join(", "))]
@@ -52,8 +55,90 @@ pub enum StoreError {
     },
     #[error("the store is shutting down")]
     Closed,
+    /// A fault of the database or of stored data; the source is for the log.
     #[error("database error: {0}")]
-    Backend(String),
+    Backend(#[source] Arc<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// A fault of the database or of stored data, keeping its cause.
+    pub fn backend(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
+        StoreError::Backend(Arc::from(e.into()))
+    }
+
+    pub fn conflict(constraint: Constraint) -> StoreError {
+        StoreError::Conflict { constraint }
+    }
+}
+
+/// The rule a conflicting write broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Constraint {
+    /// The email address belongs to another user.
+    UserEmail { email: EmailAddress, owner: UserId },
+    /// Another request is using the idempotency key right now.
+    IdempotencyKey { key: String },
+    /// A rule the database enforced (its name or text, for the log only):
+    /// normally a concurrent change that won a race.
+    Database(String),
+}
+
+impl Constraint {
+    /// Belfry's own words for a client.
+    pub fn message(&self) -> String {
+        match self {
+            Constraint::UserEmail { email, owner } => {
+                format!("the email address {email} already belongs to user {owner}")
+            }
+            Constraint::IdempotencyKey { key } => {
+                format!("the idempotency key '{key}' is being used by another request")
+            }
+            Constraint::Database(_) => {
+                "the change conflicts with one made at the same time; retry".into()
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Constraint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Constraint::Database(name) => write!(f, "database constraint {name}"),
+            other => f.write_str(&other.message()),
+        }
+    }
+}
+
+/// Where a notification is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NotificationStatus {
+    /// Waiting for its `send_at`.
+    Scheduled,
+    Published,
+    Cancelled,
+}
+
+impl NotificationStatus {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationStatus::Scheduled => "scheduled",
+            NotificationStatus::Published => "published",
+            NotificationStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<NotificationStatus> {
+        match value {
+            "scheduled" => Ok(NotificationStatus::Scheduled),
+            "published" => Ok(NotificationStatus::Published),
+            "cancelled" => Ok(NotificationStatus::Cancelled),
+            other => Err(StoreError::backend(format!(
+                "unknown notification status '{other}'"
+            ))),
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -179,7 +264,7 @@ pub struct SendReceipt {
 pub struct NotificationRecord {
     pub id: String,
     pub seq: Option<i64>,
-    pub status: String,
+    pub status: NotificationStatus,
     /// The key that sent it.
     pub sender: String,
     pub content_json: String,

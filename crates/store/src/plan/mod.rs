@@ -1,10 +1,24 @@
-//! Decisions every backend makes the same way, kept in one place: how a
-//! notification's request and targets are stored and named in the delivery
-//! log, and which delivery jobs (and "skipped" lines) a resolved audience
-//! gives on the channels other than in-app.
+//! The planner: every decision about what a write does, made once for both
+//! backends, as pure code with no I/O. A backend looks facts up in batches,
+//! asks the planner, and applies the plan in its own transaction
+//! discipline; the plan also names the events to emit after the commit.
+//!
+//! - [`send`]: who receives a notification (audience rules), the rows,
+//!   jobs, log lines, stream event and receipt of publishing or scheduling it;
+//! - [`stack`]: what cancelling a notification does to stacked entries;
+//! - [`inbox`]: the state change and the event of each inbox operation;
+//! - [`users`]: applying a `UserPatch`, and the events of user changes;
+//! - [`stored`]: how a notification's request is stored and read back;
+//! - here: the delivery jobs (and "skipped" lines) of a resolved audience
+//!   on the channels other than in-app, and how the log names targets.
+
+pub(crate) mod inbox;
+pub(crate) mod send;
+pub(crate) mod stack;
+pub(crate) mod stored;
+pub(crate) mod users;
 
 use crate::jobs::{DeliveryEvent, DeliveryStatus, JobPayload, Recipient};
-use crate::{Result, StoreError};
 use belfry_core::{Channel, EmailAddress, Millis, NewNotification, UserId};
 
 /// A log line that is not an attempt.
@@ -23,27 +37,6 @@ pub(crate) fn event(
         error,
         at,
     }
-}
-
-/// The requested targets, kept for the producer's view of the notification.
-pub(crate) fn audience_json(n: &NewNotification) -> String {
-    let a = &n.audience;
-    serde_json::json!({
-        "users": a.users,
-        "emails": a.emails,
-        "groups": a.groups,
-        "all": a.all,
-        "entity": a.entity,
-    })
-    .to_string()
-}
-
-/// The requested channels as stored; None for the defaults.
-pub(crate) fn channels_json(n: &NewNotification) -> Option<String> {
-    n.channels.as_ref().map(|list| {
-        serde_json::to_string(&list.iter().map(|c| c.as_str()).collect::<Vec<_>>())
-            .expect("channel names serialise")
-    })
 }
 
 /// How the log names the requested targets (of a scheduled send).
@@ -72,28 +65,26 @@ pub(crate) struct DeliveryPlan {
     pub log: Vec<DeliveryEvent>,
 }
 
-/// Plans the deliveries of `n` to its resolved direct users (ids) and
-/// external contacts (addresses).
+/// Plans the deliveries of `n` to its resolved direct users and external
+/// contacts.
 pub(crate) fn delivery_plan(
     n: &NewNotification,
-    direct: &[&str],
-    contacts: &[&str],
+    direct: &[(i64, UserId)],
+    contacts: &[EmailAddress],
     now: Millis,
-) -> Result<DeliveryPlan> {
+) -> DeliveryPlan {
     let a = &n.audience;
     let mut planned: Vec<(JobPayload, String)> = Vec::new();
     let mut log = Vec::new();
     if n.wants(Channel::Email, false) {
-        for id in direct {
-            let user = UserId::parse(id).map_err(StoreError::Backend)?;
-            let label = format!("user:{user}");
-            let recipient = Recipient::User(user);
+        for (_, user) in direct {
+            let recipient = Recipient::User(user.clone());
             planned.push((
                 JobPayload::Deliver {
                     channel: Channel::Email,
                     recipient,
                 },
-                label,
+                format!("user:{user}"),
             ));
         }
         if a.is_broadcast() {
@@ -118,11 +109,10 @@ pub(crate) fn delivery_plan(
     for address in contacts {
         let label = format!("email:{address}");
         if n.wants(Channel::Email, true) {
-            let address = EmailAddress::parse(address).map_err(StoreError::Backend)?;
             planned.push((
                 JobPayload::Deliver {
                     channel: Channel::Email,
-                    recipient: Recipient::Contact(address),
+                    recipient: Recipient::Contact(address.clone()),
                 },
                 label,
             ));
@@ -150,7 +140,17 @@ pub(crate) fn delivery_plan(
         ));
         jobs.push(job);
     }
-    Ok(DeliveryPlan { jobs, log })
+    DeliveryPlan { jobs, log }
+}
+
+/// The log line of a pending job that a cancellation removed.
+pub(crate) fn cancelled_line(payload: JobPayload, now: Millis) -> DeliveryEvent {
+    let (recipient, channel) = match payload {
+        JobPayload::Publish => ("scheduled".to_string(), Channel::InApp),
+        JobPayload::Deliver { channel, recipient } => (recipient.label(), channel),
+        JobPayload::Expand { channel, .. } => ("broadcast".to_string(), channel),
+    };
+    event(recipient, channel, DeliveryStatus::Cancelled, None, now)
 }
 
 #[cfg(test)]
@@ -169,11 +169,10 @@ mod tests {
     fn defaults_email_contacts_only() {
         let plan = delivery_plan(
             &n(r#"{"to":{"users":["a"],"emails":["x@example.com"]},"title":"t"}"#),
-            &["a"],
-            &["x@example.com"],
+            &[(1, UserId::parse("a").unwrap())],
+            &[EmailAddress::parse("x@example.com").unwrap()],
             Millis(5),
-        )
-        .unwrap();
+        );
         assert_eq!(plan.jobs.len(), 1, "users get in-app only by default");
         assert_eq!(plan.log.len(), 1);
         assert_eq!(plan.log[0].recipient, "email:x@example.com");
@@ -184,11 +183,10 @@ mod tests {
     fn email_to_users_and_broadcasts_and_skipped_contacts() {
         let plan = delivery_plan(
             &n(r#"{"to":{"users":["a"],"groups":["g1","g2"]},"title":"t","channels":["email"]}"#),
-            &["a"],
+            &[(1, UserId::parse("a").unwrap())],
             &[],
             Millis(5),
-        )
-        .unwrap();
+        );
         assert_eq!(plan.jobs.len(), 2);
         assert!(matches!(
             plan.jobs[1],
@@ -198,10 +196,9 @@ mod tests {
         let plan = delivery_plan(
             &n(r#"{"to":{"emails":["x@example.com"]},"title":"t","channels":["in_app"]}"#),
             &[],
-            &["x@example.com"],
+            &[EmailAddress::parse("x@example.com").unwrap()],
             Millis(5),
-        )
-        .unwrap();
+        );
         assert!(plan.jobs.is_empty());
         assert_eq!(plan.log[0].status, DeliveryStatus::Skipped);
     }

@@ -1,18 +1,19 @@
-//! The job queue, the delivery log and the development mailbox on
-//! PostgreSQL. Any node may claim any job: a claim locks due rows with
+//! The job queue and the delivery log on PostgreSQL. Any node may claim any job: a claim locks due rows with
 //! `FOR UPDATE SKIP LOCKED` (claimers never wait for each other, and never
 //! get the same row) and sets a lease in the same statement.
 
 use crate::jobs::{
-    DeliveryEvent, DeliveryStatus, DevMail, EmailContext, Job, JobOutcome, JobPayload, JobStats,
-    NewDevMail, Recipient,
+    DeliveryEvent, DeliveryStatus, EmailContext, Job, JobOutcome, JobPayload, JobStats, Recipient,
 };
-use crate::{Result, StoreError};
-use belfry_core::{Channel, EmailAddress, Locale, Millis, TimeZoneName, UserId};
+use crate::plan::cancelled_line;
+use crate::plan::send::{expansion, next_page};
+use crate::plan::stored::StoredAudience;
+use crate::{NotificationStatus, Result, StoreError};
+use belfry_core::{Channel, EmailAddress, Locale, Millis, TimeZoneName};
 use sqlx::{PgConnection, PgPool};
 
 fn bad(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+    StoreError::backend(e.to_string())
 }
 
 /// Queues a job (the caller wakes the workers after its commit).
@@ -223,11 +224,11 @@ pub(crate) async fn expand(
     let Some((Some(seq), status, audience, actor_uid)) = row else {
         return Ok((None, false));
     };
-    if status != "published" {
+    if NotificationStatus::parse(&status)? != NotificationStatus::Published {
         return Ok((None, false));
     }
-    let audience: serde_json::Value = serde_json::from_str(&audience).map_err(bad)?;
-    let members: Vec<(i64, String)> = if audience["all"].as_bool().unwrap_or(false) {
+    let audience = StoredAudience::decode(&audience)?;
+    let members: Vec<(i64, String)> = if audience.all {
         sqlx::query_as(
             "SELECT uid, id FROM users WHERE uid > $1 AND created_seq < $2 ORDER BY uid LIMIT $3",
         )
@@ -237,14 +238,7 @@ pub(crate) async fn expand(
         .fetch_all(&mut *c)
         .await?
     } else {
-        let groups: Vec<String> = audience["groups"]
-            .as_array()
-            .map(|g| {
-                g.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let groups: Vec<&str> = audience.groups.iter().map(|g| g.as_str()).collect();
         sqlx::query_as(
             "SELECT DISTINCT u.uid, u.id FROM memberships m
              JOIN users u ON u.uid = m.uid
@@ -260,32 +254,11 @@ pub(crate) async fn expand(
         .fetch_all(&mut *c)
         .await?
     };
-    let next = (members.len() == limit)
-        .then(|| members.last().map(|m| m.0))
-        .flatten();
-    let mut log = Vec::with_capacity(members.len());
-    let mut payloads = Vec::with_capacity(members.len());
-    for (uid, id) in members {
-        if Some(uid) == actor_uid {
-            continue;
-        }
-        let user = UserId::parse(&id).map_err(StoreError::Backend)?;
-        log.push(DeliveryEvent {
-            recipient: format!("user:{user}"),
-            channel,
-            status: DeliveryStatus::Queued,
-            attempt: 0,
-            error: None,
-            at: now,
-        });
-        payloads.push(JobPayload::Deliver {
-            channel,
-            recipient: Recipient::User(user),
-        });
-    }
+    let next = next_page(&members, limit);
+    let (jobs, log) = expansion(members, actor_uid, channel, now)?;
     log_many(c, nid, &log).await?;
-    add_jobs(c, &payloads, nid, now).await?;
-    Ok((next, !payloads.is_empty()))
+    add_jobs(c, &jobs, nid, now).await?;
+    Ok((next, !jobs.is_empty()))
 }
 
 /// Queues several jobs of one notification, due now (one statement).
@@ -333,7 +306,7 @@ pub(crate) async fn email_context(
     };
     let mut ctx = EmailContext {
         notification_id: id,
-        status,
+        status: NotificationStatus::parse(&status)?,
         content_json: content,
         published_at: Millis(published.unwrap_or(created)),
         to: None,
@@ -453,77 +426,12 @@ pub(crate) async fn cancel_jobs(c: &mut PgConnection, nid: i64, now: Millis) -> 
     .bind(nid)
     .fetch_all(&mut *c)
     .await?;
-    let mut log = Vec::with_capacity(pending.len());
-    for payload in pending {
-        let payload: JobPayload = serde_json::from_str(&payload).map_err(bad)?;
-        let (recipient, channel) = match payload {
-            JobPayload::Publish => ("scheduled".to_string(), Channel::InApp),
-            JobPayload::Deliver { channel, recipient } => (recipient.label(), channel),
-            JobPayload::Expand { channel, .. } => ("broadcast".to_string(), channel),
-        };
-        log.push(DeliveryEvent {
-            recipient,
-            channel,
-            status: DeliveryStatus::Cancelled,
-            attempt: 0,
-            error: None,
-            at: now,
-        });
-    }
+    let log = pending
+        .iter()
+        .map(|payload| {
+            let payload: JobPayload = serde_json::from_str(payload).map_err(bad)?;
+            Ok(cancelled_line(payload, now))
+        })
+        .collect::<Result<Vec<_>>>()?;
     log_many(c, nid, &log).await
-}
-
-type MailRow = (i64, String, String, String, String, String, i64);
-
-fn to_mail((id, to, subject, text, html, message_id, created_at): MailRow) -> DevMail {
-    DevMail {
-        id: id.to_string(),
-        to,
-        subject,
-        text,
-        html,
-        message_id,
-        created_at: Millis(created_at),
-    }
-}
-
-pub(crate) async fn mailbox_put(pool: &PgPool, mail: &NewDevMail, now: Millis) -> Result<DevMail> {
-    let row: MailRow = sqlx::query_as(
-        "INSERT INTO mailbox (recipient, subject, text, html, message_id, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         RETURNING id, recipient, subject, text, html, message_id, created_at",
-    )
-    .bind(&mail.to)
-    .bind(&mail.subject)
-    .bind(&mail.text)
-    .bind(&mail.html)
-    .bind(&mail.message_id)
-    .bind(now.0)
-    .fetch_one(pool)
-    .await?;
-    Ok(to_mail(row))
-}
-
-pub(crate) async fn mailbox_list(pool: &PgPool, limit: usize) -> Result<Vec<DevMail>> {
-    let rows: Vec<MailRow> = sqlx::query_as(
-        "SELECT id, recipient, subject, text, html, message_id, created_at FROM mailbox
-         ORDER BY id DESC LIMIT $1",
-    )
-    .bind(limit as i64)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows.into_iter().map(to_mail).collect())
-}
-
-pub(crate) async fn mailbox_get(pool: &PgPool, id: &str) -> Result<Option<DevMail>> {
-    let Ok(id) = id.parse::<i64>() else {
-        return Ok(None);
-    };
-    let row: Option<MailRow> = sqlx::query_as(
-        "SELECT id, recipient, subject, text, html, message_id, created_at FROM mailbox WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(to_mail))
 }

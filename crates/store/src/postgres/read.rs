@@ -3,7 +3,8 @@
 //! dialect; results are rendered the same way.
 
 use crate::{
-    ApiKeyInfo, Group, InboxPage, NotificationRecord, Result, Scope, StoreError, Subscription,
+    ApiKeyInfo, Group, InboxPage, NotificationRecord, NotificationStatus, Result, Scope,
+    StoreError, Subscription,
 };
 use belfry_core::inbox::merge_newest_first;
 use belfry_core::{
@@ -58,7 +59,7 @@ type SubscriptionRow = (String, String, String, String, i64);
 
 fn to_subscription(row: SubscriptionRow) -> Result<Subscription> {
     let (kind, id, sub_kind, subscriber, at) = row;
-    let bad = |e: String| StoreError::Backend(e);
+    let bad = |e: String| StoreError::backend(e);
     let (user, email) = if sub_kind == "user" {
         (Some(UserId::parse(&subscriber).map_err(bad)?), None)
     } else {
@@ -122,7 +123,7 @@ fn reparse<T>(
     v: Option<String>,
     parse: impl Fn(&str) -> std::result::Result<T, String>,
 ) -> Result<Option<T>> {
-    v.map(|s| parse(&s).map_err(StoreError::Backend))
+    v.map(|s| parse(&s).map_err(StoreError::backend))
         .transpose()
 }
 
@@ -144,10 +145,10 @@ pub(crate) async fn user(c: &mut PgConnection, uid: i64) -> Result<User> {
     .await?;
     let groups = groups
         .iter()
-        .map(|g| GroupId::parse(g).map_err(StoreError::Backend))
+        .map(|g| GroupId::parse(g).map_err(StoreError::backend))
         .collect::<Result<Vec<_>>>()?;
     Ok(User {
-        id: UserId::parse(&row.try_get::<String, _>(0)?).map_err(StoreError::Backend)?,
+        id: UserId::parse(&row.try_get::<String, _>(0)?).map_err(StoreError::backend)?,
         email: reparse(row.try_get(1)?, EmailAddress::parse)?,
         name: row.try_get(2)?,
         avatar_url: row.try_get(3)?,
@@ -158,7 +159,7 @@ pub(crate) async fn user(c: &mut PgConnection, uid: i64) -> Result<User> {
             .try_get::<Option<String>, _>(6)?
             .map(|d| serde_json::from_str(&d))
             .transpose()
-            .map_err(|e| StoreError::Backend(e.to_string()))?,
+            .map_err(StoreError::backend)?,
         created_at: Millis(row.try_get(7)?),
         updated_at: Millis(row.try_get(8)?),
     })
@@ -224,7 +225,7 @@ type GroupRow = (String, Option<String>, i64, i64);
 
 fn to_group(row: GroupRow) -> Result<Group> {
     Ok(Group {
-        id: GroupId::parse(&row.0).map_err(StoreError::Backend)?,
+        id: GroupId::parse(&row.0).map_err(StoreError::backend)?,
         name: row.1,
         created_at: Millis(row.2),
         members: row.3,
@@ -272,7 +273,7 @@ pub(crate) async fn notification(
     let mut rec = NotificationRecord {
         id: r.try_get(1)?,
         seq: r.try_get(2)?,
-        status: r.try_get(3)?,
+        status: NotificationStatus::parse(r.try_get(3)?)?,
         sender: r.try_get(4)?,
         content_json: r.try_get(5)?,
         audience_json: r.try_get(6)?,
@@ -606,7 +607,7 @@ async fn render_entries(
     for e in entries {
         let (id, at, json) = content
             .get(&e.nid)
-            .ok_or_else(|| StoreError::Backend(format!("notification {} vanished", e.nid)))?;
+            .ok_or_else(|| StoreError::backend(format!("notification {} vanished", e.nid)))?;
         let meta = InboxItemMeta {
             id: id.clone(),
             seq: e.seq,

@@ -2,7 +2,8 @@
 //! transaction, by the writer.
 
 use crate::{
-    ApiKeyInfo, Group, InboxPage, NotificationRecord, Result, Scope, StoreError, Subscription,
+    ApiKeyInfo, Group, InboxPage, NotificationRecord, NotificationStatus, Result, Scope,
+    StoreError, Subscription,
 };
 use belfry_core::inbox::merge_newest_first;
 use belfry_core::{
@@ -11,6 +12,13 @@ use belfry_core::{
 };
 use rusqlite::{Connection, OptionalExtension, Row};
 use std::collections::BTreeSet;
+
+impl rusqlite::types::FromSql for NotificationStatus {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        NotificationStatus::parse(text).map_err(|e| rusqlite::types::FromSqlError::Other(e.into()))
+    }
+}
 
 /// The columns of `users` that reading an inbox needs.
 #[derive(Debug, Clone, Copy)]
@@ -42,10 +50,6 @@ pub(crate) fn uid(c: &Connection, id: &UserId) -> Result<Option<i64>> {
         .optional()?)
 }
 
-pub(crate) fn uid_by_email(c: &Connection, email: &EmailAddress) -> Result<Option<i64>> {
-    Ok(user_by_email(c, email)?.map(|(uid, _)| uid))
-}
-
 /// The user with this address: internal key and id.
 pub(crate) fn user_by_email(c: &Connection, email: &EmailAddress) -> Result<Option<(i64, String)>> {
     Ok(
@@ -61,7 +65,7 @@ fn subscription_row(r: &Row<'_>) -> rusqlite::Result<(String, String, String, St
 
 fn to_subscription(row: (String, String, String, String, i64)) -> Result<Subscription> {
     let (kind, id, sub_kind, subscriber, at) = row;
-    let bad = |e: String| StoreError::Backend(e);
+    let bad = |e: String| StoreError::backend(e);
     let (user, email) = if sub_kind == "user" {
         (Some(UserId::parse(&subscriber).map_err(bad)?), None)
     } else {
@@ -110,7 +114,7 @@ fn reparse<T>(
     v: Option<String>,
     parse: impl Fn(&str) -> std::result::Result<T, String>,
 ) -> Result<Option<T>> {
-    v.map(|s| parse(&s).map_err(StoreError::Backend))
+    v.map(|s| parse(&s).map_err(StoreError::backend))
         .transpose()
 }
 
@@ -141,10 +145,10 @@ pub(crate) fn user(c: &Connection, uid: i64) -> Result<User> {
              WHERE m.uid = ?1 AND m.left_seq IS NULL ORDER BY g.id",
         )?
         .query_map([uid], |r| r.get::<_, String>(0))?
-        .map(|g| GroupId::parse(&g?).map_err(StoreError::Backend))
+        .map(|g| GroupId::parse(&g?).map_err(StoreError::backend))
         .collect::<Result<Vec<_>>>()?;
     Ok(User {
-        id: UserId::parse(&row.0).map_err(StoreError::Backend)?,
+        id: UserId::parse(&row.0).map_err(StoreError::backend)?,
         email: reparse(row.1, EmailAddress::parse)?,
         name: row.2,
         avatar_url: row.3,
@@ -155,7 +159,7 @@ pub(crate) fn user(c: &Connection, uid: i64) -> Result<User> {
             .6
             .map(|d| serde_json::from_str(&d))
             .transpose()
-            .map_err(|e| StoreError::Backend(e.to_string()))?,
+            .map_err(StoreError::backend)?,
         created_at: Millis(row.7),
         updated_at: Millis(row.8),
     })
@@ -215,7 +219,7 @@ fn group_row(r: &Row<'_>) -> rusqlite::Result<(String, Option<String>, i64, i64)
 
 fn to_group(row: (String, Option<String>, i64, i64)) -> Result<Group> {
     Ok(Group {
-        id: GroupId::parse(&row.0).map_err(StoreError::Backend)?,
+        id: GroupId::parse(&row.0).map_err(StoreError::backend)?,
         name: row.1,
         created_at: Millis(row.2),
         members: row.3,

@@ -1,0 +1,139 @@
+//! How a notification's request is kept in its row, written and read in
+//! this one place by both backends: the audience as requested (a typed
+//! struct, never read back as untyped JSON), the requested channels and the
+//! whole request of a scheduled send.
+
+use crate::{BroadcastTargets, Result, StoreError};
+use belfry_core::{Channel, EmailAddress, EntityRef, GroupId, NewNotification, UserId};
+use serde::{Deserialize, Serialize};
+
+/// The audience column. The fields are in alphabetical order, which keeps
+/// the stored text the same as that of earlier versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredAudience {
+    #[serde(default)]
+    pub all: bool,
+    #[serde(default)]
+    pub emails: Vec<EmailAddress>,
+    #[serde(default)]
+    pub entity: Option<EntityRef>,
+    #[serde(default)]
+    pub groups: Vec<GroupId>,
+    #[serde(default)]
+    pub users: Vec<UserId>,
+}
+
+impl StoredAudience {
+    #[cfg(test)]
+    pub fn of(a: &belfry_core::Audience) -> StoredAudience {
+        StoredAudience {
+            all: a.all,
+            emails: a.emails.clone(),
+            entity: a.entity.clone(),
+            groups: a.groups.clone(),
+            users: a.users.clone(),
+        }
+    }
+
+    pub fn decode(json: &str) -> Result<StoredAudience> {
+        serde_json::from_str(json).map_err(StoreError::backend)
+    }
+
+    /// The broadcast part (everyone, or groups), if any.
+    pub fn broadcast(&self) -> Option<BroadcastTargets> {
+        broadcast_targets(self.all, &self.groups)
+    }
+}
+
+/// The broadcast part of an audience; the groups are left out when it
+/// reaches everyone.
+pub(crate) fn broadcast_targets(all: bool, groups: &[GroupId]) -> Option<BroadcastTargets> {
+    (all || !groups.is_empty()).then(|| BroadcastTargets {
+        all,
+        groups: if all { Vec::new() } else { groups.to_vec() },
+    })
+}
+
+/// The audience column of `n`.
+pub(crate) fn audience_json(n: &NewNotification) -> String {
+    // Serialised from borrowed fields: no copy of the lists.
+    #[derive(Serialize)]
+    struct Borrowed<'a> {
+        all: bool,
+        emails: &'a [EmailAddress],
+        entity: &'a Option<EntityRef>,
+        groups: &'a [GroupId],
+        users: &'a [UserId],
+    }
+    let a = &n.audience;
+    serde_json::to_string(&Borrowed {
+        all: a.all,
+        emails: &a.emails,
+        entity: &a.entity,
+        groups: &a.groups,
+        users: &a.users,
+    })
+    .expect("an audience serialises")
+}
+
+/// The channels column; None for the defaults.
+pub(crate) fn channels_json(n: &NewNotification) -> Option<String> {
+    n.channels
+        .as_ref()
+        .map(|list| serde_json::to_string::<[Channel]>(list).expect("channel names serialise"))
+}
+
+/// The request column of a scheduled send.
+pub(crate) fn request_json(n: &NewNotification) -> Result<String> {
+    serde_json::to_string(n).map_err(StoreError::backend)
+}
+
+/// A scheduled send's request, read back when it is due.
+pub(crate) fn decode_request(id: &str, json: &str) -> Result<NewNotification> {
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::backend(format!("stored request of {id}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use belfry_core::{Millis, SendRequest};
+
+    fn n(json: &str) -> NewNotification {
+        serde_json::from_str::<SendRequest>(json)
+            .unwrap()
+            .validate(Millis(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn audience_round_trips_in_the_stored_form() {
+        let n = n(
+            r#"{"to":{"users":["a"],"emails":["x@example.com"],"groups":["g"],"entity":{"type":"t","id":"1"}},"title":"t"}"#,
+        );
+        let json = audience_json(&n);
+        // The text earlier versions stored (keys in alphabetical order).
+        assert_eq!(
+            json,
+            r#"{"all":false,"emails":["x@example.com"],"entity":{"type":"t","id":"1"},"groups":["g"],"users":["a"]}"#
+        );
+        let back = StoredAudience::decode(&json).unwrap();
+        assert_eq!(back, StoredAudience::of(&n.audience));
+        assert_eq!(
+            back.broadcast(),
+            Some(BroadcastTargets {
+                all: false,
+                groups: vec![GroupId::parse("g").unwrap()]
+            })
+        );
+    }
+
+    #[test]
+    fn everyone_needs_no_groups() {
+        let n =
+            n(r#"{"to":{"all":true,"groups":["g"]},"title":"t","channels":["in_app","email"]}"#);
+        let back = StoredAudience::decode(&audience_json(&n)).unwrap();
+        assert_eq!(back.broadcast().unwrap().groups, Vec::<GroupId>::new());
+        assert_eq!(channels_json(&n).unwrap(), r#"["in_app","email"]"#);
+    }
+}
