@@ -26,6 +26,7 @@ pub use jobs::{
     DeliveryEvent, DeliveryStatus, DevMail, EmailContext, Job, JobOutcome, JobPayload, JobStats,
     NewDevMail, Recipient,
 };
+pub use plan::inbox::InboxChange;
 
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
@@ -360,22 +361,45 @@ pub trait Store: Send + Sync + 'static {
     // --- one user's inbox ---
     async fn list_inbox(&self, user: &UserId, query: InboxQuery, now: Millis) -> Result<InboxPage>;
     async fn counts(&self, user: &UserId, now: Millis) -> Result<Counts>;
+    /// Applies one change a user makes to their inbox, in one transaction,
+    /// and emits its event after the commit (`plan::inbox` decides both);
+    /// returns how many items changed. `NotFound` for an unknown user (and
+    /// for one item the user cannot see).
+    async fn inbox_change(&self, user: &UserId, change: InboxChange, now: Millis) -> Result<i64>;
     /// Changes one item; `NotFound` when the user cannot see it.
-    async fn update_item(&self, user: &UserId, id: &str, op: ItemOp, now: Millis) -> Result<()>;
+    async fn update_item(&self, user: &UserId, id: &str, op: ItemOp, now: Millis) -> Result<()> {
+        let id = id.to_string();
+        self.inbox_change(user, InboxChange::Item { id, op }, now)
+            .await
+            .map(|_| ())
+    }
     /// Marks everything (or one category) read; returns how many items changed.
     async fn read_all(
         &self,
         user: &UserId,
         category: Option<belfry_core::Category>,
         now: Millis,
-    ) -> Result<i64>;
+    ) -> Result<i64> {
+        self.inbox_change(user, InboxChange::ReadAll(category), now)
+            .await
+    }
     /// The drawer was opened: everything is seen.
-    async fn seen_all(&self, user: &UserId, now: Millis) -> Result<()>;
+    async fn seen_all(&self, user: &UserId, now: Millis) -> Result<()> {
+        self.inbox_change(user, InboxChange::SeenAll, now)
+            .await
+            .map(|_| ())
+    }
     /// Archives several items; ids the user cannot see are ignored. Returns
     /// how many were archived.
-    async fn archive_many(&self, user: &UserId, ids: Vec<String>, now: Millis) -> Result<i64>;
+    async fn archive_many(&self, user: &UserId, ids: Vec<String>, now: Millis) -> Result<i64> {
+        self.inbox_change(user, InboxChange::Archive(ids), now)
+            .await
+    }
     /// The user viewed this entity in the host application: all about it is read.
-    async fn read_entity(&self, user: &UserId, entity: &EntityRef, now: Millis) -> Result<i64>;
+    async fn read_entity(&self, user: &UserId, entity: &EntityRef, now: Millis) -> Result<i64> {
+        self.inbox_change(user, InboxChange::ReadEntity(entity.clone()), now)
+            .await
+    }
 
     // --- jobs and delivery ---
     /// Claims up to `limit` due jobs (run_at <= now, not leased or lease

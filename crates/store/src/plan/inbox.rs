@@ -8,7 +8,7 @@ use belfry_core::{Category, EntityRef, UserId};
 
 /// A change a user makes to their inbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum InboxChange {
+pub enum InboxChange {
     /// One item; unknown to the user: `NotFound`.
     Item { id: String, op: ItemOp },
     /// Several items; those the user cannot see are ignored.
@@ -19,6 +19,17 @@ pub(crate) enum InboxChange {
     SeenAll,
     /// The user viewed this entity in the host application.
     ReadEntity(EntityRef),
+}
+
+impl InboxChange {
+    /// The items an item operation addresses, and the operation.
+    pub(crate) fn items(&self) -> Option<(ItemOp, &[String])> {
+        match self {
+            InboxChange::Item { id, op } => Some((*op, std::slice::from_ref(id))),
+            InboxChange::Archive(ids) => Some((ItemOp::Archive, ids)),
+            _ => None,
+        }
+    }
 }
 
 /// What a backend's SQL touched.

@@ -15,7 +15,40 @@
 //!   Entries that do not count it (it was read and stacked over since) do
 //!   not change.
 
+use super::stored::StoredAudience;
+use crate::{NotificationStatus, Result, StoreEvent};
 use belfry_core::UserId;
+
+/// The columns of a notification that cancelling it needs: nid, seq,
+/// status, audience, stack key.
+pub(crate) type CancelRow = (i64, Option<i64>, String, String, Option<String>);
+
+/// Whether a notification in `status` is still to be cancelled (a second
+/// cancellation changes nothing).
+pub(crate) fn needs_cancelling(status: &str) -> Result<bool> {
+    Ok(NotificationStatus::parse(status)? != NotificationStatus::Cancelled)
+}
+
+/// The event of a cancellation: the users whose inbox changed and, when its
+/// broadcast rows were removed, the broadcast's targets (from the stored
+/// audience).
+pub(crate) fn removed(
+    id: &str,
+    users: Vec<UserId>,
+    broadcast_removed: bool,
+    audience: &str,
+) -> Result<StoreEvent> {
+    let broadcast = if broadcast_removed {
+        StoredAudience::decode(audience)?.broadcast()
+    } else {
+        None
+    };
+    Ok(StoreEvent::Removed {
+        id: id.to_string(),
+        users,
+        broadcast,
+    })
+}
 
 /// The SQL expression of an entry's new count when a member joins it
 /// (in an `UPDATE inbox … WHERE uid = … AND stack_key = …`).

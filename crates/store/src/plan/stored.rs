@@ -1,10 +1,14 @@
-//! How a notification's request is kept in its row, written and read in
-//! this one place by both backends: the audience as requested (a typed
-//! struct, never read back as untyped JSON), the requested channels and the
-//! whole request of a scheduled send.
+//! Stored forms, written and read in this one place by both backends: a
+//! notification's request (the audience as requested, a typed struct never
+//! read back as untyped JSON; the requested channels; the whole request of
+//! a scheduled send), subscriptions, and what an email needs.
 
-use crate::{BroadcastTargets, Result, StoreError};
-use belfry_core::{Channel, EmailAddress, EntityRef, GroupId, NewNotification, UserId};
+use crate::jobs::{EmailContext, Recipient};
+use crate::{BroadcastTargets, NotificationStatus, Result, StoreError, Subscriber, Subscription};
+use belfry_core::{
+    Channel, EmailAddress, EntityRef, GroupId, Locale, Millis, NewNotification, TimeZoneName,
+    UserId,
+};
 use serde::{Deserialize, Serialize};
 
 /// The audience column. The fields are in alphabetical order, which keeps
@@ -92,6 +96,82 @@ pub(crate) fn request_json(n: &NewNotification) -> Result<String> {
 pub(crate) fn decode_request(id: &str, json: &str) -> Result<NewNotification> {
     serde_json::from_str(json)
         .map_err(|e| StoreError::backend(format!("stored request of {id}: {e}")))
+}
+
+/// A subscriber as stored: its kind (`user` or `email`) and its id or address.
+pub(crate) fn subscriber_columns(who: &Subscriber) -> (&'static str, &str) {
+    match who {
+        Subscriber::User(user) => ("user", user.as_str()),
+        Subscriber::Email(address) => ("email", address.as_str()),
+    }
+}
+
+/// A subscription row: entity type and id, kind, subscriber, created at.
+pub(crate) type SubscriptionRow = (String, String, String, String, i64);
+
+pub(crate) fn subscription(
+    (kind, id, sub_kind, subscriber, at): SubscriptionRow,
+) -> Result<Subscription> {
+    let (user, email) = if sub_kind == "user" {
+        (
+            Some(UserId::parse(&subscriber).map_err(StoreError::backend)?),
+            None,
+        )
+    } else {
+        (
+            None,
+            Some(EmailAddress::parse(&subscriber).map_err(StoreError::backend)?),
+        )
+    };
+    Ok(Subscription {
+        entity: EntityRef { kind, id },
+        user,
+        email,
+        created_at: Millis(at),
+    })
+}
+
+/// The notification's columns an email needs: id, status, content,
+/// published at, created at.
+pub(crate) type EmailNotificationRow = (String, String, String, Option<i64>, i64);
+
+/// A user's columns an email needs: email, name, locale, time zone.
+pub(crate) type EmailUserRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// What sending the notification to `recipient` needs; `user` is the
+/// recipient user's row (when it is a user that still exists). Stored
+/// values that no longer parse are left out.
+pub(crate) fn email_context(
+    (id, status, content, published, created): EmailNotificationRow,
+    recipient: &Recipient,
+    user: Option<EmailUserRow>,
+) -> Result<EmailContext> {
+    let mut ctx = EmailContext {
+        notification_id: id,
+        status: NotificationStatus::parse(&status)?,
+        content_json: content,
+        published_at: Millis(published.unwrap_or(created)),
+        to: None,
+        name: None,
+        locale: None,
+        timezone: None,
+    };
+    match (recipient, user) {
+        (Recipient::Contact(address), _) => ctx.to = Some(address.clone()),
+        (Recipient::User(_), Some((email, name, locale, timezone))) => {
+            ctx.to = email.and_then(|e| EmailAddress::parse(&e).ok());
+            ctx.name = name;
+            ctx.locale = locale.and_then(|l| Locale::parse(&l).ok());
+            ctx.timezone = timezone.and_then(|t| TimeZoneName::parse(&t).ok());
+        }
+        (Recipient::User(_), None) => {}
+    }
+    Ok(ctx)
 }
 
 #[cfg(test)]

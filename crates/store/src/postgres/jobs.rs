@@ -2,14 +2,14 @@
 //! `FOR UPDATE SKIP LOCKED` (claimers never wait for each other, and never
 //! get the same row) and sets a lease in the same statement.
 
-use crate::jobs::{
-    DeliveryEvent, DeliveryStatus, EmailContext, Job, JobOutcome, JobPayload, JobStats, Recipient,
-};
-use crate::plan::cancelled_line;
+use crate::jobs::{DeliveryEvent, EmailContext, Job, JobOutcome, JobPayload, JobStats, Recipient};
 use crate::plan::send::{expansion, next_page};
-use crate::plan::stored::StoredAudience;
+use crate::plan::stored::{
+    EmailNotificationRow, EmailUserRow, StoredAudience, email_context as email_context_of,
+};
+use crate::plan::{StoredLine, cancelled_line, delivery_log};
 use crate::{NotificationStatus, Result, StoreError};
-use belfry_core::{Channel, EmailAddress, Locale, Millis, TimeZoneName};
+use belfry_core::{Channel, Millis};
 use sqlx::{PgConnection, PgPool};
 
 fn bad(e: impl std::fmt::Display) -> StoreError {
@@ -295,48 +295,25 @@ pub(crate) async fn email_context(
     nid: i64,
     recipient: &Recipient,
 ) -> Result<Option<EmailContext>> {
-    let row: Option<(String, String, String, Option<i64>, i64)> = sqlx::query_as(
+    let Some(row): Option<EmailNotificationRow> = sqlx::query_as(
         "SELECT id, status, content, published_at, created_at FROM notifications WHERE nid = $1",
     )
     .bind(nid)
     .fetch_optional(&mut *c)
-    .await?;
-    let Some((id, status, content, published, created)) = row else {
+    .await?
+    else {
         return Ok(None);
     };
-    let mut ctx = EmailContext {
-        notification_id: id,
-        status: NotificationStatus::parse(&status)?,
-        content_json: content,
-        published_at: Millis(published.unwrap_or(created)),
-        to: None,
-        name: None,
-        locale: None,
-        timezone: None,
-    };
-    match recipient {
-        Recipient::Contact(address) => ctx.to = Some(address.clone()),
+    let user: Option<EmailUserRow> = match recipient {
         Recipient::User(user) => {
-            type Row = (
-                Option<String>,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-            );
-            let found: Option<Row> =
-                sqlx::query_as("SELECT email, name, locale, timezone FROM users WHERE id = $1")
-                    .bind(user.as_str())
-                    .fetch_optional(&mut *c)
-                    .await?;
-            if let Some((email, name, locale, timezone)) = found {
-                ctx.to = email.and_then(|e| EmailAddress::parse(&e).ok());
-                ctx.name = name;
-                ctx.locale = locale.and_then(|l| Locale::parse(&l).ok());
-                ctx.timezone = timezone.and_then(|t| TimeZoneName::parse(&t).ok());
-            }
+            sqlx::query_as("SELECT email, name, locale, timezone FROM users WHERE id = $1")
+                .bind(user.as_str())
+                .fetch_optional(&mut *c)
+                .await?
         }
-    }
-    Ok(Some(ctx))
+        Recipient::Contact(_) => None,
+    };
+    email_context_of(row, recipient, user).map(Some)
 }
 
 pub(crate) async fn deliveries(
@@ -351,8 +328,6 @@ pub(crate) async fn deliveries(
     else {
         return Err(StoreError::NotFound);
     };
-    let at = Millis(published.unwrap_or(0));
-    let mut out = Vec::new();
     // In-app deliveries are the inbox rows themselves; no extra writes.
     let users: Vec<String> = sqlx::query_scalar(
         "SELECT u.id FROM inbox i JOIN users u ON u.uid = i.uid WHERE i.nid = $1
@@ -361,58 +336,25 @@ pub(crate) async fn deliveries(
     .bind(nid)
     .fetch_all(&mut *c)
     .await?;
-    for id in users {
-        out.push(DeliveryEvent {
-            recipient: format!("user:{id}"),
-            channel: Channel::InApp,
-            status: DeliveryStatus::Sent,
-            attempt: 1,
-            error: None,
-            at,
-        });
-    }
-    if let Some(seq) = seq {
-        let groups: Vec<(i64, Option<String>)> = sqlx::query_as(
-            "SELECT b.gid, g.id FROM broadcasts b LEFT JOIN groups g ON g.gid = b.gid
-             WHERE b.seq = $1 ORDER BY b.gid",
-        )
-        .bind(seq)
-        .fetch_all(&mut *c)
-        .await?;
-        for (gid, name) in groups {
-            out.push(DeliveryEvent {
-                recipient: if gid == 0 {
-                    "all".into()
-                } else {
-                    format!("group:{}", name.unwrap_or_default())
-                },
-                channel: Channel::InApp,
-                status: DeliveryStatus::Sent,
-                attempt: 1,
-                error: None,
-                at,
-            });
+    let broadcasts: Vec<(i64, Option<String>)> = match seq {
+        Some(seq) => {
+            sqlx::query_as(
+                "SELECT b.gid, g.id FROM broadcasts b LEFT JOIN groups g ON g.gid = b.gid
+                 WHERE b.seq = $1 ORDER BY b.gid",
+            )
+            .bind(seq)
+            .fetch_all(&mut *c)
+            .await?
         }
-    }
-    type LogRow = (String, String, String, i64, Option<String>, i64);
-    let rows: Vec<LogRow> = sqlx::query_as(
+        None => Vec::new(),
+    };
+    let logged: Vec<StoredLine> = sqlx::query_as(
         "SELECT recipient, channel, status, attempt, error, at FROM deliveries WHERE nid = $1 ORDER BY id",
     )
     .bind(nid)
     .fetch_all(&mut *c)
     .await?;
-    for (recipient, channel, status, attempt, error, at) in rows {
-        out.push(DeliveryEvent {
-            recipient,
-            channel: Channel::parse(&channel).map_err(bad)?,
-            status: DeliveryStatus::parse(&status)
-                .ok_or_else(|| bad(format!("status {status}")))?,
-            attempt,
-            error,
-            at: Millis(at),
-        });
-    }
-    Ok(out)
+    delivery_log(published.map(Millis), users, broadcasts, logged)
 }
 
 /// Cancels what is still pending for a notification: its jobs are removed

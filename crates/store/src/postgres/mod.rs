@@ -23,16 +23,14 @@ mod publish;
 mod read;
 mod write;
 
-use crate::plan::inbox::InboxChange;
 use crate::{
-    ApiKeyInfo, Constraint, DeliveryEvent, DevMail, EmailContext, Group, InboxPage, ItemOp, Job,
-    JobOutcome, JobStats, NewApiKey, NewDevMail, NotificationRecord, Recipient, Result,
+    ApiKeyInfo, Constraint, DeliveryEvent, DevMail, EmailContext, Group, InboxChange, InboxPage,
+    Job, JobOutcome, JobStats, NewApiKey, NewDevMail, NotificationRecord, Recipient, Result,
     SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber, Subscription,
 };
 use async_trait::async_trait;
 use belfry_core::{
-    Category, Counts, EntityRef, GroupId, InboxQuery, Millis, NewNotification, User, UserId,
-    UserPatch,
+    Counts, EntityRef, GroupId, InboxQuery, Millis, NewNotification, User, UserId, UserPatch,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection as _, PgConnection, PgPool};
@@ -316,21 +314,6 @@ impl PgStore {
     async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
         Ok(self.shared.pool.begin().await?)
     }
-
-    /// One change of a user's inbox: in its own transaction, its event
-    /// after the commit.
-    async fn inbox_change(&self, user: &UserId, change: InboxChange, now: Millis) -> Result<i64> {
-        let mut tx = self.begin().await?;
-        let u = read::inbox_user(&mut tx, user)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        let (n, event) = write::inbox_change(&mut tx, &u, user, change, now).await?;
-        tx.commit().await?;
-        if let Some(event) = event {
-            self.shared.emit(vec![event]);
-        }
-        Ok(n)
-    }
 }
 
 #[async_trait]
@@ -477,6 +460,19 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn inbox_change(&self, user: &UserId, change: InboxChange, now: Millis) -> Result<i64> {
+        let mut tx = self.begin().await?;
+        let u = read::inbox_user(&mut tx, user)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let (n, event) = write::inbox_change(&mut tx, &u, user, change, now).await?;
+        tx.commit().await?;
+        if let Some(event) = event {
+            self.shared.emit(vec![event]);
+        }
+        Ok(n)
+    }
+
     async fn list_inbox(&self, user: &UserId, query: InboxQuery, now: Millis) -> Result<InboxPage> {
         let mut c = self.conn().await?;
         let u = read::inbox_user(&mut c, user)
@@ -491,39 +487,6 @@ impl Store for PgStore {
             .await?
             .ok_or(StoreError::NotFound)?;
         read::counts(&mut c, &u, now).await
-    }
-
-    async fn update_item(&self, user: &UserId, id: &str, op: ItemOp, now: Millis) -> Result<()> {
-        let id = id.to_string();
-        self.inbox_change(user, InboxChange::Item { id, op }, now)
-            .await
-            .map(|_| ())
-    }
-
-    async fn read_all(
-        &self,
-        user: &UserId,
-        category: Option<Category>,
-        now: Millis,
-    ) -> Result<i64> {
-        self.inbox_change(user, InboxChange::ReadAll(category), now)
-            .await
-    }
-
-    async fn seen_all(&self, user: &UserId, now: Millis) -> Result<()> {
-        self.inbox_change(user, InboxChange::SeenAll, now)
-            .await
-            .map(|_| ())
-    }
-
-    async fn archive_many(&self, user: &UserId, ids: Vec<String>, now: Millis) -> Result<i64> {
-        self.inbox_change(user, InboxChange::Archive(ids), now)
-            .await
-    }
-
-    async fn read_entity(&self, user: &UserId, entity: &EntityRef, now: Millis) -> Result<i64> {
-        self.inbox_change(user, InboxChange::ReadEntity(entity.clone()), now)
-            .await
     }
 
     async fn claim_jobs(

@@ -6,7 +6,7 @@
 
 use super::read::{self, BroadcastFilter, InboxUser};
 use crate::plan::inbox::{self, Applied, InboxChange};
-use crate::plan::stored::StoredAudience;
+use crate::plan::stored::subscriber_columns;
 use crate::plan::{stack, users};
 use crate::{
     ApiKeyInfo, Group, ItemOp, NewApiKey, NotificationStatus, Result, StoreError, StoreEvent,
@@ -243,20 +243,13 @@ pub(crate) async fn delete_user(c: &mut PgConnection, id: &UserId) -> Result<Sto
     Ok(users::deleted(id))
 }
 
-fn subscriber_parts(who: &Subscriber) -> (&'static str, String) {
-    match who {
-        Subscriber::User(u) => ("user", u.to_string()),
-        Subscriber::Email(e) => ("email", e.to_string()),
-    }
-}
-
 pub(crate) async fn subscribe(
     c: &mut PgConnection,
     entity: &EntityRef,
     who: &Subscriber,
     now: Millis,
 ) -> Result<bool> {
-    let (kind, subscriber) = subscriber_parts(who);
+    let (kind, subscriber) = subscriber_columns(who);
     let uid = match who {
         Subscriber::User(user) => Some(read::uid(c, user).await?.ok_or(StoreError::NotFound)?),
         Subscriber::Email(_) => None,
@@ -268,7 +261,7 @@ pub(crate) async fn subscribe(
     .bind(&entity.kind)
     .bind(&entity.id)
     .bind(kind)
-    .bind(&subscriber)
+    .bind(subscriber)
     .bind(uid)
     .bind(now.0)
     .execute(&mut *c)
@@ -282,14 +275,14 @@ pub(crate) async fn unsubscribe(
     entity: &EntityRef,
     who: &Subscriber,
 ) -> Result<bool> {
-    let (kind, subscriber) = subscriber_parts(who);
+    let (kind, subscriber) = subscriber_columns(who);
     let n = sqlx::query(
         "DELETE FROM subscriptions WHERE entity_type = $1 AND entity_id = $2 AND kind = $3 AND subscriber = $4",
     )
     .bind(&entity.kind)
     .bind(&entity.id)
     .bind(kind)
-    .bind(&subscriber)
+    .bind(subscriber)
     .execute(&mut *c)
     .await?
     .rows_affected();
@@ -330,20 +323,14 @@ pub(crate) async fn delete_notification(
         .await?;
     // The row lock waits for a publication of this (scheduled) notification
     // in flight, and keeps a concurrent publication from starting.
-    let (nid, seq, status, audience, stack_key): (
-        i64,
-        Option<i64>,
-        String,
-        String,
-        Option<String>,
-    ) = sqlx::query_as(
+    let (nid, seq, status, audience, stack_key): stack::CancelRow = sqlx::query_as(
         "SELECT nid, seq, status, audience, stack_key FROM notifications WHERE id = $1 FOR UPDATE",
     )
     .bind(id)
     .fetch_optional(&mut *c)
     .await?
     .ok_or(StoreError::NotFound)?;
-    if NotificationStatus::parse(&status)? == NotificationStatus::Cancelled {
+    if !stack::needs_cancelling(&status)? {
         return Ok(None);
     }
     let plan = stack::cancel(nid, stack_entries(c, nid, stack_key.as_deref()).await?);
@@ -390,26 +377,20 @@ pub(crate) async fn delete_notification(
         .bind(nid)
         .execute(&mut *c)
         .await?;
-    let mut broadcast = None;
+    let mut broadcast_removed = false;
     if let Some(seq) = seq {
-        let removed = sqlx::query("DELETE FROM broadcasts WHERE seq = $1")
+        broadcast_removed = sqlx::query("DELETE FROM broadcasts WHERE seq = $1")
             .bind(seq)
             .execute(&mut *c)
             .await?
-            .rows_affected();
+            .rows_affected()
+            > 0;
         sqlx::query("DELETE FROM broadcast_state WHERE seq = $1")
             .bind(seq)
             .execute(&mut *c)
             .await?;
-        if removed > 0 {
-            broadcast = StoredAudience::decode(&audience)?.broadcast();
-        }
     }
-    Ok(Some(StoreEvent::Removed {
-        id: id.to_string(),
-        users: plan.users,
-        broadcast,
-    }))
+    stack::removed(id, plan.users, broadcast_removed, &audience).map(Some)
 }
 
 /// The inbox entries that may show notification `nid`: those of its own
@@ -697,21 +678,15 @@ pub(crate) async fn inbox_change(
     now: Millis,
 ) -> Result<(i64, Option<StoreEvent>)> {
     let applied = match &change {
-        InboxChange::Item { id, op } => Applied::Items(
-            update_item(c, u, id, *op, now)
-                .await?
-                .then(|| id.clone())
-                .into_iter()
-                .collect(),
-        ),
-        InboxChange::Archive(ids) => {
-            let mut archived = Vec::new();
+        InboxChange::Item { .. } | InboxChange::Archive(_) => {
+            let (op, ids) = change.items().expect("an item change");
+            let mut changed = Vec::with_capacity(ids.len());
             for id in ids {
-                if update_item(c, u, id, ItemOp::Archive, now).await? {
-                    archived.push(id.clone());
+                if update_item(c, u, id, op, now).await? {
+                    changed.push(id.clone());
                 }
             }
-            Applied::Items(archived)
+            Applied::Items(changed)
         }
         InboxChange::ReadAll(category) => {
             Applied::Count(read_all(c, u, category.as_ref(), now).await?)

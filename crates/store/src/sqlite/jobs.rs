@@ -2,14 +2,14 @@
 //! Claims go through the single writer, so two workers never get the same job.
 
 use super::Writer;
-use crate::jobs::{
-    DeliveryEvent, DeliveryStatus, EmailContext, Job, JobOutcome, JobPayload, JobStats, Recipient,
-};
-use crate::plan::cancelled_line;
+use crate::jobs::{DeliveryEvent, EmailContext, Job, JobOutcome, JobPayload, JobStats, Recipient};
 use crate::plan::send::{expansion, next_page};
-use crate::plan::stored::StoredAudience;
+use crate::plan::stored::{
+    EmailNotificationRow, EmailUserRow, StoredAudience, email_context as email_context_of,
+};
+use crate::plan::{StoredLine, cancelled_line, delivery_log};
 use crate::{NotificationStatus, Result, StoreError};
-use belfry_core::{Channel, EmailAddress, Locale, Millis, TimeZoneName};
+use belfry_core::{Channel, Millis};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Queues a job; workers are woken after the commit.
@@ -248,43 +248,25 @@ pub(crate) fn email_context(
     nid: i64,
     recipient: &Recipient,
 ) -> Result<Option<EmailContext>> {
-    let row: Option<(String, String, String, Option<i64>, i64)> = c
+    let Some(row): Option<EmailNotificationRow> = c
         .prepare_cached(
             "SELECT id, status, content, published_at, created_at FROM notifications WHERE nid = ?1",
         )?
         .query_row([nid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-        .optional()?;
-    let Some((id, status, content, published, created)) = row else {
+        .optional()?
+    else {
         return Ok(None);
     };
-    let mut ctx = EmailContext {
-        notification_id: id,
-        status: NotificationStatus::parse(&status)?,
-        content_json: content,
-        published_at: Millis(published.unwrap_or(created)),
-        to: None,
-        name: None,
-        locale: None,
-        timezone: None,
+    let user: Option<EmailUserRow> = match recipient {
+        Recipient::User(user) => c
+            .prepare_cached("SELECT email, name, locale, timezone FROM users WHERE id = ?1")?
+            .query_row([user.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()?,
+        Recipient::Contact(_) => None,
     };
-    match recipient {
-        Recipient::Contact(address) => ctx.to = Some(address.clone()),
-        Recipient::User(user) => {
-            let found: Option<[Option<String>; 4]> = c
-                .prepare_cached("SELECT email, name, locale, timezone FROM users WHERE id = ?1")?
-                .query_row([user.as_str()], |r| {
-                    Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?])
-                })
-                .optional()?;
-            if let Some([email, name, locale, timezone]) = found {
-                ctx.to = email.and_then(|e| EmailAddress::parse(&e).ok());
-                ctx.name = name;
-                ctx.locale = locale.and_then(|l| Locale::parse(&l).ok());
-                ctx.timezone = timezone.and_then(|t| TimeZoneName::parse(&t).ok());
-            }
-        }
-    }
-    Ok(Some(ctx))
+    email_context_of(row, recipient, user).map(Some)
 }
 
 pub(crate) fn deliveries(c: &Connection, notification_id: &str) -> Result<Vec<DeliveryEvent>> {
@@ -295,70 +277,32 @@ pub(crate) fn deliveries(c: &Connection, notification_id: &str) -> Result<Vec<De
     else {
         return Err(StoreError::NotFound);
     };
-    let at = Millis(published.unwrap_or(0));
-    let mut out = Vec::new();
     // In-app deliveries are the inbox rows themselves; no extra writes.
-    let mut inbox = c.prepare_cached(
-        "SELECT u.id FROM inbox i JOIN users u ON u.uid = i.uid WHERE i.nid = ?1 ORDER BY u.id",
-    )?;
-    for id in inbox.query_map([nid], |r| r.get::<_, String>(0))? {
-        out.push(DeliveryEvent {
-            recipient: format!("user:{}", id?),
-            channel: Channel::InApp,
-            status: DeliveryStatus::Sent,
-            attempt: 1,
-            error: None,
-            at,
-        });
-    }
-    if let Some(seq) = seq {
-        let mut groups = c.prepare_cached(
-            "SELECT b.gid, g.id FROM broadcasts b LEFT JOIN groups g ON g.gid = b.gid WHERE b.seq = ?1 ORDER BY b.gid",
-        )?;
-        for row in groups.query_map([seq], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
-        })? {
-            let (gid, name) = row?;
-            out.push(DeliveryEvent {
-                recipient: if gid == 0 {
-                    "all".into()
-                } else {
-                    format!("group:{}", name.unwrap_or_default())
-                },
-                channel: Channel::InApp,
-                status: DeliveryStatus::Sent,
-                attempt: 1,
-                error: None,
-                at,
-            });
-        }
-    }
-    let mut log = c.prepare_cached(
-        "SELECT recipient, channel, status, attempt, error, at FROM deliveries WHERE nid = ?1 ORDER BY id",
-    )?;
-    let rows = log.query_map([nid], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, Option<String>>(4)?,
-            r.get::<_, i64>(5)?,
-        ))
-    })?;
-    for row in rows {
-        let (recipient, channel, status, attempt, error, at) = row?;
-        out.push(DeliveryEvent {
-            recipient,
-            channel: Channel::parse(&channel).map_err(bad)?,
-            status: DeliveryStatus::parse(&status)
-                .ok_or_else(|| bad(format!("status {status}")))?,
-            attempt,
-            error,
-            at: Millis(at),
-        });
-    }
-    Ok(out)
+    let users = c
+        .prepare_cached(
+            "SELECT u.id FROM inbox i JOIN users u ON u.uid = i.uid WHERE i.nid = ?1 ORDER BY u.id",
+        )?
+        .query_map([nid], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    let broadcasts = match seq {
+        Some(seq) => c
+            .prepare_cached(
+                "SELECT b.gid, g.id FROM broadcasts b LEFT JOIN groups g ON g.gid = b.gid
+                 WHERE b.seq = ?1 ORDER BY b.gid",
+            )?
+            .query_map([seq], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+        None => Vec::new(),
+    };
+    let logged = c
+        .prepare_cached(
+            "SELECT recipient, channel, status, attempt, error, at FROM deliveries WHERE nid = ?1 ORDER BY id",
+        )?
+        .query_map([nid], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })?
+        .collect::<rusqlite::Result<Vec<StoredLine>>>()?;
+    delivery_log(published.map(Millis), users, broadcasts, logged)
 }
 
 /// Cancels what is still pending for a notification: its jobs are removed

@@ -12,16 +12,14 @@ mod publish;
 mod read;
 mod write;
 
-use crate::plan::inbox::InboxChange;
 use crate::{
-    ApiKeyInfo, Constraint, DeliveryEvent, DevMail, EmailContext, Group, InboxPage, ItemOp, Job,
-    JobOutcome, JobStats, NewApiKey, NewDevMail, NotificationRecord, Recipient, Result,
+    ApiKeyInfo, Constraint, DeliveryEvent, DevMail, EmailContext, Group, InboxChange, InboxPage,
+    Job, JobOutcome, JobStats, NewApiKey, NewDevMail, NotificationRecord, Recipient, Result,
     SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber, Subscription,
 };
 use async_trait::async_trait;
 use belfry_core::{
-    Category, Counts, EntityRef, GroupId, InboxQuery, Millis, NewNotification, User, UserId,
-    UserPatch,
+    Counts, EntityRef, GroupId, InboxQuery, Millis, NewNotification, User, UserId, UserPatch,
 };
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -566,6 +564,12 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn inbox_change(&self, user: &UserId, change: InboxChange, now: Millis) -> Result<i64> {
+        let user = user.clone();
+        self.write(move |w| write::inbox_change(w, &user, change, now))
+            .await
+    }
+
     async fn list_inbox(&self, user: &UserId, query: InboxQuery, now: Millis) -> Result<InboxPage> {
         let user = user.clone();
         self.read(move |c| {
@@ -582,39 +586,6 @@ impl Store for SqliteStore {
             read::counts(c, &u, now)
         })
         .await
-    }
-
-    async fn update_item(&self, user: &UserId, id: &str, op: ItemOp, now: Millis) -> Result<()> {
-        let id = id.to_string();
-        self.inbox_change(user, InboxChange::Item { id, op }, now)
-            .await
-            .map(|_| ())
-    }
-
-    async fn read_all(
-        &self,
-        user: &UserId,
-        category: Option<Category>,
-        now: Millis,
-    ) -> Result<i64> {
-        self.inbox_change(user, InboxChange::ReadAll(category), now)
-            .await
-    }
-
-    async fn seen_all(&self, user: &UserId, now: Millis) -> Result<()> {
-        self.inbox_change(user, InboxChange::SeenAll, now)
-            .await
-            .map(|_| ())
-    }
-
-    async fn archive_many(&self, user: &UserId, ids: Vec<String>, now: Millis) -> Result<i64> {
-        self.inbox_change(user, InboxChange::Archive(ids), now)
-            .await
-    }
-
-    async fn read_entity(&self, user: &UserId, entity: &EntityRef, now: Millis) -> Result<i64> {
-        self.inbox_change(user, InboxChange::ReadEntity(entity.clone()), now)
-            .await
     }
 
     async fn claim_jobs(
@@ -711,12 +682,6 @@ impl Store for SqliteStore {
 }
 
 impl SqliteStore {
-    async fn inbox_change(&self, user: &UserId, change: InboxChange, now: Millis) -> Result<i64> {
-        let user = user.clone();
-        self.write(move |w| write::inbox_change(w, &user, change, now))
-            .await
-    }
-
     async fn replay_impl(
         &self,
         user: &UserId,

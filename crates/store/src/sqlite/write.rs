@@ -4,11 +4,10 @@
 use super::Writer;
 use super::read::{self, BroadcastFilter, InboxUser};
 use crate::plan::inbox::{self, Applied, InboxChange};
-use crate::plan::stored::StoredAudience;
+use crate::plan::stored::subscriber_columns;
 use crate::plan::{stack, users};
 use crate::{
-    ApiKeyInfo, Group, ItemOp, NewApiKey, NotificationStatus, Result, StoreError, StoreEvent,
-    Subscriber,
+    ApiKeyInfo, Group, ItemOp, NewApiKey, NotificationStatus, Result, StoreError, Subscriber,
 };
 use belfry_core::{Category, EntityRef, GroupId, Millis, Patch, User, UserId, UserPatch};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -169,24 +168,17 @@ pub(crate) fn delete_user(w: &mut Writer, id: &UserId) -> Result<()> {
     Ok(())
 }
 
-fn subscriber_key(c: &Connection, who: &Subscriber) -> Result<(&'static str, String, Option<i64>)> {
-    Ok(match who {
-        Subscriber::User(user) => (
-            "user",
-            user.to_string(),
-            Some(read::uid(c, user)?.ok_or(StoreError::NotFound)?),
-        ),
-        Subscriber::Email(email) => ("email", email.to_string(), None),
-    })
-}
-
 pub(crate) fn subscribe(
     c: &Connection,
     entity: &EntityRef,
     who: &Subscriber,
     now: Millis,
 ) -> Result<bool> {
-    let (kind, subscriber, uid) = subscriber_key(c, who)?;
+    let (kind, subscriber) = subscriber_columns(who);
+    let uid = match who {
+        Subscriber::User(user) => Some(read::uid(c, user)?.ok_or(StoreError::NotFound)?),
+        Subscriber::Email(_) => None,
+    };
     let n = c
         .prepare_cached(
             "INSERT INTO subscriptions (entity_type, entity_id, kind, subscriber, uid, created_at)
@@ -204,10 +196,7 @@ pub(crate) fn subscribe(
 }
 
 pub(crate) fn unsubscribe(c: &Connection, entity: &EntityRef, who: &Subscriber) -> Result<bool> {
-    let (kind, subscriber) = match who {
-        Subscriber::User(u) => ("user", u.to_string()),
-        Subscriber::Email(e) => ("email", e.to_string()),
-    };
+    let (kind, subscriber) = subscriber_columns(who);
     let n = c
         .prepare_cached(
             "DELETE FROM subscriptions WHERE entity_type = ?1 AND entity_id = ?2 AND kind = ?3 AND subscriber = ?4",
@@ -235,13 +224,7 @@ pub(crate) fn put_group(
 /// and each inbox entry that shows it shrinks or goes (`plan::stack`).
 pub(crate) fn delete_notification(w: &mut Writer, id: &str, now: Millis) -> Result<()> {
     let c = &w.conn;
-    let (nid, seq, status, audience, stack_key): (
-        i64,
-        Option<i64>,
-        String,
-        String,
-        Option<String>,
-    ) = c
+    let (nid, seq, status, audience, stack_key): stack::CancelRow = c
         .query_row(
             "SELECT nid, seq, status, audience, stack_key FROM notifications WHERE id = ?1",
             [id],
@@ -249,7 +232,7 @@ pub(crate) fn delete_notification(w: &mut Writer, id: &str, now: Millis) -> Resu
         )
         .optional()?
         .ok_or(StoreError::NotFound)?;
-    if NotificationStatus::parse(&status)? == NotificationStatus::Cancelled {
+    if !stack::needs_cancelling(&status)? {
         return Ok(());
     }
     let plan = stack::cancel(nid, stack_entries(c, nid, stack_key.as_deref())?);
@@ -280,19 +263,17 @@ pub(crate) fn delete_notification(w: &mut Writer, id: &str, now: Millis) -> Resu
         };
     }
     c.execute("DELETE FROM stack_members WHERE nid = ?1", [nid])?;
-    let mut broadcast = None;
+    let mut broadcast_removed = false;
     if let Some(seq) = seq {
-        let removed = c.execute("DELETE FROM broadcasts WHERE seq = ?1", [seq])?;
+        broadcast_removed = c.execute("DELETE FROM broadcasts WHERE seq = ?1", [seq])? > 0;
         c.execute("DELETE FROM broadcast_state WHERE seq = ?1", [seq])?;
-        if removed > 0 {
-            broadcast = StoredAudience::decode(&audience)?.broadcast();
-        }
     }
-    w.emit(StoreEvent::Removed {
-        id: id.to_string(),
-        users: plan.users,
-        broadcast,
-    });
+    w.emit(stack::removed(
+        id,
+        plan.users,
+        broadcast_removed,
+        &audience,
+    )?);
     Ok(())
 }
 
@@ -541,20 +522,15 @@ pub(crate) fn inbox_change(
 ) -> Result<i64> {
     let u = read::inbox_user(&w.conn, user)?.ok_or(StoreError::NotFound)?;
     let applied = match &change {
-        InboxChange::Item { id, op } => Applied::Items(
-            update_item(&w.conn, &u, id, *op, now)?
-                .then(|| id.clone())
-                .into_iter()
-                .collect(),
-        ),
-        InboxChange::Archive(ids) => {
-            let mut archived = Vec::new();
+        InboxChange::Item { .. } | InboxChange::Archive(_) => {
+            let (op, ids) = change.items().expect("an item change");
+            let mut changed = Vec::with_capacity(ids.len());
             for id in ids {
-                if update_item(&w.conn, &u, id, ItemOp::Archive, now)? {
-                    archived.push(id.clone());
+                if update_item(&w.conn, &u, id, op, now)? {
+                    changed.push(id.clone());
                 }
             }
-            Applied::Items(archived)
+            Applied::Items(changed)
         }
         InboxChange::ReadAll(category) => Applied::Count(read_all(w, &u, category.as_ref(), now)?),
         InboxChange::SeenAll => {
