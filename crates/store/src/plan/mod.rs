@@ -203,17 +203,19 @@ pub(crate) fn cancelled_line(payload: JobPayload, now: Millis) -> DeliveryEvent 
     event(recipient, channel, DeliveryStatus::Cancelled, None, now)
 }
 
+/// A validated notification from its JSON request (for tests).
+#[cfg(test)]
+pub(crate) fn notification(json: &str) -> NewNotification {
+    serde_json::from_str::<belfry_core::SendRequest>(json)
+        .unwrap()
+        .validate(Millis(0))
+        .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
+    use super::notification as n;
     use super::*;
-    use belfry_core::SendRequest;
-
-    fn n(json: &str) -> NewNotification {
-        serde_json::from_str::<SendRequest>(json)
-            .unwrap()
-            .validate(Millis(0))
-            .unwrap()
-    }
 
     #[test]
     fn defaults_email_contacts_only() {

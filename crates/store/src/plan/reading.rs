@@ -4,7 +4,7 @@
 //! range scans these windows describe.
 
 use belfry_core::inbox::merge_newest_first;
-use belfry_core::{Counts, Cursor, InboxItemMeta, Millis};
+use belfry_core::{Counts, Cursor, InboxItemMeta, InboxQuery, Millis};
 use std::collections::BTreeSet;
 
 /// The columns of `users` that reading an inbox needs.
@@ -59,6 +59,26 @@ pub(crate) fn windows(
             .filter(|w| w.after < w.until),
     );
     out
+}
+
+/// What one page of a listing scans: entries below `before`, of
+/// `category` if given, `fetch` of each part (one more than the page holds,
+/// to know whether there is a next page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PageScan<'q> {
+    pub before: i64,
+    pub category: Option<&'q str>,
+    pub fetch: i64,
+}
+
+impl<'q> PageScan<'q> {
+    pub fn of(q: &'q InboxQuery) -> PageScan<'q> {
+        PageScan {
+            before: q.cursor.map(|c| c.before_seq).unwrap_or(i64::MAX),
+            category: q.category.as_ref().map(|c| c.as_str()),
+            fetch: (q.limit + 1) as i64,
+        }
+    }
 }
 
 /// An inbox entry before its content is attached.

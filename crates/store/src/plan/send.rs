@@ -524,15 +524,8 @@ pub(crate) fn next_page(members: &[(i64, String)], limit: usize) -> Option<i64> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use belfry_core::SendRequest;
+    use crate::plan::notification as n;
     use proptest::prelude::*;
-
-    fn n(json: &str) -> NewNotification {
-        serde_json::from_str::<SendRequest>(json)
-            .unwrap()
-            .validate(Millis(0))
-            .unwrap()
-    }
 
     fn uid_of(name: &str) -> i64 {
         name.trim_start_matches('u').parse::<i64>().unwrap()

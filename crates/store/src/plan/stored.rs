@@ -6,7 +6,7 @@
 use crate::jobs::{EmailContext, Recipient};
 use crate::{BroadcastTargets, NotificationStatus, Result, StoreError, Subscriber, Subscription};
 use belfry_core::{
-    Channel, EmailAddress, EntityRef, GroupId, Locale, Millis, NewNotification, TimeZoneName,
+    Channel, EmailAddress, EntityRef, GroupId, Locale, Millis, NewNotification, TimeZoneName, User,
     UserId,
 };
 use serde::{Deserialize, Serialize};
@@ -131,6 +131,53 @@ pub(crate) fn subscription(
     })
 }
 
+/// A user row: id, email, name, avatar URL, locale, time zone, data,
+/// created at, updated at.
+pub(crate) type UserRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+);
+
+/// Stored values were validated before they were written; a value that no
+/// longer parses is reported as a backend error rather than trusted.
+fn reparse<T>(
+    v: Option<String>,
+    parse: impl Fn(&str) -> std::result::Result<T, String>,
+) -> Result<Option<T>> {
+    v.map(|s| parse(&s).map_err(StoreError::backend))
+        .transpose()
+}
+
+/// A user from its row and the ids of its current groups.
+pub(crate) fn user(row: UserRow, groups: Vec<String>) -> Result<User> {
+    let (id, email, name, avatar_url, locale, timezone, data, created_at, updated_at) = row;
+    Ok(User {
+        id: UserId::parse(&id).map_err(StoreError::backend)?,
+        email: reparse(email, EmailAddress::parse)?,
+        name,
+        avatar_url,
+        locale: reparse(locale, Locale::parse)?,
+        timezone: reparse(timezone, TimeZoneName::parse)?,
+        groups: groups
+            .iter()
+            .map(|g| GroupId::parse(g).map_err(StoreError::backend))
+            .collect::<Result<_>>()?,
+        data: data
+            .map(|d| serde_json::from_str(&d))
+            .transpose()
+            .map_err(StoreError::backend)?,
+        created_at: Millis(created_at),
+        updated_at: Millis(updated_at),
+    })
+}
+
 /// The notification's columns an email needs: id, status, content,
 /// published at, created at.
 pub(crate) type EmailNotificationRow = (String, String, String, Option<i64>, i64);
@@ -177,14 +224,7 @@ pub(crate) fn email_context(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use belfry_core::{Millis, SendRequest};
-
-    fn n(json: &str) -> NewNotification {
-        serde_json::from_str::<SendRequest>(json)
-            .unwrap()
-            .validate(Millis(0))
-            .unwrap()
-    }
+    use crate::plan::notification as n;
 
     #[test]
     fn audience_round_trips_in_the_stored_form() {

@@ -2,15 +2,14 @@
 //! writing transaction. The same queries as `sqlite::read`, in PostgreSQL's
 //! dialect; results are rendered the same way.
 
-use crate::plan::reading::{self, Broadcasts, Entry, Window};
-use crate::plan::stored::{SubscriptionRow, subscription};
+use crate::plan::reading::{self, Broadcasts, Entry, PageScan, Window};
+use crate::plan::stored::{self, SubscriptionRow, UserRow, subscription};
 use crate::{
     ApiKeyInfo, Group, InboxPage, NotificationRecord, NotificationStatus, Result, Scope,
     StoreError, Subscription,
 };
 use belfry_core::{
-    Counts, EmailAddress, EntityRef, Filter, GroupId, InboxQuery, Locale, Millis, TimeZoneName,
-    User, UserId,
+    Counts, EmailAddress, EntityRef, Filter, GroupId, InboxQuery, Millis, User, UserId,
 };
 use sqlx::{PgConnection, Row};
 use std::collections::{BTreeSet, HashMap};
@@ -93,18 +92,8 @@ pub(crate) async fn gid(c: &mut PgConnection, id: &GroupId) -> Result<Option<i64
         .await?)
 }
 
-/// Stored values were validated before they were written; a value that no
-/// longer parses is reported as a backend error rather than trusted.
-fn reparse<T>(
-    v: Option<String>,
-    parse: impl Fn(&str) -> std::result::Result<T, String>,
-) -> Result<Option<T>> {
-    v.map(|s| parse(&s).map_err(StoreError::backend))
-        .transpose()
-}
-
 pub(crate) async fn user(c: &mut PgConnection, uid: i64) -> Result<User> {
-    let row = sqlx::query(
+    let row: UserRow = sqlx::query_as(
         "SELECT id, email, name, avatar_url, locale, timezone, data, created_at, updated_at
          FROM users WHERE uid = $1",
     )
@@ -119,26 +108,7 @@ pub(crate) async fn user(c: &mut PgConnection, uid: i64) -> Result<User> {
     .bind(uid)
     .fetch_all(&mut *c)
     .await?;
-    let groups = groups
-        .iter()
-        .map(|g| GroupId::parse(g).map_err(StoreError::backend))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(User {
-        id: UserId::parse(&row.try_get::<String, _>(0)?).map_err(StoreError::backend)?,
-        email: reparse(row.try_get(1)?, EmailAddress::parse)?,
-        name: row.try_get(2)?,
-        avatar_url: row.try_get(3)?,
-        locale: reparse(row.try_get(4)?, Locale::parse)?,
-        timezone: reparse(row.try_get(5)?, TimeZoneName::parse)?,
-        groups,
-        data: row
-            .try_get::<Option<String>, _>(6)?
-            .map(|d| serde_json::from_str(&d))
-            .transpose()
-            .map_err(StoreError::backend)?,
-        created_at: Millis(row.try_get(7)?),
-        updated_at: Millis(row.try_get(8)?),
-    })
+    stored::user(row, groups)
 }
 
 pub(crate) async fn meta(c: &mut PgConnection, key: &str) -> Result<Option<Vec<u8>>> {
@@ -485,16 +455,14 @@ pub(crate) async fn list_inbox(
     q: &InboxQuery,
     now: Millis,
 ) -> Result<InboxPage> {
-    let before = q.cursor.map(|c| c.before_seq).unwrap_or(i64::MAX);
-    let category = q.category.as_ref().map(|c| c.as_str());
-    let fetch = (q.limit + 1) as i64;
+    let scan = PageScan::of(q);
 
     let direct: Vec<Entry> = sqlx::query_as(direct_sql(q.filter))
         .bind(u.uid)
-        .bind(before)
+        .bind(scan.before)
         .bind(now.0)
-        .bind(category)
-        .bind(fetch)
+        .bind(scan.category)
+        .bind(scan.fetch)
         .fetch_all(&mut *c)
         .await?;
 
@@ -506,10 +474,10 @@ pub(crate) async fn list_inbox(
             .bind(w.gid)
             .bind(w.after)
             .bind(w.until)
-            .bind(before)
+            .bind(scan.before)
             .bind(now.0)
-            .bind(category)
-            .bind(fetch)
+            .bind(scan.category)
+            .bind(scan.fetch)
             .bind(u.read_wm)
             .fetch_all(&mut *c)
             .await?;

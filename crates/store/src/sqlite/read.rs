@@ -1,15 +1,14 @@
 //! Queries of the SQLite backend, used by the reader pool and, inside its
 //! transaction, by the writer.
 
-use crate::plan::reading::{self, Broadcasts, Entry, Window};
-use crate::plan::stored::{SubscriptionRow, subscription};
+use crate::plan::reading::{self, Broadcasts, Entry, PageScan, Window};
+use crate::plan::stored::{self, SubscriptionRow, UserRow, subscription};
 use crate::{
     ApiKeyInfo, Group, InboxPage, NotificationRecord, NotificationStatus, Result, Scope,
     StoreError, Subscription,
 };
 use belfry_core::{
-    Counts, EmailAddress, EntityRef, Filter, GroupId, InboxQuery, Locale, Millis, TimeZoneName,
-    User, UserId,
+    Counts, EmailAddress, EntityRef, Filter, GroupId, InboxQuery, Millis, User, UserId,
 };
 use rusqlite::{Connection, OptionalExtension, Row};
 use std::collections::BTreeSet;
@@ -86,33 +85,23 @@ pub(crate) fn gid(c: &Connection, id: &GroupId) -> Result<Option<i64>> {
         .optional()?)
 }
 
-/// Stored values were validated before they were written; a value that no
-/// longer parses is reported as a backend error rather than trusted.
-fn reparse<T>(
-    v: Option<String>,
-    parse: impl Fn(&str) -> std::result::Result<T, String>,
-) -> Result<Option<T>> {
-    v.map(|s| parse(&s).map_err(StoreError::backend))
-        .transpose()
-}
-
 pub(crate) fn user(c: &Connection, uid: i64) -> Result<User> {
-    let row = c
+    let row: UserRow = c
         .prepare_cached(
             "SELECT id, email, name, avatar_url, locale, timezone, data, created_at, updated_at
              FROM users WHERE uid = ?1",
         )?
         .query_row([uid], |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, Option<String>>(6)?,
-                r.get::<_, i64>(7)?,
-                r.get::<_, i64>(8)?,
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
             ))
         })
         .optional()?
@@ -122,25 +111,9 @@ pub(crate) fn user(c: &Connection, uid: i64) -> Result<User> {
             "SELECT g.id FROM memberships m JOIN groups g ON g.gid = m.gid
              WHERE m.uid = ?1 AND m.left_seq IS NULL ORDER BY g.id",
         )?
-        .query_map([uid], |r| r.get::<_, String>(0))?
-        .map(|g| GroupId::parse(&g?).map_err(StoreError::backend))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(User {
-        id: UserId::parse(&row.0).map_err(StoreError::backend)?,
-        email: reparse(row.1, EmailAddress::parse)?,
-        name: row.2,
-        avatar_url: row.3,
-        locale: reparse(row.4, Locale::parse)?,
-        timezone: reparse(row.5, TimeZoneName::parse)?,
-        groups,
-        data: row
-            .6
-            .map(|d| serde_json::from_str(&d))
-            .transpose()
-            .map_err(StoreError::backend)?,
-        created_at: Millis(row.7),
-        updated_at: Millis(row.8),
-    })
+        .query_map([uid], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    stored::user(row, groups)
 }
 
 pub(crate) fn meta(c: &Connection, key: &str) -> Result<Option<Vec<u8>>> {
@@ -443,14 +416,12 @@ pub(crate) fn list_inbox(
     q: &InboxQuery,
     now: Millis,
 ) -> Result<InboxPage> {
-    let before = q.cursor.map(|c| c.before_seq).unwrap_or(i64::MAX);
-    let category = q.category.as_ref().map(|c| c.as_str());
-    let fetch = (q.limit + 1) as i64;
+    let scan = PageScan::of(q);
 
     let direct = c
         .prepare_cached(direct_sql(q.filter))?
         .query_map(
-            rusqlite::params![u.uid, before, now.0, category, fetch],
+            rusqlite::params![u.uid, scan.before, now.0, scan.category, scan.fetch],
             |r| entry(r, true),
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -461,7 +432,15 @@ pub(crate) fn list_inbox(
     for w in broadcast_windows(c, u)? {
         let rows = stmt.query_map(
             rusqlite::params![
-                u.uid, w.gid, w.after, w.until, before, now.0, category, fetch, u.read_wm
+                u.uid,
+                w.gid,
+                w.after,
+                w.until,
+                scan.before,
+                now.0,
+                scan.category,
+                scan.fetch,
+                u.read_wm
             ],
             |r| entry(r, false),
         )?;
