@@ -61,6 +61,14 @@ pub(crate) fn windows(
     out
 }
 
+/// Narrows which broadcasts count as unread when marking read (read-all
+/// of one category, or reading everything about one entity).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct BroadcastFilter<'a> {
+    pub category: Option<&'a str>,
+    pub entity: Option<(&'a str, &'a str)>,
+}
+
 /// What one page of a listing scans: entries below `before`, of
 /// `category` if given, `fetch` of each part (one more than the page holds,
 /// to know whether there is a next page).

@@ -2,6 +2,7 @@
 //! writing transaction. The same queries as `sqlite::read`, in PostgreSQL's
 //! dialect; results are rendered the same way.
 
+pub(crate) use crate::plan::reading::BroadcastFilter;
 use crate::plan::reading::{self, Broadcasts, Entry, PageScan, Window};
 use crate::plan::stored::{self, SubscriptionRow, UserRow, subscription};
 use crate::{
@@ -260,14 +261,6 @@ pub(crate) async fn broadcast_windows(c: &mut PgConnection, u: &InboxUser) -> Re
             .fetch_all(&mut *c)
             .await?;
     Ok(reading::windows(u, memberships))
-}
-
-/// Narrows which broadcasts count as unread (for read-all of one category,
-/// or reading everything about one entity).
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct BroadcastFilter<'a> {
-    pub category: Option<&'a str>,
-    pub entity: Option<(&'a str, &'a str)>,
 }
 
 /// The seqs of the broadcasts the user has not read (nor archived, nor deleted).

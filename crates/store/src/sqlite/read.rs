@@ -1,6 +1,7 @@
 //! Queries of the SQLite backend, used by the reader pool and, inside its
 //! transaction, by the writer.
 
+pub(crate) use crate::plan::reading::BroadcastFilter;
 use crate::plan::reading::{self, Broadcasts, Entry, PageScan, Window};
 use crate::plan::stored::{self, SubscriptionRow, UserRow, subscription};
 use crate::{
@@ -248,14 +249,6 @@ pub(crate) fn broadcast_windows(c: &Connection, u: &InboxUser) -> Result<Vec<Win
         .query_map([u.uid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(reading::windows(u, memberships))
-}
-
-/// Narrows which broadcasts count as unread (for read-all of one category,
-/// or reading everything about one entity).
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct BroadcastFilter<'a> {
-    pub category: Option<&'a str>,
-    pub entity: Option<(&'a str, &'a str)>,
 }
 
 /// The seqs of the broadcasts the user has not read (nor archived, nor deleted).
