@@ -12,7 +12,9 @@ pub mod validation;
 
 pub use ids::{Category, EmailAddress, EntityRef, GroupId, UserId};
 pub use inbox::{Counts, Cursor, Filter, InboxItemMeta, InboxQuery};
-pub use notification::{Audience, Channel, Content, NewNotification, SendRequest};
+pub use notification::{
+    Action, ActionKind, ActionStyle, Audience, Channel, Content, NewNotification, SendRequest,
+};
 pub use time::{Clock, ManualClock, Millis, SystemClock};
 pub use user::{Locale, Patch, TimeZoneName, User, UserPatch, UserRequest};
 pub use validation::{FieldError, ValidationErrors};

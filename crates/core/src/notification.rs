@@ -176,16 +176,57 @@ pub struct Actor {
     pub avatar_url: Option<String>,
 }
 
+/// What pressing an action does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionKind {
+    /// Opens the action's `url`.
+    Link,
+    /// Answered to the producer.
+    Callback,
+}
+
+impl ActionKind {
+    pub fn parse(value: &str) -> Result<ActionKind, String> {
+        match value {
+            "link" => Ok(ActionKind::Link),
+            "callback" => Ok(ActionKind::Callback),
+            other => Err(format!(
+                "'{}' is not link or callback",
+                other.escape_debug()
+            )),
+        }
+    }
+}
+
+/// How an action's button looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionStyle {
+    Primary,
+    Secondary,
+    Danger,
+}
+
+impl ActionStyle {
+    pub fn parse(value: &str) -> Result<ActionStyle, String> {
+        match value {
+            "primary" => Ok(ActionStyle::Primary),
+            "secondary" => Ok(ActionStyle::Secondary),
+            "danger" => Ok(ActionStyle::Danger),
+            _ => Err("must be primary, secondary or danger".into()),
+        }
+    }
+}
+
 /// A button on a notification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Action {
     pub id: String,
     pub label: String,
-    /// `link` or `callback`.
-    pub kind: String,
+    pub kind: ActionKind,
     pub url: Option<String>,
-    /// `primary`, `secondary` or `danger`.
-    pub style: String,
+    pub style: ActionStyle,
 }
 
 /// What a recipient sees; stored once per notification as JSON and spliced
@@ -578,31 +619,27 @@ fn validate_actions(errors: &mut ValidationErrors, actions: Vec<ActionRequest>) 
                 None
             }
         };
-        let kind = a.kind.unwrap_or_else(|| "link".into());
-        let url = match (kind.as_str(), a.url) {
-            ("link", Some(u)) => errors.take(&f("url"), validation::link(&u)),
-            ("link", None) => {
+        let kind = match a.kind.as_deref().map(ActionKind::parse) {
+            None => Some(ActionKind::Link),
+            Some(parsed) => errors.take(&f("kind"), parsed),
+        };
+        let url = match (kind, a.url) {
+            (Some(ActionKind::Link), Some(u)) => errors.take(&f("url"), validation::link(&u)),
+            (Some(ActionKind::Link), None) => {
                 errors.add(f("url"), "is required for a link action");
                 None
             }
-            ("callback", Some(_)) => {
+            (Some(ActionKind::Callback), Some(_)) => {
                 errors.add(f("url"), "is only for link actions");
                 None
             }
-            ("callback", None) => None,
-            (other, _) => {
-                errors.add(
-                    f("kind"),
-                    format!("'{}' is not link or callback", other.escape_debug()),
-                );
-                None
-            }
+            (Some(ActionKind::Callback), None) | (None, _) => None,
         };
-        let style = a.style.unwrap_or_else(|| "secondary".into());
-        if !matches!(style.as_str(), "primary" | "secondary" | "danger") {
-            errors.add(f("style"), "must be primary, secondary or danger");
-        }
-        if let (Some(id), Some(label)) = (id, label) {
+        let style = match a.style.as_deref().map(ActionStyle::parse) {
+            None => Some(ActionStyle::Secondary),
+            Some(parsed) => errors.take(&f("style"), parsed),
+        };
+        if let (Some(id), Some(label), Some(kind), Some(style)) = (id, label, kind, style) {
             out.push(Action {
                 id,
                 label,

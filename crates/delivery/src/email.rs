@@ -204,7 +204,7 @@ impl Renderer {
         let links: Vec<LinkView> = content
             .actions
             .iter()
-            .filter(|a| a.kind == "link")
+            .filter(|a| a.kind == belfry_core::notification::ActionKind::Link)
             .filter_map(|a| {
                 a.url
                     .as_deref()

@@ -330,7 +330,7 @@ impl Engine {
                         );
                     }
                 };
-                if context.status == "cancelled" {
+                if context.status == belfry_store::NotificationStatus::Cancelled {
                     return JobOutcome::Done(vec![self.line(
                         label,
                         *channel,

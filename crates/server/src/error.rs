@@ -5,7 +5,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use belfry_core::{FieldError, ValidationErrors};
-use belfry_store::StoreError;
+use belfry_store::{Constraint, StoreError};
 use serde::Serialize;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -207,10 +207,28 @@ fn unknown(
     }
 }
 
+/// An error and its causes, for the log.
+fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
 fn from_store(e: StoreError, index: Option<usize>) -> ApiError {
     match e {
         StoreError::NotFound => ApiError::NotFound("no such resource".into()),
-        StoreError::Conflict(d) => ApiError::Conflict(d),
+        StoreError::Conflict { constraint } => {
+            if let Constraint::Database(name) = &constraint {
+                tracing::warn!(constraint = %name, "a write conflicted in the database");
+            }
+            // Belfry's own words; never the database's text.
+            ApiError::Conflict(constraint.message())
+        }
         StoreError::UnknownUsers(ids) => unknown("to.users", &ids, "user", "unknown_user", index),
         StoreError::UnknownGroups(ids) => {
             unknown("to.groups", &ids, "group", "unknown_group", index)
@@ -223,7 +241,7 @@ fn from_store(e: StoreError, index: Option<usize>) -> ApiError {
         }
         StoreError::InItem { index, error } => from_store(*error, Some(index)),
         StoreError::Closed => ApiError::Unavailable("the server is shutting down; retry".into()),
-        StoreError::Backend(d) => ApiError::Internal(d),
+        StoreError::Backend(source) => ApiError::Internal(cause_chain(&*source)),
     }
 }
 

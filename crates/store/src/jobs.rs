@@ -138,8 +138,7 @@ pub enum JobOutcome {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EmailContext {
     pub notification_id: String,
-    /// published, scheduled or cancelled.
-    pub status: String,
+    pub status: crate::NotificationStatus,
     pub content_json: String,
     pub published_at: Millis,
     /// Where to send it; None for a user without an address.

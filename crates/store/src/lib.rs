@@ -15,7 +15,8 @@ pub mod sqlite;
 use async_trait::async_trait;
 use belfry_core::inbox::Cursor;
 use belfry_core::{
-    Counts, EntityRef, GroupId, InboxQuery, Millis, NewNotification, User, UserId, UserPatch,
+    Counts, EmailAddress, EntityRef, GroupId, InboxQuery, Millis, NewNotification, User, UserId,
+    UserPatch,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub use jobs::{
     DeliveryEvent, DeliveryStatus, DevMail, EmailContext, Job, JobOutcome, JobPayload, JobStats,
     NewDevMail, Recipient,
 };
+pub use plan::inbox::InboxChange;
 
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore, WalOptions, WalState};
@@ -35,8 +37,10 @@ pub use sqlite::{SqliteOptions, SqliteStore, WalOptions, WalState};
 pub enum StoreError {
     #[error("not found")]
     NotFound,
-    #[error("{0}")]
-    Conflict(String),
+    /// A rule of the data refused the change (a uniqueness rule, …); what
+    /// reaches a client is [`Constraint::message`], never the database's text.
+    #[error("conflict: {constraint}")]
+    Conflict { constraint: Constraint },
     #[error("unknown user ids: {}", .0.join(", "))]
     UnknownUsers(Vec<String>),
     #[error("unknown group ids: {}", .0.join(", "))]
@@ -52,8 +56,90 @@ pub enum StoreError {
     },
     #[error("the store is shutting down")]
     Closed,
+    /// A fault of the database or of stored data; the source is for the log.
     #[error("database error: {0}")]
-    Backend(String),
+    Backend(#[source] Arc<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// A fault of the database or of stored data, keeping its cause.
+    pub fn backend(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
+        StoreError::Backend(Arc::from(e.into()))
+    }
+
+    pub fn conflict(constraint: Constraint) -> StoreError {
+        StoreError::Conflict { constraint }
+    }
+}
+
+/// The rule a conflicting write broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Constraint {
+    /// The email address belongs to another user.
+    UserEmail { email: EmailAddress, owner: UserId },
+    /// Another request is using the idempotency key right now.
+    IdempotencyKey { key: String },
+    /// A rule the database enforced (its name or text, for the log only):
+    /// normally a concurrent change that won a race.
+    Database(String),
+}
+
+impl Constraint {
+    /// Belfry's own words for a client.
+    pub fn message(&self) -> String {
+        match self {
+            Constraint::UserEmail { email, owner } => {
+                format!("the email address {email} already belongs to user {owner}")
+            }
+            Constraint::IdempotencyKey { key } => {
+                format!("the idempotency key '{key}' is being used by another request")
+            }
+            Constraint::Database(_) => {
+                "the change conflicts with one made at the same time; retry".into()
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Constraint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Constraint::Database(name) => write!(f, "database constraint {name}"),
+            other => f.write_str(&other.message()),
+        }
+    }
+}
+
+/// Where a notification is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NotificationStatus {
+    /// Waiting for its `send_at`.
+    Scheduled,
+    Published,
+    Cancelled,
+}
+
+impl NotificationStatus {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationStatus::Scheduled => "scheduled",
+            NotificationStatus::Published => "published",
+            NotificationStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<NotificationStatus> {
+        match value {
+            "scheduled" => Ok(NotificationStatus::Scheduled),
+            "published" => Ok(NotificationStatus::Published),
+            "cancelled" => Ok(NotificationStatus::Cancelled),
+            other => Err(StoreError::backend(format!(
+                "unknown notification status '{other}'"
+            ))),
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -179,7 +265,7 @@ pub struct SendReceipt {
 pub struct NotificationRecord {
     pub id: String,
     pub seq: Option<i64>,
-    pub status: String,
+    pub status: NotificationStatus,
     /// The key that sent it.
     pub sender: String,
     pub content_json: String,
@@ -288,22 +374,45 @@ pub trait Store: Send + Sync + 'static {
     // --- one user's inbox ---
     async fn list_inbox(&self, user: &UserId, query: InboxQuery, now: Millis) -> Result<InboxPage>;
     async fn counts(&self, user: &UserId, now: Millis) -> Result<Counts>;
+    /// Applies one change a user makes to their inbox, in one transaction,
+    /// and emits its event after the commit (`plan::inbox` decides both);
+    /// returns how many items changed. `NotFound` for an unknown user (and
+    /// for one item the user cannot see).
+    async fn inbox_change(&self, user: &UserId, change: InboxChange, now: Millis) -> Result<i64>;
     /// Changes one item; `NotFound` when the user cannot see it.
-    async fn update_item(&self, user: &UserId, id: &str, op: ItemOp, now: Millis) -> Result<()>;
+    async fn update_item(&self, user: &UserId, id: &str, op: ItemOp, now: Millis) -> Result<()> {
+        let id = id.to_string();
+        self.inbox_change(user, InboxChange::Item { id, op }, now)
+            .await
+            .map(|_| ())
+    }
     /// Marks everything (or one category) read; returns how many items changed.
     async fn read_all(
         &self,
         user: &UserId,
         category: Option<belfry_core::Category>,
         now: Millis,
-    ) -> Result<i64>;
+    ) -> Result<i64> {
+        self.inbox_change(user, InboxChange::ReadAll(category), now)
+            .await
+    }
     /// The drawer was opened: everything is seen.
-    async fn seen_all(&self, user: &UserId, now: Millis) -> Result<()>;
+    async fn seen_all(&self, user: &UserId, now: Millis) -> Result<()> {
+        self.inbox_change(user, InboxChange::SeenAll, now)
+            .await
+            .map(|_| ())
+    }
     /// Archives several items; ids the user cannot see are ignored. Returns
     /// how many were archived.
-    async fn archive_many(&self, user: &UserId, ids: Vec<String>, now: Millis) -> Result<i64>;
+    async fn archive_many(&self, user: &UserId, ids: Vec<String>, now: Millis) -> Result<i64> {
+        self.inbox_change(user, InboxChange::Archive(ids), now)
+            .await
+    }
     /// The user viewed this entity in the host application: all about it is read.
-    async fn read_entity(&self, user: &UserId, entity: &EntityRef, now: Millis) -> Result<i64>;
+    async fn read_entity(&self, user: &UserId, entity: &EntityRef, now: Millis) -> Result<i64> {
+        self.inbox_change(user, InboxChange::ReadEntity(entity.clone()), now)
+            .await
+    }
 
     // --- jobs and delivery ---
     /// Claims up to `limit` due jobs (run_at <= now, not leased or lease

@@ -333,7 +333,7 @@ async fn get_notification(
     let meta = ViewMeta {
         id: &r.id,
         seq: r.seq,
-        status: &r.status,
+        status: r.status.as_str(),
         created_at: r.created_at.to_rfc3339(),
         published_at: r.published_at.map(Millis::to_rfc3339),
         send_at: r.send_at.map(Millis::to_rfc3339),

@@ -374,6 +374,62 @@ async fn stacking_collapses_into_one_entry_that_moves_up() {
 }
 
 #[tokio::test]
+async fn cancelling_a_stacked_notification_shrinks_its_stack() {
+    let app = spawn_app().await;
+    app.users(&["ana", "bo"]).await;
+    let ana = app.token("ana").await;
+    let bo = app.token("bo").await;
+    let reply = |n: i32| json!({"to": {"users": ["ana", "bo"]}, "title": format!("{n} new replies"), "stack_key": "ticket:9"});
+    let id = |v: Value| v["id"].as_str().unwrap().to_string();
+    let one = id(app.send_ok(reply(1)).await);
+    let two = id(app.send_ok(reply(2)).await);
+    app.notify("ana", "other").await;
+    let three = id(app.send_ok(reply(3)).await);
+    let cancel = |id: String| {
+        let app = &app;
+        async move {
+            let r = app
+                .admin(Method::DELETE, &format!("/v1/notifications/{id}"), None)
+                .await;
+            assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        }
+    };
+    let entry = |page: Value| {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["title"].as_str().unwrap().ends_with("new replies"))
+            .cloned()
+    };
+
+    // The newest member: the stack counts one less and shows the one before.
+    cancel(three).await;
+    let e = entry(app.inbox(&ana, "").await).expect("the stack stays");
+    assert_eq!(e["id"], two.as_str());
+    assert_eq!(e["title"], "2 new replies");
+    assert_eq!(e["stack_count"], 2);
+    assert_eq!(app.counts(&ana).await, (2, 2));
+
+    // An older member: only the count goes down.
+    cancel(one).await;
+    let e = entry(app.inbox(&ana, "").await).expect("the stack stays");
+    assert_eq!(e["id"], two.as_str());
+    assert_eq!(e["stack_count"], 1);
+    let e = entry(app.inbox(&bo, "").await).expect("Bo's stack stays");
+    assert_eq!(
+        (e["id"].as_str(), e["stack_count"].as_i64()),
+        (Some(two.as_str()), Some(1))
+    );
+
+    // The only member: the entry goes.
+    cancel(two).await;
+    assert!(entry(app.inbox(&ana, "").await).is_none());
+    assert_eq!(app.titles(&ana, "").await, ["other"]);
+    assert_eq!(app.counts(&bo).await, (0, 0));
+}
+
+#[tokio::test]
 async fn batch_is_in_order_and_all_or_nothing() {
     let app = spawn_app().await;
     app.users(&["a", "b", "c"]).await;

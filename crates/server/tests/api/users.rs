@@ -151,3 +151,39 @@ async fn group_broadcasts_reach_members_who_joined_before() {
         "joined after it was sent"
     );
 }
+
+#[tokio::test]
+async fn deleting_a_user_ends_their_open_streams_at_once() {
+    let app = spawn_app().await;
+    app.users(&["ana", "bo"]).await;
+    let ana = app.token("ana").await;
+    let bo = app.token("bo").await;
+    let mut sse = app.sse(&ana, None).await;
+    let mut ws = app.ws(&ana, None).await;
+    let mut bos = app.ws(&bo, None).await;
+    // Every stream is connected once it has delivered a notification.
+    app.send_ok(json!({"to": {"users": ["ana", "bo"]}, "title": "hello"}))
+        .await;
+    sse.notification().await;
+    ws.next_of("notification").await;
+    bos.next_of("notification").await;
+
+    let r = app.admin(Method::DELETE, "/v1/users/ana", None).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+
+    // Both of Ana's streams end without waiting for anything else.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(e) = sse.next().await {
+            assert_ne!(e.event, "notification");
+        }
+        while ws.next().await.is_ok() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the deleted user's streams ended");
+    // Bo's stream stays open.
+    app.notify("bo", "still here").await;
+    assert_eq!(
+        bos.next_of("notification").await["data"]["title"],
+        "still here"
+    );
+}

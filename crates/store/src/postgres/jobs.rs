@@ -1,18 +1,19 @@
-//! The job queue, the delivery log and the development mailbox on
-//! PostgreSQL. Any node may claim any job: a claim locks due rows with
+//! The job queue and the delivery log on PostgreSQL. Any node may claim any job: a claim locks due rows with
 //! `FOR UPDATE SKIP LOCKED` (claimers never wait for each other, and never
 //! get the same row) and sets a lease in the same statement.
 
-use crate::jobs::{
-    DeliveryEvent, DeliveryStatus, DevMail, EmailContext, Job, JobOutcome, JobPayload, JobStats,
-    NewDevMail, Recipient,
+use crate::jobs::{DeliveryEvent, EmailContext, Job, JobOutcome, JobPayload, JobStats, Recipient};
+use crate::plan::send::{expansion, next_page};
+use crate::plan::stored::{
+    EmailNotificationRow, EmailUserRow, StoredAudience, email_context as email_context_of,
 };
-use crate::{Result, StoreError};
-use belfry_core::{Channel, EmailAddress, Locale, Millis, TimeZoneName, UserId};
+use crate::plan::{StoredLine, cancelled_line, delivery_log};
+use crate::{NotificationStatus, Result, StoreError};
+use belfry_core::{Channel, Millis};
 use sqlx::{PgConnection, PgPool};
 
 fn bad(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+    StoreError::backend(e.to_string())
 }
 
 /// Queues a job (the caller wakes the workers after its commit).
@@ -223,11 +224,11 @@ pub(crate) async fn expand(
     let Some((Some(seq), status, audience, actor_uid)) = row else {
         return Ok((None, false));
     };
-    if status != "published" {
+    if NotificationStatus::parse(&status)? != NotificationStatus::Published {
         return Ok((None, false));
     }
-    let audience: serde_json::Value = serde_json::from_str(&audience).map_err(bad)?;
-    let members: Vec<(i64, String)> = if audience["all"].as_bool().unwrap_or(false) {
+    let audience = StoredAudience::decode(&audience)?;
+    let members: Vec<(i64, String)> = if audience.all {
         sqlx::query_as(
             "SELECT uid, id FROM users WHERE uid > $1 AND created_seq < $2 ORDER BY uid LIMIT $3",
         )
@@ -237,14 +238,7 @@ pub(crate) async fn expand(
         .fetch_all(&mut *c)
         .await?
     } else {
-        let groups: Vec<String> = audience["groups"]
-            .as_array()
-            .map(|g| {
-                g.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let groups: Vec<&str> = audience.groups.iter().map(|g| g.as_str()).collect();
         sqlx::query_as(
             "SELECT DISTINCT u.uid, u.id FROM memberships m
              JOIN users u ON u.uid = m.uid
@@ -260,32 +254,11 @@ pub(crate) async fn expand(
         .fetch_all(&mut *c)
         .await?
     };
-    let next = (members.len() == limit)
-        .then(|| members.last().map(|m| m.0))
-        .flatten();
-    let mut log = Vec::with_capacity(members.len());
-    let mut payloads = Vec::with_capacity(members.len());
-    for (uid, id) in members {
-        if Some(uid) == actor_uid {
-            continue;
-        }
-        let user = UserId::parse(&id).map_err(StoreError::Backend)?;
-        log.push(DeliveryEvent {
-            recipient: format!("user:{user}"),
-            channel,
-            status: DeliveryStatus::Queued,
-            attempt: 0,
-            error: None,
-            at: now,
-        });
-        payloads.push(JobPayload::Deliver {
-            channel,
-            recipient: Recipient::User(user),
-        });
-    }
+    let next = next_page(&members, limit);
+    let (jobs, log) = expansion(members, actor_uid, channel, now)?;
     log_many(c, nid, &log).await?;
-    add_jobs(c, &payloads, nid, now).await?;
-    Ok((next, !payloads.is_empty()))
+    add_jobs(c, &jobs, nid, now).await?;
+    Ok((next, !jobs.is_empty()))
 }
 
 /// Queues several jobs of one notification, due now (one statement).
@@ -322,48 +295,25 @@ pub(crate) async fn email_context(
     nid: i64,
     recipient: &Recipient,
 ) -> Result<Option<EmailContext>> {
-    let row: Option<(String, String, String, Option<i64>, i64)> = sqlx::query_as(
+    let Some(row): Option<EmailNotificationRow> = sqlx::query_as(
         "SELECT id, status, content, published_at, created_at FROM notifications WHERE nid = $1",
     )
     .bind(nid)
     .fetch_optional(&mut *c)
-    .await?;
-    let Some((id, status, content, published, created)) = row else {
+    .await?
+    else {
         return Ok(None);
     };
-    let mut ctx = EmailContext {
-        notification_id: id,
-        status,
-        content_json: content,
-        published_at: Millis(published.unwrap_or(created)),
-        to: None,
-        name: None,
-        locale: None,
-        timezone: None,
-    };
-    match recipient {
-        Recipient::Contact(address) => ctx.to = Some(address.clone()),
+    let user: Option<EmailUserRow> = match recipient {
         Recipient::User(user) => {
-            type Row = (
-                Option<String>,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-            );
-            let found: Option<Row> =
-                sqlx::query_as("SELECT email, name, locale, timezone FROM users WHERE id = $1")
-                    .bind(user.as_str())
-                    .fetch_optional(&mut *c)
-                    .await?;
-            if let Some((email, name, locale, timezone)) = found {
-                ctx.to = email.and_then(|e| EmailAddress::parse(&e).ok());
-                ctx.name = name;
-                ctx.locale = locale.and_then(|l| Locale::parse(&l).ok());
-                ctx.timezone = timezone.and_then(|t| TimeZoneName::parse(&t).ok());
-            }
+            sqlx::query_as("SELECT email, name, locale, timezone FROM users WHERE id = $1")
+                .bind(user.as_str())
+                .fetch_optional(&mut *c)
+                .await?
         }
-    }
-    Ok(Some(ctx))
+        Recipient::Contact(_) => None,
+    };
+    email_context_of(row, recipient, user).map(Some)
 }
 
 pub(crate) async fn deliveries(
@@ -378,8 +328,6 @@ pub(crate) async fn deliveries(
     else {
         return Err(StoreError::NotFound);
     };
-    let at = Millis(published.unwrap_or(0));
-    let mut out = Vec::new();
     // In-app deliveries are the inbox rows themselves; no extra writes.
     let users: Vec<String> = sqlx::query_scalar(
         "SELECT u.id FROM inbox i JOIN users u ON u.uid = i.uid WHERE i.nid = $1
@@ -388,58 +336,25 @@ pub(crate) async fn deliveries(
     .bind(nid)
     .fetch_all(&mut *c)
     .await?;
-    for id in users {
-        out.push(DeliveryEvent {
-            recipient: format!("user:{id}"),
-            channel: Channel::InApp,
-            status: DeliveryStatus::Sent,
-            attempt: 1,
-            error: None,
-            at,
-        });
-    }
-    if let Some(seq) = seq {
-        let groups: Vec<(i64, Option<String>)> = sqlx::query_as(
-            "SELECT b.gid, g.id FROM broadcasts b LEFT JOIN groups g ON g.gid = b.gid
-             WHERE b.seq = $1 ORDER BY b.gid",
-        )
-        .bind(seq)
-        .fetch_all(&mut *c)
-        .await?;
-        for (gid, name) in groups {
-            out.push(DeliveryEvent {
-                recipient: if gid == 0 {
-                    "all".into()
-                } else {
-                    format!("group:{}", name.unwrap_or_default())
-                },
-                channel: Channel::InApp,
-                status: DeliveryStatus::Sent,
-                attempt: 1,
-                error: None,
-                at,
-            });
+    let broadcasts: Vec<(i64, Option<String>)> = match seq {
+        Some(seq) => {
+            sqlx::query_as(
+                "SELECT b.gid, g.id FROM broadcasts b LEFT JOIN groups g ON g.gid = b.gid
+                 WHERE b.seq = $1 ORDER BY b.gid",
+            )
+            .bind(seq)
+            .fetch_all(&mut *c)
+            .await?
         }
-    }
-    type LogRow = (String, String, String, i64, Option<String>, i64);
-    let rows: Vec<LogRow> = sqlx::query_as(
+        None => Vec::new(),
+    };
+    let logged: Vec<StoredLine> = sqlx::query_as(
         "SELECT recipient, channel, status, attempt, error, at FROM deliveries WHERE nid = $1 ORDER BY id",
     )
     .bind(nid)
     .fetch_all(&mut *c)
     .await?;
-    for (recipient, channel, status, attempt, error, at) in rows {
-        out.push(DeliveryEvent {
-            recipient,
-            channel: Channel::parse(&channel).map_err(bad)?,
-            status: DeliveryStatus::parse(&status)
-                .ok_or_else(|| bad(format!("status {status}")))?,
-            attempt,
-            error,
-            at: Millis(at),
-        });
-    }
-    Ok(out)
+    delivery_log(published.map(Millis), users, broadcasts, logged)
 }
 
 /// Cancels what is still pending for a notification: its jobs are removed
@@ -453,77 +368,12 @@ pub(crate) async fn cancel_jobs(c: &mut PgConnection, nid: i64, now: Millis) -> 
     .bind(nid)
     .fetch_all(&mut *c)
     .await?;
-    let mut log = Vec::with_capacity(pending.len());
-    for payload in pending {
-        let payload: JobPayload = serde_json::from_str(&payload).map_err(bad)?;
-        let (recipient, channel) = match payload {
-            JobPayload::Publish => ("scheduled".to_string(), Channel::InApp),
-            JobPayload::Deliver { channel, recipient } => (recipient.label(), channel),
-            JobPayload::Expand { channel, .. } => ("broadcast".to_string(), channel),
-        };
-        log.push(DeliveryEvent {
-            recipient,
-            channel,
-            status: DeliveryStatus::Cancelled,
-            attempt: 0,
-            error: None,
-            at: now,
-        });
-    }
+    let log = pending
+        .iter()
+        .map(|payload| {
+            let payload: JobPayload = serde_json::from_str(payload).map_err(bad)?;
+            Ok(cancelled_line(payload, now))
+        })
+        .collect::<Result<Vec<_>>>()?;
     log_many(c, nid, &log).await
-}
-
-type MailRow = (i64, String, String, String, String, String, i64);
-
-fn to_mail((id, to, subject, text, html, message_id, created_at): MailRow) -> DevMail {
-    DevMail {
-        id: id.to_string(),
-        to,
-        subject,
-        text,
-        html,
-        message_id,
-        created_at: Millis(created_at),
-    }
-}
-
-pub(crate) async fn mailbox_put(pool: &PgPool, mail: &NewDevMail, now: Millis) -> Result<DevMail> {
-    let row: MailRow = sqlx::query_as(
-        "INSERT INTO mailbox (recipient, subject, text, html, message_id, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         RETURNING id, recipient, subject, text, html, message_id, created_at",
-    )
-    .bind(&mail.to)
-    .bind(&mail.subject)
-    .bind(&mail.text)
-    .bind(&mail.html)
-    .bind(&mail.message_id)
-    .bind(now.0)
-    .fetch_one(pool)
-    .await?;
-    Ok(to_mail(row))
-}
-
-pub(crate) async fn mailbox_list(pool: &PgPool, limit: usize) -> Result<Vec<DevMail>> {
-    let rows: Vec<MailRow> = sqlx::query_as(
-        "SELECT id, recipient, subject, text, html, message_id, created_at FROM mailbox
-         ORDER BY id DESC LIMIT $1",
-    )
-    .bind(limit as i64)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows.into_iter().map(to_mail).collect())
-}
-
-pub(crate) async fn mailbox_get(pool: &PgPool, id: &str) -> Result<Option<DevMail>> {
-    let Ok(id) = id.parse::<i64>() else {
-        return Ok(None);
-    };
-    let row: Option<MailRow> = sqlx::query_as(
-        "SELECT id, recipient, subject, text, html, message_id, created_at FROM mailbox WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(to_mail))
 }

@@ -18,19 +18,19 @@
 //! other nodes learn of them through the bus.
 
 mod jobs;
+mod mailbox;
 mod publish;
 mod read;
 mod write;
 
 use crate::{
-    ApiKeyInfo, DeliveryEvent, DevMail, EmailContext, Group, InboxPage, ItemOp, Job, JobOutcome,
-    JobStats, NewApiKey, NewDevMail, NotificationRecord, PoolStats, Recipient, Result, SendContext,
-    SendReceipt, StateChange, Store, StoreError, StoreEvent, Subscriber, Subscription,
+    ApiKeyInfo, Constraint, DeliveryEvent, DevMail, EmailContext, Group, InboxChange, InboxPage,
+    Job, JobOutcome, JobStats, NewApiKey, NewDevMail, NotificationRecord, PoolStats, Recipient, Result,
+    SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber, Subscription,
 };
 use async_trait::async_trait;
 use belfry_core::{
-    Category, Counts, EntityRef, GroupId, InboxQuery, Millis, NewNotification, User, UserId,
-    UserPatch,
+    Counts, EntityRef, GroupId, InboxQuery, Millis, NewNotification, User, UserId, UserPatch,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection as _, PgConnection, PgPool};
@@ -40,7 +40,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, broadcast, mpsc};
 
 /// Ordered migrations; all that are missing run in one transaction.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_stack_members.sql")),
+];
 
 /// Commits buffered in the event channel before a slow consumer lags.
 const EVENT_BUFFER: usize = 16 * 1024;
@@ -76,10 +79,12 @@ impl From<sqlx::Error> for StoreError {
         match &e {
             // Class 23: integrity constraint violations (unique, foreign key, check …).
             sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("23")) => {
-                StoreError::Conflict(db.message().to_string())
+                StoreError::conflict(Constraint::Database(
+                    db.constraint().unwrap_or(db.message()).to_string(),
+                ))
             }
             sqlx::Error::PoolClosed => StoreError::Closed,
-            _ => StoreError::Backend(e.to_string()),
+            _ => StoreError::backend(e),
         }
     }
 }
@@ -186,7 +191,7 @@ async fn check_migrated(pool: &PgPool) -> Result<()> {
         };
     let current = current.unwrap_or(0);
     if current < latest {
-        return Err(StoreError::Backend(format!(
+        return Err(StoreError::backend(format!(
             "the PostgreSQL schema is at version {current}, this Belfry needs {latest}: \
              run `belfry migrate` (or start without --no-migrate)"
         )));
@@ -309,36 +314,6 @@ impl PgStore {
     async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
         Ok(self.shared.pool.begin().await?)
     }
-
-    /// One user-state change: in its own transaction, its event after the commit.
-    async fn user_change<F>(&self, user: &UserId, change: F) -> Result<i64>
-    where
-        F: for<'c> FnOnce(
-                &'c mut PgConnection,
-                read::InboxUser,
-            )
-                -> futures_like::BoxFuture<'c, Result<(i64, Option<StateChange>)>>
-            + Send,
-    {
-        let mut tx = self.begin().await?;
-        let u = read::inbox_user(&mut tx, user)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        let (n, event) = change(&mut tx, u).await?;
-        tx.commit().await?;
-        if let Some(change) = event {
-            self.shared.emit(vec![StoreEvent::State {
-                user: user.clone(),
-                change,
-            }]);
-        }
-        Ok(n)
-    }
-}
-
-/// A boxed future, without pulling in the futures crate for one type.
-mod futures_like {
-    pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 }
 
 #[async_trait]
@@ -406,14 +381,9 @@ impl Store for PgStore {
 
     async fn put_user(&self, id: &UserId, patch: UserPatch, now: Millis) -> Result<(User, bool)> {
         let mut tx = self.begin().await?;
-        let (user, created, groups_changed) = write::put_user(&mut tx, id, patch, now).await?;
+        let (user, created, event) = write::put_user(&mut tx, id, patch, now).await?;
         tx.commit().await?;
-        if groups_changed {
-            self.shared.emit(vec![StoreEvent::Groups {
-                user: user.id.clone(),
-                groups: user.groups.clone(),
-            }]);
-        }
+        self.shared.emit(event.into_iter().collect());
         Ok((user, created))
     }
 
@@ -427,8 +397,9 @@ impl Store for PgStore {
 
     async fn delete_user(&self, id: &UserId) -> Result<()> {
         let mut tx = self.begin().await?;
-        write::delete_user(&mut tx, id).await?;
+        let event = write::delete_user(&mut tx, id).await?;
         tx.commit().await?;
+        self.shared.emit(vec![event]);
         Ok(())
     }
 
@@ -489,6 +460,19 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn inbox_change(&self, user: &UserId, change: InboxChange, now: Millis) -> Result<i64> {
+        let mut tx = self.begin().await?;
+        let u = read::inbox_user(&mut tx, user)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let (n, event) = write::inbox_change(&mut tx, &u, user, change, now).await?;
+        tx.commit().await?;
+        if let Some(event) = event {
+            self.shared.emit(vec![event]);
+        }
+        Ok(n)
+    }
+
     async fn list_inbox(&self, user: &UserId, query: InboxQuery, now: Millis) -> Result<InboxPage> {
         let mut c = self.conn().await?;
         let u = read::inbox_user(&mut c, user)
@@ -503,85 +487,6 @@ impl Store for PgStore {
             .await?
             .ok_or(StoreError::NotFound)?;
         read::counts(&mut c, &u, now).await
-    }
-
-    async fn update_item(&self, user: &UserId, id: &str, op: ItemOp, now: Millis) -> Result<()> {
-        let id = id.to_string();
-        self.user_change(user, move |c, u| {
-            Box::pin(async move {
-                if write::update_item(c, &u, &id, op, now).await? {
-                    Ok((1, Some(StateChange::Items { op, ids: vec![id] })))
-                } else {
-                    Err(StoreError::NotFound)
-                }
-            })
-        })
-        .await
-        .map(|_| ())
-    }
-
-    async fn read_all(
-        &self,
-        user: &UserId,
-        category: Option<Category>,
-        now: Millis,
-    ) -> Result<i64> {
-        self.user_change(user, move |c, u| {
-            Box::pin(async move {
-                let n = write::read_all(c, &u, category.as_ref(), now).await?;
-                Ok((n, Some(StateChange::ReadAll { category })))
-            })
-        })
-        .await
-    }
-
-    async fn seen_all(&self, user: &UserId, _now: Millis) -> Result<()> {
-        self.user_change(user, move |c, u| {
-            Box::pin(async move {
-                // Everything committed so far is seen; a send still being
-                // committed gets a higher seq and stays unseen.
-                sqlx::query(
-                    "UPDATE users SET seen_wm = (SELECT value FROM seq_counter) WHERE uid = $1",
-                )
-                .bind(u.uid)
-                .execute(&mut *c)
-                .await?;
-                Ok((0, Some(StateChange::SeenAll)))
-            })
-        })
-        .await
-        .map(|_| ())
-    }
-
-    async fn archive_many(&self, user: &UserId, ids: Vec<String>, now: Millis) -> Result<i64> {
-        self.user_change(user, move |c, u| {
-            Box::pin(async move {
-                let mut archived = Vec::new();
-                for id in ids {
-                    if write::update_item(c, &u, &id, ItemOp::Archive, now).await? {
-                        archived.push(id);
-                    }
-                }
-                let n = archived.len() as i64;
-                let event = (n > 0).then_some(StateChange::Items {
-                    op: ItemOp::Archive,
-                    ids: archived,
-                });
-                Ok((n, event))
-            })
-        })
-        .await
-    }
-
-    async fn read_entity(&self, user: &UserId, entity: &EntityRef, now: Millis) -> Result<i64> {
-        let entity = entity.clone();
-        self.user_change(user, move |c, u| {
-            Box::pin(async move {
-                let n = write::read_entity(c, &u, &entity, now).await?;
-                Ok((n, Some(StateChange::ReadEntity { entity })))
-            })
-        })
-        .await
     }
 
     async fn claim_jobs(
@@ -661,22 +566,19 @@ impl Store for PgStore {
     }
 
     async fn mailbox_put(&self, mail: NewDevMail, now: Millis) -> Result<DevMail> {
-        jobs::mailbox_put(self.pool_ref(), &mail, now).await
+        mailbox::mailbox_put(self.pool_ref(), &mail, now).await
     }
 
     async fn mailbox_list(&self, limit: usize) -> Result<Vec<DevMail>> {
-        jobs::mailbox_list(self.pool_ref(), limit).await
+        mailbox::mailbox_list(self.pool_ref(), limit).await
     }
 
     async fn mailbox_get(&self, id: &str) -> Result<Option<DevMail>> {
-        jobs::mailbox_get(self.pool_ref(), id).await
+        mailbox::mailbox_get(self.pool_ref(), id).await
     }
 
     async fn mailbox_clear(&self) -> Result<i64> {
-        Ok(sqlx::query("DELETE FROM mailbox")
-            .execute(self.pool_ref())
-            .await?
-            .rows_affected() as i64)
+        mailbox::mailbox_clear(self.pool_ref()).await
     }
 
     fn events(&self) -> broadcast::Receiver<Arc<Vec<StoreEvent>>> {

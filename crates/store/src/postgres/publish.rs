@@ -23,20 +23,21 @@ use super::Shared;
 use super::jobs::{add_job, add_jobs, log_many};
 use super::read;
 use super::write;
-use crate::jobs::{DeliveryEvent, DeliveryStatus, JobPayload};
-use crate::plan::{audience_json, channels_json, delivery_plan, event, target_labels};
+use crate::plan::send::{
+    self, Facts, Publication, Resolved, Schedule, SubscriberFact, idempotency_since, in_item,
+    replayed, scheduled_for,
+};
+use crate::plan::stack::grow_stack_count;
+use crate::plan::stored::decode_request;
 use crate::{
-    BroadcastTargets, Published, Result, SendContext, SendReceipt, StoreError, StoreEvent,
+    Constraint, NotificationStatus, Result, SendContext, SendReceipt, StoreError, StoreEvent,
     Subscriber,
 };
-use belfry_core::{Channel, EmailAddress, Millis, NewNotification, UserId};
+use belfry_core::{EmailAddress, GroupId, Millis, NewNotification, UserId};
 use sqlx::{Connection as _, PgConnection};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
-
-/// How long an idempotency key is remembered.
-const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
 /// How many requests the writer commits together at most.
 const MAX_BATCH: usize = 256;
@@ -72,26 +73,17 @@ impl TxState {
     }
 }
 
-/// The audience of one notification, resolved (phase 1, reads only).
-pub(crate) struct Resolved {
-    actor_uid: Option<i64>,
-    /// Subscribe the actor to the entity when publishing.
-    subscribe_actor: bool,
-    /// Users who get an inbox row: (uid, id).
-    direct: Vec<(i64, String)>,
-    gids: Vec<i64>,
-    /// Addresses that belong to no user (external contacts).
-    contact_emails: Vec<String>,
-    /// Targets that no longer exist (scheduled sends only).
-    skipped: Vec<DeliveryEvent>,
-}
-
 /// One item of a send, after phase 1.
 pub(crate) enum Item {
     /// A repeated idempotency key: the first receipt.
     Replayed(SendReceipt),
     Publish(Resolved),
-    Schedule(Millis),
+    /// Hold until `at`; the targets' ids as looked up (all exist).
+    Schedule {
+        at: Millis,
+        users: Vec<Option<i64>>,
+        groups: Vec<Option<i64>>,
+    },
 }
 
 /// A resolved request that still has to be written (phase 2).
@@ -309,20 +301,12 @@ async fn apply_all(
 pub(crate) async fn prepare(c: &mut PgConnection, op: WriteOp) -> Option<Pending> {
     match op {
         WriteOp::Send { ctx, batch, reply } => {
-            let single = batch.len() == 1;
             let mut items = Vec::with_capacity(batch.len());
             for (index, n) in batch.iter().enumerate() {
                 match prepare_item(c, &ctx, n).await {
                     Ok(item) => items.push(item),
                     Err(error) => {
-                        let _ = reply.send(Err(if single {
-                            error
-                        } else {
-                            StoreError::InItem {
-                                index,
-                                error: Box::new(error),
-                            }
-                        }));
+                        let _ = reply.send(Err(in_item(batch.len(), index, error)));
                         return None;
                     }
                 }
@@ -377,16 +361,20 @@ async fn prepare_item(
     {
         return Ok(Item::Replayed(receipt));
     }
-    match n.send_at {
-        Some(at) if at > ctx.now => {
-            check_schedule(c, n).await?;
-            Ok(Item::Schedule(at))
+    match scheduled_for(n, ctx.now) {
+        Some(at) => {
+            // Its targets must exist now; checked again (in `Schedule::new`)
+            // when it is written.
+            let users = uids(c, &n.audience.users).await?;
+            let groups = gids(c, &n.audience.groups).await?;
+            send::require_known(n, &users, &groups)?;
+            Ok(Item::Schedule { at, users, groups })
         }
-        _ => Ok(Item::Publish(resolve(c, n, true, ctx.now).await?)),
+        None => Ok(Item::Publish(resolve(c, n, true, ctx.now).await?)),
     }
 }
 
-/// The receipt of an earlier send with this key (within 24 hours).
+/// The receipt of an earlier send with this key (within the window).
 async fn idempotent_receipt(
     c: &mut PgConnection,
     ctx: &SendContext,
@@ -397,7 +385,7 @@ async fn idempotent_receipt(
     )
     .bind(&ctx.key_id)
     .bind(key)
-    .bind(ctx.now.0 - IDEMPOTENCY_WINDOW_MS)
+    .bind(idempotency_since(ctx.now))
     .fetch_optional(&mut *c)
     .await?;
     match earlier {
@@ -412,70 +400,39 @@ async fn receipt_of(c: &mut PgConnection, nid: i64) -> Result<SendReceipt> {
             .bind(nid)
             .fetch_one(&mut *c)
             .await?;
-    Ok(SendReceipt {
-        id,
-        seq,
-        recipients,
-        replayed: true,
-    })
+    Ok(replayed(id, seq, recipients))
 }
 
-/// A scheduled send's recipients must exist now (they are resolved again
-/// when it is published).
-async fn check_schedule(c: &mut PgConnection, n: &NewNotification) -> Result<()> {
-    let users = uids(c, n.audience.users.iter().map(|u| u.as_str())).await?;
-    let missing: Vec<String> = n
-        .audience
-        .users
-        .iter()
-        .filter(|u| !users.contains_key(u.as_str()))
-        .map(|u| u.to_string())
-        .collect();
-    if !missing.is_empty() {
-        return Err(StoreError::UnknownUsers(missing));
+/// The uid of each user (None: unknown), in one query.
+async fn uids(c: &mut PgConnection, users: &[UserId]) -> Result<Vec<Option<i64>>> {
+    if users.is_empty() {
+        return Ok(Vec::new());
     }
-    let groups = gids(c, n.audience.groups.iter().map(|g| g.as_str())).await?;
-    let missing: Vec<String> = n
-        .audience
-        .groups
-        .iter()
-        .filter(|g| !groups.contains_key(g.as_str()))
-        .map(|g| g.to_string())
-        .collect();
-    if !missing.is_empty() {
-        return Err(StoreError::UnknownGroups(missing));
-    }
-    Ok(())
+    let ids: Vec<&str> = users.iter().map(|u| u.as_str()).collect();
+    let found: HashMap<String, i64> =
+        sqlx::query_as::<_, (String, i64)>("SELECT id, uid FROM users WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut *c)
+            .await?
+            .into_iter()
+            .collect();
+    Ok(ids.iter().map(|id| found.get(*id).copied()).collect())
 }
 
-async fn uids<'a>(
-    c: &mut PgConnection,
-    ids: impl Iterator<Item = &'a str>,
-) -> Result<HashMap<String, i64>> {
-    let ids: Vec<&str> = ids.collect();
-    if ids.is_empty() {
-        return Ok(HashMap::new());
+/// The gid of each group (None: unknown), in one query.
+async fn gids(c: &mut PgConnection, groups: &[GroupId]) -> Result<Vec<Option<i64>>> {
+    if groups.is_empty() {
+        return Ok(Vec::new());
     }
-    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT id, uid FROM users WHERE id = ANY($1)")
-        .bind(&ids)
-        .fetch_all(&mut *c)
-        .await?;
-    Ok(rows.into_iter().collect())
-}
-
-async fn gids<'a>(
-    c: &mut PgConnection,
-    ids: impl Iterator<Item = &'a str>,
-) -> Result<HashMap<String, i64>> {
-    let ids: Vec<&str> = ids.collect();
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT id, gid FROM groups WHERE id = ANY($1)")
-        .bind(&ids)
-        .fetch_all(&mut *c)
-        .await?;
-    Ok(rows.into_iter().collect())
+    let ids: Vec<&str> = groups.iter().map(|g| g.as_str()).collect();
+    let found: HashMap<String, i64> =
+        sqlx::query_as::<_, (String, i64)>("SELECT id, gid FROM groups WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut *c)
+            .await?
+            .into_iter()
+            .collect();
+    Ok(ids.iter().map(|id| found.get(*id).copied()).collect())
 }
 
 /// Phase 1 of publishing a due scheduled notification: None when there is
@@ -493,88 +450,32 @@ async fn prepare_due(
     let Some((id, status, sender, Some(request))) = row else {
         return Ok(None);
     };
-    if status != "scheduled" {
+    if NotificationStatus::parse(&status)? != NotificationStatus::Scheduled {
         return Ok(None);
     }
-    let n: NewNotification = serde_json::from_str(&request)
-        .map_err(|e| StoreError::Backend(format!("stored request of {id}: {e}")))?;
+    let n = decode_request(&id, &request)?;
     let resolved = resolve(c, &n, false, now).await?;
     Ok(Some((id, sender, n, resolved)))
 }
 
-/// Resolves the audience: who gets an inbox row, which groups a broadcast
-/// row, which addresses are external contacts. `strict` (a send now)
-/// refuses unknown users and groups; otherwise (a scheduled send being
-/// published) they are skipped and logged.
+/// Looks up the facts of `n`'s audience, a batch (one query) per kind,
+/// and resolves it.
 async fn resolve(
     c: &mut PgConnection,
     n: &NewNotification,
     strict: bool,
     now: Millis,
 ) -> Result<Resolved> {
-    let mut skipped = Vec::new();
     let a = &n.audience;
-    let actor_uid = match n.actor_id() {
-        Some(actor) => read::uid(c, actor).await?,
-        None => None,
+    let mut facts = Facts {
+        actor_uid: match n.actor_id() {
+            Some(actor) => read::uid(c, actor).await?,
+            None => None,
+        },
+        users: uids(c, &a.users).await?,
+        groups: gids(c, &a.groups).await?,
+        subscribers: Vec::new(),
     };
-    let mut subscribe_actor = false;
-    if n.subscribe_actor
-        && let (Some(actor), Some(_)) = (n.actor_id(), &n.content.entity)
-    {
-        match actor_uid {
-            Some(_) => subscribe_actor = true,
-            None if strict => {
-                return Err(StoreError::Invalid(format!(
-                    "subscribe_actor: the actor {actor} is not a known user"
-                )));
-            }
-            None => {}
-        }
-    }
-
-    let mut direct: Vec<(i64, String)> = Vec::with_capacity(a.users.len() + a.emails.len());
-    let found = uids(c, a.users.iter().map(|u| u.as_str())).await?;
-    let mut missing = Vec::new();
-    for user in &a.users {
-        match found.get(user.as_str()) {
-            Some(uid) => direct.push((*uid, user.to_string())),
-            None => missing.push(user.to_string()),
-        }
-    }
-    if strict && !missing.is_empty() {
-        return Err(StoreError::UnknownUsers(missing));
-    }
-    for user in missing.drain(..) {
-        skipped.push(event(
-            format!("user:{user}"),
-            Channel::InApp,
-            DeliveryStatus::Skipped,
-            Some("the user no longer exists".into()),
-            now,
-        ));
-    }
-    let found = gids(c, a.groups.iter().map(|g| g.as_str())).await?;
-    let mut group_ids = Vec::with_capacity(a.groups.len());
-    for group in &a.groups {
-        match found.get(group.as_str()) {
-            Some(gid) => group_ids.push(*gid),
-            None => missing.push(group.to_string()),
-        }
-    }
-    if strict && !missing.is_empty() {
-        return Err(StoreError::UnknownGroups(missing));
-    }
-    for group in missing.drain(..) {
-        skipped.push(event(
-            format!("group:{group}"),
-            Channel::InApp,
-            DeliveryStatus::Skipped,
-            Some("the group no longer exists".into()),
-            now,
-        ));
-    }
-    let mut emails: Vec<String> = a.emails.iter().map(|e| e.to_string()).collect();
     if let Some(entity) = &a.entity {
         let rows: Vec<(String, String, Option<i64>)> = sqlx::query_as(
             "SELECT kind, subscriber, uid FROM subscriptions WHERE entity_type = $1 AND entity_id = $2",
@@ -583,61 +484,50 @@ async fn resolve(
         .bind(&entity.id)
         .fetch_all(&mut *c)
         .await?;
-        for row in rows {
-            match row {
-                (kind, id, Some(uid)) if kind == "user" => direct.push((uid, id)),
-                (_, email, _) => emails.push(email),
-            }
+        for (kind, subscriber, uid) in rows {
+            facts
+                .subscribers
+                .push(SubscriberFact::from_row(&kind, &subscriber, uid)?);
         }
     }
-    let mut contact_emails = Vec::new();
-    if !emails.is_empty() {
-        let owners: HashMap<String, (i64, String)> = sqlx::query_as::<_, (String, i64, String)>(
+    let addresses: Vec<&str> = send::addresses(n, &facts.subscribers)
+        .map(|a| a.as_str())
+        .collect();
+    let mut owners = Vec::with_capacity(addresses.len());
+    if !addresses.is_empty() {
+        let found: HashMap<String, (i64, String)> = sqlx::query_as::<_, (String, i64, String)>(
             "SELECT email, uid, id FROM users WHERE email = ANY($1)",
         )
-        .bind(&emails)
+        .bind(&addresses)
         .fetch_all(&mut *c)
         .await?
         .into_iter()
         .map(|(email, uid, id)| (email, (uid, id)))
         .collect();
-        for email in emails {
-            // Stored addresses were validated; check again rather than trust.
-            EmailAddress::parse(&email).map_err(StoreError::Backend)?;
-            match owners.get(&email) {
-                Some(user) => direct.push(user.clone()),
-                None => contact_emails.push(email),
-            }
+        for address in &addresses {
+            owners.push(match found.get(*address) {
+                Some((uid, id)) => Some((*uid, UserId::parse(id).map_err(StoreError::backend)?)),
+                None => None,
+            });
         }
     }
-
-    // Each person once; never the actor; nobody the broadcast part reaches.
-    let mut unique = HashSet::with_capacity(direct.len());
-    direct.retain(|(uid, _)| unique.insert(*uid) && Some(*uid) != actor_uid);
-    if a.all {
-        direct.clear();
-    } else if !group_ids.is_empty() && !direct.is_empty() {
-        let uids: Vec<i64> = direct.iter().map(|d| d.0).collect();
+    drop(addresses);
+    let mut r = send::resolve(n, facts, owners, strict, now)?;
+    if r.needs_coverage() {
+        let uids: Vec<i64> = r.direct_uids().collect();
         let covered: HashSet<i64> = sqlx::query_scalar::<_, i64>(
             "SELECT DISTINCT uid FROM memberships
              WHERE uid = ANY($1) AND gid = ANY($2) AND left_seq IS NULL",
         )
         .bind(&uids)
-        .bind(&group_ids)
+        .bind(&r.gids)
         .fetch_all(&mut *c)
         .await?
         .into_iter()
         .collect();
-        direct.retain(|(uid, _)| !covered.contains(uid));
+        r.exclude_covered(&covered);
     }
-    Ok(Resolved {
-        actor_uid,
-        subscribe_actor,
-        direct,
-        gids: group_ids,
-        contact_emails,
-        skipped,
-    })
+    Ok(r)
 }
 
 /// Phase 2 of one request, inside the transaction (and its savepoint).
@@ -649,21 +539,12 @@ async fn apply_one(c: &mut PgConnection, st: &mut TxState, p: Pending) -> Writte
             items,
             reply,
         } => {
-            let single = batch.len() == 1;
             let mut receipts = Vec::with_capacity(items.len());
             for (index, (n, item)) in batch.iter().zip(items).enumerate() {
                 match apply_item(c, st, &ctx, n, item).await {
                     Ok(r) => receipts.push(r),
                     Err(error) => {
-                        let error = if single {
-                            error
-                        } else {
-                            StoreError::InItem {
-                                index,
-                                error: Box::new(error),
-                            }
-                        };
-                        return Written::Send(reply, Err(error));
+                        return Written::Send(reply, Err(in_item(batch.len(), index, error)));
                     }
                 }
             }
@@ -686,7 +567,9 @@ async fn apply_one(c: &mut PgConnection, st: &mut TxState, p: Pending) -> Writte
                 .bind(nid)
                 .fetch_optional(&mut *c)
                 .await?;
-                if status.as_deref() == Some("scheduled") {
+                if let Some(status) = status
+                    && NotificationStatus::parse(&status)? == NotificationStatus::Scheduled
+                {
                     publish(c, st, &sender, now, &n, resolved, Some((nid, id))).await?;
                 }
                 Ok(())
@@ -715,7 +598,9 @@ async fn apply_item(
         return Ok(receipt);
     }
     let (receipt, nid) = match item {
-        Item::Schedule(at) => schedule(c, st, ctx, n, at).await?,
+        Item::Schedule { at, users, groups } => {
+            schedule(c, st, ctx, n, at, &users, &groups).await?
+        }
         Item::Publish(resolved) => publish(c, st, &ctx.key_id, ctx.now, n, resolved, None).await?,
         Item::Replayed(_) => unreachable!("handled above"),
     };
@@ -732,13 +617,13 @@ async fn apply_item(
         .bind(key)
         .bind(nid)
         .bind(ctx.now.0)
-        .bind(ctx.now.0 - IDEMPOTENCY_WINDOW_MS)
+        .bind(idempotency_since(ctx.now))
         .fetch_optional(&mut *c)
         .await?;
         if stored.is_none() {
-            return Err(StoreError::Conflict(format!(
-                "the idempotency key '{key}' is being used by another request"
-            )));
+            return Err(StoreError::conflict(Constraint::IdempotencyKey {
+                key: key.clone(),
+            }));
         }
     }
     Ok(receipt)
@@ -751,209 +636,183 @@ async fn schedule(
     ctx: &SendContext,
     n: &NewNotification,
     at: Millis,
+    users: &[Option<i64>],
+    groups: &[Option<i64>],
 ) -> Result<(SendReceipt, i64)> {
-    let id = ulid::Ulid::new().to_string();
-    let request = serde_json::to_string(n).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let plan = Schedule::new(n, users, groups, &ctx.key_id, ctx.now, at)?;
     let nid: i64 = sqlx::query_scalar(
         "INSERT INTO notifications (id, seq, status, sender, content, audience, channels, stack_key,
                                     created_at, send_at, expires_at, request)
-         VALUES ($1, NULL, 'scheduled', $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         VALUES ($1, NULL, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          RETURNING nid",
     )
-    .bind(&id)
-    .bind(&ctx.key_id)
-    .bind(n.content.to_json())
-    .bind(audience_json(n))
-    .bind(channels_json(n))
-    .bind(&n.content.stack_key)
-    .bind(ctx.now.0)
-    .bind(at.0)
-    .bind(n.content.expires_at.map(|m| m.0))
-    .bind(request)
+    .bind(&plan.id)
+    .bind(NotificationStatus::Scheduled.as_str())
+    .bind(plan.sender)
+    .bind(&plan.content_json)
+    .bind(&plan.audience_json)
+    .bind(&plan.channels_json)
+    .bind(plan.columns.stack_key)
+    .bind(plan.now.0)
+    .bind(plan.at.0)
+    .bind(plan.columns.expires_at)
+    .bind(&plan.request_json)
     .fetch_one(&mut *c)
     .await?;
-    let log: Vec<DeliveryEvent> = target_labels(n)
-        .into_iter()
-        .map(|label| event(label, Channel::InApp, DeliveryStatus::Scheduled, None, at))
-        .collect();
-    log_many(c, nid, &log).await?;
-    add_job(c, &JobPayload::Publish, Some(nid), at, ctx.now).await?;
+    log_many(c, nid, &plan.log).await?;
+    add_job(c, &plan.job, Some(nid), plan.at, plan.now).await?;
     st.jobs_added = true;
-    Ok((
-        SendReceipt {
-            id,
-            seq: None,
-            recipients: None,
-            replayed: false,
-        },
-        nid,
-    ))
+    Ok((plan.receipt(), nid))
 }
 
-/// Makes the notification visible: one notification row (new, or the
-/// scheduled one), inbox rows for direct recipients, one broadcast row per
-/// targeted group, delivery jobs for the other channels.
+/// Makes the notification visible (a new one, or the scheduled `existing`
+/// one), as its resolved audience gives it.
 async fn publish(
     c: &mut PgConnection,
     st: &mut TxState,
     sender: &str,
     now: Millis,
     n: &NewNotification,
-    r: Resolved,
+    resolved: Resolved,
     existing: Option<(i64, String)>,
 ) -> Result<(SendReceipt, i64)> {
-    let a = &n.audience;
-    if r.subscribe_actor
-        && let (Some(actor), Some(entity)) = (n.actor_id(), &n.content.entity)
-    {
-        write::subscribe(c, entity, &Subscriber::User(actor.clone()), now).await?;
-    }
-    // (cid, address) of recipients without a user.
-    let mut contacts: Vec<(i64, String)> = Vec::new();
-    if !r.contact_emails.is_empty() {
-        sqlx::query(
-            "INSERT INTO contacts (email, created_at) SELECT e, $2 FROM UNNEST($1::text[]) e
-             ON CONFLICT (email) DO NOTHING",
-        )
-        .bind(&r.contact_emails)
-        .bind(now.0)
-        .execute(&mut *c)
-        .await?;
-        contacts = sqlx::query_as("SELECT cid, email FROM contacts WHERE email = ANY($1)")
-            .bind(&r.contact_emails)
-            .fetch_all(&mut *c)
-            .await?;
-        contacts.sort_unstable();
-        contacts.dedup();
-    }
-    let direct = r.direct;
-
-    let in_app = n.wants(Channel::InApp, false);
-    let broadcast = a.is_broadcast();
-    let recipients = (!broadcast).then_some((direct.len() + contacts.len()) as i64);
-    let content = &n.content;
-    let category = content.category.as_ref().map(|c| c.as_str());
-    let (etype, eid) = content
-        .entity
-        .as_ref()
-        .map(|e| (e.kind.as_str(), e.id.as_str()))
-        .unzip();
-    let expires = content.expires_at.map(|m| m.0);
-    let content_json = content.to_json();
-
     let seq = st.next_seq();
+    let (existing_nid, existing_id) = existing.unzip();
+    let plan = Publication::new(n, resolved, seq, existing_id, sender, now);
+    let (nid, stacked) = apply(c, &plan, existing_nid).await?;
+    if !plan.jobs.is_empty() {
+        st.jobs_added = true;
+    }
+    let (event, receipt) = plan.finish(&stacked);
+    st.events.push(event);
+    Ok((receipt, nid))
+}
+
+/// Writes a publication: the notification row, broadcast rows, inbox
+/// entries (growing stacks), contacts, log lines and jobs, a statement per
+/// kind of row. Returns the nid and the counts of the stacks that grew.
+async fn apply(
+    c: &mut PgConnection,
+    p: &Publication<'_>,
+    existing: Option<i64>,
+) -> Result<(i64, HashMap<i64, i64>)> {
+    if let Some((actor, entity)) = p.subscribe_actor {
+        write::subscribe(c, entity, &Subscriber::User(actor.clone()), p.now).await?;
+    }
+    let cols = &p.columns;
     // Without a stack key, the inbox rows are plain inserts: they go with
     // the notification row in one statement (one round trip).
-    let inserted_with_rows = existing.is_none() && content.stack_key.is_none();
-    let (nid, id) = match existing {
-        Some((nid, id)) => {
+    let inserted_with_rows = existing.is_none() && cols.stack_key.is_none();
+    let nid = match existing {
+        Some(nid) => {
             sqlx::query(
-                "UPDATE notifications SET seq = $2, status = 'published', actor_uid = $3,
-                        recipients = $4, published_at = $5 WHERE nid = $1",
+                "UPDATE notifications SET seq = $2, status = $3, actor_uid = $4,
+                        recipients = $5, published_at = $6 WHERE nid = $1",
             )
             .bind(nid)
-            .bind(seq)
-            .bind(r.actor_uid)
-            .bind(recipients)
-            .bind(now.0)
+            .bind(p.seq)
+            .bind(NotificationStatus::Published.as_str())
+            .bind(p.actor_uid)
+            .bind(p.recipients)
+            .bind(p.now.0)
             .execute(&mut *c)
             .await?;
-            (nid, id)
+            nid
         }
         None => {
-            let id = ulid::Ulid::new().to_string();
-            let inbox_uids: Vec<i64> = if inserted_with_rows && in_app {
-                direct.iter().map(|d| d.0).collect()
+            let inbox_uids: Vec<i64> = if inserted_with_rows {
+                p.inbox_uids().collect()
             } else {
                 Vec::new()
             };
-            let nid: i64 = sqlx::query_scalar(
+            sqlx::query_scalar(
                 "WITH n AS (
                     INSERT INTO notifications (id, seq, status, sender, content, audience, channels,
                                                actor_uid, stack_key, recipients, created_at, published_at,
                                                expires_at)
-                    VALUES ($1, $2, 'published', $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)
+                    VALUES ($1, $2, $16, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)
                     RETURNING nid),
                  i AS (
                     INSERT INTO inbox (uid, seq, nid, expires_at, category, entity_type, entity_id)
                     SELECT u, $2, n.nid, $11, $13, $14, $15 FROM n, UNNEST($12::bigint[]) u)
                  SELECT nid FROM n",
             )
-            .bind(&id)
-            .bind(seq)
-            .bind(sender)
-            .bind(&content_json)
-            .bind(audience_json(n))
-            .bind(channels_json(n))
-            .bind(r.actor_uid)
-            .bind(&content.stack_key)
-            .bind(recipients)
-            .bind(now.0)
-            .bind(expires)
+            .bind(&p.id)
+            .bind(p.seq)
+            .bind(p.sender)
+            .bind(&p.content_json)
+            .bind(p.audience_json())
+            .bind(p.channels_json())
+            .bind(p.actor_uid)
+            .bind(cols.stack_key)
+            .bind(p.recipients)
+            .bind(p.now.0)
+            .bind(cols.expires_at)
             .bind(&inbox_uids)
-            .bind(category)
-            .bind(etype)
-            .bind(eid)
+            .bind(cols.category)
+            .bind(cols.entity_type)
+            .bind(cols.entity_id)
+            .bind(NotificationStatus::Published.as_str())
             .fetch_one(&mut *c)
-            .await?;
-            (nid, id)
+            .await?
         }
     };
 
-    if broadcast && in_app {
-        let targets: Vec<i64> = if a.all { vec![0] } else { r.gids.clone() };
+    if !p.broadcast_gids.is_empty() {
         sqlx::query(
             "INSERT INTO broadcasts (gid, seq, nid, actor_uid, expires_at, category, entity_type, entity_id)
              SELECT g, $2, $3, $4, $5, $6, $7, $8 FROM UNNEST($1::bigint[]) g",
         )
-        .bind(&targets)
-        .bind(seq)
+        .bind(&p.broadcast_gids)
+        .bind(p.seq)
         .bind(nid)
-        .bind(r.actor_uid)
-        .bind(expires)
-        .bind(category)
-        .bind(etype)
-        .bind(eid)
+        .bind(p.actor_uid)
+        .bind(cols.expires_at)
+        .bind(cols.category)
+        .bind(cols.entity_type)
+        .bind(cols.entity_id)
         .execute(&mut *c)
         .await?;
     }
 
-    let mut delivered = Vec::with_capacity(direct.len());
-    if in_app && inserted_with_rows {
-        for (_, user_id) in &direct {
-            let user = UserId::parse(user_id).map_err(StoreError::Backend)?;
-            delivered.push((user, 1));
-        }
-    } else if in_app && !direct.is_empty() {
-        // A stack grows: the user's entry with this key gets the new seq,
-        // content and an unread state.
-        let mut stacked: HashMap<i64, i64> = HashMap::new();
-        if let Some(key) = &content.stack_key {
-            let uids: Vec<i64> = direct.iter().map(|d| d.0).collect();
-            let rows: Vec<(i64, i64)> = sqlx::query_as(
-                "UPDATE inbox SET seq = $3, nid = $4,
-                    stack_count = CASE WHEN read_at IS NULL AND archived_at IS NULL
-                                       THEN stack_count + 1 ELSE 1 END,
-                    read_at = NULL, archived_at = NULL, expires_at = $5, category = $6,
-                    entity_type = $7, entity_id = $8
+    let mut stacked: HashMap<i64, i64> = HashMap::new();
+    if !inserted_with_rows && !p.inbox.is_empty() {
+        let uids: Vec<i64> = p.inbox_uids().collect();
+        if let Some(key) = cols.stack_key {
+            // A stack grows: the user's entry with this key gets the new
+            // seq, content and an unread state.
+            let rows: Vec<(i64, i64)> = sqlx::query_as(concat!(
+                "UPDATE inbox SET seq = $3, nid = $4, stack_count = ",
+                grow_stack_count!(),
+                ", read_at = NULL, archived_at = NULL, expires_at = $5, category = $6,
+                   entity_type = $7, entity_id = $8
                  WHERE uid = ANY($1) AND stack_key = $2
-                 RETURNING uid, stack_count",
-            )
+                 RETURNING uid, stack_count"
+            ))
             .bind(&uids)
             .bind(key)
-            .bind(seq)
+            .bind(p.seq)
             .bind(nid)
-            .bind(expires)
-            .bind(category)
-            .bind(etype)
-            .bind(eid)
+            .bind(cols.expires_at)
+            .bind(cols.category)
+            .bind(cols.entity_type)
+            .bind(cols.entity_id)
             .fetch_all(&mut *c)
             .await?;
             stacked.extend(rows);
+            sqlx::query(
+                "INSERT INTO stack_members (uid, stack_key, seq, nid)
+                 SELECT u, $2, $3, $4 FROM UNNEST($1::bigint[]) u",
+            )
+            .bind(&uids)
+            .bind(key)
+            .bind(p.seq)
+            .bind(nid)
+            .execute(&mut *c)
+            .await?;
         }
-        let fresh: Vec<i64> = direct
-            .iter()
-            .map(|d| d.0)
+        let fresh: Vec<i64> = uids
+            .into_iter()
             .filter(|uid| !stacked.contains_key(uid))
             .collect();
         if !fresh.is_empty() {
@@ -962,66 +821,37 @@ async fn publish(
                  SELECT u, $2, $3, $4, $5, $6, $7, $8 FROM UNNEST($1::bigint[]) u",
             )
             .bind(&fresh)
-            .bind(seq)
+            .bind(p.seq)
             .bind(nid)
-            .bind(&content.stack_key)
-            .bind(expires)
-            .bind(category)
-            .bind(etype)
-            .bind(eid)
+            .bind(cols.stack_key)
+            .bind(cols.expires_at)
+            .bind(cols.category)
+            .bind(cols.entity_type)
+            .bind(cols.entity_id)
             .execute(&mut *c)
             .await?;
         }
-        for (uid, user_id) in &direct {
-            let user = UserId::parse(user_id).map_err(StoreError::Backend)?;
-            delivered.push((user, stacked.get(uid).copied().unwrap_or(1)));
-        }
     }
-    if !contacts.is_empty() {
-        let cids: Vec<i64> = contacts.iter().map(|c| c.0).collect();
+    if !p.contacts.is_empty() {
+        let addresses: Vec<&str> = p.contacts.iter().map(EmailAddress::as_str).collect();
         sqlx::query(
-            "INSERT INTO notification_contacts (nid, cid) SELECT $1, c FROM UNNEST($2::bigint[]) c
-             ON CONFLICT DO NOTHING",
+            "INSERT INTO contacts (email, created_at) SELECT e, $2 FROM UNNEST($1::text[]) e
+             ON CONFLICT (email) DO NOTHING",
+        )
+        .bind(&addresses)
+        .bind(p.now.0)
+        .execute(&mut *c)
+        .await?;
+        sqlx::query(
+            "INSERT INTO notification_contacts (nid, cid)
+             SELECT $1, cid FROM contacts WHERE email = ANY($2) ON CONFLICT DO NOTHING",
         )
         .bind(nid)
-        .bind(&cids)
+        .bind(&addresses)
         .execute(&mut *c)
         .await?;
     }
-
-    // Other channels: one job per person (a broadcast's audience is
-    // expanded page by page by its own job, never in this transaction).
-    let direct_ids: Vec<&str> = direct.iter().map(|(_, id)| id.as_str()).collect();
-    let contact_addresses: Vec<&str> = contacts.iter().map(|(_, a)| a.as_str()).collect();
-    let plan = delivery_plan(n, &direct_ids, &contact_addresses, now)?;
-    let mut log = r.skipped;
-    log.extend(plan.log);
-    log_many(c, nid, &log).await?;
-    if !plan.jobs.is_empty() {
-        add_jobs(c, &plan.jobs, nid, now).await?;
-        st.jobs_added = true;
-    }
-
-    st.events
-        .push(StoreEvent::Published(std::sync::Arc::new(Published {
-            seq,
-            id: id.clone(),
-            created_at: now,
-            content_json,
-            direct: delivered,
-            broadcast: (broadcast && in_app).then(|| BroadcastTargets {
-                all: a.all,
-                groups: if a.all { Vec::new() } else { a.groups.clone() },
-            }),
-            actor: n.actor_id().cloned(),
-        })));
-    Ok((
-        SendReceipt {
-            id,
-            seq: Some(seq),
-            recipients,
-            replayed: false,
-        },
-        nid,
-    ))
+    log_many(c, nid, &p.log).await?;
+    add_jobs(c, &p.jobs, nid, p.now).await?;
+    Ok((nid, stacked))
 }

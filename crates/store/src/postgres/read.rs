@@ -2,25 +2,20 @@
 //! writing transaction. The same queries as `sqlite::read`, in PostgreSQL's
 //! dialect; results are rendered the same way.
 
+pub(crate) use crate::plan::reading::BroadcastFilter;
+use crate::plan::reading::{self, Broadcasts, Entry, PageScan, Window};
+use crate::plan::stored::{self, SubscriptionRow, UserRow, subscription};
 use crate::{
-    ApiKeyInfo, Group, InboxPage, NotificationRecord, Result, Scope, StoreError, Subscription,
+    ApiKeyInfo, Group, InboxPage, NotificationRecord, NotificationStatus, Result, Scope,
+    StoreError, Subscription,
 };
-use belfry_core::inbox::merge_newest_first;
 use belfry_core::{
-    Counts, EmailAddress, EntityRef, Filter, GroupId, InboxItemMeta, InboxQuery, Locale, Millis,
-    TimeZoneName, User, UserId,
+    Counts, EmailAddress, EntityRef, Filter, GroupId, InboxQuery, Millis, User, UserId,
 };
 use sqlx::{PgConnection, Row};
 use std::collections::{BTreeSet, HashMap};
 
-/// The columns of `users` that reading an inbox needs.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct InboxUser {
-    pub uid: i64,
-    pub created_seq: i64,
-    pub read_wm: i64,
-    pub seen_wm: i64,
-}
+pub(crate) use crate::plan::reading::InboxUser;
 
 pub(crate) async fn inbox_user(c: &mut PgConnection, id: &UserId) -> Result<Option<InboxUser>> {
     let row: Option<(i64, i64, i64, i64)> =
@@ -54,24 +49,6 @@ pub(crate) async fn user_by_email(
         .await?)
 }
 
-type SubscriptionRow = (String, String, String, String, i64);
-
-fn to_subscription(row: SubscriptionRow) -> Result<Subscription> {
-    let (kind, id, sub_kind, subscriber, at) = row;
-    let bad = |e: String| StoreError::Backend(e);
-    let (user, email) = if sub_kind == "user" {
-        (Some(UserId::parse(&subscriber).map_err(bad)?), None)
-    } else {
-        (None, Some(EmailAddress::parse(&subscriber).map_err(bad)?))
-    };
-    Ok(Subscription {
-        entity: EntityRef { kind, id },
-        user,
-        email,
-        created_at: Millis(at),
-    })
-}
-
 pub(crate) async fn subscribers(
     c: &mut PgConnection,
     entity: &EntityRef,
@@ -84,7 +61,7 @@ pub(crate) async fn subscribers(
     .bind(&entity.id)
     .fetch_all(&mut *c)
     .await?;
-    rows.into_iter().map(to_subscription).collect()
+    rows.into_iter().map(subscription).collect()
 }
 
 pub(crate) async fn subscriptions_of(
@@ -106,7 +83,7 @@ pub(crate) async fn subscriptions_of(
     .bind(email)
     .fetch_all(&mut *c)
     .await?;
-    rows.into_iter().map(to_subscription).collect()
+    rows.into_iter().map(subscription).collect()
 }
 
 pub(crate) async fn gid(c: &mut PgConnection, id: &GroupId) -> Result<Option<i64>> {
@@ -116,18 +93,8 @@ pub(crate) async fn gid(c: &mut PgConnection, id: &GroupId) -> Result<Option<i64
         .await?)
 }
 
-/// Stored values were validated before they were written; a value that no
-/// longer parses is reported as a backend error rather than trusted.
-fn reparse<T>(
-    v: Option<String>,
-    parse: impl Fn(&str) -> std::result::Result<T, String>,
-) -> Result<Option<T>> {
-    v.map(|s| parse(&s).map_err(StoreError::Backend))
-        .transpose()
-}
-
 pub(crate) async fn user(c: &mut PgConnection, uid: i64) -> Result<User> {
-    let row = sqlx::query(
+    let row: UserRow = sqlx::query_as(
         "SELECT id, email, name, avatar_url, locale, timezone, data, created_at, updated_at
          FROM users WHERE uid = $1",
     )
@@ -142,26 +109,7 @@ pub(crate) async fn user(c: &mut PgConnection, uid: i64) -> Result<User> {
     .bind(uid)
     .fetch_all(&mut *c)
     .await?;
-    let groups = groups
-        .iter()
-        .map(|g| GroupId::parse(g).map_err(StoreError::Backend))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(User {
-        id: UserId::parse(&row.try_get::<String, _>(0)?).map_err(StoreError::Backend)?,
-        email: reparse(row.try_get(1)?, EmailAddress::parse)?,
-        name: row.try_get(2)?,
-        avatar_url: row.try_get(3)?,
-        locale: reparse(row.try_get(4)?, Locale::parse)?,
-        timezone: reparse(row.try_get(5)?, TimeZoneName::parse)?,
-        groups,
-        data: row
-            .try_get::<Option<String>, _>(6)?
-            .map(|d| serde_json::from_str(&d))
-            .transpose()
-            .map_err(|e| StoreError::Backend(e.to_string()))?,
-        created_at: Millis(row.try_get(7)?),
-        updated_at: Millis(row.try_get(8)?),
-    })
+    stored::user(row, groups)
 }
 
 pub(crate) async fn meta(c: &mut PgConnection, key: &str) -> Result<Option<Vec<u8>>> {
@@ -224,7 +172,7 @@ type GroupRow = (String, Option<String>, i64, i64);
 
 fn to_group(row: GroupRow) -> Result<Group> {
     Ok(Group {
-        id: GroupId::parse(&row.0).map_err(StoreError::Backend)?,
+        id: GroupId::parse(&row.0).map_err(StoreError::backend)?,
         name: row.1,
         created_at: Millis(row.2),
         members: row.3,
@@ -272,7 +220,7 @@ pub(crate) async fn notification(
     let mut rec = NotificationRecord {
         id: r.try_get(1)?,
         seq: r.try_get(2)?,
-        status: r.try_get(3)?,
+        status: NotificationStatus::parse(r.try_get(3)?)?,
         sender: r.try_get(4)?,
         content_json: r.try_get(5)?,
         audience_json: r.try_get(6)?,
@@ -305,31 +253,14 @@ pub(crate) async fn notification(
     Ok(Some(rec))
 }
 
-/// The ranges of broadcasts that reach a user: everyone's broadcasts after
-/// the user was created, and each group's while the user was a member.
-/// Returns `(gid, after_seq, until_seq)`.
-pub(crate) async fn broadcast_windows(
-    c: &mut PgConnection,
-    u: &InboxUser,
-) -> Result<Vec<(i64, i64, i64)>> {
-    let mut out = vec![(0, u.created_seq, i64::MAX)];
-    let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
-        "SELECT gid, joined_seq, COALESCE(left_seq, 9223372036854775807)
-         FROM memberships WHERE uid = $1 AND (left_seq IS NULL OR left_seq > joined_seq)",
-    )
-    .bind(u.uid)
-    .fetch_all(&mut *c)
-    .await?;
-    out.extend(rows);
-    Ok(out)
-}
-
-/// Narrows which broadcasts count as unread (for read-all of one category,
-/// or reading everything about one entity).
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct BroadcastFilter<'a> {
-    pub category: Option<&'a str>,
-    pub entity: Option<(&'a str, &'a str)>,
+/// The windows of broadcasts that reach a user (`plan::reading::windows`).
+pub(crate) async fn broadcast_windows(c: &mut PgConnection, u: &InboxUser) -> Result<Vec<Window>> {
+    let memberships: Vec<(i64, i64, Option<i64>)> =
+        sqlx::query_as("SELECT gid, joined_seq, left_seq FROM memberships WHERE uid = $1")
+            .bind(u.uid)
+            .fetch_all(&mut *c)
+            .await?;
+    Ok(reading::windows(u, memberships))
 }
 
 /// The seqs of the broadcasts the user has not read (nor archived, nor deleted).
@@ -341,11 +272,10 @@ pub(crate) async fn broadcast_unread(
 ) -> Result<BTreeSet<i64>> {
     let mut out = BTreeSet::new();
     let (etype, eid) = filter.entity.unzip();
-    for (gid, after, until) in broadcast_windows(c, u).await? {
-        let after = after.max(u.read_wm);
-        if after >= until {
+    for w in broadcast_windows(c, u).await? {
+        let Some(w) = w.above(u.read_wm) else {
             continue;
-        }
+        };
         let seqs: Vec<i64> = sqlx::query_scalar(
             "SELECT b.seq FROM broadcasts b
              LEFT JOIN broadcast_state s ON s.uid = $1 AND s.seq = b.seq
@@ -357,9 +287,9 @@ pub(crate) async fn broadcast_unread(
                AND (s.seq IS NULL OR (s.read IS NOT TRUE AND s.archived_at IS NULL AND NOT s.deleted))",
         )
         .bind(u.uid)
-        .bind(gid)
-        .bind(after)
-        .bind(until)
+        .bind(w.gid)
+        .bind(w.after)
+        .bind(w.until)
         .bind(now.0)
         .bind(filter.category)
         .bind(etype)
@@ -427,20 +357,7 @@ pub(crate) async fn counts(c: &mut PgConnection, u: &InboxUser, now: Millis) -> 
     .fetch_one(&mut *c)
     .await?;
     let broadcasts = broadcast_unread(c, u, now, BroadcastFilter::default()).await?;
-    let b_unseen = broadcasts.range(u.seen_wm + 1..).count() as i64;
-    Ok(Counts {
-        unread: unread + broadcasts.len() as i64,
-        unseen: unseen + b_unseen,
-    })
-}
-
-/// An inbox entry before its content is attached.
-struct Entry {
-    seq: i64,
-    nid: i64,
-    read: bool,
-    archived: bool,
-    stack_count: i64,
+    Ok(reading::counts(u, unread, unseen, &broadcasts))
 }
 
 impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for Entry {
@@ -531,49 +448,35 @@ pub(crate) async fn list_inbox(
     q: &InboxQuery,
     now: Millis,
 ) -> Result<InboxPage> {
-    let before = q.cursor.map(|c| c.before_seq).unwrap_or(i64::MAX);
-    let category = q.category.as_ref().map(|c| c.as_str());
-    let fetch = (q.limit + 1) as i64;
+    let scan = PageScan::of(q);
 
     let direct: Vec<Entry> = sqlx::query_as(direct_sql(q.filter))
         .bind(u.uid)
-        .bind(before)
+        .bind(scan.before)
         .bind(now.0)
-        .bind(category)
-        .bind(fetch)
+        .bind(scan.category)
+        .bind(scan.fetch)
         .fetch_all(&mut *c)
         .await?;
 
-    // Each window is an index range scan of at most limit+1 rows; their
-    // union, newest first and without duplicates, is the broadcast part.
-    let mut broadcast: Vec<Entry> = Vec::new();
-    let mut seen = BTreeSet::new();
-    for (gid, after, until) in broadcast_windows(c, u).await? {
-        if after >= until {
-            continue;
-        }
+    // Each window is an index range scan of at most limit+1 rows.
+    let mut broadcasts = Broadcasts::default();
+    for w in broadcast_windows(c, u).await? {
         let rows: Vec<Entry> = sqlx::query_as(broadcast_sql(q.filter))
             .bind(u.uid)
-            .bind(gid)
-            .bind(after)
-            .bind(until)
-            .bind(before)
+            .bind(w.gid)
+            .bind(w.after)
+            .bind(w.until)
+            .bind(scan.before)
             .bind(now.0)
-            .bind(category)
-            .bind(fetch)
+            .bind(scan.category)
+            .bind(scan.fetch)
             .bind(u.read_wm)
             .fetch_all(&mut *c)
             .await?;
-        for e in rows {
-            if seen.insert(e.seq) {
-                broadcast.push(e);
-            }
-        }
+        rows.into_iter().for_each(|e| broadcasts.add(e));
     }
-    broadcast.sort_unstable_by_key(|e| std::cmp::Reverse(e.seq));
-    broadcast.truncate(q.limit + 1);
-
-    let (entries, next_cursor) = merge_newest_first(direct, broadcast, q.limit, |e| e.seq);
+    let (entries, next_cursor) = reading::page(direct, broadcasts, q.limit);
     Ok(InboxPage {
         items: render_entries(c, u, entries).await?,
         next_cursor,
@@ -606,17 +509,8 @@ async fn render_entries(
     for e in entries {
         let (id, at, json) = content
             .get(&e.nid)
-            .ok_or_else(|| StoreError::Backend(format!("notification {} vanished", e.nid)))?;
-        let meta = InboxItemMeta {
-            id: id.clone(),
-            seq: e.seq,
-            created_at: Millis(*at),
-            read: e.read,
-            seen: e.read || e.seq <= u.seen_wm,
-            archived: e.archived,
-            stack_count: e.stack_count,
-        };
-        items.push(meta.render(json));
+            .ok_or_else(|| StoreError::backend(format!("notification {} vanished", e.nid)))?;
+        items.push(reading::item(u, &e, id.clone(), Millis(*at)).render(json));
     }
     Ok(items)
 }
@@ -643,13 +537,11 @@ pub(crate) async fn replay(
     .bind(fetch)
     .fetch_all(&mut *c)
     .await?;
-    let mut broadcast: Vec<Entry> = Vec::new();
-    let mut seen = BTreeSet::new();
-    for (gid, from, until) in broadcast_windows(c, u).await? {
-        let from = from.max(after);
-        if from >= until {
+    let mut broadcasts = Broadcasts::default();
+    for w in broadcast_windows(c, u).await? {
+        let Some(w) = w.above(after) else {
             continue;
-        }
+        };
         let rows: Vec<Entry> = sqlx::query_as(
             "SELECT b.seq, b.nid, COALESCE(s.read, b.seq <= $7) AS read,
                     s.archived_at IS NOT NULL AS archived, 1::bigint AS stack_count
@@ -662,24 +554,17 @@ pub(crate) async fn replay(
              ORDER BY b.seq ASC LIMIT $6",
         )
         .bind(u.uid)
-        .bind(gid)
-        .bind(from)
-        .bind(until)
+        .bind(w.gid)
+        .bind(w.after)
+        .bind(w.until)
         .bind(now.0)
         .bind(fetch)
         .bind(u.read_wm)
         .fetch_all(&mut *c)
         .await?;
-        for e in rows {
-            if seen.insert(e.seq) {
-                broadcast.push(e);
-            }
-        }
+        rows.into_iter().for_each(|e| broadcasts.add(e));
     }
-    broadcast.sort_unstable_by_key(|e| e.seq);
-    broadcast.truncate(limit);
-    // Oldest first: merge on the negated seq.
-    let (entries, _) = merge_newest_first(direct, broadcast, limit, |e| -e.seq);
+    let entries = reading::replay(direct, broadcasts, limit);
     let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
     Ok(seqs
         .into_iter()

@@ -5,13 +5,16 @@
 //! read from `seq_counter`.
 
 use super::read::{self, BroadcastFilter, InboxUser};
+use crate::plan::inbox::{self, Applied, InboxChange};
+use crate::plan::stored::subscriber_columns;
+use crate::plan::{stack, users};
 use crate::{
-    ApiKeyInfo, BroadcastTargets, Group, ItemOp, NewApiKey, Result, StoreError, StoreEvent,
+    ApiKeyInfo, Group, ItemOp, NewApiKey, NotificationStatus, Result, StoreError, StoreEvent,
     Subscriber,
 };
 use belfry_core::{Category, EntityRef, GroupId, Millis, Patch, User, UserId, UserPatch};
 use sqlx::PgConnection;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// The highest committed seq (a plain read: it does not wait for a
 /// publishing transaction in flight, whose seqs are higher).
@@ -29,7 +32,7 @@ pub(crate) async fn meta_init(c: &mut PgConnection, key: &str, fresh: &[u8]) -> 
         .await?;
     read::meta(c, key)
         .await?
-        .ok_or_else(|| StoreError::Backend(format!("meta {key} vanished")))
+        .ok_or_else(|| StoreError::backend(format!("meta {key} vanished")))
 }
 
 pub(crate) async fn create_api_key(
@@ -92,13 +95,13 @@ pub(crate) async fn revoke_api_key(
         .ok_or(StoreError::NotFound)
 }
 
-/// Creates or updates a user: `(user, created, groups changed)`.
+/// Creates or updates a user: `(user, created, the event to emit after the commit)`.
 pub(crate) async fn put_user(
     c: &mut PgConnection,
     id: &UserId,
     patch: UserPatch,
     now: Millis,
-) -> Result<(User, bool, bool)> {
+) -> Result<(User, bool, Option<StoreEvent>)> {
     // Two requests creating the same user at once: the second waits here
     // and then updates the first one's row.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('belfry-user:' || $1))")
@@ -110,26 +113,14 @@ pub(crate) async fn put_user(
         Some(uid) => Some(read::user(c, uid).await?),
         None => None,
     };
-    if let Patch::Value(email) = &patch.email
-        && let Some((owner, other)) = read::user_by_email(c, email).await?
-        && Some(owner) != existing
-    {
-        return Err(StoreError::Conflict(format!(
-            "the email address {email} already belongs to user {other}"
-        )));
-    }
-    let cur = current.as_ref();
-    let email = patch.email.apply(cur.and_then(|u| u.email.clone()));
-    let name = patch.name.apply(cur.and_then(|u| u.name.clone()));
-    let avatar = patch
-        .avatar_url
-        .apply(cur.and_then(|u| u.avatar_url.clone()));
-    let locale = patch.locale.apply(cur.and_then(|u| u.locale.clone()));
-    let timezone = patch.timezone.apply(cur.and_then(|u| u.timezone.clone()));
-    let data = patch
-        .data
-        .apply(cur.and_then(|u| u.data.clone()))
-        .map(|d| d.to_string());
+    let email_owner = match &patch.email {
+        Patch::Value(email) => read::user_by_email(c, email)
+            .await?
+            .map(|(_, owner)| UserId::parse(&owner).map_err(StoreError::backend))
+            .transpose()?,
+        _ => None,
+    };
+    let row = users::apply_patch(id, patch, current.as_ref(), email_owner.as_ref())?;
     let seq = current_seq(c).await?;
     let uid = match existing {
         Some(uid) => {
@@ -138,12 +129,12 @@ pub(crate) async fn put_user(
                         data = $7, updated_at = $8 WHERE uid = $1",
             )
             .bind(uid)
-            .bind(email.as_ref().map(|e| e.as_str()))
-            .bind(&name)
-            .bind(&avatar)
-            .bind(locale.as_ref().map(|l| l.as_str()))
-            .bind(timezone.as_ref().map(|t| t.as_str()))
-            .bind(&data)
+            .bind(row.email())
+            .bind(&row.name)
+            .bind(&row.avatar_url)
+            .bind(row.locale())
+            .bind(row.timezone())
+            .bind(&row.data)
             .bind(now.0)
             .execute(&mut *c)
             .await?;
@@ -156,23 +147,23 @@ pub(crate) async fn put_user(
                  RETURNING uid",
         )
         .bind(id.as_str())
-        .bind(email.as_ref().map(|e| e.as_str()))
-        .bind(&name)
-        .bind(&avatar)
-        .bind(locale.as_ref().map(|l| l.as_str()))
-        .bind(timezone.as_ref().map(|t| t.as_str()))
-        .bind(&data)
+        .bind(row.email())
+        .bind(&row.name)
+        .bind(&row.avatar_url)
+        .bind(row.locale())
+        .bind(row.timezone())
+        .bind(&row.data)
         .bind(seq)
         .bind(now.0)
         .fetch_one(&mut *c)
         .await?,
     };
-    let groups_changed = patch.groups.is_some();
-    if let Some(groups) = patch.groups {
-        set_memberships(c, uid, &groups, seq, now).await?;
+    if let Some(groups) = &row.groups {
+        set_memberships(c, uid, groups, seq, now).await?;
     }
     let user = read::user(c, uid).await?;
-    Ok((user, existing.is_none(), groups_changed))
+    let event = users::updated(&user, row.groups.is_some());
+    Ok((user, existing.is_none(), event))
 }
 
 async fn ensure_group(c: &mut PgConnection, id: &GroupId, now: Millis) -> Result<i64> {
@@ -205,7 +196,8 @@ async fn set_memberships(
     .await?
     .into_iter()
     .collect();
-    for gid in current.difference(&wanted) {
+    let (leave, join) = users::membership_changes(&wanted, &current);
+    for gid in leave {
         sqlx::query(
             "UPDATE memberships SET left_seq = $3 WHERE uid = $1 AND gid = $2 AND left_seq IS NULL",
         )
@@ -215,7 +207,7 @@ async fn set_memberships(
         .execute(&mut *c)
         .await?;
     }
-    for gid in wanted.difference(&current) {
+    for gid in join {
         sqlx::query(
             "INSERT INTO memberships (uid, gid, joined_seq) VALUES ($1, $2, $3)
              ON CONFLICT (uid, gid, joined_seq) DO UPDATE SET left_seq = NULL",
@@ -229,7 +221,9 @@ async fn set_memberships(
     Ok(())
 }
 
-pub(crate) async fn delete_user(c: &mut PgConnection, id: &UserId) -> Result<()> {
+/// Removes a user and everything that is theirs: the event (their streams
+/// end) to emit after the commit.
+pub(crate) async fn delete_user(c: &mut PgConnection, id: &UserId) -> Result<StoreEvent> {
     // Waits for a publishing transaction in flight (which may be writing
     // this user's inbox rows), so that none is left behind.
     sqlx::query("SELECT value FROM seq_counter FOR UPDATE")
@@ -239,20 +233,14 @@ pub(crate) async fn delete_user(c: &mut PgConnection, id: &UserId) -> Result<()>
     for sql in [
         "DELETE FROM subscriptions WHERE uid = $1",
         "DELETE FROM inbox WHERE uid = $1",
+        "DELETE FROM stack_members WHERE uid = $1",
         "DELETE FROM broadcast_state WHERE uid = $1",
         "DELETE FROM memberships WHERE uid = $1",
         "DELETE FROM users WHERE uid = $1",
     ] {
         sqlx::query(sql).bind(uid).execute(&mut *c).await?;
     }
-    Ok(())
-}
-
-fn subscriber_parts(who: &Subscriber) -> (&'static str, String) {
-    match who {
-        Subscriber::User(u) => ("user", u.to_string()),
-        Subscriber::Email(e) => ("email", e.to_string()),
-    }
+    Ok(users::deleted(id))
 }
 
 pub(crate) async fn subscribe(
@@ -261,7 +249,7 @@ pub(crate) async fn subscribe(
     who: &Subscriber,
     now: Millis,
 ) -> Result<bool> {
-    let (kind, subscriber) = subscriber_parts(who);
+    let (kind, subscriber) = subscriber_columns(who);
     let uid = match who {
         Subscriber::User(user) => Some(read::uid(c, user).await?.ok_or(StoreError::NotFound)?),
         Subscriber::Email(_) => None,
@@ -273,7 +261,7 @@ pub(crate) async fn subscribe(
     .bind(&entity.kind)
     .bind(&entity.id)
     .bind(kind)
-    .bind(&subscriber)
+    .bind(subscriber)
     .bind(uid)
     .bind(now.0)
     .execute(&mut *c)
@@ -287,14 +275,14 @@ pub(crate) async fn unsubscribe(
     entity: &EntityRef,
     who: &Subscriber,
 ) -> Result<bool> {
-    let (kind, subscriber) = subscriber_parts(who);
+    let (kind, subscriber) = subscriber_columns(who);
     let n = sqlx::query(
         "DELETE FROM subscriptions WHERE entity_type = $1 AND entity_id = $2 AND kind = $3 AND subscriber = $4",
     )
     .bind(&entity.kind)
     .bind(&entity.id)
     .bind(kind)
-    .bind(&subscriber)
+    .bind(subscriber)
     .execute(&mut *c)
     .await?
     .rows_affected();
@@ -320,75 +308,140 @@ pub(crate) async fn put_group(
     Ok((read::group(c, id).await?, created))
 }
 
-/// Cancels a notification; the event to publish, None if it was cancelled already.
+/// Cancels a notification: pending jobs are cancelled, broadcast rows go,
+/// and each inbox entry that shows it shrinks or goes (`plan::stack`).
+/// The event to emit after the commit; None if it was cancelled already.
 pub(crate) async fn delete_notification(
     c: &mut PgConnection,
     id: &str,
     now: Millis,
 ) -> Result<Option<StoreEvent>> {
+    // Waits for a publishing transaction in flight (which may be growing
+    // one of the stacks changed here).
+    sqlx::query("SELECT value FROM seq_counter FOR UPDATE")
+        .execute(&mut *c)
+        .await?;
     // The row lock waits for a publication of this (scheduled) notification
     // in flight, and keeps a concurrent publication from starting.
-    let (nid, seq, status, audience): (i64, Option<i64>, String, String) = sqlx::query_as(
-        "SELECT nid, seq, status, audience FROM notifications WHERE id = $1 FOR UPDATE",
+    let (nid, seq, status, audience, stack_key): stack::CancelRow = sqlx::query_as(
+        "SELECT nid, seq, status, audience, stack_key FROM notifications WHERE id = $1 FOR UPDATE",
     )
     .bind(id)
     .fetch_optional(&mut *c)
     .await?
     .ok_or(StoreError::NotFound)?;
-    if status == "cancelled" {
+    if !stack::needs_cancelling(&status)? {
         return Ok(None);
     }
-    let users: Vec<String> = sqlx::query_scalar(
-        "SELECT u.id FROM inbox i JOIN users u ON u.uid = i.uid WHERE i.nid = $1",
-    )
-    .bind(nid)
-    .fetch_all(&mut *c)
-    .await?;
-    let users = users
-        .iter()
-        .map(|u| UserId::parse(u).map_err(StoreError::Backend))
-        .collect::<Result<Vec<_>>>()?;
-    let mut broadcast = None;
+    let plan = stack::cancel(nid, stack_entries(c, nid, stack_key.as_deref()).await?);
     super::jobs::cancel_jobs(c, nid, now).await?;
-    sqlx::query("UPDATE notifications SET status = 'cancelled' WHERE nid = $1")
+    sqlx::query("UPDATE notifications SET status = $2 WHERE nid = $1")
+        .bind(nid)
+        .bind(NotificationStatus::Cancelled.as_str())
+        .execute(&mut *c)
+        .await?;
+    if !plan.remove.is_empty() {
+        let (uids, seqs): (Vec<i64>, Vec<i64>) = plan.remove.iter().copied().unzip();
+        sqlx::query(
+            "DELETE FROM inbox i USING UNNEST($1::bigint[], $2::bigint[]) AS x(uid, seq)
+             WHERE i.uid = x.uid AND i.seq = x.seq",
+        )
+        .bind(&uids)
+        .bind(&seqs)
+        .execute(&mut *c)
+        .await?;
+    }
+    for s in &plan.shrink {
+        let query = match s.show {
+            None => sqlx::query("UPDATE inbox SET stack_count = $3 WHERE uid = $1 AND seq = $2")
+                .bind(s.uid)
+                .bind(s.seq)
+                .bind(s.count),
+            // The entry shows its newest remaining member from now on.
+            Some((shown_seq, shown_nid)) => sqlx::query(
+                "UPDATE inbox SET seq = $4, nid = n.nid, stack_count = $3, expires_at = n.expires_at,
+                        category = n.content::jsonb ->> 'category',
+                        entity_type = n.content::jsonb -> 'entity' ->> 'type',
+                        entity_id = n.content::jsonb -> 'entity' ->> 'id'
+                 FROM notifications n WHERE n.nid = $5 AND inbox.uid = $1 AND inbox.seq = $2",
+            )
+            .bind(s.uid)
+            .bind(s.seq)
+            .bind(s.count)
+            .bind(shown_seq)
+            .bind(shown_nid),
+        };
+        query.execute(&mut *c).await?;
+    }
+    sqlx::query("DELETE FROM stack_members WHERE nid = $1")
         .bind(nid)
         .execute(&mut *c)
         .await?;
-    sqlx::query("DELETE FROM inbox WHERE nid = $1")
-        .bind(nid)
-        .execute(&mut *c)
-        .await?;
+    let mut broadcast_removed = false;
     if let Some(seq) = seq {
-        let removed = sqlx::query("DELETE FROM broadcasts WHERE seq = $1")
+        broadcast_removed = sqlx::query("DELETE FROM broadcasts WHERE seq = $1")
             .bind(seq)
             .execute(&mut *c)
             .await?
-            .rows_affected();
+            .rows_affected()
+            > 0;
         sqlx::query("DELETE FROM broadcast_state WHERE seq = $1")
             .bind(seq)
             .execute(&mut *c)
             .await?;
-        if removed > 0 {
-            let a: serde_json::Value =
-                serde_json::from_str(&audience).map_err(|e| StoreError::Backend(e.to_string()))?;
-            broadcast = Some(BroadcastTargets {
-                all: a["all"].as_bool().unwrap_or(false),
-                groups: a["groups"]
-                    .as_array()
-                    .map(|g| {
-                        g.iter()
-                            .filter_map(|v| v.as_str().and_then(|s| GroupId::parse(s).ok()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            });
+    }
+    stack::removed(id, plan.users, broadcast_removed, &audience).map(Some)
+}
+
+/// The inbox entries that may show notification `nid`: those of its own
+/// rows and, for a stacked one, the entries of its stack that count it,
+/// each with the user's members of the stack (newest first).
+async fn stack_entries(
+    c: &mut PgConnection,
+    nid: i64,
+    stack_key: Option<&str>,
+) -> Result<Vec<stack::Entry>> {
+    let rows: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT i.uid, u.id, i.seq, i.nid, i.stack_count FROM inbox i JOIN users u ON u.uid = i.uid
+         WHERE i.nid = $1
+         UNION
+         SELECT i.uid, u.id, i.seq, i.nid, i.stack_count FROM stack_members m
+           JOIN inbox i ON i.uid = m.uid AND i.stack_key = m.stack_key
+           JOIN users u ON u.uid = i.uid
+         WHERE m.nid = $1",
+    )
+    .bind(nid)
+    .fetch_all(&mut *c)
+    .await?;
+    let mut members: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+    if let Some(key) = stack_key
+        && !rows.is_empty()
+    {
+        let uids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let found: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT uid, seq, nid FROM stack_members WHERE uid = ANY($1) AND stack_key = $2
+             ORDER BY uid, seq DESC",
+        )
+        .bind(&uids)
+        .bind(key)
+        .fetch_all(&mut *c)
+        .await?;
+        for (uid, seq, member) in found {
+            members.entry(uid).or_default().push((seq, member));
         }
     }
-    Ok(Some(StoreEvent::Removed {
-        id: id.to_string(),
-        users,
-        broadcast,
-    }))
+    rows.into_iter()
+        .map(|(uid, user, seq, shown, count)| {
+            Ok(stack::Entry {
+                uid,
+                user: UserId::parse(&user).map_err(StoreError::backend)?,
+                seq,
+                nid: shown,
+                count,
+                members: members.remove(&uid).unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 /// Where an item of a user's inbox lives.
@@ -613,4 +666,43 @@ pub(crate) async fn read_entity(
     .await?;
     mark_broadcasts_read(c, u, &unread).await?;
     Ok(direct + unread.len() as i64)
+}
+
+/// Applies one change of a user's inbox: how many items changed, and the
+/// event to emit after the commit.
+pub(crate) async fn inbox_change(
+    c: &mut PgConnection,
+    u: &InboxUser,
+    user: &UserId,
+    change: InboxChange,
+    now: Millis,
+) -> Result<(i64, Option<StoreEvent>)> {
+    let applied = match &change {
+        InboxChange::Item { .. } | InboxChange::Archive(_) => {
+            let (op, ids) = change.items().expect("an item change");
+            let mut changed = Vec::with_capacity(ids.len());
+            for id in ids {
+                if update_item(c, u, id, op, now).await? {
+                    changed.push(id.clone());
+                }
+            }
+            Applied::Items(changed)
+        }
+        InboxChange::ReadAll(category) => {
+            Applied::Count(read_all(c, u, category.as_ref(), now).await?)
+        }
+        InboxChange::SeenAll => {
+            // Everything committed so far is seen; a send still being
+            // committed gets a higher seq and stays unseen.
+            sqlx::query(
+                "UPDATE users SET seen_wm = (SELECT value FROM seq_counter) WHERE uid = $1",
+            )
+            .bind(u.uid)
+            .execute(&mut *c)
+            .await?;
+            Applied::Count(0)
+        }
+        InboxChange::ReadEntity(entity) => Applied::Count(read_entity(c, u, entity, now).await?),
+    };
+    inbox::settle(user, change, applied)
 }

@@ -1,18 +1,55 @@
-//! The job queue, the delivery log and the development mailbox on SQLite.
+//! The job queue and the delivery log on SQLite.
 //! Claims go through the single writer, so two workers never get the same job.
 
 use super::Writer;
-use super::publish::{add_job, log};
-use crate::jobs::{
-    DeliveryEvent, DeliveryStatus, DevMail, EmailContext, Job, JobOutcome, JobPayload, JobStats,
-    NewDevMail, Recipient,
+use crate::jobs::{DeliveryEvent, EmailContext, Job, JobOutcome, JobPayload, JobStats, Recipient};
+use crate::plan::send::{expansion, next_page};
+use crate::plan::stored::{
+    EmailNotificationRow, EmailUserRow, StoredAudience, email_context as email_context_of,
 };
-use crate::{Result, StoreError};
-use belfry_core::{Channel, EmailAddress, Locale, Millis, TimeZoneName, UserId};
+use crate::plan::{StoredLine, cancelled_line, delivery_log};
+use crate::{NotificationStatus, Result, StoreError};
+use belfry_core::{Channel, Millis};
 use rusqlite::{Connection, OptionalExtension, params};
 
+/// Queues a job; workers are woken after the commit.
+pub(crate) fn add_job(
+    w: &mut Writer,
+    payload: &JobPayload,
+    nid: Option<i64>,
+    run_at: Millis,
+    now: Millis,
+) -> Result<()> {
+    let json = serde_json::to_string(payload).map_err(StoreError::backend)?;
+    w.conn
+        .prepare_cached(
+            "INSERT INTO jobs (kind, payload, nid, run_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![payload.kind(), json, nid, run_at.0, now.0])?;
+    w.jobs_added = true;
+    Ok(())
+}
+
+/// Appends one line to the delivery log.
+pub(crate) fn log(c: &Connection, nid: i64, e: &DeliveryEvent) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO deliveries (nid, recipient, channel, status, attempt, error, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        nid,
+        e.recipient,
+        e.channel.as_str(),
+        e.status.as_str(),
+        e.attempt,
+        e.error,
+        e.at.0
+    ])?;
+    Ok(())
+}
+
 fn bad(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+    StoreError::backend(e.to_string())
 }
 
 pub(crate) fn claim(
@@ -153,11 +190,11 @@ pub(crate) fn expand(
     let Some((Some(seq), status, audience, actor_uid)) = row else {
         return Ok(None);
     };
-    if status != "published" {
+    if NotificationStatus::parse(&status)? != NotificationStatus::Published {
         return Ok(None);
     }
-    let audience: serde_json::Value = serde_json::from_str(&audience).map_err(bad)?;
-    let members: Vec<(i64, String)> = if audience["all"].as_bool().unwrap_or(false) {
+    let audience = StoredAudience::decode(&audience)?;
+    let members: Vec<(i64, String)> = if audience.all {
         w.conn
             .prepare_cached(
                 "SELECT uid, id FROM users WHERE uid > ?1 AND created_seq < ?2 ORDER BY uid LIMIT ?3",
@@ -165,15 +202,7 @@ pub(crate) fn expand(
             .query_map(params![after_uid, seq, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?
     } else {
-        let groups: Vec<String> = audience["groups"]
-            .as_array()
-            .map(|g| {
-                g.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let placeholders = vec!["?"; groups.len().max(1)].join(",");
+        let placeholders = vec!["?"; audience.groups.len().max(1)].join(",");
         let sql = format!(
             "SELECT DISTINCT u.uid, u.id FROM memberships m
              JOIN users u ON u.uid = m.uid
@@ -182,7 +211,11 @@ pub(crate) fn expand(
                AND (m.left_seq IS NULL OR ? <= m.left_seq)
              ORDER BY u.uid LIMIT ?"
         );
-        let mut args: Vec<rusqlite::types::Value> = groups.into_iter().map(Into::into).collect();
+        let mut args: Vec<rusqlite::types::Value> = audience
+            .groups
+            .into_iter()
+            .map(|g| g.into_string().into())
+            .collect();
         if args.is_empty() {
             args.push(rusqlite::types::Value::Null);
         }
@@ -199,36 +232,13 @@ pub(crate) fn expand(
             })?
             .collect::<rusqlite::Result<_>>()?
     };
-    let next = (members.len() == limit)
-        .then(|| members.last().map(|m| m.0))
-        .flatten();
-    for (uid, id) in members {
-        if Some(uid) == actor_uid {
-            continue;
-        }
-        let user = UserId::parse(&id).map_err(StoreError::Backend)?;
-        log(
-            &w.conn,
-            nid,
-            &DeliveryEvent {
-                recipient: format!("user:{user}"),
-                channel,
-                status: DeliveryStatus::Queued,
-                attempt: 0,
-                error: None,
-                at: now,
-            },
-        )?;
-        add_job(
-            w,
-            &JobPayload::Deliver {
-                channel,
-                recipient: Recipient::User(user),
-            },
-            Some(nid),
-            now,
-            now,
-        )?;
+    let next = next_page(&members, limit);
+    let (jobs, lines) = expansion(members, actor_uid, channel, now)?;
+    for e in &lines {
+        log(&w.conn, nid, e)?;
+    }
+    for job in &jobs {
+        add_job(w, job, Some(nid), now, now)?;
     }
     Ok(next)
 }
@@ -238,43 +248,25 @@ pub(crate) fn email_context(
     nid: i64,
     recipient: &Recipient,
 ) -> Result<Option<EmailContext>> {
-    let row: Option<(String, String, String, Option<i64>, i64)> = c
+    let Some(row): Option<EmailNotificationRow> = c
         .prepare_cached(
             "SELECT id, status, content, published_at, created_at FROM notifications WHERE nid = ?1",
         )?
         .query_row([nid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-        .optional()?;
-    let Some((id, status, content, published, created)) = row else {
+        .optional()?
+    else {
         return Ok(None);
     };
-    let mut ctx = EmailContext {
-        notification_id: id,
-        status,
-        content_json: content,
-        published_at: Millis(published.unwrap_or(created)),
-        to: None,
-        name: None,
-        locale: None,
-        timezone: None,
+    let user: Option<EmailUserRow> = match recipient {
+        Recipient::User(user) => c
+            .prepare_cached("SELECT email, name, locale, timezone FROM users WHERE id = ?1")?
+            .query_row([user.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()?,
+        Recipient::Contact(_) => None,
     };
-    match recipient {
-        Recipient::Contact(address) => ctx.to = Some(address.clone()),
-        Recipient::User(user) => {
-            let found: Option<[Option<String>; 4]> = c
-                .prepare_cached("SELECT email, name, locale, timezone FROM users WHERE id = ?1")?
-                .query_row([user.as_str()], |r| {
-                    Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?])
-                })
-                .optional()?;
-            if let Some([email, name, locale, timezone]) = found {
-                ctx.to = email.and_then(|e| EmailAddress::parse(&e).ok());
-                ctx.name = name;
-                ctx.locale = locale.and_then(|l| Locale::parse(&l).ok());
-                ctx.timezone = timezone.and_then(|t| TimeZoneName::parse(&t).ok());
-            }
-        }
-    }
-    Ok(Some(ctx))
+    email_context_of(row, recipient, user).map(Some)
 }
 
 pub(crate) fn deliveries(c: &Connection, notification_id: &str) -> Result<Vec<DeliveryEvent>> {
@@ -285,70 +277,32 @@ pub(crate) fn deliveries(c: &Connection, notification_id: &str) -> Result<Vec<De
     else {
         return Err(StoreError::NotFound);
     };
-    let at = Millis(published.unwrap_or(0));
-    let mut out = Vec::new();
     // In-app deliveries are the inbox rows themselves; no extra writes.
-    let mut inbox = c.prepare_cached(
-        "SELECT u.id FROM inbox i JOIN users u ON u.uid = i.uid WHERE i.nid = ?1 ORDER BY u.id",
-    )?;
-    for id in inbox.query_map([nid], |r| r.get::<_, String>(0))? {
-        out.push(DeliveryEvent {
-            recipient: format!("user:{}", id?),
-            channel: Channel::InApp,
-            status: DeliveryStatus::Sent,
-            attempt: 1,
-            error: None,
-            at,
-        });
-    }
-    if let Some(seq) = seq {
-        let mut groups = c.prepare_cached(
-            "SELECT b.gid, g.id FROM broadcasts b LEFT JOIN groups g ON g.gid = b.gid WHERE b.seq = ?1 ORDER BY b.gid",
-        )?;
-        for row in groups.query_map([seq], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
-        })? {
-            let (gid, name) = row?;
-            out.push(DeliveryEvent {
-                recipient: if gid == 0 {
-                    "all".into()
-                } else {
-                    format!("group:{}", name.unwrap_or_default())
-                },
-                channel: Channel::InApp,
-                status: DeliveryStatus::Sent,
-                attempt: 1,
-                error: None,
-                at,
-            });
-        }
-    }
-    let mut log = c.prepare_cached(
-        "SELECT recipient, channel, status, attempt, error, at FROM deliveries WHERE nid = ?1 ORDER BY id",
-    )?;
-    let rows = log.query_map([nid], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, Option<String>>(4)?,
-            r.get::<_, i64>(5)?,
-        ))
-    })?;
-    for row in rows {
-        let (recipient, channel, status, attempt, error, at) = row?;
-        out.push(DeliveryEvent {
-            recipient,
-            channel: Channel::parse(&channel).map_err(bad)?,
-            status: DeliveryStatus::parse(&status)
-                .ok_or_else(|| bad(format!("status {status}")))?,
-            attempt,
-            error,
-            at: Millis(at),
-        });
-    }
-    Ok(out)
+    let users = c
+        .prepare_cached(
+            "SELECT u.id FROM inbox i JOIN users u ON u.uid = i.uid WHERE i.nid = ?1 ORDER BY u.id",
+        )?
+        .query_map([nid], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    let broadcasts = match seq {
+        Some(seq) => c
+            .prepare_cached(
+                "SELECT b.gid, g.id FROM broadcasts b LEFT JOIN groups g ON g.gid = b.gid
+                 WHERE b.seq = ?1 ORDER BY b.gid",
+            )?
+            .query_map([seq], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+        None => Vec::new(),
+    };
+    let logged = c
+        .prepare_cached(
+            "SELECT recipient, channel, status, attempt, error, at FROM deliveries WHERE nid = ?1 ORDER BY id",
+        )?
+        .query_map([nid], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })?
+        .collect::<rusqlite::Result<Vec<StoredLine>>>()?;
+    delivery_log(published.map(Millis), users, broadcasts, logged)
 }
 
 /// Cancels what is still pending for a notification: its jobs are removed
@@ -360,70 +314,9 @@ pub(crate) fn cancel_jobs(c: &Connection, nid: i64, now: Millis) -> Result<()> {
         .collect::<rusqlite::Result<_>>()?;
     for payload in pending {
         let payload: JobPayload = serde_json::from_str(&payload).map_err(bad)?;
-        let (recipient, channel) = match payload {
-            JobPayload::Publish => ("scheduled".to_string(), Channel::InApp),
-            JobPayload::Deliver { channel, recipient } => (recipient.label(), channel),
-            JobPayload::Expand { channel, .. } => ("broadcast".to_string(), channel),
-        };
-        log(
-            c,
-            nid,
-            &DeliveryEvent {
-                recipient,
-                channel,
-                status: DeliveryStatus::Cancelled,
-                attempt: 0,
-                error: None,
-                at: now,
-            },
-        )?;
+        log(c, nid, &cancelled_line(payload, now))?;
     }
     c.prepare_cached("DELETE FROM jobs WHERE nid = ?1")?
         .execute([nid])?;
     Ok(())
-}
-
-fn mail_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DevMail> {
-    Ok(DevMail {
-        id: r.get::<_, i64>(0)?.to_string(),
-        to: r.get(1)?,
-        subject: r.get(2)?,
-        text: r.get(3)?,
-        html: r.get(4)?,
-        message_id: r.get(5)?,
-        created_at: Millis(r.get(6)?),
-    })
-}
-
-const MAIL_COLUMNS: &str = "id, recipient, subject, text, html, message_id, created_at";
-
-pub(crate) fn mailbox_put(c: &Connection, mail: &NewDevMail, now: Millis) -> Result<DevMail> {
-    c.prepare_cached(
-        "INSERT INTO mailbox (recipient, subject, text, html, message_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![mail.to, mail.subject, mail.text, mail.html, mail.message_id, now.0])?;
-    let id = c.last_insert_rowid();
-    Ok(
-        c.prepare_cached(&format!("SELECT {MAIL_COLUMNS} FROM mailbox WHERE id = ?1"))?
-            .query_row([id], mail_row)?,
-    )
-}
-
-pub(crate) fn mailbox_list(c: &Connection, limit: usize) -> Result<Vec<DevMail>> {
-    Ok(c.prepare_cached(&format!(
-        "SELECT {MAIL_COLUMNS} FROM mailbox ORDER BY id DESC LIMIT ?1"
-    ))?
-    .query_map([limit as i64], mail_row)?
-    .collect::<rusqlite::Result<_>>()?)
-}
-
-pub(crate) fn mailbox_get(c: &Connection, id: &str) -> Result<Option<DevMail>> {
-    let Ok(id) = id.parse::<i64>() else {
-        return Ok(None);
-    };
-    Ok(
-        c.prepare_cached(&format!("SELECT {MAIL_COLUMNS} FROM mailbox WHERE id = ?1"))?
-            .query_row([id], mail_row)
-            .optional()?,
-    )
 }

@@ -7,6 +7,7 @@
 
 pub mod fixture;
 mod jobs;
+mod mailbox;
 mod publish;
 mod read;
 mod wal;
@@ -15,14 +16,13 @@ mod write;
 pub use wal::{WalOptions, WalState};
 
 use crate::{
-    ApiKeyInfo, DeliveryEvent, DevMail, EmailContext, Group, InboxPage, ItemOp, Job, JobOutcome,
-    JobStats, NewApiKey, NewDevMail, NotificationRecord, PoolStats, Recipient, Result, SendContext,
-    SendReceipt, StateChange, Store, StoreError, StoreEvent, Subscriber, Subscription,
+    ApiKeyInfo, Constraint, DeliveryEvent, DevMail, EmailContext, Group, InboxChange, InboxPage,
+    Job, JobOutcome, JobStats, NewApiKey, NewDevMail, NotificationRecord, PoolStats, Recipient,
+    Result, SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber, Subscription,
 };
 use async_trait::async_trait;
 use belfry_core::{
-    Category, Counts, EntityRef, GroupId, InboxQuery, Millis, NewNotification, User, UserId,
-    UserPatch,
+    Counts, EntityRef, GroupId, InboxQuery, Millis, NewNotification, User, UserId, UserPatch,
 };
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_subscriptions.sql")),
     (3, include_str!("migrations/0003_delivery.sql")),
+    (4, include_str!("migrations/0004_stack_members.sql")),
 ];
 
 /// How many operations the writer commits together at most.
@@ -70,9 +71,11 @@ impl From<rusqlite::Error> for StoreError {
         if let rusqlite::Error::SqliteFailure(f, msg) = &e
             && f.code == rusqlite::ErrorCode::ConstraintViolation
         {
-            return StoreError::Conflict(msg.clone().unwrap_or_else(|| e.to_string()));
+            return StoreError::conflict(Constraint::Database(
+                msg.clone().unwrap_or_else(|| e.to_string()),
+            ));
         }
-        StoreError::Backend(e.to_string())
+        StoreError::backend(e)
     }
 }
 
@@ -130,7 +133,7 @@ where
     fn finish(self: Box<Self>, commit: std::result::Result<(), StoreError>) {
         let result = match (commit, self.result) {
             (Ok(()), Some(result)) => result,
-            (Ok(()), None) => Err(StoreError::Backend("operation did not run".into())),
+            (Ok(()), None) => Err(StoreError::backend("operation did not run")),
             // Its own error is more telling than the batch's.
             (Err(_), Some(Err(own))) => Err(own),
             (Err(e), _) => Err(e),
@@ -234,14 +237,14 @@ impl SqliteStore {
             && !dir.as_os_str().is_empty()
         {
             std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Backend(format!("cannot create {}: {e}", dir.display()))
+                StoreError::backend(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
         let mut conn = Connection::open(&options.path)?;
         configure(&conn)?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Backend(format!(
+            return Err(StoreError::backend(format!(
                 "could not switch {} to WAL mode (got {mode})",
                 options.path.display()
             )));
@@ -293,7 +296,7 @@ impl SqliteStore {
         let thread = std::thread::Builder::new()
             .name("belfry-sqlite-writer".into())
             .spawn(move || writer_loop(writer, rx))
-            .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+            .map_err(|e| StoreError::backend(format!("cannot start the writer thread: {e}")))?;
         let checkpointer = start_checkpointer(&options.path, &options.wal, &wal_state)?;
 
         Ok(SqliteStore {
@@ -364,7 +367,7 @@ impl SqliteStore {
             result
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
+        .map_err(|e| StoreError::backend(format!("reader task failed: {e}")))?
     }
 }
 
@@ -397,7 +400,7 @@ fn start_checkpointer(
                 wal::report_size(&db);
             }
         })
-        .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
+        .map_err(|e| StoreError::backend(format!("cannot start the checkpoint thread: {e}")))?;
     Ok((stop, handle))
 }
 
@@ -558,7 +561,7 @@ impl Store for SqliteStore {
 
     async fn delete_user(&self, id: &UserId) -> Result<()> {
         let id = id.clone();
-        self.write(move |w| write::delete_user(&w.conn, &id)).await
+        self.write(move |w| write::delete_user(w, &id)).await
     }
 
     async fn put_group(
@@ -603,7 +606,7 @@ impl Store for SqliteStore {
         ctx: SendContext,
         batch: Vec<NewNotification>,
     ) -> Result<Vec<SendReceipt>> {
-        self.write(move |w| write::send_batch(w, &ctx, &batch))
+        self.write(move |w| publish::send_batch(w, &ctx, &batch))
             .await
     }
 
@@ -615,6 +618,12 @@ impl Store for SqliteStore {
     async fn delete_notification(&self, id: &str, now: Millis) -> Result<()> {
         let id = id.to_string();
         self.write(move |w| write::delete_notification(w, &id, now))
+            .await
+    }
+
+    async fn inbox_change(&self, user: &UserId, change: InboxChange, now: Millis) -> Result<i64> {
+        let user = user.clone();
+        self.write(move |w| write::inbox_change(w, &user, change, now))
             .await
     }
 
@@ -632,100 +641,6 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let u = read::inbox_user(c, &user)?.ok_or(StoreError::NotFound)?;
             read::counts(c, &u, now)
-        })
-        .await
-    }
-
-    async fn update_item(&self, user: &UserId, id: &str, op: ItemOp, now: Millis) -> Result<()> {
-        let user = user.clone();
-        let id = id.to_string();
-        self.write(move |w| {
-            let u = read::inbox_user(&w.conn, &user)?.ok_or(StoreError::NotFound)?;
-            if write::update_item(&w.conn, &u, &id, op, now)? {
-                w.emit(StoreEvent::State {
-                    user,
-                    change: StateChange::Items { op, ids: vec![id] },
-                });
-                Ok(())
-            } else {
-                Err(StoreError::NotFound)
-            }
-        })
-        .await
-    }
-
-    async fn read_all(
-        &self,
-        user: &UserId,
-        category: Option<Category>,
-        now: Millis,
-    ) -> Result<i64> {
-        let user = user.clone();
-        self.write(move |w| {
-            let u = read::inbox_user(&w.conn, &user)?.ok_or(StoreError::NotFound)?;
-            let n = write::read_all(w, &u, category.as_ref(), now)?;
-            w.emit(StoreEvent::State {
-                user,
-                change: StateChange::ReadAll { category },
-            });
-            Ok(n)
-        })
-        .await
-    }
-
-    async fn seen_all(&self, user: &UserId, _now: Millis) -> Result<()> {
-        let user = user.clone();
-        self.write(move |w| {
-            let u = read::inbox_user(&w.conn, &user)?.ok_or(StoreError::NotFound)?;
-            w.conn.execute(
-                "UPDATE users SET seen_wm = ?1 WHERE uid = ?2",
-                (w.last_seq, u.uid),
-            )?;
-            w.emit(StoreEvent::State {
-                user,
-                change: StateChange::SeenAll,
-            });
-            Ok(())
-        })
-        .await
-    }
-
-    async fn archive_many(&self, user: &UserId, ids: Vec<String>, now: Millis) -> Result<i64> {
-        let user = user.clone();
-        self.write(move |w| {
-            let u = read::inbox_user(&w.conn, &user)?.ok_or(StoreError::NotFound)?;
-            let mut archived = Vec::new();
-            for id in ids {
-                if write::update_item(&w.conn, &u, &id, ItemOp::Archive, now)? {
-                    archived.push(id);
-                }
-            }
-            let n = archived.len() as i64;
-            if n > 0 {
-                w.emit(StoreEvent::State {
-                    user,
-                    change: StateChange::Items {
-                        op: ItemOp::Archive,
-                        ids: archived,
-                    },
-                });
-            }
-            Ok(n)
-        })
-        .await
-    }
-
-    async fn read_entity(&self, user: &UserId, entity: &EntityRef, now: Millis) -> Result<i64> {
-        let user = user.clone();
-        let entity = entity.clone();
-        self.write(move |w| {
-            let u = read::inbox_user(&w.conn, &user)?.ok_or(StoreError::NotFound)?;
-            let n = write::read_entity(&w.conn, &u, &entity, now)?;
-            w.emit(StoreEvent::State {
-                user,
-                change: StateChange::ReadEntity { entity },
-            });
-            Ok(n)
         })
         .await
     }
@@ -798,22 +713,21 @@ impl Store for SqliteStore {
     }
 
     async fn mailbox_put(&self, mail: NewDevMail, now: Millis) -> Result<DevMail> {
-        self.write(move |w| jobs::mailbox_put(&w.conn, &mail, now))
+        self.write(move |w| mailbox::mailbox_put(&w.conn, &mail, now))
             .await
     }
 
     async fn mailbox_list(&self, limit: usize) -> Result<Vec<DevMail>> {
-        self.read(move |c| jobs::mailbox_list(c, limit)).await
+        self.read(move |c| mailbox::mailbox_list(c, limit)).await
     }
 
     async fn mailbox_get(&self, id: &str) -> Result<Option<DevMail>> {
         let id = id.to_string();
-        self.read(move |c| jobs::mailbox_get(c, &id)).await
+        self.read(move |c| mailbox::mailbox_get(c, &id)).await
     }
 
     async fn mailbox_clear(&self) -> Result<i64> {
-        self.write(|w| Ok(w.conn.execute("DELETE FROM mailbox", [])? as i64))
-            .await
+        self.write(|w| mailbox::mailbox_clear(&w.conn)).await
     }
 
     fn events(&self) -> broadcast::Receiver<Arc<Vec<StoreEvent>>> {

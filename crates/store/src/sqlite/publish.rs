@@ -1,97 +1,63 @@
-//! Sending on SQLite: accepting a notification (now, or scheduled for
-//! later), resolving its audience into inbox rows, broadcast rows and
-//! delivery jobs, and the helpers of the job queue and the delivery log.
+//! Sending on SQLite: the look-ups the planner (`crate::plan::send`) needs
+//! and the writing of its plans, on the writer thread inside the batch
+//! transaction (each send in its own savepoint). SQLite runs in-process, so
+//! a look-up per key costs no round trip; every statement is prepared once
+//! and cached.
 
 use super::Writer;
+use super::jobs::{add_job, log};
 use super::read;
 use super::write::subscribe;
-use crate::jobs::{DeliveryEvent, DeliveryStatus, JobPayload};
-use crate::plan::{audience_json, channels_json, delivery_plan, event, target_labels};
-use crate::{
-    BroadcastTargets, Published, Result, SendContext, SendReceipt, StoreError, StoreEvent,
-    Subscriber,
+use crate::plan::send::{
+    self, Facts, Publication, Resolved, Schedule, SubscriberFact, idempotency_since, in_item,
+    replayed, scheduled_for,
 };
-use belfry_core::{Channel, EmailAddress, Millis, NewNotification, UserId};
+use crate::plan::stack::grow_stack_count;
+use crate::plan::stored::decode_request;
+use crate::{NotificationStatus, Result, SendContext, SendReceipt, StoreError, Subscriber};
+use belfry_core::{GroupId, Millis, NewNotification, UserId};
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-/// How long an idempotency key is remembered.
-const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
-
-/// Queues a job; workers are woken after the commit.
-pub(crate) fn add_job(
+/// Sends a batch atomically: the first failing item fails the whole batch.
+pub(crate) fn send_batch(
     w: &mut Writer,
-    payload: &JobPayload,
-    nid: Option<i64>,
-    run_at: Millis,
-    now: Millis,
-) -> Result<()> {
-    let json = serde_json::to_string(payload).map_err(|e| StoreError::Backend(e.to_string()))?;
-    w.conn
-        .prepare_cached(
-            "INSERT INTO jobs (kind, payload, nid, run_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![payload.kind(), json, nid, run_at.0, now.0])?;
-    w.jobs_added = true;
-    Ok(())
-}
-
-/// Appends one line to the delivery log.
-pub(crate) fn log(c: &Connection, nid: i64, e: &DeliveryEvent) -> Result<()> {
-    c.prepare_cached(
-        "INSERT INTO deliveries (nid, recipient, channel, status, attempt, error, at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        nid,
-        e.recipient,
-        e.channel.as_str(),
-        e.status.as_str(),
-        e.attempt,
-        e.error,
-        e.at.0
-    ])?;
-    Ok(())
+    ctx: &SendContext,
+    batch: &[NewNotification],
+) -> Result<Vec<SendReceipt>> {
+    batch
+        .iter()
+        .enumerate()
+        .map(|(index, n)| send_one(w, ctx, n).map_err(|e| in_item(batch.len(), index, e)))
+        .collect()
 }
 
 fn receipt_of(c: &Connection, nid: i64) -> Result<SendReceipt> {
     Ok(
         c.prepare_cached("SELECT id, seq, recipients FROM notifications WHERE nid = ?1")?
-            .query_row([nid], |r| {
-                Ok(SendReceipt {
-                    id: r.get(0)?,
-                    seq: r.get(1)?,
-                    recipients: r.get(2)?,
-                    replayed: true,
-                })
-            })?,
+            .query_row([nid], |r| Ok(replayed(r.get(0)?, r.get(1)?, r.get(2)?)))?,
     )
 }
 
 /// Accepts one notification: publishes it now, or schedules it.
-pub(crate) fn send_one(
-    w: &mut Writer,
-    ctx: &SendContext,
-    n: &NewNotification,
-) -> Result<SendReceipt> {
+fn send_one(w: &mut Writer, ctx: &SendContext, n: &NewNotification) -> Result<SendReceipt> {
     if let Some(key) = &n.idempotency_key {
         let earlier: Option<i64> = w
             .conn
             .prepare_cached(
                 "SELECT nid FROM idempotency WHERE scope = ?1 AND key = ?2 AND created_at > ?3",
             )?
-            .query_row(
-                params![ctx.key_id, key, ctx.now.0 - IDEMPOTENCY_WINDOW_MS],
-                |r| r.get(0),
-            )
+            .query_row(params![ctx.key_id, key, idempotency_since(ctx.now)], |r| {
+                r.get(0)
+            })
             .optional()?;
         if let Some(nid) = earlier {
             return receipt_of(&w.conn, nid);
         }
     }
-    let (receipt, nid) = match n.send_at {
-        Some(at) if at > ctx.now => schedule(w, ctx, n, at)?,
-        _ => publish(w, &ctx.key_id, ctx.now, n, None)?,
+    let (receipt, nid) = match scheduled_for(n, ctx.now) {
+        Some(at) => schedule(w, ctx, n, at)?,
+        None => publish(w, &ctx.key_id, ctx.now, n, None)?,
     };
     if let Some(key) = &n.idempotency_key {
         w.conn
@@ -104,8 +70,71 @@ pub(crate) fn send_one(
     Ok(receipt)
 }
 
-/// Stores a notification to be published at `at`; its recipients must exist
-/// now (they are resolved again when it is published).
+fn uids(c: &Connection, users: &[UserId]) -> Result<Vec<Option<i64>>> {
+    users.iter().map(|u| read::uid(c, u)).collect()
+}
+
+fn gids(c: &Connection, groups: &[GroupId]) -> Result<Vec<Option<i64>>> {
+    groups.iter().map(|g| read::gid(c, g)).collect()
+}
+
+/// Looks up the facts of `n`'s audience and resolves it.
+fn resolve(c: &Connection, n: &NewNotification, strict: bool, now: Millis) -> Result<Resolved> {
+    let a = &n.audience;
+    let mut facts = Facts {
+        actor_uid: match n.actor_id() {
+            Some(actor) => read::uid(c, actor)?,
+            None => None,
+        },
+        users: uids(c, &a.users)?,
+        groups: gids(c, &a.groups)?,
+        subscribers: Vec::new(),
+    };
+    if let Some(entity) = &a.entity {
+        let mut subs = c.prepare_cached(
+            "SELECT kind, subscriber, uid FROM subscriptions WHERE entity_type = ?1 AND entity_id = ?2",
+        )?;
+        let rows = subs.query_map([&entity.kind, &entity.id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (kind, subscriber, uid) = row?;
+            facts
+                .subscribers
+                .push(SubscriberFact::from_row(&kind, &subscriber, uid)?);
+        }
+    }
+    let owners = send::addresses(n, &facts.subscribers)
+        .map(|address| {
+            read::user_by_email(c, address)?
+                .map(|(uid, id)| Ok((uid, UserId::parse(&id).map_err(StoreError::backend)?)))
+                .transpose()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut r = send::resolve(n, facts, owners, strict, now)?;
+    if r.needs_coverage() {
+        let mut member = c.prepare_cached(
+            "SELECT 1 FROM memberships WHERE uid = ?1 AND gid = ?2 AND left_seq IS NULL",
+        )?;
+        let mut covered = HashSet::new();
+        for uid in r.direct_uids() {
+            for gid in &r.gids {
+                if member.exists(params![uid, gid])? {
+                    covered.insert(uid);
+                    break;
+                }
+            }
+        }
+        r.exclude_covered(&covered);
+    }
+    Ok(r)
+}
+
+/// Stores a notification to be published at `at`.
 fn schedule(
     w: &mut Writer,
     ctx: &SendContext,
@@ -113,60 +142,39 @@ fn schedule(
     at: Millis,
 ) -> Result<(SendReceipt, i64)> {
     let c = &w.conn;
-    let mut missing = Vec::new();
-    for user in &n.audience.users {
-        if read::uid(c, user)?.is_none() {
-            missing.push(user.to_string());
-        }
-    }
-    if !missing.is_empty() {
-        return Err(StoreError::UnknownUsers(missing));
-    }
-    for group in &n.audience.groups {
-        if read::gid(c, group)?.is_none() {
-            missing.push(group.to_string());
-        }
-    }
-    if !missing.is_empty() {
-        return Err(StoreError::UnknownGroups(missing));
-    }
-    let id = ulid::Ulid::new().to_string();
-    let request = serde_json::to_string(n).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let a = &n.audience;
+    let plan = Schedule::new(
+        n,
+        &uids(c, &a.users)?,
+        &gids(c, &a.groups)?,
+        &ctx.key_id,
+        ctx.now,
+        at,
+    )?;
     c.prepare_cached(
         "INSERT INTO notifications (id, seq, status, sender, content, audience, channels, stack_key,
                                     created_at, send_at, expires_at, request)
-         VALUES (?1, NULL, 'scheduled', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         VALUES (?1, NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
-        id,
-        ctx.key_id,
-        n.content.to_json(),
-        audience_json(n),
-        channels_json(n),
-        n.content.stack_key,
-        ctx.now.0,
-        at.0,
-        n.content.expires_at.map(|m| m.0),
-        request
+        plan.id,
+        NotificationStatus::Scheduled.as_str(),
+        plan.sender,
+        plan.content_json,
+        plan.audience_json,
+        plan.channels_json,
+        plan.columns.stack_key,
+        plan.now.0,
+        plan.at.0,
+        plan.columns.expires_at,
+        plan.request_json
     ])?;
     let nid = c.last_insert_rowid();
-    for label in target_labels(n) {
-        log(
-            c,
-            nid,
-            &event(label, Channel::InApp, DeliveryStatus::Scheduled, None, at),
-        )?;
+    for e in &plan.log {
+        log(c, nid, e)?;
     }
-    add_job(w, &JobPayload::Publish, Some(nid), at, ctx.now)?;
-    Ok((
-        SendReceipt {
-            id,
-            seq: None,
-            recipients: None,
-            replayed: false,
-        },
-        nid,
-    ))
+    add_job(w, &plan.job, Some(nid), plan.at, plan.now)?;
+    Ok((plan.receipt(), nid))
 }
 
 /// Publishes a scheduled notification that is due.
@@ -182,289 +190,175 @@ pub(crate) fn publish_due(w: &mut Writer, nid: i64, now: Millis) -> Result<()> {
     let Some((id, status, sender, Some(request))) = row else {
         return Ok(());
     };
-    if status != "scheduled" {
+    if NotificationStatus::parse(&status)? != NotificationStatus::Scheduled {
         return Ok(());
     }
-    let n: NewNotification = serde_json::from_str(&request)
-        .map_err(|e| StoreError::Backend(format!("stored request of {id}: {e}")))?;
+    let n = decode_request(&id, &request)?;
     publish(w, &sender, now, &n, Some((nid, id)))?;
     Ok(())
 }
 
-/// Resolves the audience and makes the notification visible: one
-/// notification row (new, or the scheduled one), inbox rows for direct
-/// recipients, one broadcast row per targeted group, delivery jobs for the
-/// other channels. With `existing` (a scheduled send) recipients that no
-/// longer exist are skipped and logged instead of refusing the send.
-pub(crate) fn publish(
+/// Resolves the audience and makes the notification visible (a new one, or
+/// the scheduled `existing` one).
+fn publish(
     w: &mut Writer,
     sender: &str,
     now: Millis,
     n: &NewNotification,
     existing: Option<(i64, String)>,
 ) -> Result<(SendReceipt, i64)> {
-    let strict = existing.is_none();
-    let mut skipped: Vec<DeliveryEvent> = Vec::new();
-    let c = &w.conn;
-    let a = &n.audience;
-    let actor_uid = match n.actor_id() {
-        Some(actor) => read::uid(c, actor)?,
-        None => None,
-    };
-    if n.subscribe_actor
-        && let (Some(actor), Some(entity)) = (n.actor_id(), &n.content.entity)
-    {
-        match actor_uid {
-            Some(_) => {
-                subscribe(c, entity, &Subscriber::User(actor.clone()), now)?;
-            }
-            None if strict => {
-                return Err(StoreError::Invalid(format!(
-                    "subscribe_actor: the actor {actor} is not a known user"
-                )));
-            }
-            None => {}
-        }
-    }
-
-    let mut direct: Vec<(i64, String)> = Vec::with_capacity(a.users.len() + a.emails.len());
-    let mut missing = Vec::new();
-    for user in &a.users {
-        match read::uid(c, user)? {
-            Some(uid) => direct.push((uid, user.to_string())),
-            None => missing.push(user.to_string()),
-        }
-    }
-    if strict && !missing.is_empty() {
-        return Err(StoreError::UnknownUsers(missing));
-    }
-    for user in missing.drain(..) {
-        skipped.push(event(
-            format!("user:{user}"),
-            Channel::InApp,
-            DeliveryStatus::Skipped,
-            Some("the user no longer exists".into()),
-            now,
-        ));
-    }
-    let mut gids = Vec::with_capacity(a.groups.len());
-    for group in &a.groups {
-        match read::gid(c, group)? {
-            Some(gid) => gids.push(gid),
-            None => missing.push(group.to_string()),
-        }
-    }
-    if strict && !missing.is_empty() {
-        return Err(StoreError::UnknownGroups(missing));
-    }
-    for group in missing.drain(..) {
-        skipped.push(event(
-            format!("group:{group}"),
-            Channel::InApp,
-            DeliveryStatus::Skipped,
-            Some("the group no longer exists".into()),
-            now,
-        ));
-    }
-    let mut emails: Vec<String> = a.emails.iter().map(|e| e.to_string()).collect();
-    if let Some(entity) = &a.entity {
-        let mut subs = c.prepare_cached(
-            "SELECT kind, subscriber, uid FROM subscriptions WHERE entity_type = ?1 AND entity_id = ?2",
-        )?;
-        let rows = subs.query_map([&entity.kind, &entity.id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<i64>>(2)?,
-            ))
-        })?;
-        for row in rows {
-            match row? {
-                (kind, id, Some(uid)) if kind == "user" => direct.push((uid, id)),
-                (_, email, _) => emails.push(email),
-            }
-        }
-    }
-    // (cid, address) of recipients without a user.
-    let mut contacts: Vec<(i64, String)> = Vec::new();
-    for email in &emails {
-        let address = EmailAddress::parse(email).map_err(StoreError::Backend)?;
-        match read::user_by_email(c, &address)? {
-            Some(user) => direct.push(user),
-            None => {
-                c.prepare_cached(
-                    "INSERT INTO contacts (email, created_at) VALUES (?1, ?2) ON CONFLICT (email) DO NOTHING",
-                )?
-                .execute(params![email, now.0])?;
-                let cid: i64 = c
-                    .prepare_cached("SELECT cid FROM contacts WHERE email = ?1")?
-                    .query_row([email], |r| r.get(0))?;
-                contacts.push((cid, address.to_string()));
-            }
-        }
-    }
-
-    // Each person once; never the actor; nobody the broadcast part reaches.
-    let mut unique = HashSet::with_capacity(direct.len());
-    direct.retain(|(uid, _)| unique.insert(*uid) && Some(*uid) != actor_uid);
-    if a.all {
-        direct.clear();
-    } else if !gids.is_empty() {
-        let mut member = c.prepare_cached(
-            "SELECT 1 FROM memberships WHERE uid = ?1 AND gid = ?2 AND left_seq IS NULL",
-        )?;
-        let mut kept = Vec::with_capacity(direct.len());
-        for (uid, id) in direct {
-            let mut covered = false;
-            for gid in &gids {
-                if member.exists(params![uid, gid])? {
-                    covered = true;
-                    break;
-                }
-            }
-            if !covered {
-                kept.push((uid, id));
-            }
-        }
-        direct = kept;
-    }
-    contacts.sort_unstable();
-    contacts.dedup();
-
-    let in_app = n.wants(Channel::InApp, false);
-    let broadcast = a.is_broadcast();
-    let recipients = (!a.is_broadcast()).then_some((direct.len() + contacts.len()) as i64);
-    let content = &n.content;
-    let category = content.category.as_ref().map(|c| c.as_str());
-    let (etype, eid) = content
-        .entity
-        .as_ref()
-        .map(|e| (e.kind.as_str(), e.id.as_str()))
-        .unzip();
-    let expires = content.expires_at.map(|m| m.0);
-    let content_json = content.to_json();
-
+    let resolved = resolve(&w.conn, n, existing.is_none(), now)?;
     let seq = w.next_seq();
+    let (existing_nid, existing_id) = existing.unzip();
+    let plan = Publication::new(n, resolved, seq, existing_id, sender, now);
+    let (nid, stacked) = apply(w, &plan, existing_nid)?;
+    let (event, receipt) = plan.finish(&stacked);
+    w.emit(event);
+    Ok((receipt, nid))
+}
+
+/// Writes a publication: the notification row, broadcast rows, inbox
+/// entries (growing stacks), contacts, log lines and jobs. Returns the
+/// notification's nid and the counts of the stacks that grew.
+fn apply(
+    w: &mut Writer,
+    p: &Publication<'_>,
+    existing: Option<i64>,
+) -> Result<(i64, HashMap<i64, i64>)> {
     let c = &w.conn;
-    let (nid, id) = match existing {
-        Some((nid, id)) => {
+    if let Some((actor, entity)) = p.subscribe_actor {
+        subscribe(c, entity, &Subscriber::User(actor.clone()), p.now)?;
+    }
+    let cols = &p.columns;
+    let nid = match existing {
+        Some(nid) => {
             c.prepare_cached(
-                "UPDATE notifications SET seq = ?2, status = 'published', actor_uid = ?3,
-                        recipients = ?4, published_at = ?5 WHERE nid = ?1",
+                "UPDATE notifications SET seq = ?2, status = ?3, actor_uid = ?4,
+                        recipients = ?5, published_at = ?6 WHERE nid = ?1",
             )?
-            .execute(params![nid, seq, actor_uid, recipients, now.0])?;
-            (nid, id)
+            .execute(params![
+                nid,
+                p.seq,
+                NotificationStatus::Published.as_str(),
+                p.actor_uid,
+                p.recipients,
+                p.now.0
+            ])?;
+            nid
         }
         None => {
-            let id = ulid::Ulid::new().to_string();
             c.prepare_cached(
                 "INSERT INTO notifications (id, seq, status, sender, content, audience, channels, actor_uid,
                                             stack_key, recipients, created_at, published_at, expires_at)
-                 VALUES (?1, ?2, 'published', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
             )?
             .execute(params![
-                id,
-                seq,
-                sender,
-                content_json,
-                audience_json(n),
-                channels_json(n),
-                actor_uid,
-                content.stack_key,
-                recipients,
-                now.0,
-                expires
+                p.id,
+                p.seq,
+                NotificationStatus::Published.as_str(),
+                p.sender,
+                p.content_json,
+                p.audience_json(),
+                p.channels_json(),
+                p.actor_uid,
+                cols.stack_key,
+                p.recipients,
+                p.now.0,
+                cols.expires_at
             ])?;
-            (c.last_insert_rowid(), id)
+            c.last_insert_rowid()
         }
     };
 
-    if broadcast && in_app {
+    if !p.broadcast_gids.is_empty() {
         let mut insert = c.prepare_cached(
             "INSERT INTO broadcasts (gid, seq, nid, actor_uid, expires_at, category, entity_type, entity_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
-        let targets = if a.all { vec![0] } else { gids.clone() };
-        for gid in targets {
+        for gid in &p.broadcast_gids {
             insert.execute(params![
-                gid, seq, nid, actor_uid, expires, category, etype, eid
+                gid,
+                p.seq,
+                nid,
+                p.actor_uid,
+                cols.expires_at,
+                cols.category,
+                cols.entity_type,
+                cols.entity_id
             ])?;
         }
     }
 
-    let mut delivered = Vec::with_capacity(direct.len());
-    if in_app {
-        for (uid, user_id) in &direct {
-            let mut stack_count: Option<i64> = None;
-            if let Some(key) = &content.stack_key {
-                stack_count = c
-                    .prepare_cached(
-                        "UPDATE inbox SET seq = ?3, nid = ?4,
-                            stack_count = CASE WHEN read_at IS NULL AND archived_at IS NULL
-                                               THEN stack_count + 1 ELSE 1 END,
-                            read_at = NULL, archived_at = NULL, expires_at = ?5, category = ?6,
-                            entity_type = ?7, entity_id = ?8
-                         WHERE uid = ?1 AND stack_key = ?2
-                         RETURNING stack_count",
-                    )?
-                    .query_row(
-                        params![uid, key, seq, nid, expires, category, etype, eid],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
+    let mut stacked = HashMap::new();
+    for uid in p.inbox_uids() {
+        let mut grown: Option<i64> = None;
+        if let Some(key) = cols.stack_key {
+            grown = c
+                .prepare_cached(concat!(
+                    "UPDATE inbox SET seq = ?3, nid = ?4, stack_count = ",
+                    grow_stack_count!(),
+                    ", read_at = NULL, archived_at = NULL, expires_at = ?5, category = ?6,
+                       entity_type = ?7, entity_id = ?8
+                     WHERE uid = ?1 AND stack_key = ?2
+                     RETURNING stack_count"
+                ))?
+                .query_row(
+                    params![
+                        uid,
+                        key,
+                        p.seq,
+                        nid,
+                        cols.expires_at,
+                        cols.category,
+                        cols.entity_type,
+                        cols.entity_id
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            c.prepare_cached(
+                "INSERT INTO stack_members (uid, stack_key, seq, nid) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![uid, key, p.seq, nid])?;
+        }
+        match grown {
+            Some(count) => {
+                stacked.insert(uid, count);
             }
-            if stack_count.is_none() {
+            None => {
                 c.prepare_cached(
                     "INSERT INTO inbox (uid, seq, nid, stack_key, expires_at, category, entity_type, entity_id)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?
-                .execute(params![uid, seq, nid, content.stack_key, expires, category, etype, eid])?;
+                .execute(params![
+                    uid,
+                    p.seq,
+                    nid,
+                    cols.stack_key,
+                    cols.expires_at,
+                    cols.category,
+                    cols.entity_type,
+                    cols.entity_id
+                ])?;
             }
-            let user = UserId::parse(user_id).map_err(StoreError::Backend)?;
-            delivered.push((user, stack_count.unwrap_or(1)));
         }
     }
-    for (cid, _) in &contacts {
+    for address in &p.contacts {
         c.prepare_cached(
-            "INSERT INTO notification_contacts (nid, cid) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            "INSERT INTO contacts (email, created_at) VALUES (?1, ?2) ON CONFLICT (email) DO NOTHING",
         )?
-        .execute(params![nid, cid])?;
+        .execute(params![address.as_str(), p.now.0])?;
+        c.prepare_cached(
+            "INSERT INTO notification_contacts (nid, cid)
+             SELECT ?1, cid FROM contacts WHERE email = ?2 ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![nid, address.as_str()])?;
     }
-
-    // Other channels: one job per person (a broadcast's audience is
-    // expanded page by page by its own job, never in this transaction).
-    for e in &skipped {
+    for e in &p.log {
         log(c, nid, e)?;
     }
-    let direct_ids: Vec<&str> = direct.iter().map(|(_, id)| id.as_str()).collect();
-    let contact_addresses: Vec<&str> = contacts.iter().map(|(_, a)| a.as_str()).collect();
-    let plan = delivery_plan(n, &direct_ids, &contact_addresses, now)?;
-    for e in &plan.log {
-        log(&w.conn, nid, e)?;
+    for job in &p.jobs {
+        add_job(w, job, Some(nid), p.now, p.now)?;
     }
-    for job in &plan.jobs {
-        add_job(w, job, Some(nid), now, now)?;
-    }
-
-    w.emit(StoreEvent::Published(std::sync::Arc::new(Published {
-        seq,
-        id: id.clone(),
-        created_at: now,
-        content_json,
-        direct: delivered,
-        broadcast: (broadcast && in_app).then(|| BroadcastTargets {
-            all: a.all,
-            groups: if a.all { Vec::new() } else { a.groups.clone() },
-        }),
-        actor: n.actor_id().cloned(),
-    })));
-    Ok((
-        SendReceipt {
-            id,
-            seq: Some(seq),
-            recipients,
-            replayed: false,
-        },
-        nid,
-    ))
+    Ok((nid, stacked))
 }

@@ -1,25 +1,27 @@
 //! Queries of the SQLite backend, used by the reader pool and, inside its
 //! transaction, by the writer.
 
+pub(crate) use crate::plan::reading::BroadcastFilter;
+use crate::plan::reading::{self, Broadcasts, Entry, PageScan, Window};
+use crate::plan::stored::{self, SubscriptionRow, UserRow, subscription};
 use crate::{
-    ApiKeyInfo, Group, InboxPage, NotificationRecord, Result, Scope, StoreError, Subscription,
+    ApiKeyInfo, Group, InboxPage, NotificationRecord, NotificationStatus, Result, Scope,
+    StoreError, Subscription,
 };
-use belfry_core::inbox::merge_newest_first;
 use belfry_core::{
-    Counts, EmailAddress, EntityRef, Filter, GroupId, InboxItemMeta, InboxQuery, Locale, Millis,
-    TimeZoneName, User, UserId,
+    Counts, EmailAddress, EntityRef, Filter, GroupId, InboxQuery, Millis, User, UserId,
 };
 use rusqlite::{Connection, OptionalExtension, Row};
 use std::collections::BTreeSet;
 
-/// The columns of `users` that reading an inbox needs.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct InboxUser {
-    pub uid: i64,
-    pub created_seq: i64,
-    pub read_wm: i64,
-    pub seen_wm: i64,
+impl rusqlite::types::FromSql for NotificationStatus {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        NotificationStatus::parse(text).map_err(|e| rusqlite::types::FromSqlError::Other(e.into()))
+    }
 }
+
+pub(crate) use crate::plan::reading::InboxUser;
 
 pub(crate) fn inbox_user(c: &Connection, id: &UserId) -> Result<Option<InboxUser>> {
     Ok(
@@ -42,10 +44,6 @@ pub(crate) fn uid(c: &Connection, id: &UserId) -> Result<Option<i64>> {
         .optional()?)
 }
 
-pub(crate) fn uid_by_email(c: &Connection, email: &EmailAddress) -> Result<Option<i64>> {
-    Ok(user_by_email(c, email)?.map(|(uid, _)| uid))
-}
-
 /// The user with this address: internal key and id.
 pub(crate) fn user_by_email(c: &Connection, email: &EmailAddress) -> Result<Option<(i64, String)>> {
     Ok(
@@ -55,24 +53,8 @@ pub(crate) fn user_by_email(c: &Connection, email: &EmailAddress) -> Result<Opti
     )
 }
 
-fn subscription_row(r: &Row<'_>) -> rusqlite::Result<(String, String, String, String, i64)> {
+fn subscription_row(r: &Row<'_>) -> rusqlite::Result<SubscriptionRow> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-}
-
-fn to_subscription(row: (String, String, String, String, i64)) -> Result<Subscription> {
-    let (kind, id, sub_kind, subscriber, at) = row;
-    let bad = |e: String| StoreError::Backend(e);
-    let (user, email) = if sub_kind == "user" {
-        (Some(UserId::parse(&subscriber).map_err(bad)?), None)
-    } else {
-        (None, Some(EmailAddress::parse(&subscriber).map_err(bad)?))
-    };
-    Ok(Subscription {
-        entity: EntityRef { kind, id },
-        user,
-        email,
-        created_at: Millis(at),
-    })
 }
 
 pub(crate) fn subscribers(c: &Connection, entity: &EntityRef) -> Result<Vec<Subscription>> {
@@ -81,7 +63,7 @@ pub(crate) fn subscribers(c: &Connection, entity: &EntityRef) -> Result<Vec<Subs
          WHERE entity_type = ?1 AND entity_id = ?2 ORDER BY created_at, kind, subscriber",
     )?;
     let rows = stmt.query_map([&entity.kind, &entity.id], subscription_row)?;
-    rows.map(|r| to_subscription(r?)).collect()
+    rows.map(|r| subscription(r?)).collect()
 }
 
 pub(crate) fn subscriptions_of(c: &Connection, user: &UserId) -> Result<Vec<Subscription>> {
@@ -95,7 +77,7 @@ pub(crate) fn subscriptions_of(c: &Connection, user: &UserId) -> Result<Vec<Subs
          ORDER BY created_at, entity_type, entity_id",
     )?;
     let rows = stmt.query_map(rusqlite::params![uid, email], subscription_row)?;
-    rows.map(|r| to_subscription(r?)).collect()
+    rows.map(|r| subscription(r?)).collect()
 }
 
 pub(crate) fn gid(c: &Connection, id: &GroupId) -> Result<Option<i64>> {
@@ -104,33 +86,23 @@ pub(crate) fn gid(c: &Connection, id: &GroupId) -> Result<Option<i64>> {
         .optional()?)
 }
 
-/// Stored values were validated before they were written; a value that no
-/// longer parses is reported as a backend error rather than trusted.
-fn reparse<T>(
-    v: Option<String>,
-    parse: impl Fn(&str) -> std::result::Result<T, String>,
-) -> Result<Option<T>> {
-    v.map(|s| parse(&s).map_err(StoreError::Backend))
-        .transpose()
-}
-
 pub(crate) fn user(c: &Connection, uid: i64) -> Result<User> {
-    let row = c
+    let row: UserRow = c
         .prepare_cached(
             "SELECT id, email, name, avatar_url, locale, timezone, data, created_at, updated_at
              FROM users WHERE uid = ?1",
         )?
         .query_row([uid], |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, Option<String>>(6)?,
-                r.get::<_, i64>(7)?,
-                r.get::<_, i64>(8)?,
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
             ))
         })
         .optional()?
@@ -140,25 +112,9 @@ pub(crate) fn user(c: &Connection, uid: i64) -> Result<User> {
             "SELECT g.id FROM memberships m JOIN groups g ON g.gid = m.gid
              WHERE m.uid = ?1 AND m.left_seq IS NULL ORDER BY g.id",
         )?
-        .query_map([uid], |r| r.get::<_, String>(0))?
-        .map(|g| GroupId::parse(&g?).map_err(StoreError::Backend))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(User {
-        id: UserId::parse(&row.0).map_err(StoreError::Backend)?,
-        email: reparse(row.1, EmailAddress::parse)?,
-        name: row.2,
-        avatar_url: row.3,
-        locale: reparse(row.4, Locale::parse)?,
-        timezone: reparse(row.5, TimeZoneName::parse)?,
-        groups,
-        data: row
-            .6
-            .map(|d| serde_json::from_str(&d))
-            .transpose()
-            .map_err(|e| StoreError::Backend(e.to_string()))?,
-        created_at: Millis(row.7),
-        updated_at: Millis(row.8),
-    })
+        .query_map([uid], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    stored::user(row, groups)
 }
 
 pub(crate) fn meta(c: &Connection, key: &str) -> Result<Option<Vec<u8>>> {
@@ -215,7 +171,7 @@ fn group_row(r: &Row<'_>) -> rusqlite::Result<(String, Option<String>, i64, i64)
 
 fn to_group(row: (String, Option<String>, i64, i64)) -> Result<Group> {
     Ok(Group {
-        id: GroupId::parse(&row.0).map_err(StoreError::Backend)?,
+        id: GroupId::parse(&row.0).map_err(StoreError::backend)?,
         name: row.1,
         created_at: Millis(row.2),
         members: row.3,
@@ -286,27 +242,13 @@ pub(crate) fn notification(c: &Connection, id: &str) -> Result<Option<Notificati
     Ok(Some(rec))
 }
 
-/// The ranges of broadcasts that reach a user: everyone's broadcasts after
-/// the user was created, and each group's while the user was a member.
-/// Returns `(gid, after_seq, until_seq)`.
-pub(crate) fn broadcast_windows(c: &Connection, u: &InboxUser) -> Result<Vec<(i64, i64, i64)>> {
-    let mut out = vec![(0, u.created_seq, i64::MAX)];
-    let mut stmt = c.prepare_cached(
-        "SELECT gid, joined_seq, COALESCE(left_seq, 9223372036854775807)
-         FROM memberships WHERE uid = ?1 AND (left_seq IS NULL OR left_seq > joined_seq)",
-    )?;
-    for row in stmt.query_map([u.uid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))? {
-        out.push(row?);
-    }
-    Ok(out)
-}
-
-/// Narrows which broadcasts count as unread (for read-all of one category,
-/// or reading everything about one entity).
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct BroadcastFilter<'a> {
-    pub category: Option<&'a str>,
-    pub entity: Option<(&'a str, &'a str)>,
+/// The windows of broadcasts that reach a user (`plan::reading::windows`).
+pub(crate) fn broadcast_windows(c: &Connection, u: &InboxUser) -> Result<Vec<Window>> {
+    let memberships = c
+        .prepare_cached("SELECT gid, joined_seq, left_seq FROM memberships WHERE uid = ?1")?
+        .query_map([u.uid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(reading::windows(u, memberships))
 }
 
 /// The seqs of the broadcasts the user has not read (nor archived, nor deleted).
@@ -328,13 +270,21 @@ pub(crate) fn broadcast_unread(
            AND (?7 IS NULL OR (b.entity_type = ?7 AND b.entity_id = ?8))
            AND (s.seq IS NULL OR (s.read IS NOT 1 AND s.archived_at IS NULL AND s.deleted = 0))",
     )?;
-    for (gid, after, until) in broadcast_windows(c, u)? {
-        let after = after.max(u.read_wm);
-        if after >= until {
+    for w in broadcast_windows(c, u)? {
+        let Some(w) = w.above(u.read_wm) else {
             continue;
-        }
+        };
         let rows = stmt.query_map(
-            rusqlite::params![u.uid, gid, after, until, now.0, filter.category, etype, eid],
+            rusqlite::params![
+                u.uid,
+                w.gid,
+                w.after,
+                w.until,
+                now.0,
+                filter.category,
+                etype,
+                eid
+            ],
             |r| r.get::<_, i64>(0),
         )?;
         for seq in rows {
@@ -392,20 +342,17 @@ pub(crate) fn counts(c: &Connection, u: &InboxUser, now: Millis) -> Result<Count
         )?
         .query_row((u.uid, u.seen_wm, now.0), |r| Ok((r.get(0)?, r.get(1)?)))?;
     let broadcasts = broadcast_unread(c, u, now, BroadcastFilter::default())?;
-    let b_unseen = broadcasts.range(u.seen_wm + 1..).count() as i64;
-    Ok(Counts {
-        unread: unread + broadcasts.len() as i64,
-        unseen: unseen + b_unseen,
-    })
+    Ok(reading::counts(u, unread, unseen, &broadcasts))
 }
 
-/// An inbox entry before its content is attached.
-struct Entry {
-    seq: i64,
-    nid: i64,
-    read: bool,
-    archived: bool,
-    stack_count: i64,
+fn entry(r: &Row<'_>, stacked: bool) -> rusqlite::Result<Entry> {
+    Ok(Entry {
+        seq: r.get(0)?,
+        nid: r.get(1)?,
+        read: r.get(2)?,
+        archived: r.get(3)?,
+        stack_count: if stacked { r.get(4)? } else { 1 },
+    })
 }
 
 fn direct_sql(filter: Filter) -> &'static str {
@@ -462,67 +409,39 @@ pub(crate) fn list_inbox(
     q: &InboxQuery,
     now: Millis,
 ) -> Result<InboxPage> {
-    let before = q.cursor.map(|c| c.before_seq).unwrap_or(i64::MAX);
-    let category = q.category.as_ref().map(|c| c.as_str());
-    let fetch = (q.limit + 1) as i64;
+    let scan = PageScan::of(q);
 
-    let mut direct = Vec::with_capacity(q.limit + 1);
-    {
-        let mut stmt = c.prepare_cached(direct_sql(q.filter))?;
+    let direct = c
+        .prepare_cached(direct_sql(q.filter))?
+        .query_map(
+            rusqlite::params![u.uid, scan.before, now.0, scan.category, scan.fetch],
+            |r| entry(r, true),
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+
+    // Each window is an index range scan of at most limit+1 rows.
+    let mut broadcasts = Broadcasts::default();
+    let mut stmt = c.prepare_cached(&broadcast_sql(q.filter))?;
+    for w in broadcast_windows(c, u)? {
         let rows = stmt.query_map(
-            rusqlite::params![u.uid, before, now.0, category, fetch],
-            |r| {
-                Ok(Entry {
-                    seq: r.get(0)?,
-                    nid: r.get(1)?,
-                    read: r.get(2)?,
-                    archived: r.get(3)?,
-                    stack_count: r.get(4)?,
-                })
-            },
+            rusqlite::params![
+                u.uid,
+                w.gid,
+                w.after,
+                w.until,
+                scan.before,
+                now.0,
+                scan.category,
+                scan.fetch,
+                u.read_wm
+            ],
+            |r| entry(r, false),
         )?;
         for row in rows {
-            direct.push(row?);
+            broadcasts.add(row?);
         }
     }
-
-    // Each window is an index range scan of at most limit+1 rows; their
-    // union, newest first and without duplicates, is the broadcast part.
-    let mut broadcast: Vec<Entry> = Vec::new();
-    {
-        let sql = broadcast_sql(q.filter);
-        let mut stmt = c.prepare_cached(&sql)?;
-        let mut seen = BTreeSet::new();
-        for (gid, after, until) in broadcast_windows(c, u)? {
-            if after >= until {
-                continue;
-            }
-            let rows = stmt.query_map(
-                rusqlite::params![
-                    u.uid, gid, after, until, before, now.0, category, fetch, u.read_wm
-                ],
-                |r| {
-                    Ok(Entry {
-                        seq: r.get(0)?,
-                        nid: r.get(1)?,
-                        read: r.get(2)?,
-                        archived: r.get(3)?,
-                        stack_count: 1,
-                    })
-                },
-            )?;
-            for row in rows {
-                let e = row?;
-                if seen.insert(e.seq) {
-                    broadcast.push(e);
-                }
-            }
-        }
-        broadcast.sort_unstable_by_key(|e| std::cmp::Reverse(e.seq));
-        broadcast.truncate(q.limit + 1);
-    }
-
-    let (entries, next_cursor) = merge_newest_first(direct, broadcast, q.limit, |e| e.seq);
+    let (entries, next_cursor) = reading::page(direct, broadcasts, q.limit);
     Ok(InboxPage {
         items: render_entries(c, u, entries)?,
         next_cursor,
@@ -538,16 +457,7 @@ fn render_entries(c: &Connection, u: &InboxUser, entries: Vec<Entry>) -> Result<
     for e in entries {
         let (id, at, json): (String, i64, String) =
             content.query_row([e.nid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        let meta = InboxItemMeta {
-            id,
-            seq: e.seq,
-            created_at: Millis(at),
-            read: e.read,
-            seen: e.read || e.seq <= u.seen_wm,
-            archived: e.archived,
-            stack_count: e.stack_count,
-        };
-        items.push(meta.render(&json));
+        items.push(reading::item(u, &e, id, Millis(at)).render(&json));
     }
     Ok(items)
 }
@@ -562,69 +472,41 @@ pub(crate) fn replay(
     now: Millis,
 ) -> Result<Vec<(i64, String)>> {
     let fetch = limit as i64;
-    let mut direct = Vec::new();
-    {
-        let mut stmt = c.prepare_cached(
+    let direct = c
+        .prepare_cached(
             "SELECT seq, nid, read_at IS NOT NULL, archived_at IS NOT NULL, stack_count FROM inbox
              WHERE uid = ?1 AND seq > ?2 AND (expires_at IS NULL OR expires_at > ?3)
              ORDER BY seq ASC LIMIT ?4",
+        )?
+        .query_map(rusqlite::params![u.uid, after, now.0, fetch], |r| {
+            entry(r, true)
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut broadcasts = Broadcasts::default();
+    let mut stmt = c.prepare_cached(
+        "SELECT b.seq, b.nid, CASE WHEN s.read IS NULL THEN b.seq <= ?7 ELSE s.read = 1 END,
+                s.archived_at IS NOT NULL
+         FROM broadcasts b
+         LEFT JOIN broadcast_state s ON s.uid = ?1 AND s.seq = b.seq
+         WHERE b.gid = ?2 AND b.seq > ?3 AND b.seq <= ?4
+           AND (b.expires_at IS NULL OR b.expires_at > ?5)
+           AND (b.actor_uid IS NULL OR b.actor_uid <> ?1)
+           AND COALESCE(s.deleted, 0) = 0
+         ORDER BY b.seq ASC LIMIT ?6",
+    )?;
+    for w in broadcast_windows(c, u)? {
+        let Some(w) = w.above(after) else {
+            continue;
+        };
+        let rows = stmt.query_map(
+            rusqlite::params![u.uid, w.gid, w.after, w.until, now.0, fetch, u.read_wm],
+            |r| entry(r, false),
         )?;
-        let rows = stmt.query_map(rusqlite::params![u.uid, after, now.0, fetch], |r| {
-            Ok(Entry {
-                seq: r.get(0)?,
-                nid: r.get(1)?,
-                read: r.get(2)?,
-                archived: r.get(3)?,
-                stack_count: r.get(4)?,
-            })
-        })?;
         for row in rows {
-            direct.push(row?);
+            broadcasts.add(row?);
         }
     }
-    let mut broadcast: Vec<Entry> = Vec::new();
-    {
-        let mut stmt = c.prepare_cached(
-            "SELECT b.seq, b.nid, CASE WHEN s.read IS NULL THEN b.seq <= ?7 ELSE s.read = 1 END,
-                    s.archived_at IS NOT NULL
-             FROM broadcasts b
-             LEFT JOIN broadcast_state s ON s.uid = ?1 AND s.seq = b.seq
-             WHERE b.gid = ?2 AND b.seq > ?3 AND b.seq <= ?4
-               AND (b.expires_at IS NULL OR b.expires_at > ?5)
-               AND (b.actor_uid IS NULL OR b.actor_uid <> ?1)
-               AND COALESCE(s.deleted, 0) = 0
-             ORDER BY b.seq ASC LIMIT ?6",
-        )?;
-        let mut seen = BTreeSet::new();
-        for (gid, from, until) in broadcast_windows(c, u)? {
-            let from = from.max(after);
-            if from >= until {
-                continue;
-            }
-            let rows = stmt.query_map(
-                rusqlite::params![u.uid, gid, from, until, now.0, fetch, u.read_wm],
-                |r| {
-                    Ok(Entry {
-                        seq: r.get(0)?,
-                        nid: r.get(1)?,
-                        read: r.get(2)?,
-                        archived: r.get(3)?,
-                        stack_count: 1,
-                    })
-                },
-            )?;
-            for row in rows {
-                let e = row?;
-                if seen.insert(e.seq) {
-                    broadcast.push(e);
-                }
-            }
-        }
-        broadcast.sort_unstable_by_key(|e| e.seq);
-        broadcast.truncate(limit);
-    }
-    // Oldest first: merge on the negated seq.
-    let (entries, _) = merge_newest_first(direct, broadcast, limit, |e| -e.seq);
+    let entries = reading::replay(direct, broadcasts, limit);
     let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
     Ok(seqs
         .into_iter()

@@ -3,13 +3,13 @@
 
 use super::Writer;
 use super::read::{self, BroadcastFilter, InboxUser};
+use crate::plan::inbox::{self, Applied, InboxChange};
+use crate::plan::stored::subscriber_columns;
+use crate::plan::{stack, users};
 use crate::{
-    ApiKeyInfo, BroadcastTargets, Group, ItemOp, NewApiKey, Result, SendContext, SendReceipt,
-    StoreError, StoreEvent, Subscriber,
+    ApiKeyInfo, Group, ItemOp, NewApiKey, NotificationStatus, Result, StoreError, Subscriber,
 };
-use belfry_core::{
-    Category, EntityRef, GroupId, Millis, NewNotification, Patch, User, UserId, UserPatch,
-};
+use belfry_core::{Category, EntityRef, GroupId, Millis, Patch, User, UserId, UserPatch};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashSet;
 
@@ -18,7 +18,7 @@ pub(crate) fn meta_init(c: &Connection, key: &str, fresh: &[u8]) -> Result<Vec<u
         "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
         params![key, fresh],
     )?;
-    read::meta(c, key)?.ok_or_else(|| StoreError::Backend(format!("meta {key} vanished")))
+    read::meta(c, key)?.ok_or_else(|| StoreError::backend(format!("meta {key} vanished")))
 }
 
 pub(crate) fn create_api_key(c: &Connection, key: &NewApiKey, now: Millis) -> Result<ApiKeyInfo> {
@@ -38,6 +38,8 @@ pub(crate) fn revoke_api_key(c: &Connection, id: &str, now: Millis) -> Result<Ap
     read::api_key_by_id(c, id)?.ok_or(StoreError::NotFound)
 }
 
+/// Creates or updates a user: `(user, created)`; the event (new groups)
+/// goes out after the commit.
 pub(crate) fn put_user(
     w: &mut Writer,
     id: &UserId,
@@ -50,28 +52,13 @@ pub(crate) fn put_user(
         Some(uid) => Some(read::user(c, uid)?),
         None => None,
     };
-    if let Patch::Value(email) = &patch.email
-        && let Some(owner) = read::uid_by_email(c, email)?
-        && Some(owner) != existing
-    {
-        let other: String =
-            c.query_row("SELECT id FROM users WHERE uid = ?1", [owner], |r| r.get(0))?;
-        return Err(StoreError::Conflict(format!(
-            "the email address {email} already belongs to user {other}"
-        )));
-    }
-    let cur = current.as_ref();
-    let email = patch.email.apply(cur.and_then(|u| u.email.clone()));
-    let name = patch.name.apply(cur.and_then(|u| u.name.clone()));
-    let avatar = patch
-        .avatar_url
-        .apply(cur.and_then(|u| u.avatar_url.clone()));
-    let locale = patch.locale.apply(cur.and_then(|u| u.locale.clone()));
-    let timezone = patch.timezone.apply(cur.and_then(|u| u.timezone.clone()));
-    let data = patch
-        .data
-        .apply(cur.and_then(|u| u.data.clone()))
-        .map(|d| d.to_string());
+    let email_owner = match &patch.email {
+        Patch::Value(email) => read::user_by_email(c, email)?
+            .map(|(_, owner)| UserId::parse(&owner).map_err(StoreError::backend))
+            .transpose()?,
+        _ => None,
+    };
+    let row = users::apply_patch(id, patch, current.as_ref(), email_owner.as_ref())?;
     let uid = match existing {
         Some(uid) => {
             c.execute(
@@ -79,12 +66,12 @@ pub(crate) fn put_user(
                         data = ?7, updated_at = ?8 WHERE uid = ?1",
                 params![
                     uid,
-                    email.as_ref().map(|e| e.as_str()),
-                    name,
-                    avatar,
-                    locale.as_ref().map(|l| l.as_str()),
-                    timezone.as_ref().map(|t| t.as_str()),
-                    data,
+                    row.email(),
+                    row.name,
+                    row.avatar_url,
+                    row.locale(),
+                    row.timezone(),
+                    row.data,
                     now.0
                 ],
             )?;
@@ -97,12 +84,12 @@ pub(crate) fn put_user(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8, ?9, ?9)",
                 params![
                     id.as_str(),
-                    email.as_ref().map(|e| e.as_str()),
-                    name,
-                    avatar,
-                    locale.as_ref().map(|l| l.as_str()),
-                    timezone.as_ref().map(|t| t.as_str()),
-                    data,
+                    row.email(),
+                    row.name,
+                    row.avatar_url,
+                    row.locale(),
+                    row.timezone(),
+                    row.data,
                     w.last_seq,
                     now.0
                 ],
@@ -110,16 +97,12 @@ pub(crate) fn put_user(
             c.last_insert_rowid()
         }
     };
-    let groups_changed = patch.groups.is_some();
-    if let Some(groups) = patch.groups {
-        set_memberships(c, uid, &groups, w.last_seq, now)?;
+    if let Some(groups) = &row.groups {
+        set_memberships(c, uid, groups, w.last_seq, now)?;
     }
     let user = read::user(c, uid)?;
-    if groups_changed {
-        w.emit(StoreEvent::Groups {
-            user: user.id.clone(),
-            groups: user.groups.clone(),
-        });
+    if let Some(event) = users::updated(&user, row.groups.is_some()) {
+        w.emit(event);
     }
     Ok((user, existing.is_none()))
 }
@@ -149,13 +132,14 @@ fn set_memberships(
         .prepare_cached("SELECT gid FROM memberships WHERE uid = ?1 AND left_seq IS NULL")?
         .query_map([uid], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    for gid in current.difference(&wanted) {
+    let (leave, join) = users::membership_changes(&wanted, &current);
+    for gid in leave {
         c.prepare_cached(
             "UPDATE memberships SET left_seq = ?3 WHERE uid = ?1 AND gid = ?2 AND left_seq IS NULL",
         )?
         .execute(params![uid, gid, seq])?;
     }
-    for gid in wanted.difference(&current) {
+    for gid in join {
         c.prepare_cached(
             "INSERT INTO memberships (uid, gid, joined_seq) VALUES (?1, ?2, ?3)
              ON CONFLICT (uid, gid, joined_seq) DO UPDATE SET left_seq = NULL",
@@ -165,29 +149,23 @@ fn set_memberships(
     Ok(())
 }
 
-pub(crate) fn delete_user(c: &Connection, id: &UserId) -> Result<()> {
+/// Removes a user and everything that is theirs; their streams end after
+/// the commit.
+pub(crate) fn delete_user(w: &mut Writer, id: &UserId) -> Result<()> {
+    let c = &w.conn;
     let uid = read::uid(c, id)?.ok_or(StoreError::NotFound)?;
     for sql in [
         "DELETE FROM subscriptions WHERE uid = ?1",
         "DELETE FROM inbox WHERE uid = ?1",
+        "DELETE FROM stack_members WHERE uid = ?1",
         "DELETE FROM broadcast_state WHERE uid = ?1",
         "DELETE FROM memberships WHERE uid = ?1",
         "DELETE FROM users WHERE uid = ?1",
     ] {
         c.execute(sql, [uid])?;
     }
+    w.emit(users::deleted(id));
     Ok(())
-}
-
-fn subscriber_key(c: &Connection, who: &Subscriber) -> Result<(&'static str, String, Option<i64>)> {
-    Ok(match who {
-        Subscriber::User(user) => (
-            "user",
-            user.to_string(),
-            Some(read::uid(c, user)?.ok_or(StoreError::NotFound)?),
-        ),
-        Subscriber::Email(email) => ("email", email.to_string(), None),
-    })
 }
 
 pub(crate) fn subscribe(
@@ -196,7 +174,11 @@ pub(crate) fn subscribe(
     who: &Subscriber,
     now: Millis,
 ) -> Result<bool> {
-    let (kind, subscriber, uid) = subscriber_key(c, who)?;
+    let (kind, subscriber) = subscriber_columns(who);
+    let uid = match who {
+        Subscriber::User(user) => Some(read::uid(c, user)?.ok_or(StoreError::NotFound)?),
+        Subscriber::Email(_) => None,
+    };
     let n = c
         .prepare_cached(
             "INSERT INTO subscriptions (entity_type, entity_id, kind, subscriber, uid, created_at)
@@ -214,10 +196,7 @@ pub(crate) fn subscribe(
 }
 
 pub(crate) fn unsubscribe(c: &Connection, entity: &EntityRef, who: &Subscriber) -> Result<bool> {
-    let (kind, subscriber) = match who {
-        Subscriber::User(u) => ("user", u.to_string()),
-        Subscriber::Email(e) => ("email", e.to_string()),
-    };
+    let (kind, subscriber) = subscriber_columns(who);
     let n = c
         .prepare_cached(
             "DELETE FROM subscriptions WHERE entity_type = ?1 AND entity_id = ?2 AND kind = ?3 AND subscriber = ?4",
@@ -241,81 +220,110 @@ pub(crate) fn put_group(
     Ok((read::group(c, id)?, created))
 }
 
-/// Sends a batch atomically: the first failing item fails the whole batch.
-pub(crate) fn send_batch(
-    w: &mut Writer,
-    ctx: &SendContext,
-    batch: &[NewNotification],
-) -> Result<Vec<SendReceipt>> {
-    let single = batch.len() == 1;
-    batch
-        .iter()
-        .enumerate()
-        .map(|(index, n)| {
-            super::publish::send_one(w, ctx, n).map_err(|error| {
-                if single {
-                    error
-                } else {
-                    StoreError::InItem {
-                        index,
-                        error: Box::new(error),
-                    }
-                }
-            })
-        })
-        .collect()
-}
-
+/// Cancels a notification: pending jobs are cancelled, broadcast rows go,
+/// and each inbox entry that shows it shrinks or goes (`plan::stack`).
 pub(crate) fn delete_notification(w: &mut Writer, id: &str, now: Millis) -> Result<()> {
     let c = &w.conn;
-    let (nid, seq, status, audience): (i64, Option<i64>, String, String) = c
+    let (nid, seq, status, audience, stack_key): stack::CancelRow = c
         .query_row(
-            "SELECT nid, seq, status, audience FROM notifications WHERE id = ?1",
+            "SELECT nid, seq, status, audience, stack_key FROM notifications WHERE id = ?1",
             [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .optional()?
         .ok_or(StoreError::NotFound)?;
-    if status == "cancelled" {
+    if !stack::needs_cancelling(&status)? {
         return Ok(());
     }
-    let users: Vec<UserId> = c
-        .prepare_cached("SELECT u.id FROM inbox i JOIN users u ON u.uid = i.uid WHERE i.nid = ?1")?
-        .query_map([nid], |r| r.get::<_, String>(0))?
-        .map(|r| UserId::parse(&r?).map_err(StoreError::Backend))
-        .collect::<Result<_>>()?;
-    let mut broadcast = None;
+    let plan = stack::cancel(nid, stack_entries(c, nid, stack_key.as_deref())?);
     super::jobs::cancel_jobs(c, nid, now)?;
     c.execute(
-        "UPDATE notifications SET status = 'cancelled' WHERE nid = ?1",
-        [nid],
+        "UPDATE notifications SET status = ?2 WHERE nid = ?1",
+        params![nid, NotificationStatus::Cancelled.as_str()],
     )?;
-    c.execute("DELETE FROM inbox WHERE nid = ?1", [nid])?;
+    for (uid, seq) in &plan.remove {
+        c.prepare_cached("DELETE FROM inbox WHERE uid = ?1 AND seq = ?2")?
+            .execute(params![uid, seq])?;
+    }
+    for s in &plan.shrink {
+        match s.show {
+            None => c
+                .prepare_cached("UPDATE inbox SET stack_count = ?3 WHERE uid = ?1 AND seq = ?2")?
+                .execute(params![s.uid, s.seq, s.count])?,
+            // The entry shows its newest remaining member from now on.
+            Some((shown_seq, shown_nid)) => c
+                .prepare_cached(
+                    "UPDATE inbox SET seq = ?4, nid = n.nid, stack_count = ?3, expires_at = n.expires_at,
+                            category = json_extract(n.content, '$.category'),
+                            entity_type = json_extract(n.content, '$.entity.type'),
+                            entity_id = json_extract(n.content, '$.entity.id')
+                     FROM notifications n WHERE n.nid = ?5 AND inbox.uid = ?1 AND inbox.seq = ?2",
+                )?
+                .execute(params![s.uid, s.seq, s.count, shown_seq, shown_nid])?,
+        };
+    }
+    c.execute("DELETE FROM stack_members WHERE nid = ?1", [nid])?;
+    let mut broadcast_removed = false;
     if let Some(seq) = seq {
-        let removed = c.execute("DELETE FROM broadcasts WHERE seq = ?1", [seq])?;
+        broadcast_removed = c.execute("DELETE FROM broadcasts WHERE seq = ?1", [seq])? > 0;
         c.execute("DELETE FROM broadcast_state WHERE seq = ?1", [seq])?;
-        if removed > 0 {
-            let a: serde_json::Value =
-                serde_json::from_str(&audience).map_err(|e| StoreError::Backend(e.to_string()))?;
-            broadcast = Some(BroadcastTargets {
-                all: a["all"].as_bool().unwrap_or(false),
-                groups: a["groups"]
-                    .as_array()
-                    .map(|g| {
-                        g.iter()
-                            .filter_map(|v| v.as_str().and_then(|s| GroupId::parse(s).ok()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            });
+    }
+    w.emit(stack::removed(
+        id,
+        plan.users,
+        broadcast_removed,
+        &audience,
+    )?);
+    Ok(())
+}
+
+/// The inbox entries that may show notification `nid`: those of its own
+/// rows and, for a stacked one, the entries of its stack that count it,
+/// each with the user's members of the stack.
+fn stack_entries(c: &Connection, nid: i64, stack_key: Option<&str>) -> Result<Vec<stack::Entry>> {
+    let mut entries: Vec<stack::Entry> = c
+        .prepare_cached(
+            "SELECT i.uid, u.id, i.seq, i.nid, i.stack_count FROM inbox i JOIN users u ON u.uid = i.uid
+             WHERE i.nid = ?1
+             UNION
+             SELECT i.uid, u.id, i.seq, i.nid, i.stack_count FROM stack_members m
+               JOIN inbox i ON i.uid = m.uid AND i.stack_key = m.stack_key
+               JOIN users u ON u.uid = i.uid
+             WHERE m.nid = ?1",
+        )?
+        .query_map([nid], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?
+        .map(|row| {
+            let (uid, user, seq, shown, count) = row?;
+            Ok(stack::Entry {
+                uid,
+                user: UserId::parse(&user).map_err(StoreError::backend)?,
+                seq,
+                nid: shown,
+                count,
+                members: Vec::new(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    if let Some(key) = stack_key {
+        let mut members = c.prepare_cached(
+            "SELECT seq, nid FROM stack_members WHERE uid = ?1 AND stack_key = ?2
+             ORDER BY seq DESC LIMIT ?3",
+        )?;
+        for e in &mut entries {
+            e.members = members
+                .query_map(params![e.uid, key, e.count], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
         }
     }
-    w.emit(StoreEvent::Removed {
-        id: id.to_string(),
-        users,
-        broadcast,
-    });
-    Ok(())
+    Ok(entries)
 }
 
 /// Where an item of a user's inbox lives.
@@ -503,4 +511,40 @@ pub(crate) fn read_entity(
     )?;
     mark_broadcasts_read(c, u, &unread)?;
     Ok(direct + unread.len() as i64)
+}
+
+/// Applies one change of `user`'s inbox; its event goes out after the commit.
+pub(crate) fn inbox_change(
+    w: &mut Writer,
+    user: &UserId,
+    change: InboxChange,
+    now: Millis,
+) -> Result<i64> {
+    let u = read::inbox_user(&w.conn, user)?.ok_or(StoreError::NotFound)?;
+    let applied = match &change {
+        InboxChange::Item { .. } | InboxChange::Archive(_) => {
+            let (op, ids) = change.items().expect("an item change");
+            let mut changed = Vec::with_capacity(ids.len());
+            for id in ids {
+                if update_item(&w.conn, &u, id, op, now)? {
+                    changed.push(id.clone());
+                }
+            }
+            Applied::Items(changed)
+        }
+        InboxChange::ReadAll(category) => Applied::Count(read_all(w, &u, category.as_ref(), now)?),
+        InboxChange::SeenAll => {
+            w.conn.execute(
+                "UPDATE users SET seen_wm = ?1 WHERE uid = ?2",
+                (w.last_seq, u.uid),
+            )?;
+            Applied::Count(0)
+        }
+        InboxChange::ReadEntity(entity) => Applied::Count(read_entity(&w.conn, &u, entity, now)?),
+    };
+    let (count, event) = inbox::settle(user, change, applied)?;
+    if let Some(event) = event {
+        w.emit(event);
+    }
+    Ok(count)
 }

@@ -1,0 +1,292 @@
+//! The planner: every decision about what a write does, made once for both
+//! backends, as pure code with no I/O. A backend looks facts up in batches,
+//! asks the planner, and applies the plan in its own transaction
+//! discipline; the plan also names the events to emit after the commit.
+//!
+//! - [`send`]: who receives a notification (audience rules), the rows,
+//!   jobs, log lines, stream event and receipt of publishing or scheduling it;
+//! - [`stack`]: what cancelling a notification does to stacked entries;
+//! - [`inbox`]: the state change and the event of each inbox operation;
+//! - [`reading`]: which broadcasts reach a user, how a page or a replay is
+//!   merged, what is seen, the counts;
+//! - [`users`]: applying a `UserPatch`, and the events of user changes;
+//! - [`stored`]: how a notification's request is stored and read back;
+//! - here: the delivery jobs (and "skipped" lines) of a resolved audience
+//!   on the channels other than in-app, and how the log names targets.
+
+pub(crate) mod inbox;
+pub(crate) mod reading;
+pub(crate) mod send;
+pub(crate) mod stack;
+pub(crate) mod stored;
+pub(crate) mod users;
+
+use crate::jobs::{DeliveryEvent, DeliveryStatus, JobPayload, Recipient};
+use crate::{Result, StoreError};
+use belfry_core::{Channel, EmailAddress, Millis, NewNotification, UserId};
+
+/// A log line that is not an attempt.
+pub(crate) fn event(
+    recipient: String,
+    channel: Channel,
+    status: DeliveryStatus,
+    error: Option<String>,
+    at: Millis,
+) -> DeliveryEvent {
+    DeliveryEvent {
+        recipient,
+        channel,
+        status,
+        attempt: 0,
+        error,
+        at,
+    }
+}
+
+/// How the log names the requested targets (of a scheduled send).
+pub(crate) fn target_labels(n: &NewNotification) -> Vec<String> {
+    let a = &n.audience;
+    let mut out = Vec::new();
+    if a.all {
+        out.push("all".to_string());
+    }
+    out.extend(a.groups.iter().map(|g| format!("group:{g}")));
+    out.extend(a.users.iter().map(|u| format!("user:{u}")));
+    out.extend(a.emails.iter().map(|e| format!("email:{e}")));
+    if let Some(e) = &a.entity {
+        out.push(format!("entity:{}/{}", e.kind, e.id));
+    }
+    out
+}
+
+/// The delivery jobs a published notification needs beyond the in-app
+/// channel, and the log lines that go with them: one job per direct user
+/// and per external contact, and one expansion job for a broadcast's
+/// audience (queued page by page, never in the publishing transaction).
+pub(crate) struct DeliveryPlan {
+    pub jobs: Vec<JobPayload>,
+    /// "queued" for each job, "skipped" with the reason for the others.
+    pub log: Vec<DeliveryEvent>,
+}
+
+/// Plans the deliveries of `n` to its resolved direct users and external
+/// contacts.
+pub(crate) fn delivery_plan(
+    n: &NewNotification,
+    direct: &[(i64, UserId)],
+    contacts: &[EmailAddress],
+    now: Millis,
+) -> DeliveryPlan {
+    let a = &n.audience;
+    let mut planned: Vec<(JobPayload, String)> = Vec::new();
+    let mut log = Vec::new();
+    if n.wants(Channel::Email, false) {
+        for (_, user) in direct {
+            let recipient = Recipient::User(user.clone());
+            planned.push((
+                JobPayload::Deliver {
+                    channel: Channel::Email,
+                    recipient,
+                },
+                format!("user:{user}"),
+            ));
+        }
+        if a.is_broadcast() {
+            let label = if a.all {
+                "all".to_string()
+            } else {
+                a.groups
+                    .iter()
+                    .map(|g| format!("group:{g}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            planned.push((
+                JobPayload::Expand {
+                    channel: Channel::Email,
+                    after_uid: 0,
+                },
+                label,
+            ));
+        }
+    }
+    for address in contacts {
+        let label = format!("email:{address}");
+        if n.wants(Channel::Email, true) {
+            planned.push((
+                JobPayload::Deliver {
+                    channel: Channel::Email,
+                    recipient: Recipient::Contact(address.clone()),
+                },
+                label,
+            ));
+        } else {
+            log.push(event(
+                label,
+                Channel::Email,
+                DeliveryStatus::Skipped,
+                Some(
+                    "an external contact has no inbox; this notification's channels exclude email"
+                        .into(),
+                ),
+                now,
+            ));
+        }
+    }
+    let mut jobs = Vec::with_capacity(planned.len());
+    for (job, label) in planned {
+        log.push(event(
+            label,
+            Channel::Email,
+            DeliveryStatus::Queued,
+            None,
+            now,
+        ));
+        jobs.push(job);
+    }
+    DeliveryPlan { jobs, log }
+}
+
+/// A line of the delivery log as stored: recipient, channel, status,
+/// attempt, error, at.
+pub(crate) type StoredLine = (String, String, String, i64, Option<String>, i64);
+
+/// A notification's delivery log as the producer sees it: first the in-app
+/// deliveries, which are the inbox entries (`users`, sorted) and the
+/// broadcast rows (`broadcasts`: gid, 0 for everyone, and the group's id)
+/// themselves, sent when it was published; then every logged line, in order.
+pub(crate) fn delivery_log(
+    published: Option<Millis>,
+    users: Vec<String>,
+    broadcasts: Vec<(i64, Option<String>)>,
+    logged: Vec<StoredLine>,
+) -> Result<Vec<DeliveryEvent>> {
+    let at = published.unwrap_or(Millis(0));
+    let sent = |recipient: String| DeliveryEvent {
+        recipient,
+        channel: Channel::InApp,
+        status: DeliveryStatus::Sent,
+        attempt: 1,
+        error: None,
+        at,
+    };
+    let mut out = Vec::with_capacity(users.len() + broadcasts.len() + logged.len());
+    out.extend(users.into_iter().map(|id| sent(format!("user:{id}"))));
+    out.extend(broadcasts.into_iter().map(|(gid, group)| {
+        sent(if gid == 0 {
+            "all".into()
+        } else {
+            format!("group:{}", group.unwrap_or_default())
+        })
+    }));
+    for (recipient, channel, status, attempt, error, at) in logged {
+        out.push(DeliveryEvent {
+            recipient,
+            channel: Channel::parse(&channel).map_err(StoreError::backend)?,
+            status: DeliveryStatus::parse(&status)
+                .ok_or_else(|| StoreError::backend(format!("unknown delivery status {status}")))?,
+            attempt,
+            error,
+            at: Millis(at),
+        });
+    }
+    Ok(out)
+}
+
+/// The log line of a pending job that a cancellation removed.
+pub(crate) fn cancelled_line(payload: JobPayload, now: Millis) -> DeliveryEvent {
+    let (recipient, channel) = match payload {
+        JobPayload::Publish => ("scheduled".to_string(), Channel::InApp),
+        JobPayload::Deliver { channel, recipient } => (recipient.label(), channel),
+        JobPayload::Expand { channel, .. } => ("broadcast".to_string(), channel),
+    };
+    event(recipient, channel, DeliveryStatus::Cancelled, None, now)
+}
+
+/// A validated notification from its JSON request (for tests).
+#[cfg(test)]
+pub(crate) fn notification(json: &str) -> NewNotification {
+    serde_json::from_str::<belfry_core::SendRequest>(json)
+        .unwrap()
+        .validate(Millis(0))
+        .unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::notification as n;
+    use super::*;
+
+    #[test]
+    fn defaults_email_contacts_only() {
+        let plan = delivery_plan(
+            &n(r#"{"to":{"users":["a"],"emails":["x@example.com"]},"title":"t"}"#),
+            &[(1, UserId::parse("a").unwrap())],
+            &[EmailAddress::parse("x@example.com").unwrap()],
+            Millis(5),
+        );
+        assert_eq!(plan.jobs.len(), 1, "users get in-app only by default");
+        assert_eq!(plan.log.len(), 1);
+        assert_eq!(plan.log[0].recipient, "email:x@example.com");
+        assert_eq!(plan.log[0].status, DeliveryStatus::Queued);
+    }
+
+    #[test]
+    fn email_to_users_and_broadcasts_and_skipped_contacts() {
+        let plan = delivery_plan(
+            &n(r#"{"to":{"users":["a"],"groups":["g1","g2"]},"title":"t","channels":["email"]}"#),
+            &[(1, UserId::parse("a").unwrap())],
+            &[],
+            Millis(5),
+        );
+        assert_eq!(plan.jobs.len(), 2);
+        assert!(matches!(
+            plan.jobs[1],
+            JobPayload::Expand { after_uid: 0, .. }
+        ));
+        assert_eq!(plan.log[1].recipient, "group:g1,group:g2");
+        let plan = delivery_plan(
+            &n(r#"{"to":{"emails":["x@example.com"]},"title":"t","channels":["in_app"]}"#),
+            &[],
+            &[EmailAddress::parse("x@example.com").unwrap()],
+            Millis(5),
+        );
+        assert!(plan.jobs.is_empty());
+        assert_eq!(plan.log[0].status, DeliveryStatus::Skipped);
+    }
+
+    #[test]
+    fn a_delivery_log_starts_with_the_in_app_deliveries() {
+        let log = delivery_log(
+            Some(Millis(7)),
+            vec!["a".into()],
+            vec![(0, None), (3, Some("g".into()))],
+            vec![(
+                "email:x@example.com".into(),
+                "email".into(),
+                "queued".into(),
+                0,
+                None,
+                9,
+            )],
+        )
+        .unwrap();
+        let labels: Vec<&str> = log.iter().map(|e| e.recipient.as_str()).collect();
+        assert_eq!(labels, ["user:a", "all", "group:g", "email:x@example.com"]);
+        assert!(
+            log[..3]
+                .iter()
+                .all(|e| e.status == DeliveryStatus::Sent && e.at == Millis(7))
+        );
+        assert_eq!(log[3].channel, Channel::Email);
+        assert!(
+            delivery_log(
+                None,
+                vec![],
+                vec![],
+                vec![("r".into(), "fax".into(), "queued".into(), 0, None, 0)]
+            )
+            .is_err()
+        );
+    }
+}

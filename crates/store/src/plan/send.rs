@@ -1,0 +1,846 @@
+//! Sending: who receives a notification, and everything publishing or
+//! scheduling it writes. Both backends look the facts up (in batches, in
+//! their own transaction discipline), hand them to [`resolve`] and
+//! [`Publication::new`] / [`Schedule::new`], write what the plan says and
+//! hand back only what the database decided (the new row's id, stack
+//! counts) to [`Publication::finish`].
+//!
+//! The audience rules, written once:
+//! - a send now refuses unknown users and groups; a scheduled send being
+//!   published skips them and says so in the delivery log;
+//! - each person once, whichever targets name them (user id, email address,
+//!   entity subscription);
+//! - never the actor;
+//! - nobody the broadcast part reaches: with `all`, no direct recipient at
+//!   all; with groups, none of their current members;
+//! - an address that belongs to no user is an external contact (email only).
+
+use super::event;
+use super::stored::{audience_json, broadcast_targets, channels_json, request_json};
+use crate::jobs::{DeliveryEvent, DeliveryStatus, JobPayload, Recipient};
+use crate::{Published, Result, SendReceipt, StoreError, StoreEvent};
+use belfry_core::{Channel, EmailAddress, EntityRef, Millis, NewNotification, UserId};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// How long an idempotency key is remembered.
+pub(crate) const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// Idempotency keys stored after this moment still answer.
+pub(crate) fn idempotency_since(now: Millis) -> i64 {
+    now.0 - IDEMPOTENCY_WINDOW_MS
+}
+
+/// The answer to a repeated idempotency key: the first send's receipt.
+pub(crate) fn replayed(id: String, seq: Option<i64>, recipients: Option<i64>) -> SendReceipt {
+    SendReceipt {
+        id,
+        seq,
+        recipients,
+        replayed: true,
+    }
+}
+
+/// A send's `send_at`, if it lies in the future; None: publish now.
+pub(crate) fn scheduled_for(n: &NewNotification, now: Millis) -> Option<Millis> {
+    n.send_at.filter(|at| *at > now)
+}
+
+/// The error of one item of a batch, named by its index (a batch of one
+/// answers the item's own error).
+pub(crate) fn in_item(batch_len: usize, index: usize, error: StoreError) -> StoreError {
+    if batch_len == 1 {
+        error
+    } else {
+        StoreError::InItem {
+            index,
+            error: Box::new(error),
+        }
+    }
+}
+
+/// A subscriber of the audience's entity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SubscriberFact {
+    User {
+        uid: i64,
+        id: UserId,
+    },
+    /// An address (of a user or not: resolved with the other addresses).
+    Email(EmailAddress),
+}
+
+impl SubscriberFact {
+    /// A stored subscription row: `kind` is `user` (with the user's uid) or
+    /// `email`.
+    pub fn from_row(kind: &str, subscriber: &str, uid: Option<i64>) -> Result<SubscriberFact> {
+        Ok(match (kind, uid) {
+            ("user", Some(uid)) => SubscriberFact::User {
+                uid,
+                id: UserId::parse(subscriber).map_err(StoreError::backend)?,
+            },
+            _ => {
+                SubscriberFact::Email(EmailAddress::parse(subscriber).map_err(StoreError::backend)?)
+            }
+        })
+    }
+}
+
+/// What a backend looked up for an audience, each list in the order of
+/// the request.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Facts {
+    /// The actor's uid, when the actor is a known user.
+    pub actor_uid: Option<i64>,
+    /// The uid of each of `audience.users` (None: no such user).
+    pub users: Vec<Option<i64>>,
+    /// The gid of each of `audience.groups` (None: no such group).
+    pub groups: Vec<Option<i64>>,
+    /// The subscribers of `audience.entity`.
+    pub subscribers: Vec<SubscriberFact>,
+}
+
+/// The addresses whose owners a backend looks up (after [`Facts`]): the
+/// audience's, then those of the entity's email subscribers. The owners go
+/// to [`resolve`] in this order.
+pub(crate) fn addresses<'a>(
+    n: &'a NewNotification,
+    subscribers: &'a [SubscriberFact],
+) -> impl Iterator<Item = &'a EmailAddress> {
+    n.audience
+        .emails
+        .iter()
+        .chain(subscribers.iter().filter_map(|s| match s {
+            SubscriberFact::Email(address) => Some(address),
+            SubscriberFact::User { .. } => None,
+        }))
+}
+
+/// A scheduled send's targets must exist when it is accepted (they are
+/// resolved again when it is published).
+pub(crate) fn require_known(
+    n: &NewNotification,
+    users: &[Option<i64>],
+    groups: &[Option<i64>],
+) -> Result<()> {
+    let a = &n.audience;
+    let unknown_users: Vec<String> = a
+        .users
+        .iter()
+        .zip(users)
+        .filter(|(_, uid)| uid.is_none())
+        .map(|(u, _)| u.to_string())
+        .collect();
+    if !unknown_users.is_empty() {
+        return Err(StoreError::UnknownUsers(unknown_users));
+    }
+    let unknown_groups: Vec<String> = a
+        .groups
+        .iter()
+        .zip(groups)
+        .filter(|(_, gid)| gid.is_none())
+        .map(|(g, _)| g.to_string())
+        .collect();
+    if !unknown_groups.is_empty() {
+        return Err(StoreError::UnknownGroups(unknown_groups));
+    }
+    Ok(())
+}
+
+/// An audience resolved into people, groups and contacts.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Resolved {
+    pub actor_uid: Option<i64>,
+    /// Subscribe the actor to the notification's entity when publishing.
+    pub subscribe_actor: bool,
+    /// Users who get an inbox entry (and their per-person deliveries).
+    pub direct: Vec<(i64, UserId)>,
+    /// The targeted groups that exist.
+    pub gids: Vec<i64>,
+    /// Addresses that belong to no user, each once.
+    pub contacts: Vec<EmailAddress>,
+    /// Log lines of targets that no longer exist (scheduled sends only).
+    pub skipped: Vec<DeliveryEvent>,
+}
+
+/// Resolves an audience from the looked-up facts and the owners of
+/// [`addresses`] (same order). `strict` (a send now) refuses unknown
+/// users, groups and actors; otherwise (a scheduled send being published)
+/// they are skipped and logged.
+pub(crate) fn resolve(
+    n: &NewNotification,
+    facts: Facts,
+    owners: Vec<Option<(i64, UserId)>>,
+    strict: bool,
+    now: Millis,
+) -> Result<Resolved> {
+    let a = &n.audience;
+    let mut skipped = Vec::new();
+    let subscribe_actor = match (n.subscribe_actor, n.actor_id(), &n.content.entity) {
+        (true, Some(actor), Some(_)) => match facts.actor_uid {
+            Some(_) => true,
+            None if strict => {
+                return Err(StoreError::Invalid(format!(
+                    "subscribe_actor: the actor {actor} is not a known user"
+                )));
+            }
+            None => false,
+        },
+        _ => false,
+    };
+
+    let mut direct: Vec<(i64, UserId)> = Vec::with_capacity(a.users.len() + a.emails.len());
+    let mut missing = Vec::new();
+    for (user, uid) in a.users.iter().zip(&facts.users) {
+        match uid {
+            Some(uid) => direct.push((*uid, user.clone())),
+            None => missing.push(user.to_string()),
+        }
+    }
+    if strict && !missing.is_empty() {
+        return Err(StoreError::UnknownUsers(missing));
+    }
+    skipped.extend(missing.drain(..).map(|user| {
+        event(
+            format!("user:{user}"),
+            Channel::InApp,
+            DeliveryStatus::Skipped,
+            Some("the user no longer exists".into()),
+            now,
+        )
+    }));
+    let mut gids = Vec::with_capacity(a.groups.len());
+    for (group, gid) in a.groups.iter().zip(&facts.groups) {
+        match gid {
+            Some(gid) => gids.push(*gid),
+            None => missing.push(group.to_string()),
+        }
+    }
+    if strict && !missing.is_empty() {
+        return Err(StoreError::UnknownGroups(missing));
+    }
+    skipped.extend(missing.drain(..).map(|group| {
+        event(
+            format!("group:{group}"),
+            Channel::InApp,
+            DeliveryStatus::Skipped,
+            Some("the group no longer exists".into()),
+            now,
+        )
+    }));
+
+    let mut subscribed_emails = Vec::new();
+    for s in facts.subscribers {
+        match s {
+            SubscriberFact::User { uid, id } => direct.push((uid, id)),
+            SubscriberFact::Email(address) => subscribed_emails.push(address),
+        }
+    }
+    let mut contacts = Vec::new();
+    let mut owners = owners.into_iter();
+    for address in a.emails.iter().chain(&subscribed_emails) {
+        match owners.next().flatten() {
+            Some(owner) => direct.push(owner),
+            None => contacts.push(address.clone()),
+        }
+    }
+    if contacts.len() > 1 {
+        let mut seen = HashSet::with_capacity(contacts.len());
+        contacts.retain(|c| seen.insert(c.clone()));
+    }
+
+    // Each person once; never the actor; nobody the broadcast part reaches
+    // (groups: see `exclude_covered`).
+    let mut unique = HashSet::with_capacity(direct.len());
+    direct.retain(|(uid, _)| unique.insert(*uid) && Some(*uid) != facts.actor_uid);
+    if a.all {
+        direct.clear();
+    }
+    Ok(Resolved {
+        actor_uid: facts.actor_uid,
+        subscribe_actor,
+        direct,
+        gids,
+        contacts,
+        skipped,
+    })
+}
+
+impl Resolved {
+    /// Whether some direct recipients may be members of the targeted
+    /// groups: then a backend looks up which of [`Resolved::direct_uids`]
+    /// currently belong to one of `gids`, for [`Resolved::exclude_covered`].
+    pub fn needs_coverage(&self) -> bool {
+        !self.gids.is_empty() && !self.direct.is_empty()
+    }
+
+    pub fn direct_uids(&self) -> impl Iterator<Item = i64> + '_ {
+        self.direct.iter().map(|(uid, _)| *uid)
+    }
+
+    /// Drops the direct recipients the broadcast part reaches already.
+    pub fn exclude_covered(&mut self, covered: &HashSet<i64>) {
+        self.direct.retain(|(uid, _)| !covered.contains(uid));
+    }
+}
+
+/// The columns an inbox entry or a broadcast row copies from its notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EntryColumns<'n> {
+    pub stack_key: Option<&'n str>,
+    pub expires_at: Option<i64>,
+    pub category: Option<&'n str>,
+    pub entity_type: Option<&'n str>,
+    pub entity_id: Option<&'n str>,
+}
+
+impl<'n> EntryColumns<'n> {
+    pub fn of(n: &'n NewNotification) -> EntryColumns<'n> {
+        let c = &n.content;
+        EntryColumns {
+            stack_key: c.stack_key.as_deref(),
+            expires_at: c.expires_at.map(|m| m.0),
+            category: c.category.as_ref().map(|c| c.as_str()),
+            entity_type: c.entity.as_ref().map(|e| e.kind.as_str()),
+            entity_id: c.entity.as_ref().map(|e| e.id.as_str()),
+        }
+    }
+}
+
+/// Everything publishing one notification writes, decided before anything
+/// is written: apply it in one transaction (savepoint), then
+/// [`Publication::finish`].
+#[derive(Debug)]
+pub(crate) struct Publication<'n> {
+    pub n: &'n NewNotification,
+    pub seq: i64,
+    /// The public id (of the scheduled row, or a new one).
+    pub id: String,
+    pub sender: &'n str,
+    pub now: Millis,
+    pub actor_uid: Option<i64>,
+    /// Subscribe the actor to the entity (before anything else).
+    pub subscribe_actor: Option<(&'n UserId, &'n EntityRef)>,
+    /// Direct recipients and external contacts; None with a broadcast part.
+    pub recipients: Option<i64>,
+    pub content_json: String,
+    pub columns: EntryColumns<'n>,
+    /// Users who get an inbox entry: the direct recipients, when the
+    /// notification goes to the in-app channel.
+    pub inbox: Vec<(i64, UserId)>,
+    /// One broadcast row per gid (0: everyone).
+    pub broadcast_gids: Vec<i64>,
+    /// External contacts to record with the notification.
+    pub contacts: Vec<EmailAddress>,
+    /// Per-person jobs on the other channels (due now) and the log lines
+    /// of the publication.
+    pub jobs: Vec<JobPayload>,
+    pub log: Vec<DeliveryEvent>,
+}
+
+impl<'n> Publication<'n> {
+    /// Plans publishing `n` as `seq` to its resolved audience; `id` is the
+    /// scheduled row's, or None for a new notification.
+    pub fn new(
+        n: &'n NewNotification,
+        r: Resolved,
+        seq: i64,
+        id: Option<String>,
+        sender: &'n str,
+        now: Millis,
+    ) -> Publication<'n> {
+        let a = &n.audience;
+        let in_app = n.wants(Channel::InApp, false);
+        let recipients = (!a.is_broadcast()).then_some((r.direct.len() + r.contacts.len()) as i64);
+        let plan = super::delivery_plan(n, &r.direct, &r.contacts, now);
+        let mut log = r.skipped;
+        log.extend(plan.log);
+        let broadcast_gids = match (in_app, a.all) {
+            (false, _) => Vec::new(),
+            (true, true) => vec![0],
+            (true, false) => r.gids,
+        };
+        Publication {
+            n,
+            seq,
+            id: id.unwrap_or_else(|| ulid::Ulid::new().to_string()),
+            sender,
+            now,
+            actor_uid: r.actor_uid,
+            subscribe_actor: match (r.subscribe_actor, n.actor_id(), &n.content.entity) {
+                (true, Some(actor), Some(entity)) => Some((actor, entity)),
+                _ => None,
+            },
+            recipients,
+            content_json: n.content.to_json(),
+            columns: EntryColumns::of(n),
+            inbox: if in_app { r.direct } else { Vec::new() },
+            broadcast_gids,
+            contacts: r.contacts,
+            jobs: plan.jobs,
+            log,
+        }
+    }
+
+    /// The audience column (of a new row).
+    pub fn audience_json(&self) -> String {
+        audience_json(self.n)
+    }
+
+    /// The channels column (of a new row).
+    pub fn channels_json(&self) -> Option<String> {
+        channels_json(self.n)
+    }
+
+    pub fn inbox_uids(&self) -> impl Iterator<Item = i64> + '_ {
+        self.inbox.iter().map(|(uid, _)| *uid)
+    }
+
+    /// The stream event and the receipt, once applied; `stacked` holds the
+    /// count of each recipient's entry that grew a stack (others count 1).
+    pub fn finish(self, stacked: &HashMap<i64, i64>) -> (StoreEvent, SendReceipt) {
+        let a = &self.n.audience;
+        let direct = self
+            .inbox
+            .into_iter()
+            .map(|(uid, user)| (user, stacked.get(&uid).copied().unwrap_or(1)))
+            .collect();
+        let event = StoreEvent::Published(Arc::new(Published {
+            seq: self.seq,
+            id: self.id.clone(),
+            created_at: self.now,
+            content_json: self.content_json,
+            direct,
+            broadcast: if self.broadcast_gids.is_empty() {
+                None
+            } else {
+                broadcast_targets(a.all, &a.groups)
+            },
+            actor: self.n.actor_id().cloned(),
+        }));
+        let receipt = SendReceipt {
+            id: self.id,
+            seq: Some(self.seq),
+            recipients: self.recipients,
+            replayed: false,
+        };
+        (event, receipt)
+    }
+}
+
+/// Everything scheduling one notification writes.
+#[derive(Debug)]
+pub(crate) struct Schedule<'n> {
+    pub id: String,
+    pub sender: &'n str,
+    pub now: Millis,
+    pub at: Millis,
+    pub content_json: String,
+    pub audience_json: String,
+    pub channels_json: Option<String>,
+    /// The whole request, resolved again when it is due.
+    pub request_json: String,
+    pub columns: EntryColumns<'n>,
+    /// "scheduled" for each requested target.
+    pub log: Vec<DeliveryEvent>,
+    /// The job that publishes it, due at `at`.
+    pub job: JobPayload,
+}
+
+impl<'n> Schedule<'n> {
+    /// Plans holding `n` until `at`; its targets must exist now.
+    pub fn new(
+        n: &'n NewNotification,
+        users: &[Option<i64>],
+        groups: &[Option<i64>],
+        sender: &'n str,
+        now: Millis,
+        at: Millis,
+    ) -> Result<Schedule<'n>> {
+        require_known(n, users, groups)?;
+        let log = super::target_labels(n)
+            .into_iter()
+            .map(|label| event(label, Channel::InApp, DeliveryStatus::Scheduled, None, at))
+            .collect();
+        Ok(Schedule {
+            id: ulid::Ulid::new().to_string(),
+            sender,
+            now,
+            at,
+            content_json: n.content.to_json(),
+            audience_json: audience_json(n),
+            channels_json: channels_json(n),
+            request_json: request_json(n)?,
+            columns: EntryColumns::of(n),
+            log,
+            job: JobPayload::Publish,
+        })
+    }
+
+    pub fn receipt(&self) -> SendReceipt {
+        SendReceipt {
+            id: self.id.clone(),
+            seq: None,
+            recipients: None,
+            replayed: false,
+        }
+    }
+}
+
+/// A page of a broadcast's audience turned into deliveries on `channel`:
+/// one job and one "queued" line per member, never the actor.
+pub(crate) fn expansion(
+    members: Vec<(i64, String)>,
+    actor_uid: Option<i64>,
+    channel: Channel,
+    now: Millis,
+) -> Result<(Vec<JobPayload>, Vec<DeliveryEvent>)> {
+    let mut jobs = Vec::with_capacity(members.len());
+    let mut log = Vec::with_capacity(members.len());
+    for (uid, id) in members {
+        if Some(uid) == actor_uid {
+            continue;
+        }
+        let recipient = Recipient::User(UserId::parse(&id).map_err(StoreError::backend)?);
+        log.push(event(
+            recipient.label(),
+            channel,
+            DeliveryStatus::Queued,
+            None,
+            now,
+        ));
+        jobs.push(JobPayload::Deliver { channel, recipient });
+    }
+    Ok((jobs, log))
+}
+
+/// Where the next page of an expansion starts; None after the last page.
+pub(crate) fn next_page(members: &[(i64, String)], limit: usize) -> Option<i64> {
+    (members.len() == limit)
+        .then(|| members.last().map(|m| m.0))
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::notification as n;
+    use proptest::prelude::*;
+
+    fn uid_of(name: &str) -> i64 {
+        name.trim_start_matches('u').parse::<i64>().unwrap()
+    }
+
+    fn user(name: &str) -> UserId {
+        UserId::parse(name).unwrap()
+    }
+
+    #[test]
+    fn strict_refuses_unknown_targets_and_later_skips_them() {
+        let n = n(r#"{"to":{"users":["u1","u2"],"groups":["g"]},"title":"t"}"#);
+        let facts = || Facts {
+            users: vec![Some(1), None],
+            groups: vec![None],
+            ..Facts::default()
+        };
+        match resolve(&n, facts(), vec![], true, Millis(1)) {
+            Err(StoreError::UnknownUsers(ids)) => assert_eq!(ids, vec!["u2"]),
+            other => panic!("{other:?}"),
+        }
+        let r = resolve(&n, facts(), vec![], false, Millis(1)).unwrap();
+        assert_eq!(r.direct, vec![(1, user("u1"))]);
+        let labels: Vec<_> = r.skipped.iter().map(|e| e.recipient.as_str()).collect();
+        assert_eq!(labels, vec!["user:u2", "group:g"]);
+        assert!(
+            r.skipped
+                .iter()
+                .all(|e| e.status == DeliveryStatus::Skipped)
+        );
+    }
+
+    #[test]
+    fn subscribe_actor_needs_a_known_actor_when_strict() {
+        let n = n(
+            r#"{"to":{"users":["u1"]},"title":"t","entity":{"type":"t","id":"1"},"actor":{"id":"u9"},"subscribe_actor":true}"#,
+        );
+        let facts = Facts {
+            users: vec![Some(1)],
+            ..Facts::default()
+        };
+        assert!(matches!(
+            resolve(&n, facts.clone(), vec![], true, Millis(1)),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(
+            !resolve(&n, facts.clone(), vec![], false, Millis(1))
+                .unwrap()
+                .subscribe_actor
+        );
+        let known = Facts {
+            actor_uid: Some(9),
+            ..facts
+        };
+        let r = resolve(&n, known, vec![], true, Millis(1)).unwrap();
+        let p = Publication::new(&n, r, 5, None, "k", Millis(1));
+        assert_eq!(
+            p.subscribe_actor.map(|(a, e)| (a.as_str(), e.id.as_str())),
+            Some(("u9", "1"))
+        );
+    }
+
+    #[test]
+    fn addresses_of_users_are_users_and_others_contacts() {
+        let n = n(
+            r#"{"to":{"emails":["a@example.com","x@example.com","x@example.com"],"entity":{"type":"t","id":"1"}},"title":"t"}"#,
+        );
+        let facts = Facts {
+            subscribers: vec![
+                SubscriberFact::from_row("email", "y@example.com", None).unwrap(),
+                SubscriberFact::from_row("user", "u3", Some(3)).unwrap(),
+            ],
+            ..Facts::default()
+        };
+        let asked: Vec<&str> = addresses(&n, &facts.subscribers)
+            .map(|a| a.as_str())
+            .collect();
+        // The request's addresses (de-duplicated when validated), then subscribers'.
+        assert_eq!(
+            asked,
+            vec!["a@example.com", "x@example.com", "y@example.com"]
+        );
+        let owners = vec![Some((1, user("u1"))), None, None];
+        let r = resolve(&n, facts, owners, true, Millis(1)).unwrap();
+        assert_eq!(r.direct, vec![(3, user("u3")), (1, user("u1"))]);
+        let contacts: Vec<&str> = r.contacts.iter().map(|c| c.as_str()).collect();
+        assert_eq!(contacts, vec!["x@example.com", "y@example.com"]);
+        let p = Publication::new(&n, r, 7, None, "k", Millis(1));
+        assert_eq!(p.recipients, Some(4));
+        assert_eq!(p.inbox.len(), 2);
+        // Contacts get email by default, users in-app only.
+        assert_eq!(p.jobs.len(), 2);
+    }
+
+    #[test]
+    fn a_broadcast_is_stored_once_and_counts_no_recipients() {
+        let n = n(r#"{"to":{"all":true,"users":["u1"]},"title":"t"}"#);
+        let facts = Facts {
+            users: vec![Some(1)],
+            ..Facts::default()
+        };
+        let r = resolve(&n, facts, vec![], true, Millis(1)).unwrap();
+        assert!(r.direct.is_empty());
+        let p = Publication::new(&n, r, 3, None, "k", Millis(1));
+        assert_eq!(p.broadcast_gids, vec![0]);
+        assert_eq!(p.recipients, None);
+        let (event, receipt) = p.finish(&HashMap::new());
+        assert_eq!(receipt.seq, Some(3));
+        let StoreEvent::Published(p) = event else {
+            panic!()
+        };
+        assert!(p.broadcast.as_ref().unwrap().all);
+    }
+
+    #[test]
+    fn without_in_app_nothing_reaches_inboxes() {
+        let n = n(r#"{"to":{"users":["u1"],"groups":["g"]},"title":"t","channels":["email"]}"#);
+        let facts = Facts {
+            users: vec![Some(1)],
+            groups: vec![Some(4)],
+            ..Facts::default()
+        };
+        let r = resolve(&n, facts, vec![], true, Millis(1)).unwrap();
+        let p = Publication::new(&n, r, 3, None, "k", Millis(1));
+        assert!(p.inbox.is_empty());
+        assert!(p.broadcast_gids.is_empty());
+        // One email to the user, one expansion of the group.
+        assert_eq!(p.jobs.len(), 2);
+        let (event, _) = p.finish(&HashMap::new());
+        let StoreEvent::Published(p) = event else {
+            panic!()
+        };
+        assert!(p.direct.is_empty() && p.broadcast.is_none());
+    }
+
+    #[test]
+    fn stack_counts_come_from_the_database() {
+        let n = n(r#"{"to":{"users":["u1","u2"]},"title":"t","stack_key":"k"}"#);
+        let facts = Facts {
+            users: vec![Some(1), Some(2)],
+            ..Facts::default()
+        };
+        let r = resolve(&n, facts, vec![], true, Millis(1)).unwrap();
+        let p = Publication::new(&n, r, 3, Some("ID".into()), "k", Millis(1));
+        assert_eq!(p.columns.stack_key, Some("k"));
+        let (event, receipt) = p.finish(&HashMap::from([(2, 5)]));
+        assert_eq!(receipt.id, "ID");
+        let StoreEvent::Published(p) = event else {
+            panic!()
+        };
+        assert_eq!(p.direct, vec![(user("u1"), 1), (user("u2"), 5)]);
+    }
+
+    #[test]
+    fn scheduling_needs_existing_targets() {
+        let n = n(r#"{"to":{"users":["u1"],"groups":["g"]},"title":"t"}"#);
+        assert!(matches!(
+            Schedule::new(&n, &[None], &[Some(1)], "k", Millis(1), Millis(9)),
+            Err(StoreError::UnknownUsers(_))
+        ));
+        assert!(matches!(
+            Schedule::new(&n, &[Some(1)], &[None], "k", Millis(1), Millis(9)),
+            Err(StoreError::UnknownGroups(_))
+        ));
+        let s = Schedule::new(&n, &[Some(1)], &[Some(1)], "k", Millis(1), Millis(9)).unwrap();
+        assert_eq!(s.log.len(), 2);
+        assert!(s.log.iter().all(|e| e.at == Millis(9)));
+        assert_eq!(s.receipt().seq, None);
+    }
+
+    #[test]
+    fn expansion_skips_the_actor() {
+        let members = vec![(1, "u1".to_string()), (2, "u2".to_string())];
+        assert_eq!(next_page(&members, 2), Some(2));
+        assert_eq!(next_page(&members, 3), None);
+        let (jobs, log) = expansion(members, Some(2), Channel::Email, Millis(1)).unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(log[0].recipient, "user:u1");
+    }
+
+    /// A random audience over a small population: users u1..u8, each with
+    /// an address, some of them subscribers; some members of the group.
+    #[derive(Debug, Clone)]
+    struct World {
+        users: Vec<u8>,
+        emails: Vec<u8>,
+        subscribers: Vec<u8>,
+        actor: Option<u8>,
+        group: bool,
+        all: bool,
+        members: Vec<u8>,
+    }
+
+    fn world() -> impl Strategy<Value = World> {
+        let some = || proptest::collection::vec(1u8..=8, 0..6);
+        (
+            some(),
+            some(),
+            some(),
+            proptest::option::of(1u8..=8),
+            any::<bool>(),
+            any::<bool>(),
+            some(),
+        )
+            .prop_map(
+                |(users, emails, subscribers, actor, group, all, members)| World {
+                    users,
+                    emails,
+                    subscribers,
+                    actor,
+                    group,
+                    all,
+                    members,
+                },
+            )
+    }
+
+    fn run(w: &World) -> Resolved {
+        let name = |u: &u8| format!("u{u}");
+        let mut req = serde_json::json!({
+            "to": {
+                "users": w.users.iter().map(name).collect::<Vec<_>>(),
+                "emails": w.emails.iter().map(|u| format!("u{u}@example.com")).collect::<Vec<_>>(),
+                "all": w.all,
+                "entity": {"type": "t", "id": "1"},
+            },
+            "title": "t",
+        });
+        if w.group {
+            req["to"]["groups"] = serde_json::json!(["g"]);
+        }
+        if let Some(a) = w.actor {
+            req["actor"] = serde_json::json!({"id": name(&a)});
+        }
+        let n = n(&req.to_string());
+        let facts = Facts {
+            actor_uid: w.actor.map(i64::from),
+            users: n
+                .audience
+                .users
+                .iter()
+                .map(|u| Some(uid_of(u.as_str())))
+                .collect(),
+            groups: n.audience.groups.iter().map(|_| Some(100)).collect(),
+            subscribers: w
+                .subscribers
+                .iter()
+                .map(|u| SubscriberFact::User {
+                    uid: i64::from(*u),
+                    id: user(&name(u)),
+                })
+                .collect(),
+        };
+        let owners = addresses(&n, &facts.subscribers)
+            .map(|a| {
+                let u = a.as_str().split('@').next().unwrap();
+                Some((uid_of(u), user(u)))
+            })
+            .collect();
+        let mut r = resolve(&n, facts, owners, true, Millis(1)).unwrap();
+        if r.needs_coverage() {
+            let covered = r
+                .direct_uids()
+                .filter(|uid| w.members.iter().any(|m| i64::from(*m) == *uid))
+                .collect();
+            r.exclude_covered(&covered);
+        }
+        r
+    }
+
+    proptest! {
+        #[test]
+        fn each_person_once_never_the_actor_never_covered(w in world()) {
+            let r = run(&w);
+            let uids: Vec<i64> = r.direct_uids().collect();
+            let unique: HashSet<i64> = uids.iter().copied().collect();
+            prop_assert_eq!(unique.len(), uids.len(), "someone twice: {:?}", uids);
+            prop_assert!(w.actor.is_none_or(|a| !unique.contains(&i64::from(a))));
+            if w.all {
+                prop_assert!(uids.is_empty());
+            } else if w.group {
+                prop_assert!(w.members.iter().all(|m| !unique.contains(&i64::from(*m))));
+            }
+            for (uid, id) in &r.direct {
+                prop_assert_eq!(id.as_str(), format!("u{uid}"));
+            }
+            // Every addressed person who is not the actor nor reached by
+            // the broadcast part is a direct recipient.
+            if !w.all {
+                let named = w.users.iter().chain(&w.emails).chain(&w.subscribers);
+                for u in named {
+                    let u = i64::from(*u);
+                    let covered = w.group && w.members.iter().any(|m| i64::from(*m) == u);
+                    if Some(u) != w.actor.map(i64::from) && !covered {
+                        prop_assert!(unique.contains(&u), "u{} left out", u);
+                    }
+                }
+            }
+            prop_assert!(r.contacts.is_empty());
+        }
+
+        #[test]
+        fn contacts_are_unique(addresses in proptest::collection::vec(1u8..=5, 1..8)) {
+            let emails: Vec<String> = addresses.iter().map(|a| format!("c{a}@example.com")).collect();
+            let n = n(&serde_json::json!({"to": {"emails": emails}, "title": "t"}).to_string());
+            let owners = addresses_of(&n);
+            let r = resolve(&n, Facts::default(), owners, true, Millis(1)).unwrap();
+            let unique: HashSet<&EmailAddress> = r.contacts.iter().collect();
+            prop_assert_eq!(unique.len(), r.contacts.len());
+            let distinct: HashSet<u8> = addresses.iter().copied().collect();
+            prop_assert_eq!(r.contacts.len(), distinct.len());
+        }
+    }
+
+    fn addresses_of(n: &NewNotification) -> Vec<Option<(i64, UserId)>> {
+        addresses(n, &[]).map(|_| None).collect()
+    }
+}

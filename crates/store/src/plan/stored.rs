@@ -1,0 +1,259 @@
+//! Stored forms, written and read in this one place by both backends: a
+//! notification's request (the audience as requested, a typed struct never
+//! read back as untyped JSON; the requested channels; the whole request of
+//! a scheduled send), subscriptions, and what an email needs.
+
+use crate::jobs::{EmailContext, Recipient};
+use crate::{BroadcastTargets, NotificationStatus, Result, StoreError, Subscriber, Subscription};
+use belfry_core::{
+    Channel, EmailAddress, EntityRef, GroupId, Locale, Millis, NewNotification, TimeZoneName, User,
+    UserId,
+};
+use serde::{Deserialize, Serialize};
+
+/// The audience column. The fields are in alphabetical order, which keeps
+/// the stored text the same as that of earlier versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredAudience {
+    #[serde(default)]
+    pub all: bool,
+    #[serde(default)]
+    pub emails: Vec<EmailAddress>,
+    #[serde(default)]
+    pub entity: Option<EntityRef>,
+    #[serde(default)]
+    pub groups: Vec<GroupId>,
+    #[serde(default)]
+    pub users: Vec<UserId>,
+}
+
+impl StoredAudience {
+    #[cfg(test)]
+    pub fn of(a: &belfry_core::Audience) -> StoredAudience {
+        StoredAudience {
+            all: a.all,
+            emails: a.emails.clone(),
+            entity: a.entity.clone(),
+            groups: a.groups.clone(),
+            users: a.users.clone(),
+        }
+    }
+
+    pub fn decode(json: &str) -> Result<StoredAudience> {
+        serde_json::from_str(json).map_err(StoreError::backend)
+    }
+
+    /// The broadcast part (everyone, or groups), if any.
+    pub fn broadcast(&self) -> Option<BroadcastTargets> {
+        broadcast_targets(self.all, &self.groups)
+    }
+}
+
+/// The broadcast part of an audience; the groups are left out when it
+/// reaches everyone.
+pub(crate) fn broadcast_targets(all: bool, groups: &[GroupId]) -> Option<BroadcastTargets> {
+    (all || !groups.is_empty()).then(|| BroadcastTargets {
+        all,
+        groups: if all { Vec::new() } else { groups.to_vec() },
+    })
+}
+
+/// The audience column of `n`.
+pub(crate) fn audience_json(n: &NewNotification) -> String {
+    // Serialised from borrowed fields: no copy of the lists.
+    #[derive(Serialize)]
+    struct Borrowed<'a> {
+        all: bool,
+        emails: &'a [EmailAddress],
+        entity: &'a Option<EntityRef>,
+        groups: &'a [GroupId],
+        users: &'a [UserId],
+    }
+    let a = &n.audience;
+    serde_json::to_string(&Borrowed {
+        all: a.all,
+        emails: &a.emails,
+        entity: &a.entity,
+        groups: &a.groups,
+        users: &a.users,
+    })
+    .expect("an audience serialises")
+}
+
+/// The channels column; None for the defaults.
+pub(crate) fn channels_json(n: &NewNotification) -> Option<String> {
+    n.channels
+        .as_ref()
+        .map(|list| serde_json::to_string::<[Channel]>(list).expect("channel names serialise"))
+}
+
+/// The request column of a scheduled send.
+pub(crate) fn request_json(n: &NewNotification) -> Result<String> {
+    serde_json::to_string(n).map_err(StoreError::backend)
+}
+
+/// A scheduled send's request, read back when it is due.
+pub(crate) fn decode_request(id: &str, json: &str) -> Result<NewNotification> {
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::backend(format!("stored request of {id}: {e}")))
+}
+
+/// A subscriber as stored: its kind (`user` or `email`) and its id or address.
+pub(crate) fn subscriber_columns(who: &Subscriber) -> (&'static str, &str) {
+    match who {
+        Subscriber::User(user) => ("user", user.as_str()),
+        Subscriber::Email(address) => ("email", address.as_str()),
+    }
+}
+
+/// A subscription row: entity type and id, kind, subscriber, created at.
+pub(crate) type SubscriptionRow = (String, String, String, String, i64);
+
+pub(crate) fn subscription(
+    (kind, id, sub_kind, subscriber, at): SubscriptionRow,
+) -> Result<Subscription> {
+    let (user, email) = if sub_kind == "user" {
+        (
+            Some(UserId::parse(&subscriber).map_err(StoreError::backend)?),
+            None,
+        )
+    } else {
+        (
+            None,
+            Some(EmailAddress::parse(&subscriber).map_err(StoreError::backend)?),
+        )
+    };
+    Ok(Subscription {
+        entity: EntityRef { kind, id },
+        user,
+        email,
+        created_at: Millis(at),
+    })
+}
+
+/// A user row: id, email, name, avatar URL, locale, time zone, data,
+/// created at, updated at.
+pub(crate) type UserRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+);
+
+/// Stored values were validated before they were written; a value that no
+/// longer parses is reported as a backend error rather than trusted.
+fn reparse<T>(
+    v: Option<String>,
+    parse: impl Fn(&str) -> std::result::Result<T, String>,
+) -> Result<Option<T>> {
+    v.map(|s| parse(&s).map_err(StoreError::backend))
+        .transpose()
+}
+
+/// A user from its row and the ids of its current groups.
+pub(crate) fn user(row: UserRow, groups: Vec<String>) -> Result<User> {
+    let (id, email, name, avatar_url, locale, timezone, data, created_at, updated_at) = row;
+    Ok(User {
+        id: UserId::parse(&id).map_err(StoreError::backend)?,
+        email: reparse(email, EmailAddress::parse)?,
+        name,
+        avatar_url,
+        locale: reparse(locale, Locale::parse)?,
+        timezone: reparse(timezone, TimeZoneName::parse)?,
+        groups: groups
+            .iter()
+            .map(|g| GroupId::parse(g).map_err(StoreError::backend))
+            .collect::<Result<_>>()?,
+        data: data
+            .map(|d| serde_json::from_str(&d))
+            .transpose()
+            .map_err(StoreError::backend)?,
+        created_at: Millis(created_at),
+        updated_at: Millis(updated_at),
+    })
+}
+
+/// The notification's columns an email needs: id, status, content,
+/// published at, created at.
+pub(crate) type EmailNotificationRow = (String, String, String, Option<i64>, i64);
+
+/// A user's columns an email needs: email, name, locale, time zone.
+pub(crate) type EmailUserRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// What sending the notification to `recipient` needs; `user` is the
+/// recipient user's row (when it is a user that still exists). Stored
+/// values that no longer parse are left out.
+pub(crate) fn email_context(
+    (id, status, content, published, created): EmailNotificationRow,
+    recipient: &Recipient,
+    user: Option<EmailUserRow>,
+) -> Result<EmailContext> {
+    let mut ctx = EmailContext {
+        notification_id: id,
+        status: NotificationStatus::parse(&status)?,
+        content_json: content,
+        published_at: Millis(published.unwrap_or(created)),
+        to: None,
+        name: None,
+        locale: None,
+        timezone: None,
+    };
+    match (recipient, user) {
+        (Recipient::Contact(address), _) => ctx.to = Some(address.clone()),
+        (Recipient::User(_), Some((email, name, locale, timezone))) => {
+            ctx.to = email.and_then(|e| EmailAddress::parse(&e).ok());
+            ctx.name = name;
+            ctx.locale = locale.and_then(|l| Locale::parse(&l).ok());
+            ctx.timezone = timezone.and_then(|t| TimeZoneName::parse(&t).ok());
+        }
+        (Recipient::User(_), None) => {}
+    }
+    Ok(ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::notification as n;
+
+    #[test]
+    fn audience_round_trips_in_the_stored_form() {
+        let n = n(
+            r#"{"to":{"users":["a"],"emails":["x@example.com"],"groups":["g"],"entity":{"type":"t","id":"1"}},"title":"t"}"#,
+        );
+        let json = audience_json(&n);
+        // The text earlier versions stored (keys in alphabetical order).
+        assert_eq!(
+            json,
+            r#"{"all":false,"emails":["x@example.com"],"entity":{"type":"t","id":"1"},"groups":["g"],"users":["a"]}"#
+        );
+        let back = StoredAudience::decode(&json).unwrap();
+        assert_eq!(back, StoredAudience::of(&n.audience));
+        assert_eq!(
+            back.broadcast(),
+            Some(BroadcastTargets {
+                all: false,
+                groups: vec![GroupId::parse("g").unwrap()]
+            })
+        );
+    }
+
+    #[test]
+    fn everyone_needs_no_groups() {
+        let n =
+            n(r#"{"to":{"all":true,"groups":["g"]},"title":"t","channels":["in_app","email"]}"#);
+        let back = StoredAudience::decode(&audience_json(&n)).unwrap();
+        assert_eq!(back.broadcast().unwrap().groups, Vec::<GroupId>::new());
+        assert_eq!(channels_json(&n).unwrap(), r#"["in_app","email"]"#);
+    }
+}
