@@ -4,9 +4,10 @@
 //! state and the same frame goes to every connection that should get it.
 //!
 //! Counts: the hub keeps each connected user's last known counts. A
-//! broadcast always adds one unread and one unseen item, so it updates the
-//! cached counts without a query; anything else (a direct notification, a
-//! state change) recomputes them from the store, once per burst.
+//! broadcast, and a direct notification that makes a new entry (stack count
+//! 1), always add one unread and one unseen item, so they update the cached
+//! counts without a query; anything else (a stack that grew, a state
+//! change) recomputes them from the store, once per burst.
 
 use super::frame::{Frame, Kind};
 use belfry_core::inbox::InboxItemMeta;
@@ -348,7 +349,14 @@ impl Hub {
                 }
             };
             Self::send(entry, &frame);
-            if Self::wants_refresh(entry) {
+            // An entry whose stack count is 1 is new, or a read stack that
+            // starts again: either way one more unread and unseen item, so
+            // the cached counts follow without counting the inbox again
+            // (which costs as much as the user has unread). A stack that
+            // grew may or may not have been seen: count it in the store.
+            if *count == 1 {
+                Self::add_one(entry, user, refresh);
+            } else if Self::wants_refresh(entry) {
                 refresh.push(user.clone());
             }
         }
@@ -366,22 +374,8 @@ impl Hub {
                 return;
             }
             Self::send(entry, &frame);
-            // A broadcast is always one more unread and unseen item. The
-            // counts frame goes right behind the notification, so that the
-            // connection writes both at once (see the streams' batching).
-            match (&mut entry.counts, entry.refreshing) {
-                (Some(c), false) => {
-                    c.unread += 1;
-                    c.unseen += 1;
-                    let f = counts_frame(*c);
-                    Self::send(entry, &f);
-                }
-                _ => {
-                    if Self::wants_refresh(entry) {
-                        refresh.push(user.clone());
-                    }
-                }
-            }
+            // A broadcast is always one more unread and unseen item.
+            Self::add_one(entry, user, refresh);
         };
         match recipients {
             None => {
@@ -394,6 +388,26 @@ impl Hub {
                     if let Some(entry) = st.users.get_mut(&user) {
                         deliver(&user, entry);
                     }
+                }
+            }
+        }
+    }
+
+    /// One more unread and unseen item: the cached counts follow and the
+    /// counts frame goes right behind the notification, so that the
+    /// connection writes both at once (see the streams' batching). Without
+    /// known counts (or while they are being counted) they are counted.
+    fn add_one(entry: &mut Entry, user: &UserId, refresh: &mut Vec<UserId>) {
+        match (&mut entry.counts, entry.refreshing) {
+            (Some(c), false) => {
+                c.unread += 1;
+                c.unseen += 1;
+                let f = counts_frame(*c);
+                Self::send(entry, &f);
+            }
+            _ => {
+                if Self::wants_refresh(entry) {
+                    refresh.push(user.clone());
                 }
             }
         }

@@ -25,8 +25,8 @@ mod write;
 
 use crate::{
     ApiKeyInfo, Constraint, DeliveryEvent, DevMail, EmailContext, Group, InboxChange, InboxPage,
-    Job, JobOutcome, JobStats, NewApiKey, NewDevMail, NotificationRecord, PoolStats, Recipient, Result,
-    SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber, Subscription,
+    Job, JobOutcome, JobStats, NewApiKey, NewDevMail, NotificationRecord, PoolStats, Recipient,
+    Result, SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber, Subscription,
 };
 use async_trait::async_trait;
 use belfry_core::{
