@@ -297,7 +297,7 @@ impl SqliteStore {
             .name("belfry-sqlite-writer".into())
             .spawn(move || writer_loop(writer, rx))
             .map_err(|e| StoreError::backend(format!("cannot start the writer thread: {e}")))?;
-        let checkpointer = start_checkpointer(&options.path, &options.wal, &wal_state)?;
+        let checkpointer = start_checkpointer(&options.path, &options.wal, &wal_state, page_size)?;
 
         Ok(SqliteStore {
             writer: tx,
@@ -378,28 +378,15 @@ fn start_checkpointer(
     path: &Path,
     options: &WalOptions,
     state: &Arc<WalState>,
+    page_size: i64,
 ) -> Result<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)> {
     let conn = Connection::open(path)?;
     configure(&conn)?;
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
-    let interval = options.checkpoint_interval;
-    let db = path.to_path_buf();
-    let state = state.clone();
+    let (options, state, db) = (options.clone(), state.clone(), path.to_path_buf());
     let handle = std::thread::Builder::new()
         .name("belfry-sqlite-checkpoint".into())
-        .spawn(move || {
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                stopped.recv_timeout(interval)
-            {
-                // The writer is restarting the log: it copies what is left.
-                if let Ok(_turn) = state.turn.try_lock()
-                    && let Err(e) = wal::checkpoint(&conn, wal::Mode::Passive)
-                {
-                    tracing::warn!(error = %e, "WAL checkpoint failed");
-                }
-                wal::report_size(&db);
-            }
-        })
+        .spawn(move || wal::checkpointer_loop(conn, options, state, page_size, db, stopped))
         .map_err(|e| StoreError::backend(format!("cannot start the checkpoint thread: {e}")))?;
     Ok((stop, handle))
 }

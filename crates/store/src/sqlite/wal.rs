@@ -66,6 +66,9 @@ pub struct WalState {
     /// time and answers another with "busy" before doing anything, so the
     /// two parties take turns here instead.
     pub turn: std::sync::Mutex<()>,
+    /// Set by the checkpointer when it has just copied back a log that is
+    /// due for a restart: the writer's restart is cheap now.
+    pub ready: std::sync::atomic::AtomicBool,
 }
 
 /// The outcome of one `PRAGMA wal_checkpoint`.
@@ -185,22 +188,25 @@ impl Restarter {
         if bytes < self.options.restart_bytes as i64 {
             return;
         }
-        // After a restart that readers kept from completing, wait a little
-        // before the next attempt; past twice the threshold, try after
-        // every batch.
+        // Normally the restart waits until the checkpointer has just copied
+        // the log back (`ready`), so that only the frames committed since
+        // are left to copy while the writer waits. Past twice the limit (a
+        // checkpointer that cannot keep up) the writer restarts the log
+        // itself, after every batch, waiting for its turn if need be.
         let urgent = bytes >= 2 * self.options.restart_bytes as i64;
+        if !urgent && !self.state.ready.load(Ordering::Acquire) {
+            return;
+        }
         if !urgent && self.not_before.is_some_and(|t| Instant::now() < t) {
             return;
         }
-        // The checkpointer thread is copying: try again after the next batch
-        // rather than make the writer wait for it, unless the log is twice
-        // as large as it should be; then wait for its turn.
         let state = self.state.clone();
         let _turn = match state.turn.try_lock() {
             Ok(turn) => turn,
             Err(std::sync::TryLockError::WouldBlock) if !urgent => return,
             Err(_) => state.turn.lock().unwrap_or_else(|p| p.into_inner()),
         };
+        self.state.ready.store(false, Ordering::Release);
         let _ = conn.busy_timeout(self.options.restart_wait);
         let result = checkpoint(conn, Mode::Restart);
         let _ = conn.busy_timeout(busy_timeout);
@@ -222,5 +228,43 @@ impl Restarter {
             }
         }
         report_size(&self.db);
+    }
+}
+
+/// The checkpointer thread's loop: a PASSIVE checkpoint every
+/// `checkpoint_interval`, and at once (checking every few milliseconds)
+/// when the log has grown past the restart threshold, after which it tells
+/// the writer that the restart is cheap (`ready`). Ends when `stop` is
+/// dropped.
+pub fn checkpointer_loop(
+    conn: Connection,
+    options: WalOptions,
+    state: Arc<WalState>,
+    page_size: i64,
+    db: PathBuf,
+    stop: std::sync::mpsc::Receiver<()>,
+) {
+    let tick = options.checkpoint_interval.min(Duration::from_millis(10));
+    let mut last = Instant::now();
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(tick) {
+        let due = state.frames.load(Ordering::Relaxed) * page_size.max(512)
+            >= options.restart_bytes as i64;
+        let waiting = due && state.ready.load(Ordering::Acquire);
+        if waiting || (!due && last.elapsed() < options.checkpoint_interval) {
+            continue;
+        }
+        // The writer is restarting the log: it copies what is left.
+        let Ok(_turn) = state.turn.try_lock() else {
+            continue;
+        };
+        last = Instant::now();
+        match checkpoint(&conn, Mode::Passive) {
+            Ok(c) if due && !c.busy && c.copied >= c.log => {
+                state.ready.store(true, Ordering::Release);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+        }
+        report_size(&db);
     }
 }
