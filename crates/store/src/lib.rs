@@ -48,6 +48,10 @@ pub enum StoreError {
     /// A request that is well-formed but cannot be carried out as asked.
     #[error("{0}")]
     Invalid(String),
+    /// The idempotency key was used, within its window, for a different
+    /// request.
+    #[error("the idempotency key '{key}' was used for a different request")]
+    IdempotencyKeyReused { key: String },
     /// The error of one item of a batch; nothing of the batch was written.
     #[error("notifications[{index}]: {error}")]
     InItem {

@@ -43,6 +43,10 @@ use tokio::sync::{Notify, broadcast, mpsc};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_stack_members.sql")),
+    (
+        3,
+        include_str!("migrations/0003_tokens_and_fingerprints.sql"),
+    ),
 ];
 
 /// Commits buffered in the event channel before a slow consumer lags.

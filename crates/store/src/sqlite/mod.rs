@@ -36,6 +36,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/0002_subscriptions.sql")),
     (3, include_str!("migrations/0003_delivery.sql")),
     (4, include_str!("migrations/0004_stack_members.sql")),
+    (
+        5,
+        include_str!("migrations/0005_tokens_and_fingerprints.sql"),
+    ),
 ];
 
 /// How many operations the writer commits together at most.
