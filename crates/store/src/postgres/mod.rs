@@ -399,12 +399,24 @@ impl Store for PgStore {
         }
     }
 
-    async fn delete_user(&self, id: &UserId) -> Result<()> {
+    async fn delete_user(&self, id: &UserId, now: Millis) -> Result<()> {
         let mut tx = self.begin().await?;
-        let event = write::delete_user(&mut tx, id).await?;
+        let events = write::delete_user(&mut tx, id, now).await?;
+        tx.commit().await?;
+        self.shared.emit(events);
+        Ok(())
+    }
+
+    async fn revoke_tokens(&self, id: &UserId, now: Millis) -> Result<Millis> {
+        let mut tx = self.begin().await?;
+        let (after, event) = write::revoke_tokens(&mut tx, id, now).await?;
         tx.commit().await?;
         self.shared.emit(vec![event]);
-        Ok(())
+        Ok(after)
+    }
+
+    async fn token_revocations(&self, since: Millis) -> Result<Vec<(UserId, Millis)>> {
+        read::token_revocations(&mut *self.conn().await?, since).await
     }
 
     async fn put_group(

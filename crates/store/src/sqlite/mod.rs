@@ -563,9 +563,18 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_user(&self, id: &UserId) -> Result<()> {
+    async fn delete_user(&self, id: &UserId, now: Millis) -> Result<()> {
         let id = id.clone();
-        self.write(move |w| write::delete_user(w, &id)).await
+        self.write(move |w| write::delete_user(w, &id, now)).await
+    }
+
+    async fn revoke_tokens(&self, id: &UserId, now: Millis) -> Result<Millis> {
+        let id = id.clone();
+        self.write(move |w| write::revoke_tokens(w, &id, now)).await
+    }
+
+    async fn token_revocations(&self, since: Millis) -> Result<Vec<(UserId, Millis)>> {
+        self.read(move |c| read::token_revocations(c, since)).await
     }
 
     async fn put_group(
