@@ -330,6 +330,37 @@ describe('the inbox widget in one tab', () => {
     await page.close();
   });
 
+  test('a revoked or expired token ends the stream; the widget gets a new one from tokenProvider and misses nothing', async () => {
+    // Revoked: the server ends the stream at once; the widget reconnects,
+    // is refused, asks tokenProvider and resumes after its last event.
+    const { user, page, errors } = await open({ noToken: true, provider: true });
+    await belfry.notify(user, { title: 'Before revocation' });
+    await toasts(page).filter({ hasText: 'Before revocation' }).waitFor();
+    let asked = host.tokenRequests;
+    await belfry.call('DELETE', `/v1/users/${user}/tokens`);
+    // Committed after the revocation: never on the old stream, only replayed.
+    await belfry.notify(user, { title: 'After revocation' });
+    await toasts(page).filter({ hasText: 'After revocation' }).waitFor();
+    assert.ok(host.tokenRequests > asked, 'a new token was asked for');
+    await live(page);
+    await belfry.notify(user, { title: 'Live again' });
+    await toasts(page).filter({ hasText: 'Live again' }).waitFor();
+
+    await page.close();
+
+    // Expired: a token of two seconds ends its stream when it runs out.
+    const again = await context.newPage();
+    asked = host.tokenRequests;
+    await again.goto(host.url(user, { token: await belfry.token(user, 2), provider: true }));
+    await live(again);
+    await until(async () => host.tokenRequests > asked, { timeout: 15000, what: 'a new token after the first expired' });
+    await live(again);
+    await belfry.notify(user, { title: 'After expiry' });
+    await toasts(again).filter({ hasText: 'After expiry' }).waitFor();
+    assert.deepEqual(errors.filter((e) => !/401/.test(e)), []);
+    await again.close();
+  });
+
   test('a tokenProvider alone signs the widget in', async () => {
     const { user, page } = await open({ noToken: true, provider: true });
     await belfry.notify(user, { title: 'Provider only' });

@@ -386,7 +386,11 @@ async fn token(action: TokenAction) -> anyhow::Result<()> {
                 bail!("there is no user {user}; create it with PUT /v1/users/{user} first");
             }
             let signer = belfry_server::token_signer(&store).await?;
-            let (token, expires) = signer.issue(&user, SystemClock.now(), ttl);
+            // Issued after any revocation of this very millisecond.
+            let now = SystemClock.now();
+            let revocations = belfry_server::auth::Revocations::default();
+            revocations.load(store.token_revocations(now).await?, now);
+            let (token, expires) = signer.issue(&user, revocations.issue_time(&user, now), ttl);
             println!("{token}");
             eprintln!("valid until {expires}");
             Ok(())

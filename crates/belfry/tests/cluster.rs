@@ -538,3 +538,55 @@ async fn jobs_run_exactly_once_and_a_killed_node_loses_nothing() {
     };
     assert_eq!(counts["unread"], 10);
 }
+
+#[tokio::test]
+async fn a_revocation_on_one_node_ends_the_tokens_and_streams_on_every_node() {
+    let Some(c) = Cluster::start(2, &[]) else {
+        return;
+    };
+    let (s, _) = c
+        .call(0, reqwest::Method::PUT, "/v1/users/ana", Some(json!({})))
+        .await;
+    assert_eq!(s, 200);
+    let old = c.token(0, "ana").await;
+    let mut on_b = stream(c.url(1), &old, None).await;
+    on_b.next_of("counts").await;
+    let counts = |node: usize, token: String| {
+        let url = format!("{}/v1/me/counts", c.url(node));
+        let client = c.client.clone();
+        async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(counts(1, old.clone()).await, 200);
+
+    // Revoked through node A: node B hears of it over NATS, ends the stream
+    // and refuses the token (without asking the database per request).
+    let (s, _) = c
+        .call(0, reqwest::Method::DELETE, "/v1/users/ana/tokens", None)
+        .await;
+    assert_eq!(s, 204);
+    while let Some((event, _, _)) = on_b.next().await {
+        assert_ne!(event, "notification");
+    }
+    assert_eq!(counts(1, old.clone()).await, 401);
+    assert_eq!(counts(0, old).await, 401);
+    // A token issued afterwards by either node works on both.
+    for issuer in 0..2 {
+        let fresh = c.token(issuer, "ana").await;
+        for n in 0..2 {
+            assert_eq!(
+                counts(n, fresh.clone()).await,
+                200,
+                "issued by {issuer} on {n}"
+            );
+        }
+    }
+}

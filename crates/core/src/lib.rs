@@ -16,5 +16,7 @@ pub use notification::{
     Action, ActionKind, ActionStyle, Audience, Channel, Content, NewNotification, SendRequest,
 };
 pub use time::{Clock, ManualClock, Millis, SystemClock};
-pub use user::{Locale, Patch, TimeZoneName, User, UserPatch, UserRequest};
+pub use user::{
+    Locale, MAX_USER_TOKEN_TTL_SECS, Patch, TimeZoneName, User, UserPatch, UserRequest,
+};
 pub use validation::{FieldError, ValidationErrors};

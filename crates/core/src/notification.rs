@@ -265,6 +265,11 @@ pub struct NewNotification {
     pub content: Content,
     /// Hold until then (only when in the future at validation time).
     pub send_at: Option<Millis>,
+    /// The `send_at` as the request gave it, even when it had passed (a
+    /// retry after the time came is still the same request: see the
+    /// idempotency fingerprint in the store's planner). Not stored.
+    #[serde(skip)]
+    pub requested_send_at: Option<Millis>,
     /// `None`: the defaults (in-app for users, email for external contacts).
     pub channels: Option<Vec<Channel>>,
     pub idempotency_key: Option<String>,
@@ -502,6 +507,7 @@ impl SendRequest {
                 "is more than a minute in the past; give a time in the future, or leave it out to send now",
             );
         }
+        let requested_send_at = send_at;
         let send_at = send_at.filter(|t| *t > now);
         let expires_at = self
             .expires_at
@@ -566,6 +572,7 @@ impl SendRequest {
             audience,
             content,
             send_at,
+            requested_send_at,
             channels,
             idempotency_key,
             subscribe_actor,

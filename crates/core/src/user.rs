@@ -6,6 +6,11 @@ use crate::time::Millis;
 use crate::validation::{self, ValidationErrors};
 use serde::{Deserialize, Deserializer, Serialize};
 
+/// The longest lifetime of a user token, in seconds (30 days). A token
+/// revocation older than this refuses nothing that has not expired anyway,
+/// so it may be forgotten.
+pub const MAX_USER_TOKEN_TTL_SECS: i64 = 30 * 24 * 3600;
+
 /// A field of an update: left out, set to null, or given a value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Patch<T> {

@@ -1,6 +1,12 @@
 //! Authentication and authorisation: secret keys (random, stored as SHA-256,
 //! scoped `send` or `admin`), short-lived user tokens (HS256 JWTs signed with
-//! a secret kept in the store), and the extractors that demand them.
+//! a secret kept in the store) and their revocations, and the extractors
+//! that demand them.
+//!
+//! Checking a user token costs no database query: the signature and `exp`
+//! are checked, and its `iat` (in milliseconds) against the node's
+//! in-memory [`Revocations`], which every node keeps up to date from the
+//! store's `TokensRevoked` events.
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -86,9 +92,22 @@ pub fn validate_operator_key(secret: &str) -> Result<(), String> {
 struct Claims {
     sub: String,
     iat: i64,
+    /// When it was issued, in milliseconds (revocations are compared to the
+    /// millisecond; `iat` is in seconds, as JWT has it). Tokens issued
+    /// before this claim existed count as `iat * 1000`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat_ms: Option<i64>,
     exp: i64,
     /// Always "user": these tokens reach one user's inbox only.
     scope: String,
+}
+
+/// A genuine, unexpired user token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserToken {
+    pub user: UserId,
+    pub issued_at: Millis,
+    pub expires_at: Millis,
 }
 
 /// Issues and checks user tokens.
@@ -115,13 +134,15 @@ impl TokenSigner {
         }
     }
 
-    /// A token for `user`, valid for `ttl_secs` from `now`.
-    pub fn issue(&self, user: &UserId, now: Millis, ttl_secs: i64) -> (String, Millis) {
-        let iat = now.0 / 1000;
+    /// A token for `user` issued at `issued_at` (see
+    /// [`Revocations::issue_time`]), valid for `ttl_secs` from then.
+    pub fn issue(&self, user: &UserId, issued_at: Millis, ttl_secs: i64) -> (String, Millis) {
+        let iat = issued_at.0 / 1000;
         let exp = iat + ttl_secs;
         let claims = Claims {
             sub: user.to_string(),
             iat,
+            iat_ms: Some(issued_at.0),
             exp,
             scope: "user".into(),
         };
@@ -130,8 +151,9 @@ impl TokenSigner {
         (token, Millis(exp * 1000))
     }
 
-    /// The user a token was issued for, if it is genuine and not expired at `now`.
-    pub fn verify(&self, token: &str, now: Millis) -> Result<UserId, String> {
+    /// The token, if it is genuine and not expired at `now` (revocations
+    /// are checked by [`Revocations`]).
+    pub fn verify(&self, token: &str, now: Millis) -> Result<UserToken, String> {
         let mut validation = Validation::new(Algorithm::HS256);
         // Expiry is checked against Belfry's clock below, not the system's.
         validation.validate_exp = false;
@@ -146,7 +168,74 @@ impl TokenSigner {
         if data.claims.exp * 1000 <= now.0 {
             return Err("the token has expired; ask the host application for a new one".into());
         }
-        UserId::parse(&data.claims.sub).map_err(|_| "the token names no valid user".to_string())
+        let user = UserId::parse(&data.claims.sub)
+            .map_err(|_| "the token names no valid user".to_string())?;
+        Ok(UserToken {
+            user,
+            issued_at: Millis(data.claims.iat_ms.unwrap_or(data.claims.iat * 1000)),
+            expires_at: Millis(data.claims.exp * 1000),
+        })
+    }
+}
+
+/// The token revocations this node knows: per user, the moment up to which
+/// (inclusive) their tokens are refused. Loaded from the store on start and
+/// after events may have been missed, updated by `TokensRevoked` events from
+/// every node (and at once by the node that revoked). A revocation older
+/// than the longest token lifetime refuses nothing unexpired, so it is
+/// dropped: the map holds at most the revocations of the last 30 days.
+#[derive(Debug, Default)]
+pub struct Revocations {
+    users: RwLock<HashMap<UserId, Millis>>,
+}
+
+impl Revocations {
+    const KEEP_MS: i64 = belfry_core::MAX_USER_TOKEN_TTL_SECS * 1000;
+
+    /// Tokens of `user` issued at or before `after` are revoked.
+    pub fn record(&self, user: &UserId, after: Millis, now: Millis) {
+        let mut users = self.users.write().expect("revocations");
+        let horizon = now.0 - Self::KEEP_MS;
+        users.retain(|_, a| a.0 >= horizon);
+        if after.0 >= horizon {
+            let entry = users.entry(user.clone()).or_insert(after);
+            *entry = (*entry).max(after);
+        }
+    }
+
+    /// Adds revocations read from the store.
+    pub fn load(&self, list: Vec<(UserId, Millis)>, now: Millis) {
+        for (user, after) in list {
+            self.record(&user, after, now);
+        }
+    }
+
+    /// The strict rule: a token issued in the revoking millisecond is revoked.
+    pub fn is_revoked(&self, token: &UserToken) -> bool {
+        self.users
+            .read()
+            .expect("revocations")
+            .get(&token.user)
+            .is_some_and(|after| token.issued_at <= *after)
+    }
+
+    /// When a token issued now says it was issued: `now`, or just after a
+    /// revocation made in this same millisecond (or, with clocks apart, a
+    /// later one), so that a token asked for after a revocation works.
+    pub fn issue_time(&self, user: &UserId, now: Millis) -> Millis {
+        match self.users.read().expect("revocations").get(user) {
+            Some(after) if after.0 >= now.0 => Millis(after.0 + 1),
+            _ => now,
+        }
+    }
+
+    /// Users with a revocation in memory.
+    pub fn len(&self) -> usize {
+        self.users.read().expect("revocations").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -190,7 +279,21 @@ impl KeyCache {
 #[derive(Debug, Clone)]
 pub enum Principal {
     Key(ApiKeyInfo),
-    User(UserId),
+    User(UserToken),
+}
+
+/// Checks a user token: genuine, unexpired, not revoked. No database query.
+fn user_token(token: &str, state: &AppState) -> Result<UserToken, ApiError> {
+    let t = state
+        .tokens
+        .verify(token, state.clock.now())
+        .map_err(ApiError::Unauthorized)?;
+    if state.hub.revocations.is_revoked(&t) {
+        return Err(ApiError::Unauthorized(
+            "the token has been revoked; ask the host application for a new one".into(),
+        ));
+    }
+    Ok(t)
 }
 
 /// What a secret key in a URL gets: keys belong in a header, because URLs
@@ -249,11 +352,7 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, 
         }
         Ok(Principal::Key(key))
     } else {
-        state
-            .tokens
-            .verify(&token, state.clock.now())
-            .map(Principal::User)
-            .map_err(ApiError::Unauthorized)
+        user_token(&token, state).map(Principal::User)
     }
 }
 
@@ -261,7 +360,7 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, 
 /// token in the `Authorization` header, or as `?token=` for clients that
 /// cannot set headers (EventSource, browser WebSockets). Secret keys never
 /// open streams, and are refused outright in a URL.
-pub async fn authenticate_stream(parts: &Parts, state: &AppState) -> Result<UserId, ApiError> {
+pub async fn authenticate_stream(parts: &Parts, state: &AppState) -> Result<UserToken, ApiError> {
     let principal = if parts.headers.contains_key(header::AUTHORIZATION) {
         authenticate(parts, state).await?
     } else {
@@ -275,11 +374,7 @@ pub async fn authenticate_stream(parts: &Parts, state: &AppState) -> Result<User
         if token.starts_with(KEY_PREFIX) {
             return Err(ApiError::Unauthorized(KEY_IN_QUERY.into()));
         }
-        state
-            .tokens
-            .verify(&token, state.clock.now())
-            .map(Principal::User)
-            .map_err(ApiError::Unauthorized)?
+        user_token(&token, state).map(Principal::User)?
     };
     match principal {
         Principal::User(user) => Ok(user),
@@ -344,7 +439,7 @@ impl FromRequestParts<AppState> for InboxOwner {
                     .map(|(_, v)| v.to_string())
             });
         match (principal, path_user) {
-            (Principal::User(user), None) => Ok(InboxOwner(user)),
+            (Principal::User(token), None) => Ok(InboxOwner(token.user)),
             (Principal::User(_), Some(_)) => Err(ApiError::Forbidden(
                 "a user token reaches only its own inbox under /v1/me/...".into(),
             )),
@@ -385,7 +480,10 @@ mod tests {
         let now = Millis(1_800_000_000_000);
         let (token, exp) = signer.issue(&user, now, 60);
         assert_eq!(exp, now.plus_secs(60));
-        assert_eq!(signer.verify(&token, now).unwrap(), user);
+        let verified = signer.verify(&token, now).unwrap();
+        assert_eq!(verified.user, user);
+        assert_eq!(verified.issued_at, now);
+        assert_eq!(verified.expires_at, exp);
         assert!(signer.verify(&token, now.plus_secs(60)).is_err());
         let other = TokenSigner::new(b"another secret of 32 bytes......");
         assert!(!format!("{signer:?}").contains("0123456789"));
@@ -393,5 +491,54 @@ mod tests {
         let mut tampered = token.clone();
         tampered.insert(token.len() - 5, 'x');
         assert!(signer.verify(&tampered, now).is_err());
+    }
+
+    #[test]
+    fn a_revocation_refuses_tokens_up_to_its_millisecond_and_no_later() {
+        let user = UserId::parse("u-1").unwrap();
+        let other = UserId::parse("u-2").unwrap();
+        let now = Millis(1_800_000_000_123);
+        let token = |issued_at: Millis| UserToken {
+            user: user.clone(),
+            issued_at,
+            expires_at: issued_at.plus_secs(60),
+        };
+        let r = Revocations::default();
+        assert!(!r.is_revoked(&token(now)));
+        assert_eq!(r.issue_time(&user, now), now);
+        r.record(&user, now, now);
+        assert!(r.is_revoked(&token(Millis(now.0 - 1))));
+        assert!(r.is_revoked(&token(now)), "the same millisecond: revoked");
+        assert!(!r.is_revoked(&token(Millis(now.0 + 1))));
+        // A token asked for in the revoking millisecond is issued just after it.
+        assert_eq!(r.issue_time(&user, now), Millis(now.0 + 1));
+        assert_eq!(r.issue_time(&other, now), now);
+        // A later clock issues at its own time; an older revocation never
+        // lowers the recorded one.
+        assert_eq!(r.issue_time(&user, now.plus_secs(1)), now.plus_secs(1));
+        r.record(&user, Millis(now.0 - 500), now);
+        assert!(r.is_revoked(&token(now)));
+        // Older than the longest token lifetime: forgotten.
+        let later = Millis(now.0 + Revocations::KEEP_MS + 1);
+        r.record(&other, later, later);
+        assert_eq!(r.len(), 1, "u-1's revocation was dropped");
+        r.record(&user, now, later);
+        assert_eq!(r.len(), 1, "too old to record");
+    }
+
+    #[test]
+    fn tokens_without_milliseconds_count_from_their_second() {
+        let signer = TokenSigner::new(b"0123456789abcdef0123456789abcdef");
+        let claims = Claims {
+            sub: "u-1".into(),
+            iat: 1_800_000_000,
+            iat_ms: None,
+            exp: 1_800_000_060,
+            scope: "user".into(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &signer.encoding)
+            .unwrap();
+        let t = signer.verify(&token, Millis(1_800_000_000_500)).unwrap();
+        assert_eq!(t.issued_at, Millis(1_800_000_000_000));
     }
 }

@@ -239,6 +239,16 @@ fn from_store(e: StoreError, index: Option<usize>) -> ApiError {
                 .unwrap_or_default();
             ApiError::Validation(ValidationErrors::single(field, d))
         }
+        StoreError::IdempotencyKeyReused { key } => ApiError::OverLimit {
+            code: "idempotency_key_reused",
+            detail: format!(
+                "{}the idempotency key '{key}' was used for a different request within the last \
+                 24 hours; a retry must repeat the request exactly, a new notification needs a new key",
+                index
+                    .map(|i| format!("notifications[{i}]: "))
+                    .unwrap_or_default()
+            ),
+        },
         StoreError::InItem { index, error } => from_store(*error, Some(index)),
         StoreError::Closed => ApiError::Unavailable("the server is shutting down; retry".into()),
         StoreError::Backend(source) => ApiError::Internal(cause_chain(&*source)),

@@ -38,7 +38,8 @@ pub struct Config {
     pub admin_key: Option<SecretString>,
     /// Lifetime of user tokens when the request names none, in seconds.
     pub token_ttl_secs: i64,
-    /// Longest lifetime a user token may be issued for, in seconds.
+    /// Longest lifetime a user token may be issued for, in seconds; at most
+    /// [`belfry_core::MAX_USER_TOKEN_TTL_SECS`] (revocations are kept that long).
     pub token_max_ttl_secs: i64,
     /// Most named recipients (users plus emails, summed over a batch) in one
     /// send request; groups and `all` are stored once and do not count.
@@ -71,7 +72,7 @@ impl Default for Config {
             cors_origins: Vec::new(),
             admin_key: None,
             token_ttl_secs: 3600,
-            token_max_ttl_secs: 30 * 24 * 3600,
+            token_max_ttl_secs: belfry_core::MAX_USER_TOKEN_TTL_SECS,
             max_recipients: 10_000,
             streams: realtime::HubConfig::default(),
             delivery: belfry_delivery::EngineConfig::default(),
@@ -178,6 +179,11 @@ impl Application {
     ) -> anyhow::Result<Application> {
         // Install the metrics recorder before anything is counted.
         let _ = metrics::handle();
+        anyhow::ensure!(
+            config.token_max_ttl_secs <= belfry_core::MAX_USER_TOKEN_TTL_SECS,
+            "token_max_ttl_secs may be at most {} (revocations are kept that long)",
+            belfry_core::MAX_USER_TOKEN_TTL_SECS
+        );
         let generated_admin_key =
             bootstrap_admin_key(&store, clock.as_ref(), config.admin_key.as_ref()).await?;
         if config.demo {
@@ -191,6 +197,11 @@ impl Application {
             None => realtime::LocalBus::new(),
         };
         realtime::start(&store, bus, hub.clone());
+        // After subscribing: a revocation committed from now on arrives as
+        // an event, one committed before is read here.
+        hub.load_revocations()
+            .await
+            .context("reading the token revocations")?;
         let engine = Arc::new(build_engine(&config, &store, &clock)?);
         let run_workers = config.run_workers;
         let state = AppState {

@@ -20,6 +20,13 @@ pub enum StoreEvent {
     Groups { user: UserId, groups: Vec<GroupId> },
     /// A user and their inbox are gone.
     UserDeleted { user: UserId },
+    /// The user's tokens issued at or before `after` are revoked: every
+    /// node refuses them from now on and ends the streams they opened.
+    TokensRevoked {
+        user: UserId,
+        #[serde(with = "millis")]
+        after: Millis,
+    },
     /// A notification was cancelled and removed from these inboxes.
     Removed {
         id: String,

@@ -48,6 +48,10 @@ pub enum StoreError {
     /// A request that is well-formed but cannot be carried out as asked.
     #[error("{0}")]
     Invalid(String),
+    /// The idempotency key was used, within its window, for a different
+    /// request.
+    #[error("the idempotency key '{key}' was used for a different request")]
+    IdempotencyKeyReused { key: String },
     /// The error of one item of a batch; nothing of the batch was written.
     #[error("notifications[{index}]: {error}")]
     InItem {
@@ -340,8 +344,17 @@ pub trait Store: Send + Sync + 'static {
     /// Creates or updates a user; true when it was created.
     async fn put_user(&self, id: &UserId, patch: UserPatch, now: Millis) -> Result<(User, bool)>;
     async fn get_user(&self, id: &UserId) -> Result<Option<User>>;
-    /// Removes the user, their memberships, inbox and inbox state.
-    async fn delete_user(&self, id: &UserId) -> Result<()>;
+    /// Removes the user, their memberships, inbox and inbox state, and
+    /// revokes their tokens issued until `now` (a user re-created with the
+    /// same id does not accept them).
+    async fn delete_user(&self, id: &UserId, now: Millis) -> Result<()>;
+    /// Revokes every token of the user issued until `now` (see
+    /// `plan::users::revoke_tokens` for the rule); returns the stored
+    /// `after`. `NotFound` for an unknown user.
+    async fn revoke_tokens(&self, id: &UserId, now: Millis) -> Result<Millis>;
+    /// The token revocations whose `after` is at or after `since`: what a
+    /// node loads on start (and after it may have missed events).
+    async fn token_revocations(&self, since: Millis) -> Result<Vec<(UserId, Millis)>>;
     /// Creates or renames a group; true when it was created.
     async fn put_group(
         &self,

@@ -8,10 +8,19 @@
 //! 1), always add one unread and one unseen item, so they update the cached
 //! counts without a query; anything else (a stack that grew, a state
 //! change) recomputes them from the store, once per burst.
+//!
+//! Tokens: each connection remembers when its token was issued. A
+//! `TokensRevoked` event records the revocation (for authentication, see
+//! [`Revocations`]) and ends the user's connections opened with a token it
+//! revokes; deleting a user ends all of theirs. Ending is clean (the SSE
+//! response ends, a WebSocket gets close code 4001), so that clients fetch
+//! a new token and resume with their cursor; a connection that has not
+//! ended [`END_GRACE`] later (a client that reads nothing) is cut off.
 
 use super::frame::{Frame, Kind};
+use crate::auth::Revocations;
 use belfry_core::inbox::InboxItemMeta;
-use belfry_core::{Clock, Counts, GroupId, UserId};
+use belfry_core::{Clock, Counts, GroupId, Millis, UserId};
 use belfry_store::{Published, SharedStore, StateChange, StoreEvent};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,10 +55,33 @@ impl Default for HubConfig {
     }
 }
 
+/// How long an ended connection may take to finish before it is cut off.
+pub const END_GRACE: Duration = Duration::from_secs(5);
+
 struct Slot {
     id: u64,
     tx: mpsc::Sender<Arc<Frame>>,
     kill: CancellationToken,
+    /// When the token that opened it was issued.
+    issued_at: Millis,
+    end: CancellationToken,
+    /// Cancelled when the connection is gone.
+    done: CancellationToken,
+}
+
+impl Slot {
+    /// Ends the connection cleanly; cuts it off if it has not ended after
+    /// [`END_GRACE`].
+    fn end(&self) {
+        self.end.cancel();
+        let (kill, done) = (self.kill.clone(), self.done.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = done.cancelled() => {}
+                _ = tokio::time::sleep(END_GRACE) => kill.cancel(),
+            }
+        });
+    }
 }
 
 #[derive(Default)]
@@ -92,13 +124,18 @@ pub struct Connection {
     pub id: u64,
     pub user: UserId,
     pub rx: mpsc::Receiver<Arc<Frame>>,
-    /// Cancelled when the hub drops this connection (too slow, user deleted).
+    /// Cancelled when the hub drops this connection (too slow).
     pub kill: CancellationToken,
+    /// Cancelled when the connection must end cleanly: its token was
+    /// revoked or its user deleted.
+    pub end: CancellationToken,
+    done: CancellationToken,
     hub: Arc<Hub>,
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        self.done.cancel();
         self.hub.disconnect(&self.user, self.id);
     }
 }
@@ -111,6 +148,8 @@ pub struct Hub {
     pub config: HubConfig,
     /// Cancelled on server shutdown: every stream ends.
     pub shutdown: CancellationToken,
+    /// The token revocations of every node, as this node knows them.
+    pub revocations: Revocations,
 }
 
 fn counts_frame(c: Counts) -> Arc<Frame> {
@@ -130,7 +169,18 @@ impl Hub {
             clock,
             config,
             shutdown: CancellationToken::new(),
+            revocations: Revocations::default(),
         })
+    }
+
+    /// Loads the revocations that may still refuse tokens from the store
+    /// (on start, and after events may have been missed).
+    pub async fn load_revocations(&self) -> belfry_store::Result<()> {
+        let now = self.clock.now();
+        let since = Millis(now.0 - belfry_core::MAX_USER_TOKEN_TTL_SECS * 1000);
+        let list = self.store.token_revocations(since).await?;
+        self.revocations.load(list, now);
+        Ok(())
     }
 
     /// Open connections on this node.
@@ -138,15 +188,19 @@ impl Hub {
         self.state.lock().expect("hub").connections
     }
 
-    /// Registers a connection. From now on it receives every event for the
-    /// user; `kill` is cancelled if the hub drops it.
+    /// Registers a connection opened with a token issued at `issued_at`.
+    /// From now on it receives every event for the user; `kill` is
+    /// cancelled if the hub drops it, its `end` if it must end cleanly.
     pub fn connect(
         self: &Arc<Self>,
         user: UserId,
         groups: Vec<GroupId>,
         kill: CancellationToken,
+        issued_at: Millis,
     ) -> Connection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let end = CancellationToken::new();
+        let done = CancellationToken::new();
         let (tx, rx) = mpsc::channel(self.config.queue);
         let refresh = {
             let mut st = self.state.lock().expect("hub");
@@ -168,6 +222,9 @@ impl Hub {
                 id,
                 tx,
                 kill: kill.clone(),
+                issued_at,
+                end: end.clone(),
+                done: done.clone(),
             });
             // Slots are in connection order: the oldest go first.
             let excess = entry
@@ -194,6 +251,8 @@ impl Hub {
             user,
             rx,
             kill,
+            end,
+            done,
             hub: self.clone(),
         }
     }
@@ -269,10 +328,23 @@ impl Hub {
                         }
                     }
                     StoreEvent::UserDeleted { user } => {
-                        if let Some(entry) = st.users.get(user) {
-                            for slot in &entry.slots {
-                                slot.kill.cancel();
+                        if let Some(entry) = st.users.get_mut(user) {
+                            for slot in entry.slots.drain(..) {
+                                slot.end();
                             }
+                        }
+                    }
+                    StoreEvent::TokensRevoked { user, after } => {
+                        self.revocations.record(user, *after, self.clock.now());
+                        if let Some(entry) = st.users.get_mut(user) {
+                            entry.slots.retain(|slot| {
+                                let revoked = slot.issued_at <= *after;
+                                if revoked {
+                                    tracing::info!(connection = slot.id, %user, "token revoked: stream ends");
+                                    slot.end();
+                                }
+                                !revoked
+                            });
                         }
                     }
                     StoreEvent::Removed {
@@ -448,14 +520,27 @@ impl Hub {
     }
 
     /// Drops every connection (after events may have been missed): clients
-    /// reconnect and resume from the store with their cursor.
-    pub fn reset_all(&self) {
-        let st = self.state.lock().expect("hub");
-        for entry in st.users.values() {
-            for slot in &entry.slots {
-                slot.kill.cancel();
+    /// reconnect and resume from the store with their cursor. Revocations
+    /// may have been among the missed events: they are read again.
+    pub fn reset_all(self: &Arc<Self>) {
+        {
+            let st = self.state.lock().expect("hub");
+            for entry in st.users.values() {
+                for slot in &entry.slots {
+                    slot.kill.cancel();
+                }
             }
         }
+        let hub = self.clone();
+        tokio::spawn(async move {
+            while let Err(e) = hub.load_revocations().await {
+                tracing::error!(error = %e, "could not read token revocations after missed events; retrying");
+                tokio::select! {
+                    _ = hub.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        });
     }
 }
 

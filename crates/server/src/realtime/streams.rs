@@ -4,11 +4,17 @@
 //! hub first (live events start queueing), then everything after the
 //! client's cursor is replayed from the store, then the queue is drained,
 //! skipping notifications the replay already sent (seq <= last sent).
+//!
+//! A stream lasts as long as its token: it ends at the token's `exp`, and
+//! when the token is revoked (or its user deleted). It ends cleanly — the
+//! SSE response ends; a WebSocket is closed with code 4001 (reason `token
+//! expired` or `token revoked`) — so that the client gets a new token and
+//! reconnects with its cursor, missing nothing.
 
 use super::frame::{Frame, Kind, SSE_HEARTBEAT, WS_HEARTBEAT};
 use super::hub::Connection;
 use crate::AppState;
-use crate::auth::authenticate_stream;
+use crate::auth::{UserToken, authenticate_stream};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::serve::ConnectionHandle;
 use axum::Extension;
@@ -18,7 +24,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use belfry_core::UserId;
+use belfry_core::{Clock, UserId};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use std::collections::VecDeque;
@@ -35,14 +41,40 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(websocket))
 }
 
-/// The user of a stream: only user tokens open streams.
-struct StreamUser(UserId);
+/// The token of a stream: only user tokens open streams.
+struct StreamUser(UserToken);
 
 impl FromRequestParts<AppState> for StreamUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         authenticate_stream(parts, state).await.map(StreamUser)
+    }
+}
+
+/// The WebSocket close code when the token expired or was revoked: get a
+/// new token and reconnect with `?after=`.
+pub const CLOSE_TOKEN_ENDED: u16 = 4001;
+
+/// When a stream's token ends: a timer for its `exp` (by Belfry's clock at
+/// the time of connecting), and a check of the clock at every heartbeat
+/// (in case the clock moved on otherwise).
+struct Expiry {
+    at: belfry_core::Millis,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Expiry {
+    fn new(at: belfry_core::Millis, clock: &dyn Clock) -> Expiry {
+        let left = u64::try_from(at.0 - clock.now().0).unwrap_or(0);
+        Expiry {
+            at,
+            timer: Box::pin(tokio::time::sleep(Duration::from_millis(left))),
+        }
+    }
+
+    fn passed(&self, clock: &dyn Clock) -> bool {
+        clock.now() >= self.at
     }
 }
 
@@ -88,10 +120,11 @@ fn parse_cursor(value: &str, last_seq: i64) -> ApiResult<i64> {
 /// Registers the connection (after checking the cursor and the user).
 async fn open(
     state: &AppState,
-    user: UserId,
+    token: &UserToken,
     cursor: Option<&str>,
     kill: CancellationToken,
 ) -> ApiResult<(Connection, Option<i64>)> {
+    let user = token.user.clone();
     let cursor = match cursor.filter(|c| !c.trim().is_empty()) {
         None => None,
         Some(c) => Some(match parse_cursor(c, state.store.last_seq()) {
@@ -106,7 +139,14 @@ async fn open(
         .get_user(&user)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("there is no user {user}")))?;
-    let conn = state.hub.connect(user, record.groups, kill);
+    let conn = state
+        .hub
+        .connect(user, record.groups, kill, token.issued_at);
+    // A revocation that arrived between the token check and the connection
+    // (it found no connection to end) still ends this one.
+    if state.hub.revocations.is_revoked(token) {
+        conn.end.cancel();
+    }
     Ok((conn, cursor))
 }
 
@@ -151,6 +191,7 @@ struct SseState {
     pending: VecDeque<Bytes>,
     last_sent: i64,
     heartbeat: tokio::time::Interval,
+    expiry: Expiry,
     started: bool,
 }
 
@@ -187,6 +228,10 @@ async fn sse_next(mut s: SseState) -> Option<(Result<Bytes, Infallible>, SseStat
             biased;
             _ = s.conn.kill.cancelled() => return None,
             _ = s.app.hub.shutdown.cancelled() => return None,
+            // The token ended: the response ends (cleanly); the client
+            // reconnects with a new token and its cursor.
+            _ = s.conn.end.cancelled() => return None,
+            _ = &mut s.expiry.timer => return None,
             frame = s.conn.rx.recv() => match frame {
                 None => return None,
                 Some(first) => {
@@ -213,7 +258,12 @@ async fn sse_next(mut s: SseState) -> Option<(Result<Bytes, Infallible>, SseStat
                     return Some((Ok(chunk), s));
                 }
             },
-            _ = s.heartbeat.tick() => return Some((Ok(Bytes::from_static(SSE_HEARTBEAT)), s)),
+            _ = s.heartbeat.tick() => {
+                if s.expiry.passed(s.app.clock.as_ref()) {
+                    return None;
+                }
+                return Some((Ok(Bytes::from_static(SSE_HEARTBEAT)), s));
+            }
         }
     }
 }
@@ -236,7 +286,9 @@ fn heartbeat(every: Duration) -> tokio::time::Interval {
 /// sent when idle (heartbeat). A client that falls too far behind is
 /// disconnected and resumes with its cursor. A cursor ahead of the server
 /// (e.g. after the database was reset) is refused with 400: reload and
-/// reconnect without one.
+/// reconnect without one. The stream ends (the response completes) when
+/// its token expires or is revoked: reconnect with a new token and
+/// `Last-Event-ID`/`?after=` to miss nothing.
 #[utoipa::path(
     get, path = "/v1/me/stream", tag = "inbox",
     params(StreamParams, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this seq")),
@@ -249,7 +301,7 @@ fn heartbeat(every: Duration) -> tokio::time::Interval {
 )]
 async fn sse(
     State(state): State<AppState>,
-    StreamUser(user): StreamUser,
+    StreamUser(token): StreamUser,
     connection: Option<Extension<ConnectionHandle>>,
     headers: HeaderMap,
     crate::extract::ApiQuery(params): crate::extract::ApiQuery<StreamParams>,
@@ -261,10 +313,12 @@ async fn sse(
         .or(params.after);
     // Cutting this connection closes its socket, even if the client reads nothing.
     let kill = connection.map(|Extension(c)| c.abort).unwrap_or_default();
-    let (conn, cursor) = open(&state, user, cursor.as_deref(), kill).await?;
+    let (conn, cursor) = open(&state, &token, cursor.as_deref(), kill).await?;
     let every = state.hub.config.heartbeat;
+    let expiry = Expiry::new(token.expires_at, state.clock.as_ref());
     let stream = futures::stream::unfold(
         SseState {
+            expiry,
             app: state,
             conn,
             replay: cursor.map(|after| Replay { after, done: false }),
@@ -294,7 +348,10 @@ async fn sse(
 /// Text frames `{"type": "notification"|"counts"|"state"|"heartbeat",
 /// "seq": n|null, "data": …}` with the same data as the SSE stream.
 /// `?after=<seq>` replays everything after it first. Messages from the
-/// client are ignored. On shutdown the server closes with code 1012.
+/// client are ignored. On shutdown the server closes with code 1012. When
+/// the token expires or is revoked (or its user is deleted) the server
+/// closes with code 4001 and the reason `token expired` or `token revoked`:
+/// reconnect with a new token and `?after=` the last seq received.
 #[utoipa::path(
     get, path = "/v1/me/ws", tag = "inbox",
     params(StreamParams),
@@ -307,12 +364,13 @@ async fn sse(
 )]
 async fn websocket(
     State(state): State<AppState>,
-    StreamUser(user): StreamUser,
+    StreamUser(token): StreamUser,
     crate::extract::ApiQuery(params): crate::extract::ApiQuery<StreamParams>,
     upgrade: WebSocketUpgrade,
 ) -> ApiResult<Response> {
     let kill = CancellationToken::new();
-    let (conn, cursor) = open(&state, user, params.after.as_deref(), kill).await?;
+    let (conn, cursor) = open(&state, &token, params.after.as_deref(), kill).await?;
+    let expires_at = token.expires_at;
     Ok(upgrade
         // Small buffers: thousands of idle sockets must stay cheap.
         .read_buffer_size(1024)
@@ -321,7 +379,7 @@ async fn websocket(
         .max_write_buffer_size(1024 * 1024)
         .max_message_size(64 * 1024)
         .max_frame_size(64 * 1024)
-        .on_upgrade(move |socket| run_websocket(socket, state, conn, cursor)))
+        .on_upgrade(move |socket| run_websocket(socket, state, conn, cursor, expires_at)))
 }
 
 async fn run_websocket(
@@ -329,11 +387,14 @@ async fn run_websocket(
     app: AppState,
     mut conn: Connection,
     cursor: Option<i64>,
+    expires_at: belfry_core::Millis,
 ) {
     let (mut sink, mut incoming) = socket.split();
     let mut last_sent = cursor.unwrap_or(0);
     let kill = conn.kill.clone();
+    let end = conn.end.clone();
     let shutdown = app.hub.shutdown.clone();
+    let mut expiry = Expiry::new(expires_at, app.clock.as_ref());
 
     // Sends one text frame unless the hub cuts the connection meanwhile.
     macro_rules! send {
@@ -383,16 +444,26 @@ async fn run_websocket(
         }
     }
 
+    // Closes the socket with a code and reason, waiting at most a second.
+    macro_rules! close {
+        ($code:expr, $reason:expr) => {{
+            let close = Message::Close(Some(CloseFrame {
+                code: $code,
+                reason: $reason.into(),
+            }));
+            let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close)).await;
+            return;
+        }};
+    }
+
     let mut beat = heartbeat(app.hub.config.heartbeat);
     loop {
         tokio::select! {
             biased;
             _ = kill.cancelled() => return,
-            _ = shutdown.cancelled() => {
-                let close = Message::Close(Some(CloseFrame { code: 1012, reason: "server restarting".into() }));
-                let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close)).await;
-                return;
-            }
+            _ = shutdown.cancelled() => close!(1012, "server restarting"),
+            _ = end.cancelled() => close!(CLOSE_TOKEN_ENDED, "token revoked"),
+            _ = &mut expiry.timer => close!(CLOSE_TOKEN_ENDED, "token expired"),
             frame = conn.rx.recv() => match frame {
                 None => return,
                 Some(first) => {
@@ -419,7 +490,12 @@ async fn run_websocket(
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
                 Some(Ok(_)) => {}
             },
-            _ = beat.tick() => send!(WS_HEARTBEAT.into()),
+            _ = beat.tick() => {
+                if expiry.passed(app.clock.as_ref()) {
+                    close!(CLOSE_TOKEN_ENDED, "token expired");
+                }
+                send!(WS_HEARTBEAT.into());
+            }
         }
     }
 }

@@ -186,10 +186,10 @@ async fn token(
     let record = state.store.get_user(&user).await?.ok_or_else(|| {
         ApiError::Internal("the demo user is missing (demo setup did not run)".into())
     })?;
-    let (token, expires_at) =
-        state
-            .tokens
-            .issue(&user, state.clock.now(), state.config.token_ttl_secs);
+    let issued_at = state.hub.revocations.issue_time(&user, state.clock.now());
+    let (token, expires_at) = state
+        .tokens
+        .issue(&user, issued_at, state.config.token_ttl_secs);
     let mut response = Json(TokenResponse {
         token,
         expires_at: expires_at.to_rfc3339(),

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(put_user, get_user, delete_user))
-        .routes(routes!(issue_token))
+        .routes(routes!(issue_token, revoke_tokens))
 }
 
 fn user_id(raw: &str) -> ApiResult<UserId> {
@@ -72,6 +72,9 @@ async fn get_user(
 }
 
 /// Delete a user with their inbox, inbox state and memberships.
+///
+/// Their tokens are revoked and their open streams end: a user created
+/// again with the same id does not accept the old tokens.
 #[utoipa::path(
     delete, path = "/v1/users/{user_id}", tag = "users",
     params(("user_id" = String, Path)),
@@ -84,10 +87,54 @@ async fn delete_user(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let id = user_id(&id)?;
-    state.store.delete_user(&id).await.map_err(|e| match e {
-        belfry_store::StoreError::NotFound => ApiError::NotFound(format!("there is no user {id}")),
-        other => other.into(),
-    })?;
+    let now = state.clock.now();
+    state
+        .store
+        .delete_user(&id, now)
+        .await
+        .map_err(|e| match e {
+            belfry_store::StoreError::NotFound => {
+                ApiError::NotFound(format!("there is no user {id}"))
+            }
+            other => other.into(),
+        })?;
+    // Refused on this node at once; the event reaches every node.
+    state.hub.revocations.record(&id, now, now);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revoke all of a user's tokens.
+///
+/// Every token issued for the user until now is refused from now on, on
+/// every node, and the streams they opened end (SSE: the response ends;
+/// WebSocket: close code 4001), so that the widget asks its
+/// `tokenProvider` for a new token and resumes where it was. Tokens issued
+/// after this call work.
+#[utoipa::path(
+    delete, path = "/v1/users/{user_id}/tokens", tag = "users",
+    params(("user_id" = String, Path)),
+    responses((status = 204, description = "Revoked"), (status = 404, body = Problem)),
+    security(("secret_key" = []))
+)]
+async fn revoke_tokens(
+    State(state): State<AppState>,
+    AdminKey(_): AdminKey,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = user_id(&id)?;
+    let now = state.clock.now();
+    let after = state
+        .store
+        .revoke_tokens(&id, now)
+        .await
+        .map_err(|e| match e {
+            belfry_store::StoreError::NotFound => {
+                ApiError::NotFound(format!("there is no user {id}"))
+            }
+            other => other.into(),
+        })?;
+    // Refused on this node at once; the event reaches every node.
+    state.hub.revocations.record(&id, after, now);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -138,7 +185,8 @@ async fn issue_token(
             "there is no user {id}; create it with PUT /v1/users/{id} first"
         )));
     }
-    let (token, expires_at) = state.tokens.issue(&id, state.clock.now(), ttl);
+    let issued_at = state.hub.revocations.issue_time(&id, state.clock.now());
+    let (token, expires_at) = state.tokens.issue(&id, issued_at, ttl);
     Ok((
         StatusCode::CREATED,
         Json(TokenResponse {

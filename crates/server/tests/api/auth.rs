@@ -196,14 +196,105 @@ async fn user_tokens_expire() {
 }
 
 #[tokio::test]
-async fn token_of_a_deleted_user_finds_no_inbox() {
+async fn deleting_a_user_revokes_their_tokens_even_if_the_id_comes_back() {
     let app = spawn_app().await;
     app.users(&["ana"]).await;
     let token = app.token("ana").await;
     let r = app.admin(Method::DELETE, "/v1/users/ana", None).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let r = app.me(Method::GET, "/counts", &token, None).await;
+    let p = assert_problem(r, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    assert!(p["detail"].as_str().unwrap().contains("revoked"), "{p}");
+    // A new user with the same id (in the same millisecond, too) does not
+    // take the old user's tokens.
+    app.users(&["ana"]).await;
+    let r = app.me(Method::GET, "/counts", &token, None).await;
+    assert_problem(r, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let fresh = app.token("ana").await;
+    assert_eq!(app.counts(&fresh).await, (0, 0));
+    // Also after a restart (the node reads the revocations back).
+    let app = app.restart().await;
+    let r = app.me(Method::GET, "/counts", &token, None).await;
+    assert_problem(r, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    assert_eq!(app.counts(&fresh).await, (0, 0));
+}
+
+#[tokio::test]
+async fn revoking_ends_every_token_issued_so_far_and_no_later_one() {
+    let app = spawn_app().await;
+    app.users(&["ana", "bo"]).await;
+    // The test clock stands still: everything below happens in one
+    // millisecond, the hardest case for the rule.
+    let before = app.token("ana").await;
+    let bo = app.token("bo").await;
+    assert_eq!(app.counts(&before).await, (0, 0));
+
+    let r = app
+        .admin(Method::DELETE, "/v1/users/ana/tokens", None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    for path in ["/counts", "/notifications"] {
+        let r = app.me(Method::GET, path, &before, None).await;
+        let p = assert_problem(r, StatusCode::UNAUTHORIZED, "unauthorized").await;
+        assert!(p["detail"].as_str().unwrap().contains("revoked"), "{p}");
+    }
+    // A token issued after the revocation, in the same millisecond, works.
+    let after = app.token("ana").await;
+    assert_eq!(app.counts(&after).await, (0, 0));
+    // Other users' tokens are untouched.
+    assert_eq!(app.counts(&bo).await, (0, 0));
+    // Revoking again (same millisecond) refuses the token issued in between.
+    let r = app
+        .admin(Method::DELETE, "/v1/users/ana/tokens", None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = app.me(Method::GET, "/counts", &after, None).await;
+    assert_problem(r, StatusCode::UNAUTHORIZED, "unauthorized").await;
+
+    // A later token works, also after a restart, and the revoked ones stay
+    // revoked.
+    app.clock.advance_secs(1);
+    let later = app.token("ana").await;
+    let app = app.restart().await;
+    assert_eq!(app.counts(&later).await, (0, 0));
+    for t in [&before, &after] {
+        let r = app.me(Method::GET, "/counts", t, None).await;
+        assert_problem(r, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    }
+
+    // Who may revoke: an admin key, for a user that exists.
+    let r = app
+        .admin(Method::DELETE, "/v1/users/nobody/tokens", None)
+        .await;
     assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
+    let send_key = app.key_with_scope(Scope::Send).await;
+    let r = app
+        .call(Method::DELETE, "/v1/users/ana/tokens", &send_key, None)
+        .await;
+    assert_problem(r, StatusCode::FORBIDDEN, "forbidden").await;
+    let r = app
+        .call(Method::DELETE, "/v1/users/ana/tokens", &later, None)
+        .await;
+    assert_problem(r, StatusCode::FORBIDDEN, "forbidden").await;
+}
+
+#[tokio::test]
+async fn another_node_learns_of_a_revocation_when_it_starts() {
+    // Nodes hear of revocations as events (over NATS in a cluster: see the
+    // cluster tests); a node started later reads them from the database.
+    let app = spawn_app().await;
+    app.users(&["ana"]).await;
+    let token = app.token("ana").await;
+    let r = app
+        .admin(Method::DELETE, "/v1/users/ana/tokens", None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let other = app.another_node().await;
+    let r = other.me(Method::GET, "/counts", &token, None).await;
+    assert_problem(r, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    // The other node issues tokens after the revocation, too.
+    let fresh = other.token("ana").await;
+    assert_eq!(app.counts(&fresh).await, (0, 0));
 }
 
 #[tokio::test]

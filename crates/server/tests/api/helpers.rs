@@ -542,6 +542,26 @@ impl WsClient {
         }
     }
 
+    /// Skips messages until the server closes; its close code and reason.
+    pub async fn closed(&mut self) -> (u16, String) {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            let msg = tokio::time::timeout(std::time::Duration::from_secs(10), self.socket.next())
+                .await
+                .expect("a WebSocket message within 10 s");
+            match msg {
+                Some(Ok(Message::Close(Some(f)))) => {
+                    return (u16::from(f.code), f.reason.to_string());
+                }
+                Some(Ok(Message::Close(None))) => panic!("closed without a code"),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("the socket failed instead of closing: {e}"),
+                None => panic!("the socket ended without a close frame"),
+            }
+        }
+    }
+
     pub async fn next_of(&mut self, kind: &str) -> Value {
         loop {
             let m = self.next().await.expect("the socket is open");

@@ -2,6 +2,7 @@
 //! producer's view and cancellation.
 
 use crate::helpers::*;
+use belfry_core::Clock as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -285,6 +286,124 @@ async fn idempotency_key_never_creates_two() {
         .await
         .unwrap();
     assert_problem(r, StatusCode::BAD_REQUEST, "invalid_header").await;
+}
+
+#[tokio::test]
+async fn a_reused_idempotency_key_with_another_request_is_refused() {
+    let app = spawn_app().await;
+    app.users(&["u-1", "u-2"]).await;
+    let token = app.token("u-1").await;
+    let send = |key: &'static str, body: Value| {
+        app.client
+            .post(app.url("/v1/notifications"))
+            .bearer_auth(&app.admin_key)
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+    };
+    let body = json!({"to": {"users": ["u-1"]}, "title": "first", "data": {"a": 1, "b": 2}});
+    let first: Value = send("k", body).await.unwrap().json().await.unwrap();
+
+    // Another title under the same key: refused, nothing created.
+    let r = send("k", json!({"to": {"users": ["u-1"]}, "title": "second"}))
+        .await
+        .unwrap();
+    let p = assert_problem(
+        r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("'k'"), "{p}");
+    // Another audience too.
+    let r = send(
+        "k",
+        json!({"to": {"users": ["u-2"]}, "title": "first", "data": {"a": 1, "b": 2}}),
+    )
+    .await
+    .unwrap();
+    assert_problem(
+        r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+    )
+    .await;
+
+    // The same request (keys of `data` in another order, the key as a
+    // field instead of the header) still replays.
+    let again = app
+        .send_ok(json!({"idempotency_key": "k", "data": {"b": 2, "a": 1}, "title": "first", "to": {"users": ["u-1"]}}))
+        .await;
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(app.titles(&token, "").await, ["first"]);
+
+    // Batch items: the same request replays, another is refused (the
+    // item named) and nothing of that batch is stored.
+    let batch = |items: Value| {
+        app.admin(
+            Method::POST,
+            "/v1/notifications/batch",
+            Some(json!({"notifications": items})),
+        )
+    };
+    let r = batch(json!([
+        {"to": {"users": ["u-1"]}, "title": "b1", "idempotency_key": "b"},
+        {"to": {"users": ["u-1"]}, "title": "first", "data": {"a": 1, "b": 2}, "idempotency_key": "k"},
+    ]))
+    .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["results"][1]["id"], first["id"]);
+    let r = batch(json!([
+        {"to": {"users": ["u-1"]}, "title": "not stored"},
+        {"to": {"users": ["u-1"]}, "title": "b1 changed", "idempotency_key": "b"},
+    ]))
+    .await;
+    let p = assert_problem(
+        r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+    )
+    .await;
+    assert!(
+        p["detail"].as_str().unwrap().contains("notifications[1]"),
+        "{p}"
+    );
+    // Two different requests with one key in the same batch.
+    let r = batch(json!([
+        {"to": {"users": ["u-1"]}, "title": "x", "idempotency_key": "twice"},
+        {"to": {"users": ["u-1"]}, "title": "y", "idempotency_key": "twice"},
+    ]))
+    .await;
+    assert_problem(
+        r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+    )
+    .await;
+    assert_eq!(app.titles(&token, "").await, ["b1", "first"]);
+
+    // A scheduled send retried after its time came is the same request.
+    let at = app.clock.now().plus_secs(30).to_rfc3339();
+    let scheduled = json!({"to": {"users": ["u-1"]}, "title": "later", "send_at": at});
+    let s1: Value = send("s", scheduled.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    app.clock.advance_secs(40);
+    let r = send("s", scheduled).await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let s2: Value = r.json().await.unwrap();
+    assert_eq!(s1["id"], s2["id"]);
+
+    // After 24 hours the key is free for another request.
+    app.clock.advance_secs(24 * 3600 + 1);
+    let r = send("k", json!({"to": {"users": ["u-1"]}, "title": "second"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
 }
 
 #[tokio::test]

@@ -566,3 +566,132 @@ async fn a_cursor_from_another_node_is_accepted_and_resumes() {
         .unwrap();
     assert_problem(r, StatusCode::BAD_REQUEST, "invalid_cursor").await;
 }
+
+/// Opens an SSE stream and reads its body to the end in the background:
+/// Ok(body) when the response ended cleanly, Err when it was cut off.
+async fn sse_to_end(
+    app: &TestApp,
+    token: &str,
+    after: Option<i64>,
+) -> tokio::task::JoinHandle<Result<String, String>> {
+    let mut req = app.client.get(app.url("/v1/me/stream")).bearer_auth(token);
+    if let Some(a) = after {
+        req = req.header("last-event-id", a.to_string());
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    tokio::spawn(async move {
+        tokio::time::timeout(Duration::from_secs(10), r.text())
+            .await
+            .map_err(|_| "the stream did not end within 10 s".to_string())?
+            .map_err(|e| format!("the stream was cut off: {e}"))
+    })
+}
+
+/// The titles of the notifications in an SSE body.
+fn notification_titles(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter(|block| block.contains("event: notification"))
+        .filter_map(|block| block.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|data| {
+            serde_json::from_str::<Value>(data).unwrap()["title"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn revoking_tokens_ends_their_streams_cleanly_and_a_new_token_resumes_without_loss() {
+    let app = spawn_app().await;
+    app.users(&["ana", "bo"]).await;
+    let old = app.token("ana").await;
+    let bo = app.token("bo").await;
+    let mut ws = app.ws(&old, None).await;
+    let mut bos = app.ws(&bo, None).await;
+    let sse = sse_to_end(&app, &old, None).await;
+    let one = app
+        .send_ok(json!({"to": {"users": ["ana", "bo"]}, "title": "one"}))
+        .await;
+    ws.next_of("notification").await;
+    bos.next_of("notification").await;
+    assert_eq!(app.hub.connections(), 3);
+
+    let r = app
+        .admin(Method::DELETE, "/v1/users/ana/tokens", None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+
+    // The SSE response ends (not cut off), the WebSocket closes with 4001.
+    let body = sse.await.unwrap().expect("a clean end");
+    assert_eq!(notification_titles(&body), ["one"]);
+    assert_eq!(ws.closed().await, (4001, "token revoked".to_string()));
+    eventually("ana's connections are gone", || app.hub.connections() == 1).await;
+    // Bo's stream stays open.
+    app.notify("bo", "still here").await;
+    assert_eq!(
+        bos.next_of("notification").await["data"]["title"],
+        "still here"
+    );
+
+    // Sent while Ana had no stream: a new token resumes from the cursor and
+    // misses nothing; the old token cannot reconnect.
+    app.notify("ana", "two").await;
+    let r = app
+        .client
+        .get(app.url("/v1/me/stream"))
+        .bearer_auth(&old)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let fresh = app.token("ana").await;
+    let after = one["seq"].as_i64();
+    let mut sse = app.sse(&fresh, after).await;
+    assert_eq!(sse.notification().await.data["title"], "two");
+    let mut ws = app.ws(&fresh, after).await;
+    assert_eq!(ws.next_of("notification").await["data"]["title"], "two");
+    // Streams of the new token are not ended by the revocation before it.
+    app.notify("ana", "three").await;
+    assert_eq!(sse.notification().await.data["title"], "three");
+    assert_eq!(ws.next_of("notification").await["data"]["title"], "three");
+}
+
+#[tokio::test]
+async fn a_stream_ends_when_its_token_expires() {
+    let app = spawn_app().await;
+    app.users(&["ana"]).await;
+    let r = app
+        .admin(
+            Method::POST,
+            "/v1/users/ana/tokens",
+            Some(json!({"ttl_seconds": 1})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let short: Value = r.json().await.unwrap();
+    let short = short["token"].as_str().unwrap().to_string();
+    let mut ws = app.ws(&short, None).await;
+    let sse = sse_to_end(&app, &short, None).await;
+    // Within the token's second: both end, cleanly.
+    sse.await.unwrap().expect("a clean end");
+    assert_eq!(ws.closed().await, (4001, "token expired".to_string()));
+}
+
+#[tokio::test]
+async fn a_stream_ends_when_the_clock_passes_its_tokens_expiry() {
+    // Belfry's clock, not only the timer set on connecting, decides: the
+    // check runs with every heartbeat.
+    let mut config = belfry_server::Config::default();
+    config.streams.heartbeat = Duration::from_millis(100);
+    let app = spawn_app_with(config).await;
+    app.users(&["ana"]).await;
+    let token = app.token("ana").await;
+    let mut ws = app.ws(&token, None).await;
+    let sse = sse_to_end(&app, &token, None).await;
+    ws.next_of("heartbeat").await;
+    app.clock.advance_secs(30 * 24 * 3600);
+    sse.await.unwrap().expect("a clean end");
+    assert_eq!(ws.closed().await, (4001, "token expired".to_string()));
+}

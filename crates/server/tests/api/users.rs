@@ -171,15 +171,19 @@ async fn deleting_a_user_ends_their_open_streams_at_once() {
     let r = app.admin(Method::DELETE, "/v1/users/ana", None).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
 
-    // Both of Ana's streams end without waiting for anything else.
+    // Both of Ana's streams end without waiting for anything else (the
+    // WebSocket with the code that says "get a new token").
     let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
         while let Some(e) = sse.next().await {
             assert_ne!(e.event, "notification");
         }
-        while ws.next().await.is_ok() {}
+        ws.closed().await
     })
     .await;
-    assert!(ended.is_ok(), "the deleted user's streams ended");
+    assert_eq!(
+        ended.expect("the deleted user's streams ended"),
+        (4001, "token revoked".to_string())
+    );
     // Bo's stream stays open.
     app.notify("bo", "still here").await;
     assert_eq!(

@@ -31,6 +31,37 @@ pub(crate) fn idempotency_since(now: Millis) -> i64 {
     now.0 - IDEMPOTENCY_WINDOW_MS
 }
 
+/// The fingerprint kept with an idempotency key: the SHA-256 of the
+/// request's stored form, with the key itself left out (a key given as a
+/// header or as a field is the same request) and `send_at` as requested
+/// (a retry after a scheduled time passed is still the same request).
+/// Serialisation is canonical: fields in declaration order, JSON objects
+/// (`data`) with sorted keys.
+pub(crate) fn fingerprint(n: &NewNotification) -> Result<Vec<u8>> {
+    let mut canonical = n.clone();
+    canonical.idempotency_key = None;
+    canonical.send_at = n.requested_send_at;
+    let json = request_json(&canonical)?;
+    Ok(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, json.as_bytes())
+            .as_ref()
+            .to_vec(),
+    )
+}
+
+/// A key seen within the window: the same request replays the first
+/// receipt (Ok); a different one is refused, like Stripe does, instead of
+/// answering a receipt for something else. Keys stored without a
+/// fingerprint (before it was kept) replay.
+pub(crate) fn repeated_key(key: &str, stored: Option<&[u8]>, this: &[u8]) -> Result<()> {
+    match stored {
+        Some(stored) if stored != this => Err(StoreError::IdempotencyKeyReused {
+            key: key.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The answer to a repeated idempotency key: the first send's receipt.
 pub(crate) fn replayed(id: String, seq: Option<i64>, recipients: Option<i64>) -> SendReceipt {
     SendReceipt {
@@ -533,6 +564,60 @@ mod tests {
 
     fn user(name: &str) -> UserId {
         UserId::parse(name).unwrap()
+    }
+
+    fn validated(json: &str, now: Millis) -> NewNotification {
+        serde_json::from_str::<belfry_core::SendRequest>(json)
+            .unwrap()
+            .validate(now)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_repeated_key_replays_the_same_request_and_refuses_another() {
+        let now = Millis(1_800_000_000_000);
+        let first = validated(
+            r#"{"to":{"users":["u1"]},"title":"t","data":{"a":1,"b":2},"idempotency_key":"k"}"#,
+            now,
+        );
+        let fp = fingerprint(&first).unwrap();
+        assert_eq!(fp.len(), 32);
+        // The key's place (header or field) and the order of keys in
+        // `data` do not make another request.
+        let same = validated(
+            r#"{"title":"t","data":{"b":2,"a":1},"to":{"users":["u1"]}}"#,
+            now,
+        );
+        assert_eq!(fingerprint(&same).unwrap(), fp);
+        assert!(repeated_key("k", Some(&fp), &fp).is_ok());
+        let other = validated(r#"{"to":{"users":["u1"]},"title":"t2"}"#, now);
+        let other_fp = fingerprint(&other).unwrap();
+        assert_ne!(other_fp, fp);
+        match repeated_key("k", Some(&fp), &other_fp) {
+            Err(StoreError::IdempotencyKeyReused { key }) => assert_eq!(key, "k"),
+            other => panic!("{other:?}"),
+        }
+        // Stored before fingerprints were kept: replays.
+        assert!(repeated_key("k", None, &other_fp).is_ok());
+    }
+
+    #[test]
+    fn a_retry_after_the_scheduled_time_is_the_same_request() {
+        let at = Millis(1_800_000_030_000);
+        let json = format!(
+            r#"{{"to":{{"users":["u1"]}},"title":"t","send_at":"{}"}}"#,
+            at.to_rfc3339()
+        );
+        let before = validated(&json, Millis(1_800_000_000_000));
+        let after = validated(&json, Millis(1_800_000_040_000));
+        assert_eq!(before.send_at, Some(at));
+        assert_eq!(after.send_at, None, "due: sent now");
+        assert_eq!(fingerprint(&before).unwrap(), fingerprint(&after).unwrap());
+        let later = validated(
+            &json.replace(&at.to_rfc3339(), &Millis(at.0 + 1000).to_rfc3339()),
+            Millis(1_800_000_000_000),
+        );
+        assert_ne!(fingerprint(&before).unwrap(), fingerprint(&later).unwrap());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! changes send to the streams.
 
 use crate::{Constraint, Result, StoreError, StoreEvent};
-use belfry_core::{EmailAddress, GroupId, Locale, TimeZoneName, User, UserId, UserPatch};
+use belfry_core::{EmailAddress, GroupId, Locale, Millis, TimeZoneName, User, UserId, UserPatch};
 use std::collections::HashSet;
 
 /// The user's columns after a patch.
@@ -89,6 +89,51 @@ pub(crate) fn updated(user: &User, groups_set: bool) -> Option<StoreEvent> {
     })
 }
 
+/// Revoking a user's tokens at `now` (`DELETE /v1/users/{id}/tokens`, and
+/// deleting the user): tokens issued at or before the stored `after` are
+/// refused. The rule is strict (`issued_at <= after` is revoked), so a token
+/// issued in the revoking millisecond is revoked too, whichever came first;
+/// the server issues tokens after a revocation from `after + 1` on (see
+/// `Revocations` in the server's auth). The stored `after` is `now`, or one
+/// past the stored one if that is not earlier (the backends write
+/// `max(now, stored + 1)` in the upsert): a second revocation in the same
+/// millisecond also refuses the tokens issued at `after + 1` since the
+/// first, and a clock set back cannot bring revoked tokens back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Revocation {
+    pub user: UserId,
+    pub after: Millis,
+    /// Stored revocations before this refuse nothing unexpired any more
+    /// (tokens live at most `MAX_USER_TOKEN_TTL_SECS`): they are deleted.
+    pub forget_before: Millis,
+}
+
+pub(crate) fn revoke_tokens(user: &UserId, now: Millis) -> Revocation {
+    Revocation {
+        user: user.clone(),
+        after: now,
+        forget_before: Millis(now.0 - belfry_core::MAX_USER_TOKEN_TTL_SECS * 1000),
+    }
+}
+
+impl Revocation {
+    /// The event, with the `after` the store kept (the later one).
+    pub fn event(&self, stored_after: Millis) -> StoreEvent {
+        StoreEvent::TokensRevoked {
+            user: self.user.clone(),
+            after: stored_after,
+        }
+    }
+}
+
+/// What deleting a user at `now` does besides removing their rows: their
+/// tokens are revoked (a user re-created with the same id must not accept
+/// them), and their open streams end. The backend stores the revocation and
+/// emits `revocation.event(..)` then [`deleted`], in this order.
+pub(crate) fn delete(user: &UserId, now: Millis) -> Revocation {
+    revoke_tokens(user, now)
+}
+
 /// The event of a deleted user: their open streams end.
 pub(crate) fn deleted(user: &UserId) -> StoreEvent {
     StoreEvent::UserDeleted { user: user.clone() }
@@ -97,7 +142,7 @@ pub(crate) fn deleted(user: &UserId) -> StoreEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use belfry_core::{Millis, Patch, UserRequest};
+    use belfry_core::{Patch, UserRequest};
 
     fn patch(json: &str) -> UserPatch {
         serde_json::from_str::<UserRequest>(json)
@@ -167,5 +212,24 @@ mod tests {
         assert!(updated(&u, false).is_none());
         assert!(matches!(updated(&u, true), Some(StoreEvent::Groups { .. })));
         assert_eq!(deleted(&u.id), StoreEvent::UserDeleted { user: id("u1") });
+    }
+
+    #[test]
+    fn revocations_are_kept_as_long_as_the_longest_token() {
+        let now = Millis(1_800_000_000_000);
+        let r = revoke_tokens(&id("u1"), now);
+        assert_eq!(r.after, now);
+        assert_eq!(
+            now.0 - r.forget_before.0,
+            belfry_core::MAX_USER_TOKEN_TTL_SECS * 1000
+        );
+        assert_eq!(delete(&id("u1"), now), r);
+        assert_eq!(
+            r.event(Millis(now.0 + 5)),
+            StoreEvent::TokensRevoked {
+                user: id("u1"),
+                after: Millis(now.0 + 5)
+            }
+        );
     }
 }

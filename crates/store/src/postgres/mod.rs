@@ -43,6 +43,10 @@ use tokio::sync::{Notify, broadcast, mpsc};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_stack_members.sql")),
+    (
+        3,
+        include_str!("migrations/0003_tokens_and_fingerprints.sql"),
+    ),
 ];
 
 /// Commits buffered in the event channel before a slow consumer lags.
@@ -395,12 +399,24 @@ impl Store for PgStore {
         }
     }
 
-    async fn delete_user(&self, id: &UserId) -> Result<()> {
+    async fn delete_user(&self, id: &UserId, now: Millis) -> Result<()> {
         let mut tx = self.begin().await?;
-        let event = write::delete_user(&mut tx, id).await?;
+        let events = write::delete_user(&mut tx, id, now).await?;
+        tx.commit().await?;
+        self.shared.emit(events);
+        Ok(())
+    }
+
+    async fn revoke_tokens(&self, id: &UserId, now: Millis) -> Result<Millis> {
+        let mut tx = self.begin().await?;
+        let (after, event) = write::revoke_tokens(&mut tx, id, now).await?;
         tx.commit().await?;
         self.shared.emit(vec![event]);
-        Ok(())
+        Ok(after)
+    }
+
+    async fn token_revocations(&self, since: Millis) -> Result<Vec<(UserId, Millis)>> {
+        read::token_revocations(&mut *self.conn().await?, since).await
     }
 
     async fn put_group(

@@ -357,7 +357,7 @@ async fn prepare_item(
     n: &NewNotification,
 ) -> Result<Item> {
     if let Some(key) = &n.idempotency_key
-        && let Some(receipt) = idempotent_receipt(c, ctx, key).await?
+        && let Some(receipt) = idempotent_receipt(c, ctx, n, key).await?
     {
         return Ok(Item::Replayed(receipt));
     }
@@ -374,14 +374,16 @@ async fn prepare_item(
     }
 }
 
-/// The receipt of an earlier send with this key (within the window).
+/// The receipt of an earlier send with this key (within the window);
+/// `IdempotencyKeyReused` when that send was a different request.
 async fn idempotent_receipt(
     c: &mut PgConnection,
     ctx: &SendContext,
+    n: &NewNotification,
     key: &str,
 ) -> Result<Option<SendReceipt>> {
-    let earlier: Option<i64> = sqlx::query_scalar(
-        "SELECT nid FROM idempotency WHERE scope = $1 AND key = $2 AND created_at > $3",
+    let earlier: Option<(i64, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT nid, fingerprint FROM idempotency WHERE scope = $1 AND key = $2 AND created_at > $3",
     )
     .bind(&ctx.key_id)
     .bind(key)
@@ -389,7 +391,10 @@ async fn idempotent_receipt(
     .fetch_optional(&mut *c)
     .await?;
     match earlier {
-        Some(nid) => receipt_of(c, nid).await.map(Some),
+        Some((nid, stored)) => {
+            send::repeated_key(key, stored.as_deref(), &send::fingerprint(n)?)?;
+            receipt_of(c, nid).await.map(Some)
+        }
         None => Ok(None),
     }
 }
@@ -591,7 +596,7 @@ async fn apply_item(
         return Ok(receipt);
     }
     if let Some(key) = &n.idempotency_key
-        && let Some(receipt) = idempotent_receipt(c, ctx, key).await?
+        && let Some(receipt) = idempotent_receipt(c, ctx, n, key).await?
     {
         // Another request with this key (on this node or another) committed
         // after phase 1 looked.
@@ -608,8 +613,9 @@ async fn apply_item(
         // Under the counter lock nobody else can hold a fresh row for this
         // key; an expired one is taken over.
         let stored: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO idempotency (scope, key, nid, created_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (scope, key) DO UPDATE SET nid = excluded.nid, created_at = excluded.created_at
+            "INSERT INTO idempotency (scope, key, nid, created_at, fingerprint) VALUES ($1, $2, $3, $4, $6)
+             ON CONFLICT (scope, key) DO UPDATE SET nid = excluded.nid,
+                 created_at = excluded.created_at, fingerprint = excluded.fingerprint
              WHERE idempotency.created_at <= $5
              RETURNING nid",
         )
@@ -618,6 +624,7 @@ async fn apply_item(
         .bind(nid)
         .bind(ctx.now.0)
         .bind(idempotency_since(ctx.now))
+        .bind(send::fingerprint(n)?)
         .fetch_optional(&mut *c)
         .await?;
         if stored.is_none() {

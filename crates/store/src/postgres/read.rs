@@ -571,3 +571,23 @@ pub(crate) async fn replay(
         .zip(render_entries(c, u, entries).await?)
         .collect())
 }
+
+/// Token revocations with `after >= since`.
+pub(crate) async fn token_revocations(
+    c: &mut PgConnection,
+    since: Millis,
+) -> Result<Vec<(UserId, Millis)>> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT user_id, after FROM token_revocations WHERE after >= $1")
+            .bind(since.0)
+            .fetch_all(&mut *c)
+            .await?;
+    rows.into_iter()
+        .map(|(user, after)| {
+            Ok((
+                UserId::parse(&user).map_err(StoreError::backend)?,
+                Millis(after),
+            ))
+        })
+        .collect()
+}

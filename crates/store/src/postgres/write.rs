@@ -221,9 +221,45 @@ async fn set_memberships(
     Ok(())
 }
 
-/// Removes a user and everything that is theirs: the event (their streams
-/// end) to emit after the commit.
-pub(crate) async fn delete_user(c: &mut PgConnection, id: &UserId) -> Result<StoreEvent> {
+/// Stores a revocation (see `plan::users::Revocation` for its `after`) and forgets the ones that
+/// refuse nothing unexpired any more; the stored `after`.
+async fn store_revocation(c: &mut PgConnection, r: &users::Revocation) -> Result<Millis> {
+    let after: i64 = sqlx::query_scalar(
+        "INSERT INTO token_revocations (user_id, after) VALUES ($1, $2)
+         ON CONFLICT (user_id) DO UPDATE SET after = GREATEST(excluded.after, token_revocations.after + 1)
+         RETURNING after",
+    )
+    .bind(r.user.as_str())
+    .bind(r.after.0)
+    .fetch_one(&mut *c)
+    .await?;
+    sqlx::query("DELETE FROM token_revocations WHERE after < $1")
+        .bind(r.forget_before.0)
+        .execute(&mut *c)
+        .await?;
+    Ok(Millis(after))
+}
+
+/// Revokes a user's tokens: the stored `after` and the event to emit after
+/// the commit.
+pub(crate) async fn revoke_tokens(
+    c: &mut PgConnection,
+    id: &UserId,
+    now: Millis,
+) -> Result<(Millis, StoreEvent)> {
+    read::uid(c, id).await?.ok_or(StoreError::NotFound)?;
+    let revocation = users::revoke_tokens(id, now);
+    let after = store_revocation(c, &revocation).await?;
+    Ok((after, revocation.event(after)))
+}
+
+/// Removes a user and everything that is theirs and revokes their tokens:
+/// the events (tokens revoked, their streams end) to emit after the commit.
+pub(crate) async fn delete_user(
+    c: &mut PgConnection,
+    id: &UserId,
+    now: Millis,
+) -> Result<Vec<StoreEvent>> {
     // Waits for a publishing transaction in flight (which may be writing
     // this user's inbox rows), so that none is left behind.
     sqlx::query("SELECT value FROM seq_counter FOR UPDATE")
@@ -240,7 +276,9 @@ pub(crate) async fn delete_user(c: &mut PgConnection, id: &UserId) -> Result<Sto
     ] {
         sqlx::query(sql).bind(uid).execute(&mut *c).await?;
     }
-    Ok(users::deleted(id))
+    let revocation = users::delete(id, now);
+    let after = store_revocation(c, &revocation).await?;
+    Ok(vec![revocation.event(after), users::deleted(id)])
 }
 
 pub(crate) async fn subscribe(

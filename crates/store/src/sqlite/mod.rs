@@ -36,6 +36,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/0002_subscriptions.sql")),
     (3, include_str!("migrations/0003_delivery.sql")),
     (4, include_str!("migrations/0004_stack_members.sql")),
+    (
+        5,
+        include_str!("migrations/0005_tokens_and_fingerprints.sql"),
+    ),
 ];
 
 /// How many operations the writer commits together at most.
@@ -546,9 +550,18 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_user(&self, id: &UserId) -> Result<()> {
+    async fn delete_user(&self, id: &UserId, now: Millis) -> Result<()> {
         let id = id.clone();
-        self.write(move |w| write::delete_user(w, &id)).await
+        self.write(move |w| write::delete_user(w, &id, now)).await
+    }
+
+    async fn revoke_tokens(&self, id: &UserId, now: Millis) -> Result<Millis> {
+        let id = id.clone();
+        self.write(move |w| write::revoke_tokens(w, &id, now)).await
+    }
+
+    async fn token_revocations(&self, since: Millis) -> Result<Vec<(UserId, Millis)>> {
+        self.read(move |c| read::token_revocations(c, since)).await
     }
 
     async fn put_group(

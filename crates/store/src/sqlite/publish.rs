@@ -41,17 +41,22 @@ fn receipt_of(c: &Connection, nid: i64) -> Result<SendReceipt> {
 
 /// Accepts one notification: publishes it now, or schedules it.
 fn send_one(w: &mut Writer, ctx: &SendContext, n: &NewNotification) -> Result<SendReceipt> {
-    if let Some(key) = &n.idempotency_key {
-        let earlier: Option<i64> = w
+    let fingerprint = match &n.idempotency_key {
+        Some(_) => Some(send::fingerprint(n)?),
+        None => None,
+    };
+    if let (Some(key), Some(fp)) = (&n.idempotency_key, &fingerprint) {
+        let earlier: Option<(i64, Option<Vec<u8>>)> = w
             .conn
             .prepare_cached(
-                "SELECT nid FROM idempotency WHERE scope = ?1 AND key = ?2 AND created_at > ?3",
+                "SELECT nid, fingerprint FROM idempotency WHERE scope = ?1 AND key = ?2 AND created_at > ?3",
             )?
             .query_row(params![ctx.key_id, key, idempotency_since(ctx.now)], |r| {
-                r.get(0)
+                Ok((r.get(0)?, r.get(1)?))
             })
             .optional()?;
-        if let Some(nid) = earlier {
+        if let Some((nid, stored)) = earlier {
+            send::repeated_key(key, stored.as_deref(), fp)?;
             return receipt_of(&w.conn, nid);
         }
     }
@@ -59,13 +64,14 @@ fn send_one(w: &mut Writer, ctx: &SendContext, n: &NewNotification) -> Result<Se
         Some(at) => schedule(w, ctx, n, at)?,
         None => publish(w, &ctx.key_id, ctx.now, n, None)?,
     };
-    if let Some(key) = &n.idempotency_key {
+    if let (Some(key), Some(fp)) = (&n.idempotency_key, &fingerprint) {
         w.conn
             .prepare_cached(
-                "INSERT INTO idempotency (scope, key, nid, created_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (scope, key) DO UPDATE SET nid = excluded.nid, created_at = excluded.created_at",
+                "INSERT INTO idempotency (scope, key, nid, created_at, fingerprint) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (scope, key) DO UPDATE SET nid = excluded.nid,
+                     created_at = excluded.created_at, fingerprint = excluded.fingerprint",
             )?
-            .execute(params![ctx.key_id, key, nid, ctx.now.0])?;
+            .execute(params![ctx.key_id, key, nid, ctx.now.0, fp])?;
     }
     Ok(receipt)
 }

@@ -513,3 +513,20 @@ pub(crate) fn replay(
         .zip(render_entries(c, u, entries)?)
         .collect())
 }
+
+/// Token revocations with `after >= since`.
+pub(crate) fn token_revocations(c: &Connection, since: Millis) -> Result<Vec<(UserId, Millis)>> {
+    let mut stmt =
+        c.prepare_cached("SELECT user_id, after FROM token_revocations WHERE after >= ?1")?;
+    let rows = stmt.query_map([since.0], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    rows.map(|row| {
+        let (user, after) = row?;
+        Ok((
+            UserId::parse(&user).map_err(StoreError::backend)?,
+            Millis(after),
+        ))
+    })
+    .collect()
+}

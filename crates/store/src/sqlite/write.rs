@@ -149,11 +149,37 @@ fn set_memberships(
     Ok(())
 }
 
-/// Removes a user and everything that is theirs; their streams end after
-/// the commit.
-pub(crate) fn delete_user(w: &mut Writer, id: &UserId) -> Result<()> {
+/// Stores a revocation (see `plan::users::Revocation` for its `after`) and forgets the ones that
+/// refuse nothing unexpired any more; the stored `after`.
+fn store_revocation(c: &Connection, r: &users::Revocation) -> Result<Millis> {
+    let after: i64 = c
+        .prepare_cached(
+            "INSERT INTO token_revocations (user_id, after) VALUES (?1, ?2)
+             ON CONFLICT (user_id) DO UPDATE SET after = max(excluded.after, after + 1)
+             RETURNING after",
+        )?
+        .query_row(params![r.user.as_str(), r.after.0], |row| row.get(0))?;
+    c.prepare_cached("DELETE FROM token_revocations WHERE after < ?1")?
+        .execute([r.forget_before.0])?;
+    Ok(Millis(after))
+}
+
+/// Revokes a user's tokens; every node hears of it after the commit.
+pub(crate) fn revoke_tokens(w: &mut Writer, id: &UserId, now: Millis) -> Result<Millis> {
+    read::uid(&w.conn, id)?.ok_or(StoreError::NotFound)?;
+    let revocation = users::revoke_tokens(id, now);
+    let after = store_revocation(&w.conn, &revocation)?;
+    w.emit(revocation.event(after));
+    Ok(after)
+}
+
+/// Removes a user and everything that is theirs and revokes their tokens;
+/// their streams end after the commit.
+pub(crate) fn delete_user(w: &mut Writer, id: &UserId, now: Millis) -> Result<()> {
     let c = &w.conn;
     let uid = read::uid(c, id)?.ok_or(StoreError::NotFound)?;
+    let revocation = users::delete(id, now);
+    let after = store_revocation(c, &revocation)?;
     for sql in [
         "DELETE FROM subscriptions WHERE uid = ?1",
         "DELETE FROM inbox WHERE uid = ?1",
@@ -164,6 +190,7 @@ pub(crate) fn delete_user(w: &mut Writer, id: &UserId) -> Result<()> {
     ] {
         c.execute(sql, [uid])?;
     }
+    w.emit(revocation.event(after));
     w.emit(users::deleted(id));
     Ok(())
 }
