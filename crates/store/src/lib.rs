@@ -27,6 +27,7 @@ pub use jobs::{
     NewDevMail, Recipient,
 };
 pub use plan::inbox::InboxChange;
+pub use plan::log::{DeliveryCursor, DeliveryPage, DeliveryQuery};
 
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore, WalOptions, WalState};
@@ -447,9 +448,10 @@ pub trait Store: Send + Sync + 'static {
     /// What sending one notification to one recipient needs; None when the
     /// notification no longer exists.
     async fn email_context(&self, nid: i64, recipient: &Recipient) -> Result<Option<EmailContext>>;
-    /// The delivery log of a notification (in-app entries first, then every
-    /// recorded event in order).
-    async fn deliveries(&self, notification_id: &str) -> Result<Vec<DeliveryEvent>>;
+    /// One page of a notification's delivery log (in-app deliveries first,
+    /// then every recorded event in order); see `plan::log`.
+    async fn deliveries(&self, notification_id: &str, query: DeliveryQuery)
+    -> Result<DeliveryPage>;
     async fn job_stats(&self, now: Millis) -> Result<JobStats>;
     /// The database connections of this node, for the metrics.
     fn pool_stats(&self) -> PoolStats;

@@ -558,3 +558,152 @@ async fn bad_times_and_channels_are_explained() {
         .await;
     assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "unknown_user").await;
 }
+
+/// Every page of a delivery log, following `next_cursor` (`query` adds
+/// parameters, e.g. "&limit=2").
+async fn log_pages(app: &TestApp, id: &str, query: &str) -> Vec<Vec<Value>> {
+    let mut pages = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let r = app
+            .admin(
+                Method::GET,
+                &format!("/v1/notifications/{id}/deliveries?cursor={cursor}{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let page: Value = r.json().await.unwrap();
+        pages.push(page["items"].as_array().unwrap().clone());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => {
+                assert!(page["next_cursor"].is_null(), "{page}");
+                return pages;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_delivery_log_is_paginated_with_a_cursor() {
+    let mut config = belfry_server::Config {
+        run_workers: false,
+        ..Default::default()
+    };
+    config.delivery.expand_page = 4;
+    let app = spawn_app_with(config).await;
+    for i in 0..9 {
+        app.put_user(
+            &format!("m{i}"),
+            json!({"email": format!("m{i}@example.com"), "groups": ["support"]}),
+        )
+        .await;
+    }
+    app.put_user("ana", json!({"email": "ana@example.com"}))
+        .await;
+    let r = app
+        .send_ok(json!({
+            "to": {"groups": ["support"], "users": ["ana"], "emails": ["x@example.org"]},
+            "channels": ["in_app", "email"],
+            "title": "Maintenance tonight"
+        }))
+        .await;
+    let id = r["id"].as_str().unwrap();
+    while app.run_due_jobs().await > 0 {}
+
+    // One page with the default limit (100) holds everything: in-app
+    // first (ana's inbox entry, the group's broadcast), then the lines.
+    let whole = log_pages(&app, id, "").await;
+    assert_eq!(whole.len(), 1);
+    let whole = &whole[0];
+    let all = lines(whole);
+    assert_eq!(all[0], line("user:ana", "in_app", "sent", 1));
+    assert_eq!(all[1], line("group:support", "in_app", "sent", 1));
+    for i in 0..9 {
+        assert!(all.contains(&line(&format!("user:m{i}"), "email", "sent", 1)));
+    }
+    assert!(all.contains(&line("email:x@example.org", "email", "sent", 1)));
+
+    // Any page size gives the same lines, once each, in the same order.
+    for limit in [1, 2, 3, 7, 1000] {
+        let pages = log_pages(&app, id, &format!("&limit={limit}")).await;
+        assert!(pages.iter().all(|p| p.len() <= limit));
+        assert_eq!(pages.len(), whole.len().div_ceil(limit), "limit {limit}");
+        let joined: Vec<Value> = pages.into_iter().flatten().collect();
+        assert_eq!(&joined, whole, "limit {limit}");
+    }
+
+    // Lines logged after a page was read appear on a later page.
+    let r = app
+        .send_ok(json!({"to": {"emails": ["y@example.org"]}, "title": "Later"}))
+        .await;
+    let later = r["id"].as_str().unwrap();
+    let first: Value = app
+        .admin(
+            Method::GET,
+            &format!("/v1/notifications/{later}/deliveries?limit=1"),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        lines(first["items"].as_array().unwrap()),
+        [line("email:y@example.org", "email", "queued", 0)]
+    );
+    assert!(first["next_cursor"].is_null(), "nothing more, yet");
+    // A client that keeps the position of the last line it read (here:
+    // the cursor of a page that ends after the queued line) gets the
+    // outcome logged since on its next page.
+    app.run_due_jobs().await;
+    let again: Value = app
+        .admin(
+            Method::GET,
+            &format!("/v1/notifications/{later}/deliveries?limit=1"),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["items"], first["items"]);
+    let cursor = again["next_cursor"].as_str().unwrap();
+    let next: Value = app
+        .admin(
+            Method::GET,
+            &format!("/v1/notifications/{later}/deliveries?limit=1&cursor={cursor}"),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        lines(next["items"].as_array().unwrap()),
+        [line("email:y@example.org", "email", "sent", 1)]
+    );
+    assert!(next["next_cursor"].is_null());
+
+    // Wrong limits, cursors and parameters are refused, saying why.
+    for (query, code) in [
+        ("limit=0", "invalid_query"),
+        ("limit=1001", "invalid_query"),
+        ("limit=ten", "invalid_query"),
+        ("cursor=42", "invalid_query"),
+        ("cursor=l-1", "invalid_query"),
+        ("offset=100", "unknown_parameter"),
+    ] {
+        let r = app
+            .admin(
+                Method::GET,
+                &format!("/v1/notifications/{id}/deliveries?{query}"),
+                None,
+            )
+            .await;
+        let p = assert_problem(r, StatusCode::BAD_REQUEST, code).await;
+        let field = query.split('=').next().unwrap();
+        assert!(p["detail"].as_str().unwrap().contains(field), "{p}");
+    }
+}

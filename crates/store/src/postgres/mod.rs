@@ -24,9 +24,10 @@ mod read;
 mod write;
 
 use crate::{
-    ApiKeyInfo, Constraint, DeliveryEvent, DevMail, EmailContext, Group, InboxChange, InboxPage,
-    Job, JobOutcome, JobStats, NewApiKey, NewDevMail, NotificationRecord, PoolStats, Recipient,
-    Result, SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber, Subscription,
+    ApiKeyInfo, Constraint, DeliveryPage, DeliveryQuery, DevMail, EmailContext, Group, InboxChange,
+    InboxPage, Job, JobOutcome, JobStats, NewApiKey, NewDevMail, NotificationRecord, PoolStats,
+    Recipient, Result, SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber,
+    Subscription,
 };
 use async_trait::async_trait;
 use belfry_core::{
@@ -545,8 +546,12 @@ impl Store for PgStore {
         jobs::email_context(&mut *self.conn().await?, nid, recipient).await
     }
 
-    async fn deliveries(&self, notification_id: &str) -> Result<Vec<DeliveryEvent>> {
-        jobs::deliveries(&mut *self.conn().await?, notification_id).await
+    async fn deliveries(
+        &self,
+        notification_id: &str,
+        query: DeliveryQuery,
+    ) -> Result<DeliveryPage> {
+        jobs::deliveries(&mut *self.conn().await?, notification_id, query).await
     }
 
     async fn job_stats(&self, now: Millis) -> Result<JobStats> {

@@ -16,9 +16,10 @@ mod write;
 pub use wal::{WalOptions, WalState};
 
 use crate::{
-    ApiKeyInfo, Constraint, DeliveryEvent, DevMail, EmailContext, Group, InboxChange, InboxPage,
-    Job, JobOutcome, JobStats, NewApiKey, NewDevMail, NotificationRecord, PoolStats, Recipient,
-    Result, SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber, Subscription,
+    ApiKeyInfo, Constraint, DeliveryPage, DeliveryQuery, DevMail, EmailContext, Group, InboxChange,
+    InboxPage, Job, JobOutcome, JobStats, NewApiKey, NewDevMail, NotificationRecord, PoolStats,
+    Recipient, Result, SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber,
+    Subscription,
 };
 use async_trait::async_trait;
 use belfry_core::{
@@ -692,9 +693,13 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn deliveries(&self, notification_id: &str) -> Result<Vec<DeliveryEvent>> {
+    async fn deliveries(
+        &self,
+        notification_id: &str,
+        query: DeliveryQuery,
+    ) -> Result<DeliveryPage> {
         let id = notification_id.to_string();
-        self.read(move |c| jobs::deliveries(c, &id)).await
+        self.read(move |c| jobs::deliveries(c, &id, query)).await
     }
 
     async fn job_stats(&self, now: Millis) -> Result<JobStats> {
