@@ -707,3 +707,111 @@ async fn the_delivery_log_is_paginated_with_a_cursor() {
         assert!(p["detail"].as_str().unwrap().contains(field), "{p}");
     }
 }
+
+/// The SMTP server goes away for two minutes while emails are being sent,
+/// then comes back: every email arrives exactly once, and the log shows
+/// each failed attempt and the final `sent`. The engine is driven with
+/// the test clock (`run_due_jobs`), the SMTP server is the real process.
+#[tokio::test]
+async fn an_smtp_outage_delays_emails_and_each_arrives_exactly_once() {
+    let mut sink = SmtpSink::start("accept");
+    let app = spawn_app_with(smtp_config(&sink, false)).await;
+    let users: Vec<String> = (0..5).map(|i| format!("u{i}")).collect();
+    for u in &users {
+        app.put_user(u, json!({"email": format!("{u}@example.com")}))
+            .await;
+    }
+    let email_all =
+        |title: &str| json!({"to": {"users": users}, "channels": ["email"], "title": title});
+    // Before: delivered at once (and Belfry keeps its SMTP connections open).
+    app.send_ok(email_all("before")).await;
+    assert_eq!(app.run_due_jobs().await, 5);
+    sink.wait_for(5).await;
+
+    // The server is stopped; sends go on.
+    sink.stop();
+    let mut during = Vec::new();
+    for title in ["during 1", "during 2"] {
+        let r = app.send_ok(email_all(title)).await;
+        during.push(r["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(app.run_due_jobs().await, 10, "each attempted, and failed");
+    // Two minutes down; the retries come due and fail again.
+    for _ in 0..8 {
+        app.clock.advance_secs(15);
+        app.run_due_jobs().await;
+    }
+    assert_eq!(sink.messages().len(), 5, "nothing arrives while it is down");
+
+    // It is back: the next retries deliver.
+    sink.restart();
+    for _ in 0..20 {
+        if sink.messages().len() >= 15 {
+            break;
+        }
+        app.clock.advance_secs(60);
+        app.run_due_jobs().await;
+    }
+    // Nothing is left to run, even much later.
+    app.clock.advance_secs(24 * 3600);
+    assert_eq!(app.run_due_jobs().await, 0);
+
+    // Exactly once per recipient and notification.
+    let mut arrived: Vec<(String, String)> = sink
+        .messages()
+        .iter()
+        .map(|m| {
+            (
+                m["rcpt_tos"][0].as_str().unwrap().to_string(),
+                m["subject"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    arrived.sort();
+    let mut expected: Vec<(String, String)> = users
+        .iter()
+        .flat_map(|u| {
+            ["before", "during 1", "during 2"].map(|t| (format!("{u}@example.com"), t.to_string()))
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(arrived, expected);
+
+    // The log (read in small pages): per recipient, queued, the failed
+    // attempts while the server was down, then sent, attempts numbered.
+    for id in &during {
+        let items: Vec<Value> = log_pages(&app, id, "&limit=4")
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        for u in &users {
+            let mine: Vec<_> = lines(&items)
+                .into_iter()
+                .filter(|l| l.0 == format!("user:{u}"))
+                .collect();
+            let (last, before) = mine.split_last().unwrap();
+            assert_eq!(before[0], line(&format!("user:{u}"), "email", "queued", 0));
+            let failed = &before[1..];
+            assert!(failed.len() >= 3, "{mine:?}");
+            for (n, f) in failed.iter().enumerate() {
+                assert_eq!(f.2, "failed", "{mine:?}");
+                assert_eq!(f.3, n as i64 + 1);
+            }
+            assert_eq!(
+                last,
+                &line(
+                    &format!("user:{u}"),
+                    "email",
+                    "sent",
+                    failed.len() as i64 + 1
+                )
+            );
+        }
+        let error = items.iter().find(|i| i["status"] == "failed").unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("retrying at"), "{error}");
+    }
+}
