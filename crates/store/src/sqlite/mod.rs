@@ -59,7 +59,7 @@ pub struct SqliteOptions {
     /// instead of waiting; the job engine's own writes wait for room.
     pub write_queue: usize,
     /// How long the writer waits for a lock another process holds before it
-    /// answers `Unavailable::Busy` (503).
+    /// answers `Unavailable::Busy` (503); 5 s by default.
     pub busy_timeout: std::time::Duration,
 }
 
@@ -71,7 +71,7 @@ impl SqliteOptions {
             fsync_every_commit: true,
             wal: WalOptions::default(),
             write_queue: 8192,
-            busy_timeout: BUSY_TIMEOUT,
+            busy_timeout: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -221,7 +221,8 @@ pub struct SqliteStore {
 /// Commits buffered in the event channel before a slow consumer lags.
 const EVENT_BUFFER: usize = 16 * 1024;
 
-/// How long a connection waits for a lock before it reports the database busy.
+/// How long the read-only and checkpoint connections wait for a lock (the
+/// writer has its own, `SqliteOptions::busy_timeout`).
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn configure(conn: &Connection) -> Result<()> {
