@@ -3,7 +3,7 @@
 Every accepted message is written to OUT_DIR as JSON (envelope, headers and
 the decoded text and HTML parts), so tests can check what arrived.
 
-Usage: smtp_sink.py OUT_DIR [--mode accept|tempfail:N|reject|stall]
+Usage: smtp_sink.py OUT_DIR [--mode accept|tempfail:N|reject|stall] [--port N]
 Prints "LISTENING <port>" once it accepts connections on 127.0.0.1.
 """
 
@@ -24,7 +24,9 @@ class Handler:
         self.out_dir = out_dir
         self.mode = mode
         self.tempfail_left = int(mode.split(":")[1]) if mode.startswith("tempfail:") else 0
-        self.count = 0
+        # A restarted server (an outage test) keeps the messages received
+        # before it was stopped: number the new ones after them.
+        self.count = len([f for f in os.listdir(out_dir) if f.endswith(".json")])
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.mode == "reject":

@@ -5,7 +5,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use belfry_core::{FieldError, ValidationErrors};
-use belfry_store::{Constraint, StoreError};
+use belfry_store::{Constraint, StoreError, Unavailable};
 use serde::Serialize;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -39,7 +39,14 @@ pub enum ApiError {
     Conflict(String),
     PayloadTooLarge(usize),
     UnsupportedMediaType(String),
-    Unavailable(String),
+    /// Temporarily unable (503, with `Retry-After`): the database is busy,
+    /// full or unreachable, this node sheds writes, or it is shutting down.
+    Unavailable {
+        code: &'static str,
+        detail: String,
+        /// Seconds, for the `Retry-After` header.
+        retry_after: u32,
+    },
     /// A fault of the server; the message is logged, not shown.
     Internal(String),
 }
@@ -116,10 +123,10 @@ impl ApiError {
                 d.clone(),
                 vec![],
             ),
-            ApiError::Unavailable(d) => (
+            ApiError::Unavailable { code, detail, .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                d.clone(),
+                code,
+                detail.clone(),
                 vec![],
             ),
             ApiError::Internal(_) => (
@@ -170,7 +177,13 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %message, "request failed");
         }
         let (status, code, detail, errors) = self.parts();
-        problem_response(status, code, detail, errors)
+        let mut response = problem_response(status, code, detail, errors);
+        if let ApiError::Unavailable { retry_after, .. } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        response
     }
 }
 
@@ -204,6 +217,39 @@ fn unknown(
                 message: format!("unknown {what} '{id}'"),
             })
             .collect(),
+    }
+}
+
+/// What a client is told when the database cannot take its request now:
+/// Belfry's words (never the database's), a code per cause, and when to
+/// try again.
+pub fn unavailable(kind: Unavailable) -> ApiError {
+    let (code, detail, retry_after) = match kind {
+        Unavailable::Overloaded => (
+            "overloaded",
+            "this server has more writes waiting than it can take; retry in a second",
+            1,
+        ),
+        Unavailable::Busy => (
+            "database_busy",
+            "the database is busy with other work; retry in a second",
+            1,
+        ),
+        Unavailable::Full => (
+            "storage_full",
+            "the database has no space left to write; retry later (the operator has been told in the log)",
+            30,
+        ),
+        Unavailable::Unreachable => (
+            "database_unavailable",
+            "the database does not answer; retry in a few seconds",
+            5,
+        ),
+    };
+    ApiError::Unavailable {
+        code,
+        detail: detail.into(),
+        retry_after,
     }
 }
 
@@ -250,7 +296,21 @@ fn from_store(e: StoreError, index: Option<usize>) -> ApiError {
             ),
         },
         StoreError::InItem { index, error } => from_store(*error, Some(index)),
-        StoreError::Closed => ApiError::Unavailable("the server is shutting down; retry".into()),
+        StoreError::Closed => ApiError::Unavailable {
+            code: "unavailable",
+            detail:
+                "the server is shutting down; retry (another node, or this one once it is back)"
+                    .into(),
+            retry_after: 1,
+        },
+        StoreError::Unavailable { kind, source } => {
+            // Shed writes are counted (belfry_*_writes_shed_total), not
+            // logged one by one: under overload that would be a flood.
+            if let Some(source) = source.as_ref().filter(|_| kind != Unavailable::Overloaded) {
+                tracing::warn!(error = %cause_chain(&**source), %kind, "database unavailable");
+            }
+            unavailable(kind)
+        }
         StoreError::Backend(source) => ApiError::Internal(cause_chain(&*source)),
     }
 }
@@ -262,3 +322,47 @@ impl From<StoreError> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Database trouble is 503 with `Retry-After` and a problem document in
+    /// Belfry's words: the database's text stays in the log.
+    #[tokio::test]
+    async fn database_trouble_is_503_with_retry_after_and_no_database_text() {
+        let secret = "disk I/O at /var/lib/belfry/belfry.db: SQLITE_FULL";
+        for (kind, code, retry) in [
+            (Unavailable::Overloaded, "overloaded", "1"),
+            (Unavailable::Busy, "database_busy", "1"),
+            (Unavailable::Full, "storage_full", "30"),
+            (Unavailable::Unreachable, "database_unavailable", "5"),
+        ] {
+            let error = ApiError::from(StoreError::unavailable(kind, secret));
+            let response = error.into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], retry);
+            assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+            let body = axum::body::to_bytes(response.into_body(), 4096)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["code"], code);
+            assert_eq!(body["status"], 503);
+            assert!(!body.to_string().contains("SQLITE"), "{body}");
+            assert!(!body.to_string().contains("/var/lib"), "{body}");
+        }
+        // In a batch item, too.
+        let error = ApiError::from(StoreError::InItem {
+            index: 3,
+            error: Box::new(StoreError::unavailable(Unavailable::Busy, secret)),
+        });
+        assert_eq!(
+            error.into_response().status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let closed = ApiError::from(StoreError::Closed).into_response();
+        assert_eq!(closed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(closed.headers()[header::RETRY_AFTER], "1");
+    }
+}

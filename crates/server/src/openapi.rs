@@ -163,6 +163,11 @@ fn finish_parameters(op: &mut serde_json::Map<String, Value>) {
                     p["schema"] = schema;
                 }
             }
+            // A schema the operation states itself (e.g. the delivery log's
+            // larger `limit` and its own cursor form) is kept.
+            Some("query")
+                if p["schema"].get("pattern").is_some() || p["schema"].get("maximum").is_some() => {
+            }
             Some("query") => {
                 let schema = match name.as_str() {
                     "filter" => json!({"type": "string", "enum": ["unread", "all", "archived"]}),

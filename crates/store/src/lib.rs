@@ -27,6 +27,7 @@ pub use jobs::{
     NewDevMail, Recipient,
 };
 pub use plan::inbox::InboxChange;
+pub use plan::log::{DeliveryCursor, DeliveryPage, DeliveryQuery};
 
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore, WalOptions, WalState};
@@ -60,6 +61,14 @@ pub enum StoreError {
     },
     #[error("the store is shutting down")]
     Closed,
+    /// The database cannot take the request now; the same request may
+    /// succeed later. The source (if any) is for the log.
+    #[error("the database is unavailable: {kind}")]
+    Unavailable {
+        kind: Unavailable,
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    },
     /// A fault of the database or of stored data; the source is for the log.
     #[error("database error: {0}")]
     Backend(#[source] Arc<dyn std::error::Error + Send + Sync>),
@@ -73,6 +82,47 @@ impl StoreError {
 
     pub fn conflict(constraint: Constraint) -> StoreError {
         StoreError::Conflict { constraint }
+    }
+
+    /// The database cannot take the request now, keeping the cause.
+    pub fn unavailable(
+        kind: Unavailable,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> StoreError {
+        StoreError::Unavailable {
+            kind,
+            source: Some(Arc::from(source.into())),
+        }
+    }
+}
+
+/// Why the database cannot take a request now. Each is temporary: the API
+/// answers 503 with `Retry-After`, never a hang and never the database's
+/// own text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// This node has more writes queued than it takes (the SQLite writer's
+    /// queue, PostgreSQL's publishing queue): it sheds the request at once
+    /// instead of letting the queue and every caller's wait grow.
+    Overloaded,
+    /// The database stayed locked (by another process, or a lock or
+    /// serialization conflict gave up) for longer than the busy timeout.
+    Busy,
+    /// The disk (or the database's quota) is full.
+    Full,
+    /// The database does not answer: the connection is refused or lost, or
+    /// no pooled connection could be had within the acquire timeout.
+    Unreachable,
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unavailable::Overloaded => "overloaded (the write queue is full)",
+            Unavailable::Busy => "busy (locked for longer than the busy timeout)",
+            Unavailable::Full => "full (no space left to write)",
+            Unavailable::Unreachable => "unreachable",
+        })
     }
 }
 
@@ -322,7 +372,8 @@ pub struct PoolStats {
 /// share between all request handlers (`Arc<dyn Store>`).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Succeeds when the database answers.
+    /// Succeeds when the database answers and this node takes writes
+    /// (readiness): reads answer, and the write path is not shedding.
     async fn ping(&self) -> Result<()>;
 
     /// A named secret, created at random on first use and the same on every
@@ -460,9 +511,10 @@ pub trait Store: Send + Sync + 'static {
     /// What sending one notification to one recipient needs; None when the
     /// notification no longer exists.
     async fn email_context(&self, nid: i64, recipient: &Recipient) -> Result<Option<EmailContext>>;
-    /// The delivery log of a notification (in-app entries first, then every
-    /// recorded event in order).
-    async fn deliveries(&self, notification_id: &str) -> Result<Vec<DeliveryEvent>>;
+    /// One page of a notification's delivery log (in-app deliveries first,
+    /// then every recorded event in order); see `plan::log`.
+    async fn deliveries(&self, notification_id: &str, query: DeliveryQuery)
+    -> Result<DeliveryPage>;
     async fn job_stats(&self, now: Millis) -> Result<JobStats>;
     /// The database connections of this node, for the metrics.
     fn pool_stats(&self) -> PoolStats;

@@ -4,7 +4,7 @@
 use crate::AppState;
 use crate::auth::SendKey;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{ApiJson, parse_json, read_body};
+use crate::extract::{ApiJson, ApiQuery, parse_json, read_body};
 use axum::Json;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use belfry_core::inbox::splice_objects;
 use belfry_core::notification::{SendRequest, limits, validate_idempotency_key};
 use belfry_core::{Channel, Millis, NewNotification, ValidationErrors};
-use belfry_store::{Scope, SendContext, SendReceipt};
+use belfry_store::{DeliveryCursor, DeliveryQuery, Scope, SendContext, SendReceipt};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa_axum::router::OpenApiRouter;
@@ -384,12 +384,52 @@ struct DeliveryLog {
     /// then every recorded event in order: queued, scheduled, each attempt
     /// (sent, failed with the error), skipped with the reason, cancelled.
     items: Vec<belfry_store::DeliveryEvent>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct LogParams {
+    /// 1 to 1000, default 100.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^([ibl](0|[1-9][0-9]{0,17}))?$")]
+    cursor: Option<String>,
+}
+
+impl LogParams {
+    fn parse(self) -> Result<DeliveryQuery, ValidationErrors> {
+        let mut e = ValidationErrors::new();
+        let max = DeliveryQuery::MAX_LIMIT;
+        let limit = match self.limit {
+            None => DeliveryQuery::DEFAULT_LIMIT,
+            Some(l) => match l.parse::<usize>() {
+                Ok(n) if (1..=max).contains(&n) => n,
+                _ => {
+                    e.add("limit", format!("must be a number from 1 to {max}"));
+                    DeliveryQuery::DEFAULT_LIMIT
+                }
+            },
+        };
+        let cursor = self
+            .cursor
+            .filter(|c| !c.is_empty())
+            .and_then(|c| e.take("cursor", DeliveryCursor::decode(&c)));
+        e.finish(DeliveryQuery { cursor, limit })
+    }
 }
 
 /// The delivery log of a notification: per recipient and channel, every attempt.
+///
+/// Keyset pagination: pages follow each other in the log's order, and lines
+/// logged while a client pages through (a retry's outcome) appear on a
+/// later page, never shifting one already read.
 #[utoipa::path(
     get, path = "/v1/notifications/{id}/deliveries", tag = "notifications",
-    params(("id" = String, Path)),
+    params(("id" = String, Path), LogParams),
     responses((status = 200, body = DeliveryLog), (status = 404, body = Problem)),
     security(("secret_key" = []))
 )]
@@ -397,9 +437,15 @@ async fn deliveries(
     State(state): State<AppState>,
     SendKey(key): SendKey,
     Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<LogParams>,
 ) -> ApiResult<Json<DeliveryLog>> {
+    let query = params
+        .parse()
+        .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
     visible_record(&state, &key, &id).await?;
+    let page = state.store.deliveries(&id, query).await?;
     Ok(Json(DeliveryLog {
-        items: state.store.deliveries(&id).await?,
+        items: page.items,
+        next_cursor: page.next_cursor.map(|c| c.encode()),
     }))
 }

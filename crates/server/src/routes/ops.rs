@@ -2,12 +2,13 @@
 //! OpenAPI document.
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{self, ApiError};
 use axum::Router;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use belfry_store::{StoreError, Unavailable};
 use std::sync::Arc;
 
 pub(super) fn routes(openapi_json: Arc<String>) -> Router<AppState> {
@@ -32,13 +33,27 @@ async fn healthz() -> impl IntoResponse {
     )
 }
 
-/// The database answers.
+/// How long readiness waits for the database.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The database answers (reads and the write path) within
+/// [`READY_TIMEOUT`]; otherwise 503 with the reason's code and
+/// `Retry-After`, so that a load balancer sends traffic elsewhere.
 async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    state
-        .store
-        .ping()
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("the database does not answer: {e}")))?;
+    match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => {}
+        Err(_) => {
+            tracing::warn!("readiness: the database did not answer within 3 s");
+            return Err(error::unavailable(Unavailable::Unreachable));
+        }
+        Ok(Err(e @ (StoreError::Unavailable { .. } | StoreError::Closed))) => {
+            return Err(e.into());
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: the database failed");
+            return Err(error::unavailable(Unavailable::Unreachable));
+        }
+    }
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
         r#"{"status":"ready"}"#,

@@ -558,3 +558,260 @@ async fn bad_times_and_channels_are_explained() {
         .await;
     assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "unknown_user").await;
 }
+
+/// Every page of a delivery log, following `next_cursor` (`query` adds
+/// parameters, e.g. "&limit=2").
+async fn log_pages(app: &TestApp, id: &str, query: &str) -> Vec<Vec<Value>> {
+    let mut pages = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let r = app
+            .admin(
+                Method::GET,
+                &format!("/v1/notifications/{id}/deliveries?cursor={cursor}{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let page: Value = r.json().await.unwrap();
+        pages.push(page["items"].as_array().unwrap().clone());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => {
+                assert!(page["next_cursor"].is_null(), "{page}");
+                return pages;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_delivery_log_is_paginated_with_a_cursor() {
+    let mut config = belfry_server::Config {
+        run_workers: false,
+        ..Default::default()
+    };
+    config.delivery.expand_page = 4;
+    let app = spawn_app_with(config).await;
+    for i in 0..9 {
+        app.put_user(
+            &format!("m{i}"),
+            json!({"email": format!("m{i}@example.com"), "groups": ["support"]}),
+        )
+        .await;
+    }
+    app.put_user("ana", json!({"email": "ana@example.com"}))
+        .await;
+    let r = app
+        .send_ok(json!({
+            "to": {"groups": ["support"], "users": ["ana"], "emails": ["x@example.org"]},
+            "channels": ["in_app", "email"],
+            "title": "Maintenance tonight"
+        }))
+        .await;
+    let id = r["id"].as_str().unwrap();
+    while app.run_due_jobs().await > 0 {}
+
+    // One page with the default limit (100) holds everything: in-app
+    // first (ana's inbox entry, the group's broadcast), then the lines.
+    let whole = log_pages(&app, id, "").await;
+    assert_eq!(whole.len(), 1);
+    let whole = &whole[0];
+    let all = lines(whole);
+    assert_eq!(all[0], line("user:ana", "in_app", "sent", 1));
+    assert_eq!(all[1], line("group:support", "in_app", "sent", 1));
+    for i in 0..9 {
+        assert!(all.contains(&line(&format!("user:m{i}"), "email", "sent", 1)));
+    }
+    assert!(all.contains(&line("email:x@example.org", "email", "sent", 1)));
+
+    // Any page size gives the same lines, once each, in the same order.
+    for limit in [1, 2, 3, 7, 1000] {
+        let pages = log_pages(&app, id, &format!("&limit={limit}")).await;
+        assert!(pages.iter().all(|p| p.len() <= limit));
+        assert_eq!(pages.len(), whole.len().div_ceil(limit), "limit {limit}");
+        let joined: Vec<Value> = pages.into_iter().flatten().collect();
+        assert_eq!(&joined, whole, "limit {limit}");
+    }
+
+    // Lines logged after a page was read appear on a later page.
+    let r = app
+        .send_ok(json!({"to": {"emails": ["y@example.org"]}, "title": "Later"}))
+        .await;
+    let later = r["id"].as_str().unwrap();
+    let first: Value = app
+        .admin(
+            Method::GET,
+            &format!("/v1/notifications/{later}/deliveries?limit=1"),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        lines(first["items"].as_array().unwrap()),
+        [line("email:y@example.org", "email", "queued", 0)]
+    );
+    assert!(first["next_cursor"].is_null(), "nothing more, yet");
+    // A client that keeps the position of the last line it read (here:
+    // the cursor of a page that ends after the queued line) gets the
+    // outcome logged since on its next page.
+    app.run_due_jobs().await;
+    let again: Value = app
+        .admin(
+            Method::GET,
+            &format!("/v1/notifications/{later}/deliveries?limit=1"),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["items"], first["items"]);
+    let cursor = again["next_cursor"].as_str().unwrap();
+    let next: Value = app
+        .admin(
+            Method::GET,
+            &format!("/v1/notifications/{later}/deliveries?limit=1&cursor={cursor}"),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        lines(next["items"].as_array().unwrap()),
+        [line("email:y@example.org", "email", "sent", 1)]
+    );
+    assert!(next["next_cursor"].is_null());
+
+    // Wrong limits, cursors and parameters are refused, saying why.
+    for (query, code) in [
+        ("limit=0", "invalid_query"),
+        ("limit=1001", "invalid_query"),
+        ("limit=ten", "invalid_query"),
+        ("cursor=42", "invalid_query"),
+        ("cursor=l-1", "invalid_query"),
+        ("offset=100", "unknown_parameter"),
+    ] {
+        let r = app
+            .admin(
+                Method::GET,
+                &format!("/v1/notifications/{id}/deliveries?{query}"),
+                None,
+            )
+            .await;
+        let p = assert_problem(r, StatusCode::BAD_REQUEST, code).await;
+        let field = query.split('=').next().unwrap();
+        assert!(p["detail"].as_str().unwrap().contains(field), "{p}");
+    }
+}
+
+/// The SMTP server goes away for two minutes while emails are being sent,
+/// then comes back: every email arrives exactly once, and the log shows
+/// each failed attempt and the final `sent`. The engine is driven with
+/// the test clock (`run_due_jobs`), the SMTP server is the real process.
+#[tokio::test]
+async fn an_smtp_outage_delays_emails_and_each_arrives_exactly_once() {
+    let mut sink = SmtpSink::start("accept");
+    let app = spawn_app_with(smtp_config(&sink, false)).await;
+    let users: Vec<String> = (0..5).map(|i| format!("u{i}")).collect();
+    for u in &users {
+        app.put_user(u, json!({"email": format!("{u}@example.com")}))
+            .await;
+    }
+    let email_all =
+        |title: &str| json!({"to": {"users": users}, "channels": ["email"], "title": title});
+    // Before: delivered at once (and Belfry keeps its SMTP connections open).
+    app.send_ok(email_all("before")).await;
+    assert_eq!(app.run_due_jobs().await, 5);
+    sink.wait_for(5).await;
+
+    // The server is stopped; sends go on.
+    sink.stop();
+    let mut during = Vec::new();
+    for title in ["during 1", "during 2"] {
+        let r = app.send_ok(email_all(title)).await;
+        during.push(r["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(app.run_due_jobs().await, 10, "each attempted, and failed");
+    // Two minutes down; the retries come due and fail again.
+    for _ in 0..8 {
+        app.clock.advance_secs(15);
+        app.run_due_jobs().await;
+    }
+    assert_eq!(sink.messages().len(), 5, "nothing arrives while it is down");
+
+    // It is back: the next retries deliver.
+    sink.restart();
+    for _ in 0..20 {
+        if sink.messages().len() >= 15 {
+            break;
+        }
+        app.clock.advance_secs(60);
+        app.run_due_jobs().await;
+    }
+    // Nothing is left to run, even much later.
+    app.clock.advance_secs(24 * 3600);
+    assert_eq!(app.run_due_jobs().await, 0);
+
+    // Exactly once per recipient and notification.
+    let mut arrived: Vec<(String, String)> = sink
+        .messages()
+        .iter()
+        .map(|m| {
+            (
+                m["rcpt_tos"][0].as_str().unwrap().to_string(),
+                m["subject"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    arrived.sort();
+    let mut expected: Vec<(String, String)> = users
+        .iter()
+        .flat_map(|u| {
+            ["before", "during 1", "during 2"].map(|t| (format!("{u}@example.com"), t.to_string()))
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(arrived, expected);
+
+    // The log (read in small pages): per recipient, queued, the failed
+    // attempts while the server was down, then sent, attempts numbered.
+    for id in &during {
+        let items: Vec<Value> = log_pages(&app, id, "&limit=4")
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        for u in &users {
+            let mine: Vec<_> = lines(&items)
+                .into_iter()
+                .filter(|l| l.0 == format!("user:{u}"))
+                .collect();
+            let (last, before) = mine.split_last().unwrap();
+            assert_eq!(before[0], line(&format!("user:{u}"), "email", "queued", 0));
+            let failed = &before[1..];
+            assert!(failed.len() >= 3, "{mine:?}");
+            for (n, f) in failed.iter().enumerate() {
+                assert_eq!(f.2, "failed", "{mine:?}");
+                assert_eq!(f.3, n as i64 + 1);
+            }
+            assert_eq!(
+                last,
+                &line(
+                    &format!("user:{u}"),
+                    "email",
+                    "sent",
+                    failed.len() as i64 + 1
+                )
+            );
+        }
+        let error = items.iter().find(|i| i["status"] == "failed").unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("retrying at"), "{error}");
+    }
+}

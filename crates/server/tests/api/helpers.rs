@@ -160,6 +160,13 @@ impl TestDb {
     }
 }
 
+/// A server on a store the test opened itself (with options of its own);
+/// `db` is where that store is (for `restart` and `key_with_scope`).
+pub async fn spawn_app_on(config: Config, dir: TempDir, db: TestDb, store: SharedStore) -> TestApp {
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    start_on(config, Arc::new(dir), db, clock, None, store).await
+}
+
 async fn start(
     config: Config,
     dir: Arc<TempDir>,
@@ -168,6 +175,17 @@ async fn start(
     admin_key: Option<String>,
 ) -> TestApp {
     let store = db.open().await;
+    start_on(config, dir, db, clock, admin_key, store).await
+}
+
+async fn start_on(
+    config: Config,
+    dir: Arc<TempDir>,
+    db: TestDb,
+    clock: Arc<ManualClock>,
+    admin_key: Option<String>,
+    store: SharedStore,
+) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app = Application::build(config.clone(), store, clock.clone(), listener)
         .await
@@ -600,13 +618,19 @@ impl Drop for SmtpSink {
 impl SmtpSink {
     /// `mode`: accept, tempfail:N, reject or stall.
     pub fn start(mode: &str) -> SmtpSink {
+        let dir = tempfile::tempdir().unwrap();
+        let (child, port) = Self::spawn(dir.path(), mode, 0);
+        SmtpSink { child, port, dir }
+    }
+
+    /// Runs the server process on `port` (0: any), writing into `dir`.
+    fn spawn(dir: &std::path::Path, mode: &str, port: u16) -> (std::process::Child, u16) {
         use std::io::BufRead;
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/smtp/smtp_sink.py");
-        let dir = tempfile::tempdir().unwrap();
         let mut child = std::process::Command::new("python3")
             .arg(script)
-            .arg(dir.path())
-            .args(["--mode", mode])
+            .arg(dir)
+            .args(["--mode", mode, "--port", &port.to_string()])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("python3 runs the SMTP test server (scripts/test installs aiosmtpd)");
@@ -620,7 +644,22 @@ impl SmtpSink {
             .unwrap_or_else(|| panic!("the SMTP server did not start: {line:?}"))
             .parse()
             .unwrap();
-        SmtpSink { child, port, dir }
+        (child, port)
+    }
+
+    /// Stops the server process (an outage): connections are refused, and
+    /// those a client keeps open are gone.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port, accepting; messages received
+    /// before the outage are kept.
+    pub fn restart(&mut self) {
+        self.stop();
+        let (child, _) = Self::spawn(self.dir.path(), "accept", self.port);
+        self.child = child;
     }
 
     pub fn url(&self) -> String {

@@ -10,6 +10,7 @@ mod helpers;
 mod inbox;
 mod limits;
 mod ops;
+mod overload;
 mod security;
 mod send;
 mod streams;

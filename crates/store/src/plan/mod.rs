@@ -11,10 +11,12 @@
 //!   merged, what is seen, the counts;
 //! - [`users`]: applying a `UserPatch`, and the events of user changes;
 //! - [`stored`]: how a notification's request is stored and read back;
+//! - [`log`]: the delivery log, page by page (keyset reads, cursors);
 //! - here: the delivery jobs (and "skipped" lines) of a resolved audience
 //!   on the channels other than in-app, and how the log names targets.
 
 pub(crate) mod inbox;
+pub(crate) mod log;
 pub(crate) mod reading;
 pub(crate) mod send;
 pub(crate) mod stack;
@@ -22,7 +24,6 @@ pub(crate) mod stored;
 pub(crate) mod users;
 
 use crate::jobs::{DeliveryEvent, DeliveryStatus, JobPayload, Recipient};
-use crate::{Result, StoreError};
 use belfry_core::{Channel, EmailAddress, Millis, NewNotification, UserId};
 
 /// A log line that is not an attempt.
@@ -151,48 +152,6 @@ pub(crate) fn delivery_plan(
 /// attempt, error, at.
 pub(crate) type StoredLine = (String, String, String, i64, Option<String>, i64);
 
-/// A notification's delivery log as the producer sees it: first the in-app
-/// deliveries, which are the inbox entries (`users`, sorted) and the
-/// broadcast rows (`broadcasts`: gid, 0 for everyone, and the group's id)
-/// themselves, sent when it was published; then every logged line, in order.
-pub(crate) fn delivery_log(
-    published: Option<Millis>,
-    users: Vec<String>,
-    broadcasts: Vec<(i64, Option<String>)>,
-    logged: Vec<StoredLine>,
-) -> Result<Vec<DeliveryEvent>> {
-    let at = published.unwrap_or(Millis(0));
-    let sent = |recipient: String| DeliveryEvent {
-        recipient,
-        channel: Channel::InApp,
-        status: DeliveryStatus::Sent,
-        attempt: 1,
-        error: None,
-        at,
-    };
-    let mut out = Vec::with_capacity(users.len() + broadcasts.len() + logged.len());
-    out.extend(users.into_iter().map(|id| sent(format!("user:{id}"))));
-    out.extend(broadcasts.into_iter().map(|(gid, group)| {
-        sent(if gid == 0 {
-            "all".into()
-        } else {
-            format!("group:{}", group.unwrap_or_default())
-        })
-    }));
-    for (recipient, channel, status, attempt, error, at) in logged {
-        out.push(DeliveryEvent {
-            recipient,
-            channel: Channel::parse(&channel).map_err(StoreError::backend)?,
-            status: DeliveryStatus::parse(&status)
-                .ok_or_else(|| StoreError::backend(format!("unknown delivery status {status}")))?,
-            attempt,
-            error,
-            at: Millis(at),
-        });
-    }
-    Ok(out)
-}
-
 /// The log line of a pending job that a cancellation removed.
 pub(crate) fn cancelled_line(payload: JobPayload, now: Millis) -> DeliveryEvent {
     let (recipient, channel) = match payload {
@@ -253,40 +212,5 @@ mod tests {
         );
         assert!(plan.jobs.is_empty());
         assert_eq!(plan.log[0].status, DeliveryStatus::Skipped);
-    }
-
-    #[test]
-    fn a_delivery_log_starts_with_the_in_app_deliveries() {
-        let log = delivery_log(
-            Some(Millis(7)),
-            vec!["a".into()],
-            vec![(0, None), (3, Some("g".into()))],
-            vec![(
-                "email:x@example.com".into(),
-                "email".into(),
-                "queued".into(),
-                0,
-                None,
-                9,
-            )],
-        )
-        .unwrap();
-        let labels: Vec<&str> = log.iter().map(|e| e.recipient.as_str()).collect();
-        assert_eq!(labels, ["user:a", "all", "group:g", "email:x@example.com"]);
-        assert!(
-            log[..3]
-                .iter()
-                .all(|e| e.status == DeliveryStatus::Sent && e.at == Millis(7))
-        );
-        assert_eq!(log[3].channel, Channel::Email);
-        assert!(
-            delivery_log(
-                None,
-                vec![],
-                vec![],
-                vec![("r".into(), "fax".into(), "queued".into(), 0, None, 0)]
-            )
-            .is_err()
-        );
     }
 }

@@ -3,11 +3,12 @@
 //! get the same row) and sets a lease in the same statement.
 
 use crate::jobs::{DeliveryEvent, EmailContext, Job, JobOutcome, JobPayload, JobStats, Recipient};
+use crate::plan::cancelled_line;
+use crate::plan::log::{DeliveryPage, DeliveryQuery, LogPager, Part, Rows};
 use crate::plan::send::{expansion, next_page};
 use crate::plan::stored::{
     EmailNotificationRow, EmailUserRow, StoredAudience, email_context as email_context_of,
 };
-use crate::plan::{StoredLine, cancelled_line, delivery_log};
 use crate::{NotificationStatus, Result, StoreError};
 use belfry_core::{Channel, Millis};
 use sqlx::{PgConnection, PgPool};
@@ -316,10 +317,13 @@ pub(crate) async fn email_context(
     email_context_of(row, recipient, user).map(Some)
 }
 
+/// One page of a notification's delivery log: the planner (`plan::log`)
+/// asks for keyset range scans, each over an index in key order.
 pub(crate) async fn deliveries(
     c: &mut PgConnection,
     notification_id: &str,
-) -> Result<Vec<DeliveryEvent>> {
+    query: DeliveryQuery,
+) -> Result<DeliveryPage> {
     let Some((nid, seq, published)): Option<(i64, Option<i64>, Option<i64>)> =
         sqlx::query_as("SELECT nid, seq, published_at FROM notifications WHERE id = $1")
             .bind(notification_id)
@@ -328,34 +332,59 @@ pub(crate) async fn deliveries(
     else {
         return Err(StoreError::NotFound);
     };
-    // In-app deliveries are the inbox rows themselves; no extra writes.
-    let users: Vec<String> = sqlx::query_scalar(
-        "SELECT u.id FROM inbox i JOIN users u ON u.uid = i.uid WHERE i.nid = $1
-         ORDER BY u.id COLLATE \"C\"",
-    )
-    .bind(nid)
-    .fetch_all(&mut *c)
-    .await?;
-    let broadcasts: Vec<(i64, Option<String>)> = match seq {
-        Some(seq) => {
-            sqlx::query_as(
-                "SELECT b.gid, g.id FROM broadcasts b LEFT JOIN groups g ON g.gid = b.gid
-                 WHERE b.seq = $1 ORDER BY b.gid",
-            )
-            .bind(seq)
-            .fetch_all(&mut *c)
-            .await?
-        }
-        None => Vec::new(),
-    };
-    let logged: Vec<StoredLine> = sqlx::query_as(
-        "SELECT recipient, channel, status, attempt, error, at FROM deliveries WHERE nid = $1 ORDER BY id",
-    )
-    .bind(nid)
-    .fetch_all(&mut *c)
-    .await?;
-    delivery_log(published.map(Millis), users, broadcasts, logged)
+    let mut pager = LogPager::new(query, published.map(Millis));
+    while let Some(read) = pager.next_read() {
+        let limit = read.limit as i64;
+        let rows =
+            match read.part {
+                // In-app deliveries are the inbox rows themselves; no extra writes.
+                Part::Inbox => Rows::Inbox(
+                    sqlx::query_as(
+                        "SELECT i.uid, u.id FROM inbox i JOIN users u ON u.uid = i.uid
+                     WHERE i.nid = $1 AND i.uid > $2 ORDER BY i.uid LIMIT $3",
+                    )
+                    .bind(nid)
+                    .bind(read.after)
+                    .bind(limit)
+                    .fetch_all(&mut *c)
+                    .await?,
+                ),
+                Part::Broadcasts => Rows::Broadcasts(match seq {
+                    Some(seq) => sqlx::query_as(
+                        "SELECT b.gid, g.id FROM broadcasts b LEFT JOIN groups g ON g.gid = b.gid
+                         WHERE b.seq = $1 AND b.gid > $2 ORDER BY b.gid LIMIT $3",
+                    )
+                    .bind(seq)
+                    .bind(read.after)
+                    .bind(limit)
+                    .fetch_all(&mut *c)
+                    .await?,
+                    None => Vec::new(),
+                }),
+                Part::Logged => {
+                    let rows: Vec<LoggedRow> = sqlx::query_as(
+                        "SELECT id, recipient, channel, status, attempt, error, at FROM deliveries
+                     WHERE nid = $1 AND id > $2 ORDER BY id LIMIT $3",
+                    )
+                    .bind(nid)
+                    .bind(read.after)
+                    .bind(limit)
+                    .fetch_all(&mut *c)
+                    .await?;
+                    Rows::Logged(
+                        rows.into_iter()
+                            .map(|(id, r, ch, st, a, e, at)| (id, (r, ch, st, a, e, at)))
+                            .collect(),
+                    )
+                }
+            };
+        pager.push(read, rows)?;
+    }
+    Ok(pager.finish())
 }
+
+/// A logged line with its id, as read.
+type LoggedRow = (i64, String, String, String, i64, Option<String>, i64);
 
 /// Cancels what is still pending for a notification: its jobs are removed
 /// and each pending delivery is logged as cancelled. A job a worker holds

@@ -23,10 +23,60 @@ mod publish;
 mod read;
 mod write;
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_trouble_is_unavailable_and_wrong_requests_are_not() {
+        assert_eq!(unavailable("53100"), Some(Unavailable::Full));
+        assert_eq!(unavailable("53300"), Some(Unavailable::Busy));
+        assert_eq!(unavailable("55P03"), Some(Unavailable::Busy));
+        assert_eq!(unavailable("40001"), Some(Unavailable::Busy));
+        assert_eq!(unavailable("57P01"), Some(Unavailable::Unreachable));
+        assert_eq!(unavailable("08006"), Some(Unavailable::Unreachable));
+        assert_eq!(unavailable("42P01"), None, "undefined table: a fault");
+        assert_eq!(unavailable("22P02"), None, "bad input: a fault");
+        for (e, kind) in [
+            (sqlx::Error::PoolTimedOut, Unavailable::Unreachable),
+            (
+                sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()),
+                Unavailable::Unreachable,
+            ),
+        ] {
+            match StoreError::from(e) {
+                StoreError::Unavailable { kind: k, source } => {
+                    assert_eq!(k, kind);
+                    assert!(source.is_some(), "the cause is kept for the log");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(
+            StoreError::from(sqlx::Error::Protocol(
+                "unexpected response from SSLRequest: 0x00".into()
+            )),
+            StoreError::Unavailable {
+                kind: Unavailable::Unreachable,
+                ..
+            }
+        ));
+        assert!(matches!(
+            StoreError::from(sqlx::Error::PoolClosed),
+            StoreError::Closed
+        ));
+        assert!(matches!(
+            StoreError::from(sqlx::Error::RowNotFound),
+            StoreError::Backend(_)
+        ));
+    }
+}
+
 use crate::{
-    ApiKeyInfo, Constraint, DeliveryEvent, DevMail, EmailContext, Group, InboxChange, InboxPage,
-    Job, JobOutcome, JobStats, NewApiKey, NewDevMail, NotificationRecord, PoolStats, Recipient,
-    Result, SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber, Subscription,
+    ApiKeyInfo, Constraint, DeliveryPage, DeliveryQuery, DevMail, EmailContext, Group, InboxChange,
+    InboxPage, Job, JobOutcome, JobStats, NewApiKey, NewDevMail, NotificationRecord, PoolStats,
+    Recipient, Result, SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber,
+    Subscription, Unavailable,
 };
 use async_trait::async_trait;
 use belfry_core::{
@@ -65,6 +115,13 @@ pub struct PgOptions {
     /// The schema that holds Belfry's tables (created when migrating);
     /// None: the connection's default `search_path` (normally `public`).
     pub schema: Option<String>,
+    /// How long a request waits for a pooled connection (connecting
+    /// included) before it is answered `Unavailable::Unreachable` (503):
+    /// a database that does not answer never hangs a request.
+    pub acquire_timeout: std::time::Duration,
+    /// Sends waiting for this node's publishing writer at most; a send that
+    /// finds the queue full is answered `Unavailable::Overloaded` (503).
+    pub write_queue: usize,
 }
 
 impl PgOptions {
@@ -74,22 +131,60 @@ impl PgOptions {
             pool_size: 16,
             migrate: true,
             schema: None,
+            acquire_timeout: std::time::Duration::from_secs(5),
+            write_queue: 8192,
         }
     }
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        match &e {
+        let kind = match &e {
             // Class 23: integrity constraint violations (unique, foreign key, check …).
             sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("23")) => {
-                StoreError::conflict(Constraint::Database(
+                return StoreError::conflict(Constraint::Database(
                     db.constraint().unwrap_or(db.message()).to_string(),
-                ))
+                ));
             }
-            sqlx::Error::PoolClosed => StoreError::Closed,
-            _ => StoreError::backend(e),
-        }
+            sqlx::Error::Database(db) => match db.code().as_deref().and_then(unavailable) {
+                Some(kind) => kind,
+                None => return StoreError::backend(e),
+            },
+            sqlx::Error::PoolClosed => return StoreError::Closed,
+            // No connection within the acquire timeout: the server refuses
+            // connections (sqlx retries those until the timeout) or every
+            // connection is taken.
+            sqlx::Error::PoolTimedOut => Unavailable::Unreachable,
+            // The connection broke (server gone, network down), or what
+            // answered is not (or no longer) PostgreSQL: a connection
+            // closed during the handshake shows as a protocol or TLS error
+            // ("unexpected response from SSLRequest"). sqlx closes such a
+            // connection; the next one may work.
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => Unavailable::Unreachable,
+            _ => return StoreError::backend(e),
+        };
+        StoreError::unavailable(kind, e)
+    }
+}
+
+/// SQLSTATEs that mean "not now" rather than "wrong".
+fn unavailable(sqlstate: &str) -> Option<Unavailable> {
+    match sqlstate {
+        // disk_full
+        "53100" => Some(Unavailable::Full),
+        // Class 53, insufficient resources: out of memory, too many connections.
+        s if s.starts_with("53") => Some(Unavailable::Busy),
+        // Lock not available, query cancelled (statement or lock timeout),
+        // serialization failure, deadlock.
+        "55P03" | "57014" | "40001" | "40P01" => Some(Unavailable::Busy),
+        // Shutting down, crashed, starting up.
+        "57P01" | "57P02" | "57P03" => Some(Unavailable::Unreachable),
+        // Class 08: connection exceptions.
+        s if s.starts_with("08") => Some(Unavailable::Unreachable),
+        _ => None,
     }
 }
 
@@ -254,7 +349,7 @@ impl PgStore {
         }
         let pool = PgPoolOptions::new()
             .max_connections(options.pool_size.max(2))
-            .acquire_timeout(std::time::Duration::from_secs(30))
+            .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
         if !options.migrate {
@@ -270,7 +365,7 @@ impl PgStore {
             committed_seq: AtomicI64::new(last_seq),
             jobs_wakeup: Arc::new(Notify::new()),
         });
-        let (tx, rx) = mpsc::channel(8192);
+        let (tx, rx) = mpsc::channel(options.write_queue.max(1));
         let task = tokio::spawn(publish::writer_loop(shared.clone(), rx));
         Ok(PgStore {
             shared,
@@ -296,13 +391,29 @@ impl PgStore {
 
     /// Resolves a publishing request here (phase 1, on a pooled
     /// connection, concurrently with others) and queues it for the writer.
-    async fn write(&self, op: publish::WriteOp) -> Result<()> {
+    ///
+    /// A request's send (`shed`) finding the queue full is answered
+    /// `Overloaded` at once; a scheduled send becoming due waits for room.
+    async fn write(&self, op: publish::WriteOp, shed: bool) -> Result<()> {
         let pending = {
             let mut c = self.conn().await?;
             publish::prepare(&mut c, op).await
         };
         if let Some(p) = pending {
-            self.writer.send(p).await.map_err(|_| StoreError::Closed)?;
+            if shed {
+                self.writer.try_send(p).map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(_) => {
+                        metrics::counter!("belfry_pg_writes_shed_total").increment(1);
+                        StoreError::unavailable(
+                            Unavailable::Overloaded,
+                            "the publishing queue is full",
+                        )
+                    }
+                    mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+                })?;
+            } else {
+                self.writer.send(p).await.map_err(|_| StoreError::Closed)?;
+            }
         }
         Ok(())
     }
@@ -457,7 +568,7 @@ impl Store for PgStore {
         batch: Vec<NewNotification>,
     ) -> Result<Vec<SendReceipt>> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.write(publish::WriteOp::Send { ctx, batch, reply })
+        self.write(publish::WriteOp::Send { ctx, batch, reply }, true)
             .await?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
@@ -535,7 +646,7 @@ impl Store for PgStore {
 
     async fn publish_due(&self, nid: i64, now: Millis) -> Result<()> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.write(publish::WriteOp::PublishDue { nid, now, reply })
+        self.write(publish::WriteOp::PublishDue { nid, now, reply }, false)
             .await?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
@@ -561,8 +672,12 @@ impl Store for PgStore {
         jobs::email_context(&mut *self.conn().await?, nid, recipient).await
     }
 
-    async fn deliveries(&self, notification_id: &str) -> Result<Vec<DeliveryEvent>> {
-        jobs::deliveries(&mut *self.conn().await?, notification_id).await
+    async fn deliveries(
+        &self,
+        notification_id: &str,
+        query: DeliveryQuery,
+    ) -> Result<DeliveryPage> {
+        jobs::deliveries(&mut *self.conn().await?, notification_id, query).await
     }
 
     async fn job_stats(&self, now: Millis) -> Result<JobStats> {

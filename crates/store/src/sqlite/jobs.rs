@@ -3,11 +3,12 @@
 
 use super::Writer;
 use crate::jobs::{DeliveryEvent, EmailContext, Job, JobOutcome, JobPayload, JobStats, Recipient};
+use crate::plan::log::{DeliveryPage, DeliveryQuery, LogPager, Part, Rows};
 use crate::plan::send::{expansion, next_page};
 use crate::plan::stored::{
     EmailNotificationRow, EmailUserRow, StoredAudience, email_context as email_context_of,
 };
-use crate::plan::{StoredLine, cancelled_line, delivery_log};
+use crate::plan::{StoredLine, cancelled_line};
 use crate::{NotificationStatus, Result, StoreError};
 use belfry_core::{Channel, Millis};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -269,7 +270,24 @@ pub(crate) fn email_context(
     email_context_of(row, recipient, user).map(Some)
 }
 
-pub(crate) fn deliveries(c: &Connection, notification_id: &str) -> Result<Vec<DeliveryEvent>> {
+/// The keyset reads of a delivery log page (`plan::log`): (key of the
+/// notification, key after which to continue, how many rows), each a range
+/// scan of an index in key order (see the test below).
+const LOG_INBOX: &str = "SELECT i.uid, u.id FROM inbox i JOIN users u ON u.uid = i.uid
+     WHERE i.nid = ?1 AND i.uid > ?2 ORDER BY i.uid LIMIT ?3";
+const LOG_BROADCASTS: &str =
+    "SELECT b.gid, g.id FROM broadcasts b LEFT JOIN groups g ON g.gid = b.gid
+     WHERE b.seq = ?1 AND b.gid > ?2 ORDER BY b.gid LIMIT ?3";
+const LOG_LINES: &str = "SELECT id, recipient, channel, status, attempt, error, at FROM deliveries
+     WHERE nid = ?1 AND id > ?2 ORDER BY id LIMIT ?3";
+
+/// One page of a notification's delivery log: the planner (`plan::log`)
+/// asks for keyset range scans, each over an index in key order.
+pub(crate) fn deliveries(
+    c: &Connection,
+    notification_id: &str,
+    query: DeliveryQuery,
+) -> Result<DeliveryPage> {
     let Some((nid, seq, published)): Option<(i64, Option<i64>, Option<i64>)> = c
         .prepare_cached("SELECT nid, seq, published_at FROM notifications WHERE id = ?1")?
         .query_row([notification_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -277,32 +295,42 @@ pub(crate) fn deliveries(c: &Connection, notification_id: &str) -> Result<Vec<De
     else {
         return Err(StoreError::NotFound);
     };
-    // In-app deliveries are the inbox rows themselves; no extra writes.
-    let users = c
-        .prepare_cached(
-            "SELECT u.id FROM inbox i JOIN users u ON u.uid = i.uid WHERE i.nid = ?1 ORDER BY u.id",
-        )?
-        .query_map([nid], |r| r.get(0))?
-        .collect::<rusqlite::Result<Vec<String>>>()?;
-    let broadcasts = match seq {
-        Some(seq) => c
-            .prepare_cached(
-                "SELECT b.gid, g.id FROM broadcasts b LEFT JOIN groups g ON g.gid = b.gid
-                 WHERE b.seq = ?1 ORDER BY b.gid",
-            )?
-            .query_map([seq], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()?,
-        None => Vec::new(),
-    };
-    let logged = c
-        .prepare_cached(
-            "SELECT recipient, channel, status, attempt, error, at FROM deliveries WHERE nid = ?1 ORDER BY id",
-        )?
-        .query_map([nid], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
-        })?
-        .collect::<rusqlite::Result<Vec<StoredLine>>>()?;
-    delivery_log(published.map(Millis), users, broadcasts, logged)
+    let mut pager = LogPager::new(query, published.map(Millis));
+    while let Some(read) = pager.next_read() {
+        let limit = read.limit as i64;
+        let rows = match read.part {
+            // In-app deliveries are the inbox rows themselves; no extra writes.
+            Part::Inbox => Rows::Inbox(
+                c.prepare_cached(LOG_INBOX)?
+                    .query_map((nid, read.after, limit), |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?,
+            ),
+            Part::Broadcasts => Rows::Broadcasts(match seq {
+                Some(seq) => c
+                    .prepare_cached(LOG_BROADCASTS)?
+                    .query_map((seq, read.after, limit), |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?,
+                None => Vec::new(),
+            }),
+            Part::Logged => Rows::Logged(
+                c.prepare_cached(LOG_LINES)?
+                    .query_map((nid, read.after, limit), |r| {
+                        let line: StoredLine = (
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                        );
+                        Ok((r.get(0)?, line))
+                    })?
+                    .collect::<rusqlite::Result<_>>()?,
+            ),
+        };
+        pager.push(read, rows)?;
+    }
+    Ok(pager.finish())
 }
 
 /// Cancels what is still pending for a notification: its jobs are removed
@@ -319,4 +347,35 @@ pub(crate) fn cancel_jobs(c: &Connection, nid: i64, now: Millis) -> Result<()> {
     c.prepare_cached("DELETE FROM jobs WHERE nid = ?1")?
         .execute([nid])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A page of a broadcast's log with 100k lines must not read them all:
+    /// every read is a search of an index, in its order (no sort, no scan).
+    #[test]
+    fn delivery_log_pages_are_index_range_scans() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("belfry.db");
+        let store = crate::SqliteStore::open(crate::SqliteOptions::new(&path)).unwrap();
+        let c = Connection::open(&path).unwrap();
+        for sql in [LOG_INBOX, LOG_BROADCASTS, LOG_LINES] {
+            let plan: Vec<String> = c
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map((1, 0, 10), |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            let text = plan.join(" | ");
+            assert!(!text.contains("TEMP B-TREE"), "sorts: {sql}: {text}");
+            assert!(
+                plan.first().is_some_and(|p| p.starts_with("SEARCH")),
+                "scans: {sql}: {text}"
+            );
+        }
+        drop(store);
+    }
 }

@@ -16,9 +16,10 @@ mod write;
 pub use wal::{WalOptions, WalState};
 
 use crate::{
-    ApiKeyInfo, Constraint, DeliveryEvent, DevMail, EmailContext, Group, InboxChange, InboxPage,
-    Job, JobOutcome, JobStats, NewApiKey, NewDevMail, NotificationRecord, PoolStats, Recipient,
-    Result, SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber, Subscription,
+    ApiKeyInfo, Constraint, DeliveryPage, DeliveryQuery, DevMail, EmailContext, Group, InboxChange,
+    InboxPage, Job, JobOutcome, JobStats, NewApiKey, NewDevMail, NotificationRecord, PoolStats,
+    Recipient, Result, SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber,
+    Subscription, Unavailable,
 };
 use async_trait::async_trait;
 use belfry_core::{
@@ -57,6 +58,13 @@ pub struct SqliteOptions {
     pub fsync_every_commit: bool,
     /// How the write-ahead log is kept small.
     pub wal: WalOptions,
+    /// Writes waiting for the writer at most. A request that finds the
+    /// queue full is answered at once with `Unavailable::Overloaded` (503)
+    /// instead of waiting; the job engine's own writes wait for room.
+    pub write_queue: usize,
+    /// How long the writer waits for a lock another process holds before it
+    /// answers `Unavailable::Busy` (503); 5 s by default.
+    pub busy_timeout: std::time::Duration,
 }
 
 impl SqliteOptions {
@@ -66,20 +74,33 @@ impl SqliteOptions {
             readers: 4,
             fsync_every_commit: true,
             wal: WalOptions::default(),
+            write_queue: 8192,
+            busy_timeout: std::time::Duration::from_secs(5),
         }
     }
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        if let rusqlite::Error::SqliteFailure(f, msg) = &e
-            && f.code == rusqlite::ErrorCode::ConstraintViolation
-        {
-            return StoreError::conflict(Constraint::Database(
-                msg.clone().unwrap_or_else(|| e.to_string()),
-            ));
-        }
-        StoreError::backend(e)
+        use rusqlite::ErrorCode;
+        let rusqlite::Error::SqliteFailure(f, msg) = &e else {
+            return StoreError::backend(e);
+        };
+        let kind = match f.code {
+            ErrorCode::ConstraintViolation => {
+                return StoreError::conflict(Constraint::Database(
+                    msg.clone().unwrap_or_else(|| e.to_string()),
+                ));
+            }
+            // Another connection held the lock past the busy timeout.
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => Unavailable::Busy,
+            // SQLITE_FULL: the disk (or max_page_count) is full.
+            ErrorCode::DiskFull => Unavailable::Full,
+            // The file cannot be opened (gone, its directory unmounted).
+            ErrorCode::CannotOpen => Unavailable::Unreachable,
+            _ => return StoreError::backend(e),
+        };
+        StoreError::unavailable(kind, e)
     }
 }
 
@@ -113,12 +134,18 @@ impl Writer {
 trait Op: Send {
     fn run(&mut self, w: &mut Writer) -> bool;
     fn finish(self: Box<Self>, commit: std::result::Result<(), StoreError>);
+    /// A request's write (answered at once when the database refuses the
+    /// batch before it), not one of the job engine's (which wait).
+    fn sheddable(&self) -> bool;
 }
 
 struct FnOp<R, F> {
     f: Option<F>,
     result: Option<Result<R>>,
     reply: oneshot::Sender<Result<R>>,
+    /// False for the job engine's writes, which must be recorded however
+    /// long they wait.
+    sheddable: bool,
 }
 
 impl<R, F> Op for FnOp<R, F>
@@ -144,6 +171,16 @@ where
         };
         let _ = self.reply.send(result);
     }
+
+    fn sheddable(&self) -> bool {
+        self.sheddable
+    }
+}
+
+/// The answer to a write that was shed: the queue is full.
+fn overloaded() -> StoreError {
+    metrics::counter!("belfry_sqlite_writes_shed_total").increment(1);
+    StoreError::unavailable(Unavailable::Overloaded, "the write queue is full")
 }
 
 /// A pool of read-only connections used from blocking threads.
@@ -188,7 +225,8 @@ pub struct SqliteStore {
 /// Commits buffered in the event channel before a slow consumer lags.
 const EVENT_BUFFER: usize = 16 * 1024;
 
-/// How long a connection waits for a lock before it reports the database busy.
+/// How long the read-only and checkpoint connections wait for a lock (the
+/// writer has its own, `SqliteOptions::busy_timeout`).
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn configure(conn: &Connection) -> Result<()> {
@@ -246,6 +284,7 @@ impl SqliteStore {
         }
         let mut conn = Connection::open(&options.path)?;
         configure(&conn)?;
+        conn.busy_timeout(options.busy_timeout)?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::backend(format!(
@@ -278,7 +317,7 @@ impl SqliteStore {
         let readers = (0..options.readers.max(1))
             .map(|_| open_reader(&options.path))
             .collect::<Result<Vec<_>>>()?;
-        let (tx, rx) = mpsc::channel::<Box<dyn Op>>(8192);
+        let (tx, rx) = mpsc::channel::<Box<dyn Op>>(options.write_queue.max(1));
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let committed_seq = Arc::new(AtomicI64::new(last_seq));
         let jobs_wakeup = Arc::new(tokio::sync::Notify::new());
@@ -299,7 +338,10 @@ impl SqliteStore {
         };
         let thread = std::thread::Builder::new()
             .name("belfry-sqlite-writer".into())
-            .spawn(move || writer_loop(writer, rx))
+            .spawn({
+                let busy_timeout = options.busy_timeout;
+                move || writer_loop(writer, rx, busy_timeout)
+            })
             .map_err(|e| StoreError::backend(format!("cannot start the writer thread: {e}")))?;
         let checkpointer = start_checkpointer(&options.path, &options.wal, &wal_state, page_size)?;
 
@@ -332,7 +374,9 @@ impl SqliteStore {
         wal::wal_bytes(&self.path)
     }
 
-    /// Runs `f` in the writer's next transaction and returns its result once committed.
+    /// Runs `f` in the writer's next transaction and returns its result
+    /// once committed: a request's write. When the queue is full it is shed
+    /// at once (`Unavailable::Overloaded`) instead of waiting for room.
     async fn write<R, F>(&self, f: F) -> Result<R>
     where
         R: Send + 'static,
@@ -343,6 +387,29 @@ impl SqliteStore {
             f: Some(f),
             result: None,
             reply,
+            sheddable: true,
+        });
+        self.writer.try_send(op).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => overloaded(),
+            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+        })?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Like [`SqliteStore::write`], for the job engine: waits for room in
+    /// the queue and is never shed, so that an outcome (an email that went
+    /// out) is always recorded.
+    async fn write_waiting<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Writer) -> Result<R> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let op = Box::new(FnOp {
+            f: Some(f),
+            result: None,
+            reply,
+            sheddable: false,
         });
         self.writer.send(op).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -395,12 +462,23 @@ fn start_checkpointer(
     Ok((stop, handle))
 }
 
-fn writer_loop(mut w: Writer, mut rx: mpsc::Receiver<Box<dyn Op>>) {
+fn writer_loop(
+    mut w: Writer,
+    mut rx: mpsc::Receiver<Box<dyn Op>>,
+    busy_timeout: std::time::Duration,
+) {
     let mut batch: Vec<Box<dyn Op>> = Vec::with_capacity(MAX_BATCH);
+    // The engine's writes kept back when a refused batch answered the
+    // requests queued behind it.
+    let mut carried: Vec<Box<dyn Op>> = Vec::new();
     loop {
-        match rx.blocking_recv() {
-            Some(op) => batch.push(op),
-            None => break,
+        if carried.is_empty() {
+            match rx.blocking_recv() {
+                Some(op) => batch.push(op),
+                None => break,
+            }
+        } else {
+            batch.append(&mut carried);
         }
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -427,8 +505,22 @@ fn writer_loop(mut w: Writer, mut rx: mpsc::Receiver<Box<dyn Op>>) {
         for op in batch.drain(..) {
             op.finish(outcome.clone());
         }
+        // The database refused the whole batch (locked past the busy
+        // timeout, full): what is queued behind it would wait as long and
+        // fail the same way, so the requests among it are answered now.
+        // Each caller waits at most about one busy timeout, not one per
+        // batch ahead of it. The engine's writes stay queued.
+        if let Err(e @ StoreError::Unavailable { .. }) = &outcome {
+            while let Ok(op) = rx.try_recv() {
+                if op.sheddable() {
+                    op.finish(Err(e.clone()));
+                } else {
+                    carried.push(op);
+                }
+            }
+        }
         // Callers have their answers; now the log may be restarted.
-        w.wal.after_commit(&w.conn, BUSY_TIMEOUT);
+        w.wal.after_commit(&w.conn, busy_timeout);
     }
     if let Err(e) = w.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
         tracing::warn!(error = %e, "WAL checkpoint at shutdown failed");
@@ -472,7 +564,11 @@ impl Store for SqliteStore {
             c.query_row("SELECT 1", [], |_| Ok(()))?;
             Ok(())
         })
-        .await
+        .await?;
+        // The writer answers too: an empty operation in its next batch
+        // (no extra commit under load). A full queue, or a database locked
+        // past the busy timeout, shows here.
+        self.write(|_| Ok(())).await
     }
 
     async fn secret(&self, name: &str) -> Result<Vec<u8>> {
@@ -653,12 +749,12 @@ impl Store for SqliteStore {
         owner: &str,
     ) -> Result<Vec<Job>> {
         let owner = owner.to_string();
-        self.write(move |w| jobs::claim(w, now, lease_ms, limit, &owner))
+        self.write_waiting(move |w| jobs::claim(w, now, lease_ms, limit, &owner))
             .await
     }
 
     async fn finish_job(&self, job: i64, outcome: JobOutcome, now: Millis) -> Result<()> {
-        self.write(move |w| jobs::finish(w, job, outcome, now))
+        self.write_waiting(move |w| jobs::finish(w, job, outcome, now))
             .await
     }
 
@@ -671,7 +767,8 @@ impl Store for SqliteStore {
     }
 
     async fn publish_due(&self, nid: i64, now: Millis) -> Result<()> {
-        self.write(move |w| publish::publish_due(w, nid, now)).await
+        self.write_waiting(move |w| publish::publish_due(w, nid, now))
+            .await
     }
 
     async fn expand_broadcast(
@@ -682,7 +779,7 @@ impl Store for SqliteStore {
         limit: usize,
         now: Millis,
     ) -> Result<Option<i64>> {
-        self.write(move |w| jobs::expand(w, nid, channel, after_uid, limit, now))
+        self.write_waiting(move |w| jobs::expand(w, nid, channel, after_uid, limit, now))
             .await
     }
 
@@ -692,9 +789,13 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn deliveries(&self, notification_id: &str) -> Result<Vec<DeliveryEvent>> {
+    async fn deliveries(
+        &self,
+        notification_id: &str,
+        query: DeliveryQuery,
+    ) -> Result<DeliveryPage> {
         let id = notification_id.to_string();
-        self.read(move |c| jobs::deliveries(c, &id)).await
+        self.read(move |c| jobs::deliveries(c, &id, query)).await
     }
 
     async fn job_stats(&self, now: Millis) -> Result<JobStats> {
@@ -713,7 +814,7 @@ impl Store for SqliteStore {
     }
 
     async fn mailbox_put(&self, mail: NewDevMail, now: Millis) -> Result<DevMail> {
-        self.write(move |w| mailbox::mailbox_put(&w.conn, &mail, now))
+        self.write_waiting(move |w| mailbox::mailbox_put(&w.conn, &mail, now))
             .await
     }
 
@@ -780,5 +881,134 @@ impl Drop for SqliteStore {
             drop(std::mem::replace(&mut self.writer, tx));
             let _ = handle.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn failure(code: std::ffi::c_int) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some("details".into()))
+    }
+
+    fn kind(e: StoreError) -> Option<Unavailable> {
+        match e {
+            StoreError::Unavailable { kind, source } => {
+                assert!(source.is_some(), "the cause is kept for the log");
+                Some(kind)
+            }
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn full_busy_and_unopenable_databases_are_unavailable() {
+        use rusqlite::ffi;
+        let cases = [
+            (ffi::SQLITE_FULL, Some(Unavailable::Full)),
+            (ffi::SQLITE_BUSY, Some(Unavailable::Busy)),
+            (ffi::SQLITE_LOCKED, Some(Unavailable::Busy)),
+            (ffi::SQLITE_CANTOPEN, Some(Unavailable::Unreachable)),
+            (ffi::SQLITE_CORRUPT, None),
+            (ffi::SQLITE_ERROR, None),
+        ];
+        for (code, expected) in cases {
+            assert_eq!(kind(failure(code).into()), expected, "code {code}");
+        }
+        assert!(matches!(
+            StoreError::from(failure(ffi::SQLITE_CONSTRAINT)),
+            StoreError::Conflict { .. }
+        ));
+        assert!(matches!(
+            StoreError::from(rusqlite::Error::QueryReturnedNoRows),
+            StoreError::Backend(_)
+        ));
+    }
+
+    /// Another process holds the write lock: the writer gives up after
+    /// its busy timeout (503 `database_busy`), and with its queue full,
+    /// requests are shed at once while the engine's writes wait their turn.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_locked_database_is_busy_and_a_full_queue_sheds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("belfry.db");
+        let mut options = SqliteOptions::new(&path);
+        options.write_queue = 2;
+        options.busy_timeout = Duration::from_millis(1500);
+        let store = Arc::new(SqliteStore::open(options).unwrap());
+        let lock = Connection::open(&path).unwrap();
+        lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+        let started = Instant::now();
+        let writes: Vec<_> = (0..20)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let group = GroupId::parse(&format!("g{i}")).unwrap();
+                    let r = store.put_group(&group, None, Millis(1)).await;
+                    (r.map(|_| ()), started.elapsed())
+                })
+            })
+            .collect();
+        let mut shed = 0;
+        let mut busy = 0;
+        for w in writes {
+            let (result, took) = w.await.unwrap();
+            match result.map_err(kind) {
+                Err(Some(Unavailable::Overloaded)) => {
+                    shed += 1;
+                    assert!(took < Duration::from_millis(1000), "shed at once: {took:?}");
+                }
+                Err(Some(Unavailable::Busy)) => busy += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        // The writer holds one batch (what it took, and what was queued
+        // then), at most two more wait in the queue: the rest are shed.
+        assert!(shed >= 20 - 5, "shed {shed}, busy {busy}");
+        assert!(busy >= 1, "the batch that waited for the lock is busy");
+        // Reads still answer; readiness does not (the writer is busy).
+        assert!(store.list_groups().await.unwrap().is_empty());
+        assert_eq!(
+            kind(store.ping().await.unwrap_err()),
+            Some(Unavailable::Busy)
+        );
+
+        lock.execute_batch("COMMIT").unwrap();
+        store.ping().await.unwrap();
+        let group = GroupId::parse("after").unwrap();
+        store.put_group(&group, None, Millis(2)).await.unwrap();
+    }
+
+    /// SQLite's own "disk full": a write past `max_page_count` fails with
+    /// SQLITE_FULL, which is `Unavailable::Full`; what fits still works.
+    #[tokio::test]
+    async fn a_full_disk_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("belfry.db");
+        let store = SqliteStore::open(SqliteOptions::new(&path)).unwrap();
+        store
+            .write(|w| {
+                let pages: i64 = w.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+                w.conn
+                    .execute_batch(&format!("PRAGMA max_page_count = {}", pages + 2))?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let mut outcome = Ok(());
+        for i in 0..200 {
+            let group = GroupId::parse(&format!("group-{i}-{}", "x".repeat(50))).unwrap();
+            outcome = store
+                .put_group(&group, Some("y".repeat(2000)), Millis(1))
+                .await
+                .map(|_| ());
+            if outcome.is_err() {
+                break;
+            }
+        }
+        assert_eq!(kind(outcome.unwrap_err()), Some(Unavailable::Full));
     }
 }
