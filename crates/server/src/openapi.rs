@@ -114,6 +114,18 @@ pub fn finish(mut doc: Value) -> Value {
                     .as_object_mut()
                     .expect("responses is an object");
                 finish_responses(responses);
+                // Every operation reads or writes the database.
+                responses.entry("503".to_string()).or_insert_with(|| {
+                    let mut r = problem(
+                        "Temporarily unable, retry after `Retry-After` seconds: this node sheds writes (`overloaded`), the database is busy, full or does not answer (`database_busy`, `storage_full`, `database_unavailable`), or the node is shutting down (`unavailable`)",
+                    );
+                    r["headers"] = json!({"Retry-After": {
+                        "description": "Seconds to wait before retrying",
+                        "required": true,
+                        "schema": {"type": "integer", "minimum": 1}
+                    }});
+                    r
+                });
                 let mut add = |status: &str, description: &str| {
                     responses
                         .entry(status.to_string())

@@ -56,7 +56,7 @@ async fn a_locked_sqlite_database_and_a_full_write_queue_are_503() {
     let path = dir.path().join("belfry.db");
     let mut options = SqliteOptions::new(&path);
     options.write_queue = 1;
-    options.busy_timeout = Duration::from_secs(2);
+    options.busy_timeout = Duration::from_secs(3);
     let store: SharedStore = Arc::new(SqliteStore::open(options).unwrap());
     let config = belfry_server::Config {
         run_workers: false,
@@ -88,8 +88,8 @@ async fn a_locked_sqlite_database_and_a_full_write_queue_are_503() {
     for (r, took) in futures::future::join_all(requests).await {
         let p = assert_unavailable(r, &["overloaded", "database_busy"]).await;
         if p["code"] == "overloaded" {
-            // Shed at once, not after the lock's 2 s.
-            assert!(took < Duration::from_millis(1500), "{took:?}");
+            // Shed at once, not after the lock's 3 s.
+            assert!(took < Duration::from_secs(2), "{took:?}");
             shed += 1;
         } else {
             busy += 1;
@@ -99,7 +99,11 @@ async fn a_locked_sqlite_database_and_a_full_write_queue_are_503() {
     // Reading works meanwhile (WAL); readiness does not: the writer is stuck.
     let r = app.admin(Method::GET, "/v1/users/ana", None).await;
     assert_eq!(r.status(), StatusCode::OK);
-    assert_unavailable(readyz(&app).await, &["database_busy", "overloaded"]).await;
+    assert_unavailable(
+        readyz(&app).await,
+        &["database_busy", "overloaded", "database_unavailable"],
+    )
+    .await;
 
     lock.execute_batch("ROLLBACK").unwrap();
     assert_eq!(readyz(&app).await.status(), StatusCode::OK);
