@@ -71,6 +71,14 @@ async fn get_user(
         .ok_or_else(|| ApiError::NotFound(format!("there is no user {id}")))
 }
 
+/// A store error about a user: NotFound names the user.
+fn no_such_user(e: belfry_store::StoreError, id: &UserId) -> ApiError {
+    match e {
+        belfry_store::StoreError::NotFound => ApiError::NotFound(format!("there is no user {id}")),
+        other => other.into(),
+    }
+}
+
 /// Delete a user with their inbox, inbox state and memberships.
 ///
 /// Their tokens are revoked and their open streams end: a user created
@@ -92,12 +100,7 @@ async fn delete_user(
         .store
         .delete_user(&id, now)
         .await
-        .map_err(|e| match e {
-            belfry_store::StoreError::NotFound => {
-                ApiError::NotFound(format!("there is no user {id}"))
-            }
-            other => other.into(),
-        })?;
+        .map_err(|e| no_such_user(e, &id))?;
     // Refused on this node at once; the event reaches every node.
     state.hub.revocations.record(&id, now, now);
     Ok(StatusCode::NO_CONTENT)
@@ -127,12 +130,7 @@ async fn revoke_tokens(
         .store
         .revoke_tokens(&id, now)
         .await
-        .map_err(|e| match e {
-            belfry_store::StoreError::NotFound => {
-                ApiError::NotFound(format!("there is no user {id}"))
-            }
-            other => other.into(),
-        })?;
+        .map_err(|e| no_such_user(e, &id))?;
     // Refused on this node at once; the event reaches every node.
     state.hub.revocations.record(&id, after, now);
     Ok(StatusCode::NO_CONTENT)

@@ -410,33 +410,32 @@ async fn receipt_of(c: &mut PgConnection, nid: i64) -> Result<SendReceipt> {
 
 /// The uid of each user (None: unknown), in one query.
 async fn uids(c: &mut PgConnection, users: &[UserId]) -> Result<Vec<Option<i64>>> {
-    if users.is_empty() {
-        return Ok(Vec::new());
-    }
     let ids: Vec<&str> = users.iter().map(|u| u.as_str()).collect();
-    let found: HashMap<String, i64> =
-        sqlx::query_as::<_, (String, i64)>("SELECT id, uid FROM users WHERE id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(&mut *c)
-            .await?
-            .into_iter()
-            .collect();
-    Ok(ids.iter().map(|id| found.get(*id).copied()).collect())
+    numbers_of(c, "SELECT id, uid FROM users WHERE id = ANY($1)", &ids).await
 }
 
 /// The gid of each group (None: unknown), in one query.
 async fn gids(c: &mut PgConnection, groups: &[GroupId]) -> Result<Vec<Option<i64>>> {
-    if groups.is_empty() {
+    let ids: Vec<&str> = groups.iter().map(|g| g.as_str()).collect();
+    numbers_of(c, "SELECT id, gid FROM groups WHERE id = ANY($1)", &ids).await
+}
+
+/// The internal number of each id, in order (None: unknown), by `sql`,
+/// which selects `(id, number)` for the ids bound as `$1`.
+async fn numbers_of(
+    c: &mut PgConnection,
+    sql: &'static str,
+    ids: &[&str],
+) -> Result<Vec<Option<i64>>> {
+    if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<&str> = groups.iter().map(|g| g.as_str()).collect();
-    let found: HashMap<String, i64> =
-        sqlx::query_as::<_, (String, i64)>("SELECT id, gid FROM groups WHERE id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(&mut *c)
-            .await?
-            .into_iter()
-            .collect();
+    let found: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(sql)
+        .bind(ids)
+        .fetch_all(&mut *c)
+        .await?
+        .into_iter()
+        .collect();
     Ok(ids.iter().map(|id| found.get(*id).copied()).collect())
 }
 
