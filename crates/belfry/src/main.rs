@@ -34,7 +34,7 @@ enum Command {
     /// the TOML file given with --config (flags win over the environment,
     /// the environment over the file). BELFRY_ADMIN_KEY (environment only)
     /// sets the admin key instead of generating one on first start.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Send a notification through a running server.
     Send(send::SendArgs),
     /// Manage secret keys (works on the database directly).
@@ -136,7 +136,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Send(args) => send::run(args).await,
         Command::Keys { action } => keys(action).await,
         Command::Token { action } => token(action).await,
@@ -220,6 +220,10 @@ async fn open_store(storage: &Storage) -> anyhow::Result<SharedStore> {
             let mut options = SqliteOptions::new(path);
             options.fsync_every_commit = storage.sqlite_fsync;
             options.wal.restart_bytes = storage.sqlite_wal_limit_mb * 1024 * 1024;
+            options.commit_interval =
+                std::time::Duration::from_millis(storage.sqlite_commit_interval_ms);
+            options.wal.checkpoint_interval =
+                std::time::Duration::from_millis(storage.sqlite_checkpoint_interval_ms);
             options.wal.journal_size_limit = options.wal.restart_bytes;
             let store = SqliteStore::open(options)
                 .with_context(|| format!("opening the SQLite database {}", path.display()))?;

@@ -208,8 +208,13 @@ fn soak_scenario_at_tiny_size() {
         "4",
         "--interval",
         "2",
+        "--prefill",
+        "1200",
     ]);
     assert_eq!(r["scenario"], "soak");
+    // The prefill (three batches) went in before the timed run; the timed
+    // sends below are counted without it.
+    assert_eq!(r["parameters"]["prefill"], 1200, "{r}");
     let lines = r["lines"].as_array().expect("per-interval lines");
     // The header, its rule and one line per interval, with RSS and both
     // file sizes known (the tool started the server on SQLite).

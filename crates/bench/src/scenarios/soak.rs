@@ -46,6 +46,11 @@ pub struct Args {
     /// without it when the tool starts the server itself.
     #[arg(long)]
     pub db: Option<PathBuf>,
+    /// Notifications to put into the users' inboxes (in batches, unread)
+    /// before the timed run: starts the run where a long one would be
+    /// after `prefill / rate` seconds.
+    #[arg(long, default_value_t = 0)]
+    pub prefill: u64,
 }
 
 /// What one interval collected.
@@ -65,6 +70,50 @@ fn file_mb(path: &Option<PathBuf>, suffix: &str) -> Option<f64> {
         .map(|m| m.len())
         .ok()?;
     Some(len as f64 / (1024.0 * 1024.0))
+}
+
+/// Fills the soak users' inboxes with `count` notifications, round-robin,
+/// in batches of 500 (four requests at a time), as a long run would have.
+async fn prefill(
+    server: &crate::server::Server,
+    client: &reqwest::Client,
+    users: usize,
+    count: u64,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    const BATCH: u64 = 500;
+    let t0 = Instant::now();
+    let batches = count.div_ceil(BATCH);
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..batches)
+        .map(|b| async move {
+            let items: Vec<serde_json::Value> = (b * BATCH..((b + 1) * BATCH).min(count))
+                .map(|i| {
+                    json!({"to": {"users": [format!("soak-{}", i as usize % users)]},
+                           "title": format!("Earlier #{i}"), "body": "Printer on floor 3 is jammed",
+                           "category": "assignment"})
+                })
+                .collect();
+            let r = client
+                .post(format!(
+                    "{}/v1/notifications/batch",
+                    server.node(b as usize)
+                ))
+                .bearer_auth(&server.admin_key)
+                .json(&json!({ "notifications": items }))
+                .send()
+                .await?;
+            anyhow::ensure!(r.status().as_u16() == 202, "prefill batch: {}", r.status());
+            Ok(())
+        })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    eprintln!(
+        "[soak] prefilled {count} notifications in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn fmt_opt(v: Option<f64>) -> String {
@@ -94,6 +143,9 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
     let tokens = users_with_tokens(&server, &client, "soak", a.users, None, 32).await?;
     let churn_tokens = users_with_tokens(&server, &client, "soak-churn", 16, None, 16).await?;
     let slow_token = users_with_tokens(&server, &client, "soak-slow", 1, None, 1).await?;
+    if a.prefill > 0 {
+        prefill(&server, &client, a.users, a.prefill).await?;
+    }
     let shared = Arc::new(Shared::default());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Receipt>();
     let streams = clients::connect_all(Transport::Ws, &server, &tokens, &shared, &tx).await?;
@@ -397,7 +449,7 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
     }
     Ok(Report {
         scenario: "soak".into(),
-        parameters: json!({"users": a.users, "rate": a.rate, "reads": a.reads, "churn": a.churn, "slow_reader": a.slow_reader, "seconds": a.seconds, "interval": a.interval}),
+        parameters: json!({"users": a.users, "rate": a.rate, "reads": a.reads, "churn": a.churn, "slow_reader": a.slow_reader, "seconds": a.seconds, "interval": a.interval, "prefill": a.prefill}),
         rows,
         notes,
         lines: header

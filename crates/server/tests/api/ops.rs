@@ -38,6 +38,36 @@ async fn health_ready_metrics_and_openapi() {
         text.contains("belfry_http_request_duration_seconds_bucket"),
         "{text}"
     );
+    // Where the database's time goes: the pool's gauges on both backends,
+    // and on SQLite the writer's transactions, the reads and the WAL.
+    assert!(text.contains("belfry_db_pool_max_connections"), "{text}");
+    if !app.db.is_postgres() {
+        for name in [
+            "belfry_sqlite_write_batch_duration_seconds_count",
+            "belfry_sqlite_read_duration_seconds_count",
+            "belfry_db_pool_waiting",
+        ] {
+            assert!(text.contains(name), "{name} missing: {text}");
+        }
+        // The checkpointer reports the WAL's size every 500 ms.
+        let mut text = text.clone();
+        for _ in 0..50 {
+            if text.contains("belfry_sqlite_wal_bytes") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            text = app
+                .client
+                .get(app.url("/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+        }
+        assert!(text.contains("belfry_sqlite_wal_bytes"), "{text}");
+    }
 
     let doc: Value = app
         .client
