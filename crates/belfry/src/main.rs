@@ -18,9 +18,17 @@ use tokio_util::sync::CancellationToken;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The version and the git commit the binary was built from (see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BELFRY_GIT_COMMIT"),
+    ")"
+);
+
 /// Belfry: a self-hosted notification center in one binary.
 #[derive(Debug, Parser)]
-#[command(name = "belfry", version, about, max_term_width = 100)]
+#[command(name = "belfry", version = VERSION, about, max_term_width = 100)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -254,6 +262,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let db = settings.storage.database.describe();
+    tracing::info!("Belfry {VERSION}");
     tracing::info!(
         "Belfry listening on http://{} (database: {db})",
         app.local_addr()
