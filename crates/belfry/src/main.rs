@@ -1,6 +1,7 @@
 //! The `belfry` command: runs the server and administers it from the shell.
 #![forbid(unsafe_code)]
 
+mod ops;
 mod send;
 mod settings;
 
@@ -61,6 +62,13 @@ enum Command {
         #[command(flatten)]
         storage: StorageArgs,
     },
+    /// Copy the SQLite database to a file while Belfry runs: a consistent
+    /// snapshot of the moment the backup starts, checked before it is
+    /// kept. (PostgreSQL: use pg_dump.)
+    Backup(ops::BackupArgs),
+    /// Replace the SQLite database by a backup. Belfry must be stopped: the
+    /// restore refuses while anything has the database open.
+    Restore(ops::RestoreArgs),
     /// Tools for development and benchmarks.
     #[command(hide = true)]
     Dev {
@@ -148,6 +156,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Send(args) => send::run(args).await,
         Command::Keys { action } => keys(action).await,
         Command::Token { action } => token(action).await,
+        Command::Backup(args) => {
+            init_logging(false);
+            ops::backup(args).await
+        }
+        Command::Restore(args) => {
+            init_logging(false);
+            ops::restore(args).await
+        }
         Command::Dev {
             action:
                 DevAction::Seed {
