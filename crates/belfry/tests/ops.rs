@@ -1,5 +1,6 @@
 //! Operating Belfry from the shell with the real binary: `--version`,
-//! `backup` and `restore` of a real SQLite database while the server runs.
+//! `backup` and `restore` of a real SQLite database while the server runs,
+//! upgrades of the databases kept in tests/fixtures/upgrade.
 
 mod common;
 use common::process::{BIN, belfry, http, run, serve, stderr, stdout};
@@ -232,4 +233,228 @@ fn backup_and_restore_explain_what_is_wrong() {
         ));
     assert!(!out.status.success());
     assert!(stderr(&out).contains("pg_dump"), "{}", stderr(&out));
+}
+
+/// The tables of a SQLite database with their row counts.
+fn table_rows(db: &std::path::Path) -> std::collections::BTreeMap<String, i64> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let names: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    names
+        .into_iter()
+        .map(|t| {
+            let n = conn
+                .query_row(&format!("SELECT COUNT(*) FROM \"{t}\""), [], |r| r.get(0))
+                .unwrap();
+            (t, n)
+        })
+        .collect()
+}
+
+/// Every fixture in tests/fixtures/upgrade (a database made by an earlier
+/// schema, see scripts/make-upgrade-fixture) opens with this Belfry, which
+/// migrates it, and every kind of row in it reads back.
+#[tokio::test]
+async fn every_upgrade_fixture_opens_migrates_and_reads_back() {
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/upgrade");
+    let mut manifests: Vec<_> = std::fs::read_dir(&fixtures)
+        .expect("tests/fixtures/upgrade exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    manifests.sort();
+    assert!(!manifests.is_empty(), "at least one fixture");
+    for manifest in manifests {
+        check_fixture(&manifest).await;
+    }
+}
+
+async fn check_fixture(manifest: &std::path::Path) {
+    let name = manifest.file_stem().unwrap().to_string_lossy().to_string();
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(manifest).unwrap()).unwrap();
+    let fixture = manifest.with_extension("db");
+    let before = table_rows(&fixture);
+    // The fixture holds every kind of row its schema has (a table added by
+    // a migration must be filled by the script that makes its fixture).
+    for (table, n) in &before {
+        assert!(*n > 0, "{name}: the fixture has no row in {table}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::copy(&fixture, data.join("belfry.db")).unwrap();
+    let server = serve(&data, &[]);
+    assert!(server.admin_key.is_none(), "{name}: its keys are kept");
+    let base = server.url.clone();
+    let key = m["admin_key"].as_str().unwrap();
+    let n = |k: &str| m["notifications"][k].as_str().unwrap().to_string();
+    let get = |path: String| {
+        let base = base.clone();
+        async move { http(reqwest::Method::GET, &format!("{base}{path}"), key, None).await }
+    };
+
+    // Users, their groups (one left its group) and data.
+    let (status, ana) = get("/v1/users/u-ana".into()).await;
+    assert_eq!(status, 200, "{name}");
+    assert_eq!(ana["email"], "ana@example.com", "{name}: {ana}");
+    assert_eq!(ana["locale"], "de", "{name}");
+    assert_eq!(ana["timezone"], "Europe/Berlin", "{name}");
+    assert_eq!(ana["data"]["team"], "blue", "{name}");
+    let mut groups: Vec<&str> = ana["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_str().unwrap())
+        .collect();
+    groups.sort();
+    assert_eq!(groups, ["admins", "support"], "{name}");
+    let (_, cy) = get("/v1/users/u-cy".into()).await;
+    assert_eq!(cy["groups"], serde_json::json!([]), "{name}");
+    let (_, list) = get("/v1/groups".into()).await;
+    let text = list.to_string();
+    assert!(
+        text.contains("\"support\"") && text.contains("\"Admins\""),
+        "{name}: {text}"
+    );
+
+    // Subscriptions of a user and of an email contact.
+    let (status, subs) = get("/v1/subscriptions/ticket/123".into()).await;
+    assert_eq!(status, 200, "{name}");
+    let text = subs.to_string();
+    assert!(
+        text.contains("u-bo") && text.contains("guest@example.org"),
+        "{name}: {text}"
+    );
+
+    // Every notification, as its producer sees it, with its status.
+    for kind in [
+        "direct",
+        "read",
+        "archived",
+        "stack",
+        "group_broadcast",
+        "all_broadcast",
+        "entity",
+        "external",
+        "batch",
+        "scheduled",
+    ] {
+        let (status, v) = get(format!("/v1/notifications/{}", n(kind))).await;
+        assert_eq!(status, 200, "{name}: the {kind} notification: {v}");
+    }
+    let (_, direct) = get(format!("/v1/notifications/{}", n("direct"))).await;
+    assert_eq!(
+        direct["title"], "Ticket #123 assigned to you",
+        "{name}: {direct}"
+    );
+    let (status, cancelled) = get(format!("/v1/notifications/{}", n("cancelled"))).await;
+    assert_eq!(status, 200, "{name}");
+    assert_eq!(cancelled["status"], "cancelled", "{name}: {cancelled}");
+    let (_, scheduled) = get(format!("/v1/notifications/{}", n("scheduled"))).await;
+    assert_eq!(scheduled["status"], "scheduled", "{name}: {scheduled}");
+
+    // Inbox state: read, archived, stacked, broadcasts.
+    let (_, inbox) = get("/v1/users/u-ana/notifications?filter=all&limit=100".into()).await;
+    let items = inbox["items"].as_array().unwrap();
+    let item = |id: String| {
+        items
+            .iter()
+            .find(|i| i["id"] == id.as_str())
+            .unwrap_or_else(|| panic!("{name}: {id} in u-ana's inbox: {inbox}"))
+    };
+    assert_eq!(item(n("read"))["read"], true, "{name}");
+    assert_eq!(item(n("direct"))["read"], false, "{name}");
+    assert_eq!(item(n("direct"))["seen"], true, "{name}: seen-all was done");
+    assert_eq!(item(n("group_broadcast"))["read"], true, "{name}");
+    assert_eq!(item(n("all_broadcast"))["read"], false, "{name}");
+    assert!(
+        items.iter().any(|i| i["stack_count"] == 3),
+        "{name}: the stack of three: {inbox}"
+    );
+    let (_, archived) = get("/v1/users/u-ana/notifications?filter=archived".into()).await;
+    assert_eq!(archived["items"][0]["id"], n("archived").as_str(), "{name}");
+    let (_, counts) = get("/v1/users/u-bo/counts".into()).await;
+    assert_eq!(
+        counts["unread"], 0,
+        "{name}: u-bo read everything: {counts}"
+    );
+
+    // Deliveries and the development mailbox.
+    let (_, log) = get(format!("/v1/notifications/{}/deliveries", n("entity"))).await;
+    let text = log.to_string();
+    assert!(
+        text.contains("guest@example.org") && text.contains("sent"),
+        "{name}: {text}"
+    );
+    let (_, mailbox) = get("/v1/dev/mailbox".into()).await;
+    assert!(
+        mailbox["items"].as_array().unwrap().len() >= 3,
+        "{name}: {mailbox}"
+    );
+
+    // Keys: the send key works; a token issued after a revocation works.
+    let send = |key: String| {
+        let base = base.clone();
+        async move {
+            http(
+                reqwest::Method::POST,
+                &format!("{base}/v1/notifications"),
+                &key,
+                Some(serde_json::json!({"to": {"users": ["u-cy"]}, "title": "after the upgrade"})),
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(
+        send(m["send_key"].as_str().unwrap().into()).await,
+        202,
+        "{name}"
+    );
+    let (status, token) = http(
+        reqwest::Method::POST,
+        &format!("{base}/v1/users/u-cy/tokens"),
+        key,
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{name}");
+    let (status, cy_counts) = http(
+        reqwest::Method::GET,
+        &format!("{base}/v1/me/counts"),
+        token["token"].as_str().unwrap(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{name}: {cy_counts}");
+    drop(server);
+    let out = run(belfry(&data).args(["keys", "list"]));
+    let list = stdout(&out);
+    let revoked = m["revoked_key_id"].as_str().unwrap();
+    let line = list
+        .lines()
+        .find(|l| l.starts_with(revoked))
+        .unwrap_or_else(|| panic!("{name}: {revoked} in {list}"));
+    assert!(
+        !line.trim_end().ends_with(" -"),
+        "{name}: {revoked} stays revoked: {line}"
+    );
+
+    // Nothing was lost in the migration: no table has fewer rows.
+    let after = table_rows(&data.join("belfry.db"));
+    for (table, n) in &before {
+        let now = after.get(table).copied().unwrap_or(0);
+        assert!(
+            now >= *n,
+            "{name}: {table} had {n} rows, has {now} after the upgrade"
+        );
+    }
 }
