@@ -1,8 +1,10 @@
 //! Operating Belfry from the shell with the real binary: `--version`,
 //! `backup` and `restore` of a real SQLite database while the server runs,
-//! upgrades of the databases kept in tests/fixtures/upgrade.
+//! upgrades of the databases kept in tests/fixtures/upgrade, `check-config`
+//! and the admin-key file.
 
 mod common;
+use common::Sink;
 use common::process::{BIN, belfry, http, run, serve, stderr, stdout};
 
 use std::process::Command;
@@ -457,4 +459,120 @@ async fn check_fixture(manifest: &std::path::Path) {
             "{name}: {table} had {n} rows, has {now} after the upgrade"
         );
     }
+}
+
+/// A port nothing listens on (bound, then closed again).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn check_config_says_what_works_and_what_does_not_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start("accept");
+
+    // Everything reachable: a fresh data directory, a free port, a real
+    // SMTP server.
+    let out = run(belfry(&dir.path().join("data")).args([
+        "check-config",
+        "--listen",
+        "127.0.0.1:0",
+        "--smtp-url",
+        &sink.url(),
+    ]));
+    let report = stdout(&out);
+    assert!(out.status.success(), "{report}\n{}", stderr(&out));
+    for line in [
+        "ok    settings",
+        "ok    database",
+        "ok    listen",
+        "ok    smtp",
+    ] {
+        assert!(report.contains(line), "{line}: {report}");
+    }
+    assert!(report.contains("does not exist yet"), "{report}");
+    assert!(
+        !dir.path().join("data/belfry.db").exists(),
+        "nothing is created"
+    );
+
+    // After a first start, the database's schema is reported.
+    let out = run(belfry(&dir.path().join("data")).arg("migrate"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out =
+        run(belfry(&dir.path().join("data")).args(["check-config", "--listen", "127.0.0.1:0"]));
+    assert!(stdout(&out).contains("up to date"), "{}", stdout(&out));
+
+    // Broken: the database is unreachable, so are SMTP and NATS, and the
+    // port is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let out = run(belfry(dir.path()).args([
+        "check-config",
+        "--listen",
+        &listen,
+        "--database",
+        &format!(
+            "postgres://belfry:db-pa55word@127.0.0.1:{}/belfry",
+            closed_port()
+        ),
+        "--smtp-url",
+        &format!("smtp://mailer:smtp-pa55word@127.0.0.1:{}", closed_port()),
+        "--nats",
+        &format!("nats://127.0.0.1:{}", closed_port()),
+    ]));
+    let report = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    for line in ["FAIL  database", "FAIL  listen", "FAIL  smtp", "FAIL  nats"] {
+        assert!(report.contains(line), "{line}: {report}");
+    }
+    assert!(report.matches("fix: ").count() >= 4, "{report}");
+    assert!(report.contains("database_url"), "{report}");
+    assert!(
+        !report.contains("pa55word"),
+        "no password is shown: {report}"
+    );
+    drop(taken);
+
+    // An invalid setting is named.
+    let out = run(belfry(dir.path()).args(["check-config", "--listen", "nonsense"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("FAIL  settings"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("--listen nonsense"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[tokio::test]
+async fn the_generated_admin_key_goes_to_the_key_file_and_not_to_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("admin-key");
+    let path = file.to_str().unwrap();
+    let server = serve(&data, &[("BELFRY_ADMIN_KEY_FILE", path)]);
+    assert!(server.admin_key.is_none(), "not printed");
+    let key = std::fs::read_to_string(&file).unwrap().trim().to_string();
+    assert!(key.starts_with("bfy_sk_"), "{key}");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let (status, _) = http(
+        reqwest::Method::GET,
+        &format!("{}/v1/groups", server.url),
+        &key,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "the key in the file is the admin key");
+    drop(server);
+    // A restart generates nothing and leaves the file alone.
+    let server = serve(&data, &[("BELFRY_ADMIN_KEY_FILE", path)]);
+    assert!(server.admin_key.is_none());
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), key);
 }

@@ -367,6 +367,13 @@ pub fn verify(file: &Path) -> Result<Copied> {
     })
 }
 
+/// The schema version of the Belfry database at `file`, read without
+/// changing it (no integrity check: quick on a large file).
+pub fn schema_version_of(file: &Path) -> Result<i64> {
+    let conn = open_existing(file, Duration::from_secs(1))?;
+    schema_version(&conn, file)
+}
+
 /// Replaces the database at `target` (created if missing) by the backup
 /// `file`. Refuses when anything has `target` open, and when it already
 /// holds a Belfry database unless `force`.
