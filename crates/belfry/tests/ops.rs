@@ -576,3 +576,40 @@ async fn the_generated_admin_key_goes_to_the_key_file_and_not_to_the_output() {
     assert!(server.admin_key.is_none());
     assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), key);
 }
+
+/// With BELFRY_TEST_POSTGRES_URL and BELFRY_TEST_NATS_URL (the PostgreSQL run
+/// of scripts/test, in CI always): check-config reaches both, and names a
+/// database that does not exist.
+#[test]
+fn postgres_check_config_reaches_the_database_and_nats() {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let (Some(pg), Some(nats)) = (var("BELFRY_TEST_POSTGRES_URL"), var("BELFRY_TEST_NATS_URL"))
+    else {
+        eprintln!("skipped: set BELFRY_TEST_POSTGRES_URL and BELFRY_TEST_NATS_URL to run it");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let check = |database: &str| {
+        run(belfry(dir.path()).args([
+            "check-config",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            database,
+            "--nats",
+            &nats,
+        ]))
+    };
+    let out = check(&pg);
+    let report = stdout(&out);
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("ok    database   PostgreSQL"), "{report}");
+    assert!(report.contains("ok    nats"), "{report}");
+
+    let missing = format!("{}/belfry_no_such_database", pg.rsplit_once('/').unwrap().0);
+    let out = check(&missing);
+    let report = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report.contains("FAIL  database"), "{report}");
+    assert!(report.contains("belfry_no_such_database"), "{report}");
+}
