@@ -1,6 +1,8 @@
 //! The `belfry` command: runs the server and administers it from the shell.
 #![forbid(unsafe_code)]
 
+mod check;
+mod ops;
 mod send;
 mod settings;
 
@@ -18,9 +20,17 @@ use tokio_util::sync::CancellationToken;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The version and the git commit the binary was built from (see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BELFRY_GIT_COMMIT"),
+    ")"
+);
+
 /// Belfry: a self-hosted notification center in one binary.
 #[derive(Debug, Parser)]
-#[command(name = "belfry", version, about, max_term_width = 100)]
+#[command(name = "belfry", version = VERSION, about, max_term_width = 100)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -35,6 +45,11 @@ enum Command {
     /// the environment over the file). BELFRY_ADMIN_KEY (environment only)
     /// sets the admin key instead of generating one on first start.
     Serve(Box<ServeArgs>),
+    /// Check a configuration without starting: read the settings as serve
+    /// does, try the database, the listen address, SMTP and NATS they name,
+    /// and print what works and what does not, with the fix. Exits with
+    /// status 1 when something does not work. Changes nothing.
+    CheckConfig(Box<ServeArgs>),
     /// Send a notification through a running server.
     Send(send::SendArgs),
     /// Manage secret keys (works on the database directly).
@@ -53,6 +68,13 @@ enum Command {
         #[command(flatten)]
         storage: StorageArgs,
     },
+    /// Copy the SQLite database to a file while Belfry runs: a consistent
+    /// snapshot of the moment the backup starts, checked before it is
+    /// kept. (PostgreSQL: use pg_dump.)
+    Backup(ops::BackupArgs),
+    /// Replace the SQLite database by a backup. Belfry must be stopped: the
+    /// restore refuses while anything has the database open.
+    Restore(ops::RestoreArgs),
     /// Tools for development and benchmarks.
     #[command(hide = true)]
     Dev {
@@ -137,9 +159,24 @@ fn main() -> anyhow::Result<()> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(*args).await,
+        Command::CheckConfig(args) => {
+            if check::run(*args).await {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
+        }
         Command::Send(args) => send::run(args).await,
         Command::Keys { action } => keys(action).await,
         Command::Token { action } => token(action).await,
+        Command::Backup(args) => {
+            init_logging(false);
+            ops::backup(args).await
+        }
+        Command::Restore(args) => {
+            init_logging(false);
+            ops::restore(args).await
+        }
         Command::Dev {
             action:
                 DevAction::Seed {
@@ -252,12 +289,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let app = Application::build(settings.server.clone(), store, clock, listener).await?;
     if let Some(key) = &app.generated_admin_key {
-        println!(
-            "\nThis is the admin key of this Belfry. It is shown only once; keep it safe:\n\n    {key}\n\n\
-             Use it as 'Authorization: Bearer <key>'. Create narrower keys with `belfry keys create`.\n"
-        );
+        announce_admin_key(key, settings.admin_key_file.as_deref());
     }
     let db = settings.storage.database.describe();
+    tracing::info!("Belfry {VERSION}");
     tracing::info!(
         "Belfry listening on http://{} (database: {db})",
         app.local_addr()
@@ -273,6 +308,46 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(wait_for_signal(shutdown.clone()));
     app.run_until_stopped(shutdown).await?;
     tracing::info!("Belfry stopped");
+    Ok(())
+}
+
+/// Hands the admin key generated on first start to the operator: written to
+/// `file` (created with mode 0600, never overwritten) when one is set, so
+/// that it stays out of logs; printed once otherwise, or when the file
+/// cannot be written.
+fn announce_admin_key(key: &str, file: Option<&std::path::Path>) {
+    if let Some(path) = file {
+        match write_secret_file(path, key) {
+            Ok(()) => {
+                tracing::info!(
+                    "the admin key of this Belfry was written to {} (readable by its owner only)",
+                    path.display()
+                );
+                return;
+            }
+            Err(e) => tracing::error!(
+                "cannot write the admin key to {}: {e:#}; printing it instead",
+                path.display()
+            ),
+        }
+    }
+    println!(
+        "\nThis is the admin key of this Belfry. It is shown only once; keep it safe:\n\n    {key}\n\n\
+         Use it as 'Authorization: Bearer <key>'. Create narrower keys with `belfry keys create`.\n"
+    );
+}
+
+fn write_secret_file(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    writeln!(f, "{secret}")?;
+    f.sync_all()?;
     Ok(())
 }
 

@@ -177,6 +177,12 @@ pub struct ServeArgs {
     /// The NATS subject of this cluster's events (one per cluster) [default: belfry.events]
     #[arg(long, env = "BELFRY_NATS_SUBJECT", value_name = "SUBJECT")]
     pub nats_subject: Option<String>,
+
+    /// Write the admin key generated on first start to this file (created
+    /// with mode 0600, never overwritten) instead of printing it [default:
+    /// none, it is printed once]
+    #[arg(long, env = "BELFRY_ADMIN_KEY_FILE", value_name = "FILE")]
+    pub admin_key_file: Option<PathBuf>,
 }
 
 /// The keys a TOML file may hold.
@@ -209,6 +215,7 @@ struct FileSettings {
     demo: Option<bool>,
     nats_url: Option<String>,
     nats_subject: Option<String>,
+    admin_key_file: Option<PathBuf>,
 }
 
 fn read_file(path: Option<&Path>) -> anyhow::Result<FileSettings> {
@@ -373,6 +380,8 @@ pub struct ServeSettings {
     pub storage: Storage,
     pub listen: SocketAddr,
     pub log_json: bool,
+    /// Where the admin key generated on first start is written.
+    pub admin_key_file: Option<PathBuf>,
     pub server: belfry_server::Config,
 }
 
@@ -533,10 +542,16 @@ impl ServeArgs {
         {
             bail!("--nats-subject {nats_subject}: give a plain subject such as belfry.events");
         }
+        let admin_key_file = self
+            .admin_key_file
+            .clone()
+            .or(file.admin_key_file.clone())
+            .filter(|p| !p.as_os_str().is_empty());
         Ok(ServeSettings {
             storage,
             listen,
             log_json,
+            admin_key_file,
             server: belfry_server::Config {
                 public_url: Some(public),
                 body_limit,
@@ -593,6 +608,7 @@ mod tests {
             demo: None,
             nats_url: None,
             nats_subject: None,
+            admin_key_file: None,
         }
     }
 

@@ -219,6 +219,26 @@ impl SmtpMailer {
         Ok(conn)
     }
 
+    /// Connects, greets, negotiates TLS and logs in as a send would, then
+    /// says goodbye: what `belfry check-config` reports.
+    pub async fn check(&self) -> Result<(), SendError> {
+        match (&self.target, &self.fallback) {
+            (Some(target), _) => {
+                let mut conn = tokio::time::timeout(self.timeout, self.connect(target))
+                    .await
+                    .unwrap_or_else(|_| Err(SendError::temporary("SMTP: connecting timed out")))?;
+                let _ = conn.quit().await;
+                Ok(())
+            }
+            (None, Some(transport)) => match transport.test_connection().await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(SendError::temporary("SMTP: the server did not answer")),
+                Err(e) => Err(classify(e)),
+            },
+            (None, None) => Err(SendError::permanent("no SMTP server is configured")),
+        }
+    }
+
     async fn send_pooled(&self, target: &Target, msg: &lettre::Message) -> Result<(), SendError> {
         let envelope = msg.envelope().clone();
         let bytes = msg.formatted();

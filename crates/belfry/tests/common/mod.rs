@@ -2,6 +2,8 @@
 //! a real SMTP server process, reading a metric, waiting for a condition.
 #![allow(dead_code)]
 
+pub mod process;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

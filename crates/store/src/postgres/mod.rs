@@ -275,6 +275,24 @@ async fn migrate_conn(conn: &mut PgConnection, schema: Option<&str>) -> Result<u
     Ok(applied)
 }
 
+/// The schema version of the database (0 when never migrated) and the
+/// newest this binary knows, without changing anything.
+pub async fn schema_status(options: &PgOptions) -> Result<(i64, i64)> {
+    let mut conn = PgConnection::connect_with(&connect_options(options)?).await?;
+    let current =
+        match sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(version) FROM schema_migrations")
+            .fetch_one(&mut conn)
+            .await
+        {
+            Ok(v) => v.unwrap_or(0),
+            // 42P01: undefined table — never migrated.
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P01") => 0,
+            Err(e) => return Err(e.into()),
+        };
+    let _ = conn.close().await;
+    Ok((current, MIGRATIONS.last().map(|m| m.0).unwrap_or(0)))
+}
+
 /// Fails unless every migration this version knows was applied.
 async fn check_migrated(pool: &PgPool) -> Result<()> {
     let latest = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
