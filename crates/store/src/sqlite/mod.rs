@@ -128,6 +128,36 @@ pub(crate) struct Writer {
     pub jobs_added: bool,
     jobs_wakeup: Arc<tokio::sync::Notify>,
     wal: wal::Restarter,
+    disk_full: Arc<DiskFull>,
+}
+
+/// When a write last failed for lack of space. Readiness reports it for
+/// `DiskFull::HOLD` afterwards, or until a write that changes rows
+/// succeeds: an empty operation (what `ping` writes) needs no new page and
+/// would succeed on a full disk.
+#[derive(Debug, Default)]
+struct DiskFull(Mutex<Option<std::time::Instant>>);
+
+impl DiskFull {
+    const HOLD: std::time::Duration = std::time::Duration::from_secs(30);
+
+    fn note_full(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+    }
+
+    fn clear(&self) {
+        let mut at = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if at.is_some() {
+            *at = None;
+        }
+    }
+
+    fn recently(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|at| at.elapsed() < Self::HOLD)
+    }
 }
 
 impl Writer {
@@ -166,8 +196,18 @@ where
 {
     fn run(&mut self, w: &mut Writer) -> bool {
         let f = self.f.take().expect("an op runs once");
+        let changes = w.conn.total_changes();
         let result = f(w);
         let ok = result.is_ok();
+        match &result {
+            Err(StoreError::Unavailable {
+                kind: Unavailable::Full,
+                ..
+            }) => w.disk_full.note_full(),
+            // A write that changed rows: there is room again.
+            Ok(_) if w.conn.total_changes() > changes => w.disk_full.clear(),
+            _ => {}
+        }
         self.result = Some(result);
         ok
     }
@@ -231,6 +271,7 @@ pub struct SqliteStore {
     jobs_wakeup: Arc<tokio::sync::Notify>,
     wal: Arc<WalState>,
     path: PathBuf,
+    disk_full: Arc<DiskFull>,
 }
 
 /// Commits buffered in the event channel before a slow consumer lags.
@@ -344,6 +385,7 @@ impl SqliteStore {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let committed_seq = Arc::new(AtomicI64::new(last_seq));
         let jobs_wakeup = Arc::new(tokio::sync::Notify::new());
+        let disk_full = Arc::new(DiskFull::default());
         let writer = Writer {
             conn,
             last_seq,
@@ -358,6 +400,7 @@ impl SqliteStore {
                 options.path.clone(),
                 page_size,
             ),
+            disk_full: disk_full.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("belfry-sqlite-writer".into())
@@ -385,6 +428,7 @@ impl SqliteStore {
             jobs_wakeup,
             wal: wal_state,
             path: options.path,
+            disk_full,
         })
     }
 
@@ -629,7 +673,15 @@ impl Store for SqliteStore {
         // The writer answers too: an empty operation in its next batch
         // (no extra commit under load). A full queue, or a database locked
         // past the busy timeout, shows here.
-        self.write(|_| Ok(())).await
+        self.write(|_| Ok(())).await?;
+        // A full disk does not: the empty operation needs no space.
+        if self.disk_full.recently() {
+            return Err(StoreError::unavailable(
+                Unavailable::Full,
+                "a write failed for lack of space within the last 30 s",
+            ));
+        }
+        Ok(())
     }
 
     async fn secret(&self, name: &str) -> Result<Vec<u8>> {
@@ -1071,5 +1123,22 @@ mod tests {
             }
         }
         assert_eq!(kind(outcome.unwrap_err()), Some(Unavailable::Full));
+        // Readiness says so, although its own empty write needs no space.
+        assert_eq!(
+            kind(store.ping().await.unwrap_err()),
+            Some(Unavailable::Full)
+        );
+        // Room again: the next write that changes rows clears it.
+        store
+            .write(|w| {
+                w.conn.execute_batch("PRAGMA max_page_count = 1000000")?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        store.ping().await.expect_err("no row changed yet");
+        let group = GroupId::parse("after-the-cleanup").unwrap();
+        store.put_group(&group, None, Millis(2)).await.unwrap();
+        store.ping().await.unwrap();
     }
 }
