@@ -47,6 +47,17 @@ fn ctx() -> SendContext {
     }
 }
 
+/// Another connection takes the database's write lock at once and holds
+/// it for `hold`: the store's writer waits for it.
+fn hold_write_lock(path: std::path::PathBuf, hold: Duration) -> std::thread::JoinHandle<()> {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch("BEGIN IMMEDIATE").unwrap();
+    std::thread::spawn(move || {
+        std::thread::sleep(hold);
+        c.execute_batch("ROLLBACK").unwrap();
+    })
+}
+
 /// The ids of the notifications published by each commit received so far.
 fn batches(rx: &mut tokio::sync::broadcast::Receiver<Arc<Vec<StoreEvent>>>) -> Vec<Vec<String>> {
     let mut out = Vec::new();
@@ -82,12 +93,7 @@ async fn writes_queued_behind_a_commit_share_the_next_one() {
     // first batch (one send) waits for it, and nine more sends queue up
     // behind that commit meanwhile.
     let path = dir.path().join("belfry.db");
-    let blocker = std::thread::spawn(move || {
-        let c = rusqlite::Connection::open(path).unwrap();
-        c.execute_batch("BEGIN IMMEDIATE").unwrap();
-        std::thread::sleep(Duration::from_millis(800));
-        c.execute_batch("ROLLBACK").unwrap();
-    });
+    let blocker = hold_write_lock(path, Duration::from_millis(800));
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut sends = spawn_sends(0..1);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -158,12 +164,7 @@ async fn without_an_interval_queued_writes_commit_at_once() {
     let (dir, store) = store(Duration::ZERO).await;
     let mut events = store.events();
     let path = dir.path().join("belfry.db");
-    let blocker = std::thread::spawn(move || {
-        let c = rusqlite::Connection::open(path).unwrap();
-        c.execute_batch("BEGIN IMMEDIATE").unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-        c.execute_batch("ROLLBACK").unwrap();
-    });
+    let blocker = hold_write_lock(path, Duration::from_millis(300));
     tokio::time::sleep(Duration::from_millis(50)).await;
     let mut sends = Vec::new();
     for i in 0..10 {

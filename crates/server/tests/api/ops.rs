@@ -5,6 +5,11 @@ use crate::helpers::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+async fn metrics_text(app: &TestApp) -> String {
+    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
+    r.text().await.unwrap()
+}
+
 #[tokio::test]
 async fn health_ready_metrics_and_openapi() {
     let app = spawn_app().await;
@@ -15,15 +20,7 @@ async fn health_ready_metrics_and_openapi() {
 
     app.users(&["u-1"]).await;
     app.notify("u-1", "counted").await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&app).await;
     assert!(
         text.contains("belfry_notifications_accepted_total"),
         "{text}"
@@ -56,15 +53,7 @@ async fn health_ready_metrics_and_openapi() {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            text = app
-                .client
-                .get(app.url("/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            text = metrics_text(&app).await;
         }
         assert!(text.contains("belfry_sqlite_wal_bytes"), "{text}");
     }
