@@ -842,3 +842,51 @@ mod delivery {
         assert_eq!(sink.wait_for(1).await.len(), 1);
     }
 }
+
+#[tokio::test]
+async fn the_description_documents_categories_preferences_and_rate_limits() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = &doc["paths"];
+    for (path, methods) in [
+        ("/v1/categories", vec!["get"]),
+        ("/v1/categories/{category_id}", vec!["get", "put", "delete"]),
+        ("/v1/me/preferences", vec!["get", "put"]),
+        ("/v1/users/{user_id}/preferences", vec!["get", "put"]),
+        ("/v1/preferences/defaults", vec!["get", "put"]),
+    ] {
+        for m in methods {
+            let op = &paths[path][m];
+            assert!(
+                op["responses"]["200"].is_object() || op["responses"]["204"].is_object(),
+                "{m} {path}"
+            );
+            let retry = &op["responses"]["429"]["headers"]["Retry-After"];
+            assert_eq!(retry["required"], true, "{m} {path}");
+        }
+    }
+    let schemas = &doc["components"]["schemas"];
+    // Choices left out are left out of the answer, so none is required.
+    let choice = &schemas["OverrideView"];
+    assert!(
+        choice["required"].as_array().is_none_or(|r| r.is_empty()),
+        "{choice}"
+    );
+    let line = &schemas["DeliveryEvent"]["properties"];
+    assert!(
+        line["reason"].is_object() && line["until"].is_object(),
+        "{line}"
+    );
+    let status = &schemas["DeliveryStatus"]["enum"];
+    for s in ["held", "digested", "suppressed"] {
+        assert!(status.as_array().unwrap().contains(&json!(s)), "{status}");
+    }
+}
