@@ -169,6 +169,23 @@ pub struct ServeArgs {
     )]
     pub demo: Option<bool>,
 
+    /// A send naming a category that does not exist creates it (with default
+    /// settings) instead of being refused with 422 unknown_category [default: false]
+    #[arg(
+        long,
+        env = "BELFRY_AUTO_CATEGORIES",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub auto_categories: Option<bool>,
+
+    /// Requests per second each secret key may make on this node (bursts of
+    /// as many); more are answered 429 rate_limited with Retry-After.
+    /// 0: no limit [default: 0]
+    #[arg(long, env = "BELFRY_RATE_LIMIT", value_name = "PER_SECOND")]
+    pub rate_limit: Option<u32>,
+
     /// NATS server that joins this node to a cluster (all nodes on one
     /// PostgreSQL database and one NATS) [default: none, a single node]
     #[arg(long = "nats", env = "BELFRY_NATS_URL", value_name = "URL")]
@@ -213,6 +230,8 @@ struct FileSettings {
     retry_base_secs: Option<u64>,
     job_lease_secs: Option<u64>,
     demo: Option<bool>,
+    auto_categories: Option<bool>,
+    rate_limit: Option<u32>,
     nats_url: Option<String>,
     nats_subject: Option<String>,
     admin_key_file: Option<PathBuf>,
@@ -565,6 +584,11 @@ impl ServeArgs {
                 delivery,
                 run_workers: workers > 0,
                 demo: self.demo.or(file.demo).unwrap_or(false),
+                auto_categories: self
+                    .auto_categories
+                    .or(file.auto_categories)
+                    .unwrap_or(false),
+                rate_limit: self.rate_limit.or(file.rate_limit).unwrap_or(0),
                 nats_url,
                 nats_subject,
                 ..defaults
@@ -606,6 +630,8 @@ mod tests {
             retry_base_secs: None,
             job_lease_secs: None,
             demo: None,
+            auto_categories: None,
+            rate_limit: None,
             nats_url: None,
             nats_subject: None,
             admin_key_file: None,
@@ -698,6 +724,38 @@ mod tests {
         let mut a = args(None, Some(path));
         a.demo = Some(false);
         assert!(!a.resolve(None).unwrap().server.demo, "the flag wins");
+    }
+
+    #[test]
+    fn auto_categories_and_rate_limit_flags() {
+        assert!(
+            !args(None, None)
+                .resolve(None)
+                .unwrap()
+                .server
+                .auto_categories
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("belfry.toml");
+        std::fs::write(&path, "auto_categories = true\n").unwrap();
+        let mut a = args(None, Some(path));
+        assert!(a.resolve(None).unwrap().server.auto_categories);
+        a.auto_categories = Some(false);
+        assert!(
+            !a.resolve(None).unwrap().server.auto_categories,
+            "the flag wins"
+        );
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let c = Cli::try_parse_from(["belfry", "--auto-categories"]).unwrap();
+        assert_eq!(c.serve.auto_categories, Some(true));
+        assert_eq!(args(None, None).resolve(None).unwrap().server.rate_limit, 0);
+        let c = Cli::try_parse_from(["belfry", "--rate-limit", "50"]).unwrap();
+        assert_eq!(c.serve.resolve(None).unwrap().server.rate_limit, 50);
     }
 
     #[test]

@@ -3,13 +3,16 @@
 //! the store, the server and the binary build on it.
 #![forbid(unsafe_code)]
 
+pub mod category;
 pub mod ids;
 pub mod inbox;
 pub mod notification;
+pub mod preferences;
 pub mod time;
 pub mod user;
 pub mod validation;
 
+pub use category::{CategoryDef, CategoryDefaults, CategoryRequest, EmailMode};
 pub use ids::{Category, EmailAddress, EntityRef, GroupId, UserId};
 pub use inbox::{Counts, Cursor, Filter, InboxItemMeta, InboxQuery};
 pub use notification::{

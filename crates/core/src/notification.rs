@@ -274,6 +274,12 @@ pub struct NewNotification {
     pub channels: Option<Vec<Channel>>,
     pub idempotency_key: Option<String>,
     pub subscribe_actor: bool,
+    /// The category's defaults turn email on (`"email": "instant"`): users
+    /// get email without `channels` asking for it. Set by the server from
+    /// its categories when the send is accepted (kept with a scheduled
+    /// send); the recipient's preferences decide when the email's job runs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub category_email: bool,
 }
 
 impl NewNotification {
@@ -286,7 +292,7 @@ impl NewNotification {
                 if contact {
                     channel == Channel::Email
                 } else {
-                    channel == Channel::InApp
+                    channel == Channel::InApp || (channel == Channel::Email && self.category_email)
                 }
             }
         }
@@ -576,6 +582,7 @@ impl SendRequest {
             channels,
             idempotency_key,
             subscribe_actor,
+            category_email: false,
         })
     }
 }

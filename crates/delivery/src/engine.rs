@@ -7,7 +7,9 @@
 
 use crate::channel::{ChannelAdapter, Message};
 use belfry_core::{Channel, Clock, Content, Millis};
-use belfry_store::{DeliveryEvent, DeliveryStatus, Job, JobOutcome, JobPayload, SharedStore};
+use belfry_store::{
+    DeliveryEvent, DeliveryStatus, Job, JobOutcome, JobPayload, SharedStore, Verdict,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -226,7 +228,57 @@ impl Engine {
             attempt,
             error,
             at: self.clock.now(),
+            reason: None,
+            until: None,
         }
+    }
+
+    /// What the recipient's preferences decided instead of a delivery now
+    /// (`belfry_store::Verdict`), as the job's outcome; None: deliver now.
+    fn held_back(
+        &self,
+        label: &str,
+        channel: Channel,
+        recipient: &belfry_store::Recipient,
+        verdict: Verdict,
+    ) -> Option<JobOutcome> {
+        let line = |status, reason, until| DeliveryEvent {
+            reason,
+            until,
+            ..self.line(label.to_string(), channel, status, 0, None)
+        };
+        let (outcome, name) = match verdict {
+            Verdict::Now => return None,
+            Verdict::Suppressed(reason) => (
+                JobOutcome::Done(vec![line(DeliveryStatus::Suppressed, Some(reason), None)]),
+                "suppressed",
+            ),
+            Verdict::Held { until } => (
+                JobOutcome::Later {
+                    at: until,
+                    payload: None,
+                    log: vec![line(DeliveryStatus::Held, None, Some(until))],
+                },
+                "held",
+            ),
+            Verdict::Digest => (
+                JobOutcome::Done(vec![line(DeliveryStatus::Digested, None, None)]),
+                "digested",
+            ),
+            // The email fallback (C8): the same job checks again at `at`.
+            Verdict::Fallback { at } => (
+                JobOutcome::Later {
+                    at,
+                    payload: Some(JobPayload::Fallback {
+                        recipient: recipient.clone(),
+                    }),
+                    log: vec![line(DeliveryStatus::Held, None, Some(at))],
+                },
+                "held",
+            ),
+        };
+        metrics::counter!("belfry_delivery_attempts_total", "channel" => channel.as_str(), "outcome" => name).increment(1);
+        Some(outcome)
     }
 
     /// Retries with back-off while attempts remain, else fails for good.
@@ -298,111 +350,134 @@ impl Engine {
                 }
             }
             JobPayload::Deliver { channel, recipient } => {
-                let label = recipient.label();
-                let Some(adapter) = self.adapters.get(channel) else {
-                    return JobOutcome::Done(vec![self.line(
-                        label,
-                        *channel,
-                        DeliveryStatus::Skipped,
-                        0,
-                        Some(format!(
-                            "the {} channel is not configured on this server",
-                            channel.as_str()
-                        )),
-                    )]);
-                };
-                let context = match self.store.email_context(nid, recipient).await {
-                    Ok(Some(c)) => c,
-                    Ok(None) => return JobOutcome::Done(vec![]),
-                    Err(e) => {
-                        return self.retry_or_fail(
-                            job,
-                            format!("loading the notification failed: {e}"),
-                            |err| {
-                                self.line(
-                                    label.clone(),
-                                    *channel,
-                                    DeliveryStatus::Failed,
-                                    job.attempts,
-                                    err,
-                                )
-                            },
-                        );
-                    }
-                };
-                if context.status == belfry_store::NotificationStatus::Cancelled {
-                    return JobOutcome::Done(vec![self.line(
-                        label,
-                        *channel,
-                        DeliveryStatus::Cancelled,
-                        0,
-                        None,
-                    )]);
-                }
-                let content: Content = match serde_json::from_str(&context.content_json) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        return JobOutcome::Done(vec![self.line(
-                            label,
-                            *channel,
+                self.deliver(job, nid, *channel, recipient, false).await
+            }
+            JobPayload::Fallback { recipient } => {
+                self.deliver(job, nid, Channel::Email, recipient, true)
+                    .await
+            }
+        }
+    }
+
+    /// One delivery (`fallback`: the email fallback delay has passed).
+    async fn deliver(
+        &self,
+        job: &Job,
+        nid: i64,
+        channel: Channel,
+        recipient: &belfry_store::Recipient,
+        fallback: bool,
+    ) -> JobOutcome {
+        let now = self.clock.now();
+        let label = recipient.label();
+        let Some(adapter) = self.adapters.get(&channel) else {
+            return JobOutcome::Done(vec![self.line(
+                label,
+                channel,
+                DeliveryStatus::Skipped,
+                0,
+                Some(format!(
+                    "the {} channel is not configured on this server",
+                    channel.as_str()
+                )),
+            )]);
+        };
+        let context = match self
+            .store
+            .email_context(nid, recipient, now, fallback)
+            .await
+        {
+            Ok(Some(c)) => c,
+            Ok(None) => return JobOutcome::Done(vec![]),
+            Err(e) => {
+                return self.retry_or_fail(
+                    job,
+                    format!("loading the notification failed: {e}"),
+                    |err| {
+                        self.line(
+                            label.clone(),
+                            channel,
                             DeliveryStatus::Failed,
                             job.attempts,
-                            Some(format!("the stored content is unreadable: {e}")),
-                        )]);
-                    }
-                };
-                let message = Message {
-                    delivery_id: format!("{}.{}", context.notification_id, job.id),
-                    recipient: recipient.clone(),
-                    content,
-                    context,
-                };
-                if let Some(reason) = adapter.skip_reason(&message) {
-                    metrics::counter!("belfry_delivery_attempts_total", "channel" => channel.as_str(), "outcome" => "skipped").increment(1);
-                    return JobOutcome::Done(vec![self.line(
-                        label,
-                        *channel,
-                        DeliveryStatus::Skipped,
-                        0,
-                        Some(reason),
-                    )]);
-                }
-                match adapter.send(&message).await {
-                    Ok(()) => {
-                        metrics::counter!("belfry_delivery_attempts_total", "channel" => channel.as_str(), "outcome" => "sent").increment(1);
-                        JobOutcome::Done(vec![self.line(
-                            label,
-                            *channel,
-                            DeliveryStatus::Sent,
-                            job.attempts,
-                            None,
-                        )])
-                    }
-                    Err(e) if e.permanent => {
-                        metrics::counter!("belfry_delivery_attempts_total", "channel" => channel.as_str(), "outcome" => "failed").increment(1);
-                        metrics::counter!("belfry_jobs_failed_total", "kind" => "deliver")
-                            .increment(1);
-                        JobOutcome::Done(vec![self.line(
-                            label,
-                            *channel,
-                            DeliveryStatus::Failed,
-                            job.attempts,
-                            Some(e.message),
-                        )])
-                    }
-                    Err(e) => {
-                        metrics::counter!("belfry_delivery_attempts_total", "channel" => channel.as_str(), "outcome" => "retry").increment(1);
-                        self.retry_or_fail(job, e.message, |err| {
-                            self.line(
-                                label.clone(),
-                                *channel,
-                                DeliveryStatus::Failed,
-                                job.attempts,
-                                err,
-                            )
-                        })
-                    }
-                }
+                            err,
+                        )
+                    },
+                );
+            }
+        };
+        if context.status == belfry_store::NotificationStatus::Cancelled {
+            return JobOutcome::Done(vec![self.line(
+                label,
+                channel,
+                DeliveryStatus::Cancelled,
+                0,
+                None,
+            )]);
+        }
+        if let Some(outcome) = self.held_back(&label, channel, recipient, context.verdict) {
+            return outcome;
+        }
+        let content: Content = match serde_json::from_str(&context.content_json) {
+            Ok(c) => c,
+            Err(e) => {
+                return JobOutcome::Done(vec![self.line(
+                    label,
+                    channel,
+                    DeliveryStatus::Failed,
+                    job.attempts,
+                    Some(format!("the stored content is unreadable: {e}")),
+                )]);
+            }
+        };
+        let message = Message {
+            delivery_id: format!("{}.{}", context.notification_id, job.id),
+            recipient: recipient.clone(),
+            content,
+            context,
+        };
+        if let Some(reason) = adapter.skip_reason(&message) {
+            metrics::counter!("belfry_delivery_attempts_total", "channel" => channel.as_str(), "outcome" => "skipped").increment(1);
+            return JobOutcome::Done(vec![self.line(
+                label,
+                channel,
+                DeliveryStatus::Skipped,
+                0,
+                Some(reason),
+            )]);
+        }
+        match adapter.send(&message).await {
+            Ok(()) => {
+                metrics::counter!("belfry_delivery_attempts_total", "channel" => channel.as_str(), "outcome" => "sent").increment(1);
+                JobOutcome::Done(vec![self.line(
+                    label,
+                    channel,
+                    DeliveryStatus::Sent,
+                    job.attempts,
+                    None,
+                )])
+            }
+            Err(e) if e.permanent => {
+                metrics::counter!("belfry_delivery_attempts_total", "channel" => channel.as_str(), "outcome" => "failed").increment(1);
+                metrics::counter!("belfry_jobs_failed_total", "kind" => "deliver").increment(1);
+                JobOutcome::Done(vec![self.line(
+                    label,
+                    channel,
+                    DeliveryStatus::Failed,
+                    job.attempts,
+                    Some(e.message),
+                )])
+            }
+            Err(e) => {
+                metrics::counter!("belfry_delivery_attempts_total", "channel" => channel.as_str(), "outcome" => "retry").increment(1);
+                self.retry_or_fail(job, e.message, |err| {
+                    self.line(
+                        label.clone(),
+                        channel,
+                        DeliveryStatus::Failed,
+                        job.attempts,
+                        err,
+                    )
+                })
             }
         }
     }

@@ -350,6 +350,11 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, 
                 "this secret key has been revoked".into(),
             ));
         }
+        if let Some(limiter) = &state.rate_limit
+            && let Err(retry_after) = limiter.check(&key.id, state.clock.now())
+        {
+            return Err(ApiError::RateLimited { retry_after });
+        }
         Ok(Principal::Key(key))
     } else {
         user_token(&token, state).map(Principal::User)

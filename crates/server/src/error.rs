@@ -28,6 +28,13 @@ pub enum ApiError {
         detail: String,
         errors: Vec<FieldError>,
     },
+    /// Well-formed, but refused by a rule of the data (422 with its own
+    /// code, e.g. `unknown_category`, `critical_category`).
+    Unprocessable {
+        code: &'static str,
+        detail: String,
+        errors: Vec<FieldError>,
+    },
     /// Well-formed, but over a configured limit (422, e.g. `too_many_recipients`).
     OverLimit {
         code: &'static str,
@@ -45,6 +52,11 @@ pub enum ApiError {
         code: &'static str,
         detail: String,
         /// Seconds, for the `Retry-After` header.
+        retry_after: u32,
+    },
+    /// This key made more requests than `BELFRY_RATE_LIMIT` allows (429,
+    /// with `Retry-After`).
+    RateLimited {
         retry_after: u32,
     },
     /// A fault of the server; the message is logged, not shown.
@@ -97,6 +109,16 @@ impl ApiError {
                 detail.clone(),
                 errors.clone(),
             ),
+            ApiError::Unprocessable {
+                code,
+                detail,
+                errors,
+            } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                code,
+                detail.clone(),
+                errors.clone(),
+            ),
             ApiError::OverLimit { code, detail } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 code,
@@ -127,6 +149,14 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 code,
                 detail.clone(),
+                vec![],
+            ),
+            ApiError::RateLimited { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "this key made more requests per second than this server allows; retry after {retry_after} s"
+                ),
                 vec![],
             ),
             ApiError::Internal(_) => (
@@ -178,7 +208,9 @@ impl IntoResponse for ApiError {
         }
         let (status, code, detail, errors) = self.parts();
         let mut response = problem_response(status, code, detail, errors);
-        if let ApiError::Unavailable { retry_after, .. } = self {
+        if let ApiError::Unavailable { retry_after, .. } | ApiError::RateLimited { retry_after } =
+            self
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));

@@ -4,10 +4,12 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod categories;
 pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
+pub mod ratelimit;
 pub mod realtime;
 mod routes;
 pub mod serve;
@@ -58,6 +60,12 @@ pub struct Config {
     /// Demo mode: the fictional help desk at `/` with its demo users and
     /// sample notifications (for trying Belfry, never for production).
     pub demo: bool,
+    /// A send naming an unknown category creates it instead of being
+    /// refused (`BELFRY_AUTO_CATEGORIES`).
+    pub auto_categories: bool,
+    /// Requests per second each secret key may make on this node
+    /// (`BELFRY_RATE_LIMIT`); 0: no limit.
+    pub rate_limit: u32,
     /// NATS server joining this node to a cluster; none: a single node.
     pub nats_url: Option<String>,
     /// The NATS subject of this cluster's events.
@@ -80,6 +88,8 @@ impl Default for Config {
             smtp_url: None,
             run_workers: true,
             demo: false,
+            auto_categories: false,
+            rate_limit: 0,
             nats_url: None,
             nats_subject: "belfry.events".into(),
         }
@@ -96,6 +106,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub hub: Arc<realtime::Hub>,
     pub engine: Arc<belfry_delivery::Engine>,
+    /// The categories, cached (see [`categories`]).
+    pub categories: Arc<categories::Categories>,
+    /// The per-key request rate; None: no limit.
+    pub rate_limit: Option<Arc<ratelimit::KeyLimiter>>,
 }
 
 /// The name of the signing secret of user tokens in the store.
@@ -204,7 +218,14 @@ impl Application {
             .context("reading the token revocations")?;
         let engine = Arc::new(build_engine(&config, &store, &clock)?);
         let run_workers = config.run_workers;
+        let categories = Arc::new(
+            categories::Categories::load(store.clone())
+                .await
+                .context("reading the categories")?,
+        );
         let state = AppState {
+            categories,
+            rate_limit: ratelimit::KeyLimiter::new(config.rate_limit).map(Arc::new),
             tokens: token_signer(&store).await?,
             store,
             clock,

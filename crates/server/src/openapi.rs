@@ -26,6 +26,8 @@ a user token under `/v1/me/...`. Every `/v1/me/...` inbox endpoint also exists a
         (name = "inbox", description = "One user's inbox (user token)"),
         (name = "users", description = "Users, groups and user tokens (admin key)"),
         (name = "subscriptions", description = "Who follows an entity (send key; listings need admin)"),
+        (name = "categories", description = "Categories: default channels, critical, fallback, quiet hours (admin key)"),
+        (name = "preferences", description = "What reaches a user where and when (user token; admin key for others and defaults)"),
     )
 )]
 struct ApiDoc;
@@ -75,7 +77,7 @@ fn path_parameter_schema(name: &str) -> Option<Value> {
     let (pattern, max) = match name {
         "user_id" | "entity_id" => (ID_PATTERN, 128),
         "group_id" => (GROUP_PATTERN, 64),
-        "entity_type" => (KIND_PATTERN, 64),
+        "entity_type" | "category_id" => (KIND_PATTERN, 64),
         "email" => (EMAIL_PATTERN, 254),
         _ => return None,
     };
@@ -126,6 +128,19 @@ pub fn finish(mut doc: Value) -> Value {
                     }});
                     r
                 });
+                if secured {
+                    responses.entry("429".to_string()).or_insert_with(|| {
+                        let mut r = problem(
+                            "Too many requests with this secret key (`rate_limited`, with `BELFRY_RATE_LIMIT` set); retry after `Retry-After` seconds",
+                        );
+                        r["headers"] = json!({"Retry-After": {
+                            "description": "Seconds to wait before retrying",
+                            "required": true,
+                            "schema": {"type": "integer", "minimum": 1}
+                        }});
+                        r
+                    });
+                }
                 let mut add = |status: &str, description: &str| {
                     responses
                         .entry(status.to_string())
@@ -153,7 +168,7 @@ pub fn finish(mut doc: Value) -> Value {
                     add("415", "The body is not JSON (`unsupported_media_type`)");
                     add(
                         "422",
-                        "Well-formed but invalid: fields that are wrong or missing, unknown recipients, over a limit (`invalid_body`, `unknown_user`, `unknown_group`, `too_many_recipients`)",
+                        "Well-formed but invalid: fields that are wrong or missing, unknown recipients or categories, a critical category switched off, over a limit (`invalid_body`, `unknown_user`, `unknown_group`, `unknown_category`, `critical_category`, `too_many_recipients`)",
                     );
                 }
             }

@@ -37,6 +37,10 @@ pub enum JobPayload {
     },
     /// Queue deliveries on `channel` for a broadcast's audience, page by page.
     Expand { channel: Channel, after_uid: i64 },
+    /// The email fallback (C8) of notification `Job::nid` for one user,
+    /// after the category's delay: email unless it was seen or read in the
+    /// app by now.
+    Fallback { recipient: Recipient },
 }
 
 impl JobPayload {
@@ -45,6 +49,7 @@ impl JobPayload {
             JobPayload::Publish => "publish",
             JobPayload::Deliver { .. } => "deliver",
             JobPayload::Expand { .. } => "expand",
+            JobPayload::Fallback { .. } => "fallback",
         }
     }
 }
@@ -70,6 +75,14 @@ pub enum DeliveryStatus {
     Failed,
     Skipped,
     Cancelled,
+    /// Waiting for the recipient's quiet hours (or the email fallback
+    /// delay) to end: see `until`.
+    Held,
+    /// Put into the recipient's daily digest.
+    Digested,
+    /// Not delivered because of the recipient's preferences or state: see
+    /// `reason`.
+    Suppressed,
 }
 
 impl DeliveryStatus {
@@ -81,6 +94,9 @@ impl DeliveryStatus {
             DeliveryStatus::Failed => "failed",
             DeliveryStatus::Skipped => "skipped",
             DeliveryStatus::Cancelled => "cancelled",
+            DeliveryStatus::Held => "held",
+            DeliveryStatus::Digested => "digested",
+            DeliveryStatus::Suppressed => "suppressed",
         }
     }
 
@@ -92,6 +108,9 @@ impl DeliveryStatus {
             DeliveryStatus::Failed,
             DeliveryStatus::Skipped,
             DeliveryStatus::Cancelled,
+            DeliveryStatus::Held,
+            DeliveryStatus::Digested,
+            DeliveryStatus::Suppressed,
         ]
         .into_iter()
         .find(|s| s.as_str() == value)
@@ -114,6 +133,12 @@ pub struct DeliveryEvent {
     #[serde(serialize_with = "crate::ser_millis")]
     #[schema(value_type = String)]
     pub at: Millis,
+    /// Why a `suppressed` line was not delivered.
+    pub reason: Option<crate::Reason>,
+    /// Until when a `held` line waits.
+    #[serde(serialize_with = "crate::ser_opt_millis")]
+    #[schema(value_type = Option<String>)]
+    pub until: Option<Millis>,
 }
 
 /// What to do with a finished job.
@@ -129,6 +154,14 @@ pub enum JobOutcome {
     },
     /// Run again at once with a new payload (the next page of a long task).
     Continue(JobPayload),
+    /// Not yet: run again at `at` (with a new payload, if given), logging
+    /// these events; the attempt its claim counted does not count (quiet
+    /// hours, the email fallback delay).
+    Later {
+        at: Millis,
+        payload: Option<JobPayload>,
+        log: Vec<DeliveryEvent>,
+    },
     /// Not started after all (the node is stopping): free it at once, and
     /// the attempt its claim counted does not count.
     Release,
@@ -146,6 +179,9 @@ pub struct EmailContext {
     pub name: Option<String>,
     pub locale: Option<Locale>,
     pub timezone: Option<TimeZoneName>,
+    /// What the recipient's preferences say about emailing it now
+    /// (`plan::policy`); always `Now` for external contacts.
+    pub verdict: crate::Verdict,
 }
 
 /// How much work is waiting.

@@ -28,6 +28,7 @@ pub use jobs::{
 };
 pub use plan::inbox::InboxChange;
 pub use plan::log::{DeliveryCursor, DeliveryPage, DeliveryQuery};
+pub use plan::policy::{Reason, Verdict};
 
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore, WalOptions, WalState};
@@ -292,6 +293,15 @@ pub struct Subscription {
     pub created_at: Millis,
 }
 
+/// A user's preferences as stored: their overrides, the administrator's
+/// defaults, and their time zone (quiet hours and digests use it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserPreferences {
+    pub overrides: belfry_core::preferences::Overrides,
+    pub defaults: belfry_core::preferences::Overrides,
+    pub timezone: Option<belfry_core::TimeZoneName>,
+}
+
 /// Who sends, and when.
 #[derive(Debug, Clone)]
 pub struct SendContext {
@@ -415,6 +425,39 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(Group, bool)>;
     async fn list_groups(&self) -> Result<Vec<Group>>;
 
+    // --- categories ---
+    /// Every category, by id.
+    async fn list_categories(&self) -> Result<Vec<belfry_core::CategoryDef>>;
+    async fn get_category(
+        &self,
+        id: &belfry_core::Category,
+    ) -> Result<Option<belfry_core::CategoryDef>>;
+    /// Stores a category (whole); true when it was created.
+    async fn put_category(&self, def: belfry_core::CategoryDef, now: Millis) -> Result<bool>;
+    /// True when there was such a category.
+    async fn delete_category(&self, id: &belfry_core::Category) -> Result<bool>;
+    /// Creates those of `ids` that do not exist yet, with default settings
+    /// (`BELFRY_AUTO_CATEGORIES`).
+    async fn ensure_categories(&self, ids: Vec<belfry_core::Category>, now: Millis) -> Result<()>;
+
+    // --- preferences ---
+    /// `NotFound` for an unknown user.
+    async fn preferences(&self, user: &UserId) -> Result<UserPreferences>;
+    /// Replaces a user's overrides. `NotFound` for an unknown user.
+    async fn put_preferences(
+        &self,
+        user: &UserId,
+        overrides: belfry_core::preferences::Overrides,
+        now: Millis,
+    ) -> Result<()>;
+    /// What a user without overrides gets.
+    async fn preference_defaults(&self) -> Result<belfry_core::preferences::Overrides>;
+    async fn put_preference_defaults(
+        &self,
+        defaults: belfry_core::preferences::Overrides,
+        now: Millis,
+    ) -> Result<()>;
+
     // --- entity subscriptions ---
     /// Subscribes; true when it is new. `NotFound` for an unknown user.
     async fn subscribe(&self, entity: &EntityRef, who: Subscriber, now: Millis) -> Result<bool>;
@@ -508,9 +551,17 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
         now: Millis,
     ) -> Result<Option<i64>>;
-    /// What sending one notification to one recipient needs; None when the
-    /// notification no longer exists.
-    async fn email_context(&self, nid: i64, recipient: &Recipient) -> Result<Option<EmailContext>>;
+    /// What sending one notification to one recipient needs, with the
+    /// delivery decision at `now` (`fallback`: the email fallback delay has
+    /// passed; whether it was seen or read in the app decides); None when
+    /// the notification no longer exists.
+    async fn email_context(
+        &self,
+        nid: i64,
+        recipient: &Recipient,
+        now: Millis,
+        fallback: bool,
+    ) -> Result<Option<EmailContext>>;
     /// One page of a notification's delivery log (in-app deliveries first,
     /// then every recorded event in order); see `plan::log`.
     async fn deliveries(&self, notification_id: &str, query: DeliveryQuery)
@@ -560,7 +611,10 @@ pub(crate) fn ser_millis<S: serde::Serializer>(m: &Millis, s: S) -> Result<S::Ok
     s.serialize_str(&m.to_rfc3339())
 }
 
-fn ser_opt_millis<S: serde::Serializer>(m: &Option<Millis>, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ser_opt_millis<S: serde::Serializer>(
+    m: &Option<Millis>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match m {
         Some(m) => s.serialize_str(&m.to_rfc3339()),
         None => s.serialize_none(),

@@ -298,7 +298,7 @@ fn samples(kind: Kind, n: usize) -> Vec<Value> {
             "url": url, "entity": entity,
         })],
         Kind::Broadcast => vec![json!({
-            "to": {"groups": ["support"]}, "category": "broadcast", "source": "admin",
+            "to": {"groups": ["support"]}, "category": "announcement", "source": "admin",
             "title": "Maintenance tonight, 22:00–22:30",
             "body": "Harbor Desk will be read-only for about half an hour while we upgrade the database.",
         })],

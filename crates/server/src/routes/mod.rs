@@ -3,12 +3,14 @@
 //! (tracing, metrics, CORS, problem+json for every error).
 
 mod assets;
+mod categories;
 pub(crate) mod demo;
 mod groups;
 mod inbox;
 mod mailbox;
 mod notifications;
 mod ops;
+mod preferences;
 mod subscriptions;
 mod users;
 
@@ -30,6 +32,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(inbox::routes())
         .merge(users::routes())
         .merge(groups::routes())
+        .merge(categories::routes())
+        .merge(preferences::routes())
         .merge(subscriptions::routes())
         .merge(mailbox::routes())
         .merge(crate::realtime::streams::routes())

@@ -83,6 +83,46 @@ fn check_recipients(state: &AppState, notifications: &[NewNotification]) -> ApiR
     Ok(())
 }
 
+/// Every category a request names must exist (or is created, with
+/// `auto_categories`); checked against the cached categories, so a send
+/// with a known category reads nothing from the database.
+async fn check_categories(
+    state: &AppState,
+    notifications: &mut [NewNotification],
+    batch: bool,
+    now: Millis,
+) -> ApiResult<()> {
+    let named: Vec<(String, belfry_core::Category)> = notifications
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| {
+            let c = n.content.category.clone()?;
+            let field = if batch {
+                format!("notifications[{i}].category")
+            } else {
+                "category".to_string()
+            };
+            Some((field, c))
+        })
+        .collect();
+    state
+        .categories
+        .check(&named, state.config.auto_categories, now)
+        .await?;
+    // A category whose defaults email makes the email jobs (the
+    // recipients' preferences decide when each job runs).
+    let categories = state.categories.current().await?;
+    for n in notifications.iter_mut() {
+        n.category_email = n
+            .content
+            .category
+            .as_ref()
+            .and_then(|c| categories.get(c))
+            .is_some_and(|c| c.defaults.email != belfry_core::EmailMode::Off);
+    }
+    Ok(())
+}
+
 fn accepted(receipt: &SendReceipt) -> Response {
     let mut response = (StatusCode::ACCEPTED, Json(receipt)).into_response();
     if receipt.replayed {
@@ -110,7 +150,7 @@ fn accepted(receipt: &SendReceipt) -> Response {
         (status = 400, description = "Not JSON", body = Problem),
         (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 413, body = Problem),
-        (status = 422, description = "Invalid fields, unknown users or groups, too many recipients", body = Problem),
+        (status = 422, description = "Invalid fields, unknown users, groups or categories (`unknown_category`), too many recipients", body = Problem),
     ),
     security(("secret_key" = []))
 )]
@@ -137,6 +177,7 @@ async fn send(
     check_supported(&n, &mut errors);
     errors.finish(())?;
     check_recipients(&state, std::slice::from_ref(&n))?;
+    check_categories(&state, std::slice::from_mut(&mut n), false, now).await?;
     let receipts = state
         .store
         .send(
@@ -232,6 +273,7 @@ async fn send_batch(
     }
     errors.finish(())?;
     check_recipients(&state, &valid)?;
+    check_categories(&state, &mut valid, true, now).await?;
     let results = state
         .store
         .send(

@@ -99,14 +99,14 @@ async fn state_of_broadcasts_is_per_user() {
     app.put_user("a", json!({"groups": ["support"]})).await;
     app.put_user("b", json!({"groups": ["support"]})).await;
     let one = app
-        .send_ok(json!({"to": {"all": true}, "title": "one", "category": "news"}))
+        .send_ok(json!({"to": {"all": true}, "title": "one", "category": "announcement"}))
         .await["id"]
         .as_str()
         .unwrap()
         .to_string();
     let two = app
         .send_ok(
-            json!({"to": {"groups": ["support"]}, "title": "two", "category": "ops",
+            json!({"to": {"groups": ["support"]}, "title": "two", "category": "system",
                                  "entity": {"type": "change", "id": "7"}}),
         )
         .await["id"]
@@ -173,7 +173,7 @@ async fn state_of_broadcasts_is_per_user() {
         .me_post(
             &a,
             "/notifications/read-all",
-            Some(json!({"category": "ops"})),
+            Some(json!({"category": "system"})),
             StatusCode::OK,
         )
         .await;

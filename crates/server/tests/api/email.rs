@@ -303,7 +303,7 @@ async fn after_the_last_attempt_the_delivery_is_failed() {
 }
 
 #[tokio::test]
-async fn emails_to_users_without_an_address_are_skipped_with_the_reason() {
+async fn emails_to_users_without_an_address_are_suppressed_with_the_reason() {
     let app = spawn_app_with(belfry_server::Config {
         run_workers: false,
         ..Default::default()
@@ -315,12 +315,12 @@ async fn emails_to_users_without_an_address_are_skipped_with_the_reason() {
         .await;
     app.run_due_jobs().await;
     let items = log(&app, r["id"].as_str().unwrap()).await;
-    let skipped = items
+    let suppressed = items
         .iter()
-        .find(|i| i["status"] == "skipped")
-        .expect("a skipped line");
-    assert_eq!(skipped["recipient"], "user:ana");
-    assert_eq!(skipped["error"], "the user has no email address");
+        .find(|i| i["status"] == "suppressed")
+        .expect("a suppressed line");
+    assert_eq!(suppressed["recipient"], "user:ana");
+    assert_eq!(suppressed["reason"], "no_address");
     // Contacts without the email channel: nothing to deliver, said so.
     let r = app
         .send_ok(
@@ -384,11 +384,9 @@ async fn a_broadcast_with_email_reaches_every_member_in_pages() {
         "members, not the actor"
     );
     let items = log(&app, r["id"].as_str().unwrap()).await;
-    assert!(
-        items
-            .iter()
-            .any(|i| i["recipient"] == "user:noaddress" && i["status"] == "skipped")
-    );
+    assert!(items.iter().any(|i| i["recipient"] == "user:noaddress"
+        && i["status"] == "suppressed"
+        && i["reason"] == "no_address"));
     assert!(
         items
             .iter()

@@ -1,5 +1,5 @@
 //! Limits that keep one client from exhausting the server: open streams
-//! per user and named recipients per send request.
+//! per user, named recipients per send request, requests per key and second.
 
 use crate::helpers::*;
 use belfry_server::Config;
@@ -103,4 +103,31 @@ async fn named_recipients_per_request_are_limited_broadcasts_are_not() {
         .await;
     app.send_ok(json!({"to": {"groups": ["support"], "users": ["u-1", "u-2"]}, "title": "g"}))
         .await;
+}
+
+#[tokio::test]
+async fn a_key_over_its_rate_gets_429_with_retry_after() {
+    let app = crate::helpers::spawn_app_with(belfry_server::Config {
+        rate_limit: 2,
+        ..Default::default()
+    })
+    .await;
+    let other = app.key_with_scope(belfry_store::Scope::Admin).await;
+    // The server's clock stands still: a burst of 2, then refused.
+    for _ in 0..2 {
+        let r = app.admin(reqwest::Method::GET, "/v1/groups", None).await;
+        assert_eq!(r.status(), reqwest::StatusCode::OK);
+    }
+    let r = app.admin(reqwest::Method::GET, "/v1/groups", None).await;
+    assert_eq!(r.headers()["retry-after"], "1");
+    crate::helpers::assert_problem(r, reqwest::StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // Per key: another key is not limited by this one.
+    let r = app
+        .call(reqwest::Method::GET, "/v1/groups", &other, None)
+        .await;
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    // A second later the burst is back.
+    app.clock.advance_secs(1);
+    let r = app.admin(reqwest::Method::GET, "/v1/groups", None).await;
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
 }

@@ -11,6 +11,7 @@ mod inbox;
 mod limits;
 mod ops;
 mod overload;
+mod preferences;
 mod security;
 mod send;
 mod streams;

@@ -213,7 +213,7 @@ async fn every_trigger_sends_its_sample() {
     assert_eq!(assignment["actions"][0]["kind"], "link");
     assert_eq!(by_category("mention")["actor"]["id"], "lee");
     assert!(by_category("customer_reply")["actor"]["id"].is_null());
-    assert!(by_category("broadcast")["actor"].is_null());
+    assert!(by_category("announcement")["actor"].is_null());
     assert_eq!(by_category("reminder")["sticky"], true);
 
     // Stacked replies: three sends, one entry with a count.

@@ -196,6 +196,8 @@ impl LogPager {
             attempt: 1,
             error: None,
             at,
+            reason: None,
+            until: None,
         };
         let mut last = read.after;
         match rows {
@@ -218,7 +220,7 @@ impl LogPager {
                 }
             }
             Rows::Logged(rows) => {
-                for (id, (recipient, channel, status, attempt, error, at)) in rows {
+                for (id, (recipient, channel, status, attempt, error, at, reason, until)) in rows {
                     let event = DeliveryEvent {
                         recipient,
                         channel: Channel::parse(&channel).map_err(StoreError::backend)?,
@@ -228,6 +230,13 @@ impl LogPager {
                         attempt,
                         error,
                         at: Millis(at),
+                        reason: reason
+                            .map(|r| {
+                                serde_json::from_value(serde_json::Value::String(r))
+                                    .map_err(StoreError::backend)
+                            })
+                            .transpose()?,
+                        until: until.map(Millis),
                     };
                     self.items.push((Part::Logged, id, event));
                     last = id;
@@ -343,6 +352,8 @@ mod tests {
                 0,
                 None,
                 n,
+                None,
+                None,
             ),
         )
     }
@@ -447,7 +458,19 @@ mod tests {
         let l = Log {
             inbox: vec![],
             broadcasts: vec![],
-            logged: vec![(1, ("r".into(), "fax".into(), "queued".into(), 0, None, 0))],
+            logged: vec![(
+                1,
+                (
+                    "r".into(),
+                    "fax".into(),
+                    "queued".into(),
+                    0,
+                    None,
+                    0,
+                    None,
+                    None,
+                ),
+            )],
         };
         let mut pager = LogPager::new(DeliveryQuery::default(), None);
         let mut result = Ok(());

@@ -17,6 +17,7 @@
 
 pub(crate) mod inbox;
 pub(crate) mod log;
+pub mod policy;
 pub(crate) mod reading;
 pub(crate) mod send;
 pub(crate) mod stack;
@@ -41,6 +42,8 @@ pub(crate) fn event(
         attempt: 0,
         error,
         at,
+        reason: None,
+        until: None,
     }
 }
 
@@ -150,13 +153,23 @@ pub(crate) fn delivery_plan(
 
 /// A line of the delivery log as stored: recipient, channel, status,
 /// attempt, error, at.
-pub(crate) type StoredLine = (String, String, String, i64, Option<String>, i64);
+pub(crate) type StoredLine = (
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+    i64,
+    Option<String>,
+    Option<i64>,
+);
 
 /// The log line of a pending job that a cancellation removed.
 pub(crate) fn cancelled_line(payload: JobPayload, now: Millis) -> DeliveryEvent {
     let (recipient, channel) = match payload {
         JobPayload::Publish => ("scheduled".to_string(), Channel::InApp),
         JobPayload::Deliver { channel, recipient } => (recipient.label(), channel),
+        JobPayload::Fallback { recipient } => (recipient.label(), Channel::Email),
         JobPayload::Expand { channel, .. } => ("broadcast".to_string(), channel),
     };
     event(recipient, channel, DeliveryStatus::Cancelled, None, now)

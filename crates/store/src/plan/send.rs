@@ -40,6 +40,8 @@ pub(crate) fn idempotency_since(now: Millis) -> i64 {
 pub(crate) fn fingerprint(n: &NewNotification) -> Result<Vec<u8>> {
     let mut canonical = n.clone();
     canonical.idempotency_key = None;
+    // Derived from the category when accepted, not part of the request.
+    canonical.category_email = false;
     canonical.send_at = n.requested_send_at;
     let json = request_json(&canonical)?;
     Ok(

@@ -3,8 +3,11 @@
 //! read back as untyped JSON; the requested channels; the whole request of
 //! a scheduled send), subscriptions, and what an email needs.
 
+use super::policy::{Reason, Situation, Verdict, decide};
 use crate::jobs::{EmailContext, Recipient};
 use crate::{BroadcastTargets, NotificationStatus, Result, StoreError, Subscriber, Subscription};
+use belfry_core::CategoryDef;
+use belfry_core::preferences::{Effective, Overrides};
 use belfry_core::{
     Channel, EmailAddress, EntityRef, GroupId, Locale, Millis, NewNotification, TimeZoneName, User,
     UserId,
@@ -182,13 +185,34 @@ pub(crate) fn user(row: UserRow, groups: Vec<String>) -> Result<User> {
 /// published at, created at.
 pub(crate) type EmailNotificationRow = (String, String, String, Option<i64>, i64);
 
-/// A user's columns an email needs: email, name, locale, time zone.
+/// A user's columns an email needs: email, name, locale, time zone, and
+/// the preference documents (the user's overrides, the defaults).
 pub(crate) type EmailUserRow = (
     Option<String>,
     Option<String>,
     Option<String>,
     Option<String>,
+    Option<String>,
+    Option<String>,
 );
+
+/// Whether a notification was seen or read in the app, asked at the end
+/// of the email fallback delay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Seen {
+    Yes,
+    No,
+}
+
+/// The category a notification's content names, which the delivery
+/// decision needs (read before the user's row, to look its category up).
+pub(crate) fn content_category(content: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Named {
+        category: Option<String>,
+    }
+    serde_json::from_str::<Named>(content).ok()?.category
+}
 
 /// What sending the notification to `recipient` needs; `user` is the
 /// recipient user's row (when it is a user that still exists). Stored
@@ -197,6 +221,9 @@ pub(crate) fn email_context(
     (id, status, content, published, created): EmailNotificationRow,
     recipient: &Recipient,
     user: Option<EmailUserRow>,
+    category: Option<String>,
+    now: Millis,
+    seen: Option<Seen>,
 ) -> Result<EmailContext> {
     let mut ctx = EmailContext {
         notification_id: id,
@@ -207,14 +234,49 @@ pub(crate) fn email_context(
         name: None,
         locale: None,
         timezone: None,
+        verdict: Verdict::Now,
     };
     match (recipient, user) {
+        // External contacts have no preferences: they asked for this entity.
         (Recipient::Contact(address), _) => ctx.to = Some(address.clone()),
-        (Recipient::User(_), Some((email, name, locale, timezone))) => {
+        (Recipient::User(_), Some((email, name, locale, timezone, own, defaults))) => {
             ctx.to = email.and_then(|e| EmailAddress::parse(&e).ok());
             ctx.name = name;
             ctx.locale = locale.and_then(|l| Locale::parse(&l).ok());
             ctx.timezone = timezone.and_then(|t| TimeZoneName::parse(&t).ok());
+            let overrides = |json: Option<String>| -> Result<Overrides> {
+                json.map(|j| serde_json::from_str(&j).map_err(StoreError::backend))
+                    .transpose()
+                    .map(Option::unwrap_or_default)
+            };
+            let prefs = Effective::of(&overrides(defaults)?, &overrides(own)?);
+            let category: Option<CategoryDef> =
+                category.and_then(|json| serde_json::from_str(&json).ok());
+            let content: belfry_core::Content =
+                serde_json::from_str(&ctx.content_json).map_err(StoreError::backend)?;
+            let zone = ctx
+                .timezone
+                .as_ref()
+                .and_then(|t| jiff::tz::TimeZone::get(t.as_str()).ok())
+                .unwrap_or(jiff::tz::TimeZone::UTC);
+            // The job is this recipient's email: the send (or the category)
+            // asked for it.
+            let situation = Situation {
+                requested: Some(&[Channel::Email]),
+                category: category.as_ref(),
+                source: content.source.as_ref(),
+                prefs: &prefs,
+                zone: &zone,
+                has_email: ctx.to.is_some(),
+                fallback_checked: seen.is_some(),
+            };
+            ctx.verdict = match seen {
+                Some(Seen::Yes) => Verdict::Suppressed(Reason::SeenInApp),
+                _ => decide(&situation, now)
+                    .into_iter()
+                    .find_map(|(c, v)| (c == Channel::Email).then_some(v))
+                    .unwrap_or(Verdict::Now),
+            };
         }
         (Recipient::User(_), None) => {}
     }

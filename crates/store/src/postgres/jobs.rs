@@ -7,7 +7,8 @@ use crate::plan::cancelled_line;
 use crate::plan::log::{DeliveryPage, DeliveryQuery, LogPager, Part, Rows};
 use crate::plan::send::{expansion, next_page};
 use crate::plan::stored::{
-    EmailNotificationRow, EmailUserRow, StoredAudience, email_context as email_context_of,
+    EmailNotificationRow, EmailUserRow, Seen, StoredAudience, content_category,
+    email_context as email_context_of,
 };
 use crate::{NotificationStatus, Result, StoreError};
 use belfry_core::{Channel, Millis};
@@ -54,12 +55,18 @@ pub(crate) async fn log_many(
     let attempts: Vec<i64> = events.iter().map(|e| e.attempt).collect();
     let errors: Vec<Option<&str>> = events.iter().map(|e| e.error.as_deref()).collect();
     let ats: Vec<i64> = events.iter().map(|e| e.at.0).collect();
+    let reasons: Vec<Option<&str>> = events
+        .iter()
+        .map(|e| e.reason.map(|r| r.as_str()))
+        .collect();
+    let untils: Vec<Option<i64>> = events.iter().map(|e| e.until.map(|u| u.0)).collect();
     // WITH ORDINALITY keeps the given order in the ids (the log's order).
     sqlx::query(
-        "INSERT INTO deliveries (nid, recipient, channel, status, attempt, error, at)
-         SELECT $1, r, c, s, a, e, t
-         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[])
-              WITH ORDINALITY AS x(r, c, s, a, e, t, o)
+        "INSERT INTO deliveries (nid, recipient, channel, status, attempt, error, at, reason, held_until)
+         SELECT $1, r, c, s, a, e, t, re, u
+         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[],
+                     $8::text[], $9::bigint[])
+              WITH ORDINALITY AS x(r, c, s, a, e, t, re, u, o)
          ORDER BY o",
     )
     .bind(nid)
@@ -69,6 +76,8 @@ pub(crate) async fn log_many(
     .bind(&attempts)
     .bind(&errors)
     .bind(&ats)
+    .bind(&reasons)
+    .bind(&untils)
     .execute(&mut *c)
     .await?;
     Ok(())
@@ -158,6 +167,28 @@ pub(crate) async fn finish(
                  WHERE id = $1",
             )
             .bind(job)
+            .execute(&mut *c)
+            .await?;
+            Ok(true)
+        }
+        JobOutcome::Later { at, payload, log } => {
+            if let Some(nid) = log_nid {
+                log_many(c, nid, &log).await?;
+            }
+            let payload = payload
+                .map(|p| serde_json::to_string(&p).map(|json| (p.kind(), json)))
+                .transpose()
+                .map_err(bad)?;
+            sqlx::query(
+                "UPDATE jobs SET run_at = $2, lease_until = NULL, lease_owner = NULL,
+                        attempts = GREATEST(attempts - 1, 0),
+                        kind = COALESCE($3, kind), payload = COALESCE($4, payload)
+                 WHERE id = $1",
+            )
+            .bind(job)
+            .bind(at.0)
+            .bind(payload.as_ref().map(|p| p.0))
+            .bind(payload.as_ref().map(|p| p.1.clone()))
             .execute(&mut *c)
             .await?;
             Ok(true)
@@ -291,10 +322,23 @@ pub(crate) async fn add_jobs(
     Ok(())
 }
 
+/// [`EmailUserRow`] and the notification's category definition, read in one query.
+type EmailUserAndCategoryRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 pub(crate) async fn email_context(
     c: &mut PgConnection,
     nid: i64,
     recipient: &Recipient,
+    now: Millis,
+    fallback: bool,
 ) -> Result<Option<EmailContext>> {
     let Some(row): Option<EmailNotificationRow> = sqlx::query_as(
         "SELECT id, status, content, published_at, created_at FROM notifications WHERE nid = $1",
@@ -305,16 +349,51 @@ pub(crate) async fn email_context(
     else {
         return Ok(None);
     };
-    let user: Option<EmailUserRow> = match recipient {
+    // One indexed read of the user with their preferences (none for most
+    // users), the defaults and the notification's category.
+    let (user, category): (Option<EmailUserRow>, Option<String>) = match recipient {
         Recipient::User(user) => {
-            sqlx::query_as("SELECT email, name, locale, timezone FROM users WHERE id = $1")
-                .bind(user.as_str())
-                .fetch_optional(&mut *c)
-                .await?
+            let found: Option<EmailUserAndCategoryRow> = sqlx::query_as(
+                "SELECT u.email, u.name, u.locale, u.timezone, p.prefs,
+                        (SELECT prefs FROM preference_defaults WHERE id = 1),
+                        (SELECT def FROM categories WHERE id = $2)
+                 FROM users u LEFT JOIN user_preferences p ON p.uid = u.uid WHERE u.id = $1",
+            )
+            .bind(user.as_str())
+            .bind(content_category(&row.2))
+            .fetch_optional(&mut *c)
+            .await?;
+            match found {
+                Some((email, name, locale, tz, own, defaults, category)) => {
+                    (Some((email, name, locale, tz, own, defaults)), category)
+                }
+                None => (None, None),
+            }
         }
-        Recipient::Contact(_) => None,
+        Recipient::Contact(_) => (None, None),
     };
-    email_context_of(row, recipient, user).map(Some)
+    // The fallback check: seen (the drawer was opened after it arrived),
+    // read, or archived in the app.
+    let seen = match (recipient, fallback) {
+        (Recipient::User(user), true) => {
+            let seen: Option<Option<bool>> = sqlx::query_scalar(
+                "SELECT n.seq <= u.seen_wm OR i.read_at IS NOT NULL OR i.archived_at IS NOT NULL
+                 FROM notifications n JOIN users u ON u.id = $2
+                 LEFT JOIN inbox i ON i.uid = u.uid AND i.nid = n.nid
+                 WHERE n.nid = $1",
+            )
+            .bind(nid)
+            .bind(user.as_str())
+            .fetch_optional(&mut *c)
+            .await?;
+            Some(match seen.flatten() {
+                Some(true) => Seen::Yes,
+                _ => Seen::No,
+            })
+        }
+        _ => None,
+    };
+    email_context_of(row, recipient, user, category, now, seen).map(Some)
 }
 
 /// One page of a notification's delivery log: the planner (`plan::log`)
@@ -335,21 +414,21 @@ pub(crate) async fn deliveries(
     let mut pager = LogPager::new(query, published.map(Millis));
     while let Some(read) = pager.next_read() {
         let limit = read.limit as i64;
-        let rows =
-            match read.part {
-                // In-app deliveries are the inbox rows themselves; no extra writes.
-                Part::Inbox => Rows::Inbox(
-                    sqlx::query_as(
-                        "SELECT i.uid, u.id FROM inbox i JOIN users u ON u.uid = i.uid
+        let rows = match read.part {
+            // In-app deliveries are the inbox rows themselves; no extra writes.
+            Part::Inbox => Rows::Inbox(
+                sqlx::query_as(
+                    "SELECT i.uid, u.id FROM inbox i JOIN users u ON u.uid = i.uid
                      WHERE i.nid = $1 AND i.uid > $2 ORDER BY i.uid LIMIT $3",
-                    )
-                    .bind(nid)
-                    .bind(read.after)
-                    .bind(limit)
-                    .fetch_all(&mut *c)
-                    .await?,
-                ),
-                Part::Broadcasts => Rows::Broadcasts(match seq {
+                )
+                .bind(nid)
+                .bind(read.after)
+                .bind(limit)
+                .fetch_all(&mut *c)
+                .await?,
+            ),
+            Part::Broadcasts => {
+                Rows::Broadcasts(match seq {
                     Some(seq) => sqlx::query_as(
                         "SELECT b.gid, g.id FROM broadcasts b LEFT JOIN groups g ON g.gid = b.gid
                          WHERE b.seq = $1 AND b.gid > $2 ORDER BY b.gid LIMIT $3",
@@ -360,10 +439,11 @@ pub(crate) async fn deliveries(
                     .fetch_all(&mut *c)
                     .await?,
                     None => Vec::new(),
-                }),
-                Part::Logged => {
-                    let rows: Vec<LoggedRow> = sqlx::query_as(
-                        "SELECT id, recipient, channel, status, attempt, error, at FROM deliveries
+                })
+            }
+            Part::Logged => {
+                let rows: Vec<LoggedRow> = sqlx::query_as(
+                        "SELECT id, recipient, channel, status, attempt, error, at, reason, held_until FROM deliveries
                      WHERE nid = $1 AND id > $2 ORDER BY id LIMIT $3",
                     )
                     .bind(nid)
@@ -371,20 +451,30 @@ pub(crate) async fn deliveries(
                     .bind(limit)
                     .fetch_all(&mut *c)
                     .await?;
-                    Rows::Logged(
-                        rows.into_iter()
-                            .map(|(id, r, ch, st, a, e, at)| (id, (r, ch, st, a, e, at)))
-                            .collect(),
-                    )
-                }
-            };
+                Rows::Logged(
+                    rows.into_iter()
+                        .map(|(id, r, ch, st, a, e, at, re, u)| (id, (r, ch, st, a, e, at, re, u)))
+                        .collect(),
+                )
+            }
+        };
         pager.push(read, rows)?;
     }
     Ok(pager.finish())
 }
 
 /// A logged line with its id, as read.
-type LoggedRow = (i64, String, String, String, i64, Option<String>, i64);
+type LoggedRow = (
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+    i64,
+    Option<String>,
+    Option<i64>,
+);
 
 /// Cancels what is still pending for a notification: its jobs are removed
 /// and each pending delivery is logged as cancelled. A job a worker holds

@@ -19,6 +19,7 @@
 
 mod jobs;
 mod mailbox;
+mod prefs;
 mod publish;
 mod read;
 mod write;
@@ -97,6 +98,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("migrations/0003_tokens_and_fingerprints.sql"),
     ),
+    (4, include_str!("migrations/0004_preferences.sql")),
 ];
 
 /// Commits buffered in the event channel before a slow consumer lags.
@@ -564,6 +566,54 @@ impl Store for PgStore {
         read::groups(&mut *self.conn().await?).await
     }
 
+    async fn list_categories(&self) -> Result<Vec<belfry_core::CategoryDef>> {
+        prefs::categories(&mut *self.conn().await?).await
+    }
+
+    async fn get_category(
+        &self,
+        id: &belfry_core::Category,
+    ) -> Result<Option<belfry_core::CategoryDef>> {
+        prefs::category(&mut *self.conn().await?, id).await
+    }
+
+    async fn put_category(&self, def: belfry_core::CategoryDef, now: Millis) -> Result<bool> {
+        prefs::put_category(&mut *self.conn().await?, &def, now).await
+    }
+
+    async fn delete_category(&self, id: &belfry_core::Category) -> Result<bool> {
+        prefs::delete_category(&mut *self.conn().await?, id).await
+    }
+
+    async fn ensure_categories(&self, ids: Vec<belfry_core::Category>, now: Millis) -> Result<()> {
+        prefs::ensure_categories(&mut *self.conn().await?, &ids, now).await
+    }
+
+    async fn preferences(&self, user: &UserId) -> Result<crate::UserPreferences> {
+        prefs::preferences(&mut *self.conn().await?, user).await
+    }
+
+    async fn put_preferences(
+        &self,
+        user: &UserId,
+        overrides: belfry_core::preferences::Overrides,
+        now: Millis,
+    ) -> Result<()> {
+        prefs::put_preferences(&mut *self.conn().await?, user, &overrides, now).await
+    }
+
+    async fn preference_defaults(&self) -> Result<belfry_core::preferences::Overrides> {
+        prefs::preference_defaults(&mut *self.conn().await?).await
+    }
+
+    async fn put_preference_defaults(
+        &self,
+        defaults: belfry_core::preferences::Overrides,
+        now: Millis,
+    ) -> Result<()> {
+        prefs::put_preference_defaults(&mut *self.conn().await?, &defaults, now).await
+    }
+
     async fn subscribe(&self, entity: &EntityRef, who: Subscriber, now: Millis) -> Result<bool> {
         write::subscribe(&mut *self.conn().await?, entity, &who, now).await
     }
@@ -686,8 +736,14 @@ impl Store for PgStore {
         Ok(next)
     }
 
-    async fn email_context(&self, nid: i64, recipient: &Recipient) -> Result<Option<EmailContext>> {
-        jobs::email_context(&mut *self.conn().await?, nid, recipient).await
+    async fn email_context(
+        &self,
+        nid: i64,
+        recipient: &Recipient,
+        now: Millis,
+        fallback: bool,
+    ) -> Result<Option<EmailContext>> {
+        jobs::email_context(&mut *self.conn().await?, nid, recipient, now, fallback).await
     }
 
     async fn deliveries(

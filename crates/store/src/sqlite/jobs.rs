@@ -6,7 +6,8 @@ use crate::jobs::{DeliveryEvent, EmailContext, Job, JobOutcome, JobPayload, JobS
 use crate::plan::log::{DeliveryPage, DeliveryQuery, LogPager, Part, Rows};
 use crate::plan::send::{expansion, next_page};
 use crate::plan::stored::{
-    EmailNotificationRow, EmailUserRow, StoredAudience, email_context as email_context_of,
+    EmailNotificationRow, EmailUserRow, Seen, StoredAudience, content_category,
+    email_context as email_context_of,
 };
 use crate::plan::{StoredLine, cancelled_line};
 use crate::{NotificationStatus, Result, StoreError};
@@ -34,8 +35,8 @@ pub(crate) fn add_job(
 /// Appends one line to the delivery log.
 pub(crate) fn log(c: &Connection, nid: i64, e: &DeliveryEvent) -> Result<()> {
     c.prepare_cached(
-        "INSERT INTO deliveries (nid, recipient, channel, status, attempt, error, at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO deliveries (nid, recipient, channel, status, attempt, error, at, reason, held_until)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         nid,
@@ -44,7 +45,9 @@ pub(crate) fn log(c: &Connection, nid: i64, e: &DeliveryEvent) -> Result<()> {
         e.status.as_str(),
         e.attempt,
         e.error,
-        e.at.0
+        e.at.0,
+        e.reason.map(|r| r.as_str()),
+        e.until.map(|u| u.0)
     ])?;
     Ok(())
 }
@@ -127,6 +130,27 @@ pub(crate) fn finish(w: &mut Writer, job: i64, outcome: JobOutcome, now: Millis)
                      WHERE id = ?1",
                 )?
                 .execute([job])?;
+            w.jobs_added = true;
+        }
+        JobOutcome::Later { at, payload, log } => {
+            write_log(&w.conn, &log)?;
+            let payload = payload
+                .map(|p| serde_json::to_string(&p).map(|json| (p.kind(), json)))
+                .transpose()
+                .map_err(bad)?;
+            w.conn
+                .prepare_cached(
+                    "UPDATE jobs SET run_at = ?2, lease_until = NULL, lease_owner = NULL,
+                            attempts = MAX(attempts - 1, 0),
+                            kind = COALESCE(?3, kind), payload = COALESCE(?4, payload)
+                     WHERE id = ?1",
+                )?
+                .execute(params![
+                    job,
+                    at.0,
+                    payload.as_ref().map(|p| p.0),
+                    payload.as_ref().map(|p| p.1.as_str())
+                ])?;
             w.jobs_added = true;
         }
         JobOutcome::Continue(payload) => {
@@ -248,6 +272,8 @@ pub(crate) fn email_context(
     c: &Connection,
     nid: i64,
     recipient: &Recipient,
+    now: Millis,
+    fallback: bool,
 ) -> Result<Option<EmailContext>> {
     let Some(row): Option<EmailNotificationRow> = c
         .prepare_cached(
@@ -258,16 +284,55 @@ pub(crate) fn email_context(
     else {
         return Ok(None);
     };
-    let user: Option<EmailUserRow> = match recipient {
-        Recipient::User(user) => c
-            .prepare_cached("SELECT email, name, locale, timezone FROM users WHERE id = ?1")?
+    // One indexed read of the user with their preferences (none for most
+    // users) and the defaults, one of the category.
+    let (user, category): (Option<EmailUserRow>, Option<String>) = match recipient {
+        Recipient::User(user) => (
+            c.prepare_cached(
+                "SELECT u.email, u.name, u.locale, u.timezone, p.prefs,
+                        (SELECT prefs FROM preference_defaults WHERE id = 1)
+                 FROM users u LEFT JOIN user_preferences p ON p.uid = u.uid WHERE u.id = ?1",
+            )?
             .query_row([user.as_str()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })
             .optional()?,
-        Recipient::Contact(_) => None,
+            match content_category(&row.2) {
+                Some(id) => c
+                    .prepare_cached("SELECT def FROM categories WHERE id = ?1")?
+                    .query_row([id], |r| r.get(0))
+                    .optional()?,
+                None => None,
+            },
+        ),
+        Recipient::Contact(_) => (None, None),
     };
-    email_context_of(row, recipient, user).map(Some)
+    // The fallback check: seen (the drawer was opened after it arrived),
+    // read, or archived in the app.
+    let seen = match (recipient, fallback) {
+        (Recipient::User(user), true) => c
+            .prepare_cached(
+                "SELECT n.seq <= u.seen_wm OR i.read_at IS NOT NULL OR i.archived_at IS NOT NULL
+                 FROM notifications n JOIN users u ON u.id = ?2
+                 LEFT JOIN inbox i ON i.uid = u.uid AND i.nid = n.nid
+                 WHERE n.nid = ?1",
+            )?
+            .query_row(params![nid, user.as_str()], |r| r.get::<_, Option<bool>>(0))
+            .optional()?
+            .flatten()
+            .map_or(Some(Seen::No), |seen| {
+                Some(if seen { Seen::Yes } else { Seen::No })
+            }),
+        _ => None,
+    };
+    email_context_of(row, recipient, user, category, now, seen).map(Some)
 }
 
 /// The keyset reads of a delivery log page (`plan::log`): (key of the
@@ -278,7 +343,8 @@ const LOG_INBOX: &str = "SELECT i.uid, u.id FROM inbox i JOIN users u ON u.uid =
 const LOG_BROADCASTS: &str =
     "SELECT b.gid, g.id FROM broadcasts b LEFT JOIN groups g ON g.gid = b.gid
      WHERE b.seq = ?1 AND b.gid > ?2 ORDER BY b.gid LIMIT ?3";
-const LOG_LINES: &str = "SELECT id, recipient, channel, status, attempt, error, at FROM deliveries
+const LOG_LINES: &str =
+    "SELECT id, recipient, channel, status, attempt, error, at, reason, held_until FROM deliveries
      WHERE nid = ?1 AND id > ?2 ORDER BY id LIMIT ?3";
 
 /// One page of a notification's delivery log: the planner (`plan::log`)
@@ -322,6 +388,8 @@ pub(crate) fn deliveries(
                             r.get(4)?,
                             r.get(5)?,
                             r.get(6)?,
+                            r.get(7)?,
+                            r.get(8)?,
                         );
                         Ok((r.get(0)?, line))
                     })?

@@ -9,6 +9,7 @@ pub mod backup;
 pub mod fixture;
 mod jobs;
 mod mailbox;
+mod prefs;
 mod publish;
 mod read;
 mod wal;
@@ -42,6 +43,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("migrations/0005_tokens_and_fingerprints.sql"),
     ),
+    (6, include_str!("migrations/0006_preferences.sql")),
 ];
 
 /// How many operations the writer commits together at most.
@@ -788,6 +790,63 @@ impl Store for SqliteStore {
         self.read(read::groups).await
     }
 
+    async fn list_categories(&self) -> Result<Vec<belfry_core::CategoryDef>> {
+        self.read(prefs::categories).await
+    }
+
+    async fn get_category(
+        &self,
+        id: &belfry_core::Category,
+    ) -> Result<Option<belfry_core::CategoryDef>> {
+        let id = id.clone();
+        self.read(move |c| prefs::category(c, &id)).await
+    }
+
+    async fn put_category(&self, def: belfry_core::CategoryDef, now: Millis) -> Result<bool> {
+        self.write(move |w| prefs::put_category(&w.conn, &def, now))
+            .await
+    }
+
+    async fn delete_category(&self, id: &belfry_core::Category) -> Result<bool> {
+        let id = id.clone();
+        self.write(move |w| prefs::delete_category(&w.conn, &id))
+            .await
+    }
+
+    async fn ensure_categories(&self, ids: Vec<belfry_core::Category>, now: Millis) -> Result<()> {
+        self.write(move |w| prefs::ensure_categories(&w.conn, &ids, now))
+            .await
+    }
+
+    async fn preferences(&self, user: &UserId) -> Result<crate::UserPreferences> {
+        let user = user.clone();
+        self.read(move |c| prefs::preferences(c, &user)).await
+    }
+
+    async fn put_preferences(
+        &self,
+        user: &UserId,
+        overrides: belfry_core::preferences::Overrides,
+        now: Millis,
+    ) -> Result<()> {
+        let user = user.clone();
+        self.write(move |w| prefs::put_preferences(&w.conn, &user, &overrides, now))
+            .await
+    }
+
+    async fn preference_defaults(&self) -> Result<belfry_core::preferences::Overrides> {
+        self.read(prefs::preference_defaults).await
+    }
+
+    async fn put_preference_defaults(
+        &self,
+        defaults: belfry_core::preferences::Overrides,
+        now: Millis,
+    ) -> Result<()> {
+        self.write(move |w| prefs::put_preference_defaults(&w.conn, &defaults, now))
+            .await
+    }
+
     async fn subscribe(&self, entity: &EntityRef, who: Subscriber, now: Millis) -> Result<bool> {
         let entity = entity.clone();
         self.write(move |w| write::subscribe(&w.conn, &entity, &who, now))
@@ -896,9 +955,15 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn email_context(&self, nid: i64, recipient: &Recipient) -> Result<Option<EmailContext>> {
+    async fn email_context(
+        &self,
+        nid: i64,
+        recipient: &Recipient,
+        now: Millis,
+        fallback: bool,
+    ) -> Result<Option<EmailContext>> {
         let recipient = recipient.clone();
-        self.read(move |c| jobs::email_context(c, nid, &recipient))
+        self.read(move |c| jobs::email_context(c, nid, &recipient, now, fallback))
             .await
     }
 

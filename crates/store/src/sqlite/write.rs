@@ -186,6 +186,7 @@ pub(crate) fn delete_user(w: &mut Writer, id: &UserId, now: Millis) -> Result<()
         "DELETE FROM stack_members WHERE uid = ?1",
         "DELETE FROM broadcast_state WHERE uid = ?1",
         "DELETE FROM memberships WHERE uid = ?1",
+        "DELETE FROM user_preferences WHERE uid = ?1",
         "DELETE FROM users WHERE uid = ?1",
     ] {
         c.execute(sql, [uid])?;
