@@ -396,11 +396,41 @@ async fn check_fixture(manifest: &std::path::Path) {
         text.contains("guest@example.org") && text.contains("sent"),
         "{name}: {text}"
     );
+    let schema = m["schema_version"].as_i64().unwrap();
+    // From schema 6 Bo's master switch is off: his email is suppressed.
+    let mails = if schema >= 6 { 2 } else { 3 };
     let (_, mailbox) = get("/v1/dev/mailbox".into()).await;
     assert!(
-        mailbox["items"].as_array().unwrap().len() >= 3,
+        mailbox["items"].as_array().unwrap().len() >= mails,
         "{name}: {mailbox}"
     );
+
+    // Categories and preferences (schema 6 on).
+    if schema >= 6 {
+        assert!(
+            text.contains("suppressed") && text.contains("master_switch"),
+            "{name}: Bo's email logged as suppressed: {text}"
+        );
+        let (status, c) = get("/v1/categories/invoice.paid".into()).await;
+        assert_eq!(status, 200, "{name}: {c}");
+        assert_eq!(c["email_fallback_after"], 900, "{name}: {c}");
+        assert_eq!(c["defaults"]["email"], "instant", "{name}: {c}");
+        let (_, reminder) = get("/v1/categories/reminder".into()).await;
+        assert_eq!(reminder["bypass_quiet_hours"], true, "{name}: {reminder}");
+        let (_, defaults) = get("/v1/preferences/defaults".into()).await;
+        assert_eq!(defaults["digest"]["time"], "17:30", "{name}: {defaults}");
+        assert_eq!(defaults["channels"]["chat"], false, "{name}: {defaults}");
+        let (_, ana) = get("/v1/users/u-ana/preferences".into()).await;
+        assert_eq!(ana["quiet_hours"]["start"], "22:00", "{name}: {ana}");
+        assert_eq!(
+            ana["categories"]["mention"]["email"], "off",
+            "{name}: {ana}"
+        );
+        assert_eq!(ana["sources"]["helpdesk"]["email"], "off", "{name}: {ana}");
+        assert_eq!(ana["channels"]["web_push"], false, "{name}: {ana}");
+        let (_, bo) = get("/v1/users/u-bo/preferences".into()).await;
+        assert_eq!(bo["enabled"], false, "{name}: {bo}");
+    }
 
     // Keys: the send key works; a token issued after a revocation works.
     let send = |key: String| {
