@@ -138,27 +138,36 @@ pub(crate) struct Writer {
 /// succeeds: an empty operation (what `ping` writes) needs no new page and
 /// would succeed on a full disk.
 #[derive(Debug, Default)]
-struct DiskFull(Mutex<Option<std::time::Instant>>);
+struct DiskFull {
+    /// Set with `at`; lets every other write skip the lock.
+    marked: std::sync::atomic::AtomicBool,
+    at: Mutex<Option<std::time::Instant>>,
+}
 
 impl DiskFull {
     const HOLD: std::time::Duration = std::time::Duration::from_secs(30);
 
+    fn marked(&self) -> bool {
+        self.marked.load(Ordering::Relaxed)
+    }
+
     fn note_full(&self) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+        *self.at.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+        self.marked.store(true, Ordering::Relaxed);
     }
 
     fn clear(&self) {
-        let mut at = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if at.is_some() {
-            *at = None;
-        }
+        self.marked.store(false, Ordering::Relaxed);
+        *self.at.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     fn recently(&self) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some_and(|at| at.elapsed() < Self::HOLD)
+        self.marked()
+            && self
+                .at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some_and(|at| at.elapsed() < Self::HOLD)
     }
 }
 
@@ -198,7 +207,8 @@ where
 {
     fn run(&mut self, w: &mut Writer) -> bool {
         let f = self.f.take().expect("an op runs once");
-        let changes = w.conn.total_changes();
+        // Only while the disk is marked full: did this write change rows?
+        let changes = w.disk_full.marked().then(|| w.conn.total_changes());
         let result = f(w);
         let ok = result.is_ok();
         match &result {
@@ -207,7 +217,7 @@ where
                 ..
             }) => w.disk_full.note_full(),
             // A write that changed rows: there is room again.
-            Ok(_) if w.conn.total_changes() > changes => w.disk_full.clear(),
+            Ok(_) if changes.is_some_and(|c| w.conn.total_changes() > c) => w.disk_full.clear(),
             _ => {}
         }
         self.result = Some(result);
