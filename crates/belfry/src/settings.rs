@@ -186,6 +186,23 @@ pub struct ServeArgs {
     #[arg(long, env = "BELFRY_RATE_LIMIT", value_name = "PER_SECOND")]
     pub rate_limit: Option<u32>,
 
+    /// Read or archived inbox entries of notifications older than this many
+    /// days are deleted by the daily retention job, and with them
+    /// notifications no one can see any longer; unread ones stay.
+    /// 0: keep them [default: 90]
+    #[arg(long, env = "BELFRY_RETENTION_DAYS", value_name = "DAYS")]
+    pub retention_days: Option<u32>,
+
+    /// Delivery-log lines older than this many days are deleted by the
+    /// retention job. 0: keep them [default: 30]
+    #[arg(long, env = "BELFRY_DELIVERY_LOG_RETENTION_DAYS", value_name = "DAYS")]
+    pub delivery_log_retention_days: Option<u32>,
+
+    /// Development mailbox entries older than this many days are deleted by
+    /// the retention job. 0: keep them [default: 7]
+    #[arg(long, env = "BELFRY_MAILBOX_RETENTION_DAYS", value_name = "DAYS")]
+    pub mailbox_retention_days: Option<u32>,
+
     /// NATS server that joins this node to a cluster (all nodes on one
     /// PostgreSQL database and one NATS) [default: none, a single node]
     #[arg(long = "nats", env = "BELFRY_NATS_URL", value_name = "URL")]
@@ -232,6 +249,9 @@ struct FileSettings {
     demo: Option<bool>,
     auto_categories: Option<bool>,
     rate_limit: Option<u32>,
+    retention_days: Option<u32>,
+    delivery_log_retention_days: Option<u32>,
+    mailbox_retention_days: Option<u32>,
     nats_url: Option<String>,
     nats_subject: Option<String>,
     admin_key_file: Option<PathBuf>,
@@ -405,6 +425,43 @@ pub struct ServeSettings {
 }
 
 impl ServeArgs {
+    /// The retention job's policy from the three `--…-retention-days` flags.
+    fn retention_policy(
+        &self,
+        file: &FileSettings,
+    ) -> anyhow::Result<belfry_store::retention::RetentionPolicy> {
+        const DAY_MS: i64 = 24 * 3600 * 1000;
+        let defaults = belfry_store::retention::RetentionPolicy::default();
+        let days = |flag: &str, value: Option<u32>, default: Option<i64>| {
+            let Some(d) = value else {
+                return Ok(default);
+            };
+            if d > 36_500 {
+                bail!("--{flag} {d}: give 0 (keep) to 36500 days");
+            }
+            Ok((d > 0).then_some(i64::from(d) * DAY_MS))
+        };
+        Ok(belfry_store::retention::RetentionPolicy {
+            read_items: days(
+                "retention-days",
+                self.retention_days.or(file.retention_days),
+                defaults.read_items,
+            )?,
+            delivery_log: days(
+                "delivery-log-retention-days",
+                self.delivery_log_retention_days
+                    .or(file.delivery_log_retention_days),
+                defaults.delivery_log,
+            )?,
+            mailbox: days(
+                "mailbox-retention-days",
+                self.mailbox_retention_days.or(file.mailbox_retention_days),
+                defaults.mailbox,
+            )?,
+            ..defaults
+        })
+    }
+
     pub fn resolve(&self, admin_key: Option<SecretString>) -> anyhow::Result<ServeSettings> {
         let file = read_file(self.storage.config.as_deref())?;
         let no_migrate = self.no_migrate.or(file.no_migrate).unwrap_or(false);
@@ -521,6 +578,7 @@ impl ServeArgs {
             delivery.lease = std::time::Duration::from_secs(s);
         }
         delivery.owner = format!("{}-{}", email.message_id_host, std::process::id());
+        delivery.retention = Some(self.retention_policy(&file)?);
         let max_recipients = self
             .max_recipients
             .or(file.max_recipients)
@@ -632,6 +690,9 @@ mod tests {
             demo: None,
             auto_categories: None,
             rate_limit: None,
+            retention_days: None,
+            delivery_log_retention_days: None,
+            mailbox_retention_days: None,
             nats_url: None,
             nats_subject: None,
             admin_key_file: None,
@@ -756,6 +817,33 @@ mod tests {
         assert_eq!(args(None, None).resolve(None).unwrap().server.rate_limit, 0);
         let c = Cli::try_parse_from(["belfry", "--rate-limit", "50"]).unwrap();
         assert_eq!(c.serve.resolve(None).unwrap().server.rate_limit, 50);
+    }
+
+    #[test]
+    fn retention_flags_the_file_and_their_limits() {
+        const DAY_MS: i64 = 24 * 3600 * 1000;
+        let policy = |a: &ServeArgs| a.resolve(None).unwrap().server.delivery.retention.unwrap();
+        let p = policy(&args(None, None));
+        assert_eq!(p.read_items, Some(90 * DAY_MS));
+        assert_eq!(p.delivery_log, Some(30 * DAY_MS));
+        assert_eq!(p.mailbox, Some(7 * DAY_MS));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("belfry.toml");
+        std::fs::write(
+            &path,
+            "retention_days = 30\ndelivery_log_retention_days = 0\nmailbox_retention_days = 1\n",
+        )
+        .unwrap();
+        let mut a = args(None, Some(path));
+        let p = policy(&a);
+        assert_eq!(p.read_items, Some(30 * DAY_MS));
+        assert_eq!(p.delivery_log, None, "0 keeps the log");
+        assert_eq!(p.mailbox, Some(DAY_MS));
+        a.retention_days = Some(0);
+        assert_eq!(policy(&a).read_items, None, "the flag wins; 0 keeps");
+        a.retention_days = Some(40_000);
+        let e = a.resolve(None).unwrap_err().to_string();
+        assert!(e.contains("--retention-days 40000"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use crate::channel::{ChannelAdapter, Message};
 use belfry_core::{Channel, Clock, Content, Millis};
+use belfry_store::retention::{RetentionCursor, RetentionPolicy};
 use belfry_store::{
     DeliveryEvent, DeliveryStatus, Job, JobOutcome, JobPayload, SharedStore, Verdict,
 };
@@ -34,6 +35,12 @@ pub struct EngineConfig {
     pub expand_page: usize,
     /// Names this node in job leases.
     pub owner: String,
+    /// What the daily retention job deletes; None: this node leaves the
+    /// job alone (it neither queues nor runs it).
+    pub retention: Option<RetentionPolicy>,
+    /// How long one run of the retention job works before it lets other
+    /// jobs have the worker (it continues at once, where it stopped).
+    pub retention_slice: Duration,
 }
 
 impl Default for EngineConfig {
@@ -46,6 +53,8 @@ impl Default for EngineConfig {
             poll: Duration::from_secs(1),
             expand_page: 500,
             owner: "belfry".into(),
+            retention: None,
+            retention_slice: Duration::from_millis(250),
         }
     }
 }
@@ -307,6 +316,9 @@ impl Engine {
 
     async fn outcome(&self, job: &Job) -> JobOutcome {
         let now = self.clock.now();
+        if let JobPayload::Retention { cursor } = &job.payload {
+            return self.retention(job, cursor.clone()).await;
+        }
         let Some(nid) = job.nid else {
             return JobOutcome::Done(vec![]);
         };
@@ -355,6 +367,70 @@ impl Engine {
             JobPayload::Fallback { recipient } => {
                 self.deliver(job, nid, Channel::Email, recipient, true)
                     .await
+            }
+            // Handled above (it has no notification).
+            JobPayload::Retention { .. } => JobOutcome::Done(vec![]),
+        }
+    }
+
+    /// A slice of the retention run: bounded steps (one short transaction
+    /// each) for up to `retention_slice`, then again at once from where it
+    /// stopped; when the run is over, the next one in `retention.every`.
+    async fn retention(&self, job: &Job, cursor: Option<RetentionCursor>) -> JobOutcome {
+        let started = std::time::Instant::now();
+        let Some(policy) = self.config.retention else {
+            // Another node's job: it runs there next time.
+            return JobOutcome::Later {
+                at: Millis(self.clock.now().0 + RetentionPolicy::default().every),
+                payload: None,
+                log: vec![],
+            };
+        };
+        let mut cursor = cursor.unwrap_or_else(RetentionCursor::start);
+        loop {
+            let step = match self
+                .store
+                .retention_step(cursor.clone(), policy, self.clock.now())
+                .await
+            {
+                Ok(step) => step,
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention step failed");
+                    let at = Millis(
+                        self.clock.now().0
+                            + backoff(self.config.retry_base, job.attempts, job.id as u64)
+                                .as_millis() as i64,
+                    );
+                    // Keeps its place; the attempt does not count.
+                    return JobOutcome::Later {
+                        at,
+                        payload: Some(JobPayload::Retention {
+                            cursor: Some(cursor),
+                        }),
+                        log: vec![],
+                    };
+                }
+            };
+            for (what, rows) in step.deleted.parts() {
+                if rows > 0 {
+                    metrics::counter!("belfry_retention_deleted_total", "what" => what)
+                        .increment(rows);
+                }
+            }
+            match step.next {
+                None => {
+                    metrics::counter!("belfry_retention_runs_total").increment(1);
+                    tracing::info!("retention run finished");
+                    return JobOutcome::Later {
+                        at: Millis(self.clock.now().0 + policy.every),
+                        payload: Some(JobPayload::Retention { cursor: None }),
+                        log: vec![],
+                    };
+                }
+                Some(next) if started.elapsed() >= self.config.retention_slice => {
+                    return JobOutcome::Continue(JobPayload::Retention { cursor: Some(next) });
+                }
+                Some(next) => cursor = next,
             }
         }
     }

@@ -217,6 +217,13 @@ impl Application {
             .await
             .context("reading the token revocations")?;
         let engine = Arc::new(build_engine(&config, &store, &clock)?);
+        if config.delivery.retention.is_some() {
+            let now = clock.now();
+            store
+                .ensure_retention_job(now, now)
+                .await
+                .context("queueing the retention job")?;
+        }
         let run_workers = config.run_workers;
         let categories = Arc::new(
             categories::Categories::load(store.clone())

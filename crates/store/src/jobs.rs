@@ -41,6 +41,11 @@ pub enum JobPayload {
     /// after the category's delay: email unless it was seen or read in the
     /// app by now.
     Fallback { recipient: Recipient },
+    /// The daily clean-up (`crate::retention`): None starts a run, else
+    /// where the run stopped.
+    Retention {
+        cursor: Option<crate::retention::RetentionCursor>,
+    },
 }
 
 impl JobPayload {
@@ -50,6 +55,7 @@ impl JobPayload {
             JobPayload::Deliver { .. } => "deliver",
             JobPayload::Expand { .. } => "expand",
             JobPayload::Fallback { .. } => "fallback",
+            JobPayload::Retention { .. } => "retention",
         }
     }
 }
@@ -184,7 +190,8 @@ pub struct EmailContext {
     pub verdict: crate::Verdict,
 }
 
-/// How much work is waiting.
+/// How much delivery work is waiting (the retention job, always queued
+/// for its next run, is not counted: it has metrics of its own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct JobStats {
     /// Waiting (due or not), not being worked on.

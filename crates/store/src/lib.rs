@@ -10,6 +10,7 @@ pub mod events;
 pub mod jobs;
 mod plan;
 pub mod postgres;
+pub mod retention;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -569,6 +570,20 @@ pub trait Store: Send + Sync + 'static {
     async fn job_stats(&self, now: Millis) -> Result<JobStats>;
     /// The database connections of this node, for the metrics.
     fn pool_stats(&self) -> PoolStats;
+
+    // --- retention ---
+    /// One bounded step (one short transaction) of the retention run at
+    /// `cursor`: what it deleted and where the next step starts.
+    async fn retention_step(
+        &self,
+        cursor: retention::RetentionCursor,
+        policy: retention::RetentionPolicy,
+        now: Millis,
+    ) -> Result<retention::RetentionStep>;
+    /// Queues the retention job to run at `first_run` unless there is one
+    /// already (durable: restarts and other nodes find it); whether it was
+    /// added.
+    async fn ensure_retention_job(&self, first_run: Millis, now: Millis) -> Result<bool>;
 
     // --- development mailbox ---
     async fn mailbox_put(&self, mail: NewDevMail, now: Millis) -> Result<DevMail>;

@@ -12,6 +12,7 @@ mod limits;
 mod ops;
 mod overload;
 mod preferences;
+mod retention;
 mod security;
 mod send;
 mod streams;

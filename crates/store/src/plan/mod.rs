@@ -171,6 +171,8 @@ pub(crate) fn cancelled_line(payload: JobPayload, now: Millis) -> DeliveryEvent 
         JobPayload::Deliver { channel, recipient } => (recipient.label(), channel),
         JobPayload::Fallback { recipient } => (recipient.label(), Channel::Email),
         JobPayload::Expand { channel, .. } => ("broadcast".to_string(), channel),
+        // Not tied to a notification: never cancelled with one.
+        JobPayload::Retention { .. } => ("retention".to_string(), Channel::InApp),
     };
     event(recipient, channel, DeliveryStatus::Cancelled, None, now)
 }

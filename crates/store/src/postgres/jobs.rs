@@ -224,7 +224,7 @@ pub(crate) async fn stats(pool: &PgPool, now: Millis) -> Result<JobStats> {
         "SELECT COUNT(*) FILTER (WHERE lease_until IS NULL OR lease_until <= $1),
                 COUNT(*) FILTER (WHERE lease_until > $1),
                 COUNT(*) FILTER (WHERE attempts > 0 AND (lease_until IS NULL OR lease_until <= $1))
-         FROM jobs",
+         FROM jobs WHERE kind <> 'retention'",
     )
     .bind(now.0)
     .fetch_one(pool)

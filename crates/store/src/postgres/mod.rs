@@ -22,6 +22,7 @@ mod mailbox;
 mod prefs;
 mod publish;
 mod read;
+mod retention;
 mod write;
 
 #[cfg(test)]
@@ -784,6 +785,25 @@ impl Store for PgStore {
 
     async fn mailbox_clear(&self) -> Result<i64> {
         mailbox::mailbox_clear(self.pool_ref()).await
+    }
+
+    async fn retention_step(
+        &self,
+        cursor: crate::retention::RetentionCursor,
+        policy: crate::retention::RetentionPolicy,
+        now: Millis,
+    ) -> Result<crate::retention::RetentionStep> {
+        let mut tx = self.begin().await?;
+        let step = retention::step(&mut tx, cursor, policy, now).await?;
+        tx.commit().await?;
+        Ok(step)
+    }
+
+    async fn ensure_retention_job(&self, first_run: Millis, now: Millis) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let added = retention::ensure_job(&mut tx, first_run, now).await?;
+        tx.commit().await?;
+        Ok(added)
     }
 
     fn events(&self) -> broadcast::Receiver<Arc<Vec<StoreEvent>>> {

@@ -183,7 +183,7 @@ pub(crate) fn stats(c: &Connection, now: Millis) -> Result<JobStats> {
             "SELECT SUM(lease_until IS NULL OR lease_until <= ?1),
                     SUM(lease_until > ?1),
                     SUM(attempts > 0 AND (lease_until IS NULL OR lease_until <= ?1))
-             FROM jobs",
+             FROM jobs WHERE kind <> 'retention'",
         )?
         .query_row([now.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     Ok(JobStats {

@@ -12,6 +12,7 @@ mod mailbox;
 mod prefs;
 mod publish;
 mod read;
+mod retention;
 mod wal;
 mod write;
 
@@ -1017,6 +1018,21 @@ impl Store for SqliteStore {
 
     async fn mailbox_clear(&self) -> Result<i64> {
         self.write(|w| mailbox::mailbox_clear(&w.conn)).await
+    }
+
+    async fn retention_step(
+        &self,
+        cursor: crate::retention::RetentionCursor,
+        policy: crate::retention::RetentionPolicy,
+        now: Millis,
+    ) -> Result<crate::retention::RetentionStep> {
+        self.write_waiting(move |w| retention::step(w, cursor, policy, now))
+            .await
+    }
+
+    async fn ensure_retention_job(&self, first_run: Millis, now: Millis) -> Result<bool> {
+        self.write_waiting(move |w| retention::ensure_job(w, first_run, now))
+            .await
     }
 
     fn events(&self) -> broadcast::Receiver<Arc<Vec<StoreEvent>>> {
