@@ -374,8 +374,9 @@ impl Engine {
     }
 
     /// A slice of the retention run: bounded steps (one short transaction
-    /// each) for up to `retention_slice`, then again at once from where it
-    /// stopped; when the run is over, the next one in `retention.every`.
+    /// each, with a rest as long as the step after each) for up to
+    /// `retention_slice`, then again at once from where it stopped; when
+    /// the run is over, the next one in `retention.every`.
     async fn retention(&self, job: &Job, cursor: Option<RetentionCursor>) -> JobOutcome {
         let started = std::time::Instant::now();
         let Some(policy) = self.config.retention else {
@@ -388,6 +389,7 @@ impl Engine {
         };
         let mut cursor = cursor.unwrap_or_else(RetentionCursor::start);
         loop {
+            let step_started = std::time::Instant::now();
             let step = match self
                 .store
                 .retention_step(cursor.clone(), policy, self.clock.now())
@@ -430,7 +432,12 @@ impl Engine {
                 Some(next) if started.elapsed() >= self.config.retention_slice => {
                     return JobOutcome::Continue(JobPayload::Retention { cursor: Some(next) });
                 }
-                Some(next) => cursor = next,
+                Some(next) => {
+                    // Rest as long as the step took: the writer stays free
+                    // for sends at least half the time.
+                    tokio::time::sleep(step_started.elapsed()).await;
+                    cursor = next;
+                }
             }
         }
     }
