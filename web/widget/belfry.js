@@ -8,6 +8,8 @@
 // one Server-Sent Events stream per browser (a leader tab elected with the
 // Web Locks API shares it with the other tabs over a BroadcastChannel), tab
 // title and favicon badge, and a full-page mode for phones (mode="page").
+// The gear opens the preferences panel, a second module (preferences.js,
+// next to this one) imported only when it is first used.
 // Everything a producer sends is rendered as text; links open only when
 // they are http(s) or a path of the host page's origin.
 
@@ -41,6 +43,8 @@ const STRINGS = {
     swipe: 'Swipe left to archive, right to mark as read.',
     seeAll: 'See all',
     toasts: 'New notifications',
+    settings: 'Notification settings',
+    settingsFailed: 'Could not open the settings.',
   },
   de: {
     notifications: 'Benachrichtigungen',
@@ -71,6 +75,8 @@ const STRINGS = {
     swipe: 'Nach links wischen zum Archivieren, nach rechts zum Markieren als gelesen.',
     seeAll: 'Alle anzeigen',
     toasts: 'Neue Benachrichtigungen',
+    settings: 'Benachrichtigungseinstellungen',
+    settingsFailed: 'Die Einstellungen konnten nicht geöffnet werden.',
   },
 };
 
@@ -88,6 +94,7 @@ const ICONS = {
   reply: 'M4 5h16v11H10l-5 4v-4H4z',
   broadcast: 'M3.5 10v4h3l7.5 4.5v-13L6.5 10zM17 9.5a3.5 3.5 0 0 1 0 5M19.5 7a7 7 0 0 1 0 10',
   reminder: 'M12 3.5a8.5 8.5 0 1 0 0 17 8.5 8.5 0 0 0 0-17zM12 7.5V12l3 2',
+  gear: 'M12 9a3 3 0 1 0 0 6 3 3 0 0 0 0-6zM12 5.5a6.5 6.5 0 1 0 0 13 6.5 6.5 0 0 0 0-13zM12 2.5v3M12 18.5v3M2.5 12h3M18.5 12h3M5.3 5.3l2.1 2.1M16.6 16.6l2.1 2.1M5.3 18.7l2.1-2.1M16.6 7.4l2.1-2.1',
 };
 
 const CATEGORY_ICONS = {
@@ -759,6 +766,7 @@ export class BelfryInbox extends HTMLElement {
 
   close(restoreFocus = true) {
     if (!this.isOpen) return;
+    if (this.panel) this.panel.close(false);
     this.isOpen = false;
     this.bellBtn.setAttribute('aria-expanded', 'false');
     this.drawer.hidden = true;
@@ -767,6 +775,19 @@ export class BelfryInbox extends HTMLElement {
 
   toggle() {
     this.isOpen ? this.close() : this.open();
+  }
+
+  /** Opens the preferences panel (and the drawer); its module is loaded on first use. */
+  async openSettings() {
+    if (!this.built || this.panel) return;
+    if (!this.pageMode) this.open();
+    try {
+      (await import(new URL('preferences.js', import.meta.url).href)).openPreferences(this, this.gearBtn);
+    } catch (e) {
+      console.warn('belfry:', e);
+      this.notice.textContent = this.t.settingsFailed;
+      this.notice.hidden = false;
+    }
   }
 
   /** Reloads counts and the list. */
@@ -1156,6 +1177,7 @@ export class BelfryInbox extends HTMLElement {
       this.isOpen = false;
     }
     this.built = true;
+    this.panel = null;
     this.root.replaceChildren();
     try {
       const sheet = (BelfryInbox.sheet ||= new CSSStyleSheet());
@@ -1190,7 +1212,8 @@ export class BelfryInbox extends HTMLElement {
     this.sentinel = h('div', { class: 'sentinel', 'aria-hidden': 'true' });
     this.scroller = h('div', { class: 'scroll' }, this.list, this.status, this.sentinel);
     const headingId = 'belfry-h';
-    const head = h('div', { class: 'head' }, h('h2', { id: headingId, text: t.notifications }), this.readAllBtn);
+    this.gearBtn = h('button', { type: 'button', class: 'tool gear', part: 'gear', 'aria-label': t.settings, title: t.settings, 'aria-haspopup': 'true', onclick: () => (this.panel ? this.panel.close() : this.openSettings()) }, icon('gear'));
+    const head = h('div', { class: 'head' }, h('h2', { id: headingId, text: t.notifications }), this.readAllBtn, this.gearBtn);
     if (this.pageMode) {
       this.countText = h('span', { class: 'count' });
       head.insertBefore(this.countText, this.readAllBtn);

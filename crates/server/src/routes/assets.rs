@@ -1,5 +1,6 @@
 //! Files compiled into the binary: the inbox widget (`GET /widget/belfry.js`,
-//! always served) and the helper that answers any embedded file with its
+//! always served), its preferences panel (`GET /widget/preferences.js`, which
+//! the widget imports only when the panel is opened) and the helper that answers any embedded file with its
 //! content type, cache policy and a strong `ETag` (`304` on a match).
 
 use crate::AppState;
@@ -19,12 +20,28 @@ pub(crate) static WIDGET_JS: Embedded = Embedded::new(
     "public, max-age=300",
 );
 
+/// The widget's preferences panel: a second module, loaded by the first
+/// with a dynamic `import()` relative to its own URL when the gear is used,
+/// so the first stays small. Served like the first: both come from the same
+/// Belfry, and after an upgrade both are revalidated within minutes.
+pub(crate) static PREFERENCES_JS: Embedded = Embedded::new(
+    include_bytes!("../../../../web/widget/preferences.js"),
+    "text/javascript; charset=utf-8",
+    "public, max-age=300",
+);
+
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/widget/belfry.js", get(widget))
+    Router::new()
+        .route("/widget/belfry.js", get(widget))
+        .route("/widget/preferences.js", get(preferences))
 }
 
 async fn widget(headers: HeaderMap) -> Response {
     WIDGET_JS.respond(&headers)
+}
+
+async fn preferences(headers: HeaderMap) -> Response {
+    PREFERENCES_JS.respond(&headers)
 }
 
 /// A file embedded in the binary.

@@ -11,7 +11,7 @@ use crate::extract::ApiJson;
 use axum::Json;
 use axum::extract::State;
 use belfry_core::preferences::{ChannelOverride, Effective, Overrides, PatchError};
-use belfry_core::{Category, EmailMode, UserId};
+use belfry_core::{Category, CategoryDefaults, EmailMode, UserId};
 use belfry_store::StoreError;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -99,6 +99,9 @@ struct AvailableCategory {
     icon: Option<String>,
     /// Cannot be switched off.
     critical: bool,
+    /// What applies to the category's channels while neither the user nor
+    /// the administrator's defaults choose for it (the widget shows it).
+    defaults: CategoryDefaults,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -209,6 +212,7 @@ fn view(
             name: c.name.clone(),
             icon: c.icon.clone(),
             critical: c.critical,
+            defaults: c.defaults,
         })
         .collect();
     available.sort_by(|a, b| a.id.cmp(&b.id));

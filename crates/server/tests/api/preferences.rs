@@ -233,8 +233,33 @@ async fn preferences_start_from_the_defaults_and_keep_what_is_left_out() {
         .clone();
     assert_eq!(
         system,
-        json!({"id": "system", "name": "System notices", "icon": "system", "critical": true})
+        json!({"id": "system", "name": "System notices", "icon": "system", "critical": true,
+               "defaults": {"email": "off", "web_push": true, "mobile_push": true, "chat": false}})
     );
+    // Each category's own defaults are there too: what applies without a
+    // choice (the widget's preferences panel shows them), and they follow
+    // the administrator's edits.
+    ok(app
+        .admin(
+            Method::PUT,
+            "/v1/categories/mention",
+            Some(json!({"defaults": {"email": "instant", "web_push": false, "mobile_push": true, "chat": true}})),
+        )
+        .await)
+    .await;
+    let p = ok(app.me(Method::GET, "/preferences", &t, None).await).await;
+    let mention = p["available"]["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "mention")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        mention["defaults"],
+        json!({"email": "instant", "web_push": false, "mobile_push": true, "chat": true})
+    );
+    assert_eq!(p["categories"], json!({}), "still no choice of ana's own");
 
     let p = ok(app
         .me(

@@ -55,6 +55,64 @@ async fn the_widget_module_is_served_with_caching_and_cors() {
 }
 
 #[tokio::test]
+async fn the_preferences_panel_module_is_served_like_the_widget() {
+    let app = spawn_app().await;
+    let r = app
+        .client
+        .get(app.url("/widget/preferences.js"))
+        .header("origin", "https://desk.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let h = r.headers().clone();
+    assert_eq!(h["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(h["cache-control"], "public, max-age=300");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["cross-origin-resource-policy"], "cross-origin");
+    assert_eq!(h["access-control-allow-origin"], "*");
+    let etag = h["etag"].to_str().unwrap().to_string();
+    let widget_etag = app
+        .client
+        .get(app.url("/widget/belfry.js"))
+        .send()
+        .await
+        .unwrap()
+        .headers()["etag"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(etag, widget_etag, "its own validator");
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("export async function openPreferences("),
+        "the panel module"
+    );
+    assert!(!body.contains("innerHTML"), "the panel never parses markup");
+    // The first module loads it relative to its own URL.
+    let widget = app
+        .client
+        .get(app.url("/widget/belfry.js"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(widget.contains("new URL('preferences.js', import.meta.url)"));
+
+    let r = app
+        .client
+        .get(app.url("/widget/preferences.js"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(r.headers()["etag"], etag.as_str());
+}
+
+#[tokio::test]
 async fn demo_routes_do_not_exist_without_demo_mode() {
     let app = spawn_app().await;
     for path in ["/", "/notifications", "/tickets/4211", "/demo/demo.js"] {
