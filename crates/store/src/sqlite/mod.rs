@@ -1026,6 +1026,9 @@ impl Store for SqliteStore {
         policy: crate::retention::RetentionPolicy,
         now: Millis,
     ) -> Result<crate::retention::RetentionStep> {
+        let warm = cursor.clone();
+        self.read(move |c| retention::warm(c, &warm, &policy, now))
+            .await?;
         self.write_waiting(move |w| retention::step(w, cursor, policy, now))
             .await
     }

@@ -271,3 +271,49 @@ pub(crate) fn ensure_job(w: &mut Writer, first_run: Millis, now: Millis) -> Resu
     super::jobs::add_job(w, &payload, None, first_run, now)?;
     Ok(true)
 }
+
+/// Reads, on a read connection, the pages the next inbox step will change
+/// (the notifications, their inbox entries, the id and seq index entries),
+/// so that the writer finds them in the operating system's cache instead
+/// of waiting for the disk while it holds the write lock: retention walks
+/// old data, which is the coldest there is.
+pub(crate) fn warm(
+    c: &Connection,
+    cursor: &RetentionCursor,
+    policy: &RetentionPolicy,
+    now: Millis,
+) -> Result<()> {
+    let (RetentionCursor::Inbox { from_nid }, Some(before)) = (cursor, policy.items_before(now))
+    else {
+        return Ok(());
+    };
+    let rows: Vec<(i64, i64, Option<i64>, String)> = c
+        .prepare_cached(
+            "SELECT nid, created_at, seq, id FROM notifications WHERE nid >= ?1 ORDER BY nid LIMIT ?2",
+        )?
+        .query_map(params![from_nid, policy.batch.max(1) as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    for (nid, created_at, seq, id) in rows {
+        if created_at > before {
+            break;
+        }
+        let _: i64 = c
+            .prepare_cached(
+                "SELECT COUNT(stack_key) + COUNT(entity_id) + COUNT(read_at) FROM inbox WHERE nid = ?1",
+            )?
+            .query_row([nid], |r| r.get(0))?;
+        let _: Option<i64> = c
+            .prepare_cached("SELECT nid FROM notifications WHERE id = ?1")?
+            .query_row([&id], |r| r.get(0))
+            .optional()?;
+        if let Some(seq) = seq {
+            let _: Option<i64> = c
+                .prepare_cached("SELECT nid FROM notifications WHERE seq = ?1")?
+                .query_row([seq], |r| r.get(0))
+                .optional()?;
+        }
+    }
+    Ok(())
+}
