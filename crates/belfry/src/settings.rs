@@ -139,6 +139,11 @@ pub struct ServeArgs {
     #[arg(long, env = "BELFRY_APP_URL", value_name = "URL")]
     pub app_url: Option<String>,
 
+    /// The host application's page listing all notifications; the daily digest's
+    /// "see all" link is the app URL followed by it [default: /notifications]
+    #[arg(long, env = "BELFRY_NOTIFICATIONS_PATH", value_name = "PATH")]
+    pub notifications_path: Option<String>,
+
     /// Jobs (emails, scheduled sends) run at the same time; 0 runs no workers on
     /// this node [default: 8]
     #[arg(long, env = "BELFRY_WORKERS", value_name = "N")]
@@ -242,6 +247,7 @@ struct FileSettings {
     smtp_url: Option<SecretString>,
     email_from: Option<String>,
     app_url: Option<String>,
+    notifications_path: Option<String>,
     workers: Option<usize>,
     max_attempts: Option<i64>,
     retry_base_secs: Option<u64>,
@@ -544,6 +550,18 @@ impl ServeArgs {
         {
             bail!("--app-url {u}: give an http(s) URL, e.g. https://desk.example.com");
         }
+        if let Some(path) = self
+            .notifications_path
+            .clone()
+            .or(file.notifications_path.clone())
+        {
+            if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                bail!(
+                    "--notifications-path {path:?}: give a path of the host application starting with /, e.g. /notifications"
+                );
+            }
+            email.notifications_path = path;
+        }
         let public = public_url.unwrap_or_else(|| format!("http://{listen}"));
         email.message_id_host = public
             .split("://")
@@ -683,6 +701,7 @@ mod tests {
             smtp_url: None,
             email_from: None,
             app_url: None,
+            notifications_path: None,
             workers: None,
             max_attempts: None,
             retry_base_secs: None,

@@ -51,4 +51,11 @@ pub trait ChannelAdapter: Send + Sync + 'static {
     fn skip_reason(&self, message: &Message) -> Option<String>;
     /// Delivers the message once.
     async fn send(&self, message: &Message) -> Result<(), SendError>;
+    /// Delivers a user's daily digest once; only email sends digests.
+    async fn send_digest(&self, _digest: &crate::email::Digest) -> Result<(), SendError> {
+        Err(SendError::permanent(format!(
+            "the {} channel does not send digests",
+            self.channel().as_str()
+        )))
+    }
 }

@@ -24,6 +24,9 @@ pub struct EmailSettings {
     pub product: String,
     /// Host part of Message-IDs.
     pub message_id_host: String,
+    /// The host application's page that lists all notifications (the
+    /// digest's "see all" link: `app_url` + this path).
+    pub notifications_path: String,
 }
 
 impl Default for EmailSettings {
@@ -33,6 +36,7 @@ impl Default for EmailSettings {
             app_url: None,
             product: "Belfry".into(),
             message_id_host: "belfry.localhost".into(),
+            notifications_path: "/notifications".into(),
         }
     }
 }
@@ -48,6 +52,12 @@ struct Strings {
     sent: &'static str,
     footer: &'static str,
     months: [&'static str; 12],
+    /// The digest: subject and heading for one / several unread, the
+    /// line under the five listed, and the link to all.
+    digest_one: &'static str,
+    digest_many: &'static str,
+    digest_more: &'static str,
+    see_all: &'static str,
 }
 
 const EN: Strings = Strings {
@@ -59,6 +69,10 @@ const EN: Strings = Strings {
     about: "About {entity}",
     sent: "Sent {date}",
     footer: "You receive this email because {product} notifies you about your work.",
+    digest_one: "1 unread notification since {date}",
+    digest_many: "{count} unread notifications since {date}",
+    digest_more: "… and {count} more.",
+    see_all: "See all notifications",
     months: [
         "January",
         "February",
@@ -84,6 +98,10 @@ const DE: Strings = Strings {
     about: "Betrifft {entity}",
     sent: "Gesendet am {date}",
     footer: "Sie erhalten diese E-Mail, weil {product} Sie über Ihre Arbeit benachrichtigt.",
+    digest_one: "1 ungelesene Benachrichtigung seit {date}",
+    digest_many: "{count} ungelesene Benachrichtigungen seit {date}",
+    digest_more: "… und {count} weitere.",
+    see_all: "Alle Benachrichtigungen ansehen",
     months: [
         "Januar",
         "Februar",
@@ -183,6 +201,10 @@ impl Renderer {
             .expect("the HTML layout parses");
         env.add_template("email.txt", include_str!("../templates/email.txt"))
             .expect("the text layout parses");
+        env.add_template("digest.html", include_str!("../templates/digest.html"))
+            .expect("the digest's HTML layout parses");
+        env.add_template("digest.txt", include_str!("../templates/digest.txt"))
+            .expect("the digest's text layout parses");
         Self { env, settings }
     }
 
@@ -247,6 +269,128 @@ impl Renderer {
     }
 }
 
+#[derive(serde::Serialize)]
+struct DigestItemView {
+    category: Option<String>,
+    title: String,
+    body: Option<String>,
+    date: String,
+    link: Option<String>,
+}
+
+impl Renderer {
+    /// The daily digest: the newest unread notifications (at most five
+    /// are given), how many are unread in all since `since`, and the link
+    /// to the host application's notifications page.
+    pub fn render_digest(&self, digest: &Digest, language: &str) -> Rendered {
+        let s = strings(language);
+        let app = self.settings.app_url.as_deref();
+        let zone = digest.timezone.as_deref();
+        let since = format_date(digest.since, zone, s.lang);
+        let count = digest.total.to_string();
+        let heading = if digest.total == 1 {
+            s.digest_one.replace("{date}", &since)
+        } else {
+            s.digest_many
+                .replace("{count}", &count)
+                .replace("{date}", &since)
+        };
+        let items: Vec<DigestItemView> = digest
+            .items
+            .iter()
+            .map(|i| DigestItemView {
+                category: i.category.clone(),
+                title: i.title.clone(),
+                body: i.body.clone(),
+                date: format_date(i.at, zone, s.lang),
+                link: i.url.as_deref().and_then(|u| absolute(u, app)),
+            })
+            .collect();
+        let hidden = digest.total - digest.items.len() as i64;
+        let see_all = app.map(|a| {
+            format!(
+                "{}/{}",
+                a.trim_end_matches('/'),
+                self.settings.notifications_path.trim_start_matches('/')
+            )
+        });
+        let ctx = context! {
+            lang => s.lang,
+            subject => heading.as_str(),
+            greeting => digest.name.as_deref().map(|n| s.greeting.replace("{name}", n)),
+            intro => heading.as_str(),
+            items => minijinja::Value::from(minijinja::value::Serde(&items)),
+            more => (hidden > 0).then(|| s.digest_more.replace("{count}", &hidden.to_string())),
+            see_all => see_all,
+            see_all_label => s.see_all,
+            open_label => s.open,
+            footer => s.footer.replace("{product}", &self.settings.product),
+        };
+        let render = |name: &str| {
+            self.env
+                .get_template(name)
+                .and_then(|t| t.render(&ctx))
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "digest layout failed to render");
+                    heading.clone()
+                })
+        };
+        Rendered {
+            subject: heading.replace(['\r', '\n'], " "),
+            text: render("digest.txt"),
+            html: render("digest.html"),
+        }
+    }
+}
+
+/// One notification listed in a digest.
+#[derive(Debug, Clone)]
+pub struct DigestItem {
+    /// The notification's public id.
+    pub id: String,
+    pub title: String,
+    pub body: Option<String>,
+    /// Its link (relative ones are made absolute with `app_url`).
+    pub url: Option<String>,
+    pub category: Option<String>,
+    /// When it arrived.
+    pub at: Millis,
+}
+
+impl DigestItem {
+    /// An item of an inbox listing (the JSON the widget gets); None when
+    /// it lacks an id, a title or a valid `created_at`.
+    pub fn from_inbox_item(item: &serde_json::Value) -> Option<DigestItem> {
+        let text = |k: &str| item.get(k).and_then(|v| v.as_str()).map(String::from);
+        Some(DigestItem {
+            id: text("id")?,
+            title: text("title")?,
+            body: text("body"),
+            url: text("url"),
+            category: text("category"),
+            at: Millis::parse_rfc3339(item.get("created_at")?.as_str()?).ok()?,
+        })
+    }
+}
+
+/// A user's daily digest, ready to render.
+#[derive(Debug, Clone)]
+pub struct Digest {
+    /// Unique per digest run; the Message-ID is made from it, so that a
+    /// retry of the same run is recognisable.
+    pub delivery_id: String,
+    pub to: belfry_core::EmailAddress,
+    pub name: Option<String>,
+    pub locale: Option<belfry_core::Locale>,
+    pub timezone: Option<String>,
+    /// The newest unread, newest first (at most five).
+    pub items: Vec<DigestItem>,
+    /// Unread in the window in all.
+    pub total: i64,
+    /// The start of the window (the last digest).
+    pub since: Millis,
+}
+
 /// The email channel: renders the built-in layout and sends it with a
 /// [`Mailer`] (SMTP, or the development mailbox).
 pub struct EmailAdapter {
@@ -304,6 +448,25 @@ impl ChannelAdapter for EmailAdapter {
                 "<{}@{}>",
                 message.delivery_id, self.settings.message_id_host
             ),
+        };
+        let started = Instant::now();
+        let result = self.mailer.send(&email).await;
+        metrics::histogram!("belfry_email_send_duration_seconds", "mailer" => self.mailer.name())
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn send_digest(&self, digest: &Digest) -> Result<(), SendError> {
+        let language = digest.locale.as_ref().map(|l| l.language()).unwrap_or("en");
+        let rendered = self.renderer.render_digest(digest, language);
+        let email = OutgoingEmail {
+            from: self.settings.from.clone(),
+            to: digest.to.to_string(),
+            to_name: digest.name.clone(),
+            subject: rendered.subject,
+            text: rendered.text,
+            html: rendered.html,
+            message_id: format!("<{}@{}>", digest.delivery_id, self.settings.message_id_host),
         };
         let started = Instant::now();
         let result = self.mailer.send(&email).await;
@@ -377,5 +540,71 @@ mod tests {
             format_date(Millis(0), None, "en"),
             "January 1, 1970 at 12:00 AM (UTC)"
         );
+    }
+
+    fn item(n: i64, title: &str) -> DigestItem {
+        DigestItem {
+            id: format!("n{n}"),
+            title: title.into(),
+            body: Some("a & b".into()),
+            url: Some(format!("/t/{n}")),
+            category: Some("mention".into()),
+            at: Millis::parse_rfc3339("2026-11-21T08:05:00Z").unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_digest_lists_items_counts_the_rest_and_links_to_all() {
+        let r = Renderer::new(EmailSettings {
+            app_url: Some("https://desk.example.com/".into()),
+            notifications_path: "/inbox".into(),
+            ..Default::default()
+        });
+        let d = Digest {
+            delivery_id: "digest.1.2".into(),
+            to: belfry_core::EmailAddress::parse("ana@example.com").unwrap(),
+            name: Some("Ana".into()),
+            locale: None,
+            timezone: Some("Europe/Berlin".into()),
+            items: vec![item(2, "<b>two</b>"), item(1, "one")],
+            total: 7,
+            since: Millis::parse_rfc3339("2026-11-20T17:00:00Z").unwrap(),
+        };
+        let out = r.render_digest(&d, "en");
+        assert_eq!(
+            out.subject,
+            "7 unread notifications since November 20, 2026 at 6:00 PM (Europe/Berlin)"
+        );
+        assert!(out.text.contains("- [mention] <b>two</b>"), "{}", out.text);
+        assert!(out.text.contains("Open: https://desk.example.com/t/2"));
+        assert!(out.text.contains("… and 5 more."));
+        assert!(
+            out.text
+                .contains("See all notifications: https://desk.example.com/inbox")
+        );
+        assert!(out.html.contains("&lt;b&gt;two&lt;"), "escaped");
+        assert!(!out.html.contains("<b>two"));
+        assert!(out.html.contains("a &amp; b"));
+        let de = r.render_digest(
+            &Digest {
+                total: 1,
+                items: vec![item(1, "eins")],
+                ..d.clone()
+            },
+            "de",
+        );
+        assert_eq!(
+            de.subject,
+            "1 ungelesene Benachrichtigung seit 20. November 2026 um 18:00 Uhr (Europe/Berlin)"
+        );
+        assert!(!de.text.contains("weitere"), "nothing hidden");
+        assert!(
+            de.text
+                .contains("Alle Benachrichtigungen ansehen: https://desk.example.com/inbox")
+        );
+        // Without the app's URL there is no link to all (nor relative links).
+        let bare = Renderer::new(EmailSettings::default()).render_digest(&d, "en");
+        assert!(!bare.text.contains("See all"), "{}", bare.text);
+        assert!(!bare.text.contains("/t/2"));
     }
 }

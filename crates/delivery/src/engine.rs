@@ -4,12 +4,21 @@
 //! A commit that queues jobs wakes the engine at once; otherwise it sleeps
 //! until the next job is due (at most `poll`). A job whose worker died is
 //! claimed again when its lease runs out.
+//!
+//! The daily digest (C4) is a job too: one per user (`jobs.dedup`),
+//! created when something of theirs is first digested or when they choose
+//! digest mode, and moved to their next digest time each time it runs
+//! ([`Engine::digest`]).
 
 use crate::channel::{ChannelAdapter, Message};
+use crate::email::{Digest, DigestItem};
+use belfry_core::preferences::Effective;
 use belfry_core::{Channel, Clock, Content, Millis};
+use belfry_core::{InboxQuery, UserId};
 use belfry_store::retention::{RetentionCursor, RetentionPolicy};
 use belfry_store::{
-    DeliveryEvent, DeliveryStatus, Job, JobOutcome, JobPayload, SharedStore, Verdict,
+    DeliveryEvent, DeliveryStatus, Job, JobOutcome, JobPayload, SharedStore, Store, StoreError,
+    Verdict,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -320,6 +329,9 @@ impl Engine {
             return self.retention(job, cursor.clone()).await;
         }
         let Some(nid) = job.nid else {
+            if let JobPayload::Digest { user, since } = &job.payload {
+                return self.digest(job, user, *since).await;
+            }
             return JobOutcome::Done(vec![]);
         };
         match &job.payload {
@@ -368,6 +380,8 @@ impl Engine {
                 self.deliver(job, nid, Channel::Email, recipient, true)
                     .await
             }
+            // A digest job has no notification (handled above).
+            JobPayload::Digest { user, since } => self.digest(job, user, *since).await,
             // Handled above (it has no notification).
             JobPayload::Retention { .. } => JobOutcome::Done(vec![]),
         }
@@ -497,6 +511,21 @@ impl Engine {
                 None,
             )]);
         }
+        // The first digested email of a user creates their digest job.
+        if context.verdict == Verdict::Digest
+            && let belfry_store::Recipient::User(user) = recipient
+            && let Err(e) = schedule_digest(self.store.as_ref(), user, false, now).await
+        {
+            return self.retry_or_fail(job, format!("queueing the digest failed: {e}"), |err| {
+                self.line(
+                    label.clone(),
+                    channel,
+                    DeliveryStatus::Failed,
+                    job.attempts,
+                    err,
+                )
+            });
+        }
         if let Some(outcome) = self.held_back(&label, channel, recipient, context.verdict) {
             return outcome;
         }
@@ -561,6 +590,203 @@ impl Engine {
                         err,
                     )
                 })
+            }
+        }
+    }
+}
+
+/// The window of a user's first digest.
+const FIRST_WINDOW_MS: i64 = 24 * 3600 * 1000;
+/// Notifications listed in a digest.
+pub const DIGEST_ITEMS: usize = 5;
+/// Unread notifications a digest counts at most (`total` stops there).
+const DIGEST_COUNT_LIMIT: i64 = 10_000;
+
+fn zone_of(name: Option<&belfry_core::TimeZoneName>) -> jiff::tz::TimeZone {
+    name.and_then(|t| jiff::tz::TimeZone::get(t.as_str()).ok())
+        .unwrap_or(jiff::tz::TimeZone::UTC)
+}
+
+/// Queues `user`'s daily digest job at their next digest time unless they
+/// have one; with `reschedule` (they changed their preferences), a waiting
+/// one moves to the new time.
+#[tracing::instrument(skip_all, fields(user = %user))]
+pub async fn schedule_digest(
+    store: &dyn Store,
+    user: &UserId,
+    reschedule: bool,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let prefs = store.preferences(user).await?;
+    let effective = Effective::of(&prefs.defaults, &prefs.overrides);
+    let zone = zone_of(prefs.timezone.as_ref());
+    let Some(at) = belfry_store::next_digest(effective.digest.time, &zone, now) else {
+        return Ok(());
+    };
+    store.schedule_digest(user, at, reschedule, now).await
+}
+
+impl Engine {
+    /// Runs `user`'s daily digest: one email with the newest unread
+    /// notifications of their inbox (what the widget lists as unread,
+    /// broadcasts included) that arrived since the last digest (`since`;
+    /// the first covers 24 hours), how many there are, and the link to all;
+    /// nothing when nothing is unread. Then the same job moves to the next
+    /// digest time. The job ends when the user is gone or no longer takes a
+    /// digest (`uses_digest`).
+    #[tracing::instrument(skip_all, fields(job = job.id, user = %user))]
+    async fn digest(&self, job: &Job, user: &UserId, since: Option<Millis>) -> JobOutcome {
+        let now = self.clock.now();
+        let counted = |outcome: &'static str| {
+            metrics::counter!("belfry_digests_total", "outcome" => outcome).increment(1);
+        };
+        let prefs = match self.store.preferences(user).await {
+            Ok(p) => p,
+            Err(StoreError::NotFound) => {
+                counted("ended");
+                return JobOutcome::Done(vec![]);
+            }
+            Err(e) => return self.digest_retry(job, format!("loading preferences failed: {e}")),
+        };
+        let categories = match self.store.list_categories().await {
+            Ok(c) => c,
+            Err(e) => return self.digest_retry(job, format!("loading categories failed: {e}")),
+        };
+        let effective = Effective::of(&prefs.defaults, &prefs.overrides);
+        if !belfry_store::uses_digest(&effective, &categories) {
+            counted("ended");
+            return JobOutcome::Done(vec![]);
+        }
+        let zone = zone_of(prefs.timezone.as_ref());
+        let Some(next) = belfry_store::next_digest(effective.digest.time, &zone, now) else {
+            return JobOutcome::Done(vec![]);
+        };
+        let window = since.unwrap_or(Millis(now.0 - FIRST_WINDOW_MS));
+        let moved = |since: Millis, lines| JobOutcome::Digest {
+            at: next,
+            payload: JobPayload::Digest {
+                user: user.clone(),
+                since: Some(since),
+            },
+            lines,
+        };
+        let (items, total) = match self.unread_since(user, window, now).await {
+            Ok(found) => found,
+            Err(e) => return self.digest_retry(job, format!("reading the inbox failed: {e}")),
+        };
+        if total == 0 {
+            counted("empty");
+            return moved(now, vec![]);
+        }
+        let person = match self.store.get_user(user).await {
+            Ok(Some(u)) => u,
+            Ok(None) => {
+                counted("ended");
+                return JobOutcome::Done(vec![]);
+            }
+            Err(e) => return self.digest_retry(job, format!("loading the user failed: {e}")),
+        };
+        let (Some(to), Some(adapter)) = (person.email.clone(), self.adapters.get(&Channel::Email))
+        else {
+            counted("skipped");
+            return moved(now, vec![]);
+        };
+        let digest = Digest {
+            delivery_id: format!("digest.{}.{}", job.id, job.run_at.0),
+            to,
+            name: person.name.clone(),
+            locale: person.locale.clone(),
+            timezone: person.timezone.as_ref().map(|t| t.as_str().to_string()),
+            items,
+            total,
+            since: window,
+        };
+        match adapter.send_digest(&digest).await {
+            Ok(()) => {
+                counted("sent");
+                // Each listed notification's log says it went out in this
+                // digest (after its `digested` line, if it was held for it).
+                let label = format!("user:{user}");
+                let lines = digest
+                    .items
+                    .iter()
+                    .map(|i| {
+                        (
+                            i.id.clone(),
+                            self.line(
+                                label.clone(),
+                                Channel::Email,
+                                DeliveryStatus::Sent,
+                                job.attempts,
+                                None,
+                            ),
+                        )
+                    })
+                    .collect();
+                moved(now, lines)
+            }
+            Err(e) if e.permanent || job.attempts >= self.config.max_attempts => {
+                // Tomorrow's digest covers this one's window too.
+                counted("failed");
+                metrics::counter!("belfry_jobs_failed_total", "kind" => "digest").increment(1);
+                tracing::warn!(error = %e.message, "the digest could not be sent; next at {next}");
+                moved(window, vec![])
+            }
+            Err(e) => self.digest_retry(job, e.message),
+        }
+    }
+
+    /// A digest that failed for a passing reason is tried again with
+    /// back-off; never dropped (the job is the user's schedule).
+    fn digest_retry(&self, job: &Job, error: String) -> JobOutcome {
+        tracing::warn!(job = job.id, error = %error, "the digest will be retried");
+        metrics::counter!("belfry_digests_total", "outcome" => "retry").increment(1);
+        let delay = backoff(self.config.retry_base, job.attempts, job.id as u64);
+        JobOutcome::Retry {
+            at: Millis(self.clock.now().0 + delay.as_millis() as i64),
+            error,
+            log: vec![],
+        }
+    }
+
+    /// The newest [`DIGEST_ITEMS`] unread items of `user`'s inbox that
+    /// arrived at or after `since`, and how many there are: read page by
+    /// page through the inbox listing itself, so the digest agrees with
+    /// what the widget shows as unread.
+    async fn unread_since(
+        &self,
+        user: &UserId,
+        since: Millis,
+        now: Millis,
+    ) -> Result<(Vec<DigestItem>, i64), StoreError> {
+        let mut items = Vec::new();
+        let mut total = 0i64;
+        let mut cursor = None;
+        loop {
+            let query = InboxQuery {
+                filter: belfry_core::inbox::Filter::Unread,
+                category: None,
+                limit: belfry_core::inbox::MAX_LIMIT,
+                cursor,
+            };
+            let page = self.store.list_inbox(user, query, now).await?;
+            for raw in &page.items {
+                let value: serde_json::Value =
+                    serde_json::from_str(raw).map_err(StoreError::backend)?;
+                let Some(item) = DigestItem::from_inbox_item(&value) else {
+                    continue;
+                };
+                if item.at < since || total >= DIGEST_COUNT_LIMIT {
+                    return Ok((items, total));
+                }
+                total += 1;
+                if items.len() < DIGEST_ITEMS {
+                    items.push(item);
+                }
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok((items, total)),
             }
         }
     }

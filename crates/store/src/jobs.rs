@@ -46,6 +46,15 @@ pub enum JobPayload {
     Retention {
         cursor: Option<crate::retention::RetentionCursor>,
     },
+    /// The daily digest of one user (no `Job::nid`): one job per user,
+    /// unique by [`JobPayload::dedup`], moved to the next day after it
+    /// runs. `since` is when the last digest ran (None: never; the first
+    /// covers the last 24 hours).
+    Digest {
+        user: UserId,
+        #[serde(default)]
+        since: Option<Millis>,
+    },
 }
 
 impl JobPayload {
@@ -56,6 +65,16 @@ impl JobPayload {
             JobPayload::Expand { .. } => "expand",
             JobPayload::Fallback { .. } => "fallback",
             JobPayload::Retention { .. } => "retention",
+            JobPayload::Digest { .. } => "digest",
+        }
+    }
+
+    /// The key that makes a job unique (`jobs.dedup`): a user has at most
+    /// one digest job, however many nodes or requests create it.
+    pub fn dedup(&self) -> Option<String> {
+        match self {
+            JobPayload::Digest { user, .. } => Some(format!("digest:{user}")),
+            _ => None,
         }
     }
 }
@@ -167,6 +186,14 @@ pub enum JobOutcome {
         at: Millis,
         payload: Option<JobPayload>,
         log: Vec<DeliveryEvent>,
+    },
+    /// The daily digest ran (sent, or found nothing unread): run again at
+    /// `at` with `payload`, counting attempts from zero again, and log
+    /// `lines` on the notifications it listed (by their public id).
+    Digest {
+        at: Millis,
+        payload: JobPayload,
+        lines: Vec<(String, DeliveryEvent)>,
     },
     /// Not started after all (the node is stopping): free it at once, and
     /// the attempt its claim counted does not count.

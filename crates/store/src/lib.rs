@@ -29,7 +29,7 @@ pub use jobs::{
 };
 pub use plan::inbox::InboxChange;
 pub use plan::log::{DeliveryCursor, DeliveryPage, DeliveryQuery};
-pub use plan::policy::{Reason, Verdict};
+pub use plan::policy::{Reason, Verdict, next_digest, uses_digest};
 
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore, WalOptions, WalState};
@@ -536,6 +536,16 @@ pub trait Store: Send + Sync + 'static {
     async fn finish_job(&self, job: i64, outcome: JobOutcome, now: Millis) -> Result<()>;
     /// When the next job is due (leases considered), if any.
     async fn next_job_at(&self) -> Result<Option<Millis>>;
+    /// Queues the daily digest job of `user` at `at` unless they have one
+    /// (one per user: `jobs.dedup`); with `reschedule`, a waiting one (not
+    /// claimed right now) moves to `at` and keeps its window.
+    async fn schedule_digest(
+        &self,
+        user: &UserId,
+        at: Millis,
+        reschedule: bool,
+        now: Millis,
+    ) -> Result<()>;
     /// Notified after a commit that queued jobs, so that workers start at once.
     fn jobs_wakeup(&self) -> Arc<tokio::sync::Notify>;
     /// Publishes a scheduled notification that is due (its recipients are

@@ -51,15 +51,9 @@ async fn put_category(
 ) -> ApiResult<Json<CategoryDef>> {
     let id = category_id(&id)?;
     let current = state.store.get_category(&id).await?;
+    // Digest mode needs no job here: a user's digest job is created when
+    // their first email is digested.
     let def = request.apply(id, current)?;
-    if def.defaults.email == belfry_core::EmailMode::Digest {
-        // Not sent by this version: refused rather than never delivered.
-        return Err(belfry_core::ValidationErrors::single(
-            "defaults.email",
-            "the daily digest is not available in this version; use instant or off",
-        )
-        .into());
-    }
     state
         .store
         .put_category(def.clone(), state.clock.now())

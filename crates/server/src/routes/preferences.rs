@@ -278,23 +278,6 @@ fn patch_error(e: PatchError) -> ApiError {
     }
 }
 
-/// The daily digest is not sent by this version: choosing it is refused
-/// rather than accepted and never delivered.
-pub(crate) fn refuse_digest(o: &Overrides) -> ApiResult<()> {
-    let mut e = belfry_core::ValidationErrors::new();
-    for (kind, map) in [("categories", &o.categories), ("sources", &o.sources)] {
-        for (id, choice) in map {
-            if choice.email == Some(EmailMode::Digest) {
-                e.add(
-                    format!("{kind}.{id}.email"),
-                    "the daily digest is not available in this version; use instant or off",
-                );
-            }
-        }
-    }
-    e.finish(()).map_err(ApiError::Validation)
-}
-
 async fn read_user(state: &AppState, user: &UserId) -> ApiResult<PreferencesView> {
     let p = state
         .store
@@ -333,12 +316,32 @@ async fn write_user(
     p.overrides
         .patch(&body, &critical_map(state).await?)
         .map_err(patch_error)?;
-    refuse_digest(&p.overrides)?;
+    let effective = Effective::of(&p.defaults, &p.overrides);
     state
         .store
         .put_preferences(user, p.overrides, state.clock.now())
         .await
         .map_err(no_such_user(user))?;
+    // Choosing digest mode (or another digest time) queues or moves the
+    // user's digest job; one who no longer takes a digest keeps theirs
+    // until it runs and ends itself.
+    let categories: Vec<_> = state
+        .categories
+        .current()
+        .await?
+        .values()
+        .map(|c| c.as_ref().clone())
+        .collect();
+    if belfry_store::uses_digest(&effective, &categories) {
+        belfry_delivery::engine::schedule_digest(
+            state.store.as_ref(),
+            user,
+            true,
+            state.clock.now(),
+        )
+        .await
+        .map_err(no_such_user(user))?;
+    }
     read_user(state, user).await
 }
 
@@ -458,7 +461,6 @@ async fn put_defaults(
     let mut d = state.store.preference_defaults().await?;
     d.patch(&body, &critical_map(&state).await?)
         .map_err(patch_error)?;
-    refuse_digest(&d)?;
     state
         .store
         .put_preference_defaults(d, state.clock.now())

@@ -381,20 +381,6 @@ async fn bad_preferences_name_the_field_and_change_nothing() {
         )
         .await)
     .await;
-    // The daily digest is not sent by this version: refused, not lost.
-    let v = assert_problem(
-        app.me(
-            Method::PUT,
-            "/preferences",
-            &t,
-            Some(json!({"sources": {"helpdesk": {"email": "digest"}}})),
-        )
-        .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_body",
-    )
-    .await;
-    assert_eq!(v["errors"][0]["field"], "sources.helpdesk.email");
     // Not an object at all.
     assert_problem(
         app.me(Method::PUT, "/preferences", &t, Some(json!([1])))

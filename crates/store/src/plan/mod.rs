@@ -170,6 +170,7 @@ pub(crate) fn cancelled_line(payload: JobPayload, now: Millis) -> DeliveryEvent 
         JobPayload::Publish => ("scheduled".to_string(), Channel::InApp),
         JobPayload::Deliver { channel, recipient } => (recipient.label(), channel),
         JobPayload::Fallback { recipient } => (recipient.label(), Channel::Email),
+        JobPayload::Digest { user, .. } => (format!("user:{user}"), Channel::Email),
         JobPayload::Expand { channel, .. } => ("broadcast".to_string(), channel),
         // Not tied to a notification: never cancelled with one.
         JobPayload::Retention { .. } => ("retention".to_string(), Channel::InApp),

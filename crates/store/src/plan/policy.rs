@@ -20,8 +20,11 @@
 //!    if the notification was neither seen nor read by then;
 //! 7. quiet hours hold everything that is not a bypassing category until
 //!    they end.
+//!
+//! It also says when a user's daily digest runs next ([`next_digest`]) and
+//! whether a user still takes a digest at all ([`uses_digest`]).
 
-use belfry_core::preferences::{ChannelOverride, Effective, QuietHours};
+use belfry_core::preferences::{ChannelOverride, Effective, LocalTime, QuietHours};
 use belfry_core::{Category, CategoryDef, Channel, EmailMode, Millis};
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
@@ -218,6 +221,43 @@ pub fn quiet_until(q: &QuietHours, zone: &TimeZone, now: Millis) -> Option<Milli
     None
 }
 
+/// When the daily digest at local `time` in `zone` runs next: the first
+/// such instant strictly after `after`. A time that a daylight-saving
+/// change skips that day moves forward by the gap (02:30 → 03:30), one that
+/// occurs twice is its first occurrence (as quiet hours do), so the digest
+/// runs exactly once on every local day.
+pub fn next_digest(time: LocalTime, zone: &TimeZone, after: Millis) -> Option<Millis> {
+    let ts = jiff::Timestamp::from_millisecond(after.0).ok()?;
+    let mut day = ts.to_zoned(zone.clone()).date().yesterday().ok()?;
+    // Yesterday's can only be later when a fold repeats the hour; the day
+    // after tomorrow is never needed, but bounds the loop.
+    for _ in 0..4 {
+        let at = instant(zone, day.to_datetime(time.civil()))?;
+        if at > after {
+            return Some(at);
+        }
+        day = day.tomorrow().ok()?;
+    }
+    None
+}
+
+/// Whether a user takes a daily digest: emails are on for them (master and
+/// email switch), and some category (by their choice, the defaults', or
+/// its own default) or source of theirs is in digest mode. The digest job
+/// of a user who no longer does ends itself.
+pub fn uses_digest(prefs: &Effective, categories: &[CategoryDef]) -> bool {
+    if !prefs.enabled || !prefs.channels.email {
+        return false;
+    }
+    let digest = |o: &ChannelOverride| o.email == Some(EmailMode::Digest);
+    prefs.sources.values().any(digest)
+        || prefs.categories.values().any(digest)
+        || categories.iter().any(|c| {
+            c.defaults.email == EmailMode::Digest
+                && prefs.categories.get(&c.id).and_then(|o| o.email).is_none()
+        })
+}
+
 fn instant(zone: &TimeZone, dt: jiff::civil::DateTime) -> Option<Millis> {
     // `to_ambiguous_zoned(..).compatible()`: a gap moves forward, a fold
     // takes the earlier instant.
@@ -228,7 +268,7 @@ fn instant(zone: &TimeZone, dt: jiff::civil::DateTime) -> Option<Millis> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use belfry_core::preferences::{LocalTime, Overrides};
+    use belfry_core::preferences::Overrides;
     use proptest::prelude::*;
     use serde_json::json;
     use std::collections::HashMap;
@@ -564,6 +604,124 @@ mod tests {
             }
             if !near_transition(&tz, now) {
                 prop_assert_eq!(until.is_some(), civil_quiet(&q, &tz, now));
+            }
+        }
+    }
+
+    #[test]
+    fn digest_times_across_daylight_saving_changes_and_midnight() {
+        let t = |s: &str| LocalTime::parse(s).unwrap();
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        // 17:00 in Berlin (winter): 18:00 the same day; at 18:00 sharp, the next day.
+        assert_eq!(
+            next_digest(t("18:00"), &berlin, at("2026-01-14T16:00:00Z")),
+            Some(at("2026-01-14T17:00:00Z"))
+        );
+        assert_eq!(
+            next_digest(t("18:00"), &berlin, at("2026-01-14T17:00:00Z")),
+            Some(at("2026-01-15T17:00:00Z"))
+        );
+        // Over midnight: 00:15 is tomorrow's.
+        assert_eq!(
+            next_digest(t("00:15"), &berlin, at("2026-01-14T22:00:00Z")),
+            Some(at("2026-01-14T23:15:00Z"))
+        );
+        // Spring forward (2026-03-29, 02:00 → 03:00): 02:30 does not exist and
+        // becomes 03:30 CEST; 18:00 the day before and after are 23 h apart.
+        assert_eq!(
+            next_digest(t("02:30"), &berlin, at("2026-03-28T12:00:00Z")),
+            Some(at("2026-03-29T01:30:00Z"))
+        );
+        assert_eq!(
+            next_digest(t("18:00"), &berlin, at("2026-03-28T17:00:00Z")),
+            Some(at("2026-03-29T16:00:00Z"))
+        );
+        // New York falls back on 2026-11-01: 01:30 happens twice; the first
+        // (EDT, 05:30Z) is the digest, and not again an hour later.
+        let ny = TimeZone::get("America/New_York").unwrap();
+        assert_eq!(
+            next_digest(t("01:30"), &ny, at("2026-11-01T04:00:00Z")),
+            Some(at("2026-11-01T05:30:00Z"))
+        );
+        assert_eq!(
+            next_digest(t("01:30"), &ny, at("2026-11-01T05:30:00Z")),
+            Some(at("2026-11-02T06:30:00Z"))
+        );
+        // Sydney springs forward on 2026-10-04 (02:00 → 03:00 AEDT).
+        let sydney = TimeZone::get("Australia/Sydney").unwrap();
+        assert_eq!(
+            next_digest(t("02:15"), &sydney, at("2026-10-03T12:00:00Z")),
+            Some(at("2026-10-03T16:15:00Z")),
+            "03:15 AEDT (UTC+11)"
+        );
+    }
+
+    #[test]
+    fn who_takes_a_digest() {
+        let mut mention = cat("mention");
+        let cats = vec![mention.clone()];
+        assert!(!uses_digest(&prefs(json!({})), &cats));
+        assert!(uses_digest(
+            &prefs(json!({"categories": {"mention": {"email": "digest"}}})),
+            &cats
+        ));
+        assert!(uses_digest(
+            &prefs(json!({"sources": {"helpdesk": {"email": "digest"}}})),
+            &cats
+        ));
+        mention.defaults.email = EmailMode::Digest;
+        let cats = vec![mention];
+        assert!(uses_digest(&prefs(json!({})), &cats));
+        assert!(!uses_digest(
+            &prefs(json!({"categories": {"mention": {"email": "instant"}}})),
+            &cats
+        ));
+        assert!(!uses_digest(&prefs(json!({"enabled": false})), &cats));
+        assert!(!uses_digest(
+            &prefs(json!({"channels": {"email": false}})),
+            &cats
+        ));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Over a whole year in three zones: the next digest is in the
+        /// future, at most a day (and a DST hour) away, at the chosen local
+        /// time (or just after a gap); nothing earlier qualifies (asking a
+        /// millisecond before gives the same answer); the one after it is
+        /// 23 to 25 hours later, on the next local day; away from DST changes
+        /// it is the civil next occurrence.
+        #[test]
+        fn the_next_digest_runs_once_a_day_at_the_local_time(
+            hour in 0i8..24,
+            quarter in 0i8..4,
+            zone in 0usize..3,
+            minute in 0i64..(366 * 24 * 60),
+            jitter in 0i64..60_000,
+        ) {
+            let time = LocalTime::new(hour, quarter * 15);
+            let tz = TimeZone::get(ZONES[zone]).unwrap();
+            let after = Millis(at("2026-01-01T00:00:00Z").0 + minute * 60_000 + jitter);
+            let next = next_digest(time, &tz, after).unwrap();
+            prop_assert!(next > after);
+            prop_assert!(next.0 - after.0 <= 25 * 3600 * 1000);
+            let local = |m: Millis| jiff::Timestamp::from_millisecond(m.0).unwrap().to_zoned(tz.clone());
+            let z = local(next);
+            let got = LocalTime::new(z.hour(), z.minute());
+            let after_gap = LocalTime::new((time.hour + 1) % 24, time.minute);
+            prop_assert!(got == time || got == after_gap, "at {} not {}", got, time);
+            prop_assert_eq!(next_digest(time, &tz, Millis(next.0 - 1)), Some(next));
+            let then = next_digest(time, &tz, next).unwrap();
+            prop_assert!((23 * 3600 * 1000..=25 * 3600 * 1000).contains(&(then.0 - next.0)));
+            prop_assert_eq!(local(then).date(), z.date().tomorrow().unwrap());
+            if !near_transition(&tz, after) {
+                let now = local(after);
+                let today = now.date().to_datetime(time.civil());
+                let civil = if now.datetime() < today { today } else {
+                    now.date().tomorrow().unwrap().to_datetime(time.civil())
+                };
+                prop_assert_eq!(z.datetime(), civil);
             }
         }
     }

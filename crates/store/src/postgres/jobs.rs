@@ -40,6 +40,38 @@ pub(crate) async fn add_job(
     Ok(())
 }
 
+/// Queues a user's digest job unless they have one (`jobs.dedup`); with
+/// `reschedule`, moves a waiting one to `at`. True when a row changed.
+pub(crate) async fn schedule_digest(
+    pool: &PgPool,
+    user: &belfry_core::UserId,
+    at: Millis,
+    reschedule: bool,
+    now: Millis,
+) -> Result<bool> {
+    let payload = JobPayload::Digest {
+        user: user.clone(),
+        since: None,
+    };
+    let json = serde_json::to_string(&payload).map_err(bad)?;
+    let n = sqlx::query(
+        "INSERT INTO jobs (kind, payload, nid, run_at, created_at, dedup)
+         VALUES ($1, $2, NULL, $3, $4, $5)
+         ON CONFLICT (dedup) WHERE dedup IS NOT NULL DO UPDATE SET run_at = excluded.run_at
+         WHERE $6 AND (jobs.lease_until IS NULL OR jobs.lease_until <= $4)",
+    )
+    .bind(payload.kind())
+    .bind(json)
+    .bind(at.0)
+    .bind(now.0)
+    .bind(payload.dedup())
+    .bind(reschedule)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(n > 0)
+}
+
 /// Appends lines to the delivery log (one statement for all of them).
 pub(crate) async fn log_many(
     c: &mut PgConnection,
@@ -160,6 +192,29 @@ pub(crate) async fn finish(
             .execute(&mut *c)
             .await?;
             Ok(false)
+        }
+        JobOutcome::Digest { at, payload, lines } => {
+            for (id, e) in &lines {
+                let nid: Option<i64> =
+                    sqlx::query_scalar("SELECT nid FROM notifications WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *c)
+                        .await?;
+                if let Some(nid) = nid {
+                    log_many(c, nid, std::slice::from_ref(e)).await?;
+                }
+            }
+            let json = serde_json::to_string(&payload).map_err(bad)?;
+            sqlx::query(
+                "UPDATE jobs SET run_at = $2, payload = $3, lease_until = NULL, lease_owner = NULL,
+                        attempts = 0, last_error = NULL WHERE id = $1",
+            )
+            .bind(job)
+            .bind(at.0)
+            .bind(json)
+            .execute(&mut *c)
+            .await?;
+            Ok(true)
         }
         JobOutcome::Release => {
             sqlx::query(

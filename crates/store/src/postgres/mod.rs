@@ -100,6 +100,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/0003_tokens_and_fingerprints.sql"),
     ),
     (4, include_str!("migrations/0004_preferences.sql")),
+    (5, include_str!("migrations/0005_digest.sql")),
 ];
 
 /// Commits buffered in the event channel before a slow consumer lags.
@@ -707,6 +708,19 @@ impl Store for PgStore {
 
     async fn next_job_at(&self) -> Result<Option<Millis>> {
         jobs::next_job_at(self.pool_ref()).await
+    }
+
+    async fn schedule_digest(
+        &self,
+        user: &UserId,
+        at: Millis,
+        reschedule: bool,
+        now: Millis,
+    ) -> Result<()> {
+        if jobs::schedule_digest(self.pool_ref(), user, at, reschedule, now).await? {
+            self.shared.jobs_wakeup.notify_one();
+        }
+        Ok(())
     }
 
     fn jobs_wakeup(&self) -> Arc<Notify> {

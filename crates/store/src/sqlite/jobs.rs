@@ -32,6 +32,42 @@ pub(crate) fn add_job(
     Ok(())
 }
 
+/// Queues a user's digest job unless they have one (`jobs.dedup`); with
+/// `reschedule`, moves a waiting one to `at`.
+pub(crate) fn schedule_digest(
+    w: &mut Writer,
+    user: &belfry_core::UserId,
+    at: Millis,
+    reschedule: bool,
+    now: Millis,
+) -> Result<()> {
+    let payload = JobPayload::Digest {
+        user: user.clone(),
+        since: None,
+    };
+    let json = serde_json::to_string(&payload).map_err(StoreError::backend)?;
+    let n = w
+        .conn
+        .prepare_cached(
+            "INSERT INTO jobs (kind, payload, nid, run_at, created_at, dedup)
+             VALUES (?1, ?2, NULL, ?3, ?4, ?5)
+             ON CONFLICT (dedup) WHERE dedup IS NOT NULL DO UPDATE SET run_at = excluded.run_at
+             WHERE ?6 AND (jobs.lease_until IS NULL OR jobs.lease_until <= ?4)",
+        )?
+        .execute(params![
+            payload.kind(),
+            json,
+            at.0,
+            now.0,
+            payload.dedup(),
+            reschedule
+        ])?;
+    if n > 0 {
+        w.jobs_added = true;
+    }
+    Ok(())
+}
+
 /// Appends one line to the delivery log.
 pub(crate) fn log(c: &Connection, nid: i64, e: &DeliveryEvent) -> Result<()> {
     c.prepare_cached(
@@ -122,6 +158,26 @@ pub(crate) fn finish(w: &mut Writer, job: i64, outcome: JobOutcome, now: Millis)
                      WHERE id = ?1",
                 )?
                 .execute(params![job, at.0, error])?;
+        }
+        JobOutcome::Digest { at, payload, lines } => {
+            for (id, e) in &lines {
+                let nid: Option<i64> = w
+                    .conn
+                    .prepare_cached("SELECT nid FROM notifications WHERE id = ?1")?
+                    .query_row([id], |r| r.get(0))
+                    .optional()?;
+                if let Some(nid) = nid {
+                    log(&w.conn, nid, e)?;
+                }
+            }
+            let json = serde_json::to_string(&payload).map_err(bad)?;
+            w.conn
+                .prepare_cached(
+                    "UPDATE jobs SET run_at = ?2, payload = ?3, lease_until = NULL, lease_owner = NULL,
+                            attempts = 0, last_error = NULL WHERE id = ?1",
+                )?
+                .execute(params![job, at.0, json])?;
+            w.jobs_added = true;
         }
         JobOutcome::Release => {
             w.conn

@@ -45,6 +45,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/0005_tokens_and_fingerprints.sql"),
     ),
     (6, include_str!("migrations/0006_preferences.sql")),
+    (7, include_str!("migrations/0007_digest.sql")),
 ];
 
 /// How many operations the writer commits together at most.
@@ -943,6 +944,18 @@ impl Store for SqliteStore {
 
     async fn next_job_at(&self) -> Result<Option<Millis>> {
         self.read(jobs::next_job_at).await
+    }
+
+    async fn schedule_digest(
+        &self,
+        user: &UserId,
+        at: Millis,
+        reschedule: bool,
+        now: Millis,
+    ) -> Result<()> {
+        let user = user.clone();
+        self.write_waiting(move |w| jobs::schedule_digest(w, &user, at, reschedule, now))
+            .await
     }
 
     fn jobs_wakeup(&self) -> Arc<tokio::sync::Notify> {
