@@ -237,6 +237,17 @@ fn backup_and_restore_explain_what_is_wrong() {
     assert!(stderr(&out).contains("pg_dump"), "{}", stderr(&out));
 }
 
+/// The daily digest jobs of `user` in a SQLite database.
+fn digest_jobs(db: &std::path::Path, user: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(
+        "SELECT COUNT(*) FROM jobs WHERE kind = 'digest' AND dedup = ?1",
+        [format!("digest:{user}")],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
 /// The tables of a SQLite database with their row counts.
 fn table_rows(db: &std::path::Path) -> std::collections::BTreeMap<String, i64> {
     let conn = rusqlite::Connection::open(db).unwrap();
@@ -283,6 +294,11 @@ async fn check_fixture(manifest: &std::path::Path) {
         serde_json::from_str(&std::fs::read_to_string(manifest).unwrap()).unwrap();
     let fixture = manifest.with_extension("db");
     let before = table_rows(&fixture);
+    let schema = m["schema_version"].as_i64().unwrap();
+    if schema >= 7 {
+        // Cy's daily digest job, unique by its key.
+        assert_eq!(digest_jobs(&fixture, "u-cy"), 1, "{name}");
+    }
     // The fixture holds every kind of row its schema has (a table added by
     // a migration must be filled by the script that makes its fixture).
     for (table, n) in &before {
@@ -396,7 +412,6 @@ async fn check_fixture(manifest: &std::path::Path) {
         text.contains("guest@example.org") && text.contains("sent"),
         "{name}: {text}"
     );
-    let schema = m["schema_version"].as_i64().unwrap();
     // From schema 6 Bo's master switch is off: his email is suppressed.
     let mails = if schema >= 6 { 2 } else { 3 };
     let (_, mailbox) = get("/v1/dev/mailbox".into()).await;
@@ -467,7 +482,20 @@ async fn check_fixture(manifest: &std::path::Path) {
     )
     .await;
     assert_eq!(status, 200, "{name}: {cy_counts}");
+    // The daily digest on an upgraded database: choosing it (twice) leaves
+    // one digest job for the user.
+    for time in ["08:00", "09:15"] {
+        let (status, p) = http(
+            reqwest::Method::PUT,
+            &format!("{base}/v1/users/u-cy/preferences"),
+            key,
+            Some(serde_json::json!({"categories": {"reminder": {"email": "digest"}}, "digest": {"time": time}})),
+        )
+        .await;
+        assert_eq!(status, 200, "{name}: {p}");
+    }
     drop(server);
+    assert_eq!(digest_jobs(&data.join("belfry.db"), "u-cy"), 1, "{name}");
     let out = run(belfry(&data).args(["keys", "list"]));
     let list = stdout(&out);
     let revoked = m["revoked_key_id"].as_str().unwrap();
