@@ -117,7 +117,8 @@ describe('the preferences panel', () => {
 
     await control(page, 'quiet_hours').click();
     await until(async () => (await prefs(user)).quiet_hours?.start === '22:00', { what: 'quiet hours on' });
-    assert.ok(await control(page, 'quiet_hours.start').isEnabled());
+    // The panel enables the times once its save is answered: wait for it.
+    await until(async () => control(page, 'quiet_hours.start').isEnabled(), { what: 'quiet hours times enabled' });
     await control(page, 'quiet_hours.start').fill('21:30');
     await until(async () => (await prefs(user)).quiet_hours?.start === '21:30', { what: 'quiet hours from 21:30' });
     await control(page, 'quiet_hours.days.sun').click();
@@ -148,8 +149,11 @@ describe('the preferences panel', () => {
     // A category's choices can go back to its defaults.
     await control(page, 'categories.mention.reset').click();
     await until(async () => !(await prefs(user)).categories.mention, { what: 'mention reset' });
-    assert.equal(await control(page, 'categories.mention.email').inputValue(), 'off');
-    assert.ok(await control(page, 'categories.mention.reset').isHidden());
+    // The panel shows the server's answer once it has it: wait for that.
+    await until(async () => (await control(page, 'categories.mention.email').inputValue()) === 'off', {
+      what: 'mention shown at its defaults',
+    });
+    await until(async () => control(page, 'categories.mention.reset').isHidden(), { what: 'reset hidden' });
     // Quiet hours off again.
     await control(page, 'quiet_hours').click();
     await until(async () => (await prefs(user)).quiet_hours === null, { what: 'quiet hours off' });
@@ -169,7 +173,9 @@ describe('the preferences panel', () => {
     // Its email may become instant (or digest), and then never off.
     await control(page, 'categories.system.email').selectOption('instant');
     await until(async () => (await prefs(user)).categories.system?.email === 'instant', { what: 'system email instant' });
-    assert.equal(await control(page, 'categories.system.email').locator('option[value=off]').isDisabled(), true);
+    await until(async () => control(page, 'categories.system.email').locator('option[value=off]').isDisabled(), {
+      what: 'email off refused for a critical category',
+    });
     // Even forced past the lock, the server refuses and the panel says so and reverts.
     await push.evaluate((box) => {
       box.disabled = false;
@@ -178,7 +184,7 @@ describe('the preferences panel', () => {
     await message(page).waitFor();
     assert.match(await message(page).textContent(), /^Not saved: 'system' is a critical category and cannot be switched off/);
     assert.equal(await message(page).getAttribute('role'), 'alert');
-    assert.ok((await push.isChecked()) && (await push.isDisabled()), 'reverted and locked again');
+    await until(async () => (await push.isChecked()) && (await push.isDisabled()), { what: 'reverted and locked again' });
     assert.equal((await prefs(user)).categories.system.web_push, undefined, 'nothing changed');
     await page.close();
   });
