@@ -70,15 +70,7 @@ async fn email_statuses(app: &TestApp, id: &str) -> Vec<String> {
 }
 
 async fn digests_counted(app: &TestApp, outcome: &str) -> f64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.text("/metrics").await;
     let key = format!("belfry_digests_total{{outcome=\"{outcome}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&key))

@@ -280,6 +280,18 @@ impl TestApp {
         self.engine.run_due().await
     }
 
+    /// The body of an unauthenticated GET of `path` (metrics, assets).
+    pub async fn text(&self, path: &str) -> String {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -6,8 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 async fn metrics_text(app: &TestApp) -> String {
-    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
-    r.text().await.unwrap()
+    app.text("/metrics").await
 }
 
 #[tokio::test]

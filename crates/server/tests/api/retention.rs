@@ -203,15 +203,7 @@ async fn the_metrics_count_runs_and_deleted_rows() {
     read(&app, &t, &id).await;
     app.clock.advance_secs(91 * DAY);
     assert!(run_retention(&app).await >= 1);
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.text("/metrics").await;
     assert!(text.contains("belfry_retention_runs_total"), "{text}");
     assert!(
         text.lines()

@@ -346,15 +346,7 @@ async fn a_reader_that_stops_reading_is_cut_off_with_bounded_memory() {
     let mut sent = 0;
     while app.hub.connections() > 0 {
         if sent >= 6_000 {
-            let m = app
-                .client
-                .get(app.url("/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let m = app.text("/metrics").await;
             let lines: Vec<&str> = m.lines().filter(|l| l.contains("stream")).collect();
             panic!("the stuck client was never disconnected: {lines:#?}");
         }
@@ -372,15 +364,7 @@ async fn a_reader_that_stops_reading_is_cut_off_with_bounded_memory() {
         sent += 200;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.text("/metrics").await;
     assert!(
         metrics.contains("belfry_stream_slow_disconnects_total"),
         "{metrics}"

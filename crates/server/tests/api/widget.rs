@@ -90,15 +90,7 @@ async fn the_preferences_panel_module_is_served_like_the_widget() {
     );
     assert!(!body.contains("innerHTML"), "the panel never parses markup");
     // The first module loads it relative to its own URL.
-    let widget = app
-        .client
-        .get(app.url("/widget/belfry.js"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let widget = app.text("/widget/belfry.js").await;
     assert!(widget.contains("new URL('preferences.js', import.meta.url)"));
 
     let r = app
