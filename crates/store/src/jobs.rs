@@ -217,11 +217,12 @@ pub struct EmailContext {
     pub verdict: crate::Verdict,
 }
 
-/// How much delivery work is waiting (the retention job, always queued
-/// for its next run, is not counted: it has metrics of its own).
+/// How much work is waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct JobStats {
-    /// Waiting (due or not), not being worked on.
+    /// Due and not being worked on: what the workers have not caught up
+    /// with. Jobs waiting for a later time (a scheduled send, tomorrow's
+    /// digest or retention run) are not counted.
     pub queued: i64,
     /// Claimed by a worker right now.
     pub running: i64,

@@ -276,10 +276,10 @@ pub(crate) async fn next_job_at(pool: &PgPool) -> Result<Option<Millis>> {
 
 pub(crate) async fn stats(pool: &PgPool, now: Millis) -> Result<JobStats> {
     let (queued, running, retrying): (i64, i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*) FILTER (WHERE lease_until IS NULL OR lease_until <= $1),
+        "SELECT COUNT(*) FILTER (WHERE run_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)),
                 COUNT(*) FILTER (WHERE lease_until > $1),
                 COUNT(*) FILTER (WHERE attempts > 0 AND (lease_until IS NULL OR lease_until <= $1))
-         FROM jobs WHERE kind <> 'retention'",
+         FROM jobs",
     )
     .bind(now.0)
     .fetch_one(pool)

@@ -236,10 +236,10 @@ pub(crate) fn next_job_at(c: &Connection) -> Result<Option<Millis>> {
 pub(crate) fn stats(c: &Connection, now: Millis) -> Result<JobStats> {
     let (queued, running, retrying): (Option<i64>, Option<i64>, Option<i64>) = c
         .prepare_cached(
-            "SELECT SUM(lease_until IS NULL OR lease_until <= ?1),
+            "SELECT SUM(run_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)),
                     SUM(lease_until > ?1),
                     SUM(attempts > 0 AND (lease_until IS NULL OR lease_until <= ?1))
-             FROM jobs WHERE kind <> 'retention'",
+             FROM jobs",
         )?
         .query_row([now.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     Ok(JobStats {

@@ -1123,6 +1123,32 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn only_due_jobs_count_as_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(SqliteOptions::new(dir.path().join("b.db"))).unwrap();
+        let day = 24 * 3600 * 1000;
+        assert!(
+            store
+                .ensure_retention_job(Millis(day), Millis(0))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .ensure_retention_job(Millis(day), Millis(0))
+                .await
+                .unwrap(),
+            "one job"
+        );
+        assert_eq!(
+            store.job_stats(Millis(0)).await.unwrap().queued,
+            0,
+            "not due yet"
+        );
+        assert_eq!(store.job_stats(Millis(day)).await.unwrap().queued, 1, "due");
+    }
+
     #[test]
     fn full_busy_and_unopenable_databases_are_unavailable() {
         use rusqlite::ffi;
