@@ -10,6 +10,7 @@ use belfry_store::StoreEvent;
 use bytes::Bytes;
 use futures::StreamExt;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
 /// Largest message published; bigger commits are split (NATS' default
@@ -17,6 +18,7 @@ use tokio::sync::{broadcast, mpsc};
 const MAX_MESSAGE: usize = 512 * 1024;
 
 pub struct NatsBus {
+    client: async_nats::Client,
     outgoing: mpsc::UnboundedSender<Batch>,
     incoming: broadcast::Sender<Batch>,
 }
@@ -36,23 +38,54 @@ fn encode(events: &[StoreEvent]) -> Vec<Bytes> {
     out
 }
 
+/// How long `connect` waits for the server to confirm the subscription
+/// before going on without it (NATS down at start: the node serves, and its
+/// streams resume once the connection is made).
+const CONFIRM_AT_START: Duration = Duration::from_secs(10);
+
+/// How long one probe after a reconnection may take before it is sent again.
+const CONFIRM_AGAIN: Duration = Duration::from_secs(5);
+
+/// One round trip through the server on this connection: a private inbox is
+/// subscribed to and published to, and its message comes back. The server
+/// handles a connection's operations in order, so when it does, every
+/// subscription made before it is in place. (`Client::flush` only writes the
+/// socket; it does not say the server has read it.)
+async fn round_trip(client: &async_nats::Client) -> anyhow::Result<()> {
+    let inbox = client.new_inbox();
+    let mut probe = client
+        .subscribe(inbox.clone())
+        .await
+        .context("subscribing to the probe inbox")?;
+    client
+        .publish(inbox, Bytes::new())
+        .await
+        .context("publishing the probe")?;
+    client.flush().await.context("NATS flush")?;
+    probe.next().await.context("the probe subscription ended")?;
+    Ok(())
+}
+
 impl NatsBus {
     /// Connects and subscribes to `subject` (one subject per Belfry cluster).
+    /// Returns once the server has the subscription (or after
+    /// [`CONFIRM_AT_START`] if NATS cannot be reached yet): events published
+    /// by any node after that reach this one.
     pub async fn connect(url: &str, subject: &str) -> anyhow::Result<Arc<NatsBus>> {
         let (incoming, _) = broadcast::channel::<Batch>(16 * 1024);
-        let lost = incoming.clone();
+        // (Re)connections and slow-consumer drops, handled by a task that
+        // holds the client (the callback cannot).
+        let (trouble_tx, mut trouble) = mpsc::unbounded_channel::<async_nats::Event>();
+        let trouble_tx_start = trouble_tx.clone();
         let client = async_nats::ConnectOptions::new()
             .name("belfry")
             .retry_on_initial_connect()
             .event_callback(move |event| {
-                let lost = lost.clone();
+                let trouble_tx = trouble_tx.clone();
                 async move {
                     match event {
-                        // Messages may have gone by while disconnected, or been
-                        // dropped for a slow consumer: streams must resume.
                         async_nats::Event::Connected | async_nats::Event::SlowConsumer(_) => {
-                            tracing::warn!(%event, "NATS: events may have been missed; streams resume");
-                            let _ = lost.send(Arc::new(Vec::new()));
+                            let _ = trouble_tx.send(event);
                         }
                         async_nats::Event::Disconnected => {
                             tracing::warn!("NATS: disconnected, reconnecting");
@@ -68,7 +101,54 @@ impl NatsBus {
             .subscribe(subject.to_string())
             .await
             .context("subscribing to the events subject")?;
-        client.flush().await.context("NATS flush")?;
+        // The first connection: nothing can have been missed before it, so it
+        // needs no lost mark, unless NATS is not there yet and the node starts
+        // serving without it (then the mark follows when it connects).
+        let first = async {
+            while let Some(event) = trouble.recv().await {
+                if event == async_nats::Event::Connected {
+                    return round_trip(&client).await;
+                }
+            }
+            anyhow::bail!("the NATS client closed")
+        };
+        match tokio::time::timeout(CONFIRM_AT_START, first).await {
+            Ok(result) => result?,
+            Err(_) => {
+                tracing::warn!(
+                    "NATS at {url} has not answered in {CONFIRM_AT_START:?}; serving, and streams resume when it does"
+                );
+                let _ = trouble_tx_start.send(async_nats::Event::Connected);
+            }
+        }
+
+        // Messages may have gone by while disconnected, or been dropped for
+        // a slow consumer: every stream must resume from the store. After a
+        // (re)connection the mark goes out only once the server has the
+        // subscription again, so that nothing falls between the resumption
+        // and the first message received.
+        let lost = incoming.clone();
+        let prober = client.clone();
+        tokio::spawn(async move {
+            while let Some(event) = trouble.recv().await {
+                if event == async_nats::Event::Connected {
+                    loop {
+                        match tokio::time::timeout(CONFIRM_AGAIN, round_trip(&prober)).await {
+                            Ok(Ok(())) => break,
+                            Ok(Err(e)) => {
+                                tracing::warn!(error = %e, "NATS: confirming the subscription failed")
+                            }
+                            Err(_) => {
+                                tracing::warn!("NATS: no answer to the probe in {CONFIRM_AGAIN:?}")
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+                tracing::warn!(%event, "NATS: events may have been missed; streams resume");
+                let _ = lost.send(Arc::new(Vec::new()));
+            }
+        });
 
         let receiver = incoming.clone();
         tokio::spawn(async move {
@@ -85,16 +165,30 @@ impl NatsBus {
         // One task publishes, so that this node's commits leave in order.
         let (outgoing, mut queue) = mpsc::unbounded_channel::<Batch>();
         let subject = subject.to_string();
+        let publisher = client.clone();
         tokio::spawn(async move {
             while let Some(batch) = queue.recv().await {
                 for payload in encode(&batch) {
-                    if let Err(e) = client.publish(subject.clone(), payload).await {
+                    if let Err(e) = publisher.publish(subject.clone(), payload).await {
                         tracing::error!(error = %e, "NATS: publishing events failed");
                     }
                 }
             }
         });
-        Ok(Arc::new(NatsBus { outgoing, incoming }))
+        Ok(Arc::new(NatsBus {
+            client,
+            outgoing,
+            incoming,
+        }))
+    }
+
+    /// Drops the connection and makes it again, as a network fault would:
+    /// subscribers get the lost mark once the subscription is back.
+    pub async fn reconnect(&self) -> anyhow::Result<()> {
+        self.client
+            .force_reconnect()
+            .await
+            .context("reconnecting to NATS")
     }
 }
 

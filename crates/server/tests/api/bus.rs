@@ -73,6 +73,45 @@ async fn every_node_receives_every_batch_in_publish_order() {
     }
 }
 
+/// After a connection is lost and made again, the node's streams resume from
+/// the store when the lost mark arrives; whatever other nodes publish from
+/// then on must reach it, or it falls between the two.
+#[tokio::test]
+async fn after_a_reconnection_the_lost_mark_comes_once_events_reach_the_node_again() {
+    let Some(url) = nats_url() else { return };
+    let subject = format!("belfry.test.{}", ulid_like());
+    let a = NatsBus::connect(&url, &subject).await.unwrap();
+    let b = NatsBus::connect(&url, &subject).await.unwrap();
+    let mut on_b = b.subscribe();
+    for round in 0..3 {
+        b.reconnect().await.unwrap();
+        let mark = tokio::time::timeout(Duration::from_secs(30), on_b.recv())
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: no lost mark within 30 s of reconnecting"))
+            .unwrap();
+        assert!(
+            mark.is_empty(),
+            "round {round}: the first batch after a reconnection is the lost mark, got {mark:?}"
+        );
+        for n in 0..50 {
+            a.publish(Arc::new(vec![event(n)]));
+        }
+        for n in 0..50 {
+            let batch = tokio::time::timeout(Duration::from_secs(30), on_b.recv())
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: event {n} of 50 did not arrive"))
+                .unwrap();
+            let expected = format!("u-{n}");
+            match batch.first() {
+                Some(StoreEvent::State { user, .. }) => {
+                    assert_eq!(user.as_str(), expected, "round {round}")
+                }
+                other => panic!("round {round}: expected {expected}, got {other:?}"),
+            }
+        }
+    }
+}
+
 fn ulid_like() -> String {
     format!(
         "{}{}",
