@@ -191,6 +191,17 @@ pub struct ServeArgs {
     #[arg(long, env = "BELFRY_RATE_LIMIT", value_name = "PER_SECOND")]
     pub rate_limit: Option<u32>,
 
+    /// Emails (and pushes) one user may get per channel within the
+    /// recipient window; further ones are held and go out as one summary
+    /// when the window ends (the inbox still gets everything). Counted on
+    /// each node. 0: no limit [default: 20]
+    #[arg(long, env = "BELFRY_RECIPIENT_RATE_LIMIT", value_name = "COUNT")]
+    pub recipient_rate_limit: Option<u32>,
+
+    /// The window of --recipient-rate-limit, in seconds [default: 60]
+    #[arg(long, env = "BELFRY_RECIPIENT_RATE_WINDOW", value_name = "SECONDS")]
+    pub recipient_rate_window: Option<u64>,
+
     /// Read or archived inbox entries of notifications older than this many
     /// days are deleted by the daily retention job, and with them
     /// notifications no one can see any longer; unread ones stay.
@@ -255,6 +266,8 @@ struct FileSettings {
     demo: Option<bool>,
     auto_categories: Option<bool>,
     rate_limit: Option<u32>,
+    recipient_rate_limit: Option<u32>,
+    recipient_rate_window: Option<u64>,
     retention_days: Option<u32>,
     delivery_log_retention_days: Option<u32>,
     mailbox_retention_days: Option<u32>,
@@ -432,6 +445,28 @@ pub struct ServeSettings {
 
 impl ServeArgs {
     /// The retention job's policy from the three `--…-retention-days` flags.
+    /// The per-recipient rate limit: 20 per 60 s unless configured.
+    fn recipient_limit(
+        &self,
+        file: &FileSettings,
+    ) -> anyhow::Result<Option<belfry_delivery::RecipientLimit>> {
+        let max = self
+            .recipient_rate_limit
+            .or(file.recipient_rate_limit)
+            .unwrap_or(20);
+        let window = self
+            .recipient_rate_window
+            .or(file.recipient_rate_window)
+            .unwrap_or(60);
+        if !(1..=86_400).contains(&window) {
+            bail!("--recipient-rate-window {window}: give 1 to 86400 seconds");
+        }
+        Ok((max > 0).then(|| belfry_delivery::RecipientLimit {
+            max,
+            window: std::time::Duration::from_secs(window),
+        }))
+    }
+
     fn retention_policy(
         &self,
         file: &FileSettings,
@@ -597,6 +632,7 @@ impl ServeArgs {
         }
         delivery.owner = format!("{}-{}", email.message_id_host, std::process::id());
         delivery.retention = Some(self.retention_policy(&file)?);
+        delivery.recipient_limit = self.recipient_limit(&file)?;
         let max_recipients = self
             .max_recipients
             .or(file.max_recipients)
@@ -709,6 +745,8 @@ mod tests {
             demo: None,
             auto_categories: None,
             rate_limit: None,
+            recipient_rate_limit: None,
+            recipient_rate_window: None,
             retention_days: None,
             delivery_log_retention_days: None,
             mailbox_retention_days: None,
@@ -836,6 +874,41 @@ mod tests {
         assert_eq!(args(None, None).resolve(None).unwrap().server.rate_limit, 0);
         let c = Cli::try_parse_from(["belfry", "--rate-limit", "50"]).unwrap();
         assert_eq!(c.serve.resolve(None).unwrap().server.rate_limit, 50);
+    }
+
+    #[test]
+    fn the_recipient_rate_limit_defaults_to_20_a_minute() {
+        use belfry_delivery::RecipientLimit;
+        use std::time::Duration;
+        let limit = |a: &ServeArgs| a.resolve(None).unwrap().server.delivery.recipient_limit;
+        assert_eq!(
+            limit(&args(None, None)),
+            Some(RecipientLimit {
+                max: 20,
+                window: Duration::from_secs(60)
+            })
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("belfry.toml");
+        std::fs::write(
+            &path,
+            "recipient_rate_limit = 5\nrecipient_rate_window = 300\n",
+        )
+        .unwrap();
+        let mut a = args(None, Some(path));
+        assert_eq!(
+            limit(&a),
+            Some(RecipientLimit {
+                max: 5,
+                window: Duration::from_secs(300)
+            })
+        );
+        a.recipient_rate_limit = Some(0);
+        assert_eq!(limit(&a), None, "0 switches it off");
+        a.recipient_rate_limit = Some(3);
+        a.recipient_rate_window = Some(0);
+        let e = a.resolve(None).unwrap_err().to_string();
+        assert!(e.contains("--recipient-rate-window"), "{e}");
     }
 
     #[test]

@@ -58,6 +58,9 @@ struct Strings {
     digest_many: &'static str,
     digest_more: &'static str,
     see_all: &'static str,
+    /// The rate-limit summary: subject and heading for one / several held.
+    summary_one: &'static str,
+    summary_many: &'static str,
 }
 
 const EN: Strings = Strings {
@@ -73,6 +76,8 @@ const EN: Strings = Strings {
     digest_many: "{count} unread notifications since {date}",
     digest_more: "… and {count} more.",
     see_all: "See all notifications",
+    summary_one: "1 more notification since {date}",
+    summary_many: "{count} more notifications since {date}",
     months: [
         "January",
         "February",
@@ -102,6 +107,8 @@ const DE: Strings = Strings {
     digest_many: "{count} ungelesene Benachrichtigungen seit {date}",
     digest_more: "… und {count} weitere.",
     see_all: "Alle Benachrichtigungen ansehen",
+    summary_one: "1 weitere Benachrichtigung seit {date}",
+    summary_many: "{count} weitere Benachrichtigungen seit {date}",
     months: [
         "Januar",
         "Februar",
@@ -288,12 +295,14 @@ impl Renderer {
         let zone = digest.timezone.as_deref();
         let since = format_date(digest.since, zone, s.lang);
         let count = digest.total.to_string();
+        let (one, many) = match digest.kind {
+            DigestKind::Daily => (s.digest_one, s.digest_many),
+            DigestKind::Summary => (s.summary_one, s.summary_many),
+        };
         let heading = if digest.total == 1 {
-            s.digest_one.replace("{date}", &since)
+            one.replace("{date}", &since)
         } else {
-            s.digest_many
-                .replace("{count}", &count)
-                .replace("{date}", &since)
+            many.replace("{count}", &count).replace("{date}", &since)
         };
         let items: Vec<DigestItemView> = digest
             .items
@@ -376,10 +385,12 @@ impl DigestItem {
 /// A user's daily digest, ready to render.
 #[derive(Debug, Clone)]
 pub struct Digest {
+    pub kind: DigestKind,
     /// Unique per digest run; the Message-ID is made from it, so that a
     /// retry of the same run is recognisable.
     pub delivery_id: String,
-    pub to: belfry_core::EmailAddress,
+    /// The user's address (None: a push summary to a user without one).
+    pub to: Option<belfry_core::EmailAddress>,
     pub name: Option<String>,
     pub locale: Option<belfry_core::Locale>,
     pub timezone: Option<String>,
@@ -389,6 +400,16 @@ pub struct Digest {
     pub total: i64,
     /// The start of the window (the last digest).
     pub since: Millis,
+}
+
+/// What a [`Digest`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestKind {
+    /// The daily digest (C4): unread notifications since the last one.
+    Daily,
+    /// The summary of what the per-recipient rate limit held back in its
+    /// window (P6): "N more notifications since …".
+    Summary,
 }
 
 /// The email channel: renders the built-in layout and sends it with a
@@ -459,9 +480,13 @@ impl ChannelAdapter for EmailAdapter {
     async fn send_digest(&self, digest: &Digest) -> Result<(), SendError> {
         let language = digest.locale.as_ref().map(|l| l.language()).unwrap_or("en");
         let rendered = self.renderer.render_digest(digest, language);
+        let to = digest
+            .to
+            .as_ref()
+            .ok_or_else(|| SendError::permanent("no email address"))?;
         let email = OutgoingEmail {
             from: self.settings.from.clone(),
-            to: digest.to.to_string(),
+            to: to.to_string(),
             to_name: digest.name.clone(),
             subject: rendered.subject,
             text: rendered.text,
@@ -561,8 +586,9 @@ mod tests {
             ..Default::default()
         });
         let d = Digest {
+            kind: DigestKind::Daily,
             delivery_id: "digest.1.2".into(),
-            to: belfry_core::EmailAddress::parse("ana@example.com").unwrap(),
+            to: Some(belfry_core::EmailAddress::parse("ana@example.com").unwrap()),
             name: Some("Ana".into()),
             locale: None,
             timezone: Some("Europe/Berlin".into()),
@@ -606,5 +632,18 @@ mod tests {
         let bare = Renderer::new(EmailSettings::default()).render_digest(&d, "en");
         assert!(!bare.text.contains("See all"), "{}", bare.text);
         assert!(!bare.text.contains("/t/2"));
+        // The rate limit's summary says "more", not "unread".
+        let summary = Digest {
+            kind: DigestKind::Summary,
+            ..d.clone()
+        };
+        assert_eq!(
+            r.render_digest(&summary, "en").subject,
+            "7 more notifications since November 20, 2026 at 6:00 PM (Europe/Berlin)"
+        );
+        assert_eq!(
+            r.render_digest(&summary, "de").subject,
+            "7 weitere Benachrichtigungen seit 20. November 2026 um 18:00 Uhr (Europe/Berlin)"
+        );
     }
 }

@@ -11,7 +11,7 @@
 //! ([`Engine::digest`]).
 
 use crate::channel::{ChannelAdapter, Message};
-use crate::email::{Digest, DigestItem};
+use crate::email::{Digest, DigestItem, DigestKind};
 use belfry_core::preferences::Effective;
 use belfry_core::{Channel, Clock, Content, Millis};
 use belfry_core::{InboxQuery, UserId};
@@ -22,7 +22,10 @@ use belfry_store::{
 };
 use std::collections::HashMap;
 use std::sync::Arc;
+
+mod summary;
 use std::time::Duration;
+pub use summary::RecipientLimit;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +53,8 @@ pub struct EngineConfig {
     /// How long one run of the retention job works before it lets other
     /// jobs have the worker (it continues at once, where it stopped).
     pub retention_slice: Duration,
+    /// The per-recipient rate limit (P6); None: none.
+    pub recipient_limit: Option<RecipientLimit>,
 }
 
 impl Default for EngineConfig {
@@ -64,6 +69,7 @@ impl Default for EngineConfig {
             owner: "belfry".into(),
             retention: None,
             retention_slice: Duration::from_millis(250),
+            recipient_limit: None,
         }
     }
 }
@@ -75,6 +81,7 @@ pub struct Engine {
     config: EngineConfig,
     /// Signalled when a job finished (capacity is free again).
     finished: Notify,
+    limiter: Option<summary::Limiter>,
 }
 
 /// The delay before attempt `attempt + 1`, with jitter from `salt`.
@@ -99,6 +106,7 @@ impl Engine {
             store,
             clock,
             adapters: HashMap::new(),
+            limiter: config.recipient_limit.map(summary::Limiter::new),
             config,
             finished: Notify::new(),
         }
@@ -332,6 +340,17 @@ impl Engine {
             if let JobPayload::Digest { user, since } = &job.payload {
                 return self.digest(job, user, *since).await;
             }
+            if let JobPayload::Summary {
+                user,
+                channel,
+                since,
+                nids,
+                more,
+                ..
+            } = &job.payload
+            {
+                return self.summary(job, user, *channel, *since, nids, *more).await;
+            }
             return JobOutcome::Done(vec![]);
         };
         match &job.payload {
@@ -382,8 +401,8 @@ impl Engine {
             }
             // A digest job has no notification (handled above).
             JobPayload::Digest { user, since } => self.digest(job, user, *since).await,
-            // Handled above (it has no notification).
-            JobPayload::Retention { .. } => JobOutcome::Done(vec![]),
+            // Handled above (they have no notification).
+            JobPayload::Retention { .. } | JobPayload::Summary { .. } => JobOutcome::Done(vec![]),
         }
     }
 
@@ -527,6 +546,9 @@ impl Engine {
             });
         }
         if let Some(outcome) = self.held_back(&label, channel, recipient, context.verdict) {
+            return outcome;
+        }
+        if let Some(outcome) = self.rate_limited(&label, channel, recipient) {
             return outcome;
         }
         let content: Content = match serde_json::from_str(&context.content_json) {
@@ -692,8 +714,9 @@ impl Engine {
             return moved(now, vec![]);
         };
         let digest = Digest {
+            kind: DigestKind::Daily,
             delivery_id: format!("digest.{}.{}", job.id, job.run_at.0),
-            to,
+            to: Some(to),
             name: person.name.clone(),
             locale: person.locale.clone(),
             timezone: person.timezone.as_ref().map(|t| t.as_str().to_string()),

@@ -9,6 +9,6 @@ pub mod engine;
 pub mod mailer;
 
 pub use channel::{ChannelAdapter, Message, SendError};
-pub use email::{Digest, DigestItem, EmailAdapter, EmailSettings};
-pub use engine::{Engine, EngineConfig};
+pub use email::{Digest, DigestItem, DigestKind, EmailAdapter, EmailSettings};
+pub use engine::{Engine, EngineConfig, RecipientLimit};
 pub use mailer::{MailboxMailer, Mailer, SmtpMailer};

@@ -55,6 +55,20 @@ pub enum JobPayload {
         #[serde(default)]
         since: Option<Millis>,
     },
+    /// The summary of what the per-recipient rate limit held back (P6):
+    /// one message on `channel` to `user` at `until`, the end of the window
+    /// that began at `since`, listing notifications `nids` (no `Job::nid`;
+    /// unique by [`JobPayload::dedup`], so held deliveries join it).
+    Summary {
+        user: UserId,
+        channel: Channel,
+        since: Millis,
+        until: Millis,
+        nids: Vec<i64>,
+        /// Held beyond the ids kept (`plan::summary::KEPT`).
+        #[serde(default)]
+        more: i64,
+    },
 }
 
 impl JobPayload {
@@ -66,6 +80,7 @@ impl JobPayload {
             JobPayload::Fallback { .. } => "fallback",
             JobPayload::Retention { .. } => "retention",
             JobPayload::Digest { .. } => "digest",
+            JobPayload::Summary { .. } => "summary",
         }
     }
 
@@ -74,6 +89,12 @@ impl JobPayload {
     pub fn dedup(&self) -> Option<String> {
         match self {
             JobPayload::Digest { user, .. } => Some(format!("digest:{user}")),
+            JobPayload::Summary {
+                user,
+                channel,
+                until,
+                ..
+            } => Some(format!("summary:{}:{}:{user}", channel.as_str(), until.0)),
             _ => None,
         }
     }
@@ -195,6 +216,18 @@ pub enum JobOutcome {
         payload: JobPayload,
         lines: Vec<(String, DeliveryEvent)>,
     },
+    /// The per-recipient rate limit held this delivery back: remove the
+    /// job, log `log`, and add its notification to the summary job
+    /// `summary` (a [`JobPayload::Summary`] with this one nid), made if
+    /// the recipient has none for that window yet. Should that summary be
+    /// running already, the notification joins the next window's.
+    Summarise {
+        summary: JobPayload,
+        log: Vec<DeliveryEvent>,
+    },
+    /// Done: remove the job and log each line on the notification with
+    /// that public id (a summary's notifications).
+    DoneLines(Vec<(String, DeliveryEvent)>),
     /// Not started after all (the node is stopping): free it at once, and
     /// the attempt its claim counted does not count.
     Release,

@@ -17,5 +17,6 @@ mod retention;
 mod security;
 mod send;
 mod streams;
+mod summary;
 mod users;
 mod widget;

@@ -12,6 +12,8 @@
 //! - [`users`]: applying a `UserPatch`, and the events of user changes;
 //! - [`stored`]: how a notification's request is stored and read back;
 //! - [`log`]: the delivery log, page by page (keyset reads, cursors);
+//! - [`summary`]: how a delivery held by the per-recipient rate limit
+//!   joins its recipient's summary job;
 //! - here: the delivery jobs (and "skipped" lines) of a resolved audience
 //!   on the channels other than in-app, and how the log names targets.
 
@@ -22,6 +24,7 @@ pub(crate) mod reading;
 pub(crate) mod send;
 pub(crate) mod stack;
 pub(crate) mod stored;
+pub(crate) mod summary;
 pub(crate) mod users;
 
 use crate::jobs::{DeliveryEvent, DeliveryStatus, JobPayload, Recipient};
@@ -171,6 +174,7 @@ pub(crate) fn cancelled_line(payload: JobPayload, now: Millis) -> DeliveryEvent 
         JobPayload::Deliver { channel, recipient } => (recipient.label(), channel),
         JobPayload::Fallback { recipient } => (recipient.label(), Channel::Email),
         JobPayload::Digest { user, .. } => (format!("user:{user}"), Channel::Email),
+        JobPayload::Summary { user, channel, .. } => (format!("user:{user}"), channel),
         JobPayload::Expand { channel, .. } => ("broadcast".to_string(), channel),
         // Not tied to a notification: never cancelled with one.
         JobPayload::Retention { .. } => ("retention".to_string(), Channel::InApp),

@@ -40,6 +40,9 @@ pub enum Reason {
     SourceOff,
     SeenInApp,
     NoAddress,
+    /// The per-recipient rate limit: on a `held` line, the notification
+    /// waits for the summary at `until`; on a `sent` line, it went out in it.
+    RateLimited,
 }
 
 impl Reason {
@@ -51,6 +54,7 @@ impl Reason {
             Reason::SourceOff => "source_off",
             Reason::SeenInApp => "seen_in_app",
             Reason::NoAddress => "no_address",
+            Reason::RateLimited => "rate_limited",
         }
     }
 }

@@ -194,16 +194,7 @@ pub(crate) async fn finish(
             Ok(false)
         }
         JobOutcome::Digest { at, payload, lines } => {
-            for (id, e) in &lines {
-                let nid: Option<i64> =
-                    sqlx::query_scalar("SELECT nid FROM notifications WHERE id = $1")
-                        .bind(id)
-                        .fetch_optional(&mut *c)
-                        .await?;
-                if let Some(nid) = nid {
-                    log_many(c, nid, std::slice::from_ref(e)).await?;
-                }
-            }
+            log_by_id(c, &lines).await?;
             let json = serde_json::to_string(&payload).map_err(bad)?;
             sqlx::query(
                 "UPDATE jobs SET run_at = $2, payload = $3, lease_until = NULL, lease_owner = NULL,
@@ -215,6 +206,26 @@ pub(crate) async fn finish(
             .execute(&mut *c)
             .await?;
             Ok(true)
+        }
+        JobOutcome::DoneLines(lines) => {
+            log_by_id(c, &lines).await?;
+            sqlx::query("DELETE FROM jobs WHERE id = $1")
+                .bind(job)
+                .execute(&mut *c)
+                .await?;
+            Ok(false)
+        }
+        JobOutcome::Summarise { summary, log } => {
+            let mut added = false;
+            if let Some(nid) = log_nid {
+                log_many(c, nid, &log).await?;
+                added = summarise(c, summary, nid, now).await?;
+            }
+            sqlx::query("DELETE FROM jobs WHERE id = $1")
+                .bind(job)
+                .execute(&mut *c)
+                .await?;
+            Ok(added)
         }
         JobOutcome::Release => {
             sqlx::query(
@@ -262,6 +273,81 @@ pub(crate) async fn finish(
             .await?
             .rows_affected();
             Ok(n > 0)
+        }
+    }
+}
+
+/// Logs each line on the notification with that public id (one that is
+/// gone meanwhile is skipped).
+async fn log_by_id(c: &mut PgConnection, lines: &[(String, DeliveryEvent)]) -> Result<()> {
+    for (id, e) in lines {
+        let nid: Option<i64> = sqlx::query_scalar("SELECT nid FROM notifications WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await?;
+        if let Some(nid) = nid {
+            log_many(c, nid, std::slice::from_ref(e)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds notification `nid` to the summary job `summary` stands for (see
+/// [`crate::plan::summary`]); the row is locked while its payload is
+/// rewritten. True when a job was inserted.
+async fn summarise(
+    c: &mut PgConnection,
+    summary: JobPayload,
+    nid: i64,
+    now: Millis,
+) -> Result<bool> {
+    use crate::plan::summary::{Join, join, run_at};
+    let mut summary = summary;
+    loop {
+        let key = summary.dedup();
+        let found: Option<(i64, String, Option<i64>)> =
+            sqlx::query_as("SELECT id, payload, lease_until FROM jobs WHERE dedup = $1 FOR UPDATE")
+                .bind(&key)
+                .fetch_optional(&mut *c)
+                .await?;
+        match join(
+            summary,
+            found.as_ref().map(|(_, p, l)| (p.as_str(), *l)),
+            nid,
+            now,
+        )? {
+            Join::Insert(payload) => {
+                let json = serde_json::to_string(&payload).map_err(bad)?;
+                // Two nodes may insert the same window's job at once: the
+                // loser joins the winner's on the next turn.
+                let n = sqlx::query(
+                    "INSERT INTO jobs (kind, payload, nid, run_at, created_at, dedup)
+                     VALUES ($1, $2, NULL, $3, $4, $5)
+                     ON CONFLICT (dedup) WHERE dedup IS NOT NULL DO NOTHING",
+                )
+                .bind(payload.kind())
+                .bind(json)
+                .bind(run_at(&payload).0)
+                .bind(now.0)
+                .bind(payload.dedup())
+                .execute(&mut *c)
+                .await?
+                .rows_affected();
+                if n > 0 {
+                    return Ok(true);
+                }
+                summary = payload;
+            }
+            Join::Update(payload) => {
+                let json = serde_json::to_string(&payload).map_err(bad)?;
+                sqlx::query("UPDATE jobs SET payload = $2 WHERE id = $1")
+                    .bind(found.map(|f| f.0))
+                    .bind(json)
+                    .execute(&mut *c)
+                    .await?;
+                return Ok(false);
+            }
+            Join::Next(next) => summary = next,
         }
     }
 }

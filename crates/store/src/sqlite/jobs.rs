@@ -160,16 +160,7 @@ pub(crate) fn finish(w: &mut Writer, job: i64, outcome: JobOutcome, now: Millis)
                 .execute(params![job, at.0, error])?;
         }
         JobOutcome::Digest { at, payload, lines } => {
-            for (id, e) in &lines {
-                let nid: Option<i64> = w
-                    .conn
-                    .prepare_cached("SELECT nid FROM notifications WHERE id = ?1")?
-                    .query_row([id], |r| r.get(0))
-                    .optional()?;
-                if let Some(nid) = nid {
-                    log(&w.conn, nid, e)?;
-                }
-            }
+            log_by_id(&w.conn, &lines)?;
             let json = serde_json::to_string(&payload).map_err(bad)?;
             w.conn
                 .prepare_cached(
@@ -178,6 +169,21 @@ pub(crate) fn finish(w: &mut Writer, job: i64, outcome: JobOutcome, now: Millis)
                 )?
                 .execute(params![job, at.0, json])?;
             w.jobs_added = true;
+        }
+        JobOutcome::DoneLines(lines) => {
+            log_by_id(&w.conn, &lines)?;
+            w.conn
+                .prepare_cached("DELETE FROM jobs WHERE id = ?1")?
+                .execute([job])?;
+        }
+        JobOutcome::Summarise { summary, log } => {
+            write_log(&w.conn, &log)?;
+            if let Some(Some(nid)) = nid {
+                summarise(w, summary, nid, now)?;
+            }
+            w.conn
+                .prepare_cached("DELETE FROM jobs WHERE id = ?1")?
+                .execute([job])?;
         }
         JobOutcome::Release => {
             w.conn
@@ -224,6 +230,64 @@ pub(crate) fn finish(w: &mut Writer, job: i64, outcome: JobOutcome, now: Millis)
         }
     }
     Ok(())
+}
+
+/// Logs each line on the notification with that public id (one that is
+/// gone meanwhile is skipped).
+fn log_by_id(c: &Connection, lines: &[(String, DeliveryEvent)]) -> Result<()> {
+    for (id, e) in lines {
+        let nid: Option<i64> = c
+            .prepare_cached("SELECT nid FROM notifications WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        if let Some(nid) = nid {
+            log(c, nid, e)?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds notification `nid` to the summary job `summary` stands for: the
+/// waiting one of its window, or a new one; when that one is running
+/// already, the next window's (see [`crate::plan::summary`]).
+fn summarise(w: &mut Writer, summary: JobPayload, nid: i64, now: Millis) -> Result<()> {
+    let mut summary = summary;
+    loop {
+        let key = summary.dedup();
+        let found: Option<(i64, String, Option<i64>)> = w
+            .conn
+            .prepare_cached("SELECT id, payload, lease_until FROM jobs WHERE dedup = ?1")?
+            .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        match crate::plan::summary::join(
+            summary,
+            found.as_ref().map(|(_, p, l)| (p.as_str(), *l)),
+            nid,
+            now,
+        )? {
+            crate::plan::summary::Join::Insert(payload) => {
+                let json = serde_json::to_string(&payload).map_err(bad)?;
+                let at = crate::plan::summary::run_at(&payload);
+                w.conn
+                    .prepare_cached(
+                        "INSERT INTO jobs (kind, payload, nid, run_at, created_at, dedup)
+                         VALUES (?1, ?2, NULL, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![payload.kind(), json, at.0, now.0, payload.dedup()])?;
+                w.jobs_added = true;
+                return Ok(());
+            }
+            crate::plan::summary::Join::Update(payload) => {
+                let json = serde_json::to_string(&payload).map_err(bad)?;
+                let id = found.map(|f| f.0);
+                w.conn
+                    .prepare_cached("UPDATE jobs SET payload = ?2 WHERE id = ?1")?
+                    .execute(params![id, json])?;
+                return Ok(());
+            }
+            crate::plan::summary::Join::Next(next) => summary = next,
+        }
+    }
 }
 
 pub(crate) fn next_job_at(c: &Connection) -> Result<Option<Millis>> {
