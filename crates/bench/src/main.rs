@@ -40,6 +40,9 @@ enum Scenario {
     Connections(scenarios::connections::Args),
     /// N emails through the workers to a local SMTP sink: emails per second.
     Email(scenarios::email::Args),
+    /// The daily digest of N users at the same minute: digests per second,
+    /// and send latency while they run.
+    Digest(scenarios::digest::Args),
     /// The machine's ceiling for SQLite: batched inserts of the same rows.
     CeilingSqlite(scenarios::ceiling::SqliteArgs),
     /// The machine's ceiling for fan-out: a minimal tokio WebSocket server.
@@ -63,6 +66,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Soak(args) => scenarios::soak::run(args).await,
             Scenario::Connections(args) => scenarios::connections::run(args).await,
             Scenario::Email(args) => scenarios::email::run(args).await,
+            Scenario::Digest(args) => scenarios::digest::run(args).await,
             Scenario::CeilingSqlite(args) => scenarios::ceiling::sqlite(args).await,
             Scenario::CeilingWs(args) => scenarios::ceiling::websocket(args).await,
             Scenario::CeilingWsServer => {

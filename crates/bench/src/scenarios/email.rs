@@ -28,7 +28,7 @@ pub struct Args {
 }
 
 /// Accepts SMTP connections and counts the messages received.
-async fn sink(listener: tokio::net::TcpListener, received: Arc<AtomicU64>) {
+pub(crate) async fn sink(listener: tokio::net::TcpListener, received: Arc<AtomicU64>) {
     loop {
         let Ok((socket, _)) = listener.accept().await else {
             return;

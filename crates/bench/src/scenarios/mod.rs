@@ -2,6 +2,7 @@
 
 pub mod ceiling;
 pub mod connections;
+pub mod digest;
 pub mod email;
 pub mod fanout;
 pub mod inbox;
