@@ -875,6 +875,20 @@ export class BelfryInbox extends HTMLElement {
     this.fetchCounts();
     if (this.pageMode || this.isOpen) this.load(true);
     if (this.pageMode) this.markSeen();
+    this.startPush();
+  }
+
+  /** Desktop notifications: their module loads only where they are on, or may be offered once. */
+  startPush() {
+    try {
+      const ls = localStorage;
+      if (!navigator.serviceWorker || !window.Notification) return;
+      const off = Notification.permission !== 'default' || ls.getItem('belfry-push-asked') || this.getAttribute('push-prompt') === 'off';
+      if (!ls.getItem(`belfry-push:${this.server}`) && off) return;
+      import(new URL('push.js', import.meta.url).href).then((m) => m.start(this), () => {});
+    } catch {
+      // Storage or workers unavailable (private mode, sandboxed frame): no desktop notifications.
+    }
   }
 
   // ----- tokens and HTTP -----

@@ -43,6 +43,14 @@ const STRINGS = {
     days: 'Days',
     timezone: 'Time zone',
     noZone: 'UTC (none set)',
+    device: 'Desktop notifications on this device',
+    deviceOn: 'Turn on',
+    deviceOff: 'Turn off',
+    deviceIsOn: 'On',
+    deviceIsOff: 'Off',
+    deviceDenied: 'Blocked in this browser’s site settings for this page.',
+    deviceUnavailable: 'Not set up on this Belfry server.',
+    deviceFailed: 'Could not change desktop notifications:',
   },
   de: {
     title: 'Benachrichtigungseinstellungen',
@@ -78,6 +86,14 @@ const STRINGS = {
     days: 'Tage',
     timezone: 'Zeitzone',
     noZone: 'UTC (keine festgelegt)',
+    device: 'Desktop-Benachrichtigungen auf diesem Gerät',
+    deviceOn: 'Einschalten',
+    deviceOff: 'Ausschalten',
+    deviceIsOn: 'An',
+    deviceIsOff: 'Aus',
+    deviceDenied: 'In den Website-Einstellungen dieses Browsers blockiert.',
+    deviceUnavailable: 'Auf diesem Belfry-Server nicht eingerichtet.',
+    deviceFailed: 'Desktop-Benachrichtigungen konnten nicht geändert werden:',
   },
 };
 
@@ -325,6 +341,9 @@ class Panel {
       channelOpts.push(h('label', { class: 'opt' }, box, t.channel[c]));
     }
     general.append(h('fieldset', {}, h('legend', { text: t.channels }), channelOpts));
+    const device = h('div', { class: 'device', hidden: true });
+    general.append(device);
+    this.device(device);
 
     const parts = [general];
     const categories = this.state.available.categories || [];
@@ -333,6 +352,48 @@ class Panel {
     if (sources.length) parts.push(this.table('sources', sources, false));
     parts.push(this.digestSection(), this.quietSection());
     this.body.replaceChildren(...parts);
+  }
+
+  /** This browser's desktop notifications (web push): shown where the browser and page can have them. */
+  async device(box) {
+    const t = this.t;
+    let push;
+    try {
+      push = await import(new URL('push.js', import.meta.url).href);
+    } catch {
+      return;
+    }
+    const state = h('span', { class: 'tag' });
+    const note = h('p', { class: 'note', hidden: true });
+    const button = h('button', { type: 'button', class: 'link', 'data-k': 'device' });
+    const show = (s) => {
+      box.hidden = s === 'unsupported';
+      box.dataset.state = s;
+      state.textContent = `(${s === 'on' ? t.deviceIsOn : t.deviceIsOff})`;
+      button.textContent = s === 'on' ? t.deviceOff : t.deviceOn;
+      button.setAttribute('aria-label', `${t.device}: ${button.textContent}`);
+      button.hidden = s === 'denied' || s === 'unavailable';
+      note.textContent = s === 'denied' ? t.deviceDenied : s === 'unavailable' ? t.deviceUnavailable : '';
+      note.hidden = !note.textContent;
+    };
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      this.msg.hidden = true;
+      try {
+        show(await (box.dataset.state === 'on' ? push.disable(this.w) : push.enable(this.w)));
+      } catch (e) {
+        this.msg.textContent = `${t.deviceFailed} ${reason(e, t)}`;
+        this.msg.hidden = false;
+      } finally {
+        button.disabled = false;
+      }
+    });
+    box.append(h('div', { class: 'opt' }, h('span', { text: t.device }), state, button), note);
+    try {
+      show(await push.status(this.w));
+    } catch {
+      show('unsupported');
+    }
   }
 
   checkbox(key, patch) {

@@ -1,6 +1,7 @@
 //! Files compiled into the binary: the inbox widget (`GET /widget/belfry.js`,
 //! always served), its preferences panel (`GET /widget/preferences.js`, which
-//! the widget imports only when the panel is opened) and the helper that answers any embedded file with its
+//! the widget imports only when the panel is opened), desktop notifications
+//! (`GET /widget/push.js` and the service worker `GET /widget/sw.js`) and the helper that answers any embedded file with its
 //! content type, cache policy and a strong `ETag` (`304` on a match).
 
 use crate::AppState;
@@ -30,10 +31,45 @@ pub(crate) static PREFERENCES_JS: Embedded = Embedded::new(
     "public, max-age=300",
 );
 
+/// Desktop notifications on this device (web push set-up): a module the
+/// widget imports only where they are on or may be offered, and the panel
+/// imports for its switch.
+pub(crate) static PUSH_JS: Embedded = Embedded::new(
+    include_bytes!("../../../../web/widget/push.js"),
+    "text/javascript; charset=utf-8",
+    "public, max-age=300",
+);
+
+/// The service worker that shows pushes: a classic script, so that a host
+/// on another origin can serve it from its own with `importScripts` (a
+/// service worker must come from the page's origin). Revalidated on every
+/// update check (browsers check at most once a day for a worker anyway).
+pub(crate) static SW_JS: Embedded = Embedded::new(
+    include_bytes!("../../../../web/widget/sw.js"),
+    "text/javascript; charset=utf-8",
+    "no-cache",
+);
+
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/widget/belfry.js", get(widget))
         .route("/widget/preferences.js", get(preferences))
+        .route("/widget/push.js", get(push))
+        .route("/widget/sw.js", get(service_worker))
+}
+
+async fn push(headers: HeaderMap) -> Response {
+    PUSH_JS.respond(&headers)
+}
+
+/// With `Service-Worker-Allowed: /`, a page that Belfry serves may register
+/// it for the whole origin, not only for `/widget/`.
+async fn service_worker(headers: HeaderMap) -> Response {
+    let mut response = SW_JS.respond(&headers);
+    response
+        .headers_mut()
+        .insert("service-worker-allowed", HeaderValue::from_static("/"));
+    response
 }
 
 async fn widget(headers: HeaderMap) -> Response {

@@ -105,6 +105,51 @@ async fn the_preferences_panel_module_is_served_like_the_widget() {
 }
 
 #[tokio::test]
+async fn the_push_module_and_the_service_worker_are_served_for_any_origin() {
+    let app = spawn_app().await;
+    let get = |path: &'static str| {
+        app.client
+            .get(app.url(path))
+            .header("origin", "https://desk.example.com")
+            .send()
+    };
+    let r = get("/widget/push.js").await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("export async function enable("),
+        "the push module"
+    );
+    assert!(body.contains("/v1/me/push-subscriptions"));
+
+    let r = get("/widget/sw.js").await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let h = r.headers().clone();
+    assert_eq!(h["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(
+        h["service-worker-allowed"], "/",
+        "may control the whole origin"
+    );
+    assert_eq!(h["cache-control"], "no-cache");
+    assert_eq!(h["cross-origin-resource-policy"], "cross-origin");
+    let body = r.text().await.unwrap();
+    assert!(
+        !body.contains("export ") && !body.contains("import "),
+        "a classic script, for importScripts from the host's origin"
+    );
+    assert!(body.contains("addEventListener('push'"));
+    assert!(body.contains("addEventListener('notificationclick'"));
+    // The first module loads the push module relative to its own URL.
+    let widget = app.text("/widget/belfry.js").await;
+    assert!(widget.contains("new URL('push.js', import.meta.url)"));
+}
+
+#[tokio::test]
 async fn demo_routes_do_not_exist_without_demo_mode() {
     let app = spawn_app().await;
     for path in ["/", "/notifications", "/tickets/4211", "/demo/demo.js"] {
