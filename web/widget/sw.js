@@ -73,19 +73,16 @@ function parse(event) {
 self.addEventListener('push', (event) => {
   const p = parse(event);
   if (!p || !p.title) return;
-  const actions = Array.isArray(p.actions) ? p.actions : [];
+  // Belfry sends actions as the browser takes them: {action, title, url}.
+  const actions = (Array.isArray(p.actions) ? p.actions : []).filter((a) => a && a.action && a.title).slice(0, 2);
   const options = {
     body: p.body || '',
     icon: p.icon || undefined,
-    badge: p.badge || undefined,
     tag: p.tag || p.id || undefined,
     renotify: !!p.tag,
-    timestamp: p.created_at ? Date.parse(p.created_at) : Date.now(),
-    data: { id: p.id || null, url: p.url || null, actions: actions.map((a) => ({ id: a.id, url: a.url || null })) },
-    actions: actions
-      .filter((a) => a && a.id && a.label)
-      .slice(0, 2)
-      .map((a) => ({ action: String(a.id), title: String(a.label) })),
+    requireInteraction: !!p.sticky,
+    data: { id: p.id || null, url: p.url || null, actions: actions.map((a) => ({ id: String(a.action), url: a.url || null })) },
+    actions: actions.map((a) => ({ action: String(a.action), title: String(a.title) })),
   };
   event.waitUntil(self.registration.showNotification(String(p.title), options));
 });
