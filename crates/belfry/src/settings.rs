@@ -222,6 +222,31 @@ pub struct ServeArgs {
     /// none, it is printed once]
     #[arg(long, env = "BELFRY_ADMIN_KEY_FILE", value_name = "FILE")]
     pub admin_key_file: Option<PathBuf>,
+
+    /// Web push: the VAPID private key, the 32-byte P-256 scalar as base64url
+    /// (what `npx web-push generate-vapid-keys` prints as the private key)
+    /// [default: none, a key pair is generated on first start and kept in the
+    /// database; GET /v1/push/vapid-public-key shows its public key]
+    #[arg(
+        long,
+        env = "BELFRY_VAPID_PRIVATE_KEY",
+        value_name = "BASE64URL",
+        hide_env_values = true
+    )]
+    pub vapid_private_key: Option<SecretString>,
+
+    /// Web push: the contact push services see in every request (VAPID
+    /// `sub`), mailto:ops@example.com or https://example.com [default:
+    /// mailto:belfry@<public URL's host>]
+    #[arg(long, env = "BELFRY_VAPID_SUBJECT", value_name = "URI")]
+    pub vapid_subject: Option<String>,
+
+    /// Outgoing requests (web push) to loopback, link-local and private
+    /// addresses are refused; this comma-separated list of hosts, addresses
+    /// and networks allows them (e.g. 127.0.0.1,10.0.0.0/8,push.intranet)
+    /// [default: none]
+    #[arg(long, env = "BELFRY_OUTBOUND_ALLOW", value_name = "LIST")]
+    pub outbound_allow: Option<String>,
 }
 
 /// The keys a TOML file may hold.
@@ -261,6 +286,28 @@ struct FileSettings {
     nats_url: Option<String>,
     nats_subject: Option<String>,
     admin_key_file: Option<PathBuf>,
+    vapid_private_key: Option<SecretString>,
+    vapid_subject: Option<String>,
+    /// A list, or the same comma-separated text as the flag.
+    outbound_allow: Option<OutboundAllow>,
+}
+
+/// `outbound_allow` in a TOML file: `["127.0.0.1", "10.0.0.0/8"]` or
+/// `"127.0.0.1,10.0.0.0/8"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum OutboundAllow {
+    List(Vec<String>),
+    Text(String),
+}
+
+impl OutboundAllow {
+    fn text(&self) -> String {
+        match self {
+            OutboundAllow::List(items) => items.join(","),
+            OutboundAllow::Text(t) => t.clone(),
+        }
+    }
 }
 
 fn read_file(path: Option<&Path>) -> anyhow::Result<FileSettings> {
@@ -637,6 +684,31 @@ impl ServeArgs {
         {
             bail!("--nats-subject {nats_subject}: give a plain subject such as belfry.events");
         }
+        let vapid_private_key = self
+            .vapid_private_key
+            .clone()
+            .or(file.vapid_private_key.clone())
+            .filter(|k| !k.expose_secret().trim().is_empty());
+        if let Some(k) = &vapid_private_key {
+            belfry_delivery::VapidKey::from_base64url(k)
+                .map_err(|e| anyhow::anyhow!("--vapid-private-key {e}"))?;
+        }
+        let mut web_push = defaults.web_push.clone();
+        web_push.subject = match self.vapid_subject.clone().or(file.vapid_subject.clone()) {
+            Some(subject) => {
+                belfry_delivery::webpush::check_subject(&subject)
+                    .map_err(|e| anyhow::anyhow!("--vapid-subject {subject}: {e}"))?;
+                subject
+            }
+            None => format!("mailto:belfry@{}", email.message_id_host),
+        };
+        let outbound_text = self
+            .outbound_allow
+            .clone()
+            .or(file.outbound_allow.as_ref().map(OutboundAllow::text))
+            .unwrap_or_default();
+        let outbound = belfry_delivery::OutboundPolicy::parse(&outbound_text)
+            .map_err(|e| anyhow::anyhow!("--outbound-allow: {e}"))?;
         let admin_key_file = self
             .admin_key_file
             .clone()
@@ -667,6 +739,9 @@ impl ServeArgs {
                 rate_limit: self.rate_limit.or(file.rate_limit).unwrap_or(0),
                 nats_url,
                 nats_subject,
+                web_push,
+                vapid_private_key,
+                outbound,
                 ..defaults
             },
         })
@@ -715,6 +790,9 @@ mod tests {
             nats_url: None,
             nats_subject: None,
             admin_key_file: None,
+            vapid_private_key: None,
+            vapid_subject: None,
+            outbound_allow: None,
         }
     }
 

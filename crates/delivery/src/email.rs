@@ -417,16 +417,16 @@ impl ChannelAdapter for EmailAdapter {
 
     fn skip_reason(&self, message: &Message) -> Option<String> {
         message
-            .context
-            .to
+            .profile
+            .email
             .is_none()
             .then(|| "the user has no email address".to_string())
     }
 
     async fn send(&self, message: &Message) -> Result<(), SendError> {
-        let ctx = &message.context;
+        let ctx = &message.profile;
         let to = ctx
-            .to
+            .email
             .as_ref()
             .ok_or_else(|| SendError::permanent("no email address"))?;
         let language = ctx.locale.as_ref().map(|l| l.language()).unwrap_or("en");
@@ -435,7 +435,7 @@ impl ChannelAdapter for EmailAdapter {
             ctx.name.as_deref(),
             language,
             ctx.timezone.as_ref().map(|t| t.as_str()),
-            ctx.published_at,
+            message.published_at,
         );
         let email = OutgoingEmail {
             from: self.settings.from.clone(),
