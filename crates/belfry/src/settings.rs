@@ -977,6 +977,61 @@ mod tests {
     }
 
     #[test]
+    fn web_push_settings_from_flags_and_file() {
+        let s = args(None, None).resolve(None).unwrap();
+        assert!(s.server.vapid_private_key.is_none(), "generated");
+        assert_eq!(s.server.web_push.subject, "mailto:belfry@127.0.0.1");
+        assert!(s.server.outbound.is_strict());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("belfry.toml");
+        std::fs::write(
+            &path,
+            "vapid_subject = \"mailto:ops@example.com\"\noutbound_allow = [\"10.0.0.0/8\", \"push.intranet\"]\n\
+             vapid_private_key = \"RS0WdYWWo1HajXg3NZR1olzCf31i-ZBGDkFyCs7j1jw\"\n",
+        )
+        .unwrap();
+        let s = args(None, Some(path.clone())).resolve(None).unwrap();
+        assert_eq!(s.server.web_push.subject, "mailto:ops@example.com");
+        assert!(
+            s.server
+                .outbound
+                .ip_allowed(None, "10.1.2.3".parse().unwrap())
+        );
+        assert!(
+            s.server
+                .outbound
+                .ip_allowed(Some("push.intranet"), "192.168.1.1".parse().unwrap())
+        );
+        assert!(
+            !format!("{:?}", s.server).contains("RS0W"),
+            "the key is a secret"
+        );
+        let mut a = args(None, Some(path.clone()));
+        a.outbound_allow = Some("127.0.0.1".into());
+        let s = a.resolve(None).unwrap();
+        assert!(
+            !s.server
+                .outbound
+                .ip_allowed(None, "10.1.2.3".parse().unwrap()),
+            "the flag wins over the file"
+        );
+        let refused = |a: ServeArgs, named: &str| {
+            let e = a.resolve(None).unwrap_err().to_string();
+            assert!(e.contains(named), "{e}");
+            assert!(!e.contains("short"), "the key is not shown: {e}");
+        };
+        let mut a = args(None, None);
+        a.vapid_private_key = Some("short".into());
+        refused(a, "--vapid-private-key");
+        let mut a = args(None, None);
+        a.vapid_subject = Some("ops@example.com".into());
+        refused(a, "--vapid-subject");
+        let mut a = args(None, None);
+        a.outbound_allow = Some("10.0.0.0/99".into());
+        refused(a, "--outbound-allow");
+    }
+
+    #[test]
     fn limits_have_defaults_and_can_be_set() {
         let s = args(None, None).resolve(None).unwrap();
         assert_eq!(s.server.max_recipients, 10_000);
