@@ -40,6 +40,9 @@ enum Scenario {
     Connections(scenarios::connections::Args),
     /// N emails through the workers to a local SMTP sink: emails per second.
     Email(scenarios::email::Args),
+    /// N users with a push subscription each: web pushes per second to a
+    /// local push-service stand-in, and a web-push broadcast to all of them.
+    WebPush(scenarios::webpush::Args),
     /// The machine's ceiling for SQLite: batched inserts of the same rows.
     CeilingSqlite(scenarios::ceiling::SqliteArgs),
     /// The machine's ceiling for fan-out: a minimal tokio WebSocket server.
@@ -63,6 +66,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Soak(args) => scenarios::soak::run(args).await,
             Scenario::Connections(args) => scenarios::connections::run(args).await,
             Scenario::Email(args) => scenarios::email::run(args).await,
+            Scenario::WebPush(args) => scenarios::webpush::run(args).await,
             Scenario::CeilingSqlite(args) => scenarios::ceiling::sqlite(args).await,
             Scenario::CeilingWs(args) => scenarios::ceiling::websocket(args).await,
             Scenario::CeilingWsServer => {
