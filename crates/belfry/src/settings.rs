@@ -233,6 +233,31 @@ pub struct ServeArgs {
     /// none, it is printed once]
     #[arg(long, env = "BELFRY_ADMIN_KEY_FILE", value_name = "FILE")]
     pub admin_key_file: Option<PathBuf>,
+
+    /// Web push: the VAPID private key, the 32-byte P-256 scalar as base64url
+    /// (what `npx web-push generate-vapid-keys` prints as the private key)
+    /// [default: none, a key pair is generated on first start and kept in the
+    /// database; GET /v1/push/vapid-public-key shows its public key]
+    #[arg(
+        long,
+        env = "BELFRY_VAPID_PRIVATE_KEY",
+        value_name = "BASE64URL",
+        hide_env_values = true
+    )]
+    pub vapid_private_key: Option<SecretString>,
+
+    /// Web push: the contact push services see in every request (VAPID
+    /// `sub`), mailto:ops@example.com or https://example.com [default:
+    /// mailto:belfry@<public URL's host>]
+    #[arg(long, env = "BELFRY_VAPID_SUBJECT", value_name = "URI")]
+    pub vapid_subject: Option<String>,
+
+    /// Outgoing requests (web push) to loopback, link-local and private
+    /// addresses are refused; this comma-separated list of hosts, addresses
+    /// and networks allows them (e.g. 127.0.0.1,10.0.0.0/8,push.intranet)
+    /// [default: none]
+    #[arg(long, env = "BELFRY_OUTBOUND_ALLOW", value_name = "LIST")]
+    pub outbound_allow: Option<String>,
 }
 
 /// The keys a TOML file may hold.
@@ -274,6 +299,28 @@ struct FileSettings {
     nats_url: Option<String>,
     nats_subject: Option<String>,
     admin_key_file: Option<PathBuf>,
+    vapid_private_key: Option<SecretString>,
+    vapid_subject: Option<String>,
+    /// A list, or the same comma-separated text as the flag.
+    outbound_allow: Option<OutboundAllow>,
+}
+
+/// `outbound_allow` in a TOML file: `["127.0.0.1", "10.0.0.0/8"]` or
+/// `"127.0.0.1,10.0.0.0/8"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum OutboundAllow {
+    List(Vec<String>),
+    Text(String),
+}
+
+impl OutboundAllow {
+    fn text(&self) -> String {
+        match self {
+            OutboundAllow::List(items) => items.join(","),
+            OutboundAllow::Text(t) => t.clone(),
+        }
+    }
 }
 
 fn read_file(path: Option<&Path>) -> anyhow::Result<FileSettings> {
@@ -673,6 +720,31 @@ impl ServeArgs {
         {
             bail!("--nats-subject {nats_subject}: give a plain subject such as belfry.events");
         }
+        let vapid_private_key = self
+            .vapid_private_key
+            .clone()
+            .or(file.vapid_private_key.clone())
+            .filter(|k| !k.expose_secret().trim().is_empty());
+        if let Some(k) = &vapid_private_key {
+            belfry_delivery::VapidKey::from_base64url(k)
+                .map_err(|e| anyhow::anyhow!("--vapid-private-key {e}"))?;
+        }
+        let mut web_push = defaults.web_push.clone();
+        web_push.subject = match self.vapid_subject.clone().or(file.vapid_subject.clone()) {
+            Some(subject) => {
+                belfry_delivery::webpush::check_subject(&subject)
+                    .map_err(|e| anyhow::anyhow!("--vapid-subject {subject}: {e}"))?;
+                subject
+            }
+            None => format!("mailto:belfry@{}", email.message_id_host),
+        };
+        let outbound_text = self
+            .outbound_allow
+            .clone()
+            .or(file.outbound_allow.as_ref().map(OutboundAllow::text))
+            .unwrap_or_default();
+        let outbound = belfry_delivery::OutboundPolicy::parse(&outbound_text)
+            .map_err(|e| anyhow::anyhow!("--outbound-allow: {e}"))?;
         let admin_key_file = self
             .admin_key_file
             .clone()
@@ -703,6 +775,9 @@ impl ServeArgs {
                 rate_limit: self.rate_limit.or(file.rate_limit).unwrap_or(0),
                 nats_url,
                 nats_subject,
+                web_push,
+                vapid_private_key,
+                outbound,
                 ..defaults
             },
         })
@@ -753,6 +828,9 @@ mod tests {
             nats_url: None,
             nats_subject: None,
             admin_key_file: None,
+            vapid_private_key: None,
+            vapid_subject: None,
+            outbound_allow: None,
         }
     }
 
@@ -969,6 +1047,61 @@ mod tests {
         let e = a.resolve(None).unwrap_err().to_string();
         assert!(e.contains("unknown database URL"), "{e}");
         assert!(!e.contains("secret"), "the password is not shown: {e}");
+    }
+
+    #[test]
+    fn web_push_settings_from_flags_and_file() {
+        let s = args(None, None).resolve(None).unwrap();
+        assert!(s.server.vapid_private_key.is_none(), "generated");
+        assert_eq!(s.server.web_push.subject, "mailto:belfry@127.0.0.1");
+        assert!(s.server.outbound.is_strict());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("belfry.toml");
+        std::fs::write(
+            &path,
+            "vapid_subject = \"mailto:ops@example.com\"\noutbound_allow = [\"10.0.0.0/8\", \"push.intranet\"]\n\
+             vapid_private_key = \"RS0WdYWWo1HajXg3NZR1olzCf31i-ZBGDkFyCs7j1jw\"\n",
+        )
+        .unwrap();
+        let s = args(None, Some(path.clone())).resolve(None).unwrap();
+        assert_eq!(s.server.web_push.subject, "mailto:ops@example.com");
+        assert!(
+            s.server
+                .outbound
+                .ip_allowed(None, "10.1.2.3".parse().unwrap())
+        );
+        assert!(
+            s.server
+                .outbound
+                .ip_allowed(Some("push.intranet"), "192.168.1.1".parse().unwrap())
+        );
+        assert!(
+            !format!("{:?}", s.server).contains("RS0W"),
+            "the key is a secret"
+        );
+        let mut a = args(None, Some(path.clone()));
+        a.outbound_allow = Some("127.0.0.1".into());
+        let s = a.resolve(None).unwrap();
+        assert!(
+            !s.server
+                .outbound
+                .ip_allowed(None, "10.1.2.3".parse().unwrap()),
+            "the flag wins over the file"
+        );
+        let refused = |a: ServeArgs, named: &str| {
+            let e = a.resolve(None).unwrap_err().to_string();
+            assert!(e.contains(named), "{e}");
+            assert!(!e.contains("short"), "the key is not shown: {e}");
+        };
+        let mut a = args(None, None);
+        a.vapid_private_key = Some("short".into());
+        refused(a, "--vapid-private-key");
+        let mut a = args(None, None);
+        a.vapid_subject = Some("ops@example.com".into());
+        refused(a, "--vapid-subject");
+        let mut a = args(None, None);
+        a.outbound_allow = Some("10.0.0.0/99".into());
+        refused(a, "--outbound-allow");
     }
 
     #[test]

@@ -352,6 +352,16 @@ async fn check_fixture(manifest: &std::path::Path) {
         "{name}: {text}"
     );
 
+    // From schema 8: Ana's browser push subscription.
+    if schema >= 8 {
+        let (status, push) = get("/v1/users/u-ana/push-subscriptions".into()).await;
+        assert_eq!(status, 200, "{name}");
+        assert_eq!(
+            push["items"][0]["endpoint"], "https://push.example.net/fixture/ana",
+            "{name}: {push}"
+        );
+    }
+
     // Every notification, as its producer sees it, with its status.
     for kind in [
         "direct",

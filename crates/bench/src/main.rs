@@ -43,6 +43,9 @@ enum Scenario {
     /// The daily digest of N users at the same minute: digests per second,
     /// and send latency while they run.
     Digest(scenarios::digest::Args),
+    /// N users with a push subscription each: web pushes per second to a
+    /// local push-service stand-in, and a web-push broadcast to all of them.
+    WebPush(scenarios::webpush::Args),
     /// The machine's ceiling for SQLite: batched inserts of the same rows.
     CeilingSqlite(scenarios::ceiling::SqliteArgs),
     /// The machine's ceiling for fan-out: a minimal tokio WebSocket server.
@@ -67,6 +70,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Connections(args) => scenarios::connections::run(args).await,
             Scenario::Email(args) => scenarios::email::run(args).await,
             Scenario::Digest(args) => scenarios::digest::run(args).await,
+            Scenario::WebPush(args) => scenarios::webpush::run(args).await,
             Scenario::CeilingSqlite(args) => scenarios::ceiling::sqlite(args).await,
             Scenario::CeilingWs(args) => scenarios::ceiling::websocket(args).await,
             Scenario::CeilingWsServer => {

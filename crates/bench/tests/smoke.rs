@@ -160,6 +160,23 @@ fn email_scenario_at_tiny_size() {
 }
 
 #[test]
+fn web_push_scenario_at_tiny_size() {
+    let r = bench(&["web-push", "--users", "30", "--workers", "4"]);
+    assert!(
+        row(&r, "web pushes sent per second")["value"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(
+        row(&r, "broadcast: pushes per second")["value"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+}
+
+#[test]
 fn ceiling_scenarios_at_tiny_size() {
     let out = Command::new(env!("CARGO_BIN_EXE_belfry-bench"))
         .args([

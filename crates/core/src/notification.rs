@@ -280,11 +280,17 @@ pub struct NewNotification {
     /// send); the recipient's preferences decide when the email's job runs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub category_email: bool,
+    /// The category's defaults turn web push on: users who have a push
+    /// subscription get a web push job without `channels` asking for it
+    /// (set by the server like `category_email`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub category_web_push: bool,
 }
 
 impl NewNotification {
     /// Whether the notification goes to this channel. Without an explicit
-    /// list: in-app for users, email for external contacts.
+    /// list: in-app for users (and email and web push when the category's
+    /// defaults turn them on), email for external contacts.
     pub fn wants(&self, channel: Channel, contact: bool) -> bool {
         match &self.channels {
             Some(list) => list.contains(&channel),
@@ -292,7 +298,9 @@ impl NewNotification {
                 if contact {
                     channel == Channel::Email
                 } else {
-                    channel == Channel::InApp || (channel == Channel::Email && self.category_email)
+                    channel == Channel::InApp
+                        || (channel == Channel::Email && self.category_email)
+                        || (channel == Channel::WebPush && self.category_web_push)
                 }
             }
         }
@@ -583,6 +591,7 @@ impl SendRequest {
             idempotency_key,
             subscribe_actor,
             category_email: false,
+            category_web_push: false,
         })
     }
 }

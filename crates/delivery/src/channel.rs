@@ -1,10 +1,14 @@
 //! The contract between the engine and a channel: deliver one message to
-//! one recipient, and say whether a failure is worth retrying. Web push,
-//! mobile push and chat adapters implement the same trait.
+//! one recipient, and say whether a failure is worth retrying (and not
+//! before when). Email and web push implement it; mobile push and chat
+//! adapters implement the same trait. The message is the same for every
+//! channel: what each channel needs beyond the content and the
+//! recipient's profile it reads itself (web push its subscriptions).
 
 use async_trait::async_trait;
-use belfry_core::{Channel, Content};
-use belfry_store::{EmailContext, Recipient};
+use belfry_core::{Channel, Content, Millis};
+use belfry_store::{Recipient, RecipientProfile};
+use std::time::Duration;
 
 /// One notification for one recipient on one channel.
 #[derive(Debug, Clone)]
@@ -12,9 +16,14 @@ pub struct Message {
     /// Unique per delivery job; adapters use it to make a retry
     /// recognisable (e.g. the email's Message-ID).
     pub delivery_id: String,
+    /// The notification's public id.
+    pub notification_id: String,
     pub recipient: Recipient,
+    /// Who the recipient is: address, name, language, time zone.
+    pub profile: RecipientProfile,
     pub content: Content,
-    pub context: EmailContext,
+    /// When the notification was published.
+    pub published_at: Millis,
 }
 
 /// Why a delivery failed.
@@ -23,22 +32,45 @@ pub struct Message {
 pub struct SendError {
     /// A permanent failure (refused address, bad request) is not retried.
     pub permanent: bool,
+    /// Nothing to deliver to after all (logged as skipped, not failed).
+    pub skipped: bool,
     pub message: String,
+    /// The receiving service asked not to be tried again before this
+    /// long (`Retry-After`); the engine's back-off waits at least this.
+    pub retry_after: Option<Duration>,
 }
 
 impl SendError {
     pub fn temporary(message: impl Into<String>) -> Self {
         Self {
             permanent: false,
+            skipped: false,
             message: message.into(),
+            retry_after: None,
         }
     }
 
     pub fn permanent(message: impl Into<String>) -> Self {
         Self {
             permanent: true,
-            message: message.into(),
+            ..Self::temporary(message)
         }
+    }
+
+    /// There was nothing to deliver to (e.g. no push subscription any
+    /// more): not retried, logged as skipped.
+    pub fn skipped(message: impl Into<String>) -> Self {
+        Self {
+            permanent: true,
+            skipped: true,
+            ..Self::temporary(message)
+        }
+    }
+
+    /// Not before `after` (a temporary failure's `Retry-After`).
+    pub fn retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
     }
 }
 

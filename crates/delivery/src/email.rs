@@ -386,6 +386,8 @@ impl DigestItem {
 #[derive(Debug, Clone)]
 pub struct Digest {
     pub kind: DigestKind,
+    /// Whose it is (push summaries find the user's devices with it).
+    pub user: belfry_core::UserId,
     /// Unique per digest run; the Message-ID is made from it, so that a
     /// retry of the same run is recognisable.
     pub delivery_id: String,
@@ -438,16 +440,16 @@ impl ChannelAdapter for EmailAdapter {
 
     fn skip_reason(&self, message: &Message) -> Option<String> {
         message
-            .context
-            .to
+            .profile
+            .email
             .is_none()
             .then(|| "the user has no email address".to_string())
     }
 
     async fn send(&self, message: &Message) -> Result<(), SendError> {
-        let ctx = &message.context;
+        let ctx = &message.profile;
         let to = ctx
-            .to
+            .email
             .as_ref()
             .ok_or_else(|| SendError::permanent("no email address"))?;
         let language = ctx.locale.as_ref().map(|l| l.language()).unwrap_or("en");
@@ -456,7 +458,7 @@ impl ChannelAdapter for EmailAdapter {
             ctx.name.as_deref(),
             language,
             ctx.timezone.as_ref().map(|t| t.as_str()),
-            ctx.published_at,
+            message.published_at,
         );
         let email = OutgoingEmail {
             from: self.settings.from.clone(),
@@ -587,6 +589,7 @@ mod tests {
         });
         let d = Digest {
             kind: DigestKind::Daily,
+            user: belfry_core::UserId::parse("ana").unwrap(),
             delivery_id: "digest.1.2".into(),
             to: Some(belfry_core::EmailAddress::parse("ana@example.com").unwrap()),
             name: Some("Ana".into()),

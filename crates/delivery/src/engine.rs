@@ -314,6 +314,18 @@ impl Engine {
         error: String,
         log: impl Fn(Option<String>) -> DeliveryEvent,
     ) -> JobOutcome {
+        self.retry_or_fail_after(job, error, None, log)
+    }
+
+    /// [`Engine::retry_or_fail`], not before `not_before` (a receiving
+    /// service's `Retry-After`) when that is longer than the back-off.
+    fn retry_or_fail_after(
+        &self,
+        job: &Job,
+        error: String,
+        not_before: Option<Duration>,
+        log: impl Fn(Option<String>) -> DeliveryEvent,
+    ) -> JobOutcome {
         if job.attempts >= self.config.max_attempts {
             metrics::counter!("belfry_jobs_failed_total", "kind" => job.payload.kind())
                 .increment(1);
@@ -322,7 +334,8 @@ impl Engine {
                 job.attempts
             )))]);
         }
-        let delay = backoff(self.config.retry_base, job.attempts, job.id as u64);
+        let delay = backoff(self.config.retry_base, job.attempts, job.id as u64)
+            .max(not_before.unwrap_or_default());
         let at = Millis(self.clock.now().0 + delay.as_millis() as i64);
         JobOutcome::Retry {
             at,
@@ -500,7 +513,7 @@ impl Engine {
         };
         let context = match self
             .store
-            .email_context(nid, recipient, now, fallback)
+            .delivery_context(nid, recipient, channel, now, fallback)
             .await
         {
             Ok(Some(c)) => c,
@@ -532,6 +545,7 @@ impl Engine {
         }
         // The first digested email of a user creates their digest job.
         if context.verdict == Verdict::Digest
+            && channel == Channel::Email
             && let belfry_store::Recipient::User(user) = recipient
             && let Err(e) = schedule_digest(self.store.as_ref(), user, false, now).await
         {
@@ -565,9 +579,11 @@ impl Engine {
         };
         let message = Message {
             delivery_id: format!("{}.{}", context.notification_id, job.id),
+            notification_id: context.notification_id,
             recipient: recipient.clone(),
+            profile: context.profile,
             content,
-            context,
+            published_at: context.published_at,
         };
         if let Some(reason) = adapter.skip_reason(&message) {
             metrics::counter!("belfry_delivery_attempts_total", "channel" => channel.as_str(), "outcome" => "skipped").increment(1);
@@ -590,6 +606,16 @@ impl Engine {
                     None,
                 )])
             }
+            Err(e) if e.skipped => {
+                metrics::counter!("belfry_delivery_attempts_total", "channel" => channel.as_str(), "outcome" => "skipped").increment(1);
+                JobOutcome::Done(vec![self.line(
+                    label,
+                    channel,
+                    DeliveryStatus::Skipped,
+                    job.attempts,
+                    Some(e.message),
+                )])
+            }
             Err(e) if e.permanent => {
                 metrics::counter!("belfry_delivery_attempts_total", "channel" => channel.as_str(), "outcome" => "failed").increment(1);
                 metrics::counter!("belfry_jobs_failed_total", "kind" => "deliver").increment(1);
@@ -603,7 +629,7 @@ impl Engine {
             }
             Err(e) => {
                 metrics::counter!("belfry_delivery_attempts_total", "channel" => channel.as_str(), "outcome" => "retry").increment(1);
-                self.retry_or_fail(job, e.message, |err| {
+                self.retry_or_fail_after(job, e.message, e.retry_after, |err| {
                     self.line(
                         label.clone(),
                         channel,
@@ -715,6 +741,7 @@ impl Engine {
         };
         let digest = Digest {
             kind: DigestKind::Daily,
+            user: user.clone(),
             delivery_id: format!("digest.{}.{}", job.id, job.run_at.0),
             to: Some(to),
             name: person.name.clone(),

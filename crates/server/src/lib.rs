@@ -70,6 +70,18 @@ pub struct Config {
     pub nats_url: Option<String>,
     /// The NATS subject of this cluster's events.
     pub nats_subject: String,
+    /// Web push: the VAPID contact, the TTL, the request timeout.
+    pub web_push: belfry_delivery::WebPushSettings,
+    /// The VAPID private key from configuration (`BELFRY_VAPID_PRIVATE_KEY`);
+    /// none: a key pair is generated on first start and kept in the
+    /// database (the same on every node).
+    pub vapid_private_key: Option<SecretString>,
+    /// Push subscriptions kept per user; posting one more drops the least
+    /// recently posted.
+    pub push_subscriptions_per_user: usize,
+    /// Which non-public destinations outgoing requests (web push) may
+    /// reach (`BELFRY_OUTBOUND_ALLOW`); by default none.
+    pub outbound: belfry_delivery::OutboundPolicy,
 }
 
 impl Default for Config {
@@ -92,6 +104,10 @@ impl Default for Config {
             rate_limit: 0,
             nats_url: None,
             nats_subject: "belfry.events".into(),
+            web_push: belfry_delivery::WebPushSettings::default(),
+            vapid_private_key: None,
+            push_subscriptions_per_user: 20,
+            outbound: belfry_delivery::OutboundPolicy::default(),
         }
     }
 }
@@ -110,6 +126,8 @@ pub struct AppState {
     pub categories: Arc<categories::Categories>,
     /// The per-key request rate; None: no limit.
     pub rate_limit: Option<Arc<ratelimit::KeyLimiter>>,
+    /// The VAPID key pair of web push.
+    pub vapid: Arc<belfry_delivery::VapidKey>,
 }
 
 /// The name of the signing secret of user tokens in the store.
@@ -123,6 +141,30 @@ pub async fn token_signer(store: &SharedStore) -> anyhow::Result<TokenSigner> {
         .context("reading the user-token secret")?
         .into();
     Ok(TokenSigner::new(secret.expose_secret()))
+}
+
+/// The name of the seed of the generated VAPID key pair in the store.
+pub const VAPID_SECRET: &str = "vapid-p256";
+
+/// The VAPID key pair: from configuration, else derived from a secret
+/// generated on first start and kept in the database (the same on every
+/// node, and after restarts, so browsers' subscriptions stay valid).
+pub async fn vapid_key(
+    store: &SharedStore,
+    configured: Option<&SecretString>,
+) -> anyhow::Result<belfry_delivery::VapidKey> {
+    match configured {
+        Some(key) => belfry_delivery::VapidKey::from_base64url(key)
+            .map_err(|e| anyhow::anyhow!("BELFRY_VAPID_PRIVATE_KEY {e}")),
+        None => {
+            let seed: SecretSlice<u8> = store
+                .secret(VAPID_SECRET)
+                .await
+                .context("reading the VAPID key")?
+                .into();
+            Ok(belfry_delivery::VapidKey::derive(seed.expose_secret()))
+        }
+    }
 }
 
 /// Makes sure an admin key exists. With `BELFRY_ADMIN_KEY` set, that key is
@@ -148,12 +190,13 @@ pub async fn bootstrap_admin_key(
     }
 }
 
-/// The delivery engine with the email channel: SMTP when configured,
-/// otherwise the development mailbox.
+/// The delivery engine with the email channel (SMTP when configured,
+/// otherwise the development mailbox) and web push.
 fn build_engine(
     config: &Config,
     store: &SharedStore,
     clock: &Arc<dyn Clock>,
+    vapid: Arc<belfry_delivery::VapidKey>,
 ) -> anyhow::Result<belfry_delivery::Engine> {
     let mailer: Arc<dyn belfry_delivery::Mailer> = match &config.smtp_url {
         Some(url) => Arc::new(
@@ -166,9 +209,16 @@ fn build_engine(
         )),
     };
     let email = belfry_delivery::EmailAdapter::new(config.email.clone(), mailer);
+    let mut push = config.web_push.clone();
+    push.outbound = config.outbound.clone();
+    if push.app_url.is_none() {
+        push.app_url = config.email.app_url.clone();
+    }
+    let web_push = belfry_delivery::WebPushAdapter::new(store.clone(), vapid, push);
     Ok(
         belfry_delivery::Engine::new(store.clone(), clock.clone(), config.delivery.clone())
-            .with_adapter(Arc::new(email)),
+            .with_adapter(Arc::new(email))
+            .with_adapter(Arc::new(web_push)),
     )
 }
 
@@ -216,7 +266,8 @@ impl Application {
         hub.load_revocations()
             .await
             .context("reading the token revocations")?;
-        let engine = Arc::new(build_engine(&config, &store, &clock)?);
+        let vapid = Arc::new(vapid_key(&store, config.vapid_private_key.as_ref()).await?);
+        let engine = Arc::new(build_engine(&config, &store, &clock, vapid.clone())?);
         if config.delivery.retention.is_some() {
             let now = clock.now();
             store
@@ -240,6 +291,7 @@ impl Application {
             config: Arc::new(config),
             hub: hub.clone(),
             engine: engine.clone(),
+            vapid,
         };
         let router = routes::router(state);
         Ok(Application {

@@ -233,20 +233,29 @@ pub enum JobOutcome {
     Release,
 }
 
-/// Everything a message to one recipient needs.
+/// What Belfry knows about a recipient that a channel may need to reach
+/// and address them: the email channel their address, every channel their
+/// name, language and time zone.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecipientProfile {
+    /// None for a user without an address.
+    pub email: Option<EmailAddress>,
+    pub name: Option<String>,
+    pub locale: Option<Locale>,
+    pub timezone: Option<TimeZoneName>,
+}
+
+/// Everything a delivery of one notification to one recipient on one
+/// channel needs, read by the worker that runs its job.
 #[derive(Debug, Clone, PartialEq)]
-pub struct EmailContext {
+pub struct DeliveryContext {
     pub notification_id: String,
     pub status: crate::NotificationStatus,
     pub content_json: String,
     pub published_at: Millis,
-    /// Where to send it; None for a user without an address.
-    pub to: Option<EmailAddress>,
-    pub name: Option<String>,
-    pub locale: Option<Locale>,
-    pub timezone: Option<TimeZoneName>,
-    /// What the recipient's preferences say about emailing it now
-    /// (`plan::policy`); always `Now` for external contacts.
+    pub profile: RecipientProfile,
+    /// What the recipient's preferences say about delivering it on this
+    /// channel now (`plan::policy`); always `Now` for external contacts.
     pub verdict: crate::Verdict,
 }
 

@@ -24,8 +24,8 @@ use std::sync::Arc;
 
 pub use events::{BroadcastTargets, Published, StateChange, StoreEvent};
 pub use jobs::{
-    DeliveryEvent, DeliveryStatus, DevMail, EmailContext, Job, JobOutcome, JobPayload, JobStats,
-    NewDevMail, Recipient,
+    DeliveryContext, DeliveryEvent, DeliveryStatus, DevMail, Job, JobOutcome, JobPayload, JobStats,
+    NewDevMail, Recipient, RecipientProfile,
 };
 pub use plan::inbox::InboxChange;
 pub use plan::log::{DeliveryCursor, DeliveryPage, DeliveryQuery};
@@ -294,6 +294,30 @@ pub struct Subscription {
     pub created_at: Millis,
 }
 
+/// A browser's web push subscription (C5): where the push service takes
+/// messages for it, and its keys for the payload encryption (RFC 8291).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushSubscription {
+    pub id: String,
+    /// The push service's URL for this browser (http or https).
+    pub endpoint: String,
+    /// The browser's P-256 public key, uncompressed, base64url.
+    pub p256dh: String,
+    /// The browser's 16-byte authentication secret, base64url.
+    pub auth: String,
+    pub created_at: Millis,
+    /// When it was last posted (the cap drops the least recent first).
+    pub updated_at: Millis,
+}
+
+/// A push subscription to be stored (validated by the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPushSubscription {
+    pub endpoint: String,
+    pub p256dh: String,
+    pub auth: String,
+}
+
 /// A user's preferences as stored: their overrides, the administrator's
 /// defaults, and their time zone (quiet hours and digests use it).
 #[derive(Debug, Clone, PartialEq)]
@@ -470,6 +494,25 @@ pub trait Store: Send + Sync + 'static {
     /// `NotFound` for an unknown user.
     async fn subscriptions_of(&self, user: &UserId) -> Result<Vec<Subscription>>;
 
+    // --- web push subscriptions ---
+    /// Stores a push subscription of `user`: the same endpoint posted
+    /// again (by this or another user) updates the row and moves it to
+    /// `user`, never duplicates it; then only the user's `cap` most
+    /// recently posted ones are kept. Returns it and whether it is new.
+    /// `NotFound` for an unknown user.
+    async fn put_push_subscription(
+        &self,
+        user: &UserId,
+        subscription: NewPushSubscription,
+        cap: usize,
+        now: Millis,
+    ) -> Result<(PushSubscription, bool)>;
+    /// A user's push subscriptions, most recently posted first. `NotFound`
+    /// for an unknown user.
+    async fn push_subscriptions(&self, user: &UserId) -> Result<Vec<PushSubscription>>;
+    /// Removes one of `user`'s push subscriptions; true when there was one.
+    async fn delete_push_subscription(&self, user: &UserId, id: &str) -> Result<bool>;
+
     // --- sending ---
     /// Accepts notifications atomically: all are stored, or none (the error
     /// names the item). Repeated idempotency keys answer the first receipt.
@@ -562,17 +605,18 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
         now: Millis,
     ) -> Result<Option<i64>>;
-    /// What sending one notification to one recipient needs, with the
-    /// delivery decision at `now` (`fallback`: the email fallback delay has
-    /// passed; whether it was seen or read in the app decides); None when
-    /// the notification no longer exists.
-    async fn email_context(
+    /// What delivering one notification to one recipient on `channel`
+    /// needs, with the delivery decision at `now` (`fallback`: the email
+    /// fallback delay has passed; whether it was seen or read in the app
+    /// decides); None when the notification no longer exists.
+    async fn delivery_context(
         &self,
         nid: i64,
         recipient: &Recipient,
+        channel: belfry_core::Channel,
         now: Millis,
         fallback: bool,
-    ) -> Result<Option<EmailContext>>;
+    ) -> Result<Option<DeliveryContext>>;
     /// One page of a notification's delivery log (in-app deliveries first,
     /// then every recorded event in order); see `plan::log`.
     async fn deliveries(&self, notification_id: &str, query: DeliveryQuery)

@@ -9,6 +9,7 @@ pub mod inbox;
 pub mod ingest;
 pub mod latency;
 pub mod soak;
+pub mod webpush;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -147,7 +147,11 @@ impl Engine {
         let mut lines = Vec::new();
         let mut total = more;
         for nid in nids {
-            let context = match self.store.email_context(*nid, &recipient, now, true).await {
+            let context = match self
+                .store
+                .delivery_context(*nid, &recipient, channel, now, true)
+                .await
+            {
                 Ok(Some(c)) => c,
                 Ok(None) => continue,
                 Err(StoreError::NotFound) => continue,
@@ -215,6 +219,7 @@ impl Engine {
         }
         let summary = Digest {
             kind: DigestKind::Summary,
+            user: user.clone(),
             delivery_id: format!("summary.{}.{}", job.id, job.run_at.0),
             to: person.email.clone(),
             name: person.name.clone(),

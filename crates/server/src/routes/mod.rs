@@ -11,6 +11,7 @@ mod mailbox;
 mod notifications;
 mod ops;
 mod preferences;
+mod push;
 mod subscriptions;
 mod users;
 
@@ -35,6 +36,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(categories::routes())
         .merge(preferences::routes())
         .merge(subscriptions::routes())
+        .merge(push::routes())
         .merge(mailbox::routes())
         .merge(crate::realtime::streams::routes())
         .split_for_parts();
@@ -50,6 +52,7 @@ pub(crate) fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .merge(api)
         .merge(inbox::mirror_routes())
+        .merge(push::mirror_routes())
         .merge(ops::routes(openapi_json))
         .merge(assets::routes());
     if state.config.demo {

@@ -48,12 +48,12 @@ fn check_supported(n: &NewNotification, errors: &mut ValidationErrors) {
     if let Some(channels) = &n.channels {
         for c in channels
             .iter()
-            .filter(|c| !matches!(c, Channel::InApp | Channel::Email))
+            .filter(|c| !matches!(c, Channel::InApp | Channel::Email | Channel::WebPush))
         {
             errors.add(
                 "channels",
                 format!(
-                    "the {} channel is not available in this version; use in_app or email",
+                    "the {} channel is not available in this version; use in_app, email or web_push",
                     c.as_str()
                 ),
             );
@@ -109,16 +109,15 @@ async fn check_categories(
         .categories
         .check(&named, state.config.auto_categories, now)
         .await?;
-    // A category whose defaults email makes the email jobs (the
-    // recipients' preferences decide when each job runs).
+    // A category whose defaults email (or push) makes the email (web push)
+    // jobs; the recipients' preferences decide when each job runs.
     let categories = state.categories.current().await?;
     for n in notifications.iter_mut() {
-        n.category_email = n
-            .content
-            .category
-            .as_ref()
-            .and_then(|c| categories.get(c))
-            .is_some_and(|c| c.defaults.email != belfry_core::EmailMode::Off);
+        let category = n.content.category.as_ref().and_then(|c| categories.get(c));
+        n.category_email =
+            category.is_some_and(|c| c.defaults.email != belfry_core::EmailMode::Off);
+        // Web push jobs are made only for users with a push subscription.
+        n.category_web_push = category.is_some_and(|c| c.defaults.web_push);
     }
     Ok(())
 }

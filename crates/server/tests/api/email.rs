@@ -523,7 +523,7 @@ async fn bad_times_and_channels_are_explained() {
             "channels[0]",
         ),
         (
-            json!({"to": {"users": ["ana"]}, "title": "x", "channels": ["web_push"]}),
+            json!({"to": {"users": ["ana"]}, "title": "x", "channels": ["mobile_push"]}),
             "channels",
         ),
         (

@@ -13,6 +13,7 @@ mod limits;
 mod ops;
 mod overload;
 mod preferences;
+mod push;
 mod retention;
 mod security;
 mod send;

@@ -29,6 +29,7 @@ pub(crate) mod users;
 
 use crate::jobs::{DeliveryEvent, DeliveryStatus, JobPayload, Recipient};
 use belfry_core::{Channel, EmailAddress, Millis, NewNotification, UserId};
+use std::collections::HashSet;
 
 /// A log line that is not an attempt.
 pub(crate) fn event(
@@ -76,44 +77,69 @@ pub(crate) struct DeliveryPlan {
     pub log: Vec<DeliveryEvent>,
 }
 
+/// How the log names a broadcast's audience.
+fn broadcast_label(n: &NewNotification) -> String {
+    let a = &n.audience;
+    if a.all {
+        "all".to_string()
+    } else {
+        a.groups
+            .iter()
+            .map(|g| format!("group:{g}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Who can receive web push, as a backend looked it up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Push<'a> {
+    /// The direct recipients with a push subscription.
+    pub users: &'a HashSet<i64>,
+    /// Whether anyone has a push subscription.
+    pub anyone: bool,
+}
+
 /// Plans the deliveries of `n` to its resolved direct users and external
-/// contacts.
+/// contacts. Web push goes only to the direct users with a push
+/// subscription (a user without one has nothing to deliver to, and a job
+/// for each would cost every send a write); a broadcast's web push
+/// expansion is queued only when anyone has one, and queues members with
+/// one only.
 pub(crate) fn delivery_plan(
     n: &NewNotification,
     direct: &[(i64, UserId)],
+    push: Push<'_>,
     contacts: &[EmailAddress],
     now: Millis,
 ) -> DeliveryPlan {
     let a = &n.audience;
     let mut planned: Vec<(JobPayload, String)> = Vec::new();
     let mut log = Vec::new();
-    if n.wants(Channel::Email, false) {
-        for (_, user) in direct {
-            let recipient = Recipient::User(user.clone());
+    for channel in [Channel::Email, Channel::WebPush] {
+        if !n.wants(channel, false) {
+            continue;
+        }
+        let push_only = channel == Channel::WebPush;
+        for (uid, user) in direct {
+            if push_only && !push.users.contains(uid) {
+                continue;
+            }
             planned.push((
                 JobPayload::Deliver {
-                    channel: Channel::Email,
-                    recipient,
+                    channel,
+                    recipient: Recipient::User(user.clone()),
                 },
                 format!("user:{user}"),
             ));
         }
-        if a.is_broadcast() {
-            let label = if a.all {
-                "all".to_string()
-            } else {
-                a.groups
-                    .iter()
-                    .map(|g| format!("group:{g}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            };
+        if a.is_broadcast() && (!push_only || push.anyone) {
             planned.push((
                 JobPayload::Expand {
-                    channel: Channel::Email,
+                    channel,
                     after_uid: 0,
                 },
-                label,
+                broadcast_label(n),
             ));
         }
     }
@@ -142,13 +168,11 @@ pub(crate) fn delivery_plan(
     }
     let mut jobs = Vec::with_capacity(planned.len());
     for (job, label) in planned {
-        log.push(event(
-            label,
-            Channel::Email,
-            DeliveryStatus::Queued,
-            None,
-            now,
-        ));
+        let channel = match &job {
+            JobPayload::Deliver { channel, .. } | JobPayload::Expand { channel, .. } => *channel,
+            _ => Channel::Email,
+        };
+        log.push(event(label, channel, DeliveryStatus::Queued, None, now));
         jobs.push(job);
     }
     DeliveryPlan { jobs, log }
@@ -196,11 +220,20 @@ mod tests {
     use super::notification as n;
     use super::*;
 
+    fn none() -> Push<'static> {
+        static NOBODY: std::sync::LazyLock<HashSet<i64>> = std::sync::LazyLock::new(HashSet::new);
+        Push {
+            users: &NOBODY,
+            anyone: false,
+        }
+    }
+
     #[test]
     fn defaults_email_contacts_only() {
         let plan = delivery_plan(
             &n(r#"{"to":{"users":["a"],"emails":["x@example.com"]},"title":"t"}"#),
             &[(1, UserId::parse("a").unwrap())],
+            none(),
             &[EmailAddress::parse("x@example.com").unwrap()],
             Millis(5),
         );
@@ -215,6 +248,7 @@ mod tests {
         let plan = delivery_plan(
             &n(r#"{"to":{"users":["a"],"groups":["g1","g2"]},"title":"t","channels":["email"]}"#),
             &[(1, UserId::parse("a").unwrap())],
+            none(),
             &[],
             Millis(5),
         );
@@ -227,10 +261,59 @@ mod tests {
         let plan = delivery_plan(
             &n(r#"{"to":{"emails":["x@example.com"]},"title":"t","channels":["in_app"]}"#),
             &[],
+            none(),
             &[EmailAddress::parse("x@example.com").unwrap()],
             Millis(5),
         );
         assert!(plan.jobs.is_empty());
         assert_eq!(plan.log[0].status, DeliveryStatus::Skipped);
+    }
+
+    #[test]
+    fn web_push_only_to_users_with_a_subscription() {
+        let users = [
+            (1, UserId::parse("a").unwrap()),
+            (2, UserId::parse("b").unwrap()),
+        ];
+        let pushable = HashSet::from([2]);
+        let push = Push {
+            users: &pushable,
+            anyone: true,
+        };
+        let broadcast =
+            n(r#"{"to":{"users":["a","b"],"groups":["g"]},"title":"t","channels":["web_push"]}"#);
+        // Nobody has a subscription: no expansion either.
+        assert!(
+            delivery_plan(&broadcast, &users, none(), &[], Millis(5))
+                .jobs
+                .is_empty()
+        );
+        let plan = delivery_plan(&broadcast, &users, push, &[], Millis(5));
+        assert_eq!(
+            plan.jobs,
+            vec![
+                JobPayload::Deliver {
+                    channel: Channel::WebPush,
+                    recipient: Recipient::User(UserId::parse("b").unwrap())
+                },
+                JobPayload::Expand {
+                    channel: Channel::WebPush,
+                    after_uid: 0
+                },
+            ]
+        );
+        assert!(plan.log.iter().all(|l| l.channel == Channel::WebPush));
+        assert_eq!(plan.log[1].recipient, "group:g");
+        // The category's default turns it on without `channels`.
+        let mut by_category = n(r#"{"to":{"users":["a","b"]},"title":"t"}"#);
+        assert!(
+            delivery_plan(&by_category, &users, push, &[], Millis(5))
+                .jobs
+                .is_empty()
+        );
+        by_category.category_web_push = true;
+        let plan = delivery_plan(&by_category, &users, push, &[], Millis(5));
+        assert_eq!(plan.jobs.len(), 1);
+        assert_eq!(plan.log[0].recipient, "user:b");
     }
 }

@@ -42,6 +42,7 @@ pub(crate) fn fingerprint(n: &NewNotification) -> Result<Vec<u8>> {
     canonical.idempotency_key = None;
     // Derived from the category when accepted, not part of the request.
     canonical.category_email = false;
+    canonical.category_web_push = false;
     canonical.send_at = n.requested_send_at;
     let json = request_json(&canonical)?;
     Ok(
@@ -194,6 +195,14 @@ pub(crate) struct Resolved {
     pub contacts: Vec<EmailAddress>,
     /// Log lines of targets that no longer exist (scheduled sends only).
     pub skipped: Vec<DeliveryEvent>,
+    /// The direct recipients who have a web push subscription (looked up
+    /// by a backend when [`Resolved::needs_push_lookup`]): only they get a
+    /// web push job.
+    pub pushable: HashSet<i64>,
+    /// Whether anyone has a web push subscription (looked up with
+    /// `pushable` for a broadcast): only then is a broadcast's web push
+    /// expansion queued.
+    pub push_anyone: bool,
 }
 
 /// Resolves an audience from the looked-up facts and the owners of
@@ -296,6 +305,8 @@ pub(crate) fn resolve(
         gids,
         contacts,
         skipped,
+        pushable: HashSet::new(),
+        push_anyone: false,
     })
 }
 
@@ -309,6 +320,14 @@ impl Resolved {
 
     pub fn direct_uids(&self) -> impl Iterator<Item = i64> + '_ {
         self.direct.iter().map(|(uid, _)| *uid)
+    }
+
+    /// Whether the notification goes to web push: then a backend looks up
+    /// which of [`Resolved::direct_uids`] have a push subscription
+    /// ([`Resolved::pushable`], after [`Resolved::exclude_covered`]) and,
+    /// for a broadcast, whether anyone has one ([`Resolved::push_anyone`]).
+    pub fn needs_push_lookup(&self, n: &NewNotification) -> bool {
+        n.wants(Channel::WebPush, false) && (!self.direct.is_empty() || n.audience.is_broadcast())
     }
 
     /// Drops the direct recipients the broadcast part reaches already.
@@ -385,7 +404,11 @@ impl<'n> Publication<'n> {
         let a = &n.audience;
         let in_app = n.wants(Channel::InApp, false);
         let recipients = (!a.is_broadcast()).then_some((r.direct.len() + r.contacts.len()) as i64);
-        let plan = super::delivery_plan(n, &r.direct, &r.contacts, now);
+        let push = super::Push {
+            users: &r.pushable,
+            anyone: r.push_anyone,
+        };
+        let plan = super::delivery_plan(n, &r.direct, push, &r.contacts, now);
         let mut log = r.skipped;
         log.extend(plan.log);
         let broadcast_gids = match (in_app, a.all) {

@@ -4,7 +4,7 @@
 //! a scheduled send), subscriptions, and what an email needs.
 
 use super::policy::{Reason, Situation, Verdict, decide};
-use crate::jobs::{EmailContext, Recipient};
+use crate::jobs::{DeliveryContext, Recipient, RecipientProfile};
 use crate::{BroadcastTargets, NotificationStatus, Result, StoreError, Subscriber, Subscription};
 use belfry_core::CategoryDef;
 use belfry_core::preferences::{Effective, Overrides};
@@ -214,36 +214,36 @@ pub(crate) fn content_category(content: &str) -> Option<String> {
     serde_json::from_str::<Named>(content).ok()?.category
 }
 
-/// What sending the notification to `recipient` needs; `user` is the
-/// recipient user's row (when it is a user that still exists). Stored
-/// values that no longer parse are left out.
-pub(crate) fn email_context(
+/// What delivering the notification to `recipient` on `channel` needs;
+/// `user` is the recipient user's row (when it is a user that still
+/// exists). Stored values that no longer parse are left out.
+pub(crate) fn delivery_context(
     (id, status, content, published, created): EmailNotificationRow,
     recipient: &Recipient,
+    channel: Channel,
     user: Option<EmailUserRow>,
     category: Option<String>,
     now: Millis,
     seen: Option<Seen>,
-) -> Result<EmailContext> {
-    let mut ctx = EmailContext {
+) -> Result<DeliveryContext> {
+    let mut ctx = DeliveryContext {
         notification_id: id,
         status: NotificationStatus::parse(&status)?,
         content_json: content,
         published_at: Millis(published.unwrap_or(created)),
-        to: None,
-        name: None,
-        locale: None,
-        timezone: None,
+        profile: RecipientProfile::default(),
         verdict: Verdict::Now,
     };
     match (recipient, user) {
         // External contacts have no preferences: they asked for this entity.
-        (Recipient::Contact(address), _) => ctx.to = Some(address.clone()),
+        (Recipient::Contact(address), _) => ctx.profile.email = Some(address.clone()),
         (Recipient::User(_), Some((email, name, locale, timezone, own, defaults))) => {
-            ctx.to = email.and_then(|e| EmailAddress::parse(&e).ok());
-            ctx.name = name;
-            ctx.locale = locale.and_then(|l| Locale::parse(&l).ok());
-            ctx.timezone = timezone.and_then(|t| TimeZoneName::parse(&t).ok());
+            ctx.profile = RecipientProfile {
+                email: email.and_then(|e| EmailAddress::parse(&e).ok()),
+                name,
+                locale: locale.and_then(|l| Locale::parse(&l).ok()),
+                timezone: timezone.and_then(|t| TimeZoneName::parse(&t).ok()),
+            };
             let overrides = |json: Option<String>| -> Result<Overrides> {
                 json.map(|j| serde_json::from_str(&j).map_err(StoreError::backend))
                     .transpose()
@@ -255,26 +255,28 @@ pub(crate) fn email_context(
             let content: belfry_core::Content =
                 serde_json::from_str(&ctx.content_json).map_err(StoreError::backend)?;
             let zone = ctx
+                .profile
                 .timezone
                 .as_ref()
                 .and_then(|t| jiff::tz::TimeZone::get(t.as_str()).ok())
                 .unwrap_or(jiff::tz::TimeZone::UTC);
-            // The job is this recipient's email: the send (or the category)
-            // asked for it.
+            // The job is this recipient's delivery on `channel`: the send
+            // (or the category) asked for it.
+            let requested = [channel];
             let situation = Situation {
-                requested: Some(&[Channel::Email]),
+                requested: Some(&requested),
                 category: category.as_ref(),
                 source: content.source.as_ref(),
                 prefs: &prefs,
                 zone: &zone,
-                has_email: ctx.to.is_some(),
+                has_email: ctx.profile.email.is_some(),
                 fallback_checked: seen.is_some(),
             };
             ctx.verdict = match seen {
                 Some(Seen::Yes) => Verdict::Suppressed(Reason::SeenInApp),
                 _ => decide(&situation, now)
                     .into_iter()
-                    .find_map(|(c, v)| (c == Channel::Email).then_some(v))
+                    .find_map(|(c, v)| (c == channel).then_some(v))
                     .unwrap_or(Verdict::Now),
             };
         }

@@ -2,13 +2,15 @@
 //! `FOR UPDATE SKIP LOCKED` (claimers never wait for each other, and never
 //! get the same row) and sets a lease in the same statement.
 
-use crate::jobs::{DeliveryEvent, EmailContext, Job, JobOutcome, JobPayload, JobStats, Recipient};
+use crate::jobs::{
+    DeliveryContext, DeliveryEvent, Job, JobOutcome, JobPayload, JobStats, Recipient,
+};
 use crate::plan::cancelled_line;
 use crate::plan::log::{DeliveryPage, DeliveryQuery, LogPager, Part, Rows};
 use crate::plan::send::{expansion, next_page};
 use crate::plan::stored::{
     EmailNotificationRow, EmailUserRow, Seen, StoredAudience, content_category,
-    email_context as email_context_of,
+    delivery_context as delivery_context_of,
 };
 use crate::{NotificationStatus, Result, StoreError};
 use belfry_core::{Channel, Millis};
@@ -401,15 +403,23 @@ pub(crate) async fn expand(
         return Ok((None, false));
     }
     let audience = StoredAudience::decode(&audience)?;
+    // Web push reaches only members with a push subscription.
+    let pushable = channel == Channel::WebPush;
     let members: Vec<(i64, String)> = if audience.all {
-        sqlx::query_as(
-            "SELECT uid, id FROM users WHERE uid > $1 AND created_seq < $2 ORDER BY uid LIMIT $3",
-        )
-        .bind(after_uid)
-        .bind(seq)
-        .bind(limit as i64)
-        .fetch_all(&mut *c)
-        .await?
+        // On web push the subscriptions are read (in uid order, by their
+        // index), not every user.
+        let sql = if pushable {
+            "SELECT DISTINCT u.uid, u.id FROM push_subscriptions p JOIN users u ON u.uid = p.uid
+             WHERE p.uid > $1 AND u.created_seq < $2 ORDER BY u.uid LIMIT $3"
+        } else {
+            "SELECT uid, id FROM users WHERE uid > $1 AND created_seq < $2 ORDER BY uid LIMIT $3"
+        };
+        sqlx::query_as(sql)
+            .bind(after_uid)
+            .bind(seq)
+            .bind(limit as i64)
+            .fetch_all(&mut *c)
+            .await?
     } else {
         let groups: Vec<&str> = audience.groups.iter().map(|g| g.as_str()).collect();
         sqlx::query_as(
@@ -418,12 +428,14 @@ pub(crate) async fn expand(
              JOIN groups g ON g.gid = m.gid
              WHERE g.id = ANY($1) AND m.uid > $2 AND m.joined_seq < $3
                AND (m.left_seq IS NULL OR $3 <= m.left_seq)
+               AND (NOT $5 OR EXISTS (SELECT 1 FROM push_subscriptions p WHERE p.uid = u.uid))
              ORDER BY u.uid LIMIT $4",
         )
         .bind(&groups)
         .bind(after_uid)
         .bind(seq)
         .bind(limit as i64)
+        .bind(pushable)
         .fetch_all(&mut *c)
         .await?
     };
@@ -474,13 +486,14 @@ type EmailUserAndCategoryRow = (
     Option<String>,
 );
 
-pub(crate) async fn email_context(
+pub(crate) async fn delivery_context(
     c: &mut PgConnection,
     nid: i64,
     recipient: &Recipient,
+    channel: Channel,
     now: Millis,
     fallback: bool,
-) -> Result<Option<EmailContext>> {
+) -> Result<Option<DeliveryContext>> {
     let Some(row): Option<EmailNotificationRow> = sqlx::query_as(
         "SELECT id, status, content, published_at, created_at FROM notifications WHERE nid = $1",
     )
@@ -534,7 +547,7 @@ pub(crate) async fn email_context(
         }
         _ => None,
     };
-    email_context_of(row, recipient, user, category, now, seen).map(Some)
+    delivery_context_of(row, recipient, channel, user, category, now, seen).map(Some)
 }
 
 /// One page of a notification's delivery log: the planner (`plan::log`)

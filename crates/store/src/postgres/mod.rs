@@ -21,6 +21,7 @@ mod jobs;
 mod mailbox;
 mod prefs;
 mod publish;
+mod push;
 mod read;
 mod retention;
 mod write;
@@ -75,10 +76,10 @@ mod tests {
 }
 
 use crate::{
-    ApiKeyInfo, Constraint, DeliveryPage, DeliveryQuery, DevMail, EmailContext, Group, InboxChange,
-    InboxPage, Job, JobOutcome, JobStats, NewApiKey, NewDevMail, NotificationRecord, PoolStats,
-    Recipient, Result, SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber,
-    Subscription, Unavailable,
+    ApiKeyInfo, Constraint, DeliveryContext, DeliveryPage, DeliveryQuery, DevMail, Group,
+    InboxChange, InboxPage, Job, JobOutcome, JobStats, NewApiKey, NewDevMail, NewPushSubscription,
+    NotificationRecord, PoolStats, PushSubscription, Recipient, Result, SendContext, SendReceipt,
+    Store, StoreError, StoreEvent, Subscriber, Subscription, Unavailable,
 };
 use async_trait::async_trait;
 use belfry_core::{
@@ -101,6 +102,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (4, include_str!("migrations/0004_preferences.sql")),
     (5, include_str!("migrations/0005_digest.sql")),
+    (6, include_str!("migrations/0006_push.sql")),
 ];
 
 /// Commits buffered in the event channel before a slow consumer lags.
@@ -632,6 +634,27 @@ impl Store for PgStore {
         read::subscriptions_of(&mut *self.conn().await?, user).await
     }
 
+    async fn put_push_subscription(
+        &self,
+        user: &UserId,
+        subscription: NewPushSubscription,
+        cap: usize,
+        now: Millis,
+    ) -> Result<(PushSubscription, bool)> {
+        let mut tx = self.begin().await?;
+        let stored = push::put(&mut tx, user, &subscription, cap, now).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn push_subscriptions(&self, user: &UserId) -> Result<Vec<PushSubscription>> {
+        push::list(&mut *self.conn().await?, user).await
+    }
+
+    async fn delete_push_subscription(&self, user: &UserId, id: &str) -> Result<bool> {
+        push::delete(&mut *self.conn().await?, user, id).await
+    }
+
     async fn send(
         &self,
         ctx: SendContext,
@@ -751,14 +774,23 @@ impl Store for PgStore {
         Ok(next)
     }
 
-    async fn email_context(
+    async fn delivery_context(
         &self,
         nid: i64,
         recipient: &Recipient,
+        channel: belfry_core::Channel,
         now: Millis,
         fallback: bool,
-    ) -> Result<Option<EmailContext>> {
-        jobs::email_context(&mut *self.conn().await?, nid, recipient, now, fallback).await
+    ) -> Result<Option<DeliveryContext>> {
+        jobs::delivery_context(
+            &mut *self.conn().await?,
+            nid,
+            recipient,
+            channel,
+            now,
+            fallback,
+        )
+        .await
     }
 
     async fn deliveries(

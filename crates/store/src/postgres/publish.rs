@@ -531,6 +531,22 @@ async fn resolve(
         .collect();
         r.exclude_covered(&covered);
     }
+    if r.needs_push_lookup(n) {
+        let uids: Vec<i64> = r.direct_uids().collect();
+        r.pushable = sqlx::query_scalar::<_, i64>(
+            "SELECT DISTINCT uid FROM push_subscriptions WHERE uid = ANY($1)",
+        )
+        .bind(&uids)
+        .fetch_all(&mut *c)
+        .await?
+        .into_iter()
+        .collect();
+        if n.audience.is_broadcast() {
+            r.push_anyone = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM push_subscriptions)")
+                .fetch_one(&mut *c)
+                .await?;
+        }
+    }
     Ok(r)
 }
 

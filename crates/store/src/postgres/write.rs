@@ -268,6 +268,7 @@ pub(crate) async fn delete_user(
     let uid = read::uid(c, id).await?.ok_or(StoreError::NotFound)?;
     for sql in [
         "DELETE FROM subscriptions WHERE uid = $1",
+        "DELETE FROM push_subscriptions WHERE uid = $1",
         "DELETE FROM inbox WHERE uid = $1",
         "DELETE FROM stack_members WHERE uid = $1",
         "DELETE FROM broadcast_state WHERE uid = $1",

@@ -2,12 +2,14 @@
 //! Claims go through the single writer, so two workers never get the same job.
 
 use super::Writer;
-use crate::jobs::{DeliveryEvent, EmailContext, Job, JobOutcome, JobPayload, JobStats, Recipient};
+use crate::jobs::{
+    DeliveryContext, DeliveryEvent, Job, JobOutcome, JobPayload, JobStats, Recipient,
+};
 use crate::plan::log::{DeliveryPage, DeliveryQuery, LogPager, Part, Rows};
 use crate::plan::send::{expansion, next_page};
 use crate::plan::stored::{
     EmailNotificationRow, EmailUserRow, Seen, StoredAudience, content_category,
-    email_context as email_context_of,
+    delivery_context as delivery_context_of,
 };
 use crate::plan::{StoredLine, cancelled_line};
 use crate::{NotificationStatus, Result, StoreError};
@@ -313,6 +315,10 @@ pub(crate) fn stats(c: &Connection, now: Millis) -> Result<JobStats> {
     })
 }
 
+/// The condition an expansion on web push adds: the member has a push
+/// subscription (so the pages hold only members who get a job).
+const PUSHABLE: &str = " AND EXISTS (SELECT 1 FROM push_subscriptions p WHERE p.uid = u.uid)";
+
 /// Queues deliveries for the next page of a broadcast's audience: the
 /// members it reached when published (everyone created before it, or the
 /// members of its groups at that moment), never the actor.
@@ -339,12 +345,26 @@ pub(crate) fn expand(
         return Ok(None);
     }
     let audience = StoredAudience::decode(&audience)?;
+    // Web push reaches only members with a push subscription.
+    let pushable = if channel == Channel::WebPush {
+        PUSHABLE
+    } else {
+        ""
+    };
     let members: Vec<(i64, String)> = if audience.all {
+        // On web push the subscriptions are read (in uid order, by their
+        // index), not every user.
+        let sql = if channel == Channel::WebPush {
+            "SELECT DISTINCT u.uid, u.id FROM push_subscriptions p JOIN users u ON u.uid = p.uid
+             WHERE p.uid > ?1 AND u.created_seq < ?2 ORDER BY p.uid LIMIT ?3"
+        } else {
+            "SELECT uid, id FROM users WHERE uid > ?1 AND created_seq < ?2 ORDER BY uid LIMIT ?3"
+        };
         w.conn
-            .prepare_cached(
-                "SELECT uid, id FROM users WHERE uid > ?1 AND created_seq < ?2 ORDER BY uid LIMIT ?3",
-            )?
-            .query_map(params![after_uid, seq, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .prepare_cached(sql)?
+            .query_map(params![after_uid, seq, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
             .collect::<rusqlite::Result<_>>()?
     } else {
         let placeholders = vec!["?"; audience.groups.len().max(1)].join(",");
@@ -353,7 +373,7 @@ pub(crate) fn expand(
              JOIN users u ON u.uid = m.uid
              JOIN groups g ON g.gid = m.gid
              WHERE g.id IN ({placeholders}) AND m.uid > ? AND m.joined_seq < ?
-               AND (m.left_seq IS NULL OR ? <= m.left_seq)
+               AND (m.left_seq IS NULL OR ? <= m.left_seq){pushable}
              ORDER BY u.uid LIMIT ?"
         );
         let mut args: Vec<rusqlite::types::Value> = audience
@@ -388,13 +408,14 @@ pub(crate) fn expand(
     Ok(next)
 }
 
-pub(crate) fn email_context(
+pub(crate) fn delivery_context(
     c: &Connection,
     nid: i64,
     recipient: &Recipient,
+    channel: Channel,
     now: Millis,
     fallback: bool,
-) -> Result<Option<EmailContext>> {
+) -> Result<Option<DeliveryContext>> {
     let Some(row): Option<EmailNotificationRow> = c
         .prepare_cached(
             "SELECT id, status, content, published_at, created_at FROM notifications WHERE nid = ?1",
@@ -452,7 +473,7 @@ pub(crate) fn email_context(
             }),
         _ => None,
     };
-    email_context_of(row, recipient, user, category, now, seen).map(Some)
+    delivery_context_of(row, recipient, channel, user, category, now, seen).map(Some)
 }
 
 /// The keyset reads of a delivery log page (`plan::log`): (key of the

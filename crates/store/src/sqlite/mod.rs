@@ -11,6 +11,7 @@ mod jobs;
 mod mailbox;
 mod prefs;
 mod publish;
+mod push;
 mod read;
 mod retention;
 mod wal;
@@ -19,10 +20,10 @@ mod write;
 pub use wal::{WalOptions, WalState};
 
 use crate::{
-    ApiKeyInfo, Constraint, DeliveryPage, DeliveryQuery, DevMail, EmailContext, Group, InboxChange,
-    InboxPage, Job, JobOutcome, JobStats, NewApiKey, NewDevMail, NotificationRecord, PoolStats,
-    Recipient, Result, SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber,
-    Subscription, Unavailable,
+    ApiKeyInfo, Constraint, DeliveryContext, DeliveryPage, DeliveryQuery, DevMail, Group,
+    InboxChange, InboxPage, Job, JobOutcome, JobStats, NewApiKey, NewDevMail, NewPushSubscription,
+    NotificationRecord, PoolStats, PushSubscription, Recipient, Result, SendContext, SendReceipt,
+    Store, StoreError, StoreEvent, Subscriber, Subscription, Unavailable,
 };
 use async_trait::async_trait;
 use belfry_core::{
@@ -46,6 +47,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (6, include_str!("migrations/0006_preferences.sql")),
     (7, include_str!("migrations/0007_digest.sql")),
+    (8, include_str!("migrations/0008_push.sql")),
 ];
 
 /// How many operations the writer commits together at most.
@@ -881,6 +883,29 @@ impl Store for SqliteStore {
         self.read(move |c| read::subscriptions_of(c, &user)).await
     }
 
+    async fn put_push_subscription(
+        &self,
+        user: &UserId,
+        subscription: NewPushSubscription,
+        cap: usize,
+        now: Millis,
+    ) -> Result<(PushSubscription, bool)> {
+        let user = user.clone();
+        self.write(move |w| push::put(&w.conn, &user, &subscription, cap, now))
+            .await
+    }
+
+    async fn push_subscriptions(&self, user: &UserId) -> Result<Vec<PushSubscription>> {
+        let user = user.clone();
+        self.read(move |c| push::list(c, &user)).await
+    }
+
+    async fn delete_push_subscription(&self, user: &UserId, id: &str) -> Result<bool> {
+        let user = user.clone();
+        let id = id.to_string();
+        self.write(move |w| push::delete(&w.conn, &user, &id)).await
+    }
+
     async fn send(
         &self,
         ctx: SendContext,
@@ -979,15 +1004,16 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn email_context(
+    async fn delivery_context(
         &self,
         nid: i64,
         recipient: &Recipient,
+        channel: belfry_core::Channel,
         now: Millis,
         fallback: bool,
-    ) -> Result<Option<EmailContext>> {
+    ) -> Result<Option<DeliveryContext>> {
         let recipient = recipient.clone();
-        self.read(move |c| jobs::email_context(c, nid, &recipient, now, fallback))
+        self.read(move |c| jobs::delivery_context(c, nid, &recipient, channel, now, fallback))
             .await
     }
 

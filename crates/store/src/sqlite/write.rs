@@ -182,6 +182,7 @@ pub(crate) fn delete_user(w: &mut Writer, id: &UserId, now: Millis) -> Result<()
     let after = store_revocation(c, &revocation)?;
     for sql in [
         "DELETE FROM subscriptions WHERE uid = ?1",
+        "DELETE FROM push_subscriptions WHERE uid = ?1",
         "DELETE FROM inbox WHERE uid = ?1",
         "DELETE FROM stack_members WHERE uid = ?1",
         "DELETE FROM broadcast_state WHERE uid = ?1",
