@@ -214,6 +214,11 @@ export class HostApp {
       res.writeHead(200, { 'Content-Type': 'application/json' });
       return res.end(JSON.stringify({ token }));
     }
+    if (url.pathname === '/belfry-sw.js') {
+      // The one line a host serves so that Belfry's service worker runs on its origin.
+      res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8' });
+      return res.end(`importScripts(${JSON.stringify(`${this.belfry.base}/widget/sw.js`)});\n`);
+    }
     if (url.pathname.startsWith('/landing/')) {
       res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
       return res.end(`<!doctype html><title>Landed</title><h1>Landed on ${esc(url.pathname)}</h1>`);

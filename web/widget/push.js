@@ -68,6 +68,18 @@ async function registration(w) {
   return regs.find((r) => [r.active, r.waiting, r.installing].some((s) => s && s.scriptURL === url)) || null;
 }
 
+/** Resolves once `reg` has an active worker. */
+function activated(reg) {
+  if (reg.active) return Promise.resolve(reg);
+  return new Promise((resolve) => {
+    const worker = reg.installing || reg.waiting;
+    if (!worker) return resolve(reg);
+    worker.addEventListener('statechange', () => {
+      if (worker.state === 'activated' || worker.state === 'redundant') resolve(reg);
+    });
+  });
+}
+
 /** Gives the worker where Belfry is and a current token (it marks notifications read on click). */
 async function handOver(w, reg) {
   const worker = reg && (reg.active || reg.waiting || reg.installing);
@@ -98,6 +110,8 @@ export async function enable(w) {
   if ((await Notification.requestPermission()) !== 'granted') return Notification.permission === 'denied' ? 'denied' : 'off';
   const scope = w.getAttribute('service-worker-scope') || undefined;
   const reg = await navigator.serviceWorker.register(workerUrl(w), scope ? { scope } : undefined);
+  // A push subscription needs an active worker.
+  await activated(reg);
   const applicationServerKey = bytes(vapid);
   let sub = await reg.pushManager.getSubscription();
   if (sub && !same(sub.options && sub.options.applicationServerKey, applicationServerKey)) {
