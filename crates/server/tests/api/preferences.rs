@@ -546,6 +546,108 @@ mod delivery {
         .await;
     }
 
+    /// A category that does not email by default (the built-in ones): a
+    /// person who switches email on for it, or for the source, gets the
+    /// email anyway; so does everyone when the administrators' defaults
+    /// switch it on, except who switched it off again.
+    #[tokio::test]
+    async fn who_switched_email_on_gets_it_where_the_category_does_not_email() {
+        let sink = SmtpSink::start("accept");
+        let app = app_with_smtp(&sink).await;
+        for user in ["ana", "bo", "cy", "dee"] {
+            app.put_user(user, json!({"email": format!("{user}@example.com")}))
+                .await;
+        }
+        prefs(
+            &app,
+            "ana",
+            json!({"categories": {"mention": {"email": "instant"}}}),
+        )
+        .await;
+        prefs(
+            &app,
+            "cy",
+            json!({"sources": {"helpdesk": {"email": "instant"}}}),
+        )
+        .await;
+        // Dee chose email for mentions, but from the helpdesk not at all:
+        // either "off" suppresses it, and the log says which.
+        prefs(
+            &app,
+            "dee",
+            json!({"categories": {"mention": {"email": "instant"}}, "sources": {"helpdesk": {"email": "off"}}}),
+        )
+        .await;
+        let sent = app
+            .send_ok(
+                json!({"to": {"users": ["ana", "bo", "cy", "dee"]}, "title": "You were mentioned",
+                            "category": "mention", "source": "helpdesk"}),
+            )
+            .await;
+        app.run_due_jobs().await;
+        let mut to: Vec<String> = sink
+            .messages()
+            .iter()
+            .map(|m| m["rcpt_tos"][0].as_str().unwrap().to_string())
+            .collect();
+        to.sort();
+        assert_eq!(to, ["ana@example.com", "cy@example.com"]);
+        let id = sent["id"].as_str().unwrap();
+        let lines = email_lines(&app, id).await;
+        let of = |user: &str| -> Vec<(String, Value)> {
+            lines
+                .iter()
+                .filter(|l| l["recipient"] == format!("user:{user}") && l["status"] != "queued")
+                .map(|l| {
+                    (
+                        l["status"].as_str().unwrap().to_string(),
+                        l["reason"].clone(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(of("ana"), [("sent".to_string(), Value::Null)]);
+        assert_eq!(of("dee"), [("suppressed".to_string(), json!("source_off"))]);
+        assert!(
+            of("bo").is_empty(),
+            "no email job for who did not choose it"
+        );
+
+        // The administrators switch email on for reminders: everyone who
+        // did not choose otherwise gets them; Bo switched them off.
+        ok(app
+            .admin(
+                Method::PUT,
+                "/v1/preferences/defaults",
+                Some(json!({"categories": {"reminder": {"email": "instant"}}})),
+            )
+            .await)
+        .await;
+        prefs(
+            &app,
+            "bo",
+            json!({"categories": {"reminder": {"email": "off"}}}),
+        )
+        .await;
+        app.send_ok(json!({"to": {"users": ["ana", "bo", "cy"]}, "title": "Standup in 5", "category": "reminder"}))
+            .await;
+        app.run_due_jobs().await;
+        let mut to: Vec<String> = sink.messages()[2..]
+            .iter()
+            .map(|m| m["rcpt_tos"][0].as_str().unwrap().to_string())
+            .collect();
+        to.sort();
+        assert_eq!(to, ["ana@example.com", "cy@example.com"]);
+        // A send that names its channels is what it says.
+        app.send_ok(
+            json!({"to": {"users": ["ana"]}, "title": "In-app only", "category": "mention",
+                           "channels": ["in_app"]}),
+        )
+        .await;
+        app.run_due_jobs().await;
+        assert_eq!(sink.messages().len(), 4);
+    }
+
     #[tokio::test]
     async fn each_reason_for_not_emailing_is_logged() {
         let sink = SmtpSink::start("accept");

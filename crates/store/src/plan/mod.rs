@@ -100,6 +100,14 @@ pub(crate) struct Push<'a> {
     pub anyone: bool,
 }
 
+/// The direct recipients who switched a channel on that the notification
+/// does not take by default (`Resolved::email_opt_in`, `push_opt_in`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OptedIn<'a> {
+    pub email: &'a HashSet<i64>,
+    pub push: &'a HashSet<i64>,
+}
+
 /// Plans the deliveries of `n` to its resolved direct users and external
 /// contacts. Web push goes only to the direct users with a push
 /// subscription (a user without one has nothing to deliver to, and a job
@@ -110,6 +118,7 @@ pub(crate) fn delivery_plan(
     n: &NewNotification,
     direct: &[(i64, UserId)],
     push: Push<'_>,
+    opted: OptedIn<'_>,
     contacts: &[EmailAddress],
     now: Millis,
 ) -> DeliveryPlan {
@@ -117,12 +126,20 @@ pub(crate) fn delivery_plan(
     let mut planned: Vec<(JobPayload, String)> = Vec::new();
     let mut log = Vec::new();
     for channel in [Channel::Email, Channel::WebPush] {
-        if !n.wants(channel, false) {
+        let wanted = n.wants(channel, false);
+        let opted_in = match channel {
+            Channel::Email => opted.email,
+            _ => opted.push,
+        };
+        if !wanted && opted_in.is_empty() {
             continue;
         }
         let push_only = channel == Channel::WebPush;
         for (uid, user) in direct {
             if push_only && !push.users.contains(uid) {
+                continue;
+            }
+            if !wanted && !opted_in.contains(uid) {
                 continue;
             }
             planned.push((
@@ -133,7 +150,7 @@ pub(crate) fn delivery_plan(
                 format!("user:{user}"),
             ));
         }
-        if a.is_broadcast() && (!push_only || push.anyone) {
+        if wanted && a.is_broadcast() && (!push_only || push.anyone) {
             planned.push((
                 JobPayload::Expand {
                     channel,
@@ -220,11 +237,19 @@ mod tests {
     use super::notification as n;
     use super::*;
 
+    static NOBODY: std::sync::LazyLock<HashSet<i64>> = std::sync::LazyLock::new(HashSet::new);
+
     fn none() -> Push<'static> {
-        static NOBODY: std::sync::LazyLock<HashSet<i64>> = std::sync::LazyLock::new(HashSet::new);
         Push {
             users: &NOBODY,
             anyone: false,
+        }
+    }
+
+    fn no_opt_in() -> OptedIn<'static> {
+        OptedIn {
+            email: &NOBODY,
+            push: &NOBODY,
         }
     }
 
@@ -234,6 +259,7 @@ mod tests {
             &n(r#"{"to":{"users":["a"],"emails":["x@example.com"]},"title":"t"}"#),
             &[(1, UserId::parse("a").unwrap())],
             none(),
+            no_opt_in(),
             &[EmailAddress::parse("x@example.com").unwrap()],
             Millis(5),
         );
@@ -249,6 +275,7 @@ mod tests {
             &n(r#"{"to":{"users":["a"],"groups":["g1","g2"]},"title":"t","channels":["email"]}"#),
             &[(1, UserId::parse("a").unwrap())],
             none(),
+            no_opt_in(),
             &[],
             Millis(5),
         );
@@ -262,6 +289,7 @@ mod tests {
             &n(r#"{"to":{"emails":["x@example.com"]},"title":"t","channels":["in_app"]}"#),
             &[],
             none(),
+            no_opt_in(),
             &[EmailAddress::parse("x@example.com").unwrap()],
             Millis(5),
         );
@@ -284,11 +312,11 @@ mod tests {
             n(r#"{"to":{"users":["a","b"],"groups":["g"]},"title":"t","channels":["web_push"]}"#);
         // Nobody has a subscription: no expansion either.
         assert!(
-            delivery_plan(&broadcast, &users, none(), &[], Millis(5))
+            delivery_plan(&broadcast, &users, none(), no_opt_in(), &[], Millis(5))
                 .jobs
                 .is_empty()
         );
-        let plan = delivery_plan(&broadcast, &users, push, &[], Millis(5));
+        let plan = delivery_plan(&broadcast, &users, push, no_opt_in(), &[], Millis(5));
         assert_eq!(
             plan.jobs,
             vec![
@@ -307,13 +335,54 @@ mod tests {
         // The category's default turns it on without `channels`.
         let mut by_category = n(r#"{"to":{"users":["a","b"]},"title":"t"}"#);
         assert!(
-            delivery_plan(&by_category, &users, push, &[], Millis(5))
+            delivery_plan(&by_category, &users, push, no_opt_in(), &[], Millis(5))
                 .jobs
                 .is_empty()
         );
         by_category.category_web_push = true;
-        let plan = delivery_plan(&by_category, &users, push, &[], Millis(5));
+        let plan = delivery_plan(&by_category, &users, push, no_opt_in(), &[], Millis(5));
         assert_eq!(plan.jobs.len(), 1);
         assert_eq!(plan.log[0].recipient, "user:b");
+    }
+
+    #[test]
+    fn those_who_opted_in_get_what_the_category_does_not_send_by_default() {
+        let users = [
+            (1, UserId::parse("a").unwrap()),
+            (2, UserId::parse("b").unwrap()),
+            (3, UserId::parse("c").unwrap()),
+        ];
+        let n = n(r#"{"to":{"users":["a","b","c"]},"title":"t","category":"mention"}"#);
+        let email = HashSet::from([1]);
+        let push_users = HashSet::from([2, 3]);
+        let subscribed = HashSet::from([3]);
+        let plan = delivery_plan(
+            &n,
+            &users,
+            Push {
+                users: &subscribed,
+                anyone: false,
+            },
+            OptedIn {
+                email: &email,
+                push: &push_users,
+            },
+            &[],
+            Millis(5),
+        );
+        assert_eq!(
+            plan.jobs,
+            vec![
+                JobPayload::Deliver {
+                    channel: Channel::Email,
+                    recipient: Recipient::User(UserId::parse("a").unwrap())
+                },
+                // b opted into push but has no subscription.
+                JobPayload::Deliver {
+                    channel: Channel::WebPush,
+                    recipient: Recipient::User(UserId::parse("c").unwrap())
+                },
+            ]
+        );
     }
 }

@@ -24,7 +24,7 @@
 //! It also says when a user's daily digest runs next ([`next_digest`]) and
 //! whether a user still takes a digest at all ([`uses_digest`]).
 
-use belfry_core::preferences::{ChannelOverride, Effective, LocalTime, QuietHours};
+use belfry_core::preferences::{ChannelOverride, Effective, LocalTime, Overrides, QuietHours};
 use belfry_core::{Category, CategoryDef, Channel, EmailMode, Millis};
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
@@ -109,6 +109,26 @@ pub fn decide(s: &Situation<'_>, now: Millis) -> Vec<(Channel, Verdict)> {
         .filter(|c| takes_part(s, *c))
         .map(|c| (c, decide_channel(s, c, now)))
         .collect()
+}
+
+/// Whether a recipient's preferences (their own choice, else the
+/// administrators' defaults) switch `channel` on for a notification of
+/// `category` or from `source` that does not take it by default: then the
+/// send plans a delivery on it for them after all (rule 1, read at publish
+/// for the direct recipients).
+pub fn opts_in(
+    defaults: &Overrides,
+    own: &Overrides,
+    category: Option<&Category>,
+    source: Option<&Category>,
+    channel: Channel,
+) -> bool {
+    let prefs = Effective::of(defaults, own);
+    let chosen = |map: &BTreeMap<Category, ChannelOverride>, id: Option<&Category>| {
+        id.and_then(|id| map.get(id))
+            .and_then(|o| o.switch(channel))
+    };
+    chosen(&prefs.categories, category).or_else(|| chosen(&prefs.sources, source)) == Some(true)
 }
 
 /// Rule 1: whether `channel` is part of this notification for this
@@ -304,6 +324,64 @@ mod tests {
                 .map(|d| d.to_string())
                 .collect(),
         }
+    }
+
+    #[test]
+    fn opting_in_reads_the_users_choice_then_the_defaults_category_before_source() {
+        let o = |json: &str| -> Overrides { serde_json::from_str(json).unwrap() };
+        let mention = Category::parse("mention").unwrap();
+        let desk = Category::parse("helpdesk").unwrap();
+        let none = Overrides::default();
+        let yes = |defaults: &Overrides, own: &Overrides, source: Option<&Category>| {
+            opts_in(defaults, own, Some(&mention), source, Channel::Email)
+        };
+        assert!(!yes(&none, &none, None), "nobody chose anything");
+        assert!(yes(
+            &none,
+            &o(r#"{"categories":{"mention":{"email":"digest"}}}"#),
+            None
+        ));
+        assert!(!yes(
+            &none,
+            &o(r#"{"categories":{"mention":{"email":"off"}}}"#),
+            None
+        ));
+        assert!(yes(
+            &none,
+            &o(r#"{"sources":{"helpdesk":{"email":"instant"}}}"#),
+            Some(&desk)
+        ));
+        assert!(!yes(
+            &none,
+            &o(r#"{"sources":{"helpdesk":{"email":"instant"}}}"#),
+            None
+        ));
+        // The administrators' defaults, unless the user says otherwise.
+        let on = o(r#"{"categories":{"mention":{"email":"instant"}}}"#);
+        assert!(yes(&on, &none, None));
+        assert!(!yes(
+            &on,
+            &o(r#"{"categories":{"mention":{"email":"off"}}}"#),
+            None
+        ));
+        // The category's choice comes before the source's.
+        assert!(!yes(
+            &none,
+            &o(
+                r#"{"categories":{"mention":{"email":"off"}},"sources":{"helpdesk":{"email":"instant"}}}"#
+            ),
+            Some(&desk)
+        ));
+        // Per channel.
+        let push = o(r#"{"categories":{"mention":{"web_push":true}}}"#);
+        assert!(opts_in(
+            &none,
+            &push,
+            Some(&mention),
+            None,
+            Channel::WebPush
+        ));
+        assert!(!opts_in(&none, &push, Some(&mention), None, Channel::Email));
     }
 
     fn email_only() -> Vec<Channel> {

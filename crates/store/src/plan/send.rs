@@ -203,6 +203,13 @@ pub(crate) struct Resolved {
     /// `pushable` for a broadcast): only then is a broadcast's web push
     /// expansion queued.
     pub push_anyone: bool,
+    /// The direct recipients whose preferences switch email on for this
+    /// notification although its category does not email by default
+    /// (looked up by a backend when [`Resolved::opt_in_channels`] names
+    /// email): they get an email job.
+    pub email_opt_in: HashSet<i64>,
+    /// The same for web push (they also need a subscription).
+    pub push_opt_in: HashSet<i64>,
 }
 
 /// Resolves an audience from the looked-up facts and the owners of
@@ -307,6 +314,8 @@ pub(crate) fn resolve(
         skipped,
         pushable: HashSet::new(),
         push_anyone: false,
+        email_opt_in: HashSet::new(),
+        push_opt_in: HashSet::new(),
     })
 }
 
@@ -327,7 +336,59 @@ impl Resolved {
     /// ([`Resolved::pushable`], after [`Resolved::exclude_covered`]) and,
     /// for a broadcast, whether anyone has one ([`Resolved::push_anyone`]).
     pub fn needs_push_lookup(&self, n: &NewNotification) -> bool {
-        n.wants(Channel::WebPush, false) && (!self.direct.is_empty() || n.audience.is_broadcast())
+        (n.wants(Channel::WebPush, false) && (!self.direct.is_empty() || n.audience.is_broadcast()))
+            || !self.push_opt_in.is_empty()
+    }
+
+    /// The channels a direct recipient may switch on for this notification
+    /// although it does not take them by default (P5): email and web push,
+    /// when the send names no `channels` and has a category or source to
+    /// choose by. A backend then reads the direct recipients' preferences
+    /// and fills [`Resolved::email_opt_in`] and [`Resolved::push_opt_in`]
+    /// with [`crate::plan::policy::opts_in`] (before the push look-up).
+    /// Members reached through a broadcast are not looked up.
+    pub fn opt_in_channels(&self, n: &NewNotification) -> Vec<Channel> {
+        if n.channels.is_some()
+            || self.direct.is_empty()
+            || (n.content.category.is_none() && n.content.source.is_none())
+        {
+            return Vec::new();
+        }
+        [Channel::Email, Channel::WebPush]
+            .into_iter()
+            .filter(|c| !n.wants(*c, false))
+            .collect()
+    }
+
+    /// Records what direct recipient `uid` switched on of `channels` (from
+    /// [`Resolved::opt_in_channels`]), given the administrators' defaults
+    /// and the user's stored overrides (None: none; a document that no
+    /// longer parses counts as none rather than failing the send).
+    pub fn add_opt_ins(
+        &mut self,
+        n: &NewNotification,
+        channels: &[Channel],
+        defaults: &belfry_core::preferences::Overrides,
+        uid: i64,
+        own: Option<&str>,
+    ) {
+        let own: belfry_core::preferences::Overrides = own
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or_default();
+        for channel in channels {
+            if super::policy::opts_in(
+                defaults,
+                &own,
+                n.content.category.as_ref(),
+                n.content.source.as_ref(),
+                *channel,
+            ) {
+                match channel {
+                    Channel::Email => self.email_opt_in.insert(uid),
+                    _ => self.push_opt_in.insert(uid),
+                };
+            }
+        }
     }
 
     /// Drops the direct recipients the broadcast part reaches already.
@@ -408,7 +469,11 @@ impl<'n> Publication<'n> {
             users: &r.pushable,
             anyone: r.push_anyone,
         };
-        let plan = super::delivery_plan(n, &r.direct, push, &r.contacts, now);
+        let opted = super::OptedIn {
+            email: &r.email_opt_in,
+            push: &r.push_opt_in,
+        };
+        let plan = super::delivery_plan(n, &r.direct, push, opted, &r.contacts, now);
         let mut log = r.skipped;
         log.extend(plan.log);
         let broadcast_gids = match (in_app, a.all) {

@@ -531,6 +531,28 @@ async fn resolve(
         .collect();
         r.exclude_covered(&covered);
     }
+    let channels = r.opt_in_channels(n);
+    if !channels.is_empty() {
+        let defaults = super::prefs::preference_defaults(&mut *c).await?;
+        let uids: Vec<i64> = r.direct_uids().collect();
+        let own: HashMap<i64, String> = sqlx::query_as::<_, (i64, String)>(
+            "SELECT uid, prefs FROM user_preferences WHERE uid = ANY($1)",
+        )
+        .bind(&uids)
+        .fetch_all(&mut *c)
+        .await?
+        .into_iter()
+        .collect();
+        for uid in uids {
+            r.add_opt_ins(
+                n,
+                &channels,
+                &defaults,
+                uid,
+                own.get(&uid).map(String::as_str),
+            );
+        }
+    }
     if r.needs_push_lookup(n) {
         let uids: Vec<i64> = r.direct_uids().collect();
         r.pushable = sqlx::query_scalar::<_, i64>(

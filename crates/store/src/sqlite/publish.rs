@@ -137,6 +137,16 @@ fn resolve(c: &Connection, n: &NewNotification, strict: bool, now: Millis) -> Re
         }
         r.exclude_covered(&covered);
     }
+    let channels = r.opt_in_channels(n);
+    if !channels.is_empty() {
+        let defaults = super::prefs::preference_defaults(c)?;
+        let mut own = c.prepare_cached("SELECT prefs FROM user_preferences WHERE uid = ?1")?;
+        let uids: Vec<i64> = r.direct_uids().collect();
+        for uid in uids {
+            let json: Option<String> = own.query_row([uid], |row| row.get(0)).optional()?;
+            r.add_opt_ins(n, &channels, &defaults, uid, json.as_deref());
+        }
+    }
     if r.needs_push_lookup(n) {
         let mut subscribed =
             c.prepare_cached("SELECT 1 FROM push_subscriptions WHERE uid = ?1 LIMIT 1")?;
