@@ -100,7 +100,7 @@ pub(crate) enum Pending {
         sender: String,
         now: Millis,
         n: Box<NewNotification>,
-        resolved: Resolved,
+        resolved: Box<Resolved>,
         reply: oneshot::Sender<Result<()>>,
     },
 }
@@ -336,7 +336,7 @@ pub(crate) async fn prepare(c: &mut PgConnection, op: WriteOp) -> Option<Pending
                 sender,
                 now,
                 n: Box::new(n),
-                resolved,
+                resolved: Box::new(resolved),
                 reply,
             }),
             Ok(None) => {
@@ -612,7 +612,7 @@ async fn apply_one(c: &mut PgConnection, st: &mut TxState, p: Pending) -> Writte
                 if let Some(status) = status
                     && NotificationStatus::parse(&status)? == NotificationStatus::Scheduled
                 {
-                    publish(c, st, &sender, now, &n, resolved, Some((nid, id))).await?;
+                    publish(c, st, &sender, now, &n, *resolved, Some((nid, id))).await?;
                 }
                 Ok(())
             }
