@@ -98,6 +98,34 @@ impl Target {
         }
     }
 
+    /// Creates `users` users (`user-1` …) in a new SQLite database in `dir`
+    /// with `belfry dev seed`, unless one is there already: setting up what
+    /// a scenario does not measure.
+    pub fn seed_users(&self, dir: &std::path::Path, users: usize) -> anyhow::Result<()> {
+        let db = dir.join("belfry.db");
+        if db.exists() {
+            return Ok(());
+        }
+        let out = Command::new(&self.binary)
+            .args(["dev", "seed", "--db"])
+            .arg(&db)
+            .args([
+                "--users",
+                &users.to_string(),
+                "--direct",
+                "0",
+                "--broadcasts",
+                "0",
+            ])
+            .env("BELFRY_LOG", "warn")
+            .output()
+            .context("belfry dev seed")?;
+        if !out.status.success() {
+            bail!("seeding failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
     /// Starts (or connects to) the server.
     pub fn start(
         &self,

@@ -10,11 +10,10 @@ use crate::report::{Report, Row, Samples};
 use crate::scenarios::Progress;
 use crate::scenarios::email::sink;
 use crate::server::{Target, own_cpu_time};
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Args as ClapArgs;
 use futures::StreamExt;
 use serde_json::json;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -50,28 +49,9 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
     let sink_task = tokio::spawn(sink(listener, received.clone()));
 
     let (dir, temp) = a.target.prepare_data_dir()?;
-    let db = dir.join("belfry.db");
     // One more user than digests: the probe's.
     let seeded = a.users + 1;
-    if !db.exists() {
-        let out = Command::new(&a.target.binary)
-            .args(["dev", "seed", "--db"])
-            .arg(&db)
-            .args([
-                "--users",
-                &seeded.to_string(),
-                "--direct",
-                "0",
-                "--broadcasts",
-                "0",
-            ])
-            .env("BELFRY_LOG", "warn")
-            .output()
-            .context("belfry dev seed")?;
-        if !out.status.success() {
-            bail!("seeding failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-    }
+    a.target.seed_users(&dir, seeded)?;
     let workers = a.workers.to_string();
     let server = a.target.start(
         Some((dir, temp)),

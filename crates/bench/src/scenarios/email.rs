@@ -6,10 +6,9 @@
 use crate::report::{Report, Row};
 use crate::scenarios::Progress;
 use crate::server::{Target, own_cpu_time};
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Args as ClapArgs;
 use serde_json::json;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -84,26 +83,7 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
     let sink_task = tokio::spawn(sink(listener, received.clone()));
 
     let (dir, temp) = a.target.prepare_data_dir()?;
-    let db = dir.join("belfry.db");
-    if !db.exists() {
-        let out = Command::new(&a.target.binary)
-            .args(["dev", "seed", "--db"])
-            .arg(&db)
-            .args([
-                "--users",
-                &a.emails.to_string(),
-                "--direct",
-                "0",
-                "--broadcasts",
-                "0",
-            ])
-            .env("BELFRY_LOG", "warn")
-            .output()
-            .context("belfry dev seed")?;
-        if !out.status.success() {
-            bail!("seeding failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-    }
+    a.target.seed_users(&dir, a.emails)?;
     let workers = a.workers.to_string();
     let server = a.target.start(
         Some((dir, temp)),

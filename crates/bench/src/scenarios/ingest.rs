@@ -5,11 +5,10 @@
 use crate::report::{Report, Row, Samples};
 use crate::scenarios::Progress;
 use crate::server::{Target, own_cpu_time};
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Args as ClapArgs;
 use futures::StreamExt;
 use serde_json::json;
-use std::process::Command;
 use std::time::Instant;
 
 #[derive(Debug, Clone, ClapArgs)]
@@ -32,26 +31,7 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
     let (dir, temp) = a.target.prepare_data_dir()?;
     let users = a.notifications.max(1);
     if a.target.urls.is_empty() {
-        let db = dir.join("belfry.db");
-        if !db.exists() {
-            let out = Command::new(&a.target.binary)
-                .args(["dev", "seed", "--db"])
-                .arg(&db)
-                .args([
-                    "--users",
-                    &users.to_string(),
-                    "--direct",
-                    "0",
-                    "--broadcasts",
-                    "0",
-                ])
-                .env("BELFRY_LOG", "warn")
-                .output()
-                .context("belfry dev seed")?;
-            if !out.status.success() {
-                bail!("seeding failed: {}", String::from_utf8_lossy(&out.stderr));
-            }
-        }
+        a.target.seed_users(&dir, users)?;
     }
     let server = a.target.start(Some((dir, temp)), &[])?;
     let client = server.client();
