@@ -135,6 +135,10 @@ pub(crate) struct Writer {
     jobs_wakeup: Arc<tokio::sync::Notify>,
     wal: wal::Restarter,
     disk_full: Arc<DiskFull>,
+    /// The administrators' preference defaults, read once for many sends
+    /// (publishing reads them to find who opted in); only the writer
+    /// changes them, and forgets this copy when it does.
+    pub preference_defaults: Option<belfry_core::preferences::Overrides>,
 }
 
 /// When a write last failed for lack of space. Readiness reports it for
@@ -417,6 +421,7 @@ impl SqliteStore {
                 page_size,
             ),
             disk_full: disk_full.clone(),
+            preference_defaults: None,
         };
         let thread = std::thread::Builder::new()
             .name("belfry-sqlite-writer".into())
@@ -857,8 +862,11 @@ impl Store for SqliteStore {
         defaults: belfry_core::preferences::Overrides,
         now: Millis,
     ) -> Result<()> {
-        self.write(move |w| prefs::put_preference_defaults(&w.conn, &defaults, now))
-            .await
+        self.write(move |w| {
+            w.preference_defaults = None;
+            prefs::put_preference_defaults(&w.conn, &defaults, now)
+        })
+        .await
     }
 
     async fn subscribe(&self, entity: &EntityRef, who: Subscriber, now: Millis) -> Result<bool> {

@@ -85,7 +85,13 @@ fn gids(c: &Connection, groups: &[GroupId]) -> Result<Vec<Option<i64>>> {
 }
 
 /// Looks up the facts of `n`'s audience and resolves it.
-fn resolve(c: &Connection, n: &NewNotification, strict: bool, now: Millis) -> Result<Resolved> {
+fn resolve(
+    c: &Connection,
+    n: &NewNotification,
+    strict: bool,
+    now: Millis,
+    defaults: &mut Option<belfry_core::preferences::Overrides>,
+) -> Result<Resolved> {
     let a = &n.audience;
     let mut facts = Facts {
         actor_uid: match n.actor_id() {
@@ -139,12 +145,15 @@ fn resolve(c: &Connection, n: &NewNotification, strict: bool, now: Millis) -> Re
     }
     let channels = r.opt_in_channels(n);
     if !channels.is_empty() {
-        let defaults = super::prefs::preference_defaults(c)?;
+        if defaults.is_none() {
+            *defaults = Some(super::prefs::preference_defaults(c)?);
+        }
+        let defaults = defaults.as_ref().expect("read just now");
         let mut own = c.prepare_cached("SELECT prefs FROM user_preferences WHERE uid = ?1")?;
         let uids: Vec<i64> = r.direct_uids().collect();
         for uid in uids {
             let json: Option<String> = own.query_row([uid], |row| row.get(0)).optional()?;
-            r.add_opt_ins(n, &channels, &defaults, uid, json.as_deref());
+            r.add_opt_ins(n, &channels, defaults, uid, json.as_deref());
         }
     }
     if r.needs_push_lookup(n) {
@@ -239,7 +248,13 @@ fn publish(
     n: &NewNotification,
     existing: Option<(i64, String)>,
 ) -> Result<(SendReceipt, i64)> {
-    let resolved = resolve(&w.conn, n, existing.is_none(), now)?;
+    let resolved = resolve(
+        &w.conn,
+        n,
+        existing.is_none(),
+        now,
+        &mut w.preference_defaults,
+    )?;
     let seq = w.next_seq();
     let (existing_nid, existing_id) = existing.unzip();
     let plan = Publication::new(n, resolved, seq, existing_id, sender, now);
