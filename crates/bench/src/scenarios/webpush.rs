@@ -86,11 +86,16 @@ async fn stand_in(listener: tokio::net::TcpListener, received: Arc<AtomicU64>) {
     }
 }
 
-/// Waits until `received` reaches `target`, at most ten minutes.
-async fn wait_for(received: &AtomicU64, target: u64, label: &str) -> anyhow::Result<()> {
+/// Waits until `received` reaches `start + target` (`start`: the count
+/// before the pushes were sent), at most ten minutes.
+async fn wait_for(
+    received: &AtomicU64,
+    start: u64,
+    target: u64,
+    label: &str,
+) -> anyhow::Result<()> {
     let progress = Progress::start(label.into(), target);
     let deadline = Instant::now() + Duration::from_secs(600);
-    let start = received.load(Ordering::Relaxed);
     let mut last = start;
     while received.load(Ordering::Relaxed) < start + target {
         if Instant::now() > deadline {
@@ -151,6 +156,7 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
     let cpu_server0 = server.cpu_time();
     let cpu_client0 = own_cpu_time();
     let start = Instant::now();
+    let before = received.load(Ordering::Relaxed);
     for chunk_start in (0..total).step_by(500) {
         let items: Vec<serde_json::Value> = (chunk_start..(chunk_start + 500).min(total))
             .map(|i| {
@@ -171,7 +177,7 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
             .await?;
     }
     let accepted = start.elapsed();
-    wait_for(&received, total as u64, "pushes received").await?;
+    wait_for(&received, before, total as u64, "pushes received").await?;
     let direct = start.elapsed();
     let cpu_direct = server
         .cpu_time()
@@ -181,6 +187,7 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
     // Phase 2: one broadcast to everyone on web push.
     let cpu_server1 = server.cpu_time();
     let start = Instant::now();
+    let before = received.load(Ordering::Relaxed);
     server
         .admin(
             &client,
@@ -193,7 +200,7 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
         )
         .await?;
     let broadcast_accepted = start.elapsed();
-    wait_for(&received, total as u64, "broadcast pushes received").await?;
+    wait_for(&received, before, total as u64, "broadcast pushes received").await?;
     let broadcast = start.elapsed();
     let cpu_broadcast = server
         .cpu_time()

@@ -199,9 +199,9 @@ pub(crate) struct Resolved {
     /// by a backend when [`Resolved::needs_push_lookup`]): only they get a
     /// web push job.
     pub pushable: HashSet<i64>,
-    /// Whether anyone has a web push subscription (looked up with
-    /// `pushable` for a broadcast): only then is a broadcast's web push
-    /// expansion queued.
+    /// Whether anyone has a web push subscription (looked up first: when
+    /// nobody has, `pushable` needs no look-up): only then is a
+    /// broadcast's web push expansion queued.
     pub push_anyone: bool,
     /// The direct recipients whose preferences switch email on for this
     /// notification although its category does not email by default

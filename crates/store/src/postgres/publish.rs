@@ -555,19 +555,17 @@ async fn resolve(
     }
     if r.needs_push_lookup(n) {
         let uids: Vec<i64> = r.direct_uids().collect();
-        r.pushable = sqlx::query_scalar::<_, i64>(
-            "SELECT DISTINCT uid FROM push_subscriptions WHERE uid = ANY($1)",
+        // One query: who of them has a push subscription, and whether anyone has.
+        let (pushable, anyone): (Vec<i64>, bool) = sqlx::query_as(
+            "SELECT COALESCE((SELECT array_agg(DISTINCT uid) FROM push_subscriptions
+                              WHERE uid = ANY($1)), '{}'),
+                    EXISTS (SELECT 1 FROM push_subscriptions)",
         )
         .bind(&uids)
-        .fetch_all(&mut *c)
-        .await?
-        .into_iter()
-        .collect();
-        if n.audience.is_broadcast() {
-            r.push_anyone = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM push_subscriptions)")
-                .fetch_one(&mut *c)
-                .await?;
-        }
+        .fetch_one(&mut *c)
+        .await?;
+        r.pushable = pushable.into_iter().collect();
+        r.push_anyone = anyone;
     }
     Ok(r)
 }

@@ -156,20 +156,22 @@ fn resolve(
             r.add_opt_ins(n, &channels, defaults, uid, json.as_deref());
         }
     }
+    // Where nobody has a push subscription (web push unused), one probe
+    // per send; else one per direct recipient.
     if r.needs_push_lookup(n) {
-        let mut subscribed =
-            c.prepare_cached("SELECT 1 FROM push_subscriptions WHERE uid = ?1 LIMIT 1")?;
-        let mut pushable = HashSet::new();
-        for uid in r.direct_uids() {
-            if subscribed.exists([uid])? {
-                pushable.insert(uid);
+        r.push_anyone = c
+            .prepare_cached("SELECT 1 FROM push_subscriptions LIMIT 1")?
+            .exists([])?;
+        if r.push_anyone {
+            let mut subscribed =
+                c.prepare_cached("SELECT 1 FROM push_subscriptions WHERE uid = ?1 LIMIT 1")?;
+            let mut pushable = HashSet::new();
+            for uid in r.direct_uids() {
+                if subscribed.exists([uid])? {
+                    pushable.insert(uid);
+                }
             }
-        }
-        r.pushable = pushable;
-        if n.audience.is_broadcast() {
-            r.push_anyone = c
-                .prepare_cached("SELECT 1 FROM push_subscriptions LIMIT 1")?
-                .exists([])?;
+            r.pushable = pushable;
         }
     }
     Ok(r)
