@@ -569,6 +569,35 @@ async fn resolve(
                 .await?;
         }
     }
+    if r.needs_chat_lookup(n) {
+        let uids: Vec<i64> = r.direct_uids().collect();
+        r.chattable = sqlx::query_scalar::<_, i64>(
+            "SELECT DISTINCT uid FROM chat_targets WHERE uid = ANY($1)",
+        )
+        .bind(&uids)
+        .fetch_all(&mut *c)
+        .await?
+        .into_iter()
+        .collect();
+        if n.wants(belfry_core::Channel::Chat, false) && !r.gids.is_empty() {
+            // In the audience's order, each group once.
+            let with_target: HashMap<i64, String> = sqlx::query_as::<_, (i64, String)>(
+                "SELECT g.gid, g.id FROM groups g WHERE g.gid = ANY($1)
+                   AND EXISTS (SELECT 1 FROM chat_targets t WHERE t.gid = g.gid)",
+            )
+            .bind(&r.gids)
+            .fetch_all(&mut *c)
+            .await?
+            .into_iter()
+            .collect();
+            r.chat_groups = r
+                .gids
+                .iter()
+                .filter_map(|gid| with_target.get(gid))
+                .map(|id| GroupId::parse(id).map_err(StoreError::backend))
+                .collect::<Result<Vec<_>>>()?;
+        }
+    }
     Ok(r)
 }
 
