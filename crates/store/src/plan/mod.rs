@@ -468,4 +468,55 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn chat_to_users_with_a_target_and_once_per_group_target() {
+        let users = [
+            (1, UserId::parse("a").unwrap()),
+            (2, UserId::parse("b").unwrap()),
+            (3, UserId::parse("c").unwrap()),
+        ];
+        let with_target = HashSet::from([2, 3]);
+        let opted = HashSet::from([3]);
+        let groups = [GroupId::parse("ops").unwrap()];
+        let chat = Chat {
+            users: &with_target,
+            opted: &opted,
+            groups: &groups,
+        };
+        let wanted =
+            n(r#"{"to":{"users":["a","b","c"],"groups":["ops"]},"title":"t","channels":["chat"]}"#);
+        let plan = delivery_plan(&wanted, &users, none(), no_opt_in(), chat, &[], Millis(5));
+        assert_eq!(
+            plan.jobs,
+            vec![
+                JobPayload::Deliver {
+                    channel: Channel::Chat,
+                    recipient: Recipient::User(UserId::parse("b").unwrap())
+                },
+                JobPayload::Deliver {
+                    channel: Channel::Chat,
+                    recipient: Recipient::User(UserId::parse("c").unwrap())
+                },
+                JobPayload::Deliver {
+                    channel: Channel::Chat,
+                    recipient: Recipient::Group(GroupId::parse("ops").unwrap())
+                },
+            ],
+            "a has no target; no expansion of the group's members"
+        );
+        assert_eq!(plan.log[2].recipient, "group:ops");
+        // Not wanted: only the user who opted in (and has a target); no
+        // group post.
+        let quiet =
+            n(r#"{"to":{"users":["a","b","c"],"groups":["ops"]},"title":"t","category":"x"}"#);
+        let plan = delivery_plan(&quiet, &users, none(), no_opt_in(), chat, &[], Millis(5));
+        assert_eq!(
+            plan.jobs,
+            vec![JobPayload::Deliver {
+                channel: Channel::Chat,
+                recipient: Recipient::User(UserId::parse("c").unwrap())
+            }]
+        );
+    }
 }
