@@ -77,7 +77,8 @@ impl TxState {
 pub(crate) enum Item {
     /// A repeated idempotency key: the first receipt.
     Replayed(SendReceipt),
-    Publish(Resolved),
+    /// Boxed: a resolved audience is far larger than the other variants.
+    Publish(Box<Resolved>),
     /// Hold until `at`; the targets' ids as looked up (all exist).
     Schedule {
         at: Millis,
@@ -370,7 +371,7 @@ async fn prepare_item(
             send::require_known(n, &users, &groups)?;
             Ok(Item::Schedule { at, users, groups })
         }
-        None => Ok(Item::Publish(resolve(c, n, true, ctx.now).await?)),
+        None => Ok(Item::Publish(Box::new(resolve(c, n, true, ctx.now).await?))),
     }
 }
 
@@ -672,7 +673,7 @@ async fn apply_item(
         Item::Schedule { at, users, groups } => {
             schedule(c, st, ctx, n, at, &users, &groups).await?
         }
-        Item::Publish(resolved) => publish(c, st, &ctx.key_id, ctx.now, n, resolved, None).await?,
+        Item::Publish(resolved) => publish(c, st, &ctx.key_id, ctx.now, n, *resolved, None).await?,
         Item::Replayed(_) => unreachable!("handled above"),
     };
     if let Some(key) = &n.idempotency_key {
