@@ -2,7 +2,9 @@
 //! webhook, Microsoft Teams incoming webhook (or workflow URL), and generic
 //! webhook signed per the Standard Webhooks specification, one per kind:
 //! `PUT|GET|DELETE /v1/users/{user_id}/channels/{kind}` and
-//! `/v1/groups/{group_id}/channels/{kind}`. A webhook's signing secret is
+//! `/v1/groups/{group_id}/channels/{kind}`. A user manages their own with
+//! their user token under `/v1/me/channels/{kind}` (their preferred
+//! channel); the same rules apply. A webhook's signing secret is
 //! made here and answered once, by the PUT that stores it (every PUT of a
 //! webhook makes a new one); GET never shows it.
 //!
@@ -13,10 +15,11 @@
 //! says so), because what a name resolves to can change.
 
 use crate::AppState;
-use crate::auth::AdminKey;
+use crate::auth::{AdminKey, InboxOwner};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::ApiJson;
 use axum::Json;
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -39,6 +42,16 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
             put_group_target,
             delete_group_target
         ))
+}
+
+/// A user's own targets, with their user token.
+pub(super) fn me_routes() -> Router<AppState> {
+    Router::new().route(
+        "/v1/me/channels/{kind}",
+        axum::routing::get(get_user_target)
+            .put(put_user_target)
+            .delete(delete_user_target),
+    )
 }
 
 /// The longest URL accepted (Slack's and Teams' are 80 to 400 bytes).
@@ -82,9 +95,10 @@ impl TargetView {
     }
 }
 
+/// The kind of `/v1/users/{user_id}/channels/{kind}` or
+/// `/v1/me/channels/{kind}` (the user is [`InboxOwner`]'s).
 #[derive(Deserialize)]
 struct UserPath {
-    user_id: String,
     kind: String,
 }
 
@@ -106,8 +120,7 @@ fn kind(value: &str) -> ApiResult<ChatKind> {
     })
 }
 
-fn user_owner(p: &UserPath) -> ApiResult<(ChatOwner, ChatKind)> {
-    let user = UserId::parse(&p.user_id).map_err(|e| ApiError::bad_request("invalid_path", e))?;
+fn user_owner(user: UserId, p: &UserPath) -> ApiResult<(ChatOwner, ChatKind)> {
     Ok((ChatOwner::User(user), kind(&p.kind)?))
 }
 
@@ -223,7 +236,8 @@ async fn delete_target(
 
 /// Set a user's chat target of one kind (their own Slack, Teams or webhook).
 ///
-/// Replaces the user's target of that kind. For `webhook`, the answer
+/// Replaces the user's target of that kind. A user sets their own with
+/// their user token under `/v1/me/channels/{kind}`. For `webhook`, the answer
 /// carries the signing secret (`whsec_…`), once; each PUT makes a new one.
 #[utoipa::path(
     put, path = "/v1/users/{user_id}/channels/{kind}", tag = "chat",
@@ -237,14 +251,14 @@ async fn delete_target(
     ),
     security(("secret_key" = []))
 )]
-#[tracing::instrument(skip_all, fields(user = %p.user_id, kind = %p.kind))]
+#[tracing::instrument(skip_all, fields(user = %user, kind = %p.kind))]
 async fn put_user_target(
     State(state): State<AppState>,
-    AdminKey(_): AdminKey,
+    InboxOwner(user): InboxOwner,
     Path(p): Path<UserPath>,
     ApiJson(req): ApiJson<TargetRequest>,
 ) -> ApiResult<Response> {
-    let (owner, kind) = user_owner(&p)?;
+    let (owner, kind) = user_owner(user, &p)?;
     put_target(&state, owner, kind, req).await
 }
 
@@ -255,13 +269,13 @@ async fn put_user_target(
     responses((status = 200, body = TargetView), (status = 404, body = Problem)),
     security(("secret_key" = []))
 )]
-#[tracing::instrument(skip_all, fields(user = %p.user_id, kind = %p.kind))]
+#[tracing::instrument(skip_all, fields(user = %user, kind = %p.kind))]
 async fn get_user_target(
     State(state): State<AppState>,
-    AdminKey(_): AdminKey,
+    InboxOwner(user): InboxOwner,
     Path(p): Path<UserPath>,
 ) -> ApiResult<Json<TargetView>> {
-    let (owner, kind) = user_owner(&p)?;
+    let (owner, kind) = user_owner(user, &p)?;
     get_target(&state, owner, kind).await
 }
 
@@ -272,13 +286,13 @@ async fn get_user_target(
     responses((status = 204, description = "Removed"), (status = 404, body = Problem)),
     security(("secret_key" = []))
 )]
-#[tracing::instrument(skip_all, fields(user = %p.user_id, kind = %p.kind))]
+#[tracing::instrument(skip_all, fields(user = %user, kind = %p.kind))]
 async fn delete_user_target(
     State(state): State<AppState>,
-    AdminKey(_): AdminKey,
+    InboxOwner(user): InboxOwner,
     Path(p): Path<UserPath>,
 ) -> ApiResult<StatusCode> {
-    let (owner, kind) = user_owner(&p)?;
+    let (owner, kind) = user_owner(user, &p)?;
     delete_target(&state, owner, kind).await
 }
 

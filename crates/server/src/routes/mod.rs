@@ -55,6 +55,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(api)
         .merge(inbox::mirror_routes())
         .merge(push::mirror_routes())
+        .merge(chat::me_routes())
         .merge(ops::routes(openapi_json))
         .merge(assets::routes());
     if state.config.demo {

@@ -273,12 +273,50 @@ async fn chat_targets_are_stored_validated_and_removed() {
         .admin(Method::GET, "/v1/users/ana/channels/teams", None)
         .await;
     assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
-    // A user token cannot manage targets.
+    // A user manages their own under /v1/me with their token, not others'.
     let token = app.token("ana").await;
     let r = app
         .call(Method::GET, "/v1/users/ana/channels/slack", &token, None)
         .await;
-    assert!(r.status().is_client_error());
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = app
+        .me(
+            Method::PUT,
+            "/channels/webhook",
+            &token,
+            Some(json!({"url": "https://hooks.example.com/ana"})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["secret"].as_str().unwrap().starts_with("whsec_"));
+    let r = app
+        .me(
+            Method::PUT,
+            "/channels/webhook",
+            &token,
+            Some(json!({"url": "http://192.168.1.1/x"})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app.me(Method::GET, "/channels/webhook", &token, None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .admin(Method::GET, "/v1/users/ana/channels/webhook", None)
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "the same target");
+    let r = app
+        .me(Method::DELETE, "/channels/webhook", &token, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = app
+        .admin(Method::GET, "/v1/me/channels/webhook", None)
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "a secret key has no /v1/me"
+    );
 
     // Removed.
     let r = app
