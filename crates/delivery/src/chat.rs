@@ -130,15 +130,20 @@ fn actor_name(content: &Content) -> Option<String> {
 
 /// The Slack message (Block Kit, with `text` as the fallback).
 pub fn slack_payload(content: &Content, app_url: Option<&str>) -> Value {
-    // Slack's limits: header text 150, section text 3000 characters.
+    // Slack refuses a message whose header text is over 150 characters or
+    // whose section text is over 3000 (the ellipsis and the escapes count).
     let mut blocks = vec![json!({
         "type": "header",
-        "text": {"type": "plain_text", "text": cut(&content.title, 150), "emoji": true}
+        "text": {"type": "plain_text", "text": cut(&content.title, 149), "emoji": true}
     })];
     if let Some(body) = &content.body {
+        let mut text = slack_escape(&cut(body, 2900));
+        if text.chars().count() > 3000 {
+            text = slack_escape(&cut(body, 590));
+        }
         blocks.push(json!({
             "type": "section",
-            "text": {"type": "mrkdwn", "text": slack_escape(&cut(body, 2900))}
+            "text": {"type": "mrkdwn", "text": text}
         }));
     }
     if let Some(actor) = actor_name(content) {
@@ -515,5 +520,12 @@ mod tests {
         // A relative link without the application's URL gets no button.
         let s = slack_payload(&c, None);
         assert_eq!(s["blocks"].as_array().unwrap().len(), 3);
+        // Within Slack's limits, however long.
+        let long = content(json!({"title": "t".repeat(400), "body": "&".repeat(5000)}));
+        let s = slack_payload(&long, None);
+        let header = s["blocks"][0]["text"]["text"].as_str().unwrap();
+        assert_eq!(header.chars().count(), 150);
+        let section = s["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert!(section.chars().count() <= 3000, "{}", section.len());
     }
 }
