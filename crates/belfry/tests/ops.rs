@@ -362,6 +362,19 @@ async fn check_fixture(manifest: &std::path::Path) {
         );
     }
 
+    // From schema 9: Ana's Slack target and the support group's webhook.
+    if schema >= 9 {
+        let (status, slack) = get("/v1/users/u-ana/channels/slack".into()).await;
+        assert_eq!(status, 200, "{name}");
+        assert_eq!(
+            slack["url"], "https://hooks.slack.example/services/T0/B0/fixture",
+            "{name}: {slack}"
+        );
+        let (status, hook) = get("/v1/groups/support/channels/webhook".into()).await;
+        assert_eq!(status, 200, "{name}");
+        assert_eq!(hook["kind"], "webhook", "{name}: {hook}");
+    }
+
     // Every notification, as its producer sees it, with its status.
     for kind in [
         "direct",

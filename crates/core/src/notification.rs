@@ -285,6 +285,10 @@ pub struct NewNotification {
     /// (set by the server like `category_email`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub category_web_push: bool,
+    /// The category's defaults post to chat targets (C7), set by the
+    /// server like `category_email`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub category_chat: bool,
 }
 
 impl NewNotification {
@@ -301,6 +305,7 @@ impl NewNotification {
                     channel == Channel::InApp
                         || (channel == Channel::Email && self.category_email)
                         || (channel == Channel::WebPush && self.category_web_push)
+                        || (channel == Channel::Chat && self.category_chat)
                 }
             }
         }
@@ -592,6 +597,7 @@ impl SendRequest {
             subscribe_actor,
             category_email: false,
             category_web_push: false,
+            category_chat: false,
         })
     }
 }

@@ -1,11 +1,12 @@
 //! Belfry's delivery engine: workers that run due jobs from the store's
 //! queue (scheduled sends, deliveries, broadcast expansion) with leases,
 //! retries and back-off, and one adapter per channel behind a small trait
-//! (email, web push), with the outbound safety rules of requests to URLs
+//! (email, web push, chat), with the outbound safety rules of requests to URLs
 //! that users and producers give.
 #![forbid(unsafe_code)]
 
 pub mod channel;
+pub mod chat;
 pub mod email;
 pub mod engine;
 pub mod mailer;
@@ -13,6 +14,7 @@ pub mod outbound;
 pub mod webpush;
 
 pub use channel::{ChannelAdapter, Message, SendError};
+pub use chat::{ChatAdapter, ChatSettings};
 pub use email::{Digest, DigestItem, DigestKind, EmailAdapter, EmailSettings};
 pub use engine::{Engine, EngineConfig, RecipientLimit};
 pub use mailer::{MailboxMailer, Mailer, SmtpMailer};

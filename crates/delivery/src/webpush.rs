@@ -567,6 +567,7 @@ impl ChannelAdapter for WebPushAdapter {
             Recipient::Contact(_) => {
                 Some("an external contact has no push subscriptions".to_string())
             }
+            Recipient::Group(_) => Some("a group has no push subscriptions".to_string()),
         }
     }
 

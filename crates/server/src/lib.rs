@@ -191,7 +191,7 @@ pub async fn bootstrap_admin_key(
 }
 
 /// The delivery engine with the email channel (SMTP when configured,
-/// otherwise the development mailbox) and web push.
+/// otherwise the development mailbox), web push and chat.
 fn build_engine(
     config: &Config,
     store: &SharedStore,
@@ -215,10 +215,19 @@ fn build_engine(
         push.app_url = config.email.app_url.clone();
     }
     let web_push = belfry_delivery::WebPushAdapter::new(store.clone(), vapid, push);
+    let chat = belfry_delivery::ChatAdapter::new(
+        store.clone(),
+        belfry_delivery::ChatSettings {
+            app_url: config.email.app_url.clone(),
+            outbound: config.outbound.clone(),
+            ..Default::default()
+        },
+    );
     Ok(
         belfry_delivery::Engine::new(store.clone(), clock.clone(), config.delivery.clone())
             .with_adapter(Arc::new(email))
-            .with_adapter(Arc::new(web_push)),
+            .with_adapter(Arc::new(web_push))
+            .with_adapter(Arc::new(chat)),
     )
 }
 

@@ -2,7 +2,7 @@
 //! (publishing a scheduled notification, delivering one message, expanding a
 //! broadcast into deliveries) and what happened to each delivery.
 
-use belfry_core::{Channel, EmailAddress, Locale, Millis, TimeZoneName, UserId};
+use belfry_core::{Channel, EmailAddress, GroupId, Locale, Millis, TimeZoneName, UserId};
 use serde::{Deserialize, Serialize};
 
 /// Who one delivery is for.
@@ -12,14 +12,19 @@ pub enum Recipient {
     User(UserId),
     /// An external contact, known only by address.
     Contact(EmailAddress),
+    /// A group's own chat targets (C7): one post per target, not one per
+    /// member.
+    Group(GroupId),
 }
 
 impl Recipient {
-    /// `user:<id>` or `email:<address>`, as the delivery log shows it.
+    /// `user:<id>`, `email:<address>` or `group:<id>`, as the delivery
+    /// log shows it.
     pub fn label(&self) -> String {
         match self {
             Recipient::User(u) => format!("user:{u}"),
             Recipient::Contact(e) => format!("email:{e}"),
+            Recipient::Group(g) => format!("group:{g}"),
         }
     }
 }

@@ -318,6 +318,55 @@ pub struct NewPushSubscription {
     pub auth: String,
 }
 
+/// Whom a chat target belongs to (C7): a user (their own channel) or a
+/// group (the group's channel, posted to once per notification).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ChatOwner {
+    User(UserId),
+    Group(GroupId),
+}
+
+/// The kinds of chat target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatKind {
+    /// A Slack incoming webhook (Block Kit message).
+    Slack,
+    /// A Microsoft Teams incoming webhook or workflow URL (Adaptive Card).
+    Teams,
+    /// A generic webhook, signed per the Standard Webhooks specification.
+    Webhook,
+}
+
+impl ChatKind {
+    pub const ALL: [ChatKind; 3] = [ChatKind::Slack, ChatKind::Teams, ChatKind::Webhook];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatKind::Slack => "slack",
+            ChatKind::Teams => "teams",
+            ChatKind::Webhook => "webhook",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<ChatKind> {
+        ChatKind::ALL.into_iter().find(|k| k.as_str() == value)
+    }
+}
+
+/// Where the chat channel posts for one owner. The webhook secret never
+/// appears in `Debug` output (`SecretString`).
+#[derive(Debug, Clone)]
+pub struct ChatTarget {
+    pub kind: ChatKind,
+    /// The http(s) URL posted to.
+    pub url: String,
+    /// The signing secret (`whsec_…`) of a `webhook` target.
+    pub secret: Option<secrecy::SecretString>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
 /// A user's preferences as stored: their overrides, the administrator's
 /// defaults, and their time zone (quiet hours and digests use it).
 #[derive(Debug, Clone, PartialEq)]
@@ -512,6 +561,24 @@ pub trait Store: Send + Sync + 'static {
     async fn push_subscriptions(&self, user: &UserId) -> Result<Vec<PushSubscription>>;
     /// Removes one of `user`'s push subscriptions; true when there was one.
     async fn delete_push_subscription(&self, user: &UserId, id: &str) -> Result<bool>;
+
+    // --- chat targets (C7) ---
+    /// Stores (or replaces) `owner`'s target of `kind`; true when it is
+    /// new. `NotFound` for an unknown user or group.
+    async fn put_chat_target(
+        &self,
+        owner: &ChatOwner,
+        kind: ChatKind,
+        url: String,
+        secret: Option<secrecy::SecretString>,
+        now: Millis,
+    ) -> Result<(ChatTarget, bool)>;
+    /// `owner`'s targets, in kind order. `NotFound` for an unknown user or
+    /// group.
+    async fn chat_targets(&self, owner: &ChatOwner) -> Result<Vec<ChatTarget>>;
+    /// Removes `owner`'s target of `kind`; true when there was one.
+    /// `NotFound` for an unknown user or group.
+    async fn delete_chat_target(&self, owner: &ChatOwner, kind: ChatKind) -> Result<bool>;
 
     // --- sending ---
     /// Accepts notifications atomically: all are stored, or none (the error

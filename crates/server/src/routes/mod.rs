@@ -4,6 +4,7 @@
 
 mod assets;
 mod categories;
+mod chat;
 pub(crate) mod demo;
 mod groups;
 mod inbox;
@@ -37,6 +38,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(preferences::routes())
         .merge(subscriptions::routes())
         .merge(push::routes())
+        .merge(chat::routes())
         .merge(mailbox::routes())
         .merge(crate::realtime::streams::routes())
         .split_for_parts();
@@ -53,6 +55,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(api)
         .merge(inbox::mirror_routes())
         .merge(push::mirror_routes())
+        .merge(chat::me_routes())
         .merge(ops::routes(openapi_json))
         .merge(assets::routes());
     if state.config.demo {

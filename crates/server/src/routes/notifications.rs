@@ -46,14 +46,16 @@ fn idempotency_header(headers: &HeaderMap) -> ApiResult<Option<String>> {
 /// yet, instead of silently dropping it.
 fn check_supported(n: &NewNotification, errors: &mut ValidationErrors) {
     if let Some(channels) = &n.channels {
-        for c in channels
-            .iter()
-            .filter(|c| !matches!(c, Channel::InApp | Channel::Email | Channel::WebPush))
-        {
+        for c in channels.iter().filter(|c| {
+            !matches!(
+                c,
+                Channel::InApp | Channel::Email | Channel::WebPush | Channel::Chat
+            )
+        }) {
             errors.add(
                 "channels",
                 format!(
-                    "the {} channel is not available in this version; use in_app, email or web_push",
+                    "the {} channel is not available in this version; use in_app, email, web_push or chat",
                     c.as_str()
                 ),
             );
@@ -118,6 +120,8 @@ async fn check_categories(
             category.is_some_and(|c| c.defaults.email != belfry_core::EmailMode::Off);
         // Web push jobs are made only for users with a push subscription.
         n.category_web_push = category.is_some_and(|c| c.defaults.web_push);
+        // Chat jobs are made only for users (and groups) with a chat target.
+        n.category_chat = category.is_some_and(|c| c.defaults.chat);
     }
     Ok(())
 }

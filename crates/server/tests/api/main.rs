@@ -5,6 +5,7 @@
 mod audiences;
 mod auth;
 mod bus;
+mod chat;
 mod digest;
 mod email;
 mod helpers;

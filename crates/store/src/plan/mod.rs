@@ -28,7 +28,7 @@ pub(crate) mod summary;
 pub(crate) mod users;
 
 use crate::jobs::{DeliveryEvent, DeliveryStatus, JobPayload, Recipient};
-use belfry_core::{Channel, EmailAddress, Millis, NewNotification, UserId};
+use belfry_core::{Channel, EmailAddress, GroupId, Millis, NewNotification, UserId};
 use std::collections::HashSet;
 
 /// A log line that is not an attempt.
@@ -108,8 +108,23 @@ pub(crate) struct OptedIn<'a> {
     pub push: &'a HashSet<i64>,
 }
 
+/// Who can receive chat (C7), as a backend looked it up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Chat<'a> {
+    /// The direct recipients with a chat target.
+    pub users: &'a HashSet<i64>,
+    /// The direct recipients who switched chat on for this notification
+    /// although it does not post to chat by default.
+    pub opted: &'a HashSet<i64>,
+    /// The targeted groups with a chat target of their own.
+    pub groups: &'a [GroupId],
+}
+
 /// Plans the deliveries of `n` to its resolved direct users and external
-/// contacts. Web push goes only to the direct users with a push
+/// contacts. Chat goes to the direct users with a chat target (each
+/// user's job posts to all of their targets) and once to each targeted
+/// group's own targets (a job per group, not per member: members reached
+/// through a group are not expanded on chat). Web push goes only to the direct users with a push
 /// subscription (a user without one has nothing to deliver to, and a job
 /// for each would cost every send a write); a broadcast's web push
 /// expansion is queued only when anyone has one, and queues members with
@@ -119,6 +134,7 @@ pub(crate) fn delivery_plan(
     direct: &[(i64, UserId)],
     push: Push<'_>,
     opted: OptedIn<'_>,
+    chat: Chat<'_>,
     contacts: &[EmailAddress],
     now: Millis,
 ) -> DeliveryPlan {
@@ -157,6 +173,29 @@ pub(crate) fn delivery_plan(
                     after_uid: 0,
                 },
                 broadcast_label(n),
+            ));
+        }
+    }
+    let chat_wanted = n.wants(Channel::Chat, false);
+    for (uid, user) in direct {
+        if chat.users.contains(uid) && (chat_wanted || chat.opted.contains(uid)) {
+            planned.push((
+                JobPayload::Deliver {
+                    channel: Channel::Chat,
+                    recipient: Recipient::User(user.clone()),
+                },
+                format!("user:{user}"),
+            ));
+        }
+    }
+    if chat_wanted {
+        for group in chat.groups {
+            planned.push((
+                JobPayload::Deliver {
+                    channel: Channel::Chat,
+                    recipient: Recipient::Group(group.clone()),
+                },
+                format!("group:{group}"),
             ));
         }
     }
@@ -246,6 +285,14 @@ mod tests {
         }
     }
 
+    fn no_chat() -> Chat<'static> {
+        Chat {
+            users: &NOBODY,
+            opted: &NOBODY,
+            groups: &[],
+        }
+    }
+
     fn no_opt_in() -> OptedIn<'static> {
         OptedIn {
             email: &NOBODY,
@@ -260,6 +307,7 @@ mod tests {
             &[(1, UserId::parse("a").unwrap())],
             none(),
             no_opt_in(),
+            no_chat(),
             &[EmailAddress::parse("x@example.com").unwrap()],
             Millis(5),
         );
@@ -276,6 +324,7 @@ mod tests {
             &[(1, UserId::parse("a").unwrap())],
             none(),
             no_opt_in(),
+            no_chat(),
             &[],
             Millis(5),
         );
@@ -290,6 +339,7 @@ mod tests {
             &[],
             none(),
             no_opt_in(),
+            no_chat(),
             &[EmailAddress::parse("x@example.com").unwrap()],
             Millis(5),
         );
@@ -312,11 +362,27 @@ mod tests {
             n(r#"{"to":{"users":["a","b"],"groups":["g"]},"title":"t","channels":["web_push"]}"#);
         // Nobody has a subscription: no expansion either.
         assert!(
-            delivery_plan(&broadcast, &users, none(), no_opt_in(), &[], Millis(5))
-                .jobs
-                .is_empty()
+            delivery_plan(
+                &broadcast,
+                &users,
+                none(),
+                no_opt_in(),
+                no_chat(),
+                &[],
+                Millis(5)
+            )
+            .jobs
+            .is_empty()
         );
-        let plan = delivery_plan(&broadcast, &users, push, no_opt_in(), &[], Millis(5));
+        let plan = delivery_plan(
+            &broadcast,
+            &users,
+            push,
+            no_opt_in(),
+            no_chat(),
+            &[],
+            Millis(5),
+        );
         assert_eq!(
             plan.jobs,
             vec![
@@ -335,12 +401,28 @@ mod tests {
         // The category's default turns it on without `channels`.
         let mut by_category = n(r#"{"to":{"users":["a","b"]},"title":"t"}"#);
         assert!(
-            delivery_plan(&by_category, &users, push, no_opt_in(), &[], Millis(5))
-                .jobs
-                .is_empty()
+            delivery_plan(
+                &by_category,
+                &users,
+                push,
+                no_opt_in(),
+                no_chat(),
+                &[],
+                Millis(5)
+            )
+            .jobs
+            .is_empty()
         );
         by_category.category_web_push = true;
-        let plan = delivery_plan(&by_category, &users, push, no_opt_in(), &[], Millis(5));
+        let plan = delivery_plan(
+            &by_category,
+            &users,
+            push,
+            no_opt_in(),
+            no_chat(),
+            &[],
+            Millis(5),
+        );
         assert_eq!(plan.jobs.len(), 1);
         assert_eq!(plan.log[0].recipient, "user:b");
     }
@@ -367,6 +449,7 @@ mod tests {
                 email: &email,
                 push: &push_users,
             },
+            no_chat(),
             &[],
             Millis(5),
         );
@@ -383,6 +466,57 @@ mod tests {
                     recipient: Recipient::User(UserId::parse("c").unwrap())
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn chat_to_users_with_a_target_and_once_per_group_target() {
+        let users = [
+            (1, UserId::parse("a").unwrap()),
+            (2, UserId::parse("b").unwrap()),
+            (3, UserId::parse("c").unwrap()),
+        ];
+        let with_target = HashSet::from([2, 3]);
+        let opted = HashSet::from([3]);
+        let groups = [GroupId::parse("ops").unwrap()];
+        let chat = Chat {
+            users: &with_target,
+            opted: &opted,
+            groups: &groups,
+        };
+        let wanted =
+            n(r#"{"to":{"users":["a","b","c"],"groups":["ops"]},"title":"t","channels":["chat"]}"#);
+        let plan = delivery_plan(&wanted, &users, none(), no_opt_in(), chat, &[], Millis(5));
+        assert_eq!(
+            plan.jobs,
+            vec![
+                JobPayload::Deliver {
+                    channel: Channel::Chat,
+                    recipient: Recipient::User(UserId::parse("b").unwrap())
+                },
+                JobPayload::Deliver {
+                    channel: Channel::Chat,
+                    recipient: Recipient::User(UserId::parse("c").unwrap())
+                },
+                JobPayload::Deliver {
+                    channel: Channel::Chat,
+                    recipient: Recipient::Group(GroupId::parse("ops").unwrap())
+                },
+            ],
+            "a has no target; no expansion of the group's members"
+        );
+        assert_eq!(plan.log[2].recipient, "group:ops");
+        // Not wanted: only the user who opted in (and has a target); no
+        // group post.
+        let quiet =
+            n(r#"{"to":{"users":["a","b","c"],"groups":["ops"]},"title":"t","category":"x"}"#);
+        let plan = delivery_plan(&quiet, &users, none(), no_opt_in(), chat, &[], Millis(5));
+        assert_eq!(
+            plan.jobs,
+            vec![JobPayload::Deliver {
+                channel: Channel::Chat,
+                recipient: Recipient::User(UserId::parse("c").unwrap())
+            }]
         );
     }
 }

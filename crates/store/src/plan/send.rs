@@ -43,6 +43,7 @@ pub(crate) fn fingerprint(n: &NewNotification) -> Result<Vec<u8>> {
     // Derived from the category when accepted, not part of the request.
     canonical.category_email = false;
     canonical.category_web_push = false;
+    canonical.category_chat = false;
     canonical.send_at = n.requested_send_at;
     let json = request_json(&canonical)?;
     Ok(
@@ -210,6 +211,14 @@ pub(crate) struct Resolved {
     pub email_opt_in: HashSet<i64>,
     /// The same for web push (they also need a subscription).
     pub push_opt_in: HashSet<i64>,
+    /// The same for chat (they also need a chat target).
+    pub chat_opt_in: HashSet<i64>,
+    /// The direct recipients with a chat target (looked up by a backend
+    /// when [`Resolved::needs_chat_lookup`]).
+    pub chattable: HashSet<i64>,
+    /// The targeted groups (of `gids`) that have a chat target of their
+    /// own (looked up with `chattable`): each gets one chat job.
+    pub chat_groups: Vec<belfry_core::GroupId>,
 }
 
 /// Resolves an audience from the looked-up facts and the owners of
@@ -316,6 +325,9 @@ pub(crate) fn resolve(
         push_anyone: false,
         email_opt_in: HashSet::new(),
         push_opt_in: HashSet::new(),
+        chat_opt_in: HashSet::new(),
+        chattable: HashSet::new(),
+        chat_groups: Vec::new(),
     })
 }
 
@@ -340,8 +352,17 @@ impl Resolved {
             || !self.push_opt_in.is_empty()
     }
 
+    /// Whether the notification goes to chat: then a backend looks up
+    /// which of [`Resolved::direct_uids`] have a chat target
+    /// ([`Resolved::chattable`], after [`Resolved::exclude_covered`] and
+    /// the opt-ins) and which of `gids` have one ([`Resolved::chat_groups`]).
+    pub fn needs_chat_lookup(&self, n: &NewNotification) -> bool {
+        (n.wants(Channel::Chat, false) && (!self.direct.is_empty() || !self.gids.is_empty()))
+            || !self.chat_opt_in.is_empty()
+    }
+
     /// The channels a direct recipient may switch on for this notification
-    /// although it does not take them by default (P5): email and web push,
+    /// although it does not take them by default (P5): email, web push and chat,
     /// when the send names no `channels` and has a category or source to
     /// choose by. A backend then reads the direct recipients' preferences
     /// and fills [`Resolved::email_opt_in`] and [`Resolved::push_opt_in`]
@@ -354,7 +375,7 @@ impl Resolved {
         {
             return Vec::new();
         }
-        [Channel::Email, Channel::WebPush]
+        [Channel::Email, Channel::WebPush, Channel::Chat]
             .into_iter()
             .filter(|c| !n.wants(*c, false))
             .collect()
@@ -385,6 +406,7 @@ impl Resolved {
             ) {
                 match channel {
                     Channel::Email => self.email_opt_in.insert(uid),
+                    Channel::Chat => self.chat_opt_in.insert(uid),
                     _ => self.push_opt_in.insert(uid),
                 };
             }
@@ -473,7 +495,12 @@ impl<'n> Publication<'n> {
             email: &r.email_opt_in,
             push: &r.push_opt_in,
         };
-        let plan = super::delivery_plan(n, &r.direct, push, opted, &r.contacts, now);
+        let chat = super::Chat {
+            users: &r.chattable,
+            opted: &r.chat_opt_in,
+            groups: &r.chat_groups,
+        };
+        let plan = super::delivery_plan(n, &r.direct, push, opted, chat, &r.contacts, now);
         let mut log = r.skipped;
         log.extend(plan.log);
         let broadcast_gids = match (in_app, a.all) {

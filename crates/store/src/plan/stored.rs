@@ -280,7 +280,9 @@ pub(crate) fn delivery_context(
                     .unwrap_or(Verdict::Now),
             };
         }
-        (Recipient::User(_), None) => {}
+        // A group's chat targets: the group asked for its channel; no
+        // one's preferences or quiet hours apply.
+        (Recipient::User(_), None) | (Recipient::Group(_), _) => {}
     }
     Ok(ctx)
 }

@@ -17,6 +17,7 @@
 //! Events (`events()`) are this node's commits only, sent after each commit;
 //! other nodes learn of them through the bus.
 
+mod chat;
 mod jobs;
 mod mailbox;
 mod prefs;
@@ -76,10 +77,11 @@ mod tests {
 }
 
 use crate::{
-    ApiKeyInfo, Constraint, DeliveryContext, DeliveryPage, DeliveryQuery, DevMail, Group,
-    InboxChange, InboxPage, Job, JobOutcome, JobStats, NewApiKey, NewDevMail, NewPushSubscription,
-    NotificationRecord, PoolStats, PushSubscription, Recipient, Result, SendContext, SendReceipt,
-    Store, StoreError, StoreEvent, Subscriber, Subscription, Unavailable,
+    ApiKeyInfo, ChatKind, ChatOwner, ChatTarget, Constraint, DeliveryContext, DeliveryPage,
+    DeliveryQuery, DevMail, Group, InboxChange, InboxPage, Job, JobOutcome, JobStats, NewApiKey,
+    NewDevMail, NewPushSubscription, NotificationRecord, PoolStats, PushSubscription, Recipient,
+    Result, SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber, Subscription,
+    Unavailable,
 };
 use async_trait::async_trait;
 use belfry_core::{
@@ -103,6 +105,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_preferences.sql")),
     (5, include_str!("migrations/0005_digest.sql")),
     (6, include_str!("migrations/0006_push.sql")),
+    (7, include_str!("migrations/0007_chat.sql")),
 ];
 
 /// Commits buffered in the event channel before a slow consumer lags.
@@ -653,6 +656,33 @@ impl Store for PgStore {
 
     async fn delete_push_subscription(&self, user: &UserId, id: &str) -> Result<bool> {
         push::delete(&mut *self.conn().await?, user, id).await
+    }
+
+    async fn put_chat_target(
+        &self,
+        owner: &ChatOwner,
+        kind: ChatKind,
+        url: String,
+        secret: Option<secrecy::SecretString>,
+        now: Millis,
+    ) -> Result<(ChatTarget, bool)> {
+        chat::put(
+            &mut *self.conn().await?,
+            owner,
+            kind,
+            &url,
+            secret.as_ref(),
+            now,
+        )
+        .await
+    }
+
+    async fn chat_targets(&self, owner: &ChatOwner) -> Result<Vec<ChatTarget>> {
+        chat::list(&mut *self.conn().await?, owner).await
+    }
+
+    async fn delete_chat_target(&self, owner: &ChatOwner, kind: ChatKind) -> Result<bool> {
+        chat::delete(&mut *self.conn().await?, owner, kind).await
     }
 
     async fn send(

@@ -77,7 +77,8 @@ impl TxState {
 pub(crate) enum Item {
     /// A repeated idempotency key: the first receipt.
     Replayed(SendReceipt),
-    Publish(Resolved),
+    /// Boxed: a resolved audience is far larger than the other variants.
+    Publish(Box<Resolved>),
     /// Hold until `at`; the targets' ids as looked up (all exist).
     Schedule {
         at: Millis,
@@ -370,7 +371,7 @@ async fn prepare_item(
             send::require_known(n, &users, &groups)?;
             Ok(Item::Schedule { at, users, groups })
         }
-        None => Ok(Item::Publish(resolve(c, n, true, ctx.now).await?)),
+        None => Ok(Item::Publish(Box::new(resolve(c, n, true, ctx.now).await?))),
     }
 }
 
@@ -567,6 +568,35 @@ async fn resolve(
         r.pushable = pushable.into_iter().collect();
         r.push_anyone = anyone;
     }
+    if r.needs_chat_lookup(n) {
+        let uids: Vec<i64> = r.direct_uids().collect();
+        r.chattable = sqlx::query_scalar::<_, i64>(
+            "SELECT DISTINCT uid FROM chat_targets WHERE uid = ANY($1)",
+        )
+        .bind(&uids)
+        .fetch_all(&mut *c)
+        .await?
+        .into_iter()
+        .collect();
+        if n.wants(belfry_core::Channel::Chat, false) && !r.gids.is_empty() {
+            // In the audience's order, each group once.
+            let with_target: HashMap<i64, String> = sqlx::query_as::<_, (i64, String)>(
+                "SELECT g.gid, g.id FROM groups g WHERE g.gid = ANY($1)
+                   AND EXISTS (SELECT 1 FROM chat_targets t WHERE t.gid = g.gid)",
+            )
+            .bind(&r.gids)
+            .fetch_all(&mut *c)
+            .await?
+            .into_iter()
+            .collect();
+            r.chat_groups = r
+                .gids
+                .iter()
+                .filter_map(|gid| with_target.get(gid))
+                .map(|id| GroupId::parse(id).map_err(StoreError::backend))
+                .collect::<Result<Vec<_>>>()?;
+        }
+    }
     Ok(r)
 }
 
@@ -641,7 +671,7 @@ async fn apply_item(
         Item::Schedule { at, users, groups } => {
             schedule(c, st, ctx, n, at, &users, &groups).await?
         }
-        Item::Publish(resolved) => publish(c, st, &ctx.key_id, ctx.now, n, resolved, None).await?,
+        Item::Publish(resolved) => publish(c, st, &ctx.key_id, ctx.now, n, *resolved, None).await?,
         Item::Replayed(_) => unreachable!("handled above"),
     };
     if let Some(key) = &n.idempotency_key {

@@ -453,7 +453,7 @@ pub(crate) fn delivery_context(
                 None => None,
             },
         ),
-        Recipient::Contact(_) => (None, None),
+        Recipient::Contact(_) | Recipient::Group(_) => (None, None),
     };
     // The fallback check: seen (the drawer was opened after it arrived),
     // read, or archived in the app.

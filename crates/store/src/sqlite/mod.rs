@@ -6,6 +6,7 @@
 //! while the writer commits).
 
 pub mod backup;
+mod chat;
 pub mod fixture;
 mod jobs;
 mod mailbox;
@@ -20,10 +21,11 @@ mod write;
 pub use wal::{WalOptions, WalState};
 
 use crate::{
-    ApiKeyInfo, Constraint, DeliveryContext, DeliveryPage, DeliveryQuery, DevMail, Group,
-    InboxChange, InboxPage, Job, JobOutcome, JobStats, NewApiKey, NewDevMail, NewPushSubscription,
-    NotificationRecord, PoolStats, PushSubscription, Recipient, Result, SendContext, SendReceipt,
-    Store, StoreError, StoreEvent, Subscriber, Subscription, Unavailable,
+    ApiKeyInfo, ChatKind, ChatOwner, ChatTarget, Constraint, DeliveryContext, DeliveryPage,
+    DeliveryQuery, DevMail, Group, InboxChange, InboxPage, Job, JobOutcome, JobStats, NewApiKey,
+    NewDevMail, NewPushSubscription, NotificationRecord, PoolStats, PushSubscription, Recipient,
+    Result, SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber, Subscription,
+    Unavailable,
 };
 use async_trait::async_trait;
 use belfry_core::{
@@ -48,6 +50,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("migrations/0006_preferences.sql")),
     (7, include_str!("migrations/0007_digest.sql")),
     (8, include_str!("migrations/0008_push.sql")),
+    (9, include_str!("migrations/0009_chat.sql")),
 ];
 
 /// How many operations the writer commits together at most.
@@ -912,6 +915,30 @@ impl Store for SqliteStore {
         let user = user.clone();
         let id = id.to_string();
         self.write(move |w| push::delete(&w.conn, &user, &id)).await
+    }
+
+    async fn put_chat_target(
+        &self,
+        owner: &ChatOwner,
+        kind: ChatKind,
+        url: String,
+        secret: Option<secrecy::SecretString>,
+        now: Millis,
+    ) -> Result<(ChatTarget, bool)> {
+        let owner = owner.clone();
+        self.write(move |w| chat::put(&w.conn, &owner, kind, &url, secret.as_ref(), now))
+            .await
+    }
+
+    async fn chat_targets(&self, owner: &ChatOwner) -> Result<Vec<ChatTarget>> {
+        let owner = owner.clone();
+        self.read(move |c| chat::list(c, &owner)).await
+    }
+
+    async fn delete_chat_target(&self, owner: &ChatOwner, kind: ChatKind) -> Result<bool> {
+        let owner = owner.clone();
+        self.write(move |w| chat::delete(&w.conn, &owner, kind))
+            .await
     }
 
     async fn send(

@@ -174,6 +174,24 @@ fn resolve(
             r.pushable = pushable;
         }
     }
+    if r.needs_chat_lookup(n) {
+        let mut chattable = HashSet::new();
+        for uid in r.direct_uids() {
+            if super::chat::user_has_target(c, uid)? {
+                chattable.insert(uid);
+            }
+        }
+        r.chattable = chattable;
+        if n.wants(belfry_core::Channel::Chat, false) {
+            let mut groups = Vec::new();
+            for gid in &r.gids {
+                if let Some(id) = super::chat::group_with_target(c, *gid)? {
+                    groups.push(GroupId::parse(&id).map_err(StoreError::backend)?);
+                }
+            }
+            r.chat_groups = groups;
+        }
+    }
     Ok(r)
 }
 
