@@ -84,6 +84,23 @@ pub struct Engine {
     limiter: Option<summary::Limiter>,
 }
 
+/// The channel and status of each delivery-log line an outcome writes.
+fn logged(outcome: &JobOutcome) -> Vec<(Channel, DeliveryStatus)> {
+    let of = |events: &[DeliveryEvent]| -> Vec<(Channel, DeliveryStatus)> {
+        events.iter().map(|e| (e.channel, e.status)).collect()
+    };
+    match outcome {
+        JobOutcome::Done(events) => of(events),
+        JobOutcome::Retry { log, .. }
+        | JobOutcome::Later { log, .. }
+        | JobOutcome::Summarise { log, .. } => of(log),
+        JobOutcome::Digest { lines, .. } | JobOutcome::DoneLines(lines) => {
+            lines.iter().map(|(_, e)| (e.channel, e.status)).collect()
+        }
+        JobOutcome::Continue(_) | JobOutcome::Release => Vec::new(),
+    }
+}
+
 /// The delay before attempt `attempt + 1`, with jitter from `salt`.
 pub fn backoff(base: Duration, attempt: i64, salt: u64) -> Duration {
     let exp = (attempt.clamp(1, 30) - 1) as u32;
@@ -229,13 +246,23 @@ impl Engine {
 
     async fn run_job(&self, job: Job) {
         let outcome = self.outcome(&job).await;
-        if let Err(e) = self
+        let lines = logged(&outcome);
+        match self
             .store
             .finish_job(job.id, outcome, self.clock.now())
             .await
         {
+            // What the delivery log now says, as a metric.
+            Ok(()) => {
+                for (channel, status) in lines {
+                    metrics::counter!("belfry_deliveries_total", "channel" => channel.as_str(), "status" => status.as_str())
+                        .increment(1);
+                }
+            }
             // The lease runs out and another worker takes the job again.
-            tracing::error!(job = job.id, error = %e, "recording a job's outcome failed");
+            Err(e) => {
+                tracing::error!(job = job.id, error = %e, "recording a job's outcome failed")
+            }
         }
     }
 

@@ -80,6 +80,12 @@ async fn above_the_limit_emails_are_held_and_summarised_when_the_window_ends() {
         .await;
     app.put_user("bo", json!({"email": "bo@example.com"})).await;
     let limited_before = counter(&app, "belfry_rate_limited_total{channel=\"email\"} ").await;
+    let held_line = "belfry_deliveries_total{channel=\"email\",status=\"held\"} ";
+    let sent_line = "belfry_deliveries_total{channel=\"email\",status=\"sent\"} ";
+    let (held_before, sent_lines_before) = (
+        counter(&app, held_line).await,
+        counter(&app, sent_line).await,
+    );
     let mut ids = Vec::new();
     for n in 1..=6 {
         ids.push(mention(&app, "ana", &format!("m{n}")).await);
@@ -104,6 +110,9 @@ async fn above_the_limit_emails_are_held_and_summarised_when_the_window_ends() {
         counter(&app, "belfry_rate_limited_total{channel=\"email\"} ").await
             >= limited_before + 3.0
     );
+    // The metric counts what the delivery log says.
+    assert!(counter(&app, held_line).await >= held_before + 3.0);
+    assert!(counter(&app, sent_line).await >= sent_lines_before + 4.0);
     // The inbox has everything.
     let t = app.token("ana").await;
     assert_eq!(app.counts(&t).await.0, 6);
