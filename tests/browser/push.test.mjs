@@ -158,11 +158,10 @@ describe('desktop notifications', () => {
       // Headless Chromium denies notifications unless told to ask, as a browser does.
       const cdp = await fresh.newCDPSession(page);
       await cdp.send('Browser.setPermission', { permission: { name: 'notifications' }, setting: 'prompt', origin: host.base });
-      await page.goto(`${host.base}/landing/start`);
-      assert.equal(await page.evaluate(() => Notification.permission), 'default');
       const errors = watchErrors(page);
       await page.goto(host.url(user, { token, attrs: { 'service-worker': '/belfry-sw.js' } }));
       await live(page);
+      assert.equal(await page.evaluate(() => Notification.permission), 'default');
       await page.locator('belfry-inbox .bell').click();
       const offer = page.locator('belfry-inbox .push-offer');
       await offer.waitFor();
