@@ -33,6 +33,7 @@
 
 use crate::channel::{ChannelAdapter, Message, SendError};
 use crate::outbound::OutboundPolicy;
+use crate::targets::{Outcome, combine, unanswered};
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -243,14 +244,6 @@ fn retry_after(value: &str) -> Option<Duration> {
     crate::webpush::retry_after(value, SystemTime::now()).map(|d| d.min(MAX_RETRY_AFTER))
 }
 
-/// What happened at one target.
-#[derive(Debug)]
-enum Outcome {
-    Delivered,
-    Failed(String),
-    Retry(String, Option<Duration>),
-}
-
 /// The chat channel.
 pub struct ChatAdapter {
     store: SharedStore,
@@ -311,7 +304,10 @@ impl ChatAdapter {
         };
         let response = match request.body(body).send().await {
             Ok(r) => r,
-            Err(e) => return classify_transport(kind, &url, e),
+            Err(e) => {
+                // Without the URL: a Slack or Teams URL's path is its credential.
+                return unanswered(&format!("{kind} {}", host(&url)), &e.without_url());
+            }
         };
         let status = response.status();
         let wait = response
@@ -354,23 +350,6 @@ async fn response_text(response: reqwest::Response) -> String {
     } else {
         format!(": {}", cut(&text.replace(['\r', '\n'], " "), 200))
     }
-}
-
-fn classify_transport(kind: &str, url: &Url, e: reqwest::Error) -> Outcome {
-    let host = host(url);
-    // Without the URL: a Slack or Teams URL's path is its credential.
-    let e = e.without_url();
-    let mut chain = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        if s.downcast_ref::<crate::outbound::Refused>().is_some() {
-            return Outcome::Failed(format!("{kind} {host}: {s}"));
-        }
-        chain.push_str(": ");
-        chain.push_str(&s.to_string());
-        source = s.source();
-    }
-    Outcome::Retry(format!("{kind} {host} could not be reached: {chain}"), None)
 }
 
 #[async_trait]
@@ -418,47 +397,7 @@ impl ChannelAdapter for ChatAdapter {
         }
         let outcomes =
             futures::future::join_all(targets.iter().map(|t| self.deliver(message, t))).await;
-        let mut delivered = 0;
-        let mut failed = Vec::new();
-        let mut retry = Vec::new();
-        let mut wait: Option<Duration> = None;
-        for outcome in outcomes {
-            match outcome {
-                Outcome::Delivered => delivered += 1,
-                Outcome::Failed(e) => failed.push(e),
-                Outcome::Retry(e, after) => {
-                    retry.push(e);
-                    wait = wait.max(after);
-                }
-            }
-        }
-        if !failed.is_empty() {
-            tracing::warn!(
-                recipient = %message.recipient.label(),
-                errors = %failed.join("; "),
-                "chat targets refused a notification"
-            );
-        }
-        if !retry.is_empty() {
-            let e = SendError::temporary(format!(
-                "{}; {delivered} of {} delivered",
-                retry
-                    .iter()
-                    .chain(&failed)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("; "),
-                targets.len()
-            ));
-            return Err(match wait {
-                Some(after) => e.retry_after(after),
-                None => e,
-            });
-        }
-        if delivered > 0 {
-            return Ok(());
-        }
-        Err(SendError::permanent(failed.join("; ")))
+        combine(&message.recipient.label(), outcomes)
     }
 }
 

@@ -11,6 +11,7 @@ pub mod email;
 pub mod engine;
 pub mod mailer;
 pub mod outbound;
+mod targets;
 pub mod webpush;
 
 pub use channel::{ChannelAdapter, Message, SendError};

@@ -26,6 +26,7 @@
 
 use crate::channel::{ChannelAdapter, Message, SendError};
 use crate::outbound::OutboundPolicy;
+use crate::targets::{Outcome, combine, unanswered};
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -336,18 +337,6 @@ pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
-/// What happened to one subscription.
-#[derive(Debug)]
-enum Outcome {
-    Delivered,
-    /// 404/410: removed.
-    Gone,
-    /// Will not work on retry (refused address, 4xx).
-    Failed(String),
-    /// 429, 5xx, network: try again (not before the given time).
-    Retry(String, Option<Duration>),
-}
-
 /// The web push channel.
 pub struct WebPushAdapter {
     store: SharedStore,
@@ -477,7 +466,7 @@ impl WebPushAdapter {
                 Err(e) => {
                     metrics::counter!("belfry_web_push_requests_total", "status" => "error")
                         .increment(1);
-                    return classify_transport(&audience, e);
+                    return unanswered(&audience, &e);
                 }
             };
             let status = response.status();
@@ -538,21 +527,6 @@ async fn response_text(response: reqwest::Response) -> String {
     } else {
         format!(": {}", cut(&text.replace(['\r', '\n'], " "), 200))
     }
-}
-
-fn classify_transport(audience: &str, e: reqwest::Error) -> Outcome {
-    // The policy's refusal sits in the error's source chain.
-    let mut chain = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        chain.push_str(": ");
-        chain.push_str(&s.to_string());
-        if s.downcast_ref::<crate::outbound::Refused>().is_some() {
-            return Outcome::Failed(format!("{audience}: {s}"));
-        }
-        source = s.source();
-    }
-    Outcome::Retry(format!("{audience} could not be reached: {chain}"), None)
 }
 
 #[async_trait]
@@ -664,52 +638,7 @@ impl WebPushAdapter {
         let outcomes =
             futures::future::join_all(subs.iter().map(|s| self.deliver(user, s, payload, content)))
                 .await;
-        let (mut delivered, mut gone) = (0, 0);
-        let mut failed = Vec::new();
-        let mut retry = Vec::new();
-        let mut wait: Option<Duration> = None;
-        for outcome in outcomes {
-            match outcome {
-                Outcome::Delivered => delivered += 1,
-                Outcome::Gone => gone += 1,
-                Outcome::Failed(e) => failed.push(e),
-                Outcome::Retry(e, after) => {
-                    retry.push(e);
-                    wait = wait.max(after);
-                }
-            }
-        }
-        let gone_note = if gone > 0 {
-            format!("; {gone} subscription(s) gone (404/410), removed")
-        } else {
-            String::new()
-        };
-        if !retry.is_empty() {
-            let e = SendError::temporary(format!(
-                "{}{gone_note}; {delivered} of {} delivered",
-                retry.join("; "),
-                subs.len()
-            ));
-            return Err(match wait {
-                Some(after) => e.retry_after(after),
-                None => e,
-            });
-        }
-        if delivered > 0 {
-            if !failed.is_empty() {
-                tracing::warn!(user = %user, errors = %failed.join("; "), "some push subscriptions refused the push");
-            }
-            return Ok(());
-        }
-        if failed.is_empty() {
-            return Err(SendError::skipped(format!(
-                "the push service no longer knows the user's {gone} subscription(s) (404/410): removed"
-            )));
-        }
-        Err(SendError::permanent(format!(
-            "{}{gone_note}",
-            failed.join("; ")
-        )))
+        combine(&format!("user:{user}"), outcomes)
     }
 }
 
