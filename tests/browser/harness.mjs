@@ -61,8 +61,9 @@ export async function until(check, { timeout = 10000, interval = 50, what = 'con
 
 /** A running Belfry. */
 export class Belfry {
-  constructor({ demo = false } = {}) {
+  constructor({ demo = false, env = {} } = {}) {
     this.demo = demo;
+    this.env = env;
     this.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'belfry-browser-'));
     this.log = '';
   }
@@ -76,7 +77,7 @@ export class Belfry {
     const args = ['serve', '--listen', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir, '--sqlite-fsync', 'false'];
     if (this.demo) args.push('--demo');
     const proc = spawn(binary(), args, {
-      env: { ...process.env, BELFRY_ADMIN_KEY: ADMIN_KEY, BELFRY_LOG: 'warn,belfry=info', NO_COLOR: '1' },
+      env: { ...process.env, BELFRY_ADMIN_KEY: ADMIN_KEY, BELFRY_LOG: 'warn,belfry=info', NO_COLOR: '1', ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.proc = proc;

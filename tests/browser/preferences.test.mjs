@@ -6,6 +6,7 @@
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
@@ -29,7 +30,8 @@ describe('the preferences panel', () => {
   let n = 0;
 
   before(async () => {
-    belfry = new Belfry();
+    // The chat rows post to a receiver on 127.0.0.1: allowed here, refused by default.
+    belfry = new Belfry({ env: { BELFRY_OUTBOUND_ALLOW: '127.0.0.0/8' } });
     await belfry.start();
     host = new HostApp(belfry);
     await host.start();
@@ -319,6 +321,80 @@ describe('the preferences panel', () => {
     await shot(page, 'preferences-de');
     assert.deepEqual(errors, []);
     await page.close();
+  });
+
+  test('chat: a person connects their own Slack and webhook, a notification reaches Slack, and they disconnect', async () => {
+    // A local receiver standing in for Slack's incoming webhook and the person's own endpoint.
+    const received = [];
+    const receiver = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        received.push({ path: req.url, headers: req.headers, body: JSON.parse(body) });
+        res.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok');
+      });
+    });
+    await new Promise((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    const origin = `http://127.0.0.1:${receiver.address().port}`;
+    try {
+      const { user, page, errors } = await open();
+      await openPanel(page);
+      const row = (kind) => page.locator(`belfry-inbox .prefs [data-chat="${kind}"]`);
+      await until(async () => (await row('slack').getAttribute('data-state')) === 'off', { what: 'chat rows' });
+      assert.equal(await row('teams').getAttribute('data-state'), 'off');
+
+      // A URL the server refuses: its reason is shown, the row stays as it was.
+      await control(page, 'chat.slack.url').fill('ftp://example.com/x');
+      await control(page, 'chat.slack.connect').click();
+      await message(page).waitFor();
+      assert.match(await message(page).textContent(), /https/);
+      assert.equal(await row('slack').getAttribute('data-state'), 'off');
+
+      await control(page, 'chat.slack.url').fill(`${origin}/slack`);
+      await control(page, 'chat.slack.url').press('Enter');
+      await until(async () => (await row('slack').getAttribute('data-state')) === 'on', { what: 'slack connected' });
+      assert.match(await row('slack').textContent(), new RegExp(`127\\.0\\.0\\.1:${receiver.address().port}`));
+      assert.ok(await message(page).isHidden(), 'the earlier message is gone');
+
+      // The webhook's signing secret is shown once, then only its host.
+      await control(page, 'chat.webhook.url').fill(`${origin}/mine`);
+      await control(page, 'chat.webhook.connect').click();
+      const secret = control(page, 'chat.webhook.secret');
+      await secret.waitFor();
+      assert.match(await secret.textContent(), /^whsec_[A-Za-z0-9+/=]+$/);
+      const listed = await belfry.call('GET', `/v1/users/${user}/channels`);
+      assert.deepEqual(
+        listed.items.map((x) => [x.kind, x.url]),
+        [
+          ['slack', `${origin}/slack`],
+          ['webhook', `${origin}/mine`],
+        ],
+      );
+
+      // A notification on the chat channel reaches Slack (and the webhook) in their formats.
+      await belfry.notify(user, { title: 'Ticket #9 assigned to you', body: 'VPN down', channels: ['in_app', 'chat'] });
+      await until(() => received.length === 2, { what: 'two chat posts' });
+      const slack = received.find((r) => r.path === '/slack').body;
+      assert.equal(slack.blocks[0].type, 'header');
+      assert.equal(slack.blocks[0].text.text, 'Ticket #9 assigned to you');
+      const mine = received.find((r) => r.path === '/mine');
+      assert.match(mine.headers['webhook-signature'], /^v1,/);
+      assert.equal(mine.body.data.title, 'Ticket #9 assigned to you');
+
+      await control(page, 'chat.slack.disconnect').click();
+      await until(async () => (await row('slack').getAttribute('data-state')) === 'off', { what: 'slack disconnected' });
+      assert.ok(await control(page, 'chat.webhook.secret').isHidden(), 'the secret is not shown again');
+      assert.deepEqual(
+        (await belfry.call('GET', `/v1/users/${user}/channels`)).items.map((x) => x.kind),
+        ['webhook'],
+      );
+      await shot(page, 'preferences-chat');
+      // The refused URL's 422 is the only one the browser reports.
+      assert.deepEqual(errors.filter((e) => !/status of 422/.test(e)), []);
+      await page.close();
+    } finally {
+      receiver.close();
+    }
   });
 
   test('page mode has the gear too', async () => {

@@ -51,6 +51,16 @@ const STRINGS = {
     deviceDenied: 'Blocked in this browser’s site settings for this page.',
     deviceUnavailable: 'Not set up on this Belfry server.',
     deviceFailed: 'Could not change desktop notifications:',
+    chat: 'Chat',
+    chatHint: 'Get your notifications in your own Slack or Teams channel, or at a webhook of yours, when chat is on above.',
+    chatKind: { slack: 'Slack', teams: 'Microsoft Teams', webhook: 'Webhook' },
+    chatUrl: { slack: 'Slack incoming webhook URL', teams: 'Teams incoming webhook or workflow URL', webhook: 'Your endpoint (https)' },
+    chatConnect: 'Connect',
+    chatDisconnect: 'Disconnect',
+    chatTo: (host) => `Connected (${host})`,
+    chatNone: 'Not connected',
+    chatSecret: 'Signing secret (shown only now; keep it to verify the signature):',
+    chatFailed: 'Could not change the chat channel:',
   },
   de: {
     title: 'Benachrichtigungseinstellungen',
@@ -94,10 +104,21 @@ const STRINGS = {
     deviceDenied: 'In den Website-Einstellungen dieses Browsers blockiert.',
     deviceUnavailable: 'Auf diesem Belfry-Server nicht eingerichtet.',
     deviceFailed: 'Desktop-Benachrichtigungen konnten nicht geändert werden:',
+    chat: 'Chat',
+    chatHint: 'Erhalten Sie Ihre Benachrichtigungen in Ihrem eigenen Slack- oder Teams-Kanal oder an einem eigenen Webhook, wenn Chat oben eingeschaltet ist.',
+    chatKind: { slack: 'Slack', teams: 'Microsoft Teams', webhook: 'Webhook' },
+    chatUrl: { slack: 'URL des eingehenden Slack-Webhooks', teams: 'URL des eingehenden Teams-Webhooks oder Workflows', webhook: 'Ihr Endpunkt (https)' },
+    chatConnect: 'Verbinden',
+    chatDisconnect: 'Trennen',
+    chatTo: (host) => `Verbunden (${host})`,
+    chatNone: 'Nicht verbunden',
+    chatSecret: 'Signaturschlüssel (nur jetzt sichtbar; bewahren Sie ihn zum Prüfen der Signatur auf):',
+    chatFailed: 'Der Chat-Kanal konnte nicht geändert werden:',
   },
 };
 
 const CHANNELS = ['email', 'web_push', 'mobile_push', 'chat'];
+const CHAT_KINDS = ['slack', 'teams', 'webhook'];
 const SWITCHES = ['web_push', 'mobile_push', 'chat'];
 const MODES = ['instant', 'digest', 'off'];
 const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
@@ -133,6 +154,10 @@ const STYLE = `
 .prefs .days label{display:flex;gap:4px;align-items:center;font-size:.85em}
 .prefs .msg{margin:8px 14px 0;padding:8px 10px;border-radius:8px;font-size:.85em;background:var(--belfry-error-bg,#fef2f2);color:var(--belfry-error-fg,#991b1b)}
 .prefs .ok{font-size:.8em;color:var(--_muted)}
+.prefs .crow{padding:2px 0 6px;border-bottom:1px solid var(--_border)}
+.prefs .crow .cname{min-width:8em;font-weight:550}
+.prefs .crow input[type=url]{flex:1;min-width:10em;padding:3px 6px;border:1px solid var(--_border);border-radius:6px;background:var(--_bg)}
+.prefs .secret{display:block;padding:4px 6px;border-radius:6px;background:var(--_hover,#f3f4f6);font-size:.8em;word-break:break-all;user-select:all}
 .page .prefs .phead{padding:14px 16px 10px}
 .page .prefs .pbody{padding:4px 16px 16px}
 .page .prefs input[type=checkbox]{width:20px;height:20px}
@@ -350,7 +375,7 @@ class Panel {
     if (categories.length) parts.push(this.table('categories', categories, true));
     const sources = this.state.available.sources || [];
     if (sources.length) parts.push(this.table('sources', sources, false));
-    parts.push(this.digestSection(), this.quietSection());
+    parts.push(this.chatSection(), this.digestSection(), this.quietSection());
     this.body.replaceChildren(...parts);
   }
 
@@ -394,6 +419,94 @@ class Panel {
     } catch {
       show('unsupported');
     }
+  }
+
+  /**
+   * The person's own chat targets (`/v1/me/channels`): one row per kind,
+   * connected (with the URL's host and a way to disconnect) or a URL field
+   * to connect. A webhook's signing secret is shown once, when it is made.
+   */
+  chatSection() {
+    const t = this.t;
+    const rows = h('div', { class: 'chat' });
+    const sect = h(
+      'div',
+      { class: 'sect', 'data-sect': 'chat' },
+      h('h3', { id: 'belfry-pc', text: t.chat }),
+      h('p', { class: 'note', text: t.chatHint }),
+      rows,
+    );
+    const fail = (e) => {
+      this.msg.textContent = `${t.chatFailed} ${reason(e, t)}`;
+      this.msg.hidden = false;
+    };
+    const show = (targets, secret) => {
+      const by = Object.fromEntries(targets.map((x) => [x.kind, x]));
+      rows.replaceChildren(
+        ...CHAT_KINDS.map((kind) => {
+          const target = by[kind];
+          const row = h('div', { class: 'crow', 'data-chat': kind, 'data-state': target ? 'on' : 'off' });
+          const act = async (method, body) => {
+            this.msg.hidden = true;
+            row.querySelectorAll('button,input').forEach((el) => (el.disabled = true));
+            try {
+              const made = await this.w.api(method, `/v1/me/channels/${kind}`, body);
+              const now = await this.w.api('GET', '/v1/me/channels');
+              if (this.w.panel === this) show(now.items, made && made.secret ? { kind, value: made.secret } : null);
+            } catch (e) {
+              if (this.w.panel !== this) return;
+              row.querySelectorAll('button,input').forEach((el) => (el.disabled = false));
+              fail(e);
+            }
+          };
+          const name = h('span', { class: 'cname', text: t.chatKind[kind] });
+          if (target) {
+            let host = target.url;
+            try {
+              host = new URL(target.url).host;
+            } catch {}
+            row.append(
+              h(
+                'div',
+                { class: 'opt' },
+                name,
+                h('span', { class: 'tag', text: t.chatTo(host) }),
+                h('button', {
+                  type: 'button',
+                  class: 'link',
+                  'data-k': `chat.${kind}.disconnect`,
+                  'aria-label': `${t.chatKind[kind]}: ${t.chatDisconnect}`,
+                  text: t.chatDisconnect,
+                  onclick: () => act('DELETE'),
+                }),
+              ),
+            );
+            if (secret && secret.kind === kind) {
+              row.append(h('p', { class: 'note', text: t.chatSecret }), h('code', { class: 'secret', 'data-k': `chat.${kind}.secret`, text: secret.value }));
+            }
+          } else {
+            const input = h('input', { type: 'url', required: true, placeholder: 'https://…', 'aria-label': t.chatUrl[kind], 'data-k': `chat.${kind}.url` });
+            const form = h(
+              'form',
+              { class: 'row2' },
+              input,
+              h('button', { type: 'submit', class: 'link', 'data-k': `chat.${kind}.connect`, text: t.chatConnect }),
+            );
+            form.addEventListener('submit', (ev) => {
+              ev.preventDefault();
+              if (input.value.trim()) act('PUT', { url: input.value.trim() });
+            });
+            row.append(h('div', { class: 'opt' }, name, h('span', { class: 'tag', text: t.chatNone })), form);
+          }
+          return row;
+        }),
+      );
+    };
+    this.w
+      .api('GET', '/v1/me/channels')
+      .then((list) => this.w.panel === this && show(list.items, null))
+      .catch((e) => this.w.panel === this && fail(e));
+    return sect;
   }
 
   checkbox(key, patch) {

@@ -32,6 +32,8 @@ use utoipa_axum::routes;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(list_user_targets))
+        .routes(routes!(list_group_targets))
         .routes(routes!(
             get_user_target,
             put_user_target,
@@ -46,12 +48,14 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 
 /// A user's own targets, with their user token.
 pub(super) fn me_routes() -> Router<AppState> {
-    Router::new().route(
-        "/v1/me/channels/{kind}",
-        axum::routing::get(get_user_target)
-            .put(put_user_target)
-            .delete(delete_user_target),
-    )
+    Router::new()
+        .route("/v1/me/channels", axum::routing::get(list_user_targets))
+        .route(
+            "/v1/me/channels/{kind}",
+            axum::routing::get(get_user_target)
+                .put(put_user_target)
+                .delete(delete_user_target),
+        )
 }
 
 /// The longest URL accepted (Slack's and Teams' are 80 to 400 bytes).
@@ -95,11 +99,23 @@ impl TargetView {
     }
 }
 
+/// An owner's chat targets (one per kind at most), secrets not shown.
+#[derive(Serialize, utoipa::ToSchema)]
+struct TargetList {
+    /// In the order slack, teams, webhook; kinds not set are absent.
+    items: Vec<TargetView>,
+}
+
 /// The kind of `/v1/users/{user_id}/channels/{kind}` or
 /// `/v1/me/channels/{kind}` (the user is [`InboxOwner`]'s).
 #[derive(Deserialize)]
 struct UserPath {
     kind: String,
+}
+
+#[derive(Deserialize)]
+struct GroupIdPath {
+    group_id: String,
 }
 
 #[derive(Deserialize)]
@@ -212,6 +228,21 @@ async fn get_target(
     }
 }
 
+async fn list_targets(state: &AppState, owner: ChatOwner) -> ApiResult<Json<TargetList>> {
+    let mut items = state
+        .store
+        .chat_targets(&owner)
+        .await
+        .map_err(owner_missing(&owner))?;
+    items.sort_by_key(|t| t.kind.as_str());
+    Ok(Json(TargetList {
+        items: items
+            .into_iter()
+            .map(|t| TargetView::of(t, false))
+            .collect(),
+    }))
+}
+
 async fn delete_target(
     state: &AppState,
     owner: ChatOwner,
@@ -232,6 +263,41 @@ async fn delete_target(
             kind.as_str()
         )))
     }
+}
+
+/// A user's chat targets (a webhook's secret is not shown).
+///
+/// A user reads their own with their user token at `/v1/me/channels`.
+#[utoipa::path(
+    get, path = "/v1/users/{user_id}/channels", tag = "chat",
+    params(("user_id" = String, Path)),
+    responses((status = 200, body = TargetList), (status = 404, description = "No such user", body = Problem)),
+    security(("secret_key" = []))
+)]
+#[tracing::instrument(skip_all, fields(user = %user))]
+async fn list_user_targets(
+    State(state): State<AppState>,
+    InboxOwner(user): InboxOwner,
+) -> ApiResult<Json<TargetList>> {
+    list_targets(&state, ChatOwner::User(user)).await
+}
+
+/// A group's chat targets (a webhook's secret is not shown).
+#[utoipa::path(
+    get, path = "/v1/groups/{group_id}/channels", tag = "chat",
+    params(("group_id" = String, Path)),
+    responses((status = 200, body = TargetList), (status = 404, description = "No such group", body = Problem)),
+    security(("secret_key" = []))
+)]
+#[tracing::instrument(skip_all, fields(group = %p.group_id))]
+async fn list_group_targets(
+    State(state): State<AppState>,
+    AdminKey(_): AdminKey,
+    Path(p): Path<GroupIdPath>,
+) -> ApiResult<Json<TargetList>> {
+    let group =
+        GroupId::parse(&p.group_id).map_err(|e| ApiError::bad_request("invalid_path", e))?;
+    list_targets(&state, ChatOwner::Group(group)).await
 }
 
 /// Set a user's chat target of one kind (their own Slack, Teams or webhook).

@@ -301,6 +301,35 @@ async fn chat_targets_are_stored_validated_and_removed() {
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let r = app.me(Method::GET, "/channels/webhook", &token, None).await;
     assert_eq!(r.status(), StatusCode::OK);
+    // All of one's targets at once, in kind order, secrets not shown.
+    let r = app.me(Method::GET, "/channels", &token, None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    let kinds: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["slack", "webhook"], "{v}");
+    assert!(v["items"][1].get("secret").is_none(), "{v}");
+    let r = app.admin(Method::GET, "/v1/users/ana/channels", None).await;
+    assert_eq!(r.json::<Value>().await.unwrap(), v, "the same list");
+    let r = app
+        .admin(Method::GET, "/v1/groups/ops/channels", None)
+        .await;
+    let g: Value = r.json().await.unwrap();
+    assert_eq!(g["items"][0]["kind"], "webhook", "{g}");
+    assert!(g["items"][0].get("secret").is_none(), "{g}");
+    assert_eq!(g["items"].as_array().unwrap().len(), 1, "{g}");
+    for path in ["/v1/users/nobody/channels", "/v1/groups/nogroup/channels"] {
+        let r = app.admin(Method::GET, path, None).await;
+        assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
+    }
+    let r = app
+        .call(Method::GET, "/v1/users/ana/channels", &token, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let r = app
         .admin(Method::GET, "/v1/users/ana/channels/webhook", None)
         .await;
