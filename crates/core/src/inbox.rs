@@ -105,6 +105,20 @@ pub struct InboxItemMeta {
     pub seen: bool,
     pub archived: bool,
     pub stack_count: i64,
+    /// The first answer to a `once` action (stored JSON, written as it is),
+    /// or null.
+    #[serde(serialize_with = "ser_raw")]
+    pub answered: Option<String>,
+}
+
+fn ser_raw<S: serde::Serializer>(raw: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::Serialize as _;
+    match raw {
+        None => s.serialize_none(),
+        Some(json) => serde_json::value::RawValue::from_string(json.clone())
+            .map_err(serde::ser::Error::custom)?
+            .serialize(s),
+    }
 }
 
 fn ser_millis<S: serde::Serializer>(m: &Millis, s: S) -> Result<S::Ok, S::Error> {
@@ -180,6 +194,7 @@ mod tests {
             seen: true,
             archived: false,
             stack_count: 2,
+            answered: Some(r#"{"action":"ok"}"#.into()),
         };
         let out = meta.render(r#"{"title":"Hi"}"#);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -188,6 +203,7 @@ mod tests {
         assert_eq!(v["title"], "Hi");
         assert_eq!(v["stack_count"], 2);
         assert_eq!(v["created_at"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(v["answered"]["action"], "ok");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! the store, the server and the binary build on it.
 #![forbid(unsafe_code)]
 
+pub mod action;
 pub mod category;
 pub mod ids;
 pub mod inbox;

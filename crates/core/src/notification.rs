@@ -70,6 +70,11 @@ pub struct ActionRequest {
     pub url: Option<String>,
     /// `primary`, `secondary` or `danger`.
     pub style: Option<String>,
+    /// A callback answered once for everyone: the first answer wins, later
+    /// ones get 409 (an approval any one of several managers may give).
+    pub once: Option<bool>,
+    /// Fields a callback's answer fills in.
+    pub form: Option<crate::action::FormRequest>,
 }
 
 /// `POST /v1/notifications`: one notification as a producer sends it.
@@ -227,6 +232,16 @@ pub struct Action {
     pub kind: ActionKind,
     pub url: Option<String>,
     pub style: ActionStyle,
+    /// Answered once for everyone (callbacks only).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub once: bool,
+    /// What a callback's answer fills in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub form: Option<crate::action::Form>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// What a recipient sees; stored once per notification as JSON and spliced
@@ -668,6 +683,19 @@ fn validate_actions(errors: &mut ValidationErrors, actions: Vec<ActionRequest>) 
             None => Some(ActionStyle::Secondary),
             Some(parsed) => errors.take(&f("style"), parsed),
         };
+        let callback = kind == Some(ActionKind::Callback);
+        let once = a.once.unwrap_or(false);
+        if once && kind == Some(ActionKind::Link) {
+            errors.add(f("once"), "is only for callback actions");
+        }
+        let form = match a.form {
+            Some(_) if kind == Some(ActionKind::Link) => {
+                errors.add(f("form"), "is only for callback actions");
+                None
+            }
+            Some(form) => crate::action::validate_form(errors, &f("form"), form),
+            None => None,
+        };
         if let (Some(id), Some(label), Some(kind), Some(style)) = (id, label, kind, style) {
             out.push(Action {
                 id,
@@ -675,6 +703,8 @@ fn validate_actions(errors: &mut ValidationErrors, actions: Vec<ActionRequest>) 
                 kind,
                 url,
                 style,
+                once: once && callback,
+                form,
             });
         }
     }
@@ -781,6 +811,36 @@ mod tests {
             .unwrap_err();
         let fields: Vec<_> = e.0.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["actions[0].url", "actions[1].id"]);
+
+        // once and form belong to callbacks; a form is checked by path.
+        let e = req(r#"{"to":{"users":["u"]},"title":"x","actions":[
+            {"id":"l","label":"L","url":"/x","once":true,"form":{"fields":[{"name":"a","label":"A","type":"text"}]}},
+            {"id":"c","label":"C","kind":"callback","form":{"fields":[{"name":"s","label":"S","type":"select"}]}}]}"#)
+            .validate(NOW)
+            .unwrap_err();
+        let fields: Vec<_> = e.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "actions[0].once",
+                "actions[0].form",
+                "actions[1].form.fields[0].options"
+            ]
+        );
+        let n = req(r#"{"to":{"users":["u"]},"title":"x","actions":[
+            {"id":"approve","label":"Approve","kind":"callback","style":"primary","once":true,
+             "form":{"fields":[{"name":"note","label":"Note","type":"textarea"}]}}]}"#)
+        .validate(NOW)
+        .unwrap();
+        let a = &n.content.actions[0];
+        assert!(a.once);
+        assert_eq!(a.form.as_ref().unwrap().fields[0].name, "note");
+        let json = n.content.to_json();
+        assert!(
+            json.contains(r#""once":true,"form":{"fields":[{"name":"note""#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Content>(&json).unwrap(), n.content);
     }
 
     #[test]

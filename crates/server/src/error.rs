@@ -44,6 +44,11 @@ pub enum ApiError {
     Forbidden(String),
     NotFound(String),
     Conflict(String),
+    /// 409 with its own code (e.g. `already_answered`).
+    ConflictWith {
+        code: &'static str,
+        detail: String,
+    },
     PayloadTooLarge(usize),
     UnsupportedMediaType(String),
     /// Temporarily unable (503, with `Retry-After`): the database is busy,
@@ -131,6 +136,9 @@ impl ApiError {
             ApiError::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", d.clone(), vec![]),
             ApiError::NotFound(d) => (StatusCode::NOT_FOUND, "not_found", d.clone(), vec![]),
             ApiError::Conflict(d) => (StatusCode::CONFLICT, "conflict", d.clone(), vec![]),
+            ApiError::ConflictWith { code, detail } => {
+                (StatusCode::CONFLICT, *code, detail.clone(), vec![])
+            }
             ApiError::PayloadTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

@@ -27,6 +27,14 @@ pub enum StoreEvent {
         #[serde(with = "millis")]
         after: Millis,
     },
+    /// A `once` action of notification `id` was answered: every recipient
+    /// (these users and the broadcast's audience) sees `answered`.
+    Answered {
+        id: String,
+        answered: String,
+        users: Vec<UserId>,
+        broadcast: Option<BroadcastTargets>,
+    },
     /// A notification was cancelled and removed from these inboxes.
     Removed {
         id: String,

@@ -27,6 +27,7 @@ pub use jobs::{
     DeliveryContext, DeliveryEvent, DeliveryStatus, DevMail, Job, JobOutcome, JobPayload, JobStats,
     NewDevMail, Recipient, RecipientProfile,
 };
+pub use plan::answer::{AnswerReceipt, NewAnswer};
 pub use plan::inbox::InboxChange;
 pub use plan::log::{DeliveryCursor, DeliveryPage, DeliveryQuery};
 pub use plan::policy::{Reason, Verdict, next_digest, uses_digest};
@@ -135,6 +136,8 @@ pub enum Constraint {
     UserEmail { email: EmailAddress, owner: UserId },
     /// Another request is using the idempotency key right now.
     IdempotencyKey { key: String },
+    /// A `once` action was answered already: its `answered` JSON.
+    AlreadyAnswered { answered: String },
     /// A rule the database enforced (its name or text, for the log only):
     /// normally a concurrent change that won a race.
     Database(String),
@@ -149,6 +152,9 @@ impl Constraint {
             }
             Constraint::IdempotencyKey { key } => {
                 format!("the idempotency key '{key}' is being used by another request")
+            }
+            Constraint::AlreadyAnswered { .. } => {
+                "this notification was answered already; its item shows the answer".into()
             }
             Constraint::Database(_) => {
                 "the change conflicts with one made at the same time; retry".into()
@@ -588,6 +594,12 @@ pub trait Store: Send + Sync + 'static {
     async fn get_notification(&self, id: &str) -> Result<Option<NotificationRecord>>;
     /// Cancels a notification and removes it from every inbox.
     async fn delete_notification(&self, id: &str, now: Millis) -> Result<()>;
+
+    /// A recipient answers a callback action (I7). `NotFound` when the
+    /// user cannot see the notification; for a `once` action answered
+    /// already, `Conflict` with [`Constraint::AlreadyAnswered`]. The
+    /// answer's event shows it to every recipient after the commit.
+    async fn answer_action(&self, user: &UserId, answer: NewAnswer) -> Result<AnswerReceipt>;
 
     // --- one user's inbox ---
     async fn list_inbox(&self, user: &UserId, query: InboxQuery, now: Millis) -> Result<InboxPage>;

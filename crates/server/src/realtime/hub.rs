@@ -347,6 +347,29 @@ impl Hub {
                             });
                         }
                     }
+                    StoreEvent::Answered {
+                        id,
+                        answered,
+                        users,
+                        broadcast,
+                    } => {
+                        // Every recipient's item shows the answer; no
+                        // counts change, so nothing is refreshed.
+                        let data = format!(
+                            r#"{{"action":"answered","ids":[{}],"answered":{answered}}}"#,
+                            serde_json::Value::from(id.as_str())
+                        );
+                        let frame = Frame::new(Kind::State, None, data);
+                        let mut affected: HashSet<UserId> = users.iter().cloned().collect();
+                        if let Some(b) = broadcast {
+                            affected.extend(Self::audience(&st, b.all, &b.groups));
+                        }
+                        for user in affected {
+                            if let Some(entry) = st.users.get_mut(&user) {
+                                Self::send(entry, &frame);
+                            }
+                        }
+                    }
                     StoreEvent::Removed {
                         id,
                         users,
@@ -399,6 +422,7 @@ impl Hub {
                 seen: false,
                 archived: false,
                 stack_count,
+                answered: None,
             };
             Frame::new(
                 Kind::Notification,

@@ -2,6 +2,7 @@
 //! embedded widget (and the demo in demo mode) and the middleware stack
 //! (tracing, metrics, CORS, problem+json for every error).
 
+mod actions;
 mod assets;
 mod categories;
 mod chat;
@@ -32,6 +33,7 @@ pub(crate) fn router(state: AppState) -> Router {
     let (api, openapi) = OpenApiRouter::with_openapi(crate::openapi::base())
         .merge(notifications::routes())
         .merge(inbox::routes())
+        .merge(actions::routes())
         .merge(users::routes())
         .merge(groups::routes())
         .merge(categories::routes())
@@ -54,6 +56,7 @@ pub(crate) fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .merge(api)
         .merge(inbox::mirror_routes())
+        .merge(actions::mirror_routes())
         .merge(push::mirror_routes())
         .merge(chat::me_routes())
         .merge(ops::routes(openapi_json))

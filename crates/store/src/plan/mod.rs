@@ -6,6 +6,7 @@
 //! - [`send`]: who receives a notification (audience rules), the rows,
 //!   jobs, log lines, stream event and receipt of publishing or scheduling it;
 //! - [`stack`]: what cancelling a notification does to stacked entries;
+//! - [`answer`]: a callback action's answer and its event;
 //! - [`inbox`]: the state change and the event of each inbox operation;
 //! - [`reading`]: which broadcasts reach a user, how a page or a replay is
 //!   merged, what is seen, the counts;
@@ -17,6 +18,7 @@
 //! - here: the delivery jobs (and "skipped" lines) of a resolved audience
 //!   on the channels other than in-app, and how the log names targets.
 
+pub mod answer;
 pub(crate) mod inbox;
 pub(crate) mod log;
 pub mod policy;

@@ -160,8 +160,15 @@ pub(crate) fn replay(direct: Vec<Entry>, broadcasts: Broadcasts, limit: usize) -
 
 /// The per-user state clients see in front of an entry's content: a read
 /// item is also seen, and so is everything up to the seen watermark.
-pub(crate) fn item(u: &InboxUser, e: &Entry, id: String, at: Millis) -> InboxItemMeta {
+pub(crate) fn item(
+    u: &InboxUser,
+    e: &Entry,
+    id: String,
+    at: Millis,
+    answered: Option<String>,
+) -> InboxItemMeta {
     InboxItemMeta {
+        answered,
         id,
         seq: e.seq,
         created_at: at,
@@ -261,13 +268,13 @@ mod tests {
     #[test]
     fn seen_and_counts() {
         let u = user();
-        assert!(item(&u, &e(20), "a".into(), Millis(0)).seen);
-        assert!(!item(&u, &e(21), "a".into(), Millis(0)).seen);
+        assert!(item(&u, &e(20), "a".into(), Millis(0), None).seen);
+        assert!(!item(&u, &e(21), "a".into(), Millis(0), None).seen);
         let read = Entry {
             read: true,
             ..e(30)
         };
-        assert!(item(&u, &read, "a".into(), Millis(0)).seen);
+        assert!(item(&u, &read, "a".into(), Millis(0), None).seen);
         let c = counts(&u, 2, 1, &BTreeSet::from([19, 21, 22]));
         assert_eq!((c.unread, c.unseen), (5, 3));
     }

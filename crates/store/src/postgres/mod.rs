@@ -17,6 +17,7 @@
 //! Events (`events()`) are this node's commits only, sent after each commit;
 //! other nodes learn of them through the bus.
 
+mod answer;
 mod chat;
 mod jobs;
 mod mailbox;
@@ -77,11 +78,11 @@ mod tests {
 }
 
 use crate::{
-    ApiKeyInfo, ChatKind, ChatOwner, ChatTarget, Constraint, DeliveryContext, DeliveryPage,
-    DeliveryQuery, DevMail, Group, InboxChange, InboxPage, Job, JobOutcome, JobStats, NewApiKey,
-    NewDevMail, NewPushSubscription, NotificationRecord, PoolStats, PushSubscription, Recipient,
-    Result, SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber, Subscription,
-    Unavailable,
+    AnswerReceipt, ApiKeyInfo, ChatKind, ChatOwner, ChatTarget, Constraint, DeliveryContext,
+    DeliveryPage, DeliveryQuery, DevMail, Group, InboxChange, InboxPage, Job, JobOutcome, JobStats,
+    NewAnswer, NewApiKey, NewDevMail, NewPushSubscription, NotificationRecord, PoolStats,
+    PushSubscription, Recipient, Result, SendContext, SendReceipt, Store, StoreError, StoreEvent,
+    Subscriber, Subscription, Unavailable,
 };
 use async_trait::async_trait;
 use belfry_core::{
@@ -106,6 +107,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/0005_digest.sql")),
     (6, include_str!("migrations/0006_push.sql")),
     (7, include_str!("migrations/0007_chat.sql")),
+    (11, include_str!("migrations/0011_actions.sql")),
 ];
 
 /// Commits buffered in the event channel before a slow consumer lags.
@@ -708,6 +710,16 @@ impl Store for PgStore {
             self.shared.emit(vec![event]);
         }
         Ok(())
+    }
+
+    async fn answer_action(&self, user: &UserId, answer: NewAnswer) -> Result<AnswerReceipt> {
+        let mut tx = self.begin().await?;
+        let (receipt, event) = answer::answer(&mut tx, user, &answer).await?;
+        tx.commit().await?;
+        if let Some(event) = event {
+            self.shared.emit(vec![event]);
+        }
+        Ok(receipt)
     }
 
     async fn inbox_change(&self, user: &UserId, change: InboxChange, now: Millis) -> Result<i64> {

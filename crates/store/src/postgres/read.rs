@@ -494,23 +494,21 @@ async fn render_entries(
         return Ok(Vec::new());
     }
     let nids: Vec<i64> = entries.iter().map(|e| e.nid).collect();
-    let rows: Vec<(i64, String, i64, String)> = sqlx::query_as(
-        "SELECT nid, id, COALESCE(published_at, created_at), content FROM notifications
+    type Row = (i64, String, i64, String, Option<String>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT nid, id, COALESCE(published_at, created_at), content, answered FROM notifications
          WHERE nid = ANY($1)",
     )
     .bind(&nids)
     .fetch_all(&mut *c)
     .await?;
-    let content: HashMap<i64, (String, i64, String)> = rows
-        .into_iter()
-        .map(|(nid, id, at, json)| (nid, (id, at, json)))
-        .collect();
+    let content: HashMap<i64, Row> = rows.into_iter().map(|r| (r.0, r)).collect();
     let mut items = Vec::with_capacity(entries.len());
     for e in entries {
-        let (id, at, json) = content
+        let (_, id, at, json, answered) = content
             .get(&e.nid)
             .ok_or_else(|| StoreError::backend(format!("notification {} vanished", e.nid)))?;
-        items.push(reading::item(u, &e, id.clone(), Millis(*at)).render(json));
+        items.push(reading::item(u, &e, id.clone(), Millis(*at), answered.clone()).render(json));
     }
     Ok(items)
 }

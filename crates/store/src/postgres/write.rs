@@ -485,14 +485,14 @@ async fn stack_entries(
 }
 
 /// Where an item of a user's inbox lives.
-enum Target {
+pub(crate) enum Target {
     /// The inbox row with this seq.
     Direct(i64),
     /// The broadcast with this seq.
     Broadcast(i64),
 }
 
-async fn locate(
+pub(crate) async fn locate(
     c: &mut PgConnection,
     u: &InboxUser,
     id: &str,

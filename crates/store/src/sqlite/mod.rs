@@ -5,6 +5,7 @@
 //! Reads run on a small pool of read-only connections (WAL lets them proceed
 //! while the writer commits).
 
+mod answer;
 pub mod backup;
 mod chat;
 pub mod fixture;
@@ -21,11 +22,11 @@ mod write;
 pub use wal::{WalOptions, WalState};
 
 use crate::{
-    ApiKeyInfo, ChatKind, ChatOwner, ChatTarget, Constraint, DeliveryContext, DeliveryPage,
-    DeliveryQuery, DevMail, Group, InboxChange, InboxPage, Job, JobOutcome, JobStats, NewApiKey,
-    NewDevMail, NewPushSubscription, NotificationRecord, PoolStats, PushSubscription, Recipient,
-    Result, SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber, Subscription,
-    Unavailable,
+    AnswerReceipt, ApiKeyInfo, ChatKind, ChatOwner, ChatTarget, Constraint, DeliveryContext,
+    DeliveryPage, DeliveryQuery, DevMail, Group, InboxChange, InboxPage, Job, JobOutcome, JobStats,
+    NewAnswer, NewApiKey, NewDevMail, NewPushSubscription, NotificationRecord, PoolStats,
+    PushSubscription, Recipient, Result, SendContext, SendReceipt, Store, StoreError, StoreEvent,
+    Subscriber, Subscription, Unavailable,
 };
 use async_trait::async_trait;
 use belfry_core::{
@@ -51,6 +52,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("migrations/0007_digest.sql")),
     (8, include_str!("migrations/0008_push.sql")),
     (9, include_str!("migrations/0009_chat.sql")),
+    (13, include_str!("migrations/0013_actions.sql")),
 ];
 
 /// How many operations the writer commits together at most.
@@ -959,6 +961,11 @@ impl Store for SqliteStore {
         let id = id.to_string();
         self.write(move |w| write::delete_notification(w, &id, now))
             .await
+    }
+
+    async fn answer_action(&self, user: &UserId, answer: NewAnswer) -> Result<AnswerReceipt> {
+        let user = user.clone();
+        self.write(move |w| answer::answer(w, &user, &answer)).await
     }
 
     async fn inbox_change(&self, user: &UserId, change: InboxChange, now: Millis) -> Result<i64> {

@@ -451,13 +451,15 @@ pub(crate) fn list_inbox(
 /// Attaches the stored content to entries: the JSON items clients see.
 fn render_entries(c: &Connection, u: &InboxUser, entries: Vec<Entry>) -> Result<Vec<String>> {
     let mut content = c.prepare_cached(
-        "SELECT id, COALESCE(published_at, created_at), content FROM notifications WHERE nid = ?1",
+        "SELECT id, COALESCE(published_at, created_at), content, answered FROM notifications WHERE nid = ?1",
     )?;
     let mut items = Vec::with_capacity(entries.len());
     for e in entries {
-        let (id, at, json): (String, i64, String) =
-            content.query_row([e.nid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        items.push(reading::item(u, &e, id, Millis(at)).render(&json));
+        let (id, at, json, answered): (String, i64, String, Option<String>) = content
+            .query_row([e.nid], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
+        items.push(reading::item(u, &e, id, Millis(at), answered).render(&json));
     }
     Ok(items)
 }

@@ -149,6 +149,8 @@ fn remove_unseen(c: &Connection, nids: &[i64], before: i64) -> Result<u64> {
         if removed > 0 {
             c.prepare_cached("DELETE FROM notification_contacts WHERE nid = ?1")?
                 .execute([nid])?;
+            c.prepare_cached("DELETE FROM action_responses WHERE nid = ?1")?
+                .execute([nid])?;
             n += removed as u64;
         }
     }

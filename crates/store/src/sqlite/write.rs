@@ -184,6 +184,7 @@ pub(crate) fn delete_user(w: &mut Writer, id: &UserId, now: Millis) -> Result<()
         "DELETE FROM subscriptions WHERE uid = ?1",
         "DELETE FROM push_subscriptions WHERE uid = ?1",
         "DELETE FROM chat_targets WHERE uid = ?1",
+        "DELETE FROM action_responses WHERE uid = ?1",
         "DELETE FROM inbox WHERE uid = ?1",
         "DELETE FROM stack_members WHERE uid = ?1",
         "DELETE FROM broadcast_state WHERE uid = ?1",
@@ -357,14 +358,19 @@ fn stack_entries(c: &Connection, nid: i64, stack_key: Option<&str>) -> Result<Ve
 }
 
 /// Where an item of a user's inbox lives.
-enum Target {
+pub(crate) enum Target {
     /// The inbox row with this seq.
     Direct(i64),
     /// The broadcast with this seq.
     Broadcast(i64),
 }
 
-fn locate(c: &Connection, u: &InboxUser, id: &str, now: Millis) -> Result<Option<Target>> {
+pub(crate) fn locate(
+    c: &Connection,
+    u: &InboxUser,
+    id: &str,
+    now: Millis,
+) -> Result<Option<Target>> {
     let found: Option<(i64, Option<i64>, Option<String>)> = c
         .prepare_cached(
             "SELECT nid, seq, stack_key FROM notifications WHERE id = ?1 AND status = 'published'",
