@@ -244,7 +244,7 @@ export class HostApp {
 <script type="module">
   const inbox = document.getElementById('inbox');
   window.events = [];
-  for (const type of ['belfry:open', 'belfry:action', 'belfry:notification', 'belfry:counts', 'belfry:connection'])
+  for (const type of ['belfry:open', 'belfry:action', 'belfry:answer', 'belfry:notification', 'belfry:counts', 'belfry:connection'])
     inbox.addEventListener(type, (e) => window.events.push({ type, detail: JSON.parse(JSON.stringify(e.detail)) }));
   ${p.get('provider') ? `inbox.tokenProvider = async () => (await (await fetch('/token?user=${encodeURIComponent(user)}')).json()).token;` : ''}
   ${p.get('prevent') ? `inbox.addEventListener('belfry:open', (e) => e.preventDefault());` : ''}

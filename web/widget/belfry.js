@@ -39,7 +39,6 @@ const STRINGS = {
     announce: 'New notification',
     stacked: (n) => `${n} notifications`,
     unreadMarker: 'Unread',
-    later: 'Not available yet',
     swipe: 'Swipe left to archive, right to mark as read.',
     seeAll: 'See all',
     toasts: 'New notifications',
@@ -71,7 +70,6 @@ const STRINGS = {
     announce: 'Neue Benachrichtigung',
     stacked: (n) => `${n} Benachrichtigungen`,
     unreadMarker: 'Ungelesen',
-    later: 'Noch nicht verfügbar',
     swipe: 'Nach links wischen zum Archivieren, nach rechts zum Markieren als gelesen.',
     seeAll: 'Alle anzeigen',
     toasts: 'Neue Benachrichtigungen',
@@ -176,6 +174,7 @@ ul{list-style:none;margin:0;padding:0}
 .btn.primary{background:var(--_accent);border-color:var(--_accent);color:#fff}
 .btn.danger{color:#b91c1c;border-color:#fecaca}
 .btn:disabled{opacity:.5;cursor:not-allowed}
+.answered{font-size:.82em;font-weight:600;color:var(--belfry-answered,#15803d);padding:5px 0}
 .state{padding:28px 16px;text-align:center;color:var(--_muted);font-size:.9em}
 .foot{display:flex;justify-content:center;border-top:1px solid var(--_border);padding:6px}
 .foot a{color:var(--_accent);font-size:.85em;font-weight:550;text-decoration:none;padding:6px}
@@ -1017,6 +1016,13 @@ export class BelfryInbox extends HTMLElement {
       patch(about, { read: true, seen: true });
       for (const [id, t] of [...this.toastMap]) if (about(t.item)) this.closeToast(id);
     } else if (s.action === 'delete' && Array.isArray(s.ids)) drop(s.ids);
+    else if (s.action === 'answered' && Array.isArray(s.ids)) {
+      patch((i) => s.ids.includes(i.id), { answered: s.answered });
+      for (const id of s.ids) {
+        const e = this.toastMap.get(id);
+        if (e) (e.item.answered = s.answered), e.el.querySelector('.actions')?.replaceWith(this.renderActions(e.item) || '');
+      }
+    }
     this.renderList();
   }
 
@@ -1316,7 +1322,7 @@ export class BelfryInbox extends HTMLElement {
     const focusedId = active && active.closest && active.closest('.item') && active.closest('.item').dataset.id;
     const focusedClass = active && active.className;
     const children = this.items.map((item) => {
-      const sig = JSON.stringify([item.read, item.seen, item.stack_count, item.title, item.body, item.seq, this.lang, this.view]);
+      const sig = JSON.stringify([item.read, item.seen, item.stack_count, item.title, item.body, item.seq, this.lang, this.view, item.answered]);
       const old = this.nodes.get(item.id);
       const node = old && old.sig === sig ? old.node : this.renderItem(item);
       keep.set(item.id, { node, sig });
@@ -1388,25 +1394,37 @@ export class BelfryInbox extends HTMLElement {
   }
 
   renderActions(item) {
-    const actions = Array.isArray(item.actions) ? item.actions : [];
-    if (!actions.length) return null;
-    return h(
+    const ans = item.answered;
+    // A once action answered by anyone is gone from every item; the answer shows instead.
+    const actions = (Array.isArray(item.actions) ? item.actions : []).filter((a) => !(ans && a.once));
+    if (!actions.length && !ans) return null;
+    const box = h(
       'div',
       { class: 'actions' },
+      ans && h('span', { class: 'answered', role: 'status', text: `✓ ${ans.label || ans.action} · ${(ans.by && (ans.by.name || ans.by.id)) || ''}` }),
       actions.map((a) => {
         const style = ['primary', 'secondary', 'danger'].includes(a.style) ? a.style : 'secondary';
-        const usable = a.kind === 'link' && safeUrl(a.url);
+        const call = a.kind === 'callback';
+        const usable = call || safeUrl(a.url);
         return h('button', {
           type: 'button',
           class: `btn ${style}`,
           text: a.label || a.id || '',
           disabled: !usable,
-          title: usable ? null : this.t.later,
+          'aria-expanded': call && a.form ? 'false' : null,
           'data-action': a.id,
-          onclick: usable ? () => this.runAction(item, a) : null,
+          onclick: usable ? () => (call ? this.answer(item, a, box) : this.runAction(item, a)) : null,
         });
       }),
     );
+    return box;
+  }
+
+  /** A callback action: its form (or the answer at once) comes from a module loaded on first use. */
+  async answer(item, action, box) {
+    const toast = this.toastMap.get(item.id);
+    if (toast) clearTimeout(toast.timer), (toast.hold = true);
+    (await import(new URL('actions.js', import.meta.url).href)).answer(this, item, action, box);
   }
 
   renderItem(item) {
@@ -1541,7 +1559,7 @@ export class BelfryInbox extends HTMLElement {
     const entry = { item, el, timer: null };
     const arm = () => {
       clearTimeout(entry.timer);
-      if (!item.sticky) entry.timer = setTimeout(() => this.closeToast(item.id), this.toastDuration());
+      if (!item.sticky && !entry.hold) entry.timer = setTimeout(() => this.closeToast(item.id), this.toastDuration());
     };
     el.addEventListener('pointerenter', () => clearTimeout(entry.timer));
     el.addEventListener('pointerleave', arm);
@@ -1577,4 +1595,6 @@ export class BelfryInbox extends HTMLElement {
   }
 }
 
+// The further modules (preferences, actions) build their DOM with the same helper.
+BelfryInbox.h = h;
 if (!customElements.get('belfry-inbox')) customElements.define('belfry-inbox', BelfryInbox);

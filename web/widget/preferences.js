@@ -490,7 +490,7 @@ class Panel {
               'form',
               { class: 'row2' },
               input,
-              h('button', { type: 'submit', class: 'link', 'data-k': `chat.${kind}.connect`, text: t.chatConnect }),
+              h('button', { type: 'submit', class: 'link', 'data-k': `chat.${kind}.connect`, 'aria-label': `${t.chatKind[kind]}: ${t.chatConnect}`, text: t.chatConnect }),
             );
             form.addEventListener('submit', (ev) => {
               ev.preventDefault();

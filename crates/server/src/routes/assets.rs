@@ -1,7 +1,9 @@
 //! Files compiled into the binary: the inbox widget (`GET /widget/belfry.js`,
 //! always served), its preferences panel (`GET /widget/preferences.js`, which
 //! the widget imports only when the panel is opened), desktop notifications
-//! (`GET /widget/push.js` and the service worker `GET /widget/sw.js`) and the helper that answers any embedded file with its
+//! (`GET /widget/push.js` and the service worker `GET /widget/sw.js`),
+//! answering callback actions and their forms (`GET /widget/actions.js`,
+//! imported on the first press of such a button) and the helper that answers any embedded file with its
 //! content type, cache policy and a strong `ETag` (`304` on a match).
 
 use crate::AppState;
@@ -40,6 +42,14 @@ pub(crate) static PUSH_JS: Embedded = Embedded::new(
     "public, max-age=300",
 );
 
+/// Answering callback actions and their forms: a module the widget
+/// imports the first time someone presses a callback button.
+pub(crate) static ACTIONS_JS: Embedded = Embedded::new(
+    include_bytes!("../../../../web/widget/actions.js"),
+    "text/javascript; charset=utf-8",
+    "public, max-age=300",
+);
+
 /// The service worker that shows pushes: a classic script, so that a host
 /// on another origin can serve it from its own with `importScripts` (a
 /// service worker must come from the page's origin). Revalidated on every
@@ -55,7 +65,12 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/widget/belfry.js", get(widget))
         .route("/widget/preferences.js", get(preferences))
         .route("/widget/push.js", get(push))
+        .route("/widget/actions.js", get(actions))
         .route("/widget/sw.js", get(service_worker))
+}
+
+async fn actions(headers: HeaderMap) -> Response {
+    ACTIONS_JS.respond(&headers)
 }
 
 async fn push(headers: HeaderMap) -> Response {

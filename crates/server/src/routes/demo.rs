@@ -281,7 +281,7 @@ fn samples(kind: Kind, n: usize) -> Vec<Value> {
             "url": url, "entity": entity,
             "actions": [
                 {"id": "open", "label": "Open ticket", "kind": "link", "url": url, "style": "primary"},
-                {"id": "accept", "label": "Accept", "kind": "callback", "style": "secondary"},
+                {"id": "accept", "label": "Accept", "kind": "callback", "style": "secondary", "once": true},
             ],
         })],
         Kind::Mention => vec![json!({

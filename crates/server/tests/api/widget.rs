@@ -150,6 +150,37 @@ async fn the_push_module_and_the_service_worker_are_served_for_any_origin() {
 }
 
 #[tokio::test]
+async fn the_actions_module_is_served_and_loaded_on_demand() {
+    let app = spawn_app().await;
+    let r = app
+        .client
+        .get(app.url("/widget/actions.js"))
+        .header("origin", "https://desk.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert!(r.headers().contains_key("etag"));
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("export function answer("),
+        "the actions module"
+    );
+    assert!(body.contains("/actions/"));
+    let widget = app.text("/widget/belfry.js").await;
+    assert!(widget.contains("new URL('actions.js', import.meta.url)"));
+    assert!(
+        !widget.contains("aform"),
+        "the form code is not in the first module"
+    );
+}
+
+#[tokio::test]
 async fn demo_routes_do_not_exist_without_demo_mode() {
     let app = spawn_app().await;
     for path in ["/", "/notifications", "/tickets/4211", "/demo/demo.js"] {
