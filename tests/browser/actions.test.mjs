@@ -166,4 +166,46 @@ describe('actions and forms in the widget', () => {
     assert.equal(await it.locator('[data-action="ack"]').count(), 1, 'not a once action: it may be answered again');
     assert.deepEqual(dee.errors, []);
   });
+
+  test('a sticky reminder comes back on every page load until it is closed; closing it closes it on every device', async () => {
+    await belfry.putUser('eve', { name: 'Eve Ek' });
+    const token = await belfry.token('eve');
+    const context = await launch();
+    contexts.push(context);
+    const first = await context.newPage();
+    const errors = watchErrors(first);
+    await first.goto(host.url('eve', { token }));
+    await live(first);
+    // A task reminder, scheduled a moment ahead (send_at), sticky.
+    const at = new Date(Date.now() + 1500).toISOString();
+    await belfry.call('POST', '/v1/notifications', { to: { users: ['eve'] }, title: 'Call back Mr. Ode', sticky: true, send_at: at });
+    const reminder = (page) => toasts(page).filter({ hasText: 'Call back Mr. Ode' });
+    await reminder(first).waitFor();
+    assert.ok(await reminder(first).evaluate((t) => t.classList.contains('sticky')));
+    await first.waitForTimeout(800);
+    assert.ok(await reminder(first).isVisible(), 'a sticky toast does not time out');
+
+    // A reload, and a second device: it is shown again on both.
+    await first.reload();
+    await live(first);
+    await reminder(first).waitFor();
+    const phone = await (await launch()).newPage();
+    contexts.push(phone.context());
+    await phone.goto(host.url('eve', { token }));
+    await live(phone);
+    await reminder(phone).waitFor();
+
+    // Closed on one: gone on the other at once, and not back after a reload; still unread.
+    await reminder(first).locator('.x').click();
+    await reminder(phone).waitFor({ state: 'detached' });
+    const listed = await belfry.call('GET', '/v1/users/eve/notifications');
+    assert.equal(listed.items[0].dismissed, true);
+    assert.equal(listed.items[0].read, false);
+    await phone.reload();
+    await live(phone);
+    await phone.waitForTimeout(500);
+    assert.equal(await reminder(phone).count(), 0);
+    assert.equal((await belfry.counts('eve')).unread, 1, 'closing is not reading');
+    assert.deepEqual(errors, []);
+  });
 });

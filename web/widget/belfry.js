@@ -871,7 +871,7 @@ export class BelfryInbox extends HTMLElement {
     this.link.start();
     document.addEventListener('pointerdown', this.outside, true);
     document.addEventListener('keydown', this.escape);
-    this.fetchCounts();
+    this.fetchCounts().then(() => this._counts && this._counts.unread && this.reminders());
     if (this.pageMode || this.isOpen) this.load(true);
     if (this.pageMode) this.markSeen();
     this.startPush();
@@ -999,6 +999,10 @@ export class BelfryInbox extends HTMLElement {
         patch(has, { read: true, seen: true });
         s.ids.forEach((id) => this.closeToast(id));
       } else if (s.op === 'unread') patch(has, { read: false });
+      else if (s.op === 'dismiss') {
+        patch(has, { dismissed: true });
+        s.ids.forEach((id) => this.closeToast(id));
+      }
       else if (s.op === 'delete') drop(s.ids);
       else if (s.op === 'archive') {
         if (this.view === 'archived') this.resyncSoon();
@@ -1039,6 +1043,26 @@ export class BelfryInbox extends HTMLElement {
       this.setCounts(await this.api('GET', '/v1/me/counts'));
     } catch {
       /* the stream's counts event follows */
+    }
+  }
+
+  /** Sticky notifications neither read nor closed come back as toasts on every page load (among the 20 newest unread). */
+  async reminders() {
+    if (this.pageMode || this.getAttribute('toasts') === 'off') return;
+    try {
+      const page = await this.api('GET', '/v1/me/notifications?filter=unread&limit=20');
+      for (const i of page.items.reverse()) if (i.sticky && !i.dismissed && !this.toastMap.has(i.id)) this.showToast(i);
+    } catch {
+      /* shown again on the next page */
+    }
+  }
+
+  /** The user closed toasts: sticky ones are recorded as dismissed, on every device. */
+  dismiss(ids) {
+    for (const id of ids) {
+      const e = this.toastMap.get(id);
+      if (e && e.item.sticky) this.api('POST', `/v1/me/notifications/${encodeURIComponent(id)}/dismiss`).catch(() => {});
+      this.closeToast(id);
     }
   }
 
@@ -1549,12 +1573,9 @@ export class BelfryInbox extends HTMLElement {
     const actions = this.renderActions(item);
     if (actions) el.append(actions);
     main.addEventListener('click', (e) => this.openItem(item, e));
-    close.addEventListener('click', (e) => {
-      if (e.shiftKey) this.closeAllToasts();
-      else this.closeToast(item.id);
-    });
+    close.addEventListener('click', (e) => this.dismiss(e.shiftKey ? [...this.toastMap.keys()] : [item.id]));
     el.addEventListener('keydown', (e) => {
-      if (e.key === 'Escape') this.closeToast(item.id);
+      if (e.key === 'Escape') this.dismiss([item.id]);
     });
     const entry = { item, el, timer: null };
     const arm = () => {

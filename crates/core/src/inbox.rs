@@ -105,6 +105,8 @@ pub struct InboxItemMeta {
     pub seen: bool,
     pub archived: bool,
     pub stack_count: i64,
+    /// The user closed this sticky notification (it stops reappearing).
+    pub dismissed: bool,
     /// The first answer to a `once` action (stored JSON, written as it is),
     /// or null.
     #[serde(serialize_with = "ser_raw")]
@@ -194,6 +196,7 @@ mod tests {
             seen: true,
             archived: false,
             stack_count: 2,
+            dismissed: false,
             answered: Some(r#"{"action":"ok"}"#.into()),
         };
         let out = meta.render(r#"{"title":"Hi"}"#);

@@ -443,6 +443,8 @@ pub enum ItemOp {
     Archive,
     Unarchive,
     Delete,
+    /// A sticky notification was closed (I5): it stops reappearing.
+    Dismiss,
 }
 
 /// The database connections of one node (SQLite: the read-only pool).

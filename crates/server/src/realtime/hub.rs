@@ -422,6 +422,7 @@ impl Hub {
                 seen: false,
                 archived: false,
                 stack_count,
+                dismissed: false,
                 answered: None,
             };
             Frame::new(

@@ -28,6 +28,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(archive))
         .routes(routes!(unarchive))
         .routes(routes!(delete_item))
+        .routes(routes!(dismiss))
         .routes(routes!(read_all))
         .routes(routes!(seen_all))
         .routes(routes!(archive_many))
@@ -46,6 +47,7 @@ pub(super) fn mirror_routes() -> Router<AppState> {
             .route("/notifications/{id}/archive", post(archive))
             .route("/notifications/{id}/unarchive", post(unarchive))
             .route("/notifications/{id}", delete(delete_item))
+            .route("/notifications/{id}/dismiss", post(dismiss))
             .route("/notifications/read-all", post(read_all))
             .route("/notifications/seen-all", post(seen_all))
             .route("/notifications/archive", post(archive_many))
@@ -268,6 +270,13 @@ item_endpoint!(
     "/v1/me/notifications/{id}/unarchive",
     ItemOp::Unarchive,
     "Bring an archived notification back."
+);
+item_endpoint!(
+    dismiss,
+    post,
+    "/v1/me/notifications/{id}/dismiss",
+    ItemOp::Dismiss,
+    "Record that a sticky notification was closed: it stops reappearing on every page, on every device."
 );
 item_endpoint!(
     delete_item,

@@ -291,3 +291,81 @@ async fn forms_are_checked_when_the_notification_is_sent() {
         "{p}"
     );
 }
+
+#[tokio::test]
+async fn closing_a_sticky_reminder_is_recorded_and_reaches_every_device() {
+    let app = spawn_app().await;
+    app.put_user("ana", json!({"groups": ["support"]})).await;
+    let direct = app
+        .send_ok(json!({"to": {"users": ["ana"]}, "title": "Call back Mr. Ode", "sticky": true}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let broadcast = app
+        .send_ok(json!({"to": {"groups": ["support"]}, "title": "Rota due today", "sticky": true}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = app.token("ana").await;
+    let inbox = app.inbox(&token, "").await;
+    for id in [&direct, &broadcast] {
+        let it = item(&inbox, id);
+        assert_eq!(it["sticky"], true);
+        assert_eq!(it["dismissed"], false, "{it}");
+    }
+    // Another device of Ana's is open.
+    let mut other = app.sse(&token, None).await;
+    other.next_of("counts").await;
+    for id in [&direct, &broadcast] {
+        let r = app
+            .me(
+                Method::POST,
+                &format!("/notifications/{id}/dismiss"),
+                &token,
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        let e = other.next_of("state").await;
+        assert_eq!(e.data["action"], "items", "{:?}", e.data);
+        assert_eq!(e.data["op"], "dismiss");
+        assert_eq!(e.data["ids"], json!([id]));
+    }
+    // Twice is fine; the state stays; it is still unread (closing is not reading).
+    let r = app
+        .me(
+            Method::POST,
+            &format!("/notifications/{direct}/dismiss"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let inbox = app.inbox(&token, "?filter=unread").await;
+    for id in [&direct, &broadcast] {
+        let it = item(&inbox, id);
+        assert_eq!(it["dismissed"], true, "{it}");
+        assert_eq!(it["read"], false, "{it}");
+    }
+    assert_eq!(app.counts(&token).await.0, 2);
+    let r = app
+        .me(
+            Method::POST,
+            "/notifications/01JZZZZZZZZZZZZZZZZZZZZZZZ/dismiss",
+            &token,
+            None,
+        )
+        .await;
+    assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
+    // Admin keys for a user, under /v1/users/{id}.
+    let r = app
+        .admin(
+            Method::POST,
+            &format!("/v1/users/ana/notifications/{broadcast}/dismiss"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+}

@@ -97,6 +97,8 @@ pub(crate) struct Entry {
     pub read: bool,
     pub archived: bool,
     pub stack_count: i64,
+    /// A sticky notification the user closed (I5).
+    pub dismissed: bool,
 }
 
 impl From<(i64, i64, bool, bool, i64)> for Entry {
@@ -107,6 +109,7 @@ impl From<(i64, i64, bool, bool, i64)> for Entry {
             read,
             archived,
             stack_count,
+            dismissed: false,
         }
     }
 }
@@ -176,6 +179,7 @@ pub(crate) fn item(
         seen: e.read || e.seq <= u.seen_wm,
         archived: e.archived,
         stack_count: e.stack_count,
+        dismissed: e.dismissed,
     }
 }
 

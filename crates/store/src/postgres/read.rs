@@ -368,6 +368,7 @@ impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for Entry {
             read: r.try_get(2)?,
             archived: r.try_get(3)?,
             stack_count: r.try_get(4)?,
+            dismissed: r.try_get(5)?,
         })
     }
 }
@@ -375,20 +376,20 @@ impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for Entry {
 fn direct_sql(filter: Filter) -> &'static str {
     match filter {
         Filter::All => {
-            "SELECT seq, nid, read_at IS NOT NULL AS read, archived_at IS NOT NULL AS archived, stack_count
+            "SELECT seq, nid, read_at IS NOT NULL AS read, archived_at IS NOT NULL AS archived, stack_count, dismissed_at IS NOT NULL AS dismissed
              FROM inbox
              WHERE uid = $1 AND seq < $2 AND archived_at IS NULL
                AND (expires_at IS NULL OR expires_at > $3) AND ($4::text IS NULL OR category = $4)
              ORDER BY seq DESC LIMIT $5"
         }
         Filter::Unread => {
-            "SELECT seq, nid, FALSE AS read, FALSE AS archived, stack_count FROM inbox
+            "SELECT seq, nid, FALSE AS read, FALSE AS archived, stack_count, dismissed_at IS NOT NULL AS dismissed FROM inbox
              WHERE uid = $1 AND seq < $2 AND read_at IS NULL AND archived_at IS NULL
                AND (expires_at IS NULL OR expires_at > $3) AND ($4::text IS NULL OR category = $4)
              ORDER BY seq DESC LIMIT $5"
         }
         Filter::Archived => {
-            "SELECT seq, nid, read_at IS NOT NULL AS read, TRUE AS archived, stack_count FROM inbox
+            "SELECT seq, nid, read_at IS NOT NULL AS read, TRUE AS archived, stack_count, dismissed_at IS NOT NULL AS dismissed FROM inbox
              WHERE uid = $1 AND seq < $2 AND archived_at IS NOT NULL
                AND (expires_at IS NULL OR expires_at > $3) AND ($4::text IS NULL OR category = $4)
              ORDER BY seq DESC LIMIT $5"
@@ -402,7 +403,8 @@ fn broadcast_sql(filter: Filter) -> &'static str {
     match filter {
         Filter::All => {
             "SELECT b.seq, b.nid, COALESCE(s.read, b.seq <= $9) AS read,
-                    s.archived_at IS NOT NULL AS archived, 1::bigint AS stack_count
+                    s.archived_at IS NOT NULL AS archived, 1::bigint AS stack_count,
+                    s.dismissed_at IS NOT NULL AS dismissed
              FROM broadcasts b
              LEFT JOIN broadcast_state s ON s.uid = $1 AND s.seq = b.seq
              WHERE b.gid = $2 AND b.seq > $3 AND b.seq <= $4 AND b.seq < $5
@@ -415,7 +417,8 @@ fn broadcast_sql(filter: Filter) -> &'static str {
         }
         Filter::Archived => {
             "SELECT b.seq, b.nid, COALESCE(s.read, b.seq <= $9) AS read,
-                    s.archived_at IS NOT NULL AS archived, 1::bigint AS stack_count
+                    s.archived_at IS NOT NULL AS archived, 1::bigint AS stack_count,
+                    s.dismissed_at IS NOT NULL AS dismissed
              FROM broadcasts b
              LEFT JOIN broadcast_state s ON s.uid = $1 AND s.seq = b.seq
              WHERE b.gid = $2 AND b.seq > $3 AND b.seq <= $4 AND b.seq < $5
@@ -428,7 +431,8 @@ fn broadcast_sql(filter: Filter) -> &'static str {
         }
         Filter::Unread => {
             "SELECT b.seq, b.nid, COALESCE(s.read, b.seq <= $9) AS read,
-                    s.archived_at IS NOT NULL AS archived, 1::bigint AS stack_count
+                    s.archived_at IS NOT NULL AS archived, 1::bigint AS stack_count,
+                    s.dismissed_at IS NOT NULL AS dismissed
              FROM broadcasts b
              LEFT JOIN broadcast_state s ON s.uid = $1 AND s.seq = b.seq
              WHERE b.gid = $2 AND b.seq > $3 AND b.seq <= $4 AND b.seq < $5
@@ -524,7 +528,7 @@ pub(crate) async fn replay(
 ) -> Result<Vec<(i64, String)>> {
     let fetch = limit as i64;
     let direct: Vec<Entry> = sqlx::query_as(
-        "SELECT seq, nid, read_at IS NOT NULL AS read, archived_at IS NOT NULL AS archived, stack_count
+        "SELECT seq, nid, read_at IS NOT NULL AS read, archived_at IS NOT NULL AS archived, stack_count, dismissed_at IS NOT NULL AS dismissed
          FROM inbox
          WHERE uid = $1 AND seq > $2 AND (expires_at IS NULL OR expires_at > $3)
          ORDER BY seq ASC LIMIT $4",
@@ -542,7 +546,8 @@ pub(crate) async fn replay(
         };
         let rows: Vec<Entry> = sqlx::query_as(
             "SELECT b.seq, b.nid, COALESCE(s.read, b.seq <= $7) AS read,
-                    s.archived_at IS NOT NULL AS archived, 1::bigint AS stack_count
+                    s.archived_at IS NOT NULL AS archived, 1::bigint AS stack_count,
+                    s.dismissed_at IS NOT NULL AS dismissed
              FROM broadcasts b
              LEFT JOIN broadcast_state s ON s.uid = $1 AND s.seq = b.seq
              WHERE b.gid = $2 AND b.seq > $3 AND b.seq <= $4

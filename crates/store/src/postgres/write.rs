@@ -567,6 +567,9 @@ pub(crate) async fn update_item(
                 ItemOp::Delete => {
                     "DELETE FROM inbox WHERE uid = $1 AND seq = $2 AND $3::bigint IS NOT NULL"
                 }
+                ItemOp::Dismiss => {
+                    "UPDATE inbox SET dismissed_at = COALESCE(dismissed_at, $3) WHERE uid = $1 AND seq = $2"
+                }
             };
             sqlx::query(sql)
                 .bind(u.uid)
@@ -599,9 +602,14 @@ pub(crate) async fn update_item(
                     "INSERT INTO broadcast_state (uid, seq, deleted) VALUES ($1, $2, TRUE)
                      ON CONFLICT (uid, seq) DO UPDATE SET deleted = TRUE"
                 }
+                ItemOp::Dismiss => {
+                    "INSERT INTO broadcast_state (uid, seq, dismissed_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (uid, seq) DO UPDATE
+                     SET dismissed_at = COALESCE(broadcast_state.dismissed_at, $3)"
+                }
             };
             let q = sqlx::query(sql).bind(u.uid).bind(seq);
-            let q = if op == ItemOp::Archive {
+            let q = if matches!(op, ItemOp::Archive | ItemOp::Dismiss) {
                 q.bind(now.0)
             } else {
                 q

@@ -352,25 +352,26 @@ fn entry(r: &Row<'_>, stacked: bool) -> rusqlite::Result<Entry> {
         read: r.get(2)?,
         archived: r.get(3)?,
         stack_count: if stacked { r.get(4)? } else { 1 },
+        dismissed: r.get(if stacked { 5 } else { 4 })?,
     })
 }
 
 fn direct_sql(filter: Filter) -> &'static str {
     match filter {
         Filter::All => {
-            "SELECT seq, nid, read_at IS NOT NULL, archived_at IS NOT NULL, stack_count FROM inbox
+            "SELECT seq, nid, read_at IS NOT NULL, archived_at IS NOT NULL, stack_count, dismissed_at IS NOT NULL FROM inbox
              WHERE uid = ?1 AND seq < ?2 AND archived_at IS NULL
                AND (expires_at IS NULL OR expires_at > ?3) AND (?4 IS NULL OR category = ?4)
              ORDER BY seq DESC LIMIT ?5"
         }
         Filter::Unread => {
-            "SELECT seq, nid, 0, 0, stack_count FROM inbox
+            "SELECT seq, nid, 0, 0, stack_count, dismissed_at IS NOT NULL FROM inbox
              WHERE uid = ?1 AND seq < ?2 AND read_at IS NULL AND archived_at IS NULL
                AND (expires_at IS NULL OR expires_at > ?3) AND (?4 IS NULL OR category = ?4)
              ORDER BY seq DESC LIMIT ?5"
         }
         Filter::Archived => {
-            "SELECT seq, nid, read_at IS NOT NULL, 1, stack_count FROM inbox
+            "SELECT seq, nid, read_at IS NOT NULL, 1, stack_count, dismissed_at IS NOT NULL FROM inbox
              WHERE uid = ?1 AND seq < ?2 AND archived_at IS NOT NULL
                AND (expires_at IS NULL OR expires_at > ?3) AND (?4 IS NULL OR category = ?4)
              ORDER BY seq DESC LIMIT ?5"
@@ -390,7 +391,7 @@ fn broadcast_sql(filter: Filter) -> String {
     };
     format!(
         "SELECT b.seq, b.nid, CASE WHEN s.read IS NULL THEN b.seq <= ?9 ELSE s.read = 1 END,
-                s.archived_at IS NOT NULL
+                s.archived_at IS NOT NULL, s.dismissed_at IS NOT NULL
          FROM broadcasts b
          LEFT JOIN broadcast_state s ON s.uid = ?1 AND s.seq = b.seq
          WHERE b.gid = ?2 AND b.seq > ?3 AND b.seq <= ?4 AND b.seq < ?5
@@ -476,7 +477,7 @@ pub(crate) fn replay(
     let fetch = limit as i64;
     let direct = c
         .prepare_cached(
-            "SELECT seq, nid, read_at IS NOT NULL, archived_at IS NOT NULL, stack_count FROM inbox
+            "SELECT seq, nid, read_at IS NOT NULL, archived_at IS NOT NULL, stack_count, dismissed_at IS NOT NULL FROM inbox
              WHERE uid = ?1 AND seq > ?2 AND (expires_at IS NULL OR expires_at > ?3)
              ORDER BY seq ASC LIMIT ?4",
         )?
@@ -487,7 +488,7 @@ pub(crate) fn replay(
     let mut broadcasts = Broadcasts::default();
     let mut stmt = c.prepare_cached(
         "SELECT b.seq, b.nid, CASE WHEN s.read IS NULL THEN b.seq <= ?7 ELSE s.read = 1 END,
-                s.archived_at IS NOT NULL
+                s.archived_at IS NOT NULL, s.dismissed_at IS NOT NULL
          FROM broadcasts b
          LEFT JOIN broadcast_state s ON s.uid = ?1 AND s.seq = b.seq
          WHERE b.gid = ?2 AND b.seq > ?3 AND b.seq <= ?4

@@ -439,6 +439,10 @@ pub(crate) fn update_item(
                     key,
                 ),
                 ItemOp::Delete => ("DELETE FROM inbox WHERE uid = ?1 AND seq = ?2", key),
+                ItemOp::Dismiss => (
+                    "UPDATE inbox SET dismissed_at = COALESCE(dismissed_at, ?3) WHERE uid = ?1 AND seq = ?2",
+                    stamped,
+                ),
             };
             c.prepare_cached(sql)?.execute(args)?;
             Ok(true)
@@ -450,19 +454,24 @@ pub(crate) fn update_item(
                 ItemOp::Archive => "archived_at = COALESCE(archived_at, ?3)",
                 ItemOp::Unarchive => "archived_at = NULL",
                 ItemOp::Delete => "deleted = 1",
+                ItemOp::Dismiss => "dismissed_at = COALESCE(dismissed_at, ?3)",
             };
-            let (read, archived, deleted) = match op {
-                ItemOp::Read => (Some(1), None, 0),
-                ItemOp::Unread => (Some(0), None, 0),
-                ItemOp::Archive => (None, Some(now.0), 0),
-                ItemOp::Unarchive => (None, None, 0),
-                ItemOp::Delete => (None, None, 1),
+            let (read, archived, deleted, dismissed) = match op {
+                ItemOp::Read => (Some(1), None, 0, None),
+                ItemOp::Unread => (Some(0), None, 0, None),
+                ItemOp::Archive => (None, Some(now.0), 0, None),
+                ItemOp::Unarchive => (None, None, 0, None),
+                ItemOp::Delete => (None, None, 1, None),
+                ItemOp::Dismiss => (None, None, 0, Some(now.0)),
             };
             c.prepare_cached(&format!(
-                "INSERT INTO broadcast_state (uid, seq, read, archived_at, deleted) VALUES (?1, ?2, ?4, ?5, ?6)
+                "INSERT INTO broadcast_state (uid, seq, read, archived_at, deleted, dismissed_at)
+                 VALUES (?1, ?2, ?4, ?5, ?6, ?7)
                  ON CONFLICT (uid, seq) DO UPDATE SET {set}"
             ))?
-            .execute(params![u.uid, seq, now.0, read, archived, deleted])?;
+            .execute(params![
+                u.uid, seq, now.0, read, archived, deleted, dismissed
+            ])?;
             Ok(true)
         }
     }
