@@ -52,9 +52,10 @@ test('after a server restart the widget reconnects and shows what was sent meanw
 
   await live(page); // back-off is at most 15 s
   await conn.waitFor({ state: 'hidden' });
-  // Replayed from the last event id: they arrive as events (toasts), not only by reloading the list.
-  await toasts(page).filter({ hasText: 'While away 1' }).waitFor();
-  await toasts(page).filter({ hasText: 'While away 2' }).waitFor();
+  // Replayed from the last event id: they arrive as events (toasts, waiting while the
+  // drawer is open), not only by reloading the list.
+  await toasts(page).filter({ hasText: 'While away 1' }).waitFor({ state: 'attached' });
+  await toasts(page).filter({ hasText: 'While away 2' }).waitFor({ state: 'attached' });
   await until(async () => (await items(page).locator('.title').allTextContents()).join('|') === 'While away 2|While away 1|Before the restart', {
     what: 'the list in order',
   });

@@ -83,7 +83,8 @@ test('two tabs share one stream; toasts only in the visible tab; title, favicon 
     await until(async () => (await connections()) === baseline + 1, { timeout: 3000, what: 'one connection again' });
     await b.evaluate(() => window.setVisibility('visible'));
     await belfry.notify(user, { title: 'After the takeover' });
-    await toasts(b).filter({ hasText: 'After the takeover' }).waitFor();
+    // (b's drawer is open: the toast is there, waiting for it to close.)
+    await toasts(b).filter({ hasText: 'After the takeover' }).waitFor({ state: 'attached' });
     await until(async () => (await b.title()) === '(1) My Desk', { what: 'count after takeover' });
     await b.close();
     await until(async () => (await connections()) === baseline, { what: 'no connection left' });

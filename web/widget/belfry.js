@@ -755,6 +755,9 @@ export class BelfryInbox extends HTMLElement {
     this.isOpen = true;
     this.bellBtn.setAttribute('aria-expanded', 'true');
     this.drawer.hidden = false;
+    // Toasts never cover the open drawer: they wait (paused) until it closes.
+    this.toastBox.hidden = true;
+    for (const e of this.toastMap.values()) clearTimeout(e.timer);
     const rect = this.getBoundingClientRect();
     this.drawer.classList.toggle('start', rect.right < Math.min(400, window.innerWidth - 16));
     this.markSeen();
@@ -769,6 +772,8 @@ export class BelfryInbox extends HTMLElement {
     this.isOpen = false;
     this.bellBtn.setAttribute('aria-expanded', 'false');
     this.drawer.hidden = true;
+    this.toastBox.hidden = false;
+    for (const e of this.toastMap.values()) e.arm();
     if (restoreFocus) this.bellBtn.focus();
   }
 
@@ -1577,10 +1582,10 @@ export class BelfryInbox extends HTMLElement {
     el.addEventListener('keydown', (e) => {
       if (e.key === 'Escape') this.dismiss([item.id]);
     });
-    const entry = { item, el, timer: null };
+    const entry = { item, el, timer: null, arm: () => arm() };
     const arm = () => {
       clearTimeout(entry.timer);
-      if (!item.sticky && !entry.hold) entry.timer = setTimeout(() => this.closeToast(item.id), this.toastDuration());
+      if (!item.sticky && !entry.hold && !this.isOpen) entry.timer = setTimeout(() => this.closeToast(item.id), this.toastDuration());
     };
     el.addEventListener('pointerenter', () => clearTimeout(entry.timer));
     el.addEventListener('pointerleave', arm);
