@@ -6,6 +6,7 @@
 //! broadcasts stored once with lazily written per-user state.
 #![forbid(unsafe_code)]
 
+pub mod documents;
 pub mod events;
 pub mod jobs;
 mod plan;
@@ -22,6 +23,7 @@ use belfry_core::{
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+pub use documents::{DocKind, Document};
 pub use events::{BroadcastTargets, Published, StateChange, StoreEvent};
 pub use jobs::{
     DeliveryContext, DeliveryEvent, DeliveryStatus, DevMail, Job, JobOutcome, JobPayload, JobStats,
@@ -521,6 +523,16 @@ pub trait Store: Send + Sync + 'static {
     /// Creates those of `ids` that do not exist yet, with default settings
     /// (`BELFRY_AUTO_CATEGORIES`).
     async fn ensure_categories(&self, ids: Vec<belfry_core::Category>, now: Millis) -> Result<()>;
+
+    // --- configuration documents (templates) ---
+    /// Stores (or replaces) a document; true when it is new.
+    async fn put_document(&self, kind: DocKind, id: &str, doc: String, now: Millis)
+    -> Result<bool>;
+    async fn get_document(&self, kind: DocKind, id: &str) -> Result<Option<Document>>;
+    /// Every document of a kind, by id.
+    async fn list_documents(&self, kind: DocKind) -> Result<Vec<Document>>;
+    /// True when there was such a document.
+    async fn delete_document(&self, kind: DocKind, id: &str) -> Result<bool>;
 
     // --- preferences ---
     /// `NotFound` for an unknown user.

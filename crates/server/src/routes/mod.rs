@@ -15,6 +15,7 @@ mod ops;
 mod preferences;
 mod push;
 mod subscriptions;
+mod templates;
 mod users;
 
 use crate::AppState;
@@ -41,6 +42,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(subscriptions::routes())
         .merge(push::routes())
         .merge(chat::routes())
+        .merge(templates::routes())
         .merge(mailbox::routes())
         .merge(crate::realtime::streams::routes())
         .split_for_parts();

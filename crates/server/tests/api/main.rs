@@ -21,5 +21,6 @@ mod security;
 mod send;
 mod streams;
 mod summary;
+mod templates;
 mod users;
 mod widget;

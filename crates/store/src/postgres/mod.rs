@@ -19,6 +19,7 @@
 
 mod answer;
 mod chat;
+mod documents;
 mod jobs;
 mod mailbox;
 mod prefs;
@@ -108,6 +109,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("migrations/0006_push.sql")),
     (7, include_str!("migrations/0007_chat.sql")),
     (11, include_str!("migrations/0011_actions.sql")),
+    (12, include_str!("migrations/0012_documents.sql")),
 ];
 
 /// Commits buffered in the event channel before a slow consumer lags.
@@ -596,6 +598,32 @@ impl Store for PgStore {
 
     async fn ensure_categories(&self, ids: Vec<belfry_core::Category>, now: Millis) -> Result<()> {
         prefs::ensure_categories(&mut *self.conn().await?, &ids, now).await
+    }
+
+    async fn put_document(
+        &self,
+        kind: crate::DocKind,
+        id: &str,
+        doc: String,
+        now: Millis,
+    ) -> Result<bool> {
+        documents::put(&mut *self.conn().await?, kind, id, &doc, now).await
+    }
+
+    async fn get_document(
+        &self,
+        kind: crate::DocKind,
+        id: &str,
+    ) -> Result<Option<crate::Document>> {
+        documents::get(&mut *self.conn().await?, kind, id).await
+    }
+
+    async fn list_documents(&self, kind: crate::DocKind) -> Result<Vec<crate::Document>> {
+        documents::list(&mut *self.conn().await?, kind).await
+    }
+
+    async fn delete_document(&self, kind: crate::DocKind, id: &str) -> Result<bool> {
+        documents::delete(&mut *self.conn().await?, kind, id).await
     }
 
     async fn preferences(&self, user: &UserId) -> Result<crate::UserPreferences> {

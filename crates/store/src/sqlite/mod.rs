@@ -8,6 +8,7 @@
 mod answer;
 pub mod backup;
 mod chat;
+mod documents;
 pub mod fixture;
 mod jobs;
 mod mailbox;
@@ -53,6 +54,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("migrations/0008_push.sql")),
     (9, include_str!("migrations/0009_chat.sql")),
     (13, include_str!("migrations/0013_actions.sql")),
+    (14, include_str!("migrations/0014_documents.sql")),
 ];
 
 /// How many operations the writer commits together at most.
@@ -839,6 +841,37 @@ impl Store for SqliteStore {
 
     async fn ensure_categories(&self, ids: Vec<belfry_core::Category>, now: Millis) -> Result<()> {
         self.write(move |w| prefs::ensure_categories(&w.conn, &ids, now))
+            .await
+    }
+
+    async fn put_document(
+        &self,
+        kind: crate::DocKind,
+        id: &str,
+        doc: String,
+        now: Millis,
+    ) -> Result<bool> {
+        let id = id.to_string();
+        self.write(move |w| documents::put(&w.conn, kind, &id, &doc, now))
+            .await
+    }
+
+    async fn get_document(
+        &self,
+        kind: crate::DocKind,
+        id: &str,
+    ) -> Result<Option<crate::Document>> {
+        let id = id.to_string();
+        self.read(move |c| documents::get(c, kind, &id)).await
+    }
+
+    async fn list_documents(&self, kind: crate::DocKind) -> Result<Vec<crate::Document>> {
+        self.read(move |c| documents::list(c, kind)).await
+    }
+
+    async fn delete_document(&self, kind: crate::DocKind, id: &str) -> Result<bool> {
+        let id = id.to_string();
+        self.write(move |w| documents::delete(&w.conn, kind, &id))
             .await
     }
 
