@@ -9,6 +9,7 @@ pub mod ids;
 pub mod inbox;
 pub mod notification;
 pub mod preferences;
+pub mod rule;
 pub mod template;
 pub mod time;
 pub mod user;

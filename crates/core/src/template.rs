@@ -10,7 +10,9 @@
 
 use crate::user::Locale;
 use crate::validation::ValidationErrors;
-use minijinja::{Environment, UndefinedBehavior};
+pub use minijinja::Environment;
+use minijinja::UndefinedBehavior;
+pub use minijinja::Value as TemplateValue;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -128,6 +130,11 @@ pub fn environment() -> Environment<'static> {
         }
     });
     env
+}
+
+/// Template variables from JSON.
+pub fn context(json: &serde_json::Value) -> TemplateValue {
+    TemplateValue::from(minijinja::value::Serde(json))
 }
 
 /// The name a text is compiled under (its extension decides escaping).

@@ -10,12 +10,15 @@ use belfry_core::Millis;
 pub enum DocKind {
     /// A template's texts per locale (`belfry_core::template::TemplateDef`).
     Template,
+    /// What an event turns into (`belfry_core::rule::RuleDef`).
+    Rule,
 }
 
 impl DocKind {
     pub fn as_str(self) -> &'static str {
         match self {
             DocKind::Template => "template",
+            DocKind::Rule => "rule",
         }
     }
 }

@@ -7,6 +7,7 @@ mod assets;
 mod categories;
 mod chat;
 pub(crate) mod demo;
+mod events;
 mod groups;
 mod inbox;
 mod mailbox;
@@ -14,6 +15,7 @@ mod notifications;
 mod ops;
 mod preferences;
 mod push;
+mod rules;
 mod subscriptions;
 mod templates;
 mod users;
@@ -43,6 +45,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(push::routes())
         .merge(chat::routes())
         .merge(templates::routes())
+        .merge(rules::routes())
+        .merge(events::routes())
         .merge(mailbox::routes())
         .merge(crate::realtime::streams::routes())
         .split_for_parts();

@@ -28,7 +28,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 
 const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
-fn idempotency_header(headers: &HeaderMap) -> ApiResult<Option<String>> {
+pub(super) fn idempotency_header(headers: &HeaderMap) -> ApiResult<Option<String>> {
     match headers.get(IDEMPOTENCY_HEADER) {
         None => Ok(None),
         Some(v) => {
@@ -44,7 +44,7 @@ fn idempotency_header(headers: &HeaderMap) -> ApiResult<Option<String>> {
 
 /// Refuses what this version accepts in the contract but cannot carry out
 /// yet, instead of silently dropping it.
-fn check_supported(n: &NewNotification, errors: &mut ValidationErrors) {
+pub(super) fn check_supported(n: &NewNotification, errors: &mut ValidationErrors) {
     if let Some(channels) = &n.channels {
         for c in channels.iter().filter(|c| {
             !matches!(
@@ -66,7 +66,10 @@ fn check_supported(n: &NewNotification, errors: &mut ValidationErrors) {
 /// Keeps one request from writing an unbounded number of inbox rows and
 /// deliveries: users and emails named directly count (summed over a batch);
 /// groups, `all` and entity subscribers are stored once and do not.
-fn check_recipients(state: &AppState, notifications: &[NewNotification]) -> ApiResult<()> {
+pub(super) fn check_recipients(
+    state: &AppState,
+    notifications: &[NewNotification],
+) -> ApiResult<()> {
     let named: usize = notifications
         .iter()
         .map(|n| n.audience.users.len() + n.audience.emails.len())
@@ -88,7 +91,7 @@ fn check_recipients(state: &AppState, notifications: &[NewNotification]) -> ApiR
 /// Every category a request names must exist (or is created, with
 /// `auto_categories`); checked against the cached categories, so a send
 /// with a known category reads nothing from the database.
-async fn check_categories(
+pub(super) async fn check_categories(
     state: &AppState,
     notifications: &mut [NewNotification],
     batch: bool,

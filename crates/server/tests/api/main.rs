@@ -9,6 +9,7 @@ mod bus;
 mod chat;
 mod digest;
 mod email;
+mod events;
 mod helpers;
 mod inbox;
 mod limits;

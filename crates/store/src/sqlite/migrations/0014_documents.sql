@@ -5,7 +5,7 @@
 -- (belfry_core::template::TemplateDef). The documents are few and small;
 -- what uses them parses them.
 CREATE TABLE documents (
-    kind       TEXT NOT NULL,          -- 'template'
+    kind       TEXT NOT NULL,          -- 'template', 'rule'
     id         TEXT NOT NULL,
     doc        TEXT NOT NULL,          -- JSON
     created_at INTEGER NOT NULL,
