@@ -2,6 +2,7 @@
 //! embedded widget (and the demo in demo mode) and the middleware stack
 //! (tracing, metrics, CORS, problem+json for every error).
 
+mod access;
 mod assets;
 mod categories;
 mod chat;
@@ -40,6 +41,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(push::routes())
         .merge(chat::routes())
         .merge(mailbox::routes())
+        .merge(access::routes())
         .merge(crate::realtime::streams::routes())
         .split_for_parts();
     let openapi = crate::openapi::finish(
