@@ -1146,6 +1146,33 @@ mod tests {
         let mut a = args(None, None);
         a.outbound_allow = Some("10.0.0.0/99".into());
         refused(a, "--outbound-allow");
+        let mut a = args(None, None);
+        a.access_token_private_key = Some("short".into());
+        refused(a, "--access-token-private-key");
+        let mut a = args(None, None);
+        a.contact_link_url = Some("https://desk.example.com/portal/tickets/1".into());
+        refused(a, "--contact-link-url");
+    }
+
+    #[test]
+    fn access_token_key_and_contact_link_url() {
+        let mut a = args(None, None);
+        a.access_token_private_key = Some("RS0WdYWWo1HajXg3NZR1olzCf31i-ZBGDkFyCs7j1jw".into());
+        a.contact_link_url =
+            Some("https://desk.example.com/portal/tickets/{entity_id}?access_token={token}".into());
+        let s = a.resolve(None).unwrap();
+        assert!(s.server.access_token_private_key.is_some());
+        assert_eq!(
+            s.server.contact_link_url.as_deref(),
+            Some("https://desk.example.com/portal/tickets/{entity_id}?access_token={token}")
+        );
+        assert!(
+            !format!("{:?}", s.server).contains("RS0W"),
+            "the key is a secret"
+        );
+        let s = args(None, None).resolve(None).unwrap();
+        assert!(s.server.access_token_private_key.is_none(), "generated");
+        assert!(s.server.contact_link_url.is_none());
     }
 
     #[test]
