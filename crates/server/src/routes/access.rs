@@ -196,19 +196,27 @@ async fn verify(
             "is required",
         )));
     };
+    let refuse = |code: &'static str, detail: &str| {
+        metrics::counter!("belfry_access_token_verifications_total", "outcome" => code)
+            .increment(1);
+        Err(ApiError::Token {
+            code,
+            detail: detail.into(),
+        })
+    };
     let grant = match state.access.check(&token, state.clock.now()) {
         Ok(g) => g,
         Err(AccessError::Invalid) => {
-            return Err(ApiError::Token {
-                code: "invalid_token",
-                detail: "the token is malformed or not signed by this server".into(),
-            });
+            return refuse(
+                "invalid_token",
+                "the token is malformed or not signed by this server",
+            );
         }
         Err(AccessError::Expired) => {
-            return Err(ApiError::Token {
-                code: "expired",
-                detail: "the token has expired; the contact's next email brings a new link".into(),
-            });
+            return refuse(
+                "expired",
+                "the token has expired; the contact's next email brings a new link",
+            );
         }
     };
     let reference = AccessTokenRef {
@@ -218,11 +226,9 @@ async fn verify(
         issued_at: grant.issued_at,
     };
     if state.store.access_revoked(&reference).await? {
-        return Err(ApiError::Token {
-            code: "revoked",
-            detail: "the token was revoked".into(),
-        });
+        return refuse("revoked", "the token was revoked");
     }
+    metrics::counter!("belfry_access_token_verifications_total", "outcome" => "valid").increment(1);
     Ok(Json(Verified {
         email: grant.email.to_string(),
         entity: EntityBody::from(&grant.entity),
@@ -454,7 +460,12 @@ async fn unsubscribe(
             }
         }
     }
-    tracing::info!("unsubscribed by a one-click link");
+    let kind = match what {
+        Unsubscribe::Contact { .. } => "contact",
+        Unsubscribe::User { .. } => "user",
+    };
+    metrics::counter!("belfry_unsubscribes_total", "kind" => kind).increment(1);
+    tracing::info!(kind, "unsubscribed by a one-click link");
     Ok(page(
         "Unsubscribed",
         &format!("<p>You will get no more {}.</p>", describe(&what)),

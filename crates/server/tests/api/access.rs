@@ -478,6 +478,12 @@ async fn a_german_contact_gets_a_german_email_with_an_access_link_and_one_click_
     // Again: harmless.
     let r = app.client.post(url).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    let metrics = app.text("/metrics").await;
+    assert!(
+        metrics.contains("belfry_unsubscribes_total{kind=\"contact\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("belfry_access_token_verifications_total{outcome=\"valid\"}"));
 
     // The next send reaches Max only.
     app.send_ok(json!({
@@ -563,4 +569,39 @@ async fn a_users_one_click_unsubscribe_switches_that_categorys_email_off() {
     let mails = sink.wait_for(2).await;
     assert_eq!(mails[1]["subject"], "Mentioned");
     assert_eq!(mails.len(), 2);
+}
+
+#[tokio::test]
+async fn the_description_documents_access_tokens_and_unsubscribe() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = &doc["paths"];
+    for (path, method, status, secured) in [
+        ("/v1/access-tokens", "post", "201", true),
+        ("/v1/access-tokens/verify", "post", "200", true),
+        ("/v1/access-tokens/revoke", "post", "204", true),
+        ("/.well-known/jwks.json", "get", "200", false),
+        ("/v1/unsubscribe/{token}", "get", "200", false),
+        ("/v1/unsubscribe/{token}", "post", "200", false),
+    ] {
+        let op = &paths[path][method];
+        assert!(op["responses"][status].is_object(), "{method} {path}: {op}");
+        assert_eq!(
+            op["security"].as_array().is_some_and(|s| !s.is_empty()),
+            secured,
+            "{method} {path}"
+        );
+    }
+    let verify = &paths["/v1/access-tokens/verify"]["post"]["responses"]["401"];
+    assert!(verify["description"].as_str().unwrap().contains("revoked"));
+    let contact = &paths["/v1/subscriptions/{entity_type}/{entity_id}/emails/{email}"]["put"];
+    assert!(contact["requestBody"].is_object(), "{contact}");
 }
