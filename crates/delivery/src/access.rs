@@ -292,6 +292,9 @@ struct UnsubscribeClaims {
     entity: Option<EntityClaim>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     category: Option<String>,
+    /// The language of the email, for the pages the link leads to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lang: Option<String>,
     iat: i64,
 }
 
@@ -319,7 +322,8 @@ impl UnsubscribeTokens {
         }
     }
 
-    pub fn sign(&self, what: &Unsubscribe, now: Millis) -> String {
+    /// A token for `what`, from an email in `language` (`de`, `en`).
+    pub fn sign(&self, what: &Unsubscribe, language: &str, now: Millis) -> String {
         let (kind, sub, entity, category) = match what {
             Unsubscribe::Contact { email, entity } => (
                 "contact",
@@ -343,14 +347,16 @@ impl UnsubscribeTokens {
             sub,
             entity,
             category,
+            lang: Some(language.to_string()),
             iat: now.0.div_euclid(1000),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing cannot fail")
     }
 
-    /// What the token ends; None when it is not one Belfry signed.
-    pub fn read(&self, token: &str) -> Option<Unsubscribe> {
+    /// What the token ends and the language of its email (`en` when it
+    /// names none); None when it is not one Belfry signed.
+    pub fn read(&self, token: &str) -> Option<(Unsubscribe, String)> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.validate_exp = false;
         validation.required_spec_claims.clear();
@@ -360,7 +366,8 @@ impl UnsubscribeTokens {
         if c.purpose != "unsubscribe" {
             return None;
         }
-        match c.kind.as_str() {
+        let lang = c.lang.unwrap_or_else(|| "en".into());
+        let what = match c.kind.as_str() {
             "contact" => {
                 let e = c.entity?;
                 Some(Unsubscribe::Contact {
@@ -376,7 +383,8 @@ impl UnsubscribeTokens {
                 },
             }),
             _ => None,
-        }
+        }?;
+        Some((what, lang))
     }
 }
 
@@ -493,13 +501,16 @@ mod tests {
             email: email("erika@example.org"),
             entity: ticket("9"),
         };
-        let t = u.sign(&what, Millis(0));
-        assert_eq!(u.read(&t), Some(what));
+        let t = u.sign(&what, "de", Millis(0));
+        assert_eq!(u.read(&t), Some((what, "de".to_string())));
         let user = Unsubscribe::User {
             user: UserId::parse("ana").unwrap(),
             category: Some(Category::parse("mention").unwrap()),
         };
-        assert_eq!(u.read(&u.sign(&user, Millis(0))), Some(user));
+        assert_eq!(
+            u.read(&u.sign(&user, "en", Millis(0))),
+            Some((user, "en".to_string()))
+        );
         assert_eq!(UnsubscribeTokens::new(b"other").read(&t), None);
         assert_eq!(u.read("x.y.z"), None);
     }

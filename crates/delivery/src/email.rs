@@ -510,8 +510,10 @@ pub struct AccessLinks {
 }
 
 impl AccessLinks {
-    fn unsubscribe_url(&self, what: &crate::access::Unsubscribe) -> String {
-        let token = self.unsubscribe.sign(what, self.clock.now());
+    fn unsubscribe_url(&self, what: &crate::access::Unsubscribe, language: &str) -> String {
+        let token = self
+            .unsubscribe
+            .sign(what, strings(language).lang, self.clock.now());
         format!(
             "{}/v1/unsubscribe/{token}",
             self.public_url.trim_end_matches('/')
@@ -536,7 +538,7 @@ impl EmailAdapter {
     }
 
     /// The links of one message's recipient.
-    fn links_for(&self, message: &Message) -> RecipientLinks {
+    fn links_for(&self, message: &Message, language: &str) -> RecipientLinks {
         use crate::access::{Unsubscribe, fill_pattern, with_access_token};
         let Some(a) = &self.access else {
             return RecipientLinks::default();
@@ -563,18 +565,24 @@ impl EmailAdapter {
                 };
                 RecipientLinks {
                     access,
-                    unsubscribe: Some(a.unsubscribe_url(&Unsubscribe::Contact {
-                        email: email.clone(),
-                        entity: entity.clone(),
-                    })),
+                    unsubscribe: Some(a.unsubscribe_url(
+                        &Unsubscribe::Contact {
+                            email: email.clone(),
+                            entity: entity.clone(),
+                        },
+                        language,
+                    )),
                     contact: true,
                 }
             }
             Recipient::User(user) => RecipientLinks {
-                unsubscribe: Some(a.unsubscribe_url(&Unsubscribe::User {
-                    user: user.clone(),
-                    category: message.content.category.clone(),
-                })),
+                unsubscribe: Some(a.unsubscribe_url(
+                    &Unsubscribe::User {
+                        user: user.clone(),
+                        category: message.content.category.clone(),
+                    },
+                    language,
+                )),
                 ..Default::default()
             },
             Recipient::Group(_) => RecipientLinks::default(),
@@ -603,7 +611,7 @@ impl ChannelAdapter for EmailAdapter {
             .as_ref()
             .ok_or_else(|| SendError::permanent("no email address"))?;
         let language = ctx.locale.as_ref().map(|l| l.language()).unwrap_or("en");
-        let links = self.links_for(message);
+        let links = self.links_for(message, language);
         let rendered = self.renderer.render_for(
             &message.content,
             ctx.name.as_deref(),
@@ -636,10 +644,13 @@ impl ChannelAdapter for EmailAdapter {
         let language = digest.locale.as_ref().map(|l| l.language()).unwrap_or("en");
         // A digest mixes categories: its link switches the email channel off.
         let unsubscribe = self.access.as_ref().map(|a| {
-            a.unsubscribe_url(&crate::access::Unsubscribe::User {
-                user: digest.user.clone(),
-                category: None,
-            })
+            a.unsubscribe_url(
+                &crate::access::Unsubscribe::User {
+                    user: digest.user.clone(),
+                    category: None,
+                },
+                language,
+            )
         });
         let rendered = self
             .renderer

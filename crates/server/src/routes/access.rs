@@ -333,13 +333,58 @@ async fn jwks(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-fn read_unsubscribe(state: &AppState, token: &str) -> ApiResult<Unsubscribe> {
-    state.unsubscribe.read(token).ok_or_else(|| {
+fn read_unsubscribe(state: &AppState, token: &str) -> ApiResult<(Unsubscribe, Words)> {
+    let (what, language) = state.unsubscribe.read(token).ok_or_else(|| {
         ApiError::bad_request(
             "invalid_token",
             "this unsubscribe link is not valid (cut short, or not from this server)",
         )
-    })
+    })?;
+    Ok((what, words(&language)))
+}
+
+/// The words of the unsubscribe pages, in the language of the email the
+/// link came in (German or English, like the emails).
+struct Words {
+    lang: &'static str,
+    title: &'static str,
+    /// `{what}`: what the link ends.
+    question: &'static str,
+    button: &'static str,
+    done_title: &'static str,
+    done: &'static str,
+    /// `{email}`, `{entity}`.
+    contact: &'static str,
+    /// `{category}`.
+    category: &'static str,
+    all: &'static str,
+}
+
+fn words(language: &str) -> Words {
+    match language {
+        "de" => Words {
+            lang: "de",
+            title: "Abbestellen",
+            question: "Möchten Sie {what} abbestellen?",
+            button: "Abbestellen",
+            done_title: "Abbestellt",
+            done: "Sie erhalten diese E-Mails nicht mehr.",
+            contact: "die E-Mails an {email} zu {entity}",
+            category: "die E-Mails zu {category}",
+            all: "alle E-Mails",
+        },
+        _ => Words {
+            lang: "en",
+            title: "Unsubscribe",
+            question: "Do you want to unsubscribe from {what}?",
+            button: "Unsubscribe",
+            done_title: "Unsubscribed",
+            done: "You will get no more of these emails.",
+            contact: "emails to {email} about {entity}",
+            category: "emails about {category}",
+            all: "all emails",
+        },
+    }
 }
 
 /// HTML-escapes text for the pages below.
@@ -351,9 +396,10 @@ fn escape(text: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn page(title: &str, body: &str) -> Response {
+fn page(w: &Words, title: &str, body: &str) -> Response {
+    let lang = w.lang;
     let html = format!(
-        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+        "<!doctype html>\n<html lang=\"{lang}\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <meta name=\"robots\" content=\"noindex\">\n<title>{title}</title>\n</head>\n\
          <body style=\"font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;\">\n\
@@ -369,19 +415,20 @@ fn page(title: &str, body: &str) -> Response {
         .into_response()
 }
 
-/// What an unsubscribe link ends, in words.
-fn describe(what: &Unsubscribe) -> String {
+/// What an unsubscribe link ends, in words (escaped).
+fn describe(what: &Unsubscribe, w: &Words) -> String {
     match what {
-        Unsubscribe::Contact { email, entity } => format!(
-            "emails to {} about {} #{}",
-            escape(email.as_str()),
-            escape(&entity.kind),
-            escape(&entity.id)
-        ),
+        Unsubscribe::Contact { email, entity } => w
+            .contact
+            .replace("{email}", &escape(email.as_str()))
+            .replace(
+                "{entity}",
+                &format!("{} #{}", escape(&entity.kind), escape(&entity.id)),
+            ),
         Unsubscribe::User {
             category: Some(c), ..
-        } => format!("emails about {}", escape(c.as_str())),
-        Unsubscribe::User { category: None, .. } => "all emails".into(),
+        } => w.category.replace("{category}", &escape(c.as_str())),
+        Unsubscribe::User { category: None, .. } => w.all.into(),
     }
 }
 
@@ -396,14 +443,16 @@ async fn unsubscribe_page(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> ApiResult<Response> {
-    let what = read_unsubscribe(&state, &token)?;
+    let (what, w) = read_unsubscribe(&state, &token)?;
     Ok(page(
-        "Unsubscribe",
+        &w,
+        w.title,
         &format!(
-            "<p>Stop {}?</p>\n<form method=\"post\">\n\
+            "<p>{}</p>\n<form method=\"post\">\n\
              <input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\n\
-             <button type=\"submit\" style=\"font-size:1rem;padding:.5rem 1rem;\">Unsubscribe</button>\n</form>",
-            describe(&what)
+             <button type=\"submit\" style=\"font-size:1rem;padding:.5rem 1rem;\">{}</button>\n</form>",
+            w.question.replace("{what}", &describe(&what, &w)),
+            w.button
         ),
     ))
 }
@@ -423,7 +472,8 @@ async fn unsubscribe(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> ApiResult<Response> {
-    let what = read_unsubscribe(&state, &token)?;
+    let (what, w) = read_unsubscribe(&state, &token)?;
+    let done = || page(&w, w.done_title, &format!("<p>{}</p>", w.done));
     match &what {
         Unsubscribe::Contact { email, entity } => {
             state
@@ -435,12 +485,7 @@ async fn unsubscribe(
             let mut prefs = match state.store.preferences(user).await {
                 Ok(p) => p.overrides,
                 // A user deleted since: nothing is sent to them any more.
-                Err(belfry_store::StoreError::NotFound) => {
-                    return Ok(page(
-                        "Unsubscribed",
-                        "<p>You will get no more of these emails.</p>",
-                    ));
-                }
+                Err(belfry_store::StoreError::NotFound) => return Ok(done()),
                 Err(e) => return Err(e.into()),
             };
             match category {
@@ -466,8 +511,5 @@ async fn unsubscribe(
     };
     metrics::counter!("belfry_unsubscribes_total", "kind" => kind).increment(1);
     tracing::info!(kind, "unsubscribed by a one-click link");
-    Ok(page(
-        "Unsubscribed",
-        &format!("<p>You will get no more {}.</p>", describe(&what)),
-    ))
+    Ok(done())
 }

@@ -459,7 +459,12 @@ async fn a_german_contact_gets_a_german_email_with_an_access_link_and_one_click_
     );
     let page = r.text().await.unwrap();
     assert!(page.contains("<form method=\"post\">"), "{page}");
-    assert!(page.contains("ticket #9"), "{page}");
+    // In the language of the email.
+    assert!(page.contains("<html lang=\"de\">"), "{page}");
+    assert!(
+        page.contains("Möchten Sie die E-Mails an erika@example.org zu ticket #9 abbestellen?"),
+        "{page}"
+    );
     assert_eq!(
         subscribers(&app, "9").await,
         ["erika@example.org", "max@example.org"]
@@ -474,7 +479,28 @@ async fn a_german_contact_gets_a_german_email_with_an_access_link_and_one_click_
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Sie erhalten diese E-Mails nicht mehr.")
+    );
     assert_eq!(subscribers(&app, "9").await, ["max@example.org"]);
+    // Max's link (an English email) leads to an English page.
+    let max_header = max["list_unsubscribe"].as_str().unwrap();
+    let page = app
+        .client
+        .get(&max_header[1..max_header.len() - 1])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Do you want to unsubscribe from emails to max@example.org about ticket #9?"),
+        "{page}"
+    );
     // Again: harmless.
     let r = app.client.post(url).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
@@ -552,7 +578,12 @@ async fn a_users_one_click_unsubscribe_switches_that_categorys_email_off() {
             .contains(&format!("Abbestellen: {url}"))
     );
     let r = app.client.get(url).send().await.unwrap();
-    assert!(r.text().await.unwrap().contains("emails about assignment"));
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Möchten Sie die E-Mails zu assignment abbestellen?")
+    );
     let r = app.client.post(url).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let r = app
