@@ -20,7 +20,7 @@ use web_push_native::p256::elliptic_curve::sec1::ToEncodedPoint as _;
 /// Default lifetime of an access token, in days.
 pub const DEFAULT_TTL_DAYS: i64 = 14;
 /// Longest lifetime of an access token, in days.
-pub const MAX_TTL_DAYS: i64 = 365;
+pub const MAX_TTL_DAYS: i64 = belfry_core::MAX_ACCESS_TOKEN_TTL_DAYS;
 
 /// The P-256 key pair that signs access tokens. The private half never
 /// appears in `Debug` output or logs.

@@ -291,6 +291,13 @@ pub enum AccessRevocation {
 }
 
 impl AccessRevocation {
+    /// Revocations made before this refuse no token that has not expired
+    /// (tokens live at most `MAX_ACCESS_TOKEN_TTL_DAYS`): the backends
+    /// forget them.
+    pub fn forget_before(now: Millis) -> Millis {
+        Millis(now.0 - belfry_core::MAX_ACCESS_TOKEN_TTL_DAYS * 24 * 3600 * 1000)
+    }
+
     /// The stored `(kind, value)` of `access_revocations`.
     pub fn key(&self) -> (&'static str, String) {
         match self {

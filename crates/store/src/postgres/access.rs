@@ -46,6 +46,12 @@ pub(crate) async fn revoke(
     revocation: &AccessRevocation,
     now: Millis,
 ) -> Result<()> {
+    // Revocations older than the longest token lifetime refuse nothing
+    // unexpired: forgotten, so the table holds at most a year of them.
+    sqlx::query("DELETE FROM access_revocations WHERE until_ms < $1")
+        .bind(AccessRevocation::forget_before(now).0)
+        .execute(&mut *c)
+        .await?;
     let (kind, value) = revocation.key();
     sqlx::query(
         "INSERT INTO access_revocations (kind, value, until_ms) VALUES ($1, $2, $3)

@@ -40,6 +40,10 @@ pub(crate) fn contact(
 }
 
 pub(crate) fn revoke(c: &Connection, revocation: &AccessRevocation, now: Millis) -> Result<()> {
+    // Revocations older than the longest token lifetime refuse nothing
+    // unexpired: forgotten, so the table holds at most a year of them.
+    c.prepare_cached("DELETE FROM access_revocations WHERE until_ms < ?1")?
+        .execute([AccessRevocation::forget_before(now).0])?;
     let (kind, value) = revocation.key();
     c.prepare_cached(
         "INSERT INTO access_revocations (kind, value, until_ms) VALUES (?1, ?2, ?3)
@@ -59,4 +63,74 @@ pub(crate) fn revoked(c: &Connection, token: &AccessTokenRef) -> Result<bool> {
                    OR (kind = 'entity' AND value = ?3 AND until_ms >= ?4))",
     )?
     .query_row(params![id, email, entity, token.issued_at.0], |r| r.get(0))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::sqlite::{SqliteOptions, SqliteStore};
+    use crate::{AccessRevocation, AccessTokenRef, Store as _};
+    use belfry_core::{EmailAddress, EntityRef, Millis};
+
+    #[tokio::test]
+    async fn revocations_cover_earlier_tokens_and_are_forgotten_after_a_year() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(SqliteOptions::new(dir.path().join("a.db"))).unwrap();
+        let day = 24 * 3600 * 1000;
+        let token = |id: &str, email: &str, at: i64| AccessTokenRef {
+            id: id.into(),
+            email: EmailAddress::parse(email).unwrap(),
+            entity: EntityRef::parse("ticket", "9").unwrap(),
+            issued_at: Millis(at),
+        };
+        let email = AccessRevocation::Email(EmailAddress::parse("a@example.org").unwrap());
+        store
+            .revoke_access(email.clone(), Millis(1000))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .access_revoked(&token("t1", "a@example.org", 1000))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .access_revoked(&token("t2", "a@example.org", 1001))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .access_revoked(&token("t1", "b@example.org", 999))
+                .await
+                .unwrap()
+        );
+        // An earlier revocation never moves the line back.
+        store.revoke_access(email, Millis(500)).await.unwrap();
+        assert!(
+            store
+                .access_revoked(&token("t1", "a@example.org", 1000))
+                .await
+                .unwrap()
+        );
+        // A year and a day later, the next revocation forgets it (every
+        // token it covered has expired).
+        let later = Millis(1000 + 366 * day);
+        store
+            .revoke_access(AccessRevocation::Token("t9".into()), later)
+            .await
+            .unwrap();
+        assert!(
+            !store
+                .access_revoked(&token("t1", "a@example.org", 1000))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .access_revoked(&token("t9", "c@example.org", 0))
+                .await
+                .unwrap()
+        );
+    }
 }

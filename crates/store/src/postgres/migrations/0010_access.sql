@@ -14,10 +14,13 @@ ALTER TABLE contacts ADD COLUMN locale TEXT;
 -- that contact (`value` the address) or of that entity (`value`
 -- 'type:id') issued at or before `until_ms` (milliseconds) is refused; a
 -- later revocation moves `until_ms` forward, never back. Online verification
--- reads this table, so a revocation holds at once on every node.
+-- reads this table, so a revocation holds at once on every node. Rows
+-- older than the longest token lifetime (365 days) refuse nothing
+-- unexpired and are deleted when the next revocation is written.
 CREATE TABLE access_revocations (
     kind  TEXT NOT NULL CHECK (kind IN ('token', 'email', 'entity')),
     value TEXT NOT NULL,
     until_ms BIGINT NOT NULL,
     PRIMARY KEY (kind, value)
 );
+CREATE INDEX access_revocations_until ON access_revocations (until_ms);
