@@ -48,6 +48,10 @@ class Handler:
             "to": str(msg["To"]),
             "subject": str(msg["Subject"]),
             "message_id": str(msg["Message-ID"]),
+            # RFC 8058 one-click unsubscribe (None when absent).
+            "list_unsubscribe": msg["List-Unsubscribe"] and str(msg["List-Unsubscribe"]),
+            "list_unsubscribe_post": msg["List-Unsubscribe-Post"]
+            and str(msg["List-Unsubscribe-Post"]),
             "content_type": msg.get_content_type(),
             "text": text.get_content() if text is not None else None,
             "html": html.get_content() if html is not None else None,

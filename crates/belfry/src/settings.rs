@@ -258,6 +258,26 @@ pub struct ServeArgs {
     /// [default: none]
     #[arg(long, env = "BELFRY_OUTBOUND_ALLOW", value_name = "LIST")]
     pub outbound_allow: Option<String>,
+
+    /// Access tokens of external contacts: the ES256 private key, the
+    /// 32-byte P-256 scalar as base64url [default: none, a key pair is
+    /// generated on first start and kept in the database; GET
+    /// /.well-known/jwks.json shows its public key]
+    #[arg(
+        long,
+        env = "BELFRY_ACCESS_TOKEN_PRIVATE_KEY",
+        value_name = "BASE64URL",
+        hide_env_values = true
+    )]
+    pub access_token_private_key: Option<SecretString>,
+
+    /// Where an external contact's email links to, with a fresh access
+    /// token: an http(s) URL with {token} and optionally {entity_type} and
+    /// {entity_id}, e.g.
+    /// https://desk.example.com/portal/tickets/{entity_id}?access_token={token}
+    /// [default: none, the notification's url with access_token=<token> added]
+    #[arg(long, env = "BELFRY_CONTACT_LINK_URL", value_name = "URL")]
+    pub contact_link_url: Option<String>,
 }
 
 /// The keys a TOML file may hold.
@@ -303,6 +323,8 @@ struct FileSettings {
     vapid_subject: Option<String>,
     /// A list, or the same comma-separated text as the flag.
     outbound_allow: Option<OutboundAllow>,
+    access_token_private_key: Option<SecretString>,
+    contact_link_url: Option<String>,
 }
 
 /// `outbound_allow` in a TOML file: `["127.0.0.1", "10.0.0.0/8"]` or
@@ -745,6 +767,24 @@ impl ServeArgs {
             .unwrap_or_default();
         let outbound = belfry_delivery::OutboundPolicy::parse(&outbound_text)
             .map_err(|e| anyhow::anyhow!("--outbound-allow: {e}"))?;
+        let access_token_private_key = self
+            .access_token_private_key
+            .clone()
+            .or(file.access_token_private_key.clone())
+            .filter(|k| !k.expose_secret().trim().is_empty());
+        if let Some(k) = &access_token_private_key {
+            belfry_delivery::AccessKey::from_base64url(k)
+                .map_err(|e| anyhow::anyhow!("--access-token-private-key {e}"))?;
+        }
+        let contact_link_url = self
+            .contact_link_url
+            .clone()
+            .or(file.contact_link_url.clone())
+            .filter(|u| !u.trim().is_empty());
+        if let Some(u) = &contact_link_url {
+            belfry_delivery::access::check_link_pattern(u)
+                .map_err(|e| anyhow::anyhow!("--contact-link-url {u}: {e}"))?;
+        }
         let admin_key_file = self
             .admin_key_file
             .clone()
@@ -778,6 +818,8 @@ impl ServeArgs {
                 web_push,
                 vapid_private_key,
                 outbound,
+                access_token_private_key,
+                contact_link_url,
                 ..defaults
             },
         })
@@ -831,6 +873,8 @@ mod tests {
             vapid_private_key: None,
             vapid_subject: None,
             outbound_allow: None,
+            access_token_private_key: None,
+            contact_link_url: None,
         }
     }
 
@@ -1102,6 +1146,33 @@ mod tests {
         let mut a = args(None, None);
         a.outbound_allow = Some("10.0.0.0/99".into());
         refused(a, "--outbound-allow");
+        let mut a = args(None, None);
+        a.access_token_private_key = Some("short".into());
+        refused(a, "--access-token-private-key");
+        let mut a = args(None, None);
+        a.contact_link_url = Some("https://desk.example.com/portal/tickets/1".into());
+        refused(a, "--contact-link-url");
+    }
+
+    #[test]
+    fn access_token_key_and_contact_link_url() {
+        let mut a = args(None, None);
+        a.access_token_private_key = Some("RS0WdYWWo1HajXg3NZR1olzCf31i-ZBGDkFyCs7j1jw".into());
+        a.contact_link_url =
+            Some("https://desk.example.com/portal/tickets/{entity_id}?access_token={token}".into());
+        let s = a.resolve(None).unwrap();
+        assert!(s.server.access_token_private_key.is_some());
+        assert_eq!(
+            s.server.contact_link_url.as_deref(),
+            Some("https://desk.example.com/portal/tickets/{entity_id}?access_token={token}")
+        );
+        assert!(
+            !format!("{:?}", s.server).contains("RS0W"),
+            "the key is a secret"
+        );
+        let s = args(None, None).resolve(None).unwrap();
+        assert!(s.server.access_token_private_key.is_none(), "generated");
+        assert!(s.server.contact_link_url.is_none());
     }
 
     #[test]

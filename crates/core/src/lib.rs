@@ -23,6 +23,7 @@ pub use notification::{
 };
 pub use time::{Clock, ManualClock, Millis, SystemClock};
 pub use user::{
-    Locale, MAX_USER_TOKEN_TTL_SECS, Patch, TimeZoneName, User, UserPatch, UserRequest,
+    Locale, MAX_ACCESS_TOKEN_TTL_DAYS, MAX_USER_TOKEN_TTL_SECS, Patch, TimeZoneName, User,
+    UserPatch, UserRequest,
 };
 pub use validation::{FieldError, ValidationErrors};

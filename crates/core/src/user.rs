@@ -11,6 +11,11 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// so it may be forgotten.
 pub const MAX_USER_TOKEN_TTL_SECS: i64 = 30 * 24 * 3600;
 
+/// The longest lifetime of an access token of an external contact, in days
+/// (C9). An access-token revocation older than this refuses nothing that
+/// has not expired anyway, so it may be forgotten.
+pub const MAX_ACCESS_TOKEN_TTL_DAYS: i64 = 365;
+
 /// A field of an update: left out, set to null, or given a value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Patch<T> {

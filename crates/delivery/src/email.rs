@@ -7,6 +7,7 @@ use crate::channel::{ChannelAdapter, Message, SendError};
 use crate::mailer::{Mailer, OutgoingEmail};
 use async_trait::async_trait;
 use belfry_core::{Channel, Content, Millis};
+use belfry_store::Recipient;
 use minijinja::{Environment, context};
 use std::sync::Arc;
 use std::time::Instant;
@@ -61,6 +62,10 @@ struct Strings {
     /// The rate-limit summary: subject and heading for one / several held.
     summary_one: &'static str,
     summary_many: &'static str,
+    /// The footer of an external contact's email (C9).
+    contact_footer: &'static str,
+    /// The one-click unsubscribe link's text (RFC 8058).
+    unsubscribe: &'static str,
 }
 
 const EN: Strings = Strings {
@@ -78,6 +83,8 @@ const EN: Strings = Strings {
     see_all: "See all notifications",
     summary_one: "1 more notification since {date}",
     summary_many: "{count} more notifications since {date}",
+    contact_footer: "You receive this email because you follow {entity} through {product}.",
+    unsubscribe: "Unsubscribe",
     months: [
         "January",
         "February",
@@ -109,6 +116,8 @@ const DE: Strings = Strings {
     see_all: "Alle Benachrichtigungen ansehen",
     summary_one: "1 weitere Benachrichtigung seit {date}",
     summary_many: "{count} weitere Benachrichtigungen seit {date}",
+    contact_footer: "Sie erhalten diese E-Mail, weil Sie {entity} über {product} folgen.",
+    unsubscribe: "Abbestellen",
     months: [
         "Januar",
         "Februar",
@@ -180,6 +189,17 @@ fn absolute(link: &str, app_url: Option<&str>) -> Option<String> {
     Some(format!("{}{link}", base.trim_end_matches('/')))
 }
 
+/// The footer: why this email came (an external contact follows the entity).
+fn footer(s: &Strings, product: &str, followed: Option<&belfry_core::EntityRef>) -> String {
+    match followed {
+        Some(e) => s
+            .contact_footer
+            .replace("{entity}", &format!("{} #{}", e.kind, e.id))
+            .replace("{product}", product),
+        None => s.footer.replace("{product}", product),
+    }
+}
+
 /// A rendered email.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
@@ -193,6 +213,20 @@ pub struct Rendered {
 pub struct Renderer {
     env: Environment<'static>,
     settings: EmailSettings,
+}
+
+/// The per-recipient links of one email (C9): an external contact's link
+/// to the entity with an access token (it replaces the notification's own
+/// link), and the one-click unsubscribe link (also the `List-Unsubscribe`
+/// header).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecipientLinks {
+    /// An external contact's link to the entity (with the access token).
+    pub access: Option<String>,
+    /// The unsubscribe page (`GET` shows it, `POST` unsubscribes).
+    pub unsubscribe: Option<String>,
+    /// The email goes to an external contact (the footer says why).
+    pub contact: bool,
 }
 
 #[derive(serde::Serialize)]
@@ -223,6 +257,26 @@ impl Renderer {
         zone: Option<&str>,
         at: Millis,
     ) -> Rendered {
+        self.render_for(
+            content,
+            name,
+            language,
+            zone,
+            at,
+            &RecipientLinks::default(),
+        )
+    }
+
+    /// [`Renderer::render`] with the recipient's own links.
+    pub fn render_for(
+        &self,
+        content: &Content,
+        name: Option<&str>,
+        language: &str,
+        zone: Option<&str>,
+        at: Millis,
+        recipient: &RecipientLinks,
+    ) -> Rendered {
         let s = strings(language);
         let app = self.settings.app_url.as_deref();
         let actor = content.actor.as_ref().and_then(|a| {
@@ -252,12 +306,14 @@ impl Renderer {
             body => content.body.as_deref(),
             actor => actor.map(|a| s.from_actor.replace("{actor}", &a)),
             entity => content.entity.as_ref().map(|e| s.about.replace("{entity}", &format!("{} #{}", e.kind, e.id))),
-            link => content.url.as_deref().and_then(|u| absolute(u, app)),
+            link => recipient.access.clone().or_else(|| content.url.as_deref().and_then(|u| absolute(u, app))),
             links => minijinja::Value::from(minijinja::value::Serde(&links)),
             open_label => s.open,
             fallback_label => s.fallback,
             sent_line => s.sent.replace("{date}", &format_date(at, zone, s.lang)),
-            footer => s.footer.replace("{product}", &self.settings.product),
+            footer => footer(s, &self.settings.product, content.entity.as_ref().filter(|_| recipient.contact)),
+            unsubscribe => recipient.unsubscribe.as_deref(),
+            unsubscribe_label => s.unsubscribe,
         };
         let render = |name: &str| {
             self.env
@@ -290,6 +346,16 @@ impl Renderer {
     /// are given), how many are unread in all since `since`, and the link
     /// to the host application's notifications page.
     pub fn render_digest(&self, digest: &Digest, language: &str) -> Rendered {
+        self.render_digest_for(digest, language, None)
+    }
+
+    /// [`Renderer::render_digest`] with the recipient's unsubscribe link.
+    pub fn render_digest_for(
+        &self,
+        digest: &Digest,
+        language: &str,
+        unsubscribe: Option<&str>,
+    ) -> Rendered {
         let s = strings(language);
         let app = self.settings.app_url.as_deref();
         let zone = digest.timezone.as_deref();
@@ -334,6 +400,8 @@ impl Renderer {
             see_all_label => s.see_all,
             open_label => s.open,
             footer => s.footer.replace("{product}", &self.settings.product),
+            unsubscribe => unsubscribe,
+            unsubscribe_label => s.unsubscribe,
         };
         let render = |name: &str| {
             self.env
@@ -420,6 +488,37 @@ pub struct EmailAdapter {
     renderer: Renderer,
     settings: EmailSettings,
     mailer: Arc<dyn Mailer>,
+    access: Option<AccessLinks>,
+}
+
+/// What the per-recipient links of emails are made with (C9): access
+/// tokens for external contacts, minted at send time, and the one-click
+/// unsubscribe of every email.
+pub struct AccessLinks {
+    pub tokens: crate::access::AccessTokens,
+    pub unsubscribe: crate::access::UnsubscribeTokens,
+    /// Belfry's own public URL: the unsubscribe endpoint is under it.
+    pub public_url: String,
+    /// Where a contact's link points (`BELFRY_CONTACT_LINK_URL`, with
+    /// `{token}`, `{entity_type}`, `{entity_id}`); None: the notification's
+    /// `url` with `access_token=<token>` added.
+    pub contact_link_url: Option<String>,
+    /// How long contacts' access tokens are valid, in days.
+    pub ttl_days: i64,
+    /// When tokens are issued.
+    pub clock: Arc<dyn belfry_core::Clock>,
+}
+
+impl AccessLinks {
+    fn unsubscribe_url(&self, what: &crate::access::Unsubscribe, language: &str) -> String {
+        let token = self
+            .unsubscribe
+            .sign(what, strings(language).lang, self.clock.now());
+        format!(
+            "{}/v1/unsubscribe/{token}",
+            self.public_url.trim_end_matches('/')
+        )
+    }
 }
 
 impl EmailAdapter {
@@ -428,6 +527,65 @@ impl EmailAdapter {
             renderer: Renderer::new(settings.clone()),
             settings,
             mailer,
+            access: None,
+        }
+    }
+
+    /// Emails carry access links for contacts and one-click unsubscribe.
+    pub fn with_access(mut self, access: AccessLinks) -> Self {
+        self.access = Some(access);
+        self
+    }
+
+    /// The links of one message's recipient.
+    fn links_for(&self, message: &Message, language: &str) -> RecipientLinks {
+        use crate::access::{Unsubscribe, fill_pattern, with_access_token};
+        let Some(a) = &self.access else {
+            return RecipientLinks::default();
+        };
+        match &message.recipient {
+            Recipient::Contact(email) => {
+                let Some(entity) = &message.content.entity else {
+                    // Nothing to open and no subscription to end: a
+                    // contact addressed directly, about no entity.
+                    return RecipientLinks {
+                        contact: true,
+                        ..Default::default()
+                    };
+                };
+                let minted = a.tokens.mint(email, entity, a.clock.now(), a.ttl_days);
+                let access = match &a.contact_link_url {
+                    Some(pattern) => Some(fill_pattern(pattern, entity, &minted.token)),
+                    None => message
+                        .content
+                        .url
+                        .as_deref()
+                        .and_then(|u| absolute(u, self.settings.app_url.as_deref()))
+                        .map(|u| with_access_token(&u, &minted.token)),
+                };
+                RecipientLinks {
+                    access,
+                    unsubscribe: Some(a.unsubscribe_url(
+                        &Unsubscribe::Contact {
+                            email: email.clone(),
+                            entity: entity.clone(),
+                        },
+                        language,
+                    )),
+                    contact: true,
+                }
+            }
+            Recipient::User(user) => RecipientLinks {
+                unsubscribe: Some(a.unsubscribe_url(
+                    &Unsubscribe::User {
+                        user: user.clone(),
+                        category: message.content.category.clone(),
+                    },
+                    language,
+                )),
+                ..Default::default()
+            },
+            Recipient::Group(_) => RecipientLinks::default(),
         }
     }
 }
@@ -453,12 +611,14 @@ impl ChannelAdapter for EmailAdapter {
             .as_ref()
             .ok_or_else(|| SendError::permanent("no email address"))?;
         let language = ctx.locale.as_ref().map(|l| l.language()).unwrap_or("en");
-        let rendered = self.renderer.render(
+        let links = self.links_for(message, language);
+        let rendered = self.renderer.render_for(
             &message.content,
             ctx.name.as_deref(),
             language,
             ctx.timezone.as_ref().map(|t| t.as_str()),
             message.published_at,
+            &links,
         );
         let email = OutgoingEmail {
             from: self.settings.from.clone(),
@@ -471,6 +631,7 @@ impl ChannelAdapter for EmailAdapter {
                 "<{}@{}>",
                 message.delivery_id, self.settings.message_id_host
             ),
+            list_unsubscribe: links.unsubscribe,
         };
         let started = Instant::now();
         let result = self.mailer.send(&email).await;
@@ -481,7 +642,19 @@ impl ChannelAdapter for EmailAdapter {
 
     async fn send_digest(&self, digest: &Digest) -> Result<(), SendError> {
         let language = digest.locale.as_ref().map(|l| l.language()).unwrap_or("en");
-        let rendered = self.renderer.render_digest(digest, language);
+        // A digest mixes categories: its link switches the email channel off.
+        let unsubscribe = self.access.as_ref().map(|a| {
+            a.unsubscribe_url(
+                &crate::access::Unsubscribe::User {
+                    user: digest.user.clone(),
+                    category: None,
+                },
+                language,
+            )
+        });
+        let rendered = self
+            .renderer
+            .render_digest_for(digest, language, unsubscribe.as_deref());
         let to = digest
             .to
             .as_ref()
@@ -494,6 +667,7 @@ impl ChannelAdapter for EmailAdapter {
             text: rendered.text,
             html: rendered.html,
             message_id: format!("<{}@{}>", digest.delivery_id, self.settings.message_id_host),
+            list_unsubscribe: unsubscribe,
         };
         let started = Instant::now();
         let result = self.mailer.send(&email).await;

@@ -5,6 +5,7 @@
 //! that users and producers give.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod channel;
 pub mod chat;
 pub mod email;
@@ -14,9 +15,10 @@ pub mod outbound;
 mod targets;
 pub mod webpush;
 
+pub use access::{AccessKey, AccessTokens, Unsubscribe, UnsubscribeTokens};
 pub use channel::{ChannelAdapter, Message, SendError};
 pub use chat::{ChatAdapter, ChatSettings};
-pub use email::{Digest, DigestItem, DigestKind, EmailAdapter, EmailSettings};
+pub use email::{AccessLinks, Digest, DigestItem, DigestKind, EmailAdapter, EmailSettings};
 pub use engine::{Engine, EngineConfig, RecipientLimit};
 pub use mailer::{MailboxMailer, Mailer, SmtpMailer};
 pub use outbound::OutboundPolicy;

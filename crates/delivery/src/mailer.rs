@@ -6,6 +6,7 @@ use crate::channel::SendError;
 use async_trait::async_trait;
 use belfry_core::Clock;
 use belfry_store::{NewDevMail, SharedStore};
+use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
@@ -34,6 +35,9 @@ pub struct OutgoingEmail {
     pub html: String,
     /// `<…@…>`; the same for every attempt of one delivery.
     pub message_id: String,
+    /// The one-click unsubscribe URL (RFC 8058): sent as `List-Unsubscribe`
+    /// with `List-Unsubscribe-Post: List-Unsubscribe=One-Click`.
+    pub list_unsubscribe: Option<String>,
 }
 
 #[async_trait]
@@ -277,11 +281,25 @@ fn message(email: &OutgoingEmail) -> Result<lettre::Message, SendError> {
     let to_address = email.to.parse().map_err(|e| {
         SendError::permanent(format!("invalid recipient address '{}': {e}", email.to))
     })?;
-    lettre::Message::builder()
+    let mut builder = lettre::Message::builder()
         .from(from)
         .to(Mailbox::new(email.to_name.clone(), to_address))
         .subject(email.subject.clone())
-        .message_id(Some(email.message_id.clone()))
+        .message_id(Some(email.message_id.clone()));
+    if let Some(url) = &email.list_unsubscribe {
+        // RFC 8058: an https URL the mail client POSTs
+        // `List-Unsubscribe=One-Click` to, with no further step.
+        builder = builder
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                format!("<{url}>"),
+            ))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                "List-Unsubscribe=One-Click".into(),
+            ));
+    }
+    builder
         .multipart(MultiPart::alternative_plain_html(
             email.text.clone(),
             email.html.clone(),

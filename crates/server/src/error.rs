@@ -41,6 +41,12 @@ pub enum ApiError {
         detail: String,
     },
     Unauthorized(String),
+    /// An access token that is not accepted (401 with `invalid_token`,
+    /// `expired` or `revoked`).
+    Token {
+        code: &'static str,
+        detail: String,
+    },
     Forbidden(String),
     NotFound(String),
     Conflict(String),
@@ -132,6 +138,9 @@ impl ApiError {
             ),
             ApiError::Unauthorized(d) => {
                 (StatusCode::UNAUTHORIZED, "unauthorized", d.clone(), vec![])
+            }
+            ApiError::Token { code, detail } => {
+                (StatusCode::UNAUTHORIZED, code, detail.clone(), vec![])
             }
             ApiError::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", d.clone(), vec![]),
             ApiError::NotFound(d) => (StatusCode::NOT_FOUND, "not_found", d.clone(), vec![]),

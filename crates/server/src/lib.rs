@@ -82,6 +82,15 @@ pub struct Config {
     /// Which non-public destinations outgoing requests (web push) may
     /// reach (`BELFRY_OUTBOUND_ALLOW`); by default none.
     pub outbound: belfry_delivery::OutboundPolicy,
+    /// The P-256 private key of access tokens (`BELFRY_ACCESS_TOKEN_PRIVATE_KEY`,
+    /// base64url); none: a key pair is generated on first start and kept
+    /// in the database (the same on every node).
+    pub access_token_private_key: Option<SecretString>,
+    /// Where an external contact's email links to
+    /// (`BELFRY_CONTACT_LINK_URL`): an http(s) URL with `{token}` and
+    /// optionally `{entity_type}`, `{entity_id}`; none: the notification's
+    /// `url` with `access_token=<token>` added.
+    pub contact_link_url: Option<String>,
 }
 
 impl Default for Config {
@@ -108,6 +117,8 @@ impl Default for Config {
             vapid_private_key: None,
             push_subscriptions_per_user: 20,
             outbound: belfry_delivery::OutboundPolicy::default(),
+            access_token_private_key: None,
+            contact_link_url: None,
         }
     }
 }
@@ -128,6 +139,10 @@ pub struct AppState {
     pub rate_limit: Option<Arc<ratelimit::KeyLimiter>>,
     /// The VAPID key pair of web push.
     pub vapid: Arc<belfry_delivery::VapidKey>,
+    /// Mints and checks access tokens of external contacts (C9).
+    pub access: belfry_delivery::AccessTokens,
+    /// Signs and reads one-click unsubscribe tokens.
+    pub unsubscribe: belfry_delivery::UnsubscribeTokens,
 }
 
 /// The name of the signing secret of user tokens in the store.
@@ -167,6 +182,33 @@ pub async fn vapid_key(
     }
 }
 
+/// The name of the seed of the generated access-token key pair in the store.
+pub const ACCESS_KEY_SECRET: &str = "access-token-p256";
+
+/// The name of the signing secret of unsubscribe links in the store.
+pub const UNSUBSCRIBE_SECRET: &str = "unsubscribe-hs256";
+
+/// The access-token key pair: from configuration, else derived from a
+/// secret generated on first start and kept in the database (the same on
+/// every node and after restarts, so links already sent stay valid).
+pub async fn access_key(
+    store: &SharedStore,
+    configured: Option<&SecretString>,
+) -> anyhow::Result<belfry_delivery::AccessKey> {
+    match configured {
+        Some(key) => belfry_delivery::AccessKey::from_base64url(key)
+            .map_err(|e| anyhow::anyhow!("BELFRY_ACCESS_TOKEN_PRIVATE_KEY {e}")),
+        None => {
+            let seed: SecretSlice<u8> = store
+                .secret(ACCESS_KEY_SECRET)
+                .await
+                .context("reading the access-token key")?
+                .into();
+            Ok(belfry_delivery::AccessKey::derive(seed.expose_secret()))
+        }
+    }
+}
+
 /// Makes sure an admin key exists. With `BELFRY_ADMIN_KEY` set, that key is
 /// stored if missing. Otherwise, on a database without any key, an admin key
 /// is generated and returned so that the caller can show it once.
@@ -197,6 +239,7 @@ fn build_engine(
     store: &SharedStore,
     clock: &Arc<dyn Clock>,
     vapid: Arc<belfry_delivery::VapidKey>,
+    links: belfry_delivery::AccessLinks,
 ) -> anyhow::Result<belfry_delivery::Engine> {
     let mailer: Arc<dyn belfry_delivery::Mailer> = match &config.smtp_url {
         Some(url) => Arc::new(
@@ -208,7 +251,7 @@ fn build_engine(
             clock.clone(),
         )),
     };
-    let email = belfry_delivery::EmailAdapter::new(config.email.clone(), mailer);
+    let email = belfry_delivery::EmailAdapter::new(config.email.clone(), mailer).with_access(links);
     let mut push = config.web_push.clone();
     push.outbound = config.outbound.clone();
     if push.app_url.is_none() {
@@ -276,7 +319,40 @@ impl Application {
             .await
             .context("reading the token revocations")?;
         let vapid = Arc::new(vapid_key(&store, config.vapid_private_key.as_ref()).await?);
-        let engine = Arc::new(build_engine(&config, &store, &clock, vapid.clone())?);
+        if let Some(pattern) = &config.contact_link_url {
+            belfry_delivery::access::check_link_pattern(pattern)
+                .map_err(|e| anyhow::anyhow!("BELFRY_CONTACT_LINK_URL {e}"))?;
+        }
+        // Belfry's own URL: the issuer of access tokens and the base of
+        // unsubscribe links.
+        let public_url = config.public_url.clone().unwrap_or_else(|| {
+            format!(
+                "http://{}",
+                listener
+                    .local_addr()
+                    .expect("a bound listener has an address")
+            )
+        });
+        let access = belfry_delivery::AccessTokens::new(
+            Arc::new(access_key(&store, config.access_token_private_key.as_ref()).await?),
+            public_url.trim_end_matches('/'),
+        );
+        let unsubscribe_secret: SecretSlice<u8> = store
+            .secret(UNSUBSCRIBE_SECRET)
+            .await
+            .context("reading the unsubscribe secret")?
+            .into();
+        let unsubscribe =
+            belfry_delivery::UnsubscribeTokens::new(unsubscribe_secret.expose_secret());
+        let links = belfry_delivery::AccessLinks {
+            tokens: access.clone(),
+            unsubscribe: unsubscribe.clone(),
+            public_url: public_url.clone(),
+            contact_link_url: config.contact_link_url.clone(),
+            ttl_days: belfry_delivery::access::DEFAULT_TTL_DAYS,
+            clock: clock.clone(),
+        };
+        let engine = Arc::new(build_engine(&config, &store, &clock, vapid.clone(), links)?);
         if config.delivery.retention.is_some() {
             let now = clock.now();
             store
@@ -301,6 +377,8 @@ impl Application {
             hub: hub.clone(),
             engine: engine.clone(),
             vapid,
+            access,
+            unsubscribe,
         };
         let router = routes::router(state);
         Ok(Application {

@@ -279,6 +279,63 @@ pub struct Group {
     pub created_at: Millis,
 }
 
+/// An external contact's own details (C9, S3), given when they subscribe:
+/// their emails are in `locale` and greet them by `name`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactProfile {
+    pub name: Option<String>,
+    pub locale: Option<belfry_core::Locale>,
+}
+
+/// What an access-token revocation covers (`POST /v1/access-tokens/revoke`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessRevocation {
+    /// One token, by its id (`jti`).
+    Token(String),
+    /// Every token of this contact issued until the revocation.
+    Email(EmailAddress),
+    /// Every token for this entity issued until the revocation.
+    Entity(EntityRef),
+}
+
+impl AccessRevocation {
+    /// Revocations made before this refuse no token that has not expired
+    /// (tokens live at most `MAX_ACCESS_TOKEN_TTL_DAYS`): the backends
+    /// forget them.
+    pub fn forget_before(now: Millis) -> Millis {
+        Millis(now.0 - belfry_core::MAX_ACCESS_TOKEN_TTL_DAYS * 24 * 3600 * 1000)
+    }
+
+    /// The stored `(kind, value)` of `access_revocations`.
+    pub fn key(&self) -> (&'static str, String) {
+        match self {
+            AccessRevocation::Token(id) => ("token", id.clone()),
+            AccessRevocation::Email(e) => ("email", e.to_string()),
+            AccessRevocation::Entity(e) => ("entity", format!("{}:{}", e.kind, e.id)),
+        }
+    }
+}
+
+/// One access token as it is checked for revocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessTokenRef {
+    pub id: String,
+    pub email: EmailAddress,
+    pub entity: EntityRef,
+    pub issued_at: Millis,
+}
+
+impl AccessTokenRef {
+    /// The three revocations that could cover it, as stored keys.
+    pub fn keys(&self) -> [(&'static str, String); 3] {
+        [
+            AccessRevocation::Token(self.id.clone()).key(),
+            AccessRevocation::Email(self.email.clone()).key(),
+            AccessRevocation::Entity(self.entity.clone()).key(),
+        ]
+    }
+}
+
 /// Who follows an entity: a user, or an email address (resolved at send
 /// time to the user with that address, else an external contact).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -562,6 +619,21 @@ pub trait Store: Send + Sync + 'static {
     /// What a user follows (by user id or by their email address).
     /// `NotFound` for an unknown user.
     async fn subscriptions_of(&self, user: &UserId) -> Result<Vec<Subscription>>;
+
+    // --- external contacts and access tokens (C9) ---
+    /// Stores an external contact's name and language (the given ones
+    /// replace, the missing ones stay).
+    async fn put_contact(
+        &self,
+        email: &EmailAddress,
+        profile: ContactProfile,
+        now: Millis,
+    ) -> Result<()>;
+    /// Records a revocation at `now`: a token by id, or every token of a
+    /// contact or an entity issued at or before `now`.
+    async fn revoke_access(&self, revocation: AccessRevocation, now: Millis) -> Result<()>;
+    /// Whether a revocation covers this token.
+    async fn access_revoked(&self, token: &AccessTokenRef) -> Result<bool>;
 
     // --- web push subscriptions ---
     /// Stores a push subscription of `user`: the same endpoint posted

@@ -333,7 +333,7 @@ async fn migrations_are_explicit_and_idempotent() {
     // nothing to do.
     let mut applied = [x.unwrap(), y.unwrap()];
     applied.sort_unstable();
-    assert_eq!(applied, [0, 9]);
+    assert_eq!(applied, [0, 10]);
     assert_eq!(belfry_store::postgres::migrate(&options).await.unwrap(), 0);
     let store = Arc::new(PgStore::open(options).await.expect("migrated: opens"));
     store.ping().await.unwrap();
@@ -361,4 +361,39 @@ async fn a_schema_behind_is_refused_with_a_hint() {
     };
     assert!(e.to_string().contains("belfry migrate"), "{e}");
     db.drop_schema(&[]).await;
+}
+
+/// Access-token revocations (C9): two nodes see the same rows; a later
+/// revocation covers earlier tokens only; a year on they are forgotten.
+#[tokio::test]
+async fn access_revocations_are_shared_and_forgotten_after_a_year() {
+    let Some(db) = Db::new() else { return };
+    let (a, b) = (db.node().await, db.node().await);
+    use belfry_core::{EmailAddress, EntityRef};
+    use belfry_store::{AccessRevocation, AccessTokenRef};
+    let token = |id: &str, at: i64| AccessTokenRef {
+        id: id.into(),
+        email: EmailAddress::parse("a@example.org").unwrap(),
+        entity: EntityRef::parse("ticket", "9").unwrap(),
+        issued_at: Millis(at),
+    };
+    let entity = AccessRevocation::Entity(EntityRef::parse("ticket", "9").unwrap());
+    a.revoke_access(entity.clone(), Millis(1000)).await.unwrap();
+    assert!(b.access_revoked(&token("t1", 1000)).await.unwrap());
+    assert!(!b.access_revoked(&token("t2", 1001)).await.unwrap());
+    b.revoke_access(entity, Millis(10)).await.unwrap();
+    assert!(
+        a.access_revoked(&token("t1", 1000)).await.unwrap(),
+        "never moves back"
+    );
+    let later = Millis(1000 + 366 * 24 * 3600 * 1000);
+    b.revoke_access(AccessRevocation::Token("t9".into()), later)
+        .await
+        .unwrap();
+    assert!(
+        !a.access_revoked(&token("t1", 1000)).await.unwrap(),
+        "forgotten"
+    );
+    assert!(a.access_revoked(&token("t9", 0)).await.unwrap());
+    db.drop_schema(&[a, b]).await;
 }

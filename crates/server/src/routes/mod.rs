@@ -2,6 +2,7 @@
 //! embedded widget (and the demo in demo mode) and the middleware stack
 //! (tracing, metrics, CORS, problem+json for every error).
 
+mod access;
 mod actions;
 mod assets;
 mod categories;
@@ -48,6 +49,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(rules::routes())
         .merge(events::routes())
         .merge(mailbox::routes())
+        .merge(access::routes())
         .merge(crate::realtime::streams::routes())
         .split_for_parts();
     let openapi = crate::openapi::finish(

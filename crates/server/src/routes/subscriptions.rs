@@ -4,11 +4,12 @@
 use crate::AppState;
 use crate::auth::{AdminKey, SendKey};
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::OptionalJson;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use belfry_core::{EmailAddress, EntityRef, UserId};
-use belfry_store::{StoreError, Subscriber, Subscription};
+use belfry_core::{EmailAddress, EntityRef, Locale, UserId, ValidationErrors};
+use belfry_store::{ContactProfile, StoreError, Subscriber, Subscription};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -109,23 +110,61 @@ async fn unsubscribe_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// An external contact's details, given when they subscribe (optional).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ContactRequest {
+    /// The language of their emails, a BCP 47 tag such as `de` or `pt-BR`
+    /// (emails are written in German or English; other languages fall
+    /// back to English). Kept per address: the latest one given wins.
+    locale: Option<String>,
+    /// How their emails greet them (at most 200 characters).
+    name: Option<String>,
+}
+
+impl ContactRequest {
+    fn validate(self) -> Result<Option<ContactProfile>, ValidationErrors> {
+        let mut e = ValidationErrors::new();
+        let locale = self
+            .locale
+            .and_then(|l| e.take("locale", Locale::parse(&l)));
+        let name = self
+            .name
+            .and_then(|n| e.take("name", belfry_core::validation::text(&n, 200, true)));
+        let given = locale.is_some() || name.is_some();
+        e.finish(given.then_some(ContactProfile { name, locale }))
+    }
+}
+
 /// Subscribe an email address to an entity.
 ///
 /// At send time the address reaches the user who has it, or else an
-/// external contact (who has no inbox and is reached by email).
+/// external contact (who has no inbox and is reached by email). The
+/// optional body gives the contact's language and name (C9): their emails
+/// are written in it.
 #[utoipa::path(
     put, path = "/v1/subscriptions/{entity_type}/{entity_id}/emails/{email}", tag = "subscriptions",
     params(("entity_type" = String, Path), ("entity_id" = String, Path), ("email" = String, Path)),
-    responses((status = 200, body = Subscribed), (status = 400, body = Problem)),
+    request_body(content = Option<ContactRequest>, description = "Optional: the contact's `locale` and `name`"),
+    responses((status = 200, body = Subscribed), (status = 400, body = Problem), (status = 422, body = Problem)),
     security(("secret_key" = []))
 )]
 async fn subscribe_email(
     State(state): State<AppState>,
     SendKey(_): SendKey,
     Path(p): Path<EmailSubPath>,
+    OptionalJson(body): OptionalJson<ContactRequest>,
 ) -> ApiResult<Json<Subscribed>> {
     let e = entity(&p.entity_type, &p.entity_id)?;
-    put(&state, e, Subscriber::Email(email(&p.email)?)).await
+    let address = email(&p.email)?;
+    let profile = body.validate().map_err(ApiError::Validation)?;
+    if let Some(profile) = profile {
+        state
+            .store
+            .put_contact(&address, profile, state.clock.now())
+            .await?;
+    }
+    put(&state, e, Subscriber::Email(address)).await
 }
 
 /// Unsubscribe an email address (204 also when there was no subscription).

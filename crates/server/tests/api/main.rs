@@ -2,6 +2,7 @@
 //! PostgreSQL when `BELFRY_TEST_POSTGRES_URL` is set (each test in a schema
 //! of its own).
 
+mod access;
 mod actions;
 mod audiences;
 mod auth;

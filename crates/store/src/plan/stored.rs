@@ -216,7 +216,8 @@ pub(crate) fn content_category(content: &str) -> Option<String> {
 
 /// What delivering the notification to `recipient` on `channel` needs;
 /// `user` is the recipient user's row (when it is a user that still
-/// exists). Stored values that no longer parse are left out.
+/// exists, or the contact's stored name and locale). Stored values that
+/// no longer parse are left out.
 pub(crate) fn delivery_context(
     (id, status, content, published, created): EmailNotificationRow,
     recipient: &Recipient,
@@ -235,8 +236,15 @@ pub(crate) fn delivery_context(
         verdict: Verdict::Now,
     };
     match (recipient, user) {
-        // External contacts have no preferences: they asked for this entity.
-        (Recipient::Contact(address), _) => ctx.profile.email = Some(address.clone()),
+        // External contacts have no preferences: they asked for this
+        // entity. Their name and language are those they subscribed with.
+        (Recipient::Contact(address), contact) => {
+            ctx.profile.email = Some(address.clone());
+            if let Some((_, name, locale, ..)) = contact {
+                ctx.profile.name = name;
+                ctx.profile.locale = locale.and_then(|l| Locale::parse(&l).ok());
+            }
+        }
         (Recipient::User(_), Some((email, name, locale, timezone, own, defaults))) => {
             ctx.profile = RecipientProfile {
                 email: email.and_then(|e| EmailAddress::parse(&e).ok()),

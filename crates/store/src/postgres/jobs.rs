@@ -524,7 +524,14 @@ pub(crate) async fn delivery_context(
                 None => (None, None),
             }
         }
-        Recipient::Contact(_) | Recipient::Group(_) => (None, None),
+        // A contact's name and language, when they gave them.
+        Recipient::Contact(address) => (
+            super::access::contact(&mut *c, address)
+                .await?
+                .map(|(name, locale)| (None, name, locale, None, None, None)),
+            None,
+        ),
+        Recipient::Group(_) => (None, None),
     };
     // The fallback check: seen (the drawer was opened after it arrived),
     // read, or archived in the app.

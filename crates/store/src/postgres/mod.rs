@@ -17,6 +17,7 @@
 //! Events (`events()`) are this node's commits only, sent after each commit;
 //! other nodes learn of them through the bus.
 
+mod access;
 mod answer;
 mod chat;
 mod documents;
@@ -79,15 +80,16 @@ mod tests {
 }
 
 use crate::{
-    AnswerReceipt, ApiKeyInfo, ChatKind, ChatOwner, ChatTarget, Constraint, DeliveryContext,
-    DeliveryPage, DeliveryQuery, DevMail, Group, InboxChange, InboxPage, Job, JobOutcome, JobStats,
-    NewAnswer, NewApiKey, NewDevMail, NewPushSubscription, NotificationRecord, PoolStats,
-    PushSubscription, Recipient, Result, SendContext, SendReceipt, Store, StoreError, StoreEvent,
-    Subscriber, Subscription, Unavailable,
+    AccessRevocation, AccessTokenRef, AnswerReceipt, ApiKeyInfo, ChatKind, ChatOwner, ChatTarget,
+    Constraint, ContactProfile, DeliveryContext, DeliveryPage, DeliveryQuery, DevMail, Group,
+    InboxChange, InboxPage, Job, JobOutcome, JobStats, NewAnswer, NewApiKey, NewDevMail,
+    NewPushSubscription, NotificationRecord, PoolStats, PushSubscription, Recipient, Result,
+    SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber, Subscription, Unavailable,
 };
 use async_trait::async_trait;
 use belfry_core::{
-    Counts, EntityRef, GroupId, InboxQuery, Millis, NewNotification, User, UserId, UserPatch,
+    Counts, EmailAddress, EntityRef, GroupId, InboxQuery, Millis, NewNotification, User, UserId,
+    UserPatch,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection as _, PgConnection, PgPool};
@@ -108,6 +110,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/0005_digest.sql")),
     (6, include_str!("migrations/0006_push.sql")),
     (7, include_str!("migrations/0007_chat.sql")),
+    (10, include_str!("migrations/0010_access.sql")),
     (11, include_str!("migrations/0011_actions.sql")),
     (12, include_str!("migrations/0012_documents.sql")),
 ];
@@ -686,6 +689,23 @@ impl Store for PgStore {
 
     async fn delete_push_subscription(&self, user: &UserId, id: &str) -> Result<bool> {
         push::delete(&mut *self.conn().await?, user, id).await
+    }
+
+    async fn put_contact(
+        &self,
+        email: &EmailAddress,
+        profile: ContactProfile,
+        now: Millis,
+    ) -> Result<()> {
+        access::put_contact(&mut *self.conn().await?, email, &profile, now).await
+    }
+
+    async fn revoke_access(&self, revocation: AccessRevocation, now: Millis) -> Result<()> {
+        access::revoke(&mut *self.conn().await?, &revocation, now).await
+    }
+
+    async fn access_revoked(&self, token: &AccessTokenRef) -> Result<bool> {
+        access::revoked(&mut *self.conn().await?, token).await
     }
 
     async fn put_chat_target(

@@ -5,6 +5,7 @@
 //! Reads run on a small pool of read-only connections (WAL lets them proceed
 //! while the writer commits).
 
+mod access;
 mod answer;
 pub mod backup;
 mod chat;
@@ -23,15 +24,16 @@ mod write;
 pub use wal::{WalOptions, WalState};
 
 use crate::{
-    AnswerReceipt, ApiKeyInfo, ChatKind, ChatOwner, ChatTarget, Constraint, DeliveryContext,
-    DeliveryPage, DeliveryQuery, DevMail, Group, InboxChange, InboxPage, Job, JobOutcome, JobStats,
-    NewAnswer, NewApiKey, NewDevMail, NewPushSubscription, NotificationRecord, PoolStats,
-    PushSubscription, Recipient, Result, SendContext, SendReceipt, Store, StoreError, StoreEvent,
-    Subscriber, Subscription, Unavailable,
+    AccessRevocation, AccessTokenRef, AnswerReceipt, ApiKeyInfo, ChatKind, ChatOwner, ChatTarget,
+    Constraint, ContactProfile, DeliveryContext, DeliveryPage, DeliveryQuery, DevMail, Group,
+    InboxChange, InboxPage, Job, JobOutcome, JobStats, NewAnswer, NewApiKey, NewDevMail,
+    NewPushSubscription, NotificationRecord, PoolStats, PushSubscription, Recipient, Result,
+    SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber, Subscription, Unavailable,
 };
 use async_trait::async_trait;
 use belfry_core::{
-    Counts, EntityRef, GroupId, InboxQuery, Millis, NewNotification, User, UserId, UserPatch,
+    Counts, EmailAddress, EntityRef, GroupId, InboxQuery, Millis, NewNotification, User, UserId,
+    UserPatch,
 };
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -53,6 +55,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("migrations/0007_digest.sql")),
     (8, include_str!("migrations/0008_push.sql")),
     (9, include_str!("migrations/0009_chat.sql")),
+    (12, include_str!("migrations/0012_access.sql")),
     (13, include_str!("migrations/0013_actions.sql")),
     (14, include_str!("migrations/0014_documents.sql")),
 ];
@@ -950,6 +953,27 @@ impl Store for SqliteStore {
         let user = user.clone();
         let id = id.to_string();
         self.write(move |w| push::delete(&w.conn, &user, &id)).await
+    }
+
+    async fn put_contact(
+        &self,
+        email: &EmailAddress,
+        profile: ContactProfile,
+        now: Millis,
+    ) -> Result<()> {
+        let email = email.clone();
+        self.write(move |w| access::put_contact(&w.conn, &email, &profile, now))
+            .await
+    }
+
+    async fn revoke_access(&self, revocation: AccessRevocation, now: Millis) -> Result<()> {
+        self.write(move |w| access::revoke(&w.conn, &revocation, now))
+            .await
+    }
+
+    async fn access_revoked(&self, token: &AccessTokenRef) -> Result<bool> {
+        let token = token.clone();
+        self.read(move |c| access::revoked(c, &token)).await
     }
 
     async fn put_chat_target(
