@@ -82,6 +82,9 @@ pub struct Config {
     /// Which non-public destinations outgoing requests (web push) may
     /// reach (`BELFRY_OUTBOUND_ALLOW`); by default none.
     pub outbound: belfry_delivery::OutboundPolicy,
+    /// Producer webhooks: timeout, retry schedule, when a failing one is
+    /// disabled (the outbound policy is `outbound`).
+    pub webhooks: belfry_delivery::WebhookSettings,
 }
 
 impl Default for Config {
@@ -108,6 +111,7 @@ impl Default for Config {
             vapid_private_key: None,
             push_subscriptions_per_user: 20,
             outbound: belfry_delivery::OutboundPolicy::default(),
+            webhooks: belfry_delivery::WebhookSettings::default(),
         }
     }
 }
@@ -191,7 +195,8 @@ pub async fn bootstrap_admin_key(
 }
 
 /// The delivery engine with the email channel (SMTP when configured,
-/// otherwise the development mailbox), web push and chat.
+/// otherwise the development mailbox), web push and chat, and producer
+/// webhooks.
 fn build_engine(
     config: &Config,
     store: &SharedStore,
@@ -227,7 +232,14 @@ fn build_engine(
         belfry_delivery::Engine::new(store.clone(), clock.clone(), config.delivery.clone())
             .with_adapter(Arc::new(email))
             .with_adapter(Arc::new(web_push))
-            .with_adapter(Arc::new(chat)),
+            .with_adapter(Arc::new(chat))
+            .with_webhooks(belfry_delivery::WebhookSender::new(
+                store.clone(),
+                belfry_delivery::WebhookSettings {
+                    outbound: config.outbound.clone(),
+                    ..config.webhooks.clone()
+                },
+            )),
     )
 }
 

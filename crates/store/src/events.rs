@@ -27,6 +27,9 @@ pub enum StoreEvent {
         #[serde(with = "millis")]
         after: Millis,
     },
+    /// The producer webhooks changed (stored, removed, disabled): every
+    /// node reloads its snapshot of who subscribes to what.
+    WebhooksChanged,
     /// A notification was cancelled and removed from these inboxes.
     Removed {
         id: String,

@@ -15,6 +15,7 @@ mod preferences;
 mod push;
 mod subscriptions;
 mod users;
+mod webhooks;
 
 use crate::AppState;
 use crate::error::{PROBLEM_JSON, problem_response};
@@ -39,6 +40,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(subscriptions::routes())
         .merge(push::routes())
         .merge(chat::routes())
+        .merge(webhooks::routes())
         .merge(mailbox::routes())
         .merge(crate::realtime::streams::routes())
         .split_for_parts();

@@ -21,4 +21,5 @@ mod send;
 mod streams;
 mod summary;
 mod users;
+mod webhooks;
 mod widget;
