@@ -324,6 +324,19 @@ mod tests {
             None
         ));
         assert!(!matches(&ev, None, WebhookEventType::DeliverySent, None));
+        let snap = Snapshot::default();
+        let generation = snap.get().unwrap_err();
+        snap.forget();
+        snap.set(generation, s);
+        assert!(
+            snap.get().is_err(),
+            "a load that raced with a change is not kept"
+        );
+        let generation = snap.get().unwrap_err();
+        snap.set(generation, s);
+        assert_eq!(snap.get(), Ok(s));
+        snap.forget();
+        assert!(snap.get().is_err());
         for e in WebhookEventType::ALL {
             assert_eq!(WebhookEventType::parse(e.as_str()), Some(e));
             assert_eq!(serde_json::to_value(e).unwrap(), e.as_str());
@@ -367,20 +380,29 @@ pub(crate) fn unread_query(category: Option<&belfry_core::Category>) -> belfry_c
     }
 }
 
-/// The snapshot a backend shared by several connections keeps
-/// (PostgreSQL): forgotten when this node changes the webhooks or hears
-/// that another did; a load that raced with a change is not kept.
+/// The snapshot a backend shared by several nodes keeps (PostgreSQL):
+/// forgotten when this node changes the webhooks or hears that another did
+/// (`StoreEvent::WebhooksChanged` on the bus, or events lost), and read
+/// again at least every [`Snapshot::REFRESH`] in case such news never came
+/// (nodes without NATS). A load that raced with a change is not kept.
 #[derive(Debug, Default)]
 pub(crate) struct Snapshot {
-    /// (generation, snapshot): each change moves the generation on.
-    state: std::sync::Mutex<(u64, Option<Subscribed>)>,
+    /// (generation, snapshot and when it was read): each change moves the
+    /// generation on.
+    state: std::sync::Mutex<(u64, Option<(Subscribed, std::time::Instant)>)>,
 }
 
 impl Snapshot {
+    /// The longest a node uses its snapshot without reading the table.
+    pub const REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
+
     /// The snapshot if known, else the generation to load it for.
     pub fn get(&self) -> Result<Subscribed, u64> {
         let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.1.ok_or(s.0)
+        match s.1 {
+            Some((subscribed, at)) if at.elapsed() < Self::REFRESH => Ok(subscribed),
+            _ => Err(s.0),
+        }
     }
 
     /// Keeps a snapshot loaded at generation `generation`, unless the
@@ -388,7 +410,7 @@ impl Snapshot {
     pub fn set(&self, generation: u64, subscribed: Subscribed) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if s.0 == generation {
-            s.1 = Some(subscribed);
+            s.1 = Some((subscribed, std::time::Instant::now()));
         }
     }
 

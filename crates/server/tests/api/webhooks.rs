@@ -850,3 +850,61 @@ async fn nothing_is_queued_when_no_webhook_subscribes() {
     assert_eq!(app.run_due_jobs().await, 0, "no webhook job was queued");
     assert!(endpoint.got("sent").is_empty());
 }
+
+#[tokio::test]
+async fn the_retention_run_prunes_old_attempts() {
+    let mut c = config("127.0.0.1");
+    // Steps of 2 rows: the phase takes several.
+    c.delivery.retention = Some(belfry_store::retention::RetentionPolicy {
+        batch: 2,
+        ..Default::default()
+    });
+    c.delivery.retention_slice = Duration::ZERO;
+    let app = spawn_app_with(c).await;
+    let endpoint = Endpoint::start().await;
+    app.users(&["ana"]).await;
+    let token = app.token("ana").await;
+    put_hook(
+        &app,
+        "kept",
+        json!({"url": endpoint.url("kept"), "events": ["notification.read"]}),
+        StatusCode::CREATED,
+    )
+    .await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(app.notify("ana", &format!("n{n}")).await);
+    }
+    for id in &ids[..3] {
+        app.me_post(
+            &token,
+            &format!("/notifications/{id}/read"),
+            None,
+            StatusCode::NO_CONTENT,
+        )
+        .await;
+    }
+    drain_until(&app, &endpoint, "kept", 3).await;
+    assert_eq!(attempts(&app, "kept").await.len(), 3);
+    // Three weeks on, two more; then the day the first three are 31 days old.
+    app.clock.advance_secs(21 * 24 * 3600);
+    for id in &ids[3..] {
+        app.me_post(
+            &token,
+            &format!("/notifications/{id}/read"),
+            None,
+            StatusCode::NO_CONTENT,
+        )
+        .await;
+    }
+    drain_until(&app, &endpoint, "kept", 5).await;
+    assert_eq!(
+        attempts(&app, "kept").await.len(),
+        5,
+        "younger than 30 days"
+    );
+    app.clock.advance_secs(10 * 24 * 3600);
+    drain(&app).await;
+    let left = attempts(&app, "kept").await;
+    assert_eq!(left.len(), 2, "the 31-day-old attempts went: {left:?}");
+}
