@@ -908,3 +908,66 @@ async fn the_retention_run_prunes_old_attempts() {
     let left = attempts(&app, "kept").await;
     assert_eq!(left.len(), 2, "the 31-day-old attempts went: {left:?}");
 }
+
+/// Two nodes on PostgreSQL joined by NATS (BELFRY_TEST_POSTGRES_URL and
+/// BELFRY_TEST_NATS_URL; the pair is what runs several nodes): a webhook
+/// registered through one node is used at once by the other, whose
+/// snapshot said a moment ago that nobody subscribes (it hears of the
+/// change on the bus, well before its periodic re-read).
+#[tokio::test]
+async fn another_node_hears_of_a_new_webhook_at_once() {
+    let nats = std::env::var("BELFRY_TEST_NATS_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let mut c = config("127.0.0.1");
+    c.nats_url = nats.clone();
+    c.nats_subject = format!("belfry.test.hooks.{}", std::process::id());
+    let a = spawn_app_with(c).await;
+    if !a.db.is_postgres() || nats.is_none() {
+        eprintln!("skipping: needs BELFRY_TEST_POSTGRES_URL and BELFRY_TEST_NATS_URL");
+        return;
+    }
+    let b = a.another_node().await;
+    let endpoint = Endpoint::start().await;
+    a.users(&["ana"]).await;
+    let token = a.token("ana").await;
+    // B reads with nobody subscribed: its snapshot says so.
+    let first = a.notify("ana", "before").await;
+    b.me_post(
+        &token,
+        &format!("/notifications/{first}/read"),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    let started = std::time::Instant::now();
+    put_hook(
+        &a,
+        "fresh",
+        json!({"url": endpoint.url("fresh"), "events": ["notification.read"]}),
+        StatusCode::CREATED,
+    )
+    .await;
+    // Within a few seconds (the snapshot's own re-read is 10 s away), a
+    // read through B is sent.
+    loop {
+        let id = a.notify("ana", "after").await;
+        b.me_post(
+            &token,
+            &format!("/notifications/{id}/read"),
+            None,
+            StatusCode::NO_CONTENT,
+        )
+        .await;
+        b.run_due_jobs().await;
+        if !endpoint.got("fresh").is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "node B did not hear of the webhook"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(endpoint.got("fresh").len(), 1);
+}
