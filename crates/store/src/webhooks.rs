@@ -298,6 +298,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn read_all_and_read_entity_take_the_listed_items() {
+        let items = vec![
+            r#"{"id":"a","entity":{"type":"ticket","id":"7"},"source":"crm"}"#.to_string(),
+            r#"{"id":"b","entity":null}"#.to_string(),
+            r#"{"id":"c","entity":{"type":"ticket","id":"8"}}"#.to_string(),
+        ];
+        let all: Vec<String> = read_targets(&items, None)
+            .into_iter()
+            .map(|t| t.0)
+            .collect();
+        assert_eq!(all, ["a", "b", "c"]);
+        let ticket = belfry_core::EntityRef {
+            kind: "ticket".into(),
+            id: "7".into(),
+        };
+        let one = read_targets(&items, Some(&ticket));
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].0, "a");
+        assert_eq!(
+            source_and_category(&one[0].1),
+            (Some("crm".to_string()), None)
+        );
+    }
+
+    #[test]
     fn the_snapshot_and_the_source_filter() {
         let s = Subscribed::of([&[WebhookEventType::DeliverySent][..]]);
         assert!(s.wants(WebhookEventType::DeliverySent));

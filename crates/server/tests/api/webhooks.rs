@@ -971,3 +971,35 @@ async fn another_node_hears_of_a_new_webhook_at_once() {
     }
     assert_eq!(endpoint.got("fresh").len(), 1);
 }
+
+#[tokio::test]
+async fn reading_an_entity_emits_one_read_per_notification_about_it() {
+    let app = spawn_app_with(config("127.0.0.1")).await;
+    let endpoint = Endpoint::start().await;
+    app.users(&["ana"]).await;
+    let token = app.token("ana").await;
+    put_hook(
+        &app,
+        "reads",
+        json!({"url": endpoint.url("reads"), "events": ["notification.read"]}),
+        StatusCode::CREATED,
+    )
+    .await;
+    let about = app
+        .send_ok(json!({"to": {"users": ["ana"]}, "title": "reply on 7",
+            "entity": {"type": "ticket", "id": "7"}}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.send_ok(json!({"to": {"users": ["ana"]}, "title": "reply on 8",
+        "entity": {"type": "ticket", "id": "8"}}))
+        .await;
+    app.notify("ana", "unrelated").await;
+    app.me_post(&token, "/entities/ticket/7/read", None, StatusCode::OK)
+        .await;
+    let got = drain_until(&app, &endpoint, "reads", 1).await;
+    drain(&app).await;
+    assert_eq!(endpoint.got("reads").len(), 1, "only ticket 7's");
+    assert_eq!(got[0].json()["data"]["notification_id"], about.as_str());
+}
