@@ -375,6 +375,22 @@ async fn check_fixture(manifest: &std::path::Path) {
         assert_eq!(hook["kind"], "webhook", "{name}: {hook}");
     }
 
+    // From schema 11: the producer webhook and its attempts log.
+    if schema >= 11 {
+        let (status, hook) = get("/v1/webhooks/producer".into()).await;
+        assert_eq!(status, 200, "{name}");
+        assert_eq!(
+            hook["url"], "https://hooks.example.net/belfry/producer",
+            "{name}: {hook}"
+        );
+        let (status, attempts) = get("/v1/webhooks/producer/attempts".into()).await;
+        assert_eq!(status, 200, "{name}");
+        assert!(
+            !attempts["items"].as_array().unwrap().is_empty(),
+            "{name}: {attempts}"
+        );
+    }
+
     // Every notification, as its producer sees it, with its status.
     for kind in [
         "direct",

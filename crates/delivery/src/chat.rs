@@ -16,10 +16,7 @@
 //!   "data": {...}}`, signed per the Standard Webhooks specification
 //!   (`webhook-id` = the delivery id, the same on every retry of this
 //!   delivery; `webhook-timestamp`; `webhook-signature: v1,<base64
-//!   HMAC-SHA256 of "{id}.{timestamp}.{body}">` keyed with the base64-decoded
-//!   part of the `whsec_` secret). The HMAC is aws-lc-rs's, the crypto
-//!   provider of the whole tree (the `standardwebhooks` crate would add a
-//!   second HMAC implementation for a dozen lines).
+//!   HMAC-SHA256 of "{id}.{timestamp}.{body}">`, see [`crate::signing`]).
 //!
 //! Answers: 2xx delivered; 404 and 410 (Slack and Teams say a webhook was
 //! removed so) and other 4xx fail for good (the target is kept, and the
@@ -35,36 +32,13 @@ use crate::channel::{ChannelAdapter, Message, SendError};
 use crate::outbound::OutboundPolicy;
 use crate::targets::{Outcome, combine, unanswered};
 use async_trait::async_trait;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use belfry_core::{Channel, Content};
 use belfry_store::{ChatKind, ChatOwner, ChatTarget, Recipient, SharedStore};
 use reqwest::{StatusCode, Url};
-use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The prefix of a webhook signing secret (Standard Webhooks).
-pub const SECRET_PREFIX: &str = "whsec_";
-
-/// A new webhook signing secret: `whsec_` and 24 random bytes, base64.
-pub fn new_webhook_secret() -> SecretString {
-    let mut bytes = [0u8; 24];
-    aws_lc_rs::rand::fill(&mut bytes).expect("the system's random generator works");
-    SecretString::from(format!("{SECRET_PREFIX}{}", B64.encode(bytes)))
-}
-
-/// The `webhook-signature` value of `body` sent as `id` at `timestamp`
-/// (Unix seconds) with `secret` (`whsec_<base64>`): `v1,<base64 HMAC>`.
-pub fn sign(secret: &SecretString, id: &str, timestamp: u64, body: &str) -> Result<String, String> {
-    let text = secret.expose_secret();
-    let key = B64
-        .decode(text.strip_prefix(SECRET_PREFIX).unwrap_or(text))
-        .map_err(|_| "the webhook secret is not whsec_ and base64".to_string())?;
-    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key);
-    let tag = aws_lc_rs::hmac::sign(&key, format!("{id}.{timestamp}.{body}").as_bytes());
-    Ok(format!("v1,{}", B64.encode(tag.as_ref())))
-}
+pub use crate::signing::{SECRET_PREFIX, new_webhook_secret, sign};
 
 /// Settings of the chat channel.
 #[derive(Debug, Clone)]
@@ -291,14 +265,13 @@ impl ChatAdapter {
                 // Stable across retries of this delivery (receivers
                 // de-duplicate by it), unique per notification and owner.
                 let id = format!("msg_{}", message.delivery_id);
-                let signature = match sign(secret, &id, timestamp, &body) {
-                    Ok(s) => s,
+                let signed = match crate::signing::headers(secret, &id, timestamp, &body) {
+                    Ok(h) => h,
                     Err(e) => return Outcome::Failed(format!("webhook: {e}")),
                 };
-                request = request
-                    .header("webhook-id", id)
-                    .header("webhook-timestamp", timestamp.to_string())
-                    .header("webhook-signature", signature);
+                for (name, value) in signed {
+                    request = request.header(name, value);
+                }
                 body
             }
         };
@@ -411,22 +384,6 @@ mod tests {
             base[k] = v.clone();
         }
         serde_json::from_value(base).unwrap()
-    }
-
-    #[test]
-    fn signatures_follow_standard_webhooks() {
-        // The example of the Standard Webhooks reference libraries.
-        let secret = SecretString::from("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
-        let body = r#"{"test": 2432232314}"#;
-        assert_eq!(
-            sign(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body).unwrap(),
-            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
-        );
-        let fresh = new_webhook_secret();
-        let text = fresh.expose_secret();
-        assert!(text.starts_with("whsec_"));
-        assert_eq!(B64.decode(&text[6..]).unwrap().len(), 24);
-        assert!(!format!("{fresh:?}").contains(&text[6..]));
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub struct Engine {
     /// Signalled when a job finished (capacity is free again).
     finished: Notify,
     limiter: Option<summary::Limiter>,
+    /// Producer webhooks (C7); None: webhook jobs are dropped.
+    webhooks: Option<Arc<crate::webhooks::WebhookSender>>,
 }
 
 /// The channel and status of each delivery-log line an outcome writes.
@@ -97,7 +99,7 @@ fn logged(outcome: &JobOutcome) -> Vec<(Channel, DeliveryStatus)> {
         JobOutcome::Digest { lines, .. } | JobOutcome::DoneLines(lines) => {
             lines.iter().map(|(_, e)| (e.channel, e.status)).collect()
         }
-        JobOutcome::Continue(_) | JobOutcome::Release => Vec::new(),
+        JobOutcome::Continue(_) | JobOutcome::Release | JobOutcome::Webhook(_) => Vec::new(),
     }
 }
 
@@ -126,7 +128,14 @@ impl Engine {
             limiter: config.recipient_limit.map(summary::Limiter::new),
             config,
             finished: Notify::new(),
+            webhooks: None,
         }
+    }
+
+    /// Sends producer webhooks with `sender`.
+    pub fn with_webhooks(mut self, sender: crate::webhooks::WebhookSender) -> Engine {
+        self.webhooks = Some(Arc::new(sender));
+        self
     }
 
     pub fn with_adapter(mut self, adapter: Arc<dyn ChannelAdapter>) -> Engine {
@@ -247,6 +256,10 @@ impl Engine {
     async fn run_job(&self, job: Job) {
         let outcome = self.outcome(&job).await;
         let lines = logged(&outcome);
+        let attempt = match &outcome {
+            JobOutcome::Webhook(e) => Some((e.attempt.event_type, e.attempt.status)),
+            _ => None,
+        };
         match self
             .store
             .finish_job(job.id, outcome, self.clock.now())
@@ -256,6 +269,10 @@ impl Engine {
             Ok(()) => {
                 for (channel, status) in lines {
                     metrics::counter!("belfry_deliveries_total", "channel" => channel.as_str(), "status" => status.as_str())
+                        .increment(1);
+                }
+                if let Some((event, outcome)) = attempt {
+                    metrics::counter!("belfry_webhook_attempts_total", "event" => event.as_str(), "outcome" => outcome.as_str())
                         .increment(1);
                 }
             }
@@ -377,6 +394,15 @@ impl Engine {
             return self.retention(job, cursor.clone()).await;
         }
         let Some(nid) = job.nid else {
+            if let JobPayload::Webhook { webhook, event } = &job.payload {
+                return match &self.webhooks {
+                    Some(sender) => sender.attempt(job, webhook, event, now).await,
+                    None => {
+                        tracing::warn!(job = job.id, "no webhook sender: the event is dropped");
+                        JobOutcome::Done(vec![])
+                    }
+                };
+            }
             if let JobPayload::Digest { user, since } = &job.payload {
                 return self.digest(job, user, *since).await;
             }
@@ -442,7 +468,9 @@ impl Engine {
             // A digest job has no notification (handled above).
             JobPayload::Digest { user, since } => self.digest(job, user, *since).await,
             // Handled above (they have no notification).
-            JobPayload::Retention { .. } | JobPayload::Summary { .. } => JobOutcome::Done(vec![]),
+            JobPayload::Retention { .. }
+            | JobPayload::Summary { .. }
+            | JobPayload::Webhook { .. } => JobOutcome::Done(vec![]),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Belfry's delivery engine: workers that run due jobs from the store's
 //! queue (scheduled sends, deliveries, broadcast expansion) with leases,
 //! retries and back-off, and one adapter per channel behind a small trait
-//! (email, web push, chat), with the outbound safety rules of requests to URLs
+//! (email, web push, chat), producer webhooks, with the outbound safety rules of requests to URLs
 //! that users and producers give.
 #![forbid(unsafe_code)]
 
@@ -12,7 +12,9 @@ pub mod email;
 pub mod engine;
 pub mod mailer;
 pub mod outbound;
+pub mod signing;
 mod targets;
+pub mod webhooks;
 pub mod webpush;
 
 pub use access::{AccessKey, AccessTokens, Unsubscribe, UnsubscribeTokens};
@@ -22,4 +24,5 @@ pub use email::{AccessLinks, Digest, DigestItem, DigestKind, EmailAdapter, Email
 pub use engine::{Engine, EngineConfig, RecipientLimit};
 pub use mailer::{MailboxMailer, Mailer, SmtpMailer};
 pub use outbound::OutboundPolicy;
+pub use webhooks::{WebhookSender, WebhookSettings};
 pub use webpush::{VapidKey, WebPushAdapter, WebPushSettings};

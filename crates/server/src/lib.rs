@@ -91,6 +91,9 @@ pub struct Config {
     /// optionally `{entity_type}`, `{entity_id}`; none: the notification's
     /// `url` with `access_token=<token>` added.
     pub contact_link_url: Option<String>,
+    /// Producer webhooks: timeout, retry schedule, when a failing one is
+    /// disabled (the outbound policy is `outbound`).
+    pub webhooks: belfry_delivery::WebhookSettings,
 }
 
 impl Default for Config {
@@ -119,6 +122,7 @@ impl Default for Config {
             outbound: belfry_delivery::OutboundPolicy::default(),
             access_token_private_key: None,
             contact_link_url: None,
+            webhooks: belfry_delivery::WebhookSettings::default(),
         }
     }
 }
@@ -233,7 +237,8 @@ pub async fn bootstrap_admin_key(
 }
 
 /// The delivery engine with the email channel (SMTP when configured,
-/// otherwise the development mailbox), web push and chat.
+/// otherwise the development mailbox), web push and chat, and producer
+/// webhooks.
 fn build_engine(
     config: &Config,
     store: &SharedStore,
@@ -270,7 +275,14 @@ fn build_engine(
         belfry_delivery::Engine::new(store.clone(), clock.clone(), config.delivery.clone())
             .with_adapter(Arc::new(email))
             .with_adapter(Arc::new(web_push))
-            .with_adapter(Arc::new(chat)),
+            .with_adapter(Arc::new(chat))
+            .with_webhooks(belfry_delivery::WebhookSender::new(
+                store.clone(),
+                belfry_delivery::WebhookSettings {
+                    outbound: config.outbound.clone(),
+                    ..config.webhooks.clone()
+                },
+            )),
     )
 }
 

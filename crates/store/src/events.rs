@@ -35,6 +35,9 @@ pub enum StoreEvent {
         users: Vec<UserId>,
         broadcast: Option<BroadcastTargets>,
     },
+    /// The producer webhooks changed (stored, removed, disabled): every
+    /// node reloads its snapshot of who subscribes to what.
+    WebhooksChanged,
     /// A notification was cancelled and removed from these inboxes.
     Removed {
         id: String,

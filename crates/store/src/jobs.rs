@@ -74,6 +74,13 @@ pub enum JobPayload {
         #[serde(default)]
         more: i64,
     },
+    /// One event to one producer webhook (C7; no `Job::nid`): queued in the
+    /// transaction of the change that caused it, retried on its own
+    /// schedule (`belfry_delivery::webhooks`).
+    Webhook {
+        webhook: String,
+        event: crate::webhooks::WebhookEvent,
+    },
 }
 
 impl JobPayload {
@@ -86,6 +93,7 @@ impl JobPayload {
             JobPayload::Retention { .. } => "retention",
             JobPayload::Digest { .. } => "digest",
             JobPayload::Summary { .. } => "summary",
+            JobPayload::Webhook { .. } => "webhook",
         }
     }
 
@@ -236,6 +244,11 @@ pub enum JobOutcome {
     /// Not started after all (the node is stopping): free it at once, and
     /// the attempt its claim counted does not count.
     Release,
+    /// An attempt of a webhook job: log it, update the webhook's failure
+    /// run (disabling it when that is long enough, or at once on 410), and
+    /// retry at `next_retry_at` (unless the webhook is disabled now) or
+    /// remove the job.
+    Webhook(crate::webhooks::AttemptEffect),
 }
 
 /// What Belfry knows about a recipient that a channel may need to reach

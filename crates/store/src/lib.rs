@@ -13,6 +13,7 @@ mod plan;
 pub mod postgres;
 pub mod retention;
 pub mod sqlite;
+pub mod webhooks;
 
 use async_trait::async_trait;
 use belfry_core::inbox::Cursor;
@@ -36,6 +37,10 @@ pub use plan::policy::{Reason, Verdict, next_digest, uses_digest};
 
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore, WalOptions, WalState};
+pub use webhooks::{
+    AttemptEffect, AttemptPage, AttemptStatus, NewWebhook, Webhook, WebhookAttempt, WebhookEvent,
+    WebhookEventType, WebhookTarget,
+};
 
 /// What went wrong in the store, named so that the API can map it to a status
 /// code without looking at messages.
@@ -671,6 +676,39 @@ pub trait Store: Send + Sync + 'static {
     /// Removes `owner`'s target of `kind`; true when there was one.
     /// `NotFound` for an unknown user or group.
     async fn delete_chat_target(&self, owner: &ChatOwner, kind: ChatKind) -> Result<bool>;
+
+    // --- producer webhooks (C7) ---
+    /// Stores a webhook, or replaces the one with its id (which keeps its
+    /// secret and is enabled again, its failure run forgotten); true when
+    /// it is new.
+    async fn put_webhook(&self, hook: NewWebhook, now: Millis) -> Result<(Webhook, bool)>;
+    /// Gives a webhook a new secret. `NotFound` for an unknown id.
+    async fn rotate_webhook_secret(
+        &self,
+        id: &str,
+        secret: secrecy::SecretString,
+        now: Millis,
+    ) -> Result<Webhook>;
+    async fn get_webhook(&self, id: &str) -> Result<Option<Webhook>>;
+    /// Every webhook, by id.
+    async fn list_webhooks(&self) -> Result<Vec<Webhook>>;
+    /// Removes a webhook, its attempts and its waiting jobs; true when
+    /// there was one.
+    async fn delete_webhook(&self, id: &str) -> Result<bool>;
+    /// Where a webhook's job sends; None when it is gone.
+    async fn webhook_target(&self, id: &str) -> Result<Option<WebhookTarget>>;
+    /// A page of a webhook's attempts, newest first, older than `before`
+    /// (an attempt's cursor). `NotFound` for an unknown webhook.
+    async fn webhook_attempts(
+        &self,
+        id: &str,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<AttemptPage>;
+    /// Forget the in-memory snapshot of who subscribes to what (another
+    /// node changed the webhooks, or its events may have been missed): the
+    /// next use reads the table again.
+    fn webhooks_changed(&self) {}
 
     // --- sending ---
     /// Accepts notifications atomically: all are stored, or none (the error

@@ -14,6 +14,8 @@
 //! 2. `deliveries`: delivery-log lines older than `delivery_log`.
 //! 3. `idempotency`: keys past their window (24 hours).
 //! 4. `mailbox`: development mailbox entries older than `mailbox`.
+//! 5. `webhook_attempts`: the producer webhooks' attempts log, kept as long
+//!    as the delivery log (`delivery_log`).
 //!
 //! Unread entries stay however old they are: retention never takes away
 //! something a person has not dealt with. A broadcast stays until it
@@ -79,6 +81,8 @@ pub enum RetentionCursor {
     Idempotency { after: Option<(String, String)> },
     /// Mailbox entries after this id.
     Mailbox { after_id: i64 },
+    /// Webhook attempts after this id.
+    WebhookAttempts { after_id: i64 },
 }
 
 impl RetentionCursor {
@@ -94,7 +98,10 @@ impl RetentionCursor {
                 Some(RetentionCursor::Idempotency { after: None })
             }
             RetentionCursor::Idempotency { .. } => Some(RetentionCursor::Mailbox { after_id: 0 }),
-            RetentionCursor::Mailbox { .. } => None,
+            RetentionCursor::Mailbox { .. } => {
+                Some(RetentionCursor::WebhookAttempts { after_id: 0 })
+            }
+            RetentionCursor::WebhookAttempts { .. } => None,
         }
     }
 }
@@ -107,6 +114,7 @@ pub struct RetentionDeleted {
     pub deliveries: u64,
     pub idempotency: u64,
     pub mailbox: u64,
+    pub webhook_attempts: u64,
 }
 
 impl RetentionDeleted {
@@ -116,20 +124,27 @@ impl RetentionDeleted {
         self.deliveries += other.deliveries;
         self.idempotency += other.idempotency;
         self.mailbox += other.mailbox;
+        self.webhook_attempts += other.webhook_attempts;
     }
 
     pub fn total(&self) -> u64 {
-        self.inbox + self.notifications + self.deliveries + self.idempotency + self.mailbox
+        self.inbox
+            + self.notifications
+            + self.deliveries
+            + self.idempotency
+            + self.mailbox
+            + self.webhook_attempts
     }
 
     /// `(what, rows)` for the metrics.
-    pub fn parts(&self) -> [(&'static str, u64); 5] {
+    pub fn parts(&self) -> [(&'static str, u64); 6] {
         [
             ("inbox", self.inbox),
             ("notifications", self.notifications),
             ("deliveries", self.deliveries),
             ("idempotency", self.idempotency),
             ("mailbox", self.mailbox),
+            ("webhook_attempts", self.webhook_attempts),
         ]
     }
 }
@@ -168,7 +183,14 @@ mod tests {
         }
         assert_eq!(
             seen,
-            ["inbox", "deliveries", "idempotency", "mailbox"].map(serde_json::Value::from)
+            [
+                "inbox",
+                "deliveries",
+                "idempotency",
+                "mailbox",
+                "webhook_attempts"
+            ]
+            .map(serde_json::Value::from)
         );
     }
 

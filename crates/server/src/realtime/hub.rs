@@ -370,6 +370,9 @@ impl Hub {
                             }
                         }
                     }
+                    // Any node's change (this one's included): the store's
+                    // snapshot of who subscribes to what is read again.
+                    StoreEvent::WebhooksChanged => self.store.webhooks_changed(),
                     StoreEvent::Removed {
                         id,
                         users,
@@ -548,6 +551,8 @@ impl Hub {
     /// reconnect and resume from the store with their cursor. Revocations
     /// may have been among the missed events: they are read again.
     pub fn reset_all(self: &Arc<Self>) {
+        // A change of the webhooks may be among what was missed.
+        self.store.webhooks_changed();
         {
             let st = self.state.lock().expect("hub");
             for entry in st.users.values() {

@@ -20,6 +20,7 @@ mod rules;
 mod subscriptions;
 mod templates;
 mod users;
+mod webhooks;
 
 use crate::AppState;
 use crate::error::{PROBLEM_JSON, problem_response};
@@ -48,6 +49,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(templates::routes())
         .merge(rules::routes())
         .merge(events::routes())
+        .merge(webhooks::routes())
         .merge(mailbox::routes())
         .merge(access::routes())
         .merge(crate::realtime::streams::routes())

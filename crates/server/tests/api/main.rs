@@ -25,4 +25,5 @@ mod streams;
 mod summary;
 mod templates;
 mod users;
+mod webhooks;
 mod widget;

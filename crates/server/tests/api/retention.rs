@@ -79,7 +79,7 @@ async fn read_items_go_after_the_retention_age_and_unread_ones_stay() {
 
     // The first run is due at start: nothing to delete yet (one claim per
     // phase: each step ends the job's turn in these tests).
-    assert_eq!(run_retention(&app).await, 4);
+    assert_eq!(run_retention(&app).await, 5);
     assert_eq!(run_retention(&app).await, 0, "the next run is tomorrow");
 
     let both = app
@@ -166,7 +166,7 @@ async fn read_items_go_after_the_retention_age_and_unread_ones_stay() {
 #[tokio::test]
 async fn the_job_is_queued_once_and_survives_a_restart() {
     let app = spawn_app_with(config(500)).await;
-    assert_eq!(run_retention(&app).await, 4, "one claim per phase");
+    assert_eq!(run_retention(&app).await, 5, "one claim per phase");
     // A restart (and so a second start of the same database) adds no
     // second job: the next run is still tomorrow.
     let app = app.restart().await;
@@ -174,7 +174,7 @@ async fn the_job_is_queued_once_and_survives_a_restart() {
     let other = app.another_node().await;
     assert_eq!(other.run_due_jobs().await, 0);
     app.clock.advance_secs(DAY);
-    assert_eq!(run_retention(&app).await, 4);
+    assert_eq!(run_retention(&app).await, 5);
     assert_eq!(other.run_due_jobs().await, 0, "one job, run once");
 }
 

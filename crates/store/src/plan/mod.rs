@@ -260,6 +260,7 @@ pub(crate) fn cancelled_line(payload: JobPayload, now: Millis) -> DeliveryEvent 
         JobPayload::Expand { channel, .. } => ("broadcast".to_string(), channel),
         // Not tied to a notification: never cancelled with one.
         JobPayload::Retention { .. } => ("retention".to_string(), Channel::InApp),
+        JobPayload::Webhook { webhook, .. } => (format!("webhook:{webhook}"), Channel::InApp),
     };
     event(recipient, channel, DeliveryStatus::Cancelled, None, now)
 }

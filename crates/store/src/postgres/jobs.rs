@@ -157,11 +157,15 @@ pub(crate) async fn claim(
 }
 
 /// Records an outcome; true when the workers should look again at once.
+/// Records a job's outcome; true when workers should look for jobs at
+/// once. `changed` is set when a webhook was disabled by it.
 pub(crate) async fn finish(
     c: &mut PgConnection,
+    snapshot: &crate::webhooks::Snapshot,
     job: i64,
     outcome: JobOutcome,
     now: Millis,
+    changed: &mut bool,
 ) -> Result<bool> {
     let nid: Option<Option<i64>> = sqlx::query_scalar("SELECT nid FROM jobs WHERE id = $1")
         .bind(job)
@@ -171,14 +175,16 @@ pub(crate) async fn finish(
     match outcome {
         JobOutcome::Done(events) => {
             // Logged even if the job was cancelled meanwhile: it did happen.
+            let mut queued = false;
             if let Some(nid) = log_nid {
                 log_many(c, nid, &events).await?;
+                queued = super::webhooks::delivery_events(snapshot, c, nid, &events, now).await?;
             }
             sqlx::query("DELETE FROM jobs WHERE id = $1")
                 .bind(job)
                 .execute(&mut *c)
                 .await?;
-            Ok(false)
+            Ok(queued)
         }
         JobOutcome::Retry { at, error, log } => {
             if let Some(nid) = log_nid {
@@ -197,6 +203,7 @@ pub(crate) async fn finish(
         }
         JobOutcome::Digest { at, payload, lines } => {
             log_by_id(c, &lines).await?;
+            super::webhooks::delivery_events_by_id(snapshot, c, &lines, now).await?;
             let json = serde_json::to_string(&payload).map_err(bad)?;
             sqlx::query(
                 "UPDATE jobs SET run_at = $2, payload = $3, lease_until = NULL, lease_owner = NULL,
@@ -211,11 +218,17 @@ pub(crate) async fn finish(
         }
         JobOutcome::DoneLines(lines) => {
             log_by_id(c, &lines).await?;
+            let queued = super::webhooks::delivery_events_by_id(snapshot, c, &lines, now).await?;
             sqlx::query("DELETE FROM jobs WHERE id = $1")
                 .bind(job)
                 .execute(&mut *c)
                 .await?;
-            Ok(false)
+            Ok(queued)
+        }
+        JobOutcome::Webhook(effect) => {
+            let (retried, disabled) = super::webhooks::record(c, job, &effect).await?;
+            *changed = disabled;
+            Ok(retried)
         }
         JobOutcome::Summarise { summary, log } => {
             let mut added = false;

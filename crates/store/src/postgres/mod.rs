@@ -28,6 +28,7 @@ mod publish;
 mod push;
 mod read;
 mod retention;
+mod webhooks;
 mod write;
 
 #[cfg(test)]
@@ -110,6 +111,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/0005_digest.sql")),
     (6, include_str!("migrations/0006_push.sql")),
     (7, include_str!("migrations/0007_chat.sql")),
+    (9, include_str!("migrations/0009_webhooks.sql")),
     (10, include_str!("migrations/0010_access.sql")),
     (11, include_str!("migrations/0011_actions.sql")),
     (12, include_str!("migrations/0012_documents.sql")),
@@ -347,6 +349,8 @@ struct Shared {
     /// the counter).
     committed_seq: AtomicI64,
     jobs_wakeup: Arc<Notify>,
+    /// Which events enabled producer webhooks subscribe to.
+    webhooks: crate::webhooks::Snapshot,
 }
 
 impl Shared {
@@ -398,6 +402,7 @@ impl PgStore {
             events,
             committed_seq: AtomicI64::new(last_seq),
             jobs_wakeup: Arc::new(Notify::new()),
+            webhooks: Default::default(),
         });
         let (tx, rx) = mpsc::channel(options.write_queue.max(1));
         let task = tokio::spawn(publish::writer_loop(shared.clone(), rx));
@@ -406,6 +411,13 @@ impl PgStore {
             writer: tx,
             writer_task: Mutex::new(Some(task)),
         })
+    }
+
+    /// This node changed the webhooks (committed): its snapshot is read
+    /// again, and every node hears of it.
+    fn webhooks_updated(&self) {
+        self.shared.webhooks.forget();
+        self.shared.emit(vec![StoreEvent::WebhooksChanged]);
     }
 
     /// The connection pool (for tests and tools).
@@ -735,6 +747,62 @@ impl Store for PgStore {
         chat::delete(&mut *self.conn().await?, owner, kind).await
     }
 
+    async fn put_webhook(
+        &self,
+        hook: crate::NewWebhook,
+        now: Millis,
+    ) -> Result<(crate::Webhook, bool)> {
+        let mut tx = self.begin().await?;
+        let out = webhooks::put(&mut tx, &hook, now).await?;
+        tx.commit().await?;
+        self.webhooks_updated();
+        Ok(out)
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        id: &str,
+        secret: secrecy::SecretString,
+        now: Millis,
+    ) -> Result<crate::Webhook> {
+        webhooks::rotate(&mut *self.conn().await?, id, &secret, now).await
+    }
+
+    async fn get_webhook(&self, id: &str) -> Result<Option<crate::Webhook>> {
+        webhooks::get(&mut *self.conn().await?, id).await
+    }
+
+    async fn list_webhooks(&self) -> Result<Vec<crate::Webhook>> {
+        webhooks::list(&mut *self.conn().await?).await
+    }
+
+    async fn delete_webhook(&self, id: &str) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let found = webhooks::delete(&mut tx, id).await?;
+        tx.commit().await?;
+        if found {
+            self.webhooks_updated();
+        }
+        Ok(found)
+    }
+
+    async fn webhook_target(&self, id: &str) -> Result<Option<crate::WebhookTarget>> {
+        webhooks::target(&mut *self.conn().await?, id).await
+    }
+
+    async fn webhook_attempts(
+        &self,
+        id: &str,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<crate::AttemptPage> {
+        webhooks::attempts(&mut *self.conn().await?, id, before, limit).await
+    }
+
+    fn webhooks_changed(&self) {
+        self.shared.webhooks.forget();
+    }
+
     async fn send(
         &self,
         ctx: SendContext,
@@ -775,10 +843,14 @@ impl Store for PgStore {
         let u = read::inbox_user(&mut tx, user)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let (n, event) = write::inbox_change(&mut tx, &u, user, change, now).await?;
+        let (n, event, queued) =
+            write::inbox_change(&mut tx, &self.shared.webhooks, &u, user, change, now).await?;
         tx.commit().await?;
         if let Some(event) = event {
             self.shared.emit(vec![event]);
+        }
+        if queued {
+            self.shared.jobs_wakeup.notify_one();
         }
         Ok(n)
     }
@@ -811,10 +883,22 @@ impl Store for PgStore {
 
     async fn finish_job(&self, job: i64, outcome: JobOutcome, now: Millis) -> Result<()> {
         let mut tx = self.begin().await?;
-        let wake = jobs::finish(&mut tx, job, outcome, now).await?;
+        let mut changed = false;
+        let wake = jobs::finish(
+            &mut tx,
+            &self.shared.webhooks,
+            job,
+            outcome,
+            now,
+            &mut changed,
+        )
+        .await?;
         tx.commit().await?;
         if wake {
             self.shared.jobs_wakeup.notify_one();
+        }
+        if changed {
+            self.webhooks_updated();
         }
         Ok(())
     }

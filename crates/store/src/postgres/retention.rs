@@ -24,6 +24,10 @@ pub(crate) async fn step(
             deliveries(c, *after_id, policy.deliveries_before(now), batch).await
         }
         RetentionCursor::Idempotency { after } => idempotency(c, after.clone(), batch, now).await,
+        RetentionCursor::WebhookAttempts { after_id } => match policy.deliveries_before(now) {
+            Some(before) => webhook_attempts(c, *after_id, before, batch).await,
+            None => Ok(RetentionStep::phase_done(&cursor, Default::default())),
+        },
         RetentionCursor::Mailbox { after_id } => match policy.mailbox_before(now) {
             Some(before) => mailbox(c, *after_id, before, batch).await,
             None => Ok(RetentionStep::phase_done(&cursor, Default::default())),
@@ -282,4 +286,41 @@ pub(crate) async fn ensure_job(
     let payload = crate::JobPayload::Retention { cursor: None };
     super::jobs::add_job(c, &payload, None, first_run, now).await?;
     Ok(true)
+}
+
+/// Webhook attempts after `after_id` logged before `before`.
+async fn webhook_attempts(
+    c: &mut PgConnection,
+    after_id: i64,
+    before: i64,
+    batch: usize,
+) -> Result<RetentionStep> {
+    let (seen, last, last_at, removed): (i64, Option<i64>, Option<i64>, i64) = sqlx::query_as(
+        "WITH page AS (
+             SELECT aid, at FROM webhook_attempts WHERE aid > $1 ORDER BY aid LIMIT $2),
+         gone AS (
+             DELETE FROM webhook_attempts a USING page p
+             WHERE a.aid = p.aid AND p.at < $3
+             RETURNING a.aid)
+         SELECT (SELECT COUNT(*) FROM page), (SELECT MAX(aid) FROM page),
+                (SELECT at FROM page ORDER BY aid DESC LIMIT 1), (SELECT COUNT(*) FROM gone)",
+    )
+    .bind(after_id)
+    .bind(batch as i64)
+    .bind(before)
+    .fetch_one(&mut *c)
+    .await?;
+    let deleted = RetentionDeleted {
+        webhook_attempts: removed as u64,
+        ..Default::default()
+    };
+    Ok(match (last, last_at) {
+        // Attempts are logged in time order: once one is young enough,
+        // the rest are too.
+        (Some(last), Some(at)) if seen as usize == batch && at < before => RetentionStep {
+            deleted,
+            next: Some(RetentionCursor::WebhookAttempts { after_id: last }),
+        },
+        _ => RetentionStep::phase_done(&RetentionCursor::WebhookAttempts { after_id }, deleted),
+    })
 }

@@ -8,6 +8,7 @@ use super::read::{self, BroadcastFilter, InboxUser};
 use crate::plan::inbox::{self, Applied, InboxChange};
 use crate::plan::stored::subscriber_columns;
 use crate::plan::{stack, users};
+use crate::webhooks::{WebhookEventType, read_targets, unread_query};
 use crate::{
     ApiKeyInfo, Group, ItemOp, NewApiKey, NotificationStatus, Result, StoreError, StoreEvent,
     Subscriber,
@@ -718,13 +719,32 @@ pub(crate) async fn read_entity(
 
 /// Applies one change of a user's inbox: how many items changed, and the
 /// event to emit after the commit.
+/// Applies one change of a user's inbox: how many items changed, the
+/// event for after the commit, and whether webhook jobs were queued.
 pub(crate) async fn inbox_change(
     c: &mut PgConnection,
+    snapshot: &crate::webhooks::Snapshot,
     u: &InboxUser,
     user: &UserId,
     change: InboxChange,
     now: Millis,
-) -> Result<(i64, Option<StoreEvent>)> {
+) -> Result<(i64, Option<StoreEvent>, bool)> {
+    // What a mark-all-read (or read-entity) reads, for `notification.read`
+    // webhooks; nothing is looked up when no webhook subscribes.
+    let wants_read = super::webhooks::subscribed(snapshot, c)
+        .await?
+        .wants(WebhookEventType::NotificationRead);
+    let mut read = match &change {
+        InboxChange::ReadAll(category) if wants_read => {
+            let page = read::list_inbox(c, u, &unread_query(category.as_ref()), now).await?;
+            read_targets(&page.items, None)
+        }
+        InboxChange::ReadEntity(entity) if wants_read => {
+            let page = read::list_inbox(c, u, &unread_query(None), now).await?;
+            read_targets(&page.items, Some(entity))
+        }
+        _ => Vec::new(),
+    };
     let applied = match &change {
         InboxChange::Item { .. } | InboxChange::Archive(_) => {
             let (op, ids) = change.items().expect("an item change");
@@ -752,5 +772,26 @@ pub(crate) async fn inbox_change(
         }
         InboxChange::ReadEntity(entity) => Applied::Count(read_entity(c, u, entity, now).await?),
     };
-    inbox::settle(user, change, applied)
+    if wants_read
+        && let (
+            InboxChange::Item {
+                op: ItemOp::Read, ..
+            },
+            Applied::Items(ids),
+        ) = (&change, &applied)
+    {
+        for id in ids {
+            let content: Option<String> =
+                sqlx::query_scalar("SELECT content FROM notifications WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *c)
+                    .await?;
+            if let Some(content) = content {
+                read.push((id.clone(), content));
+            }
+        }
+    }
+    let queued = !read.is_empty() && super::webhooks::read_events(c, user, &read, now).await?;
+    let (count, event) = inbox::settle(user, change, applied)?;
+    Ok((count, event, queued))
 }

@@ -148,6 +148,9 @@ pub(crate) fn finish(w: &mut Writer, job: i64, outcome: JobOutcome, now: Millis)
         JobOutcome::Done(events) => {
             // Logged even if the job was cancelled meanwhile: it did happen.
             write_log(&w.conn, &events)?;
+            if let Some(Some(nid)) = nid {
+                super::webhooks::delivery_events(w, nid, &events, now)?;
+            }
             w.conn
                 .prepare_cached("DELETE FROM jobs WHERE id = ?1")?
                 .execute([job])?;
@@ -163,6 +166,7 @@ pub(crate) fn finish(w: &mut Writer, job: i64, outcome: JobOutcome, now: Millis)
         }
         JobOutcome::Digest { at, payload, lines } => {
             log_by_id(&w.conn, &lines)?;
+            delivery_events_by_id(w, &lines, now)?;
             let json = serde_json::to_string(&payload).map_err(bad)?;
             w.conn
                 .prepare_cached(
@@ -174,6 +178,7 @@ pub(crate) fn finish(w: &mut Writer, job: i64, outcome: JobOutcome, now: Millis)
         }
         JobOutcome::DoneLines(lines) => {
             log_by_id(&w.conn, &lines)?;
+            delivery_events_by_id(w, &lines, now)?;
             w.conn
                 .prepare_cached("DELETE FROM jobs WHERE id = ?1")?
                 .execute([job])?;
@@ -217,6 +222,9 @@ pub(crate) fn finish(w: &mut Writer, job: i64, outcome: JobOutcome, now: Millis)
                 ])?;
             w.jobs_added = true;
         }
+        JobOutcome::Webhook(effect) => {
+            super::webhooks::record(w, job, &effect)?;
+        }
         JobOutcome::Continue(payload) => {
             let json = serde_json::to_string(&payload).map_err(bad)?;
             let n = w
@@ -229,6 +237,29 @@ pub(crate) fn finish(w: &mut Writer, job: i64, outcome: JobOutcome, now: Millis)
             if n > 0 {
                 w.jobs_added = true;
             }
+        }
+    }
+    Ok(())
+}
+
+/// The webhook events of lines logged by public id (a digest's, a
+/// summary's): nothing to look up when no webhook wants them.
+fn delivery_events_by_id(
+    w: &mut Writer,
+    lines: &[(String, DeliveryEvent)],
+    now: Millis,
+) -> Result<()> {
+    if !super::webhooks::subscribed(w)?.any() {
+        return Ok(());
+    }
+    for (id, e) in lines {
+        let nid: Option<i64> = w
+            .conn
+            .prepare_cached("SELECT nid FROM notifications WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        if let Some(nid) = nid {
+            super::webhooks::delivery_events(w, nid, std::slice::from_ref(e), now)?;
         }
     }
     Ok(())

@@ -19,6 +19,7 @@ mod push;
 mod read;
 mod retention;
 mod wal;
+mod webhooks;
 mod write;
 
 pub use wal::{WalOptions, WalState};
@@ -55,6 +56,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("migrations/0007_digest.sql")),
     (8, include_str!("migrations/0008_push.sql")),
     (9, include_str!("migrations/0009_chat.sql")),
+    (11, include_str!("migrations/0011_webhooks.sql")),
     (12, include_str!("migrations/0012_access.sql")),
     (13, include_str!("migrations/0013_actions.sql")),
     (14, include_str!("migrations/0014_documents.sql")),
@@ -149,6 +151,11 @@ pub(crate) struct Writer {
     /// (publishing reads them to find who opted in); only the writer
     /// changes them, and forgets this copy when it does.
     pub preference_defaults: Option<belfry_core::preferences::Overrides>,
+    /// Which events enabled producer webhooks subscribe to (`webhooks`):
+    /// what keeps mark-read and a delivery's completion free of webhook
+    /// work when none does. Only the writer changes webhooks, and forgets
+    /// this copy when it does (or when a batch is rolled back).
+    pub webhooks: Option<crate::webhooks::Subscribed>,
 }
 
 /// When a write last failed for lack of space. Readiness reports it for
@@ -432,6 +439,7 @@ impl SqliteStore {
             ),
             disk_full: disk_full.clone(),
             preference_defaults: None,
+            webhooks: None,
         };
         let thread = std::thread::Builder::new()
             .name("belfry-sqlite-writer".into())
@@ -614,6 +622,8 @@ fn writer_loop(
         if outcome.is_err() {
             w.last_seq = start_seq;
             w.events.clear();
+            // It may have been read from changes that were rolled back.
+            w.webhooks = None;
         } else {
             if jobs_added {
                 w.jobs_wakeup.notify_one();
@@ -997,6 +1007,55 @@ impl Store for SqliteStore {
     async fn delete_chat_target(&self, owner: &ChatOwner, kind: ChatKind) -> Result<bool> {
         let owner = owner.clone();
         self.write(move |w| chat::delete(&w.conn, &owner, kind))
+            .await
+    }
+
+    async fn put_webhook(
+        &self,
+        hook: crate::NewWebhook,
+        now: Millis,
+    ) -> Result<(crate::Webhook, bool)> {
+        self.write(move |w| webhooks::put(w, &hook, now)).await
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        id: &str,
+        secret: secrecy::SecretString,
+        now: Millis,
+    ) -> Result<crate::Webhook> {
+        let id = id.to_string();
+        self.write(move |w| webhooks::rotate(&w.conn, &id, &secret, now))
+            .await
+    }
+
+    async fn get_webhook(&self, id: &str) -> Result<Option<crate::Webhook>> {
+        let id = id.to_string();
+        self.read(move |c| webhooks::get(c, &id)).await
+    }
+
+    async fn list_webhooks(&self) -> Result<Vec<crate::Webhook>> {
+        self.read(webhooks::list).await
+    }
+
+    async fn delete_webhook(&self, id: &str) -> Result<bool> {
+        let id = id.to_string();
+        self.write(move |w| webhooks::delete(w, &id)).await
+    }
+
+    async fn webhook_target(&self, id: &str) -> Result<Option<crate::WebhookTarget>> {
+        let id = id.to_string();
+        self.read(move |c| webhooks::target(c, &id)).await
+    }
+
+    async fn webhook_attempts(
+        &self,
+        id: &str,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<crate::AttemptPage> {
+        let id = id.to_string();
+        self.read(move |c| webhooks::attempts(c, &id, before, limit))
             .await
     }
 

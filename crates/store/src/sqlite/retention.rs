@@ -24,6 +24,10 @@ pub(crate) fn step(
             deliveries(c, *after_id, policy.deliveries_before(now), batch)
         }
         RetentionCursor::Idempotency { after } => idempotency(c, after.clone(), batch, now),
+        RetentionCursor::WebhookAttempts { after_id } => match policy.deliveries_before(now) {
+            Some(before) => webhook_attempts(c, *after_id, before, batch),
+            None => Ok(RetentionStep::phase_done(&cursor, Default::default())),
+        },
         RetentionCursor::Mailbox { after_id } => match policy.mailbox_before(now) {
             Some(before) => mailbox(c, *after_id, before, batch),
             None => Ok(RetentionStep::phase_done(&cursor, Default::default())),
@@ -318,4 +322,39 @@ pub(crate) fn warm(
         }
     }
     Ok(())
+}
+
+/// Webhook attempts after `after_id` logged before `before`.
+fn webhook_attempts(
+    c: &Connection,
+    after_id: i64,
+    before: i64,
+    batch: usize,
+) -> Result<RetentionStep> {
+    let rows: Vec<(i64, i64)> = c
+        .prepare_cached(
+            "SELECT aid, at FROM webhook_attempts WHERE aid > ?1 ORDER BY aid LIMIT ?2",
+        )?
+        .query_map(params![after_id, batch as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut deleted = RetentionDeleted::default();
+    for (aid, at) in &rows {
+        if *at < before {
+            c.prepare_cached("DELETE FROM webhook_attempts WHERE aid = ?1")?
+                .execute([aid])?;
+            deleted.webhook_attempts += 1;
+        }
+    }
+    let done = RetentionCursor::WebhookAttempts { after_id };
+    Ok(match rows.last() {
+        // Attempts are logged in time order: once one is young enough,
+        // the rest are too.
+        Some((last, at)) if rows.len() == batch && *at < before => RetentionStep {
+            deleted,
+            next: Some(RetentionCursor::WebhookAttempts { after_id: *last }),
+        },
+        _ => RetentionStep::phase_done(&done, deleted),
+    })
 }

@@ -6,6 +6,7 @@ use super::read::{self, BroadcastFilter, InboxUser};
 use crate::plan::inbox::{self, Applied, InboxChange};
 use crate::plan::stored::subscriber_columns;
 use crate::plan::{stack, users};
+use crate::webhooks::{WebhookEventType, read_targets, unread_query};
 use crate::{
     ApiKeyInfo, Group, ItemOp, NewApiKey, NotificationStatus, Result, StoreError, Subscriber,
 };
@@ -566,6 +567,20 @@ pub(crate) fn inbox_change(
     now: Millis,
 ) -> Result<i64> {
     let u = read::inbox_user(&w.conn, user)?.ok_or(StoreError::NotFound)?;
+    // What a mark-all-read (or read-entity) reads, for `notification.read`
+    // webhooks; nothing is looked up when no webhook subscribes.
+    let wants_read = super::webhooks::subscribed(w)?.wants(WebhookEventType::NotificationRead);
+    let mut read = match &change {
+        InboxChange::ReadAll(category) if wants_read => {
+            let page = read::list_inbox(&w.conn, &u, &unread_query(category.as_ref()), now)?;
+            read_targets(&page.items, None)
+        }
+        InboxChange::ReadEntity(entity) if wants_read => {
+            let page = read::list_inbox(&w.conn, &u, &unread_query(None), now)?;
+            read_targets(&page.items, Some(entity))
+        }
+        _ => Vec::new(),
+    };
     let applied = match &change {
         InboxChange::Item { .. } | InboxChange::Archive(_) => {
             let (op, ids) = change.items().expect("an item change");
@@ -587,6 +602,28 @@ pub(crate) fn inbox_change(
         }
         InboxChange::ReadEntity(entity) => Applied::Count(read_entity(&w.conn, &u, entity, now)?),
     };
+    if wants_read
+        && let (
+            InboxChange::Item {
+                op: ItemOp::Read, ..
+            },
+            Applied::Items(ids),
+        ) = (&change, &applied)
+    {
+        for id in ids {
+            let content: Option<String> = w
+                .conn
+                .prepare_cached("SELECT content FROM notifications WHERE id = ?1")?
+                .query_row([id], |r| r.get(0))
+                .optional()?;
+            if let Some(content) = content {
+                read.push((id.clone(), content));
+            }
+        }
+    }
+    if !read.is_empty() {
+        super::webhooks::read_events(w, user, &read, now)?;
+    }
     let (count, event) = inbox::settle(user, change, applied)?;
     if let Some(event) = event {
         w.emit(event);
