@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// The events a webhook may subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum WebhookEventType {
-    /// A recipient answered an action (not emitted yet: the next issue).
+    /// A recipient answered a callback action (`POST /v1/me/notifications/{id}/actions/{action_id}`).
     #[serde(rename = "action.submitted")]
     ActionSubmitted,
     /// A delivery failed for good (after its retries).

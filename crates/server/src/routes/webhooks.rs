@@ -2,8 +2,8 @@
 //! /v1/webhooks/{id}`, `GET /v1/webhooks`, `POST
 //! /v1/webhooks/{id}/rotate-secret` and `GET /v1/webhooks/{id}/attempts`.
 //! A webhook names the events it takes (`delivery.sent`,
-//! `delivery.failed`, `notification.read`; `action.submitted` is accepted
-//! but not emitted yet) and optionally one source. Its signing secret is
+//! `delivery.failed`, `notification.read`, `action.submitted`) and
+//! optionally one source. Its signing secret is
 //! made here and shown once: by the PUT that creates it (a PUT that
 //! replaces it keeps the secret and does not show it) or by a rotation.
 //! A PUT enables a disabled webhook again.
@@ -47,8 +47,7 @@ struct WebhookRequest {
     /// The http(s) URL events are posted to.
     url: Option<String>,
     /// The events it takes (at least one): `delivery.sent`,
-    /// `delivery.failed`, `notification.read`, `action.submitted` (accepted,
-    /// not emitted yet).
+    /// `delivery.failed`, `notification.read`, `action.submitted`.
     #[schema(value_type = Vec<String>)]
     events: Option<Vec<serde_json::Value>>,
     /// Only events of notifications from this source; null: all.

@@ -1003,3 +1003,81 @@ async fn reading_an_entity_emits_one_read_per_notification_about_it() {
     assert_eq!(endpoint.got("reads").len(), 1, "only ticket 7's");
     assert_eq!(got[0].json()["data"]["notification_id"], about.as_str());
 }
+
+#[tokio::test]
+async fn an_answer_to_an_action_reaches_the_producer_as_action_submitted() {
+    let app = spawn_app_with(config("127.0.0.1")).await;
+    let endpoint = Endpoint::start().await;
+    app.put_user("bo", json!({"name": "Bo Berg"})).await;
+    app.users(&["cy"]).await;
+    let hook = put_hook(
+        &app,
+        "hr",
+        json!({"url": endpoint.url("hr"), "events": ["action.submitted"], "source": "hr"}),
+        StatusCode::CREATED,
+    )
+    .await;
+    let secret = hook["secret"].as_str().unwrap().to_string();
+    let form = json!({"fields": [{"name": "note", "label": "Note", "type": "text"}]});
+    let sent = app
+        .send_ok(json!({"to": {"users": ["bo", "cy"]}, "title": "Vacation request", "source": "hr",
+            "entity": {"type": "request", "id": "7"},
+            "actions": [{"id": "approve", "label": "Approve", "kind": "callback", "once": true, "form": form}]}))
+        .await;
+    let id = sent["id"].as_str().unwrap();
+    // Another source's answers are not this webhook's.
+    let other = app
+        .send_ok(
+            json!({"to": {"users": ["bo"]}, "title": "Other", "source": "it",
+            "actions": [{"id": "ok", "label": "OK", "kind": "callback"}]}),
+        )
+        .await;
+    let bo = app.token("bo").await;
+    app.me_post(
+        &bo,
+        &format!(
+            "/notifications/{}/actions/ok",
+            other["id"].as_str().unwrap()
+        ),
+        None,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let answer = app
+        .me_post(
+            &bo,
+            &format!("/notifications/{id}/actions/approve"),
+            Some(json!({"values": {"note": "enjoy"}})),
+            StatusCode::ACCEPTED,
+        )
+        .await;
+    // A refused second answer is not an event.
+    let cy = app.token("cy").await;
+    app.me_post(
+        &cy,
+        &format!("/notifications/{id}/actions/approve"),
+        None,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    let got = drain_until(&app, &endpoint, "hr", 1).await;
+    drain(&app).await;
+    let got_all = endpoint.got("hr");
+    assert_eq!(got_all.len(), 1, "one event: {got_all:?}");
+    let g = &got[0];
+    assert!(verify(&secret, g), "signed");
+    let v = g.json();
+    assert_eq!(v["type"], "action.submitted");
+    let d = &v["data"];
+    assert_eq!(d["response_id"], answer["response_id"]);
+    assert_eq!(d["notification_id"], id);
+    assert_eq!(
+        d["action"],
+        json!({"id": "approve", "label": "Approve", "once": true})
+    );
+    assert_eq!(d["values"], json!({"note": "enjoy"}));
+    assert_eq!(d["user"], json!({"id": "bo", "name": "Bo Berg"}));
+    assert_eq!(d["source"], "hr");
+    assert_eq!(d["entity"], json!({"type": "request", "id": "7"}));
+    assert_eq!(d["title"], "Vacation request");
+}

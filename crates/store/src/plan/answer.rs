@@ -59,3 +59,29 @@ pub(crate) fn answered_event(
         broadcast,
     }
 }
+
+/// The `action.submitted` webhook event of an answer: the notification's
+/// source (webhooks may filter on it) and the event's `data`.
+pub(crate) fn submitted(
+    answer: &NewAnswer,
+    user: &UserId,
+    name: Option<&str>,
+    content_json: &str,
+) -> (Option<String>, serde_json::Value) {
+    let (source, category) = crate::webhooks::source_and_category(content_json);
+    let content: serde_json::Value = serde_json::from_str(content_json).unwrap_or_default();
+    let values: serde_json::Value = serde_json::from_str(&answer.values).unwrap_or_default();
+    let data = json!({
+        "response_id": answer.response_id,
+        "notification_id": answer.notification,
+        "action": {"id": answer.action, "label": answer.label, "once": answer.once},
+        "values": values,
+        "user": {"id": user.as_str(), "name": name},
+        "at": answer.at.to_rfc3339(),
+        "source": source,
+        "category": category,
+        "entity": content.get("entity").cloned().unwrap_or_default(),
+        "title": content.get("title").cloned().unwrap_or_default(),
+    });
+    (source, data)
+}

@@ -5,17 +5,20 @@
 
 use super::read;
 use super::write::locate;
-use crate::plan::answer::{AnswerReceipt, NewAnswer, answered_event, answered_json};
+use crate::plan::answer::{AnswerReceipt, NewAnswer, answered_event, answered_json, submitted};
 use crate::plan::stored::StoredAudience;
+use crate::webhooks::WebhookEventType;
 use crate::{Constraint, Result, StoreError, StoreEvent};
 use belfry_core::UserId;
 use sqlx::PgConnection;
 
+/// Also answers whether a webhook job was queued (`action.submitted`).
 pub(crate) async fn answer(
     c: &mut PgConnection,
+    snapshot: &crate::webhooks::Snapshot,
     user: &UserId,
     a: &NewAnswer,
-) -> Result<(AnswerReceipt, Option<StoreEvent>)> {
+) -> Result<(AnswerReceipt, Option<StoreEvent>, bool)> {
     let u = read::inbox_user(c, user)
         .await?
         .ok_or(StoreError::NotFound)?;
@@ -27,11 +30,11 @@ pub(crate) async fn answer(
             .bind(&a.notification)
             .fetch_one(&mut *c)
             .await?;
+    let name: Option<String> = sqlx::query_scalar("SELECT name FROM users WHERE uid = $1")
+        .bind(u.uid)
+        .fetch_one(&mut *c)
+        .await?;
     let answered = if a.once {
-        let name: Option<String> = sqlx::query_scalar("SELECT name FROM users WHERE uid = $1")
-            .bind(u.uid)
-            .fetch_one(&mut *c)
-            .await?;
         let json = answered_json(a, user, name.as_deref());
         let set = sqlx::query(
             "UPDATE notifications SET answered = $1 WHERE nid = $2 AND answered IS NULL",
@@ -67,6 +70,27 @@ pub(crate) async fn answer(
     .bind(a.at.0)
     .execute(&mut *c)
     .await?;
+    // The producer hears of it (`action.submitted`), in this transaction.
+    let mut queued = false;
+    if super::webhooks::subscribed(snapshot, c)
+        .await?
+        .wants(WebhookEventType::ActionSubmitted)
+    {
+        let content: String =
+            sqlx::query_scalar("SELECT content FROM notifications WHERE nid = $1")
+                .bind(nid)
+                .fetch_one(&mut *c)
+                .await?;
+        let (source, data) = submitted(a, user, name.as_deref(), &content);
+        queued = super::webhooks::enqueue(
+            c,
+            WebhookEventType::ActionSubmitted,
+            source.as_deref(),
+            data,
+            a.at,
+        )
+        .await?;
+    }
     let event = match &answered {
         None => None,
         Some(json) => {
@@ -109,5 +133,6 @@ pub(crate) async fn answer(
             answered,
         },
         event,
+        queued,
     ))
 }

@@ -830,10 +830,14 @@ impl Store for PgStore {
 
     async fn answer_action(&self, user: &UserId, answer: NewAnswer) -> Result<AnswerReceipt> {
         let mut tx = self.begin().await?;
-        let (receipt, event) = answer::answer(&mut tx, user, &answer).await?;
+        let (receipt, event, queued) =
+            answer::answer(&mut tx, &self.shared.webhooks, user, &answer).await?;
         tx.commit().await?;
         if let Some(event) = event {
             self.shared.emit(vec![event]);
+        }
+        if queued {
+            self.shared.jobs_wakeup.notify_one();
         }
         Ok(receipt)
     }

@@ -5,8 +5,9 @@
 use super::Writer;
 use super::read;
 use super::write::locate;
-use crate::plan::answer::{AnswerReceipt, NewAnswer, answered_event, answered_json};
+use crate::plan::answer::{AnswerReceipt, NewAnswer, answered_event, answered_json, submitted};
 use crate::plan::stored::StoredAudience;
+use crate::webhooks::WebhookEventType;
 use crate::{Constraint, Result, StoreError};
 use belfry_core::UserId;
 use rusqlite::{OptionalExtension as _, params};
@@ -20,10 +21,10 @@ pub(crate) fn answer(w: &mut Writer, user: &UserId, a: &NewAnswer) -> Result<Ans
     let (nid, seq, audience): (i64, Option<i64>, String) = c
         .prepare_cached("SELECT nid, seq, audience FROM notifications WHERE id = ?1")?
         .query_row([&a.notification], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let name: Option<String> = c
+        .prepare_cached("SELECT name FROM users WHERE uid = ?1")?
+        .query_row([u.uid], |r| r.get(0))?;
     let answered = if a.once {
-        let name: Option<String> = c
-            .prepare_cached("SELECT name FROM users WHERE uid = ?1")?
-            .query_row([u.uid], |r| r.get(0))?;
         let json = answered_json(a, user, name.as_deref());
         let set = c
             .prepare_cached(
@@ -56,6 +57,22 @@ pub(crate) fn answer(w: &mut Writer, user: &UserId, a: &NewAnswer) -> Result<Ans
         a.values,
         a.at.0
     ])?;
+    // The producer hears of it (`action.submitted`), in this transaction.
+    if super::webhooks::subscribed(w)?.wants(WebhookEventType::ActionSubmitted) {
+        let content: String = w
+            .conn
+            .prepare_cached("SELECT content FROM notifications WHERE nid = ?1")?
+            .query_row([nid], |r| r.get(0))?;
+        let (source, data) = submitted(a, user, name.as_deref(), &content);
+        super::webhooks::enqueue(
+            w,
+            WebhookEventType::ActionSubmitted,
+            source.as_deref(),
+            data,
+            a.at,
+        )?;
+    }
+    let c = &w.conn;
     if let Some(json) = &answered {
         let users = c
             .prepare_cached(
