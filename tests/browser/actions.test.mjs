@@ -6,6 +6,8 @@
 // gets the follow-up live. A toast with a form stays until it is answered.
 
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { Belfry, HostApp, items, launch, live, shot, toasts, until, watchErrors } from './harness.mjs';
 
@@ -35,15 +37,34 @@ describe('actions and forms in the widget', () => {
   let host;
   const contexts = [];
 
+  let receiver;
+  let received = [];
+
   before(async () => {
-    belfry = new Belfry();
+    // The producer's webhook endpoint on 127.0.0.1 (allowed here; refused by default).
+    belfry = new Belfry({ env: { BELFRY_OUTBOUND_ALLOW: '127.0.0.0/8' } });
     await belfry.start();
+    receiver = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', async () => {
+        received.push({ headers: req.headers, body });
+        res.writeHead(204).end();
+        // The producer answers an approval by telling the requester.
+        const event = JSON.parse(body);
+        if (event.type === 'action.submitted' && event.data.action.id === 'approve') {
+          await belfry.notify('ana', { title: `Your vacation was approved by ${event.data.user.name}`, body: event.data.values.note || '' });
+        }
+      });
+    });
+    await new Promise((r) => receiver.listen(0, '127.0.0.1', r));
     host = new HostApp(belfry);
     await host.start();
   });
 
   after(async () => {
     for (const c of contexts) await c.close();
+    receiver?.close();
     await host?.stop();
     await belfry?.dispose();
   });
@@ -65,6 +86,8 @@ describe('actions and forms in the widget', () => {
     await belfry.putUser('ana', { name: 'Ana Alves' });
     await belfry.putUser('bo', { name: 'Bo Berg' });
     await belfry.putUser('cy', { name: 'Cy Chen' });
+    const hook = await belfry.call('PUT', '/v1/webhooks/hr', { url: `http://127.0.0.1:${receiver.address().port}/belfry`, events: ['action.submitted'] });
+    received = [];
     const bo = await open('bo');
     const cy = await open('cy');
     const ana = await open('ana');
@@ -125,9 +148,19 @@ describe('actions and forms in the widget', () => {
     assert.equal(res.status, 409);
     assert.equal((await res.json()).code, 'already_answered');
 
-    // The producer tells the requester; her open widget shows it live.
-    await belfry.notify('ana', { title: 'Your vacation was approved by Bo Berg' });
-    await toasts(ana.page).filter({ hasText: 'approved by Bo Berg' }).waitFor();
+    // The producer got the answer, signed per Standard Webhooks, and told
+    // the requester; her open widget shows that live.
+    await until(() => received.length === 1, { what: 'the action.submitted webhook' });
+    const { headers, body } = received[0];
+    const key = Buffer.from(hook.secret.slice('whsec_'.length), 'base64');
+    const expected = crypto.createHmac('sha256', key).update(`${headers['webhook-id']}.${headers['webhook-timestamp']}.${body}`).digest('base64');
+    assert.ok(headers['webhook-signature'].split(' ').includes(`v1,${expected}`), 'a valid signature');
+    const event = JSON.parse(body);
+    assert.equal(event.type, 'action.submitted');
+    assert.deepEqual(event.data.values, { budget: true, note: 'Enjoy the break' });
+    assert.equal(event.data.user.id, 'bo');
+    assert.equal(event.data.notification_id, sent.id);
+    await toasts(ana.page).filter({ hasText: 'Your vacation was approved by Bo Berg' }).waitFor();
 
     for (const who of [bo, cy, ana]) assert.deepEqual(who.errors.filter((e) => !/status of 422/.test(e)), []);
   });

@@ -148,21 +148,19 @@ async function send(w, item, action, values, box, ui, t, h, button) {
       w.renderList();
       w.api('POST', `/v1/me/notifications/${encodeURIComponent(item.id)}/read`, null, true).catch(() => {});
     };
-    const sent = () => !item.answered && h('span', { class: 'sent', role: 'status', text: `✓ ${t.sent}` });
+    // Shown with the buttons from now on (belfry.js draws it), in this page.
+    item.sent = `✓ ${t.sent}`;
     if (inToast) {
       // (The answer's live event may have redrawn the toast's buttons already.)
-      const fresh = w.renderActions(item);
-      if (fresh) fresh.append(sent() || '');
-      toast.el.querySelector('.actions')?.replaceWith(fresh || '');
+      toast.el.querySelector('.actions')?.replaceWith(w.renderActions(item) || '');
       setTimeout(() => {
         w.closeToast(item.id);
         read();
       }, 1500);
     } else read();
-    w.renderList();
     const node = w.nodes && w.nodes.get(item.id);
-    const listed = node && node.node.querySelector('.actions');
-    if (listed && !listed.querySelector('.sent')) listed.append(sent() || '');
+    if (node) node.sig = null; // redrawn with the answer
+    w.renderList();
   } catch (e) {
     if (button) button.disabled = false;
     const p = e && e.problem;

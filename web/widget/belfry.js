@@ -1431,6 +1431,7 @@ export class BelfryInbox extends HTMLElement {
       'div',
       { class: 'actions' },
       ans && h('span', { class: 'answered', role: 'status', text: `✓ ${ans.label || ans.action} · ${(ans.by && (ans.by.name || ans.by.id)) || ''}` }),
+      !ans && item.sent && h('span', { class: 'sent', role: 'status', text: item.sent }),
       actions.map((a) => {
         const style = ['primary', 'secondary', 'danger'].includes(a.style) ? a.style : 'secondary';
         const call = a.kind === 'callback';
