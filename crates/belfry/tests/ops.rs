@@ -375,6 +375,18 @@ async fn check_fixture(manifest: &std::path::Path) {
         assert_eq!(hook["kind"], "webhook", "{name}: {hook}");
     }
 
+    // From schema 10: Bo's phone (APNs).
+    if schema >= 10 {
+        let (status, devices) = get("/v1/users/u-bo/push-subscriptions".into()).await;
+        assert_eq!(status, 200, "{name}");
+        let device = &devices["items"][0];
+        assert_eq!(
+            (&device["kind"], &device["platform"], &device["app_id"]),
+            (&"mobile".into(), &"apns".into(), &"com.example.desk".into()),
+            "{name}: {devices}"
+        );
+    }
+
     // Every notification, as its producer sees it, with its status.
     for kind in [
         "direct",

@@ -1,7 +1,7 @@
 //! Belfry's delivery engine: workers that run due jobs from the store's
 //! queue (scheduled sends, deliveries, broadcast expansion) with leases,
 //! retries and back-off, and one adapter per channel behind a small trait
-//! (email, web push, chat), with the outbound safety rules of requests to URLs
+//! (email, web push, mobile push, chat), with the outbound safety rules of requests to URLs
 //! that users and producers give.
 #![forbid(unsafe_code)]
 
@@ -10,6 +10,7 @@ pub mod chat;
 pub mod email;
 pub mod engine;
 pub mod mailer;
+pub mod mobile;
 pub mod outbound;
 mod targets;
 pub mod webpush;
@@ -19,5 +20,8 @@ pub use chat::{ChatAdapter, ChatSettings};
 pub use email::{Digest, DigestItem, DigestKind, EmailAdapter, EmailSettings};
 pub use engine::{Engine, EngineConfig, RecipientLimit};
 pub use mailer::{MailboxMailer, Mailer, SmtpMailer};
+pub use mobile::{
+    ApnsCredentials, ApnsSettings, FcmCredentials, FcmSettings, MobileAdapter, MobileSettings,
+};
 pub use outbound::OutboundPolicy;
 pub use webpush::{VapidKey, WebPushAdapter, WebPushSettings};

@@ -8,7 +8,8 @@ use std::time::Duration;
 /// The result of sending to one target.
 pub(crate) enum Outcome {
     Delivered,
-    /// 404/410 and the target was removed.
+    /// The service said the target is gone (web push 404/410, a mobile
+    /// token that is no longer valid) and it was removed.
     Gone,
     /// Will not work on retry (refused address, 4xx).
     Failed(String),
@@ -36,7 +37,12 @@ pub(crate) fn unanswered(label: &str, e: &reqwest::Error) -> Outcome {
 /// The delivery to `recipient` from its targets' results: retried (no
 /// earlier than the longest `Retry-After`) if any target may take it later;
 /// sent if any took it; skipped if every target was gone; else failed.
-pub(crate) fn combine(recipient: &str, outcomes: Vec<Outcome>) -> Result<(), SendError> {
+/// `gone_means` says how the channel's service says a target is gone.
+pub(crate) fn combine(
+    recipient: &str,
+    outcomes: Vec<Outcome>,
+    gone_means: &str,
+) -> Result<(), SendError> {
     let total = outcomes.len();
     let (mut delivered, mut gone) = (0, 0);
     let mut failed = Vec::new();
@@ -54,7 +60,7 @@ pub(crate) fn combine(recipient: &str, outcomes: Vec<Outcome>) -> Result<(), Sen
         }
     }
     let gone_note = if gone > 0 {
-        format!("; {gone} target(s) gone (404/410), removed")
+        format!("; {gone} target(s) gone ({gone_means}), removed")
     } else {
         String::new()
     };
@@ -77,7 +83,7 @@ pub(crate) fn combine(recipient: &str, outcomes: Vec<Outcome>) -> Result<(), Sen
     }
     if failed.is_empty() {
         return Err(SendError::skipped(format!(
-            "every target of {recipient} is gone ({gone}, 404/410): removed"
+            "every target of {recipient} is gone ({gone}, {gone_means}): removed"
         )));
     }
     Err(SendError::permanent(format!(

@@ -231,7 +231,7 @@ pub struct PayloadAction {
     pub url: Option<String>,
 }
 
-fn absolute(link: &str, app_url: Option<&str>) -> String {
+pub(crate) fn absolute(link: &str, app_url: Option<&str>) -> String {
     let lower = link.to_ascii_lowercase();
     match app_url {
         Some(base) if !(lower.starts_with("https://") || lower.starts_with("http://")) => {
@@ -241,7 +241,7 @@ fn absolute(link: &str, app_url: Option<&str>) -> String {
     }
 }
 
-fn cut(text: &str, max_chars: usize) -> String {
+pub(crate) fn cut(text: &str, max_chars: usize) -> String {
     match text.char_indices().nth(max_chars) {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text.to_string(),
@@ -573,11 +573,7 @@ impl ChannelAdapter for WebPushAdapter {
     /// The rate limit's summary ("3 more notifications"), as one push to
     /// each of the user's subscriptions; it opens the first one listed.
     async fn send_digest(&self, digest: &crate::email::Digest) -> Result<(), SendError> {
-        if digest.kind != crate::email::DigestKind::Summary {
-            return Err(SendError::permanent(
-                "the daily digest is sent by email, not as a push",
-            ));
-        }
+        let (id, content) = summary_content(digest)?;
         let user = &digest.user;
         let subs = match self.store.push_subscriptions(user).await {
             Ok(s) => s,
@@ -590,33 +586,47 @@ impl ChannelAdapter for WebPushAdapter {
                 )));
             }
         };
-        let german = digest.locale.as_ref().is_some_and(|l| l.language() == "de");
-        let title = match (digest.total, german) {
-            (1, false) => "1 more notification".to_string(),
-            (n, false) => format!("{n} more notifications"),
-            (1, true) => "1 weitere Benachrichtigung".to_string(),
-            (n, true) => format!("{n} weitere Benachrichtigungen"),
-        };
-        let body: Vec<&str> = digest
-            .items
-            .iter()
-            .take(3)
-            .map(|i| i.title.as_str())
-            .collect();
-        let content: Content = serde_json::from_value(serde_json::json!({
-            "title": title,
-            "body": body.join("\n"),
-            "url": digest.items.first().and_then(|i| i.url.clone()),
-            "stack_key": format!("belfry-summary-{}", digest.user),
-        }))
-        .map_err(|e| SendError::permanent(format!("building the summary failed: {e}")))?;
-        let id = digest
-            .items
-            .first()
-            .map_or_else(|| digest.delivery_id.clone(), |i| i.id.clone());
         let payload = Payload::of(&id, &content, self.settings.app_url.as_deref());
         self.to_all(user, &subs, &payload, &content).await
     }
+}
+
+/// The rate limit's summary ("3 more notifications") as the content of
+/// one push (web or mobile), with the id it opens: the first listed
+/// notification's. Only summaries are pushed; the daily digest is email's.
+pub(crate) fn summary_content(
+    digest: &crate::email::Digest,
+) -> Result<(String, Content), SendError> {
+    if digest.kind != crate::email::DigestKind::Summary {
+        return Err(SendError::permanent(
+            "the daily digest is sent by email, not as a push",
+        ));
+    }
+    let german = digest.locale.as_ref().is_some_and(|l| l.language() == "de");
+    let title = match (digest.total, german) {
+        (1, false) => "1 more notification".to_string(),
+        (n, false) => format!("{n} more notifications"),
+        (1, true) => "1 weitere Benachrichtigung".to_string(),
+        (n, true) => format!("{n} weitere Benachrichtigungen"),
+    };
+    let body: Vec<&str> = digest
+        .items
+        .iter()
+        .take(3)
+        .map(|i| i.title.as_str())
+        .collect();
+    let content: Content = serde_json::from_value(serde_json::json!({
+        "title": title,
+        "body": body.join("\n"),
+        "url": digest.items.first().and_then(|i| i.url.clone()),
+        "stack_key": format!("belfry-summary-{}", digest.user),
+    }))
+    .map_err(|e| SendError::permanent(format!("building the summary failed: {e}")))?;
+    let id = digest
+        .items
+        .first()
+        .map_or_else(|| digest.delivery_id.clone(), |i| i.id.clone());
+    Ok((id, content))
 }
 
 impl WebPushAdapter {
@@ -638,7 +648,7 @@ impl WebPushAdapter {
         let outcomes =
             futures::future::join_all(subs.iter().map(|s| self.deliver(user, s, payload, content)))
                 .await;
-        combine(&format!("user:{user}"), outcomes)
+        combine(&format!("user:{user}"), outcomes, "404/410")
     }
 }
 

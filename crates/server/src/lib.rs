@@ -82,6 +82,11 @@ pub struct Config {
     /// Which non-public destinations outgoing requests (web push) may
     /// reach (`BELFRY_OUTBOUND_ALLOW`); by default none.
     pub outbound: belfry_delivery::OutboundPolicy,
+    /// Mobile push (C6): FCM and APNs credentials and base URLs; a
+    /// platform left out refuses device registrations (422
+    /// `mobile_push_unavailable`). Devices kept per user: as many as
+    /// `push_subscriptions_per_user`.
+    pub mobile: belfry_delivery::MobileSettings,
 }
 
 impl Default for Config {
@@ -108,6 +113,7 @@ impl Default for Config {
             vapid_private_key: None,
             push_subscriptions_per_user: 20,
             outbound: belfry_delivery::OutboundPolicy::default(),
+            mobile: belfry_delivery::MobileSettings::default(),
         }
     }
 }
@@ -191,7 +197,7 @@ pub async fn bootstrap_admin_key(
 }
 
 /// The delivery engine with the email channel (SMTP when configured,
-/// otherwise the development mailbox), web push and chat.
+/// otherwise the development mailbox), web push, mobile push and chat.
 fn build_engine(
     config: &Config,
     store: &SharedStore,
@@ -223,10 +229,17 @@ fn build_engine(
             ..Default::default()
         },
     );
+    let mut mobile = config.mobile.clone();
+    mobile.outbound = config.outbound.clone();
+    if mobile.app_url.is_none() {
+        mobile.app_url = config.email.app_url.clone();
+    }
+    let mobile = belfry_delivery::MobileAdapter::new(store.clone(), mobile);
     Ok(
         belfry_delivery::Engine::new(store.clone(), clock.clone(), config.delivery.clone())
             .with_adapter(Arc::new(email))
             .with_adapter(Arc::new(web_push))
+            .with_adapter(Arc::new(mobile))
             .with_adapter(Arc::new(chat)),
     )
 }

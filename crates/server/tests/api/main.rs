@@ -11,6 +11,7 @@ mod email;
 mod helpers;
 mod inbox;
 mod limits;
+mod mobile;
 mod ops;
 mod overload;
 mod preferences;

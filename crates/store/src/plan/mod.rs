@@ -91,7 +91,8 @@ fn broadcast_label(n: &NewNotification) -> String {
     }
 }
 
-/// Who can receive web push, as a backend looked it up.
+/// Who can receive web push (or, the same way, mobile push: who has a
+/// mobile device), as a backend looked it up.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Push<'a> {
     /// The direct recipients with a push subscription.
@@ -101,11 +102,13 @@ pub(crate) struct Push<'a> {
 }
 
 /// The direct recipients who switched a channel on that the notification
-/// does not take by default (`Resolved::email_opt_in`, `push_opt_in`).
+/// does not take by default (`Resolved::email_opt_in`, `push_opt_in`,
+/// `mobile_opt_in`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct OptedIn<'a> {
     pub email: &'a HashSet<i64>,
     pub push: &'a HashSet<i64>,
+    pub mobile: &'a HashSet<i64>,
 }
 
 /// Who can receive chat (C7), as a backend looked it up.
@@ -128,11 +131,14 @@ pub(crate) struct Chat<'a> {
 /// subscription (a user without one has nothing to deliver to, and a job
 /// for each would cost every send a write); a broadcast's web push
 /// expansion is queued only when anyone has one, and queues members with
-/// one only.
+/// one only. Mobile push (C6) follows the same rules with `mobile`: the
+/// users with a mobile device.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn delivery_plan(
     n: &NewNotification,
     direct: &[(i64, UserId)],
     push: Push<'_>,
+    mobile: Push<'_>,
     opted: OptedIn<'_>,
     chat: Chat<'_>,
     contacts: &[EmailAddress],
@@ -141,18 +147,19 @@ pub(crate) fn delivery_plan(
     let a = &n.audience;
     let mut planned: Vec<(JobPayload, String)> = Vec::new();
     let mut log = Vec::new();
-    for channel in [Channel::Email, Channel::WebPush] {
+    for channel in [Channel::Email, Channel::WebPush, Channel::MobilePush] {
         let wanted = n.wants(channel, false);
-        let opted_in = match channel {
-            Channel::Email => opted.email,
-            _ => opted.push,
+        // Who can be reached on a push channel (None: anyone, email).
+        let (opted_in, reach) = match channel {
+            Channel::Email => (opted.email, None),
+            Channel::WebPush => (opted.push, Some(push)),
+            _ => (opted.mobile, Some(mobile)),
         };
         if !wanted && opted_in.is_empty() {
             continue;
         }
-        let push_only = channel == Channel::WebPush;
         for (uid, user) in direct {
-            if push_only && !push.users.contains(uid) {
+            if reach.is_some_and(|r| !r.users.contains(uid)) {
                 continue;
             }
             if !wanted && !opted_in.contains(uid) {
@@ -166,7 +173,7 @@ pub(crate) fn delivery_plan(
                 format!("user:{user}"),
             ));
         }
-        if wanted && a.is_broadcast() && (!push_only || push.anyone) {
+        if wanted && a.is_broadcast() && reach.is_none_or(|r| r.anyone) {
             planned.push((
                 JobPayload::Expand {
                     channel,
@@ -297,6 +304,7 @@ mod tests {
         OptedIn {
             email: &NOBODY,
             push: &NOBODY,
+            mobile: &NOBODY,
         }
     }
 
@@ -305,6 +313,7 @@ mod tests {
         let plan = delivery_plan(
             &n(r#"{"to":{"users":["a"],"emails":["x@example.com"]},"title":"t"}"#),
             &[(1, UserId::parse("a").unwrap())],
+            none(),
             none(),
             no_opt_in(),
             no_chat(),
@@ -323,6 +332,7 @@ mod tests {
             &n(r#"{"to":{"users":["a"],"groups":["g1","g2"]},"title":"t","channels":["email"]}"#),
             &[(1, UserId::parse("a").unwrap())],
             none(),
+            none(),
             no_opt_in(),
             no_chat(),
             &[],
@@ -337,6 +347,7 @@ mod tests {
         let plan = delivery_plan(
             &n(r#"{"to":{"emails":["x@example.com"]},"title":"t","channels":["in_app"]}"#),
             &[],
+            none(),
             none(),
             no_opt_in(),
             no_chat(),
@@ -366,6 +377,7 @@ mod tests {
                 &broadcast,
                 &users,
                 none(),
+                none(),
                 no_opt_in(),
                 no_chat(),
                 &[],
@@ -378,6 +390,7 @@ mod tests {
             &broadcast,
             &users,
             push,
+            none(),
             no_opt_in(),
             no_chat(),
             &[],
@@ -405,6 +418,7 @@ mod tests {
                 &by_category,
                 &users,
                 push,
+                none(),
                 no_opt_in(),
                 no_chat(),
                 &[],
@@ -418,6 +432,7 @@ mod tests {
             &by_category,
             &users,
             push,
+            none(),
             no_opt_in(),
             no_chat(),
             &[],
@@ -445,9 +460,11 @@ mod tests {
                 users: &subscribed,
                 anyone: false,
             },
+            none(),
             OptedIn {
                 email: &email,
                 push: &push_users,
+                mobile: &NOBODY,
             },
             no_chat(),
             &[],
@@ -486,7 +503,16 @@ mod tests {
         };
         let wanted =
             n(r#"{"to":{"users":["a","b","c"],"groups":["ops"]},"title":"t","channels":["chat"]}"#);
-        let plan = delivery_plan(&wanted, &users, none(), no_opt_in(), chat, &[], Millis(5));
+        let plan = delivery_plan(
+            &wanted,
+            &users,
+            none(),
+            none(),
+            no_opt_in(),
+            chat,
+            &[],
+            Millis(5),
+        );
         assert_eq!(
             plan.jobs,
             vec![
@@ -510,7 +536,16 @@ mod tests {
         // group post.
         let quiet =
             n(r#"{"to":{"users":["a","b","c"],"groups":["ops"]},"title":"t","category":"x"}"#);
-        let plan = delivery_plan(&quiet, &users, none(), no_opt_in(), chat, &[], Millis(5));
+        let plan = delivery_plan(
+            &quiet,
+            &users,
+            none(),
+            none(),
+            no_opt_in(),
+            chat,
+            &[],
+            Millis(5),
+        );
         assert_eq!(
             plan.jobs,
             vec![JobPayload::Deliver {
@@ -518,5 +553,115 @@ mod tests {
                 recipient: Recipient::User(UserId::parse("c").unwrap())
             }]
         );
+    }
+
+    #[test]
+    fn mobile_push_only_to_users_with_a_device() {
+        let users = [
+            (1, UserId::parse("a").unwrap()),
+            (2, UserId::parse("b").unwrap()),
+            (3, UserId::parse("c").unwrap()),
+        ];
+        let with_device = HashSet::from([2, 3]);
+        let mobile = Push {
+            users: &with_device,
+            anyone: true,
+        };
+        let broadcast = n(
+            r#"{"to":{"users":["a","b"],"groups":["g"]},"title":"t","channels":["mobile_push"]}"#,
+        );
+        // Nobody has a device: no job, no expansion.
+        assert!(
+            delivery_plan(
+                &broadcast,
+                &users[..2],
+                none(),
+                none(),
+                no_opt_in(),
+                no_chat(),
+                &[],
+                Millis(5)
+            )
+            .jobs
+            .is_empty()
+        );
+        let plan = delivery_plan(
+            &broadcast,
+            &users[..2],
+            none(),
+            mobile,
+            no_opt_in(),
+            no_chat(),
+            &[],
+            Millis(5),
+        );
+        assert_eq!(
+            plan.jobs,
+            vec![
+                JobPayload::Deliver {
+                    channel: Channel::MobilePush,
+                    recipient: Recipient::User(UserId::parse("b").unwrap())
+                },
+                JobPayload::Expand {
+                    channel: Channel::MobilePush,
+                    after_uid: 0
+                },
+            ]
+        );
+        assert!(plan.log.iter().all(|l| l.channel == Channel::MobilePush));
+        // Web push subscribers are not mobile devices, and the reverse.
+        let web = n(r#"{"to":{"users":["a","b"]},"title":"t","channels":["web_push"]}"#);
+        assert!(
+            delivery_plan(
+                &web,
+                &users,
+                none(),
+                mobile,
+                no_opt_in(),
+                no_chat(),
+                &[],
+                Millis(5)
+            )
+            .jobs
+            .is_empty()
+        );
+        // By the category's default, and by a user's opt-in (with a device).
+        let mut by_category = n(r#"{"to":{"users":["a","b","c"]},"title":"t","category":"x"}"#);
+        let opted = HashSet::from([1, 3]);
+        let opt_in = OptedIn {
+            email: &NOBODY,
+            push: &NOBODY,
+            mobile: &opted,
+        };
+        let plan = delivery_plan(
+            &by_category,
+            &users,
+            none(),
+            mobile,
+            opt_in,
+            no_chat(),
+            &[],
+            Millis(5),
+        );
+        assert_eq!(
+            plan.jobs,
+            vec![JobPayload::Deliver {
+                channel: Channel::MobilePush,
+                recipient: Recipient::User(UserId::parse("c").unwrap())
+            }],
+            "a opted in without a device; b did not opt in"
+        );
+        by_category.category_mobile_push = true;
+        let plan = delivery_plan(
+            &by_category,
+            &users,
+            none(),
+            mobile,
+            no_opt_in(),
+            no_chat(),
+            &[],
+            Millis(5),
+        );
+        assert_eq!(plan.jobs.len(), 2);
     }
 }

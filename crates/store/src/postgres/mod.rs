@@ -20,6 +20,7 @@
 mod chat;
 mod jobs;
 mod mailbox;
+mod mobile;
 mod prefs;
 mod publish;
 mod push;
@@ -78,10 +79,10 @@ mod tests {
 
 use crate::{
     ApiKeyInfo, ChatKind, ChatOwner, ChatTarget, Constraint, DeliveryContext, DeliveryPage,
-    DeliveryQuery, DevMail, Group, InboxChange, InboxPage, Job, JobOutcome, JobStats, NewApiKey,
-    NewDevMail, NewPushSubscription, NotificationRecord, PoolStats, PushSubscription, Recipient,
-    Result, SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber, Subscription,
-    Unavailable,
+    DeliveryQuery, DevMail, Group, InboxChange, InboxPage, Job, JobOutcome, JobStats, MobileDevice,
+    NewApiKey, NewDevMail, NewMobileDevice, NewPushSubscription, NotificationRecord, PoolStats,
+    PushSubscription, Recipient, Result, SendContext, SendReceipt, Store, StoreError, StoreEvent,
+    Subscriber, Subscription, Unavailable,
 };
 use async_trait::async_trait;
 use belfry_core::{
@@ -106,6 +107,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/0005_digest.sql")),
     (6, include_str!("migrations/0006_push.sql")),
     (7, include_str!("migrations/0007_chat.sql")),
+    (8, include_str!("migrations/0008_mobile.sql")),
 ];
 
 /// Commits buffered in the event channel before a slow consumer lags.
@@ -656,6 +658,27 @@ impl Store for PgStore {
 
     async fn delete_push_subscription(&self, user: &UserId, id: &str) -> Result<bool> {
         push::delete(&mut *self.conn().await?, user, id).await
+    }
+
+    async fn put_mobile_device(
+        &self,
+        user: &UserId,
+        device: NewMobileDevice,
+        cap: usize,
+        now: Millis,
+    ) -> Result<(MobileDevice, bool)> {
+        let mut tx = self.begin().await?;
+        let stored = mobile::put(&mut tx, user, &device, cap, now).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn mobile_devices(&self, user: &UserId) -> Result<Vec<MobileDevice>> {
+        mobile::list(&mut *self.conn().await?, user).await
+    }
+
+    async fn delete_mobile_device(&self, user: &UserId, id: &str) -> Result<bool> {
+        mobile::delete(&mut *self.conn().await?, user, id).await
     }
 
     async fn put_chat_target(

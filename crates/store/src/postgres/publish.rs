@@ -568,6 +568,20 @@ async fn resolve(
         r.pushable = pushable.into_iter().collect();
         r.push_anyone = anyone;
     }
+    // Mobile push (C6), the same way: one query on the uid index.
+    if r.needs_mobile_lookup(n) {
+        let uids: Vec<i64> = r.direct_uids().collect();
+        let (mobile, anyone): (Vec<i64>, bool) = sqlx::query_as(
+            "SELECT COALESCE((SELECT array_agg(DISTINCT uid) FROM mobile_devices
+                              WHERE uid = ANY($1)), '{}'),
+                    EXISTS (SELECT 1 FROM mobile_devices)",
+        )
+        .bind(&uids)
+        .fetch_one(&mut *c)
+        .await?;
+        r.mobile = mobile.into_iter().collect();
+        r.mobile_anyone = anyone;
+    }
     if r.needs_chat_lookup(n) {
         let uids: Vec<i64> = r.direct_uids().collect();
         r.chattable = sqlx::query_scalar::<_, i64>(

@@ -318,6 +318,9 @@ pub(crate) fn stats(c: &Connection, now: Millis) -> Result<JobStats> {
 /// The condition an expansion on web push adds: the member has a push
 /// subscription (so the pages hold only members who get a job).
 const PUSHABLE: &str = " AND EXISTS (SELECT 1 FROM push_subscriptions p WHERE p.uid = u.uid)";
+/// The condition an expansion on mobile push adds: the member has a
+/// mobile device.
+const WITH_DEVICE: &str = " AND EXISTS (SELECT 1 FROM mobile_devices d WHERE d.uid = u.uid)";
 
 /// Queues deliveries for the next page of a broadcast's audience: the
 /// members it reached when published (everyone created before it, or the
@@ -345,20 +348,28 @@ pub(crate) fn expand(
         return Ok(None);
     }
     let audience = StoredAudience::decode(&audience)?;
-    // Web push reaches only members with a push subscription.
-    let pushable = if channel == Channel::WebPush {
-        PUSHABLE
-    } else {
-        ""
+    // Web push reaches only members with a push subscription, mobile
+    // push only members with a mobile device.
+    let pushable = match channel {
+        Channel::WebPush => PUSHABLE,
+        Channel::MobilePush => WITH_DEVICE,
+        _ => "",
     };
     let members: Vec<(i64, String)> = if audience.all {
-        // On web push the subscriptions are read (in uid order, by their
-        // index), not every user.
-        let sql = if channel == Channel::WebPush {
-            "SELECT DISTINCT u.uid, u.id FROM push_subscriptions p JOIN users u ON u.uid = p.uid
-             WHERE p.uid > ?1 AND u.created_seq < ?2 ORDER BY p.uid LIMIT ?3"
-        } else {
-            "SELECT uid, id FROM users WHERE uid > ?1 AND created_seq < ?2 ORDER BY uid LIMIT ?3"
+        // On a push channel the subscriptions (devices) are read (in uid
+        // order, by their index), not every user.
+        let sql = match channel {
+            Channel::WebPush => {
+                "SELECT DISTINCT u.uid, u.id FROM push_subscriptions p JOIN users u ON u.uid = p.uid
+                 WHERE p.uid > ?1 AND u.created_seq < ?2 ORDER BY p.uid LIMIT ?3"
+            }
+            Channel::MobilePush => {
+                "SELECT DISTINCT u.uid, u.id FROM mobile_devices d JOIN users u ON u.uid = d.uid
+                 WHERE d.uid > ?1 AND u.created_seq < ?2 ORDER BY d.uid LIMIT ?3"
+            }
+            _ => {
+                "SELECT uid, id FROM users WHERE uid > ?1 AND created_seq < ?2 ORDER BY uid LIMIT ?3"
+            }
         };
         w.conn
             .prepare_cached(sql)?
