@@ -615,11 +615,16 @@ pub(crate) fn summary_content(
         .take(3)
         .map(|i| i.title.as_str())
         .collect();
+    // Every field of `Content` (it has no defaults).
     let content: Content = serde_json::from_value(serde_json::json!({
         "title": title,
         "body": body.join("\n"),
         "url": digest.items.first().and_then(|i| i.url.clone()),
+        "category": null, "source": null, "actor": null, "entity": null, "data": null,
+        "actions": [],
         "stack_key": format!("belfry-summary-{}", digest.user),
+        "sticky": false,
+        "expires_at": null,
     }))
     .map_err(|e| SendError::permanent(format!("building the summary failed: {e}")))?;
     let id = digest
@@ -756,6 +761,37 @@ mod tests {
         );
         assert_eq!(retry_after("soon", now), None);
         assert_eq!(retry_after("999999999", now), Some(MAX_RETRY_AFTER));
+    }
+
+    #[test]
+    fn a_summary_makes_push_content() {
+        let item = |id: &str, title: &str| crate::email::DigestItem {
+            id: id.into(),
+            title: title.into(),
+            body: None,
+            url: Some(format!("/t/{id}")),
+            category: None,
+            at: belfry_core::Millis(0),
+        };
+        let mut digest = crate::email::Digest {
+            kind: crate::email::DigestKind::Summary,
+            user: UserId::parse("ana").unwrap(),
+            delivery_id: "d1".into(),
+            to: None,
+            name: None,
+            locale: None,
+            timezone: None,
+            items: vec![item("n2", "Second"), item("n1", "First")],
+            total: 2,
+            since: belfry_core::Millis(0),
+        };
+        let (id, content) = summary_content(&digest).unwrap();
+        assert_eq!(id, "n2", "opens the newest");
+        assert_eq!(content.title, "2 more notifications");
+        assert_eq!(content.body.as_deref(), Some("Second\nFirst"));
+        assert_eq!(content.url.as_deref(), Some("/t/n2"));
+        digest.kind = crate::email::DigestKind::Daily;
+        assert!(summary_content(&digest).unwrap_err().permanent);
     }
 
     #[test]

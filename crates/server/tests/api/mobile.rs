@@ -470,6 +470,10 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(None).await
+}
+
+async fn setup_with(limit: Option<belfry_delivery::RecipientLimit>) -> Setup {
     let keys = Keys::new();
     let fcm = FcmService::start(&keys).await;
     let apns = ApnsService::start(&keys).await;
@@ -479,6 +483,7 @@ async fn setup() -> Setup {
     };
     c.email.app_url = Some("https://desk.example.com".into());
     c.delivery.retry_base = std::time::Duration::from_secs(10);
+    c.delivery.recipient_limit = limit;
     let account = SecretString::from(keys.service_account(&fcm.token_uri()));
     c.mobile.fcm = Some(belfry_delivery::FcmSettings {
         credentials: Arc::new(belfry_delivery::FcmCredentials::from_json(&account).unwrap()),
@@ -1075,4 +1080,67 @@ async fn preferences_and_quiet_hours_govern_mobile_push() {
     assert_eq!(mobile_log(&app, quiet).await.last().unwrap().1, "sent");
     assert_eq!(apns.received().len(), 2);
     assert_eq!(apns.received()[1].body["aps"]["alert"]["title"], "Late");
+}
+
+async fn counter(app: &TestApp, line: &str) -> f64 {
+    let text = app.text("/metrics").await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(line))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn above_the_rate_limit_pushes_are_held_and_summarised_in_one_push() {
+    let Setup { app, fcm, .. } = setup_with(Some(belfry_delivery::RecipientLimit {
+        max: 2,
+        window: std::time::Duration::from_secs(60),
+    }))
+    .await;
+    app.clock
+        .set(Millis::parse_rfc3339("2026-01-14T10:00:10Z").unwrap());
+    app.users(&["ana"]).await;
+    let token = app.token("ana").await;
+    subscribe(
+        &app,
+        &token,
+        json!({"platform": "fcm", "token": fcm_token(1), "app_id": "com.example.desk"}),
+        StatusCode::CREATED,
+    )
+    .await;
+    let sent_line = "belfry_deliveries_total{channel=\"mobile_push\",status=\"sent\"} ";
+    let sent_before = counter(&app, sent_line).await;
+    let mut ids = Vec::new();
+    for n in 1..=4 {
+        let sent = app
+            .send_ok(
+                json!({"to": {"users": ["ana"]}, "channels": ["mobile_push"],
+                            "title": format!("m{n}"), "url": format!("/t/{n}")}),
+            )
+            .await;
+        ids.push(sent["id"].as_str().unwrap().to_string());
+        app.clock.advance_secs(1);
+        if n == 2 {
+            // (Workers send a batch in any order: this fixes which are held.)
+            app.run_due_jobs().await;
+        }
+    }
+    app.run_due_jobs().await;
+    assert_eq!(fcm.received().len(), 2, "two within the limit");
+    let held = mobile_log(&app, &ids[3]).await.pop().unwrap();
+    assert_eq!(
+        (held.1.as_str(), held.3.as_deref()),
+        ("held", Some("rate_limited"))
+    );
+    assert!(counter(&app, sent_line).await >= sent_before + 2.0);
+
+    // When the window ends: one push that sums the held ones up.
+    app.clock
+        .set(Millis::parse_rfc3339("2026-01-14T10:01:00Z").unwrap());
+    assert_eq!(app.run_due_jobs().await, 1, "one summary job");
+    let got = fcm.received();
+    assert_eq!(got.len(), 3, "{:?}", mobile_log(&app, &ids[3]).await);
+    let m = &got[2].body["message"];
+    assert_eq!(m["notification"]["title"], "2 more notifications");
+    assert_eq!(m["notification"]["body"], "m4\nm3");
+    assert_eq!(m["data"]["url"], "https://desk.example.com/t/4");
 }
