@@ -125,6 +125,15 @@ impl FcmCredentials {
                 .ok_or_else(|| format!("has no {name}; download the service account's key file from the Firebase console"))
         };
         let project_id = field(file.project_id, "project_id")?;
+        if !project_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ':' || c == '.')
+        {
+            return Err(format!(
+                "has a project_id that is not a Firebase project id: {}",
+                project_id.escape_debug()
+            ));
+        }
         let client_email = field(file.client_email, "client_email")?;
         let token_uri = field(file.token_uri, "token_uri")?;
         let token_uri = Url::parse(&token_uri)
@@ -380,13 +389,22 @@ impl Alert {
         data
     }
 
+    /// `{"title", "body"}`, without a body the notification has none.
+    fn alert(&self) -> serde_json::Value {
+        let mut alert = serde_json::json!({"title": self.title});
+        if let Some(body) = &self.body {
+            alert["body"] = body.clone().into();
+        }
+        alert
+    }
+
     /// The FCM v1 `messages:send` body for `token`.
     pub fn fcm_body(&self, token: &str) -> serde_json::Value {
         let ttl = self.expires.saturating_sub(unix_now());
         serde_json::json!({
             "message": {
                 "token": token,
-                "notification": {"title": self.title, "body": self.body},
+                "notification": self.alert(),
                 "data": self.data(),
                 "android": {
                     "collapse_key": self.collapse,
@@ -403,10 +421,7 @@ impl Alert {
 
     /// The APNs body: the alert, the stack as `thread-id`, the data beside.
     pub fn apns_body(&self) -> serde_json::Value {
-        let mut aps = serde_json::json!({
-            "alert": {"title": self.title, "body": self.body},
-            "sound": "default"
-        });
+        let mut aps = serde_json::json!({"alert": self.alert(), "sound": "default"});
         if let Some(key) = &self.stack_key {
             aps["thread-id"] = key.clone().into();
         }
@@ -416,10 +431,11 @@ impl Alert {
     }
 }
 
-/// An APNs collapse id (at most 64 bytes): the value, or a digest of a
-/// longer one.
+/// An APNs collapse id (at most 64 bytes, and a valid header value): the
+/// value, or a digest of a longer one or one with other than printable
+/// ASCII.
 pub fn collapse_id(value: &str) -> String {
-    if value.len() <= MAX_COLLAPSE_ID {
+    if value.len() <= MAX_COLLAPSE_ID && value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         value.to_string()
     } else {
         crate::webpush::topic(value)
@@ -841,6 +857,9 @@ mod tests {
         let long = "x".repeat(100);
         assert!(collapse_id(&long).len() <= MAX_COLLAPSE_ID);
         assert_eq!(collapse_id(&long), collapse_id(&long));
+        let unicode = collapse_id("ticket:Übergabe\n1");
+        assert!(unicode.is_ascii() && unicode.len() <= MAX_COLLAPSE_ID);
+        assert!(reqwest::header::HeaderValue::from_str(&unicode).is_ok());
     }
 
     #[test]

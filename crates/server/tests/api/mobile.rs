@@ -261,6 +261,7 @@ async fn fcm_send(
         && action == "messages:send"
         && m["token"].is_string()
         && m["notification"]["title"].is_string()
+        && m["notification"].get("body").is_none_or(Value::is_string)
         && m["data"]["notification_id"].is_string()
         && m["data"]
             .as_object()
@@ -417,7 +418,10 @@ async fn apns_push(
         && matches!(header("apns-priority"), Some("5" | "10"))
         && header("apns-expiration").is_some_and(|e| e.parse::<u64>().is_ok())
         && header("apns-collapse-id").is_some_and(|c| c.len() <= 64)
-        && body["aps"]["alert"]["title"].is_string();
+        && body["aps"]["alert"]["title"].is_string()
+        && body["aps"]["alert"]
+            .get("body")
+            .is_none_or(Value::is_string);
     let (status, reason, retry_after) = if jwt.is_err() {
         (403, "InvalidProviderToken", None)
     } else if !headers_ok {
