@@ -20,11 +20,12 @@
 //! `SENDER_ID_MISMATCH`; APNs 410 `Unregistered`, 400 `BadDeviceToken`,
 //! `DeviceTokenNotForTopic`); 429 and 5xx retry with the engine's back-off,
 //! not before `Retry-After`; anything else fails that device. One device's
-//! failure never stops the others (`targets::combine`). A retry sends to
-//! every device again (per-device progress is not kept in the job): the
-//! collapse id (APNs `apns-collapse-id`, Android `collapse_key` and
-//! notification `tag`), the stack key or else the notification id, makes
-//! a device that got it already replace it rather than show it twice.
+//! failure never stops the others (`targets::combine`). A retry sends only
+//! to the devices that did not take it (the job's payload keeps the ids of
+//! those that did); the collapse id (APNs `apns-collapse-id`, Android
+//! `collapse_key` and notification `tag`), the stack key or else the
+//! notification id, also makes a device that shows a notification of the
+//! same stack replace it rather than add one.
 //!
 //! The base URLs and the `token_uri` come from the administrator's
 //! configuration, so they are trusted: their hosts are added to the
@@ -714,8 +715,10 @@ impl MobileAdapter {
         )
     }
 
-    /// One alert to every device of `user`.
-    async fn to_all(&self, user: &UserId, alert: &Alert) -> Result<(), SendError> {
+    /// One alert to every device of `user` but those in `done` (they took
+    /// it in an earlier attempt); a temporary failure names the devices
+    /// that took it now.
+    async fn to_all(&self, user: &UserId, alert: &Alert, done: &[String]) -> Result<(), SendError> {
         let devices = match self.store.mobile_devices(user).await {
             Ok(d) => d,
             Err(belfry_store::StoreError::NotFound) => {
@@ -727,14 +730,33 @@ impl MobileAdapter {
                 )));
             }
         };
-        if devices.is_empty() {
-            return Err(SendError::skipped(
-                "the user has no mobile device (any more)",
-            ));
+        let pending: Vec<&MobileDevice> =
+            devices.iter().filter(|d| !done.contains(&d.id)).collect();
+        if pending.is_empty() {
+            return if done.is_empty() {
+                Err(SendError::skipped(
+                    "the user has no mobile device (any more)",
+                ))
+            } else {
+                // The devices that were left took it, or are gone since.
+                Ok(())
+            };
         }
         let outcomes =
-            futures::future::join_all(devices.iter().map(|d| self.deliver(user, d, alert))).await;
-        combine(&format!("user:{user}"), outcomes, "the token is invalid")
+            futures::future::join_all(pending.iter().map(|d| self.deliver(user, d, alert))).await;
+        let delivered: Vec<String> = pending
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| matches!(o, Outcome::Delivered))
+            .map(|(d, _)| d.id.clone())
+            .collect();
+        combine(&format!("user:{user}"), outcomes, "the token is invalid").map_err(|e| {
+            if e.permanent {
+                e
+            } else {
+                e.delivered(delivered)
+            }
+        })
     }
 }
 
@@ -835,7 +857,7 @@ impl ChannelAdapter for MobileAdapter {
             return Err(SendError::skipped("only users have mobile devices"));
         };
         let alert = Alert::of(&message.notification_id, &message.content, &self.settings);
-        self.to_all(user, &alert).await
+        self.to_all(user, &alert, &message.done).await
     }
 
     /// The rate limit's summary ("3 more notifications"), as one push to
@@ -843,7 +865,7 @@ impl ChannelAdapter for MobileAdapter {
     async fn send_digest(&self, digest: &crate::email::Digest) -> Result<(), SendError> {
         let (id, content) = crate::webpush::summary_content(digest)?;
         let alert = Alert::of(&id, &content, &self.settings);
-        self.to_all(&digest.user, &alert).await
+        self.to_all(&digest.user, &alert, &[]).await
     }
 }
 

@@ -17,9 +17,10 @@
 //! 404 and 410 remove it (the browser unsubscribed or the subscription
 //! expired); 413 sends it again with a shortened payload (no body, no
 //! actions); 429 and 5xx make the job retry, not before `Retry-After`.
-//! When some of a user's subscriptions must be retried, the retry sends to
-//! all of them again: the payload's `tag` makes a browser that already
-//! shows the notification replace it rather than show it twice.
+//! When some of a user's subscriptions must be retried, the retry sends
+//! only to those that did not take it (the job's payload keeps the ids of
+//! those that did); the payload's `tag` makes a browser that shows a
+//! notification of the same stack replace it rather than add one.
 //!
 //! Endpoints are reached only through [`OutboundPolicy`]: http(s), public
 //! addresses (unless allowed), no redirects.
@@ -567,7 +568,8 @@ impl ChannelAdapter for WebPushAdapter {
             &message.content,
             self.settings.app_url.as_deref(),
         );
-        self.to_all(user, &subs, &payload, &message.content).await
+        self.to_all(user, &subs, &payload, &message.content, &message.done)
+            .await
     }
 
     /// The rate limit's summary ("3 more notifications"), as one push to
@@ -587,7 +589,7 @@ impl ChannelAdapter for WebPushAdapter {
             }
         };
         let payload = Payload::of(&id, &content, self.settings.app_url.as_deref());
-        self.to_all(user, &subs, &payload, &content).await
+        self.to_all(user, &subs, &payload, &content, &[]).await
     }
 }
 
@@ -635,25 +637,48 @@ pub(crate) fn summary_content(
 }
 
 impl WebPushAdapter {
-    /// One payload to every subscription of `user`: delivered if any took
-    /// it; retried (no earlier than the longest `Retry-After`) if any may
-    /// take it later.
+    /// One payload to every subscription of `user` but those in `done`
+    /// (they took it in an earlier attempt): delivered if any took it;
+    /// retried (no earlier than the longest `Retry-After`) if any may take
+    /// it later, naming those that took it now.
     async fn to_all(
         &self,
         user: &UserId,
         subs: &[PushSubscription],
         payload: &Payload,
         content: &Content,
+        done: &[String],
     ) -> Result<(), SendError> {
-        if subs.is_empty() {
-            return Err(SendError::skipped(
-                "the user has no push subscription (any more)",
-            ));
+        let pending: Vec<&PushSubscription> =
+            subs.iter().filter(|s| !done.contains(&s.id)).collect();
+        if pending.is_empty() {
+            return if done.is_empty() {
+                Err(SendError::skipped(
+                    "the user has no push subscription (any more)",
+                ))
+            } else {
+                Ok(())
+            };
         }
-        let outcomes =
-            futures::future::join_all(subs.iter().map(|s| self.deliver(user, s, payload, content)))
-                .await;
-        combine(&format!("user:{user}"), outcomes, "404/410")
+        let outcomes = futures::future::join_all(
+            pending
+                .iter()
+                .map(|s| self.deliver(user, s, payload, content)),
+        )
+        .await;
+        let delivered: Vec<String> = pending
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| matches!(o, Outcome::Delivered))
+            .map(|(s, _)| s.id.clone())
+            .collect();
+        combine(&format!("user:{user}"), outcomes, "404/410").map_err(|e| {
+            if e.permanent {
+                e
+            } else {
+                e.delivered(delivered)
+            }
+        })
     }
 }
 

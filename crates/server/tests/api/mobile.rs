@@ -944,8 +944,16 @@ async fn invalid_tokens_are_removed_and_busy_services_retried_after_retry_after(
     assert_ne!(left[0]["token"], bad.as_str());
     assert_eq!(left[0]["platform"], "apns");
 
-    // 429 with Retry-After: one hour. The back-off alone would retry
-    // after about 10 s; the job waits for the hour.
+    // 429 with Retry-After: one hour, for one of two devices. The
+    // back-off alone would retry after about 10 s; the job waits for the
+    // hour, and then sends to that device only.
+    subscribe(
+        &app,
+        &token,
+        json!({"platform": "apns", "token": apns_token(3), "app_id": BUNDLE}),
+        StatusCode::CREATED,
+    )
+    .await;
     apns.answer(429, "TooManyRequests", Some("3600"));
     let busy = app
         .send_ok(json!({"to": {"users": ["ana"]}, "channels": ["mobile_push"], "title": "Busy"}))
@@ -960,13 +968,25 @@ async fn invalid_tokens_are_removed_and_busy_services_retried_after_retry_after(
         "{error}"
     );
     assert!(error.contains("retrying at"), "{error}");
+    assert!(error.contains("1 of 2 delivered"), "{error}");
     let count = apns.received().len();
+    let busy_device = apns
+        .received()
+        .into_iter()
+        .find(|r| r.status == 429)
+        .unwrap()
+        .device;
     app.clock.advance_secs(3590);
     assert_eq!(app.run_due_jobs().await, 0, "not before Retry-After");
     assert_eq!(apns.received().len(), count);
     app.clock.advance_secs(20);
     assert_eq!(app.run_due_jobs().await, 1);
-    assert_eq!(apns.received().len(), count + 1);
+    assert_eq!(
+        apns.received().len(),
+        count + 1,
+        "not again to the device that took it"
+    );
+    assert_eq!(apns.received().last().unwrap().device, busy_device);
     assert_eq!(mobile_log(&app, busy).await.last().unwrap().1, "sent");
 
     // FCM INVALID_ARGUMENT about the token also removes it.
@@ -987,7 +1007,8 @@ async fn invalid_tokens_are_removed_and_busy_services_retried_after_retry_after(
         ),
         None,
     );
-    // 410 Unregistered: the app was removed from the device.
+    // 410 Unregistered: the app was removed from the devices.
+    apns.answer(410, "Unregistered", None);
     apns.answer(410, "Unregistered", None);
     let gone = app
         .send_ok(json!({"to": {"users": ["ana"]}, "channels": ["mobile_push"], "title": "Gone"}))

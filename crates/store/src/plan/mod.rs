@@ -166,10 +166,7 @@ pub(crate) fn delivery_plan(
                 continue;
             }
             planned.push((
-                JobPayload::Deliver {
-                    channel,
-                    recipient: Recipient::User(user.clone()),
-                },
+                JobPayload::deliver(channel, Recipient::User(user.clone())),
                 format!("user:{user}"),
             ));
         }
@@ -187,10 +184,7 @@ pub(crate) fn delivery_plan(
     for (uid, user) in direct {
         if chat.users.contains(uid) && (chat_wanted || chat.opted.contains(uid)) {
             planned.push((
-                JobPayload::Deliver {
-                    channel: Channel::Chat,
-                    recipient: Recipient::User(user.clone()),
-                },
+                JobPayload::deliver(Channel::Chat, Recipient::User(user.clone())),
                 format!("user:{user}"),
             ));
         }
@@ -198,10 +192,7 @@ pub(crate) fn delivery_plan(
     if chat_wanted {
         for group in chat.groups {
             planned.push((
-                JobPayload::Deliver {
-                    channel: Channel::Chat,
-                    recipient: Recipient::Group(group.clone()),
-                },
+                JobPayload::deliver(Channel::Chat, Recipient::Group(group.clone())),
                 format!("group:{group}"),
             ));
         }
@@ -210,10 +201,7 @@ pub(crate) fn delivery_plan(
         let label = format!("email:{address}");
         if n.wants(Channel::Email, true) {
             planned.push((
-                JobPayload::Deliver {
-                    channel: Channel::Email,
-                    recipient: Recipient::Contact(address.clone()),
-                },
+                JobPayload::deliver(Channel::Email, Recipient::Contact(address.clone())),
                 label,
             ));
         } else {
@@ -258,7 +246,9 @@ pub(crate) type StoredLine = (
 pub(crate) fn cancelled_line(payload: JobPayload, now: Millis) -> DeliveryEvent {
     let (recipient, channel) = match payload {
         JobPayload::Publish => ("scheduled".to_string(), Channel::InApp),
-        JobPayload::Deliver { channel, recipient } => (recipient.label(), channel),
+        JobPayload::Deliver {
+            channel, recipient, ..
+        } => (recipient.label(), channel),
         JobPayload::Fallback { recipient } => (recipient.label(), Channel::Email),
         JobPayload::Digest { user, .. } => (format!("user:{user}"), Channel::Email),
         JobPayload::Summary { user, channel, .. } => (format!("user:{user}"), channel),
@@ -399,10 +389,10 @@ mod tests {
         assert_eq!(
             plan.jobs,
             vec![
-                JobPayload::Deliver {
-                    channel: Channel::WebPush,
-                    recipient: Recipient::User(UserId::parse("b").unwrap())
-                },
+                JobPayload::deliver(
+                    Channel::WebPush,
+                    Recipient::User(UserId::parse("b").unwrap())
+                ),
                 JobPayload::Expand {
                     channel: Channel::WebPush,
                     after_uid: 0
@@ -473,15 +463,12 @@ mod tests {
         assert_eq!(
             plan.jobs,
             vec![
-                JobPayload::Deliver {
-                    channel: Channel::Email,
-                    recipient: Recipient::User(UserId::parse("a").unwrap())
-                },
+                JobPayload::deliver(Channel::Email, Recipient::User(UserId::parse("a").unwrap())),
                 // b opted into push but has no subscription.
-                JobPayload::Deliver {
-                    channel: Channel::WebPush,
-                    recipient: Recipient::User(UserId::parse("c").unwrap())
-                },
+                JobPayload::deliver(
+                    Channel::WebPush,
+                    Recipient::User(UserId::parse("c").unwrap())
+                ),
             ]
         );
     }
@@ -516,18 +503,12 @@ mod tests {
         assert_eq!(
             plan.jobs,
             vec![
-                JobPayload::Deliver {
-                    channel: Channel::Chat,
-                    recipient: Recipient::User(UserId::parse("b").unwrap())
-                },
-                JobPayload::Deliver {
-                    channel: Channel::Chat,
-                    recipient: Recipient::User(UserId::parse("c").unwrap())
-                },
-                JobPayload::Deliver {
-                    channel: Channel::Chat,
-                    recipient: Recipient::Group(GroupId::parse("ops").unwrap())
-                },
+                JobPayload::deliver(Channel::Chat, Recipient::User(UserId::parse("b").unwrap())),
+                JobPayload::deliver(Channel::Chat, Recipient::User(UserId::parse("c").unwrap())),
+                JobPayload::deliver(
+                    Channel::Chat,
+                    Recipient::Group(GroupId::parse("ops").unwrap())
+                ),
             ],
             "a has no target; no expansion of the group's members"
         );
@@ -548,10 +529,10 @@ mod tests {
         );
         assert_eq!(
             plan.jobs,
-            vec![JobPayload::Deliver {
-                channel: Channel::Chat,
-                recipient: Recipient::User(UserId::parse("c").unwrap())
-            }]
+            vec![JobPayload::deliver(
+                Channel::Chat,
+                Recipient::User(UserId::parse("c").unwrap())
+            )]
         );
     }
 
@@ -598,10 +579,10 @@ mod tests {
         assert_eq!(
             plan.jobs,
             vec![
-                JobPayload::Deliver {
-                    channel: Channel::MobilePush,
-                    recipient: Recipient::User(UserId::parse("b").unwrap())
-                },
+                JobPayload::deliver(
+                    Channel::MobilePush,
+                    Recipient::User(UserId::parse("b").unwrap())
+                ),
                 JobPayload::Expand {
                     channel: Channel::MobilePush,
                     after_uid: 0
@@ -645,10 +626,10 @@ mod tests {
         );
         assert_eq!(
             plan.jobs,
-            vec![JobPayload::Deliver {
-                channel: Channel::MobilePush,
-                recipient: Recipient::User(UserId::parse("c").unwrap())
-            }],
+            vec![JobPayload::deliver(
+                Channel::MobilePush,
+                Recipient::User(UserId::parse("c").unwrap())
+            )],
             "a opted in without a device; b did not opt in"
         );
         by_category.category_mobile_push = true;

@@ -691,7 +691,7 @@ pub(crate) fn expansion(
             None,
             now,
         ));
-        jobs.push(JobPayload::Deliver { channel, recipient });
+        jobs.push(JobPayload::deliver(channel, recipient));
     }
     Ok((jobs, log))
 }

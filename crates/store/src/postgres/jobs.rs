@@ -180,17 +180,28 @@ pub(crate) async fn finish(
                 .await?;
             Ok(false)
         }
-        JobOutcome::Retry { at, error, log } => {
+        JobOutcome::Retry {
+            at,
+            error,
+            log,
+            payload,
+        } => {
             if let Some(nid) = log_nid {
                 log_many(c, nid, &log).await?;
             }
+            let payload = payload
+                .map(|p| serde_json::to_string(&p))
+                .transpose()
+                .map_err(bad)?;
             sqlx::query(
-                "UPDATE jobs SET run_at = $2, lease_until = NULL, lease_owner = NULL, last_error = $3
+                "UPDATE jobs SET run_at = $2, lease_until = NULL, lease_owner = NULL, last_error = $3,
+                        payload = COALESCE($4, payload)
                  WHERE id = $1",
             )
             .bind(job)
             .bind(at.0)
             .bind(error)
+            .bind(payload)
             .execute(&mut *c)
             .await?;
             Ok(false)

@@ -152,14 +152,24 @@ pub(crate) fn finish(w: &mut Writer, job: i64, outcome: JobOutcome, now: Millis)
                 .prepare_cached("DELETE FROM jobs WHERE id = ?1")?
                 .execute([job])?;
         }
-        JobOutcome::Retry { at, error, log } => {
+        JobOutcome::Retry {
+            at,
+            error,
+            log,
+            payload,
+        } => {
             write_log(&w.conn, &log)?;
+            let payload = payload
+                .map(|p| serde_json::to_string(&p))
+                .transpose()
+                .map_err(bad)?;
             w.conn
                 .prepare_cached(
-                    "UPDATE jobs SET run_at = ?2, lease_until = NULL, lease_owner = NULL, last_error = ?3
+                    "UPDATE jobs SET run_at = ?2, lease_until = NULL, lease_owner = NULL, last_error = ?3,
+                            payload = COALESCE(?4, payload)
                      WHERE id = ?1",
                 )?
-                .execute(params![job, at.0, error])?;
+                .execute(params![job, at.0, error, payload])?;
         }
         JobOutcome::Digest { at, payload, lines } => {
             log_by_id(&w.conn, &lines)?;
