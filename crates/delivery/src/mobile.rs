@@ -689,7 +689,8 @@ impl MobileAdapter {
                 .await;
             let response = match response {
                 Ok(r) => r,
-                Err(e) => return unanswered("APNs", &e),
+                // Without the URL: its path holds the device token.
+                Err(e) => return unanswered("APNs", &e.without_url()),
             };
             let a = answer(response).await;
             let said = format!("APNs answered {}{}", a.status, a.said());
