@@ -474,10 +474,14 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    setup_with(None).await
+    setup_with(None, None).await
 }
 
-async fn setup_with(limit: Option<belfry_delivery::RecipientLimit>) -> Setup {
+/// With a per-recipient rate limit, and APNs at another base URL.
+async fn setup_with(
+    limit: Option<belfry_delivery::RecipientLimit>,
+    apns_base: Option<&str>,
+) -> Setup {
     let keys = Keys::new();
     let fcm = FcmService::start(&keys).await;
     let apns = ApnsService::start(&keys).await;
@@ -498,7 +502,7 @@ async fn setup_with(limit: Option<belfry_delivery::RecipientLimit>) -> Setup {
         credentials: Arc::new(
             belfry_delivery::ApnsCredentials::from_p8(&p8, KEY_ID, TEAM_ID).unwrap(),
         ),
-        base_url: apns.base.parse().unwrap(),
+        base_url: apns_base.unwrap_or(&apns.base).parse().unwrap(),
     });
     // No BELFRY_OUTBOUND_ALLOW: the configured base URLs are trusted.
     let app = spawn_app_with(c).await;
@@ -1116,10 +1120,13 @@ async fn counter(app: &TestApp, line: &str) -> f64 {
 
 #[tokio::test]
 async fn above_the_rate_limit_pushes_are_held_and_summarised_in_one_push() {
-    let Setup { app, fcm, .. } = setup_with(Some(belfry_delivery::RecipientLimit {
-        max: 2,
-        window: std::time::Duration::from_secs(60),
-    }))
+    let Setup { app, fcm, .. } = setup_with(
+        Some(belfry_delivery::RecipientLimit {
+            max: 2,
+            window: std::time::Duration::from_secs(60),
+        }),
+        None,
+    )
     .await;
     app.clock
         .set(Millis::parse_rfc3339("2026-01-14T10:00:10Z").unwrap());
@@ -1168,4 +1175,37 @@ async fn above_the_rate_limit_pushes_are_held_and_summarised_in_one_push() {
     assert_eq!(m["notification"]["title"], "2 more notifications");
     assert_eq!(m["notification"]["body"], "m4\nm3");
     assert_eq!(m["data"]["url"], "https://desk.example.com/t/4");
+}
+
+#[tokio::test]
+async fn an_unreachable_service_is_retried_and_the_log_shows_no_token() {
+    // A port nothing listens on.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let Setup { app, .. } = setup_with(None, Some(&closed)).await;
+    app.users(&["ana"]).await;
+    let token = app.token("ana").await;
+    subscribe(
+        &app,
+        &token,
+        json!({"platform": "apns", "token": apns_token(9), "app_id": BUNDLE}),
+        StatusCode::CREATED,
+    )
+    .await;
+    let sent = app
+        .send_ok(json!({"to": {"users": ["ana"]}, "channels": ["mobile_push"], "title": "Hello"}))
+        .await;
+    app.run_due_jobs().await;
+    let log = mobile_log(&app, sent["id"].as_str().unwrap()).await;
+    let (_, status, error, _) = log.last().unwrap();
+    assert_eq!(status, "failed");
+    let error = error.as_ref().unwrap();
+    assert!(
+        error.contains("could not be reached") && error.contains("retrying at"),
+        "{error}"
+    );
+    assert!(!error.contains(&apns_token(9)), "{error}");
+    assert_eq!(subscriptions(&app, &token).await.len(), 1, "kept");
 }
