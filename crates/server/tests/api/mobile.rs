@@ -517,25 +517,6 @@ fn fcm_token(n: u8) -> String {
     format!("f{n}Xc9:APA91bH{}", "k".repeat(140))
 }
 
-async fn subscribe(app: &TestApp, token: &str, body: Value, expect: StatusCode) -> Value {
-    let r = app
-        .me(Method::POST, "/push-subscriptions", token, Some(body))
-        .await;
-    let status = r.status();
-    let text = r.text().await.unwrap();
-    assert_eq!(status, expect, "{text}");
-    serde_json::from_str(&text).unwrap()
-}
-
-async fn subscriptions(app: &TestApp, token: &str) -> Vec<Value> {
-    let r = app
-        .me(Method::GET, "/push-subscriptions", token, None)
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let v: Value = r.json().await.unwrap();
-    v["items"].as_array().unwrap().clone()
-}
-
 /// (recipient, status, error, reason) of a notification's mobile push lines.
 async fn mobile_log(
     app: &TestApp,
