@@ -34,7 +34,7 @@
 
 use crate::channel::{ChannelAdapter, Message, SendError};
 use crate::outbound::OutboundPolicy;
-use crate::targets::{Outcome, combine, unanswered};
+use crate::targets::{Outcome, combine_targets, pending, unanswered};
 use async_trait::async_trait;
 use belfry_core::{Channel, Content, UserId};
 use belfry_store::{MobileDevice, MobilePlatform, Recipient, SharedStore};
@@ -731,33 +731,24 @@ impl MobileAdapter {
                 )));
             }
         };
-        let pending: Vec<&MobileDevice> =
-            devices.iter().filter(|d| !done.contains(&d.id)).collect();
-        if pending.is_empty() {
-            return if done.is_empty() {
-                Err(SendError::skipped(
-                    "the user has no mobile device (any more)",
-                ))
-            } else {
-                // The devices that were left took it, or are gone since.
-                Ok(())
-            };
-        }
+        let pending = match pending(
+            &devices,
+            done,
+            |t| &t.id,
+            "the user has no mobile device (any more)",
+        ) {
+            Ok(p) => p,
+            Err(over) => return over,
+        };
         let outcomes =
-            futures::future::join_all(pending.iter().map(|d| self.deliver(user, d, alert))).await;
-        let delivered: Vec<String> = pending
-            .iter()
-            .zip(&outcomes)
-            .filter(|(_, o)| matches!(o, Outcome::Delivered))
-            .map(|(d, _)| d.id.clone())
-            .collect();
-        combine(&format!("user:{user}"), outcomes, "the token is invalid").map_err(|e| {
-            if e.permanent {
-                e
-            } else {
-                e.delivered(delivered)
-            }
-        })
+            futures::future::join_all(pending.iter().map(|t| self.deliver(user, t, alert))).await;
+        combine_targets(
+            &format!("user:{user}"),
+            &pending,
+            |t| &t.id,
+            outcomes,
+            "the token is invalid",
+        )
     }
 }
 

@@ -27,7 +27,7 @@
 
 use crate::channel::{ChannelAdapter, Message, SendError};
 use crate::outbound::OutboundPolicy;
-use crate::targets::{Outcome, combine, unanswered};
+use crate::targets::{Outcome, combine_targets, pending, unanswered};
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -649,36 +649,28 @@ impl WebPushAdapter {
         content: &Content,
         done: &[String],
     ) -> Result<(), SendError> {
-        let pending: Vec<&PushSubscription> =
-            subs.iter().filter(|s| !done.contains(&s.id)).collect();
-        if pending.is_empty() {
-            return if done.is_empty() {
-                Err(SendError::skipped(
-                    "the user has no push subscription (any more)",
-                ))
-            } else {
-                Ok(())
-            };
-        }
+        let pending = match pending(
+            subs,
+            done,
+            |t| &t.id,
+            "the user has no push subscription (any more)",
+        ) {
+            Ok(p) => p,
+            Err(over) => return over,
+        };
         let outcomes = futures::future::join_all(
             pending
                 .iter()
-                .map(|s| self.deliver(user, s, payload, content)),
+                .map(|t| self.deliver(user, t, payload, content)),
         )
         .await;
-        let delivered: Vec<String> = pending
-            .iter()
-            .zip(&outcomes)
-            .filter(|(_, o)| matches!(o, Outcome::Delivered))
-            .map(|(s, _)| s.id.clone())
-            .collect();
-        combine(&format!("user:{user}"), outcomes, "404/410").map_err(|e| {
-            if e.permanent {
-                e
-            } else {
-                e.delivered(delivered)
-            }
-        })
+        combine_targets(
+            &format!("user:{user}"),
+            &pending,
+            |t| &t.id,
+            outcomes,
+            "404/410",
+        )
     }
 }
 

@@ -604,6 +604,7 @@ async fn devices_are_registered_validated_listed_and_removed() {
     )
     .await;
     assert_eq!(again["id"], apns["id"]);
+    app.clock.advance_secs(1);
     let fcm = subscribe(
         &app,
         &token,
@@ -714,6 +715,7 @@ async fn devices_are_registered_validated_listed_and_removed() {
 
     // The cap keeps the most recently posted devices.
     for n in 0..22 {
+        app.clock.advance_secs(1);
         subscribe(
             &app,
             &token,
