@@ -278,6 +278,34 @@ pub struct ServeArgs {
     /// [default: none, the notification's url with access_token=<token> added]
     #[arg(long, env = "BELFRY_CONTACT_LINK_URL", value_name = "URL")]
     pub contact_link_url: Option<String>,
+    /// Mobile push through FCM: the Firebase service account's JSON key
+    /// file (Project settings → Service accounts → Generate new private
+    /// key) [default: none, FCM devices cannot be registered]
+    #[arg(long, env = "BELFRY_FCM_SERVICE_ACCOUNT", value_name = "FILE")]
+    pub fcm_service_account: Option<PathBuf>,
+
+    /// Mobile push: FCM's base URL [default: https://fcm.googleapis.com]
+    #[arg(long, env = "BELFRY_FCM_BASE_URL", value_name = "URL")]
+    pub fcm_base_url: Option<String>,
+
+    /// Mobile push through APNs: the signing key's .p8 file (Apple
+    /// developer account → Keys, with Apple Push Notifications service)
+    /// [default: none, APNs devices cannot be registered]
+    #[arg(long, env = "BELFRY_APNS_KEY", value_name = "FILE")]
+    pub apns_key: Option<PathBuf>,
+
+    /// Mobile push: the APNs key's id (10 characters, as shown beside the key)
+    #[arg(long, env = "BELFRY_APNS_KEY_ID", value_name = "ID")]
+    pub apns_key_id: Option<String>,
+
+    /// Mobile push: the Apple developer team id (10 characters)
+    #[arg(long, env = "BELFRY_APNS_TEAM_ID", value_name = "ID")]
+    pub apns_team_id: Option<String>,
+
+    /// Mobile push: APNs' base URL; https://api.sandbox.push.apple.com for
+    /// development builds of the app [default: https://api.push.apple.com]
+    #[arg(long, env = "BELFRY_APNS_BASE_URL", value_name = "URL")]
+    pub apns_base_url: Option<String>,
 }
 
 /// The keys a TOML file may hold.
@@ -325,6 +353,12 @@ struct FileSettings {
     outbound_allow: Option<OutboundAllow>,
     access_token_private_key: Option<SecretString>,
     contact_link_url: Option<String>,
+    fcm_service_account: Option<PathBuf>,
+    fcm_base_url: Option<String>,
+    apns_key: Option<PathBuf>,
+    apns_key_id: Option<String>,
+    apns_team_id: Option<String>,
+    apns_base_url: Option<String>,
 }
 
 /// `outbound_allow` in a TOML file: `["127.0.0.1", "10.0.0.0/8"]` or
@@ -785,6 +819,7 @@ impl ServeArgs {
             belfry_delivery::access::check_link_pattern(u)
                 .map_err(|e| anyhow::anyhow!("--contact-link-url {u}: {e}"))?;
         }
+        let mobile = self.mobile(&file, &defaults.mobile)?;
         let admin_key_file = self
             .admin_key_file
             .clone()
@@ -820,9 +855,97 @@ impl ServeArgs {
                 outbound,
                 access_token_private_key,
                 contact_link_url,
+                mobile,
                 ..defaults
             },
         })
+    }
+}
+
+/// A base URL setting: http(s) with a host, no path beyond `/`.
+fn base_url(flag: &str, value: Option<String>, default: &str) -> anyhow::Result<reqwest::Url> {
+    let text = value
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_string());
+    let url = reqwest::Url::parse(text.trim())
+        .map_err(|e| anyhow::anyhow!("{flag} {text}: not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        bail!("{flag} {text}: give an http(s) URL such as {default}");
+    }
+    if url.path() != "/" || url.query().is_some() {
+        bail!("{flag} {text}: give the base URL only (scheme, host and port), such as {default}");
+    }
+    Ok(url)
+}
+
+/// Reads a key file named by `flag`.
+fn read_secret_file(flag: &str, path: &Path) -> anyhow::Result<SecretString> {
+    std::fs::read_to_string(path)
+        .map(SecretString::from)
+        .map_err(|e| anyhow::anyhow!("{flag} {}: cannot be read: {e}", path.display()))
+}
+
+impl ServeArgs {
+    /// Mobile push (C6): FCM from a service-account file, APNs from a .p8
+    /// key with its key id and team id; each checked at start.
+    fn mobile(
+        &self,
+        file: &FileSettings,
+        defaults: &belfry_delivery::MobileSettings,
+    ) -> anyhow::Result<belfry_delivery::MobileSettings> {
+        let mut mobile = defaults.clone();
+        let pick = |flag: &Option<String>, from_file: &Option<String>| {
+            flag.clone()
+                .or(from_file.clone())
+                .filter(|v| !v.trim().is_empty())
+        };
+        let account = self
+            .fcm_service_account
+            .clone()
+            .or(file.fcm_service_account.clone())
+            .filter(|p| !p.as_os_str().is_empty());
+        if let Some(path) = account {
+            let text = read_secret_file("--fcm-service-account", &path)?;
+            let credentials = belfry_delivery::FcmCredentials::from_json(&text)
+                .map_err(|e| anyhow::anyhow!("--fcm-service-account {}: {e}", path.display()))?;
+            mobile.fcm = Some(belfry_delivery::FcmSettings {
+                credentials: std::sync::Arc::new(credentials),
+                base_url: base_url(
+                    "--fcm-base-url",
+                    pick(&self.fcm_base_url, &file.fcm_base_url),
+                    belfry_delivery::mobile::FCM_BASE_URL,
+                )?,
+            });
+        }
+        let key = self
+            .apns_key
+            .clone()
+            .or(file.apns_key.clone())
+            .filter(|p| !p.as_os_str().is_empty());
+        let key_id = pick(&self.apns_key_id, &file.apns_key_id);
+        let team_id = pick(&self.apns_team_id, &file.apns_team_id);
+        match (key, key_id, team_id) {
+            (None, None, None) => {}
+            (Some(path), Some(key_id), Some(team_id)) => {
+                let pem = read_secret_file("--apns-key", &path)?;
+                let credentials =
+                    belfry_delivery::ApnsCredentials::from_p8(&pem, &key_id, &team_id)
+                        .map_err(|e| anyhow::anyhow!("--apns-key {}: {e}", path.display()))?;
+                mobile.apns = Some(belfry_delivery::ApnsSettings {
+                    credentials: std::sync::Arc::new(credentials),
+                    base_url: base_url(
+                        "--apns-base-url",
+                        pick(&self.apns_base_url, &file.apns_base_url),
+                        belfry_delivery::mobile::APNS_BASE_URL,
+                    )?,
+                });
+            }
+            _ => bail!(
+                "--apns-key, --apns-key-id and --apns-team-id go together: give all three \
+                 (BELFRY_APNS_KEY, BELFRY_APNS_KEY_ID, BELFRY_APNS_TEAM_ID) or none"
+            ),
+        }
+        Ok(mobile)
     }
 }
 
@@ -875,6 +998,12 @@ mod tests {
             outbound_allow: None,
             access_token_private_key: None,
             contact_link_url: None,
+            fcm_service_account: None,
+            fcm_base_url: None,
+            apns_key: None,
+            apns_key_id: None,
+            apns_team_id: None,
+            apns_base_url: None,
         }
     }
 
@@ -1173,6 +1302,53 @@ mod tests {
         let s = args(None, None).resolve(None).unwrap();
         assert!(s.server.access_token_private_key.is_none(), "generated");
         assert!(s.server.contact_link_url.is_none());
+    }
+
+    #[test]
+    fn mobile_push_is_off_unless_configured_and_checked_at_start() {
+        let s = args(None, None).resolve(None).unwrap();
+        assert!(s.server.mobile.fcm.is_none() && s.server.mobile.apns.is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let refused = |a: ServeArgs, named: &str| {
+            let e = a.resolve(None).unwrap_err().to_string();
+            assert!(e.contains(named), "{e}");
+            assert!(!e.contains("MIGH"), "no key material shown: {e}");
+        };
+        let mut a = args(None, None);
+        a.fcm_service_account = Some(dir.path().join("missing.json"));
+        refused(a, "--fcm-service-account");
+        let account = dir.path().join("account.json");
+        std::fs::write(
+            &account,
+            r#"{"type": "service_account", "project_id": "p", "client_email": "a@p.iam.gserviceaccount.com",
+                "token_uri": "https://oauth2.googleapis.com/token",
+                "private_key": "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n"}"#,
+        )
+        .unwrap();
+        let mut a = args(None, None);
+        a.fcm_service_account = Some(account);
+        refused(a, "--fcm-service-account");
+        let key = dir.path().join("AuthKey.p8");
+        std::fs::write(&key, "not a key").unwrap();
+        let mut a = args(None, None);
+        a.apns_key = Some(key.clone());
+        refused(a, "--apns-key-id and --apns-team-id go together");
+        let mut a = args(None, None);
+        a.apns_key = Some(key);
+        a.apns_key_id = Some("ABCDE12345".into());
+        a.apns_team_id = Some("TEAM123456".into());
+        refused(a, "--apns-key");
+        assert!(base_url("--apns-base-url", Some("http://127.0.0.1:9".into()), "x").is_ok());
+        for bad in ["ftp://x.example", "https://x.example/3/device", "nope"] {
+            let e = base_url(
+                "--apns-base-url",
+                Some(bad.into()),
+                "https://api.push.apple.com",
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("--apns-base-url"), "{e}");
+        }
     }
 
     #[test]

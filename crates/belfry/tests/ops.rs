@@ -375,6 +375,18 @@ async fn check_fixture(manifest: &std::path::Path) {
         assert_eq!(hook["kind"], "webhook", "{name}: {hook}");
     }
 
+    // From schema 10: Bo's phone (APNs).
+    if schema >= 10 {
+        let (status, devices) = get("/v1/users/u-bo/push-subscriptions".into()).await;
+        assert_eq!(status, 200, "{name}");
+        let device = &devices["items"][0];
+        assert_eq!(
+            (&device["kind"], &device["platform"], &device["app_id"]),
+            (&"mobile".into(), &"apns".into(), &"com.example.desk".into()),
+            "{name}: {devices}"
+        );
+    }
+
     // From schema 11: the producer webhook and its attempts log.
     if schema >= 11 {
         let (status, hook) = get("/v1/webhooks/producer".into()).await;

@@ -304,6 +304,11 @@ pub struct NewNotification {
     /// server like `category_email`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub category_chat: bool,
+    /// The category's defaults turn mobile push on (C6): users who have a
+    /// mobile device get a mobile push job without `channels` asking for
+    /// it (set by the server like `category_email`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub category_mobile_push: bool,
 }
 
 impl NewNotification {
@@ -321,6 +326,7 @@ impl NewNotification {
                         || (channel == Channel::Email && self.category_email)
                         || (channel == Channel::WebPush && self.category_web_push)
                         || (channel == Channel::Chat && self.category_chat)
+                        || (channel == Channel::MobilePush && self.category_mobile_push)
                 }
             }
         }
@@ -613,6 +619,7 @@ impl SendRequest {
             category_email: false,
             category_web_push: false,
             category_chat: false,
+            category_mobile_push: false,
         })
     }
 }

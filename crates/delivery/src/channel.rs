@@ -24,6 +24,10 @@ pub struct Message {
     pub content: Content,
     /// When the notification was published.
     pub published_at: Millis,
+    /// The recipient's targets that took this message in an earlier
+    /// attempt (ids; channels with several targets per recipient skip
+    /// them on a retry).
+    pub done: Vec<String>,
 }
 
 /// Why a delivery failed.
@@ -38,6 +42,9 @@ pub struct SendError {
     /// The receiving service asked not to be tried again before this
     /// long (`Retry-After`); the engine's back-off waits at least this.
     pub retry_after: Option<Duration>,
+    /// With a temporary failure: the targets that took the message in
+    /// this attempt (ids), so that the retry leaves them out.
+    pub delivered: Vec<String>,
 }
 
 impl SendError {
@@ -47,6 +54,7 @@ impl SendError {
             skipped: false,
             message: message.into(),
             retry_after: None,
+            delivered: Vec::new(),
         }
     }
 
@@ -65,6 +73,12 @@ impl SendError {
             skipped: true,
             ..Self::temporary(message)
         }
+    }
+
+    /// The targets (ids) that took the message in this attempt.
+    pub fn delivered(mut self, ids: Vec<String>) -> Self {
+        self.delivered = ids;
+        self
     }
 
     /// Not before `after` (a temporary failure's `Retry-After`).

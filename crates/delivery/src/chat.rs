@@ -370,7 +370,7 @@ impl ChannelAdapter for ChatAdapter {
         }
         let outcomes =
             futures::future::join_all(targets.iter().map(|t| self.deliver(message, t))).await;
-        combine(&message.recipient.label(), outcomes)
+        combine(&message.recipient.label(), outcomes, "404/410")
     }
 }
 

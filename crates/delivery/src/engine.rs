@@ -385,6 +385,7 @@ impl Engine {
             at,
             error: error.clone(),
             log: vec![log(Some(format!("{error} (retrying at {at})")))],
+            payload: None,
         }
     }
 
@@ -458,11 +459,16 @@ impl Engine {
                     ),
                 }
             }
-            JobPayload::Deliver { channel, recipient } => {
-                self.deliver(job, nid, *channel, recipient, false).await
+            JobPayload::Deliver {
+                channel,
+                recipient,
+                done,
+            } => {
+                self.deliver(job, nid, *channel, recipient, false, done)
+                    .await
             }
             JobPayload::Fallback { recipient } => {
-                self.deliver(job, nid, Channel::Email, recipient, true)
+                self.deliver(job, nid, Channel::Email, recipient, true, &[])
                     .await
             }
             // A digest job has no notification (handled above).
@@ -551,6 +557,7 @@ impl Engine {
         channel: Channel,
         recipient: &belfry_store::Recipient,
         fallback: bool,
+        done: &[String],
     ) -> JobOutcome {
         let now = self.clock.now();
         let label = recipient.label();
@@ -639,6 +646,7 @@ impl Engine {
             profile: context.profile,
             content,
             published_at: context.published_at,
+            done: done.to_vec(),
         };
         if let Some(reason) = adapter.skip_reason(&message) {
             metrics::counter!("belfry_delivery_attempts_total", "channel" => channel.as_str(), "outcome" => "skipped").increment(1);
@@ -684,7 +692,7 @@ impl Engine {
             }
             Err(e) => {
                 metrics::counter!("belfry_delivery_attempts_total", "channel" => channel.as_str(), "outcome" => "retry").increment(1);
-                self.retry_or_fail_after(job, e.message, e.retry_after, |err| {
+                let mut outcome = self.retry_or_fail_after(job, e.message, e.retry_after, |err| {
                     self.line(
                         label.clone(),
                         channel,
@@ -692,7 +700,20 @@ impl Engine {
                         job.attempts,
                         err,
                     )
-                })
+                });
+                // The targets that took it are not sent to again.
+                if let JobOutcome::Retry { payload, .. } = &mut outcome
+                    && !e.delivered.is_empty()
+                {
+                    let mut all = done.to_vec();
+                    all.extend(e.delivered);
+                    *payload = Some(JobPayload::Deliver {
+                        channel,
+                        recipient: recipient.clone(),
+                        done: all,
+                    });
+                }
+                outcome
             }
         }
     }
@@ -851,6 +872,7 @@ impl Engine {
             at: Millis(self.clock.now().0 + delay.as_millis() as i64),
             error,
             log: vec![],
+            payload: None,
         }
     }
 

@@ -66,6 +66,27 @@ impl OutboundPolicy {
         Ok(OutboundPolicy { allowed })
     }
 
+    /// This policy, also allowing the host of `url`: for destinations
+    /// the administrator configured (the FCM and APNs base URLs), which
+    /// are trusted as configuration rather than checked like URLs that
+    /// users and producers give.
+    pub fn trusting(&self, url: &Url) -> OutboundPolicy {
+        let mut policy = self.clone();
+        match url.host() {
+            Some(url::Host::Domain(name)) => policy
+                .allowed
+                .push(Allowed::Host(name.to_ascii_lowercase())),
+            Some(url::Host::Ipv4(ip)) => policy
+                .allowed
+                .push(Allowed::Net(IpNet::from(IpAddr::V4(ip)))),
+            Some(url::Host::Ipv6(ip)) => policy
+                .allowed
+                .push(Allowed::Net(IpNet::from(IpAddr::V6(ip)))),
+            None => {}
+        }
+        policy
+    }
+
     /// Whether nothing beyond public addresses is allowed.
     pub fn is_strict(&self) -> bool {
         self.allowed.is_empty()

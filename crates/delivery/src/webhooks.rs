@@ -196,6 +196,7 @@ impl WebhookSender {
                     at: Millis(now.0 + 5_000),
                     error: format!("reading the webhook failed: {e}"),
                     log: vec![],
+                    payload: None,
                 };
             }
         };

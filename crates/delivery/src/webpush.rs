@@ -17,16 +17,17 @@
 //! 404 and 410 remove it (the browser unsubscribed or the subscription
 //! expired); 413 sends it again with a shortened payload (no body, no
 //! actions); 429 and 5xx make the job retry, not before `Retry-After`.
-//! When some of a user's subscriptions must be retried, the retry sends to
-//! all of them again: the payload's `tag` makes a browser that already
-//! shows the notification replace it rather than show it twice.
+//! When some of a user's subscriptions must be retried, the retry sends
+//! only to those that did not take it (the job's payload keeps the ids of
+//! those that did); the payload's `tag` makes a browser that shows a
+//! notification of the same stack replace it rather than add one.
 //!
 //! Endpoints are reached only through [`OutboundPolicy`]: http(s), public
 //! addresses (unless allowed), no redirects.
 
 use crate::channel::{ChannelAdapter, Message, SendError};
 use crate::outbound::OutboundPolicy;
-use crate::targets::{Outcome, combine, unanswered};
+use crate::targets::{Outcome, combine_targets, pending, unanswered};
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -231,7 +232,7 @@ pub struct PayloadAction {
     pub url: Option<String>,
 }
 
-fn absolute(link: &str, app_url: Option<&str>) -> String {
+pub(crate) fn absolute(link: &str, app_url: Option<&str>) -> String {
     let lower = link.to_ascii_lowercase();
     match app_url {
         Some(base) if !(lower.starts_with("https://") || lower.starts_with("http://")) => {
@@ -241,7 +242,7 @@ fn absolute(link: &str, app_url: Option<&str>) -> String {
     }
 }
 
-fn cut(text: &str, max_chars: usize) -> String {
+pub(crate) fn cut(text: &str, max_chars: usize) -> String {
     match text.char_indices().nth(max_chars) {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text.to_string(),
@@ -567,17 +568,14 @@ impl ChannelAdapter for WebPushAdapter {
             &message.content,
             self.settings.app_url.as_deref(),
         );
-        self.to_all(user, &subs, &payload, &message.content).await
+        self.to_all(user, &subs, &payload, &message.content, &message.done)
+            .await
     }
 
     /// The rate limit's summary ("3 more notifications"), as one push to
     /// each of the user's subscriptions; it opens the first one listed.
     async fn send_digest(&self, digest: &crate::email::Digest) -> Result<(), SendError> {
-        if digest.kind != crate::email::DigestKind::Summary {
-            return Err(SendError::permanent(
-                "the daily digest is sent by email, not as a push",
-            ));
-        }
+        let (id, content) = summary_content(digest)?;
         let user = &digest.user;
         let subs = match self.store.push_subscriptions(user).await {
             Ok(s) => s,
@@ -590,55 +588,89 @@ impl ChannelAdapter for WebPushAdapter {
                 )));
             }
         };
-        let german = digest.locale.as_ref().is_some_and(|l| l.language() == "de");
-        let title = match (digest.total, german) {
-            (1, false) => "1 more notification".to_string(),
-            (n, false) => format!("{n} more notifications"),
-            (1, true) => "1 weitere Benachrichtigung".to_string(),
-            (n, true) => format!("{n} weitere Benachrichtigungen"),
-        };
-        let body: Vec<&str> = digest
-            .items
-            .iter()
-            .take(3)
-            .map(|i| i.title.as_str())
-            .collect();
-        let content: Content = serde_json::from_value(serde_json::json!({
-            "title": title,
-            "body": body.join("\n"),
-            "url": digest.items.first().and_then(|i| i.url.clone()),
-            "stack_key": format!("belfry-summary-{}", digest.user),
-        }))
-        .map_err(|e| SendError::permanent(format!("building the summary failed: {e}")))?;
-        let id = digest
-            .items
-            .first()
-            .map_or_else(|| digest.delivery_id.clone(), |i| i.id.clone());
         let payload = Payload::of(&id, &content, self.settings.app_url.as_deref());
-        self.to_all(user, &subs, &payload, &content).await
+        self.to_all(user, &subs, &payload, &content, &[]).await
     }
 }
 
+/// The rate limit's summary ("3 more notifications") as the content of
+/// one push (web or mobile), with the id it opens: the first listed
+/// notification's. Only summaries are pushed; the daily digest is email's.
+pub(crate) fn summary_content(
+    digest: &crate::email::Digest,
+) -> Result<(String, Content), SendError> {
+    if digest.kind != crate::email::DigestKind::Summary {
+        return Err(SendError::permanent(
+            "the daily digest is sent by email, not as a push",
+        ));
+    }
+    let german = digest.locale.as_ref().is_some_and(|l| l.language() == "de");
+    let title = match (digest.total, german) {
+        (1, false) => "1 more notification".to_string(),
+        (n, false) => format!("{n} more notifications"),
+        (1, true) => "1 weitere Benachrichtigung".to_string(),
+        (n, true) => format!("{n} weitere Benachrichtigungen"),
+    };
+    let body: Vec<&str> = digest
+        .items
+        .iter()
+        .take(3)
+        .map(|i| i.title.as_str())
+        .collect();
+    // Every field of `Content` (it has no defaults).
+    let content: Content = serde_json::from_value(serde_json::json!({
+        "title": title,
+        "body": body.join("\n"),
+        "url": digest.items.first().and_then(|i| i.url.clone()),
+        "category": null, "source": null, "actor": null, "entity": null, "data": null,
+        "actions": [],
+        "stack_key": format!("belfry-summary-{}", digest.user),
+        "sticky": false,
+        "expires_at": null,
+    }))
+    .map_err(|e| SendError::permanent(format!("building the summary failed: {e}")))?;
+    let id = digest
+        .items
+        .first()
+        .map_or_else(|| digest.delivery_id.clone(), |i| i.id.clone());
+    Ok((id, content))
+}
+
 impl WebPushAdapter {
-    /// One payload to every subscription of `user`: delivered if any took
-    /// it; retried (no earlier than the longest `Retry-After`) if any may
-    /// take it later.
+    /// One payload to every subscription of `user` but those in `done`
+    /// (they took it in an earlier attempt): delivered if any took it;
+    /// retried (no earlier than the longest `Retry-After`) if any may take
+    /// it later, naming those that took it now.
     async fn to_all(
         &self,
         user: &UserId,
         subs: &[PushSubscription],
         payload: &Payload,
         content: &Content,
+        done: &[String],
     ) -> Result<(), SendError> {
-        if subs.is_empty() {
-            return Err(SendError::skipped(
-                "the user has no push subscription (any more)",
-            ));
-        }
-        let outcomes =
-            futures::future::join_all(subs.iter().map(|s| self.deliver(user, s, payload, content)))
-                .await;
-        combine(&format!("user:{user}"), outcomes)
+        let pending = match pending(
+            subs,
+            done,
+            |t| &t.id,
+            "the user has no push subscription (any more)",
+        ) {
+            Ok(p) => p,
+            Err(over) => return over,
+        };
+        let outcomes = futures::future::join_all(
+            pending
+                .iter()
+                .map(|t| self.deliver(user, t, payload, content)),
+        )
+        .await;
+        combine_targets(
+            &format!("user:{user}"),
+            &pending,
+            |t| &t.id,
+            outcomes,
+            "404/410",
+        )
     }
 }
 
@@ -746,6 +778,37 @@ mod tests {
         );
         assert_eq!(retry_after("soon", now), None);
         assert_eq!(retry_after("999999999", now), Some(MAX_RETRY_AFTER));
+    }
+
+    #[test]
+    fn a_summary_makes_push_content() {
+        let item = |id: &str, title: &str| crate::email::DigestItem {
+            id: id.into(),
+            title: title.into(),
+            body: None,
+            url: Some(format!("/t/{id}")),
+            category: None,
+            at: belfry_core::Millis(0),
+        };
+        let mut digest = crate::email::Digest {
+            kind: crate::email::DigestKind::Summary,
+            user: UserId::parse("ana").unwrap(),
+            delivery_id: "d1".into(),
+            to: None,
+            name: None,
+            locale: None,
+            timezone: None,
+            items: vec![item("n2", "Second"), item("n1", "First")],
+            total: 2,
+            since: belfry_core::Millis(0),
+        };
+        let (id, content) = summary_content(&digest).unwrap();
+        assert_eq!(id, "n2", "opens the newest");
+        assert_eq!(content.title, "2 more notifications");
+        assert_eq!(content.body.as_deref(), Some("Second\nFirst"));
+        assert_eq!(content.url.as_deref(), Some("/t/n2"));
+        digest.kind = crate::email::DigestKind::Daily;
+        assert!(summary_content(&digest).unwrap_err().permanent);
     }
 
     #[test]

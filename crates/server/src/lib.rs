@@ -94,6 +94,11 @@ pub struct Config {
     /// Producer webhooks: timeout, retry schedule, when a failing one is
     /// disabled (the outbound policy is `outbound`).
     pub webhooks: belfry_delivery::WebhookSettings,
+    /// Mobile push (C6): FCM and APNs credentials and base URLs; a
+    /// platform left out refuses device registrations (422
+    /// `mobile_push_unavailable`). Devices kept per user: as many as
+    /// `push_subscriptions_per_user`.
+    pub mobile: belfry_delivery::MobileSettings,
 }
 
 impl Default for Config {
@@ -123,6 +128,7 @@ impl Default for Config {
             access_token_private_key: None,
             contact_link_url: None,
             webhooks: belfry_delivery::WebhookSettings::default(),
+            mobile: belfry_delivery::MobileSettings::default(),
         }
     }
 }
@@ -237,8 +243,8 @@ pub async fn bootstrap_admin_key(
 }
 
 /// The delivery engine with the email channel (SMTP when configured,
-/// otherwise the development mailbox), web push and chat, and producer
-/// webhooks.
+/// otherwise the development mailbox), web push, mobile push and chat, and
+/// producer webhooks.
 fn build_engine(
     config: &Config,
     store: &SharedStore,
@@ -271,10 +277,17 @@ fn build_engine(
             ..Default::default()
         },
     );
+    let mut mobile = config.mobile.clone();
+    mobile.outbound = config.outbound.clone();
+    if mobile.app_url.is_none() {
+        mobile.app_url = config.email.app_url.clone();
+    }
+    let mobile = belfry_delivery::MobileAdapter::new(store.clone(), mobile);
     Ok(
         belfry_delivery::Engine::new(store.clone(), clock.clone(), config.delivery.clone())
             .with_adapter(Arc::new(email))
             .with_adapter(Arc::new(web_push))
+            .with_adapter(Arc::new(mobile))
             .with_adapter(Arc::new(chat))
             .with_webhooks(belfry_delivery::WebhookSender::new(
                 store.clone(),

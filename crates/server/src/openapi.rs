@@ -28,7 +28,7 @@ a user token under `/v1/me/...`. Every `/v1/me/...` inbox endpoint also exists a
         (name = "subscriptions", description = "Who follows an entity (send key; listings need admin)"),
         (name = "categories", description = "Categories: default channels, critical, fallback, quiet hours (admin key)"),
         (name = "preferences", description = "What reaches a user where and when (user token; admin key for others and defaults)"),
-        (name = "push", description = "Web push: the VAPID public key, a user's browser push subscriptions (user token; admin key under /v1/users/{user_id}/...)"),
+        (name = "push", description = "Web push (C5) and mobile push (C6): the VAPID public key, a user's browser push subscriptions and mobile devices (FCM, APNs; user token; admin key under /v1/users/{user_id}/...)"),
         (name = "chat", description = "Chat targets of users and groups: Slack, Microsoft Teams, signed webhooks (admin key)"),
         (name = "access", description = "People without an account: access tokens for external contacts (admin key; verify also with a send key), the JWKS for offline checks and one-click unsubscribe (public)"),
         (name = "webhooks", description = "Webhooks to producers: delivery.sent, delivery.failed, notification.read, action.submitted, signed per Standard Webhooks, with retries and an attempts log (admin key)"),

@@ -39,6 +39,10 @@ pub enum JobPayload {
     Deliver {
         channel: Channel,
         recipient: Recipient,
+        /// The recipient's targets (mobile devices, push subscriptions)
+        /// that took it already: a retry sends to the others only.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        done: Vec<String>,
     },
     /// Queue deliveries on `channel` for a broadcast's audience, page by page.
     Expand { channel: Channel, after_uid: i64 },
@@ -84,6 +88,15 @@ pub enum JobPayload {
 }
 
 impl JobPayload {
+    /// A delivery of a job's notification to `recipient` on `channel`.
+    pub fn deliver(channel: Channel, recipient: Recipient) -> JobPayload {
+        JobPayload::Deliver {
+            channel,
+            recipient,
+            done: Vec::new(),
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             JobPayload::Publish => "publish",
@@ -205,11 +218,13 @@ pub struct DeliveryEvent {
 pub enum JobOutcome {
     /// Done: remove the job and log these events.
     Done(Vec<DeliveryEvent>),
-    /// Try again at `at`, logging these events.
+    /// Try again at `at`, logging these events (and with a new payload,
+    /// if given: what the attempt got done).
     Retry {
         at: Millis,
         error: String,
         log: Vec<DeliveryEvent>,
+        payload: Option<JobPayload>,
     },
     /// Run again at once with a new payload (the next page of a long task).
     Continue(JobPayload),

@@ -388,6 +388,63 @@ pub struct NewPushSubscription {
     pub auth: String,
 }
 
+/// The mobile push services (C6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MobilePlatform {
+    /// Firebase Cloud Messaging (HTTP v1 API): Android, and iOS apps that
+    /// use Firebase.
+    Fcm,
+    /// Apple Push Notification service (token-based authentication).
+    Apns,
+}
+
+impl MobilePlatform {
+    pub const ALL: [MobilePlatform; 2] = [MobilePlatform::Fcm, MobilePlatform::Apns];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MobilePlatform::Fcm => "fcm",
+            MobilePlatform::Apns => "apns",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<MobilePlatform> {
+        MobilePlatform::ALL
+            .into_iter()
+            .find(|p| p.as_str() == value)
+    }
+}
+
+impl std::fmt::Display for MobilePlatform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A mobile device registered for push (C6): the token its platform's
+/// push service knows it by, and the app it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MobileDevice {
+    pub id: String,
+    pub platform: MobilePlatform,
+    /// The device (registration) token, as the platform gave it to the app.
+    pub token: String,
+    /// The app: the APNs topic (bundle id), or the FCM app's package name.
+    pub app_id: String,
+    pub created_at: Millis,
+    /// When it was last posted (the cap drops the least recent first).
+    pub updated_at: Millis,
+}
+
+/// A mobile device to be stored (validated by the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMobileDevice {
+    pub platform: MobilePlatform,
+    pub token: String,
+    pub app_id: String,
+}
+
 /// Whom a chat target belongs to (C7): a user (their own channel) or a
 /// group (the group's channel, posted to once per notification).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -658,6 +715,25 @@ pub trait Store: Send + Sync + 'static {
     async fn push_subscriptions(&self, user: &UserId) -> Result<Vec<PushSubscription>>;
     /// Removes one of `user`'s push subscriptions; true when there was one.
     async fn delete_push_subscription(&self, user: &UserId, id: &str) -> Result<bool>;
+
+    // --- mobile devices (C6) ---
+    /// Stores a mobile device of `user`: the same platform and token
+    /// posted again (by this or another user) updates the row and moves it
+    /// to `user`, never duplicates it; then only the user's `cap` most
+    /// recently posted devices are kept. Returns it and whether it is new.
+    /// `NotFound` for an unknown user.
+    async fn put_mobile_device(
+        &self,
+        user: &UserId,
+        device: NewMobileDevice,
+        cap: usize,
+        now: Millis,
+    ) -> Result<(MobileDevice, bool)>;
+    /// A user's mobile devices, most recently posted first. `NotFound`
+    /// for an unknown user.
+    async fn mobile_devices(&self, user: &UserId) -> Result<Vec<MobileDevice>>;
+    /// Removes one of `user`'s mobile devices; true when there was one.
+    async fn delete_mobile_device(&self, user: &UserId, id: &str) -> Result<bool>;
 
     // --- chat targets (C7) ---
     /// Stores (or replaces) `owner`'s target of `kind`; true when it is

@@ -267,6 +267,7 @@ impl Engine {
             at: Millis(self.clock.now().0 + delay.as_millis() as i64),
             error,
             log: vec![],
+            payload: None,
         }
     }
 }

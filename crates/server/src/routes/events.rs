@@ -8,9 +8,7 @@
 //! others. With `Idempotency-Key`, a repeated event creates nothing new:
 //! each of its notifications carries a key derived from it.
 
-use super::notifications::{
-    check_categories, check_recipients, check_supported, idempotency_header,
-};
+use super::notifications::{check_categories, check_recipients, idempotency_header};
 use super::rules;
 use crate::AppState;
 use crate::auth::SendKey;
@@ -387,11 +385,6 @@ async fn apply(
         labels.push((locale.clone(), users.len()));
         notifications.push(n);
     }
-    let mut errors = ValidationErrors::new();
-    for n in &notifications {
-        check_supported(n, &mut errors);
-    }
-    errors.finish(()).map_err(|e| format!("{e:?}"))?;
     check_recipients(state, &notifications).map_err(|e| format!("{e:?}"))?;
     let now = state.clock.now();
     check_categories(state, &mut notifications, true, now)

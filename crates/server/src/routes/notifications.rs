@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use belfry_core::inbox::splice_objects;
 use belfry_core::notification::{SendRequest, limits, validate_idempotency_key};
-use belfry_core::{Channel, Millis, NewNotification, ValidationErrors};
+use belfry_core::{Millis, NewNotification, ValidationErrors};
 use belfry_store::{DeliveryCursor, DeliveryQuery, Scope, SendContext, SendReceipt};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -38,27 +38,6 @@ pub(super) fn idempotency_header(headers: &HeaderMap) -> ApiResult<Option<String
             validate_idempotency_key(v).map(Some).map_err(|e| {
                 ApiError::bad_request("invalid_header", format!("Idempotency-Key {e}"))
             })
-        }
-    }
-}
-
-/// Refuses what this version accepts in the contract but cannot carry out
-/// yet, instead of silently dropping it.
-pub(super) fn check_supported(n: &NewNotification, errors: &mut ValidationErrors) {
-    if let Some(channels) = &n.channels {
-        for c in channels.iter().filter(|c| {
-            !matches!(
-                c,
-                Channel::InApp | Channel::Email | Channel::WebPush | Channel::Chat
-            )
-        }) {
-            errors.add(
-                "channels",
-                format!(
-                    "the {} channel is not available in this version; use in_app, email, web_push or chat",
-                    c.as_str()
-                ),
-            );
         }
     }
 }
@@ -125,6 +104,8 @@ pub(super) async fn check_categories(
         n.category_web_push = category.is_some_and(|c| c.defaults.web_push);
         // Chat jobs are made only for users (and groups) with a chat target.
         n.category_chat = category.is_some_and(|c| c.defaults.chat);
+        // Mobile push jobs are made only for users with a mobile device.
+        n.category_mobile_push = category.is_some_and(|c| c.defaults.mobile_push);
     }
     Ok(())
 }
@@ -179,9 +160,6 @@ async fn send(
         }
         n.idempotency_key = Some(k);
     }
-    let mut errors = ValidationErrors::new();
-    check_supported(&n, &mut errors);
-    errors.finish(())?;
     check_recipients(&state, std::slice::from_ref(&n))?;
     check_categories(&state, std::slice::from_mut(&mut n), false, now).await?;
     let receipts = state
@@ -268,12 +246,7 @@ async fn send_batch(
     for (i, request) in batch.notifications.into_iter().enumerate() {
         let prefix = format!("notifications[{i}]");
         match request.validate(now) {
-            Ok(n) => {
-                let mut unsupported = ValidationErrors::new();
-                check_supported(&n, &mut unsupported);
-                errors.0.extend(unsupported.prefixed(&prefix).0);
-                valid.push(n);
-            }
+            Ok(n) => valid.push(n),
             Err(e) => errors.0.extend(e.prefixed(&prefix).0),
         }
     }

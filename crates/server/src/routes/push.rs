@@ -1,10 +1,14 @@
-//! Web push (C5) for browsers: the VAPID public key a page subscribes
-//! with (`GET /v1/push/vapid-public-key`, no credentials: it is public),
-//! and a user's push subscriptions (`/v1/me/push-subscriptions`, user
-//! token; `/v1/users/{user_id}/push-subscriptions` for admin keys). A
+//! Web push (C5) for browsers and mobile push (C6) for apps: the VAPID
+//! public key a page subscribes with (`GET /v1/push/vapid-public-key`, no
+//! credentials: it is public), and a user's push subscriptions
+//! (`/v1/me/push-subscriptions`, user token;
+//! `/v1/users/{user_id}/push-subscriptions` for admin keys). A browser
 //! subscription is what the browser's `PushSubscription.toJSON()` gives;
-//! every part is checked here, so that the delivery never meets a
-//! subscription it cannot encrypt for.
+//! a mobile one is `{"platform": "fcm"|"apns", "token", "app_id"}`, the
+//! device token the platform gave the app. Every part is checked here, so
+//! that the delivery never meets a subscription it cannot use; a mobile
+//! platform this server is not configured for is refused (422
+//! `mobile_push_unavailable`) rather than stored and never delivered.
 
 use crate::AppState;
 use crate::auth::InboxOwner;
@@ -19,7 +23,11 @@ use axum::routing::{delete, get};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use belfry_core::{UserId, ValidationErrors};
-use belfry_store::{NewPushSubscription, PushSubscription, StoreError};
+use belfry_delivery::MobileSettings;
+use belfry_store::{
+    MobileDevice, MobilePlatform, NewMobileDevice, NewPushSubscription, PushSubscription,
+    StoreError,
+};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -62,8 +70,8 @@ async fn vapid_public_key(State(state): State<AppState>) -> Json<VapidPublicKey>
     })
 }
 
-/// A browser's `PushSubscription.toJSON()`, or (not available yet) a
-/// mobile device token.
+/// A browser's `PushSubscription.toJSON()`, or a mobile device:
+/// `{"platform", "token", "app_id"}`.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SubscriptionRequest {
@@ -77,9 +85,16 @@ struct SubscriptionRequest {
     expiration_time: Option<serde_json::Value>,
     #[schema(inline)]
     keys: Option<KeysRequest>,
-    /// `fcm` or `apns`: mobile push, not available on this server yet.
+    /// `fcm` or `apns`: a mobile device (then `token` and `app_id`, and no
+    /// `endpoint` or `keys`).
     platform: Option<String>,
+    /// The device token: for APNs the hex device token (64 or more hex
+    /// digits), for FCM the registration token the Firebase SDK gives.
     token: Option<String>,
+    /// The app: for APNs its bundle id, used as the `apns-topic`; for FCM
+    /// its package name (the service account's project decides which
+    /// apps can be reached; the package name is kept to tell devices
+    /// apart). Reverse-DNS form, e.g. `com.example.desk`.
     app_id: Option<String>,
 }
 
@@ -92,11 +107,33 @@ struct KeysRequest {
     auth: Option<String>,
 }
 
-/// A push subscription as listed (its keys are not shown).
+/// What kind of push subscription an item is.
+#[derive(Serialize, utoipa::ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum SubscriptionKind {
+    /// A browser's web push subscription (`endpoint`).
+    Web,
+    /// A mobile device (`platform`, `token`, `app_id`).
+    Mobile,
+}
+
+/// A push subscription as listed (a browser's keys are not shown).
 #[derive(Serialize, utoipa::ToSchema)]
 struct SubscriptionView {
     id: String,
-    endpoint: String,
+    kind: SubscriptionKind,
+    /// A browser's push service URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    endpoint: Option<String>,
+    /// A mobile device's platform.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    platform: Option<MobilePlatform>,
+    /// A mobile device's token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+    /// A mobile device's app (APNs topic / FCM package name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    app_id: Option<String>,
     created_at: String,
     /// When it was last posted.
     updated_at: String,
@@ -106,12 +143,197 @@ impl From<PushSubscription> for SubscriptionView {
     fn from(s: PushSubscription) -> Self {
         SubscriptionView {
             id: s.id,
-            endpoint: s.endpoint,
+            kind: SubscriptionKind::Web,
+            endpoint: Some(s.endpoint),
+            platform: None,
+            token: None,
+            app_id: None,
             created_at: s.created_at.to_rfc3339(),
             updated_at: s.updated_at.to_rfc3339(),
         }
     }
 }
+
+impl From<MobileDevice> for SubscriptionView {
+    fn from(d: MobileDevice) -> Self {
+        SubscriptionView {
+            id: d.id,
+            kind: SubscriptionKind::Mobile,
+            endpoint: None,
+            platform: Some(d.platform),
+            token: Some(d.token),
+            app_id: Some(d.app_id),
+            created_at: d.created_at.to_rfc3339(),
+            updated_at: d.updated_at.to_rfc3339(),
+        }
+    }
+}
+
+/// A subscription to be stored: a browser's or a device's.
+enum NewSubscription {
+    Web(NewPushSubscription),
+    Mobile(NewMobileDevice),
+}
+
+/// The shortest and longest APNs device token (hex digits): 32 bytes
+/// today; Apple says they may grow.
+const APNS_TOKEN: std::ops::RangeInclusive<usize> = 64..=200;
+/// The shortest and longest FCM registration token accepted (they are
+/// about 150 to 200 characters today).
+const FCM_TOKEN: std::ops::RangeInclusive<usize> = 64..=4096;
+/// The longest app id (bundle ids and package names are far shorter).
+const MAX_APP_ID: usize = 155;
+
+/// Checks a device token for `platform`; the token as stored (APNs hex in
+/// lower case).
+fn check_token(platform: MobilePlatform, token: &str) -> Result<String, String> {
+    match platform {
+        MobilePlatform::Apns => {
+            if !token.chars().all(|c| c.is_ascii_hexdigit()) {
+                Err("must be the APNs device token in hex (the bytes of \
+                     didRegisterForRemoteNotificationsWithDeviceToken as hex digits)"
+                    .into())
+            } else if !APNS_TOKEN.contains(&token.len()) || !token.len().is_multiple_of(2) {
+                Err(format!(
+                    "must be an even number of hex digits, {} to {}, not {}",
+                    APNS_TOKEN.start(),
+                    APNS_TOKEN.end(),
+                    token.len()
+                ))
+            } else {
+                Ok(token.to_ascii_lowercase())
+            }
+        }
+        MobilePlatform::Fcm => {
+            if !token
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':'))
+            {
+                Err(
+                    "must be the FCM registration token as the Firebase SDK gives it \
+                     (letters, digits, '-', '_' and ':')"
+                        .into(),
+                )
+            } else if !FCM_TOKEN.contains(&token.len()) {
+                Err(format!(
+                    "must be {} to {} characters long, not {}; send the registration token as it is",
+                    FCM_TOKEN.start(),
+                    FCM_TOKEN.end(),
+                    token.len()
+                ))
+            } else {
+                Ok(token.to_string())
+            }
+        }
+    }
+}
+
+/// Checks an app id: a bundle id or package name in reverse-DNS form, at
+/// least two parts of letters, digits, '-' and '_'.
+fn check_app_id(app_id: &str) -> Result<(), String> {
+    let parts: Vec<&str> = app_id.split('.').collect();
+    let ok = app_id.len() <= MAX_APP_ID
+        && parts.len() >= 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be the app's bundle id (APNs topic) or package name in reverse-DNS form, \
+             e.g. com.example.desk (at most {MAX_APP_ID} characters)"
+        ))
+    }
+}
+
+/// Checks a mobile subscription request field by field.
+fn validate_mobile(
+    platform: &str,
+    req: SubscriptionRequest,
+    mobile: &MobileSettings,
+) -> ApiResult<NewMobileDevice> {
+    let Some(platform) = MobilePlatform::parse(platform) else {
+        return Err(ApiError::Validation(ValidationErrors::single(
+            "platform",
+            format!(
+                "'{}' is not a mobile platform; use fcm or apns, or send a browser's \
+                 PushSubscription ({{\"endpoint\", \"keys\"}}) without platform",
+                platform.escape_debug()
+            ),
+        )));
+    };
+    if !mobile.configured(platform) {
+        let name = match platform {
+            MobilePlatform::Fcm => "FCM",
+            MobilePlatform::Apns => "APNs",
+        };
+        return Err(ApiError::Unprocessable {
+            code: "mobile_push_unavailable",
+            detail: format!(
+                "mobile push through {name} ({platform}) is not configured on this server; \
+                 the administrator sets {}",
+                MobileSettings::setting_of(platform)
+            ),
+            errors: vec![],
+        });
+    }
+    let mut errors = ValidationErrors::new();
+    if req.endpoint.is_some() {
+        errors.add("endpoint", BROWSER_ONLY);
+    }
+    if req.keys.is_some() {
+        errors.add("keys", BROWSER_ONLY);
+    }
+    if req.expiration_time.is_some() {
+        errors.add("expirationTime", BROWSER_ONLY);
+    }
+    let token = match req.token.as_deref().map(str::trim) {
+        None | Some("") => {
+            errors.add(
+                "token",
+                "is required: the device token the platform gave the app",
+            );
+            None
+        }
+        Some(t) => match check_token(platform, t) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                errors.add("token", e);
+                None
+            }
+        },
+    };
+    let app_id = match req.app_id.as_deref().map(str::trim) {
+        None | Some("") => {
+            errors.add(
+                "app_id",
+                "is required: the app's bundle id (APNs topic) or package name (FCM)",
+            );
+            None
+        }
+        Some(a) => match check_app_id(a) {
+            Ok(()) => Some(a.to_string()),
+            Err(e) => {
+                errors.add("app_id", e);
+                None
+            }
+        },
+    };
+    match (token, app_id) {
+        (Some(token), Some(app_id)) if errors.is_empty() => Ok(NewMobileDevice {
+            platform,
+            token,
+            app_id,
+        }),
+        _ => Err(ApiError::Validation(errors)),
+    }
+}
+
+const BROWSER_ONLY: &str = "belongs to browser subscriptions (PushSubscription.toJSON()); \
+     a mobile subscription has platform, token and app_id only";
 
 #[derive(Serialize, utoipa::ToSchema)]
 struct SubscriptionList {
@@ -126,26 +348,10 @@ fn base64url(value: &str) -> Option<Vec<u8>> {
 fn validate(
     req: SubscriptionRequest,
     outbound: &belfry_delivery::OutboundPolicy,
-) -> ApiResult<NewPushSubscription> {
-    if let Some(platform) = &req.platform {
-        if platform != "fcm" && platform != "apns" {
-            return Err(ApiError::Validation(ValidationErrors::single(
-                "platform",
-                format!(
-                    "'{}' is not a mobile platform; use fcm or apns, or send a browser's \
-                     PushSubscription ({{\"endpoint\", \"keys\"}}) without platform",
-                    platform.escape_debug()
-                ),
-            )));
-        }
-        return Err(ApiError::Unprocessable {
-            code: "mobile_push_unavailable",
-            detail: format!(
-                "mobile push ({platform}) is not available on this server yet; browsers \
-                 subscribe to web push with their PushSubscription ({{\"endpoint\", \"keys\"}})"
-            ),
-            errors: vec![],
-        });
+    mobile: &MobileSettings,
+) -> ApiResult<NewSubscription> {
+    if let Some(platform) = req.platform.clone() {
+        return validate_mobile(&platform, req, mobile).map(NewSubscription::Mobile);
     }
     let mut errors = ValidationErrors::new();
     for (field, given) in [("token", &req.token), ("app_id", &req.app_id)] {
@@ -288,11 +494,11 @@ fn validate(
     };
     match (endpoint, p256dh, auth) {
         (Some(endpoint), Some(p256dh), Some(auth)) if errors.is_empty() => {
-            Ok(NewPushSubscription {
+            Ok(NewSubscription::Web(NewPushSubscription {
                 endpoint,
                 p256dh,
                 auth,
-            })
+            }))
         }
         _ => Err(ApiError::Validation(errors)),
     }
@@ -305,13 +511,15 @@ fn owner_missing(user: &UserId) -> impl Fn(StoreError) -> ApiError + '_ {
     }
 }
 
-/// Subscribe a browser to web push.
+/// Subscribe a browser to web push, or register a mobile device.
 ///
-/// The body is the browser's `PushSubscription.toJSON()`. Posting an
-/// endpoint again updates it (200) instead of adding another; a user keeps
-/// at most `push_subscriptions_per_user` (default 20), the least recently
-/// posted go first. `{"platform": "fcm"|"apns", ...}` (mobile push) is
-/// answered 422 `mobile_push_unavailable` for now.
+/// The body is the browser's `PushSubscription.toJSON()`, or
+/// `{"platform": "fcm"|"apns", "token", "app_id"}` for a device. Posting
+/// an endpoint (a platform's token) again updates it (200) instead of
+/// adding another; a user keeps at most `push_subscriptions_per_user`
+/// (default 20) browsers and as many devices, the least recently posted
+/// go first. A platform this server has no credentials for is answered
+/// 422 `mobile_push_unavailable`, naming the setting to configure.
 #[utoipa::path(
     post, path = "/v1/me/push-subscriptions", tag = "push",
     request_body = SubscriptionRequest,
@@ -328,26 +536,36 @@ async fn create(
     InboxOwner(user): InboxOwner,
     ApiJson(req): ApiJson<SubscriptionRequest>,
 ) -> ApiResult<Response> {
-    let new = validate(req, &state.config.outbound)?;
-    let (stored, created) = state
-        .store
-        .put_push_subscription(
-            &user,
-            new,
-            state.config.push_subscriptions_per_user,
-            state.clock.now(),
-        )
-        .await
-        .map_err(owner_missing(&user))?;
+    let cap = state.config.push_subscriptions_per_user;
+    let now = state.clock.now();
+    let (view, created) = match validate(req, &state.config.outbound, &state.config.mobile)? {
+        NewSubscription::Web(new) => {
+            let (stored, created) = state
+                .store
+                .put_push_subscription(&user, new, cap, now)
+                .await
+                .map_err(owner_missing(&user))?;
+            (SubscriptionView::from(stored), created)
+        }
+        NewSubscription::Mobile(new) => {
+            let (stored, created) = state
+                .store
+                .put_mobile_device(&user, new, cap, now)
+                .await
+                .map_err(owner_missing(&user))?;
+            (SubscriptionView::from(stored), created)
+        }
+    };
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(SubscriptionView::from(stored))).into_response())
+    Ok((status, Json(view)).into_response())
 }
 
-/// The user's push subscriptions, most recently posted first.
+/// The user's push subscriptions (browsers and mobile devices, `kind`
+/// tells which), most recently posted first.
 #[utoipa::path(
     get, path = "/v1/me/push-subscriptions", tag = "push",
     responses((status = 200, body = SubscriptionList)),
@@ -357,13 +575,28 @@ async fn list(
     State(state): State<AppState>,
     InboxOwner(user): InboxOwner,
 ) -> ApiResult<Json<SubscriptionList>> {
-    let items = state
+    let browsers = state
         .store
         .push_subscriptions(&user)
         .await
         .map_err(owner_missing(&user))?;
+    let devices = state
+        .store
+        .mobile_devices(&user)
+        .await
+        .map_err(owner_missing(&user))?;
+    let mut items: Vec<(belfry_core::Millis, SubscriptionView)> = browsers
+        .into_iter()
+        .map(|s| (s.updated_at, SubscriptionView::from(s)))
+        .chain(
+            devices
+                .into_iter()
+                .map(|d| (d.updated_at, SubscriptionView::from(d))),
+        )
+        .collect();
+    items.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.id.cmp(&a.1.id)));
     Ok(Json(SubscriptionList {
-        items: items.into_iter().map(SubscriptionView::from).collect(),
+        items: items.into_iter().map(|(_, v)| v).collect(),
     }))
 }
 
@@ -372,7 +605,8 @@ struct IdPath {
     id: String,
 }
 
-/// Remove a push subscription (the browser unsubscribed).
+/// Remove a push subscription (the browser unsubscribed, the app signed
+/// out on the device).
 #[utoipa::path(
     delete, path = "/v1/me/push-subscriptions/{id}", tag = "push",
     params(("id" = String, Path, description = "The subscription's id")),
@@ -384,7 +618,9 @@ async fn remove(
     InboxOwner(user): InboxOwner,
     Path(p): Path<IdPath>,
 ) -> ApiResult<StatusCode> {
-    if state.store.delete_push_subscription(&user, &p.id).await? {
+    if state.store.delete_push_subscription(&user, &p.id).await?
+        || state.store.delete_mobile_device(&user, &p.id).await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!(

@@ -523,10 +523,6 @@ async fn bad_times_and_channels_are_explained() {
             "channels[0]",
         ),
         (
-            json!({"to": {"users": ["ana"]}, "title": "x", "channels": ["mobile_push"]}),
-            "channels",
-        ),
-        (
             json!({"to": {"users": ["ana"]}, "title": "x", "channels": []}),
             "channels",
         ),

@@ -705,3 +705,25 @@ impl SmtpSink {
         panic!("expected {n} emails, got {}", self.messages().len());
     }
 }
+
+/// Posts a push subscription (a browser's or a mobile device's) with a
+/// user token; the answer's body, after checking its status.
+pub async fn subscribe(app: &TestApp, token: &str, body: Value, expect: StatusCode) -> Value {
+    let r = app
+        .me(Method::POST, "/push-subscriptions", token, Some(body))
+        .await;
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, expect, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A user's push subscriptions (browsers and devices), as listed.
+pub async fn subscriptions(app: &TestApp, token: &str) -> Vec<Value> {
+    let r = app
+        .me(Method::GET, "/push-subscriptions", token, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    v["items"].as_array().unwrap().clone()
+}

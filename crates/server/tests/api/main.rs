@@ -14,6 +14,7 @@ mod events;
 mod helpers;
 mod inbox;
 mod limits;
+mod mobile;
 mod ops;
 mod overload;
 mod preferences;

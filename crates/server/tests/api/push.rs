@@ -252,25 +252,6 @@ async fn vapid_key(app: &TestApp) -> String {
     v["key"].as_str().unwrap().to_string()
 }
 
-async fn subscribe(app: &TestApp, token: &str, body: Value, expect: StatusCode) -> Value {
-    let r = app
-        .me(Method::POST, "/push-subscriptions", token, Some(body))
-        .await;
-    let status = r.status();
-    let text = r.text().await.unwrap();
-    assert_eq!(status, expect, "{text}");
-    serde_json::from_str(&text).unwrap()
-}
-
-async fn subscriptions(app: &TestApp, token: &str) -> Vec<Value> {
-    let r = app
-        .me(Method::GET, "/push-subscriptions", token, None)
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let v: Value = r.json().await.unwrap();
-    v["items"].as_array().unwrap().clone()
-}
-
 /// (recipient, channel, status, error) of a notification's log lines on web push.
 async fn push_log(app: &TestApp, id: &str) -> Vec<(String, String, Option<String>)> {
     let r = app

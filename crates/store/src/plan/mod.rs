@@ -93,7 +93,8 @@ fn broadcast_label(n: &NewNotification) -> String {
     }
 }
 
-/// Who can receive web push, as a backend looked it up.
+/// Who can receive web push (or, the same way, mobile push: who has a
+/// mobile device), as a backend looked it up.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Push<'a> {
     /// The direct recipients with a push subscription.
@@ -103,11 +104,13 @@ pub(crate) struct Push<'a> {
 }
 
 /// The direct recipients who switched a channel on that the notification
-/// does not take by default (`Resolved::email_opt_in`, `push_opt_in`).
+/// does not take by default (`Resolved::email_opt_in`, `push_opt_in`,
+/// `mobile_opt_in`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct OptedIn<'a> {
     pub email: &'a HashSet<i64>,
     pub push: &'a HashSet<i64>,
+    pub mobile: &'a HashSet<i64>,
 }
 
 /// Who can receive chat (C7), as a backend looked it up.
@@ -130,11 +133,14 @@ pub(crate) struct Chat<'a> {
 /// subscription (a user without one has nothing to deliver to, and a job
 /// for each would cost every send a write); a broadcast's web push
 /// expansion is queued only when anyone has one, and queues members with
-/// one only.
+/// one only. Mobile push (C6) follows the same rules with `mobile`: the
+/// users with a mobile device.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn delivery_plan(
     n: &NewNotification,
     direct: &[(i64, UserId)],
     push: Push<'_>,
+    mobile: Push<'_>,
     opted: OptedIn<'_>,
     chat: Chat<'_>,
     contacts: &[EmailAddress],
@@ -143,32 +149,30 @@ pub(crate) fn delivery_plan(
     let a = &n.audience;
     let mut planned: Vec<(JobPayload, String)> = Vec::new();
     let mut log = Vec::new();
-    for channel in [Channel::Email, Channel::WebPush] {
+    for channel in [Channel::Email, Channel::WebPush, Channel::MobilePush] {
         let wanted = n.wants(channel, false);
-        let opted_in = match channel {
-            Channel::Email => opted.email,
-            _ => opted.push,
+        // Who can be reached on a push channel (None: anyone, email).
+        let (opted_in, reach) = match channel {
+            Channel::Email => (opted.email, None),
+            Channel::WebPush => (opted.push, Some(push)),
+            _ => (opted.mobile, Some(mobile)),
         };
         if !wanted && opted_in.is_empty() {
             continue;
         }
-        let push_only = channel == Channel::WebPush;
         for (uid, user) in direct {
-            if push_only && !push.users.contains(uid) {
+            if reach.is_some_and(|r| !r.users.contains(uid)) {
                 continue;
             }
             if !wanted && !opted_in.contains(uid) {
                 continue;
             }
             planned.push((
-                JobPayload::Deliver {
-                    channel,
-                    recipient: Recipient::User(user.clone()),
-                },
+                JobPayload::deliver(channel, Recipient::User(user.clone())),
                 format!("user:{user}"),
             ));
         }
-        if wanted && a.is_broadcast() && (!push_only || push.anyone) {
+        if wanted && a.is_broadcast() && reach.is_none_or(|r| r.anyone) {
             planned.push((
                 JobPayload::Expand {
                     channel,
@@ -182,10 +186,7 @@ pub(crate) fn delivery_plan(
     for (uid, user) in direct {
         if chat.users.contains(uid) && (chat_wanted || chat.opted.contains(uid)) {
             planned.push((
-                JobPayload::Deliver {
-                    channel: Channel::Chat,
-                    recipient: Recipient::User(user.clone()),
-                },
+                JobPayload::deliver(Channel::Chat, Recipient::User(user.clone())),
                 format!("user:{user}"),
             ));
         }
@@ -193,10 +194,7 @@ pub(crate) fn delivery_plan(
     if chat_wanted {
         for group in chat.groups {
             planned.push((
-                JobPayload::Deliver {
-                    channel: Channel::Chat,
-                    recipient: Recipient::Group(group.clone()),
-                },
+                JobPayload::deliver(Channel::Chat, Recipient::Group(group.clone())),
                 format!("group:{group}"),
             ));
         }
@@ -205,10 +203,7 @@ pub(crate) fn delivery_plan(
         let label = format!("email:{address}");
         if n.wants(Channel::Email, true) {
             planned.push((
-                JobPayload::Deliver {
-                    channel: Channel::Email,
-                    recipient: Recipient::Contact(address.clone()),
-                },
+                JobPayload::deliver(Channel::Email, Recipient::Contact(address.clone())),
                 label,
             ));
         } else {
@@ -253,7 +248,9 @@ pub(crate) type StoredLine = (
 pub(crate) fn cancelled_line(payload: JobPayload, now: Millis) -> DeliveryEvent {
     let (recipient, channel) = match payload {
         JobPayload::Publish => ("scheduled".to_string(), Channel::InApp),
-        JobPayload::Deliver { channel, recipient } => (recipient.label(), channel),
+        JobPayload::Deliver {
+            channel, recipient, ..
+        } => (recipient.label(), channel),
         JobPayload::Fallback { recipient } => (recipient.label(), Channel::Email),
         JobPayload::Digest { user, .. } => (format!("user:{user}"), Channel::Email),
         JobPayload::Summary { user, channel, .. } => (format!("user:{user}"), channel),
@@ -300,6 +297,7 @@ mod tests {
         OptedIn {
             email: &NOBODY,
             push: &NOBODY,
+            mobile: &NOBODY,
         }
     }
 
@@ -308,6 +306,7 @@ mod tests {
         let plan = delivery_plan(
             &n(r#"{"to":{"users":["a"],"emails":["x@example.com"]},"title":"t"}"#),
             &[(1, UserId::parse("a").unwrap())],
+            none(),
             none(),
             no_opt_in(),
             no_chat(),
@@ -326,6 +325,7 @@ mod tests {
             &n(r#"{"to":{"users":["a"],"groups":["g1","g2"]},"title":"t","channels":["email"]}"#),
             &[(1, UserId::parse("a").unwrap())],
             none(),
+            none(),
             no_opt_in(),
             no_chat(),
             &[],
@@ -340,6 +340,7 @@ mod tests {
         let plan = delivery_plan(
             &n(r#"{"to":{"emails":["x@example.com"]},"title":"t","channels":["in_app"]}"#),
             &[],
+            none(),
             none(),
             no_opt_in(),
             no_chat(),
@@ -369,6 +370,7 @@ mod tests {
                 &broadcast,
                 &users,
                 none(),
+                none(),
                 no_opt_in(),
                 no_chat(),
                 &[],
@@ -381,6 +383,7 @@ mod tests {
             &broadcast,
             &users,
             push,
+            none(),
             no_opt_in(),
             no_chat(),
             &[],
@@ -389,10 +392,10 @@ mod tests {
         assert_eq!(
             plan.jobs,
             vec![
-                JobPayload::Deliver {
-                    channel: Channel::WebPush,
-                    recipient: Recipient::User(UserId::parse("b").unwrap())
-                },
+                JobPayload::deliver(
+                    Channel::WebPush,
+                    Recipient::User(UserId::parse("b").unwrap())
+                ),
                 JobPayload::Expand {
                     channel: Channel::WebPush,
                     after_uid: 0
@@ -408,6 +411,7 @@ mod tests {
                 &by_category,
                 &users,
                 push,
+                none(),
                 no_opt_in(),
                 no_chat(),
                 &[],
@@ -421,6 +425,7 @@ mod tests {
             &by_category,
             &users,
             push,
+            none(),
             no_opt_in(),
             no_chat(),
             &[],
@@ -448,9 +453,11 @@ mod tests {
                 users: &subscribed,
                 anyone: false,
             },
+            none(),
             OptedIn {
                 email: &email,
                 push: &push_users,
+                mobile: &NOBODY,
             },
             no_chat(),
             &[],
@@ -459,15 +466,12 @@ mod tests {
         assert_eq!(
             plan.jobs,
             vec![
-                JobPayload::Deliver {
-                    channel: Channel::Email,
-                    recipient: Recipient::User(UserId::parse("a").unwrap())
-                },
+                JobPayload::deliver(Channel::Email, Recipient::User(UserId::parse("a").unwrap())),
                 // b opted into push but has no subscription.
-                JobPayload::Deliver {
-                    channel: Channel::WebPush,
-                    recipient: Recipient::User(UserId::parse("c").unwrap())
-                },
+                JobPayload::deliver(
+                    Channel::WebPush,
+                    Recipient::User(UserId::parse("c").unwrap())
+                ),
             ]
         );
     }
@@ -489,22 +493,25 @@ mod tests {
         };
         let wanted =
             n(r#"{"to":{"users":["a","b","c"],"groups":["ops"]},"title":"t","channels":["chat"]}"#);
-        let plan = delivery_plan(&wanted, &users, none(), no_opt_in(), chat, &[], Millis(5));
+        let plan = delivery_plan(
+            &wanted,
+            &users,
+            none(),
+            none(),
+            no_opt_in(),
+            chat,
+            &[],
+            Millis(5),
+        );
         assert_eq!(
             plan.jobs,
             vec![
-                JobPayload::Deliver {
-                    channel: Channel::Chat,
-                    recipient: Recipient::User(UserId::parse("b").unwrap())
-                },
-                JobPayload::Deliver {
-                    channel: Channel::Chat,
-                    recipient: Recipient::User(UserId::parse("c").unwrap())
-                },
-                JobPayload::Deliver {
-                    channel: Channel::Chat,
-                    recipient: Recipient::Group(GroupId::parse("ops").unwrap())
-                },
+                JobPayload::deliver(Channel::Chat, Recipient::User(UserId::parse("b").unwrap())),
+                JobPayload::deliver(Channel::Chat, Recipient::User(UserId::parse("c").unwrap())),
+                JobPayload::deliver(
+                    Channel::Chat,
+                    Recipient::Group(GroupId::parse("ops").unwrap())
+                ),
             ],
             "a has no target; no expansion of the group's members"
         );
@@ -513,13 +520,132 @@ mod tests {
         // group post.
         let quiet =
             n(r#"{"to":{"users":["a","b","c"],"groups":["ops"]},"title":"t","category":"x"}"#);
-        let plan = delivery_plan(&quiet, &users, none(), no_opt_in(), chat, &[], Millis(5));
+        let plan = delivery_plan(
+            &quiet,
+            &users,
+            none(),
+            none(),
+            no_opt_in(),
+            chat,
+            &[],
+            Millis(5),
+        );
         assert_eq!(
             plan.jobs,
-            vec![JobPayload::Deliver {
-                channel: Channel::Chat,
-                recipient: Recipient::User(UserId::parse("c").unwrap())
-            }]
+            vec![JobPayload::deliver(
+                Channel::Chat,
+                Recipient::User(UserId::parse("c").unwrap())
+            )]
         );
+    }
+
+    #[test]
+    fn mobile_push_only_to_users_with_a_device() {
+        let users = [
+            (1, UserId::parse("a").unwrap()),
+            (2, UserId::parse("b").unwrap()),
+            (3, UserId::parse("c").unwrap()),
+        ];
+        let with_device = HashSet::from([2, 3]);
+        let mobile = Push {
+            users: &with_device,
+            anyone: true,
+        };
+        let broadcast = n(
+            r#"{"to":{"users":["a","b"],"groups":["g"]},"title":"t","channels":["mobile_push"]}"#,
+        );
+        // Nobody has a device: no job, no expansion.
+        assert!(
+            delivery_plan(
+                &broadcast,
+                &users[..2],
+                none(),
+                none(),
+                no_opt_in(),
+                no_chat(),
+                &[],
+                Millis(5)
+            )
+            .jobs
+            .is_empty()
+        );
+        let plan = delivery_plan(
+            &broadcast,
+            &users[..2],
+            none(),
+            mobile,
+            no_opt_in(),
+            no_chat(),
+            &[],
+            Millis(5),
+        );
+        assert_eq!(
+            plan.jobs,
+            vec![
+                JobPayload::deliver(
+                    Channel::MobilePush,
+                    Recipient::User(UserId::parse("b").unwrap())
+                ),
+                JobPayload::Expand {
+                    channel: Channel::MobilePush,
+                    after_uid: 0
+                },
+            ]
+        );
+        assert!(plan.log.iter().all(|l| l.channel == Channel::MobilePush));
+        // Web push subscribers are not mobile devices, and the reverse.
+        let web = n(r#"{"to":{"users":["a","b"]},"title":"t","channels":["web_push"]}"#);
+        assert!(
+            delivery_plan(
+                &web,
+                &users,
+                none(),
+                mobile,
+                no_opt_in(),
+                no_chat(),
+                &[],
+                Millis(5)
+            )
+            .jobs
+            .is_empty()
+        );
+        // By the category's default, and by a user's opt-in (with a device).
+        let mut by_category = n(r#"{"to":{"users":["a","b","c"]},"title":"t","category":"x"}"#);
+        let opted = HashSet::from([1, 3]);
+        let opt_in = OptedIn {
+            email: &NOBODY,
+            push: &NOBODY,
+            mobile: &opted,
+        };
+        let plan = delivery_plan(
+            &by_category,
+            &users,
+            none(),
+            mobile,
+            opt_in,
+            no_chat(),
+            &[],
+            Millis(5),
+        );
+        assert_eq!(
+            plan.jobs,
+            vec![JobPayload::deliver(
+                Channel::MobilePush,
+                Recipient::User(UserId::parse("c").unwrap())
+            )],
+            "a opted in without a device; b did not opt in"
+        );
+        by_category.category_mobile_push = true;
+        let plan = delivery_plan(
+            &by_category,
+            &users,
+            none(),
+            mobile,
+            no_opt_in(),
+            no_chat(),
+            &[],
+            Millis(5),
+        );
+        assert_eq!(plan.jobs.len(), 2);
     }
 }

@@ -44,6 +44,7 @@ pub(crate) fn fingerprint(n: &NewNotification) -> Result<Vec<u8>> {
     canonical.category_email = false;
     canonical.category_web_push = false;
     canonical.category_chat = false;
+    canonical.category_mobile_push = false;
     canonical.send_at = n.requested_send_at;
     let json = request_json(&canonical)?;
     Ok(
@@ -211,6 +212,15 @@ pub(crate) struct Resolved {
     pub email_opt_in: HashSet<i64>,
     /// The same for web push (they also need a subscription).
     pub push_opt_in: HashSet<i64>,
+    /// The direct recipients who have a mobile device (C6; looked up by a
+    /// backend when [`Resolved::needs_mobile_lookup`]): only they get a
+    /// mobile push job.
+    pub mobile: HashSet<i64>,
+    /// Whether anyone has a mobile device: only then is a broadcast's
+    /// mobile push expansion queued.
+    pub mobile_anyone: bool,
+    /// The same as `email_opt_in` for mobile push (they also need a device).
+    pub mobile_opt_in: HashSet<i64>,
     /// The same for chat (they also need a chat target).
     pub chat_opt_in: HashSet<i64>,
     /// The direct recipients with a chat target (looked up by a backend
@@ -325,6 +335,9 @@ pub(crate) fn resolve(
         push_anyone: false,
         email_opt_in: HashSet::new(),
         push_opt_in: HashSet::new(),
+        mobile: HashSet::new(),
+        mobile_anyone: false,
+        mobile_opt_in: HashSet::new(),
         chat_opt_in: HashSet::new(),
         chattable: HashSet::new(),
         chat_groups: Vec::new(),
@@ -352,6 +365,16 @@ impl Resolved {
             || !self.push_opt_in.is_empty()
     }
 
+    /// Whether the notification goes to mobile push (C6): then a backend
+    /// looks up which of [`Resolved::direct_uids`] have a mobile device
+    /// ([`Resolved::mobile`]) and, for a broadcast, whether anyone has one
+    /// ([`Resolved::mobile_anyone`]), as for web push.
+    pub fn needs_mobile_lookup(&self, n: &NewNotification) -> bool {
+        (n.wants(Channel::MobilePush, false)
+            && (!self.direct.is_empty() || n.audience.is_broadcast()))
+            || !self.mobile_opt_in.is_empty()
+    }
+
     /// Whether the notification goes to chat: then a backend looks up
     /// which of [`Resolved::direct_uids`] have a chat target
     /// ([`Resolved::chattable`], after [`Resolved::exclude_covered`] and
@@ -375,10 +398,15 @@ impl Resolved {
         {
             return Vec::new();
         }
-        [Channel::Email, Channel::WebPush, Channel::Chat]
-            .into_iter()
-            .filter(|c| !n.wants(*c, false))
-            .collect()
+        [
+            Channel::Email,
+            Channel::WebPush,
+            Channel::MobilePush,
+            Channel::Chat,
+        ]
+        .into_iter()
+        .filter(|c| !n.wants(*c, false))
+        .collect()
     }
 
     /// Records what direct recipient `uid` switched on of `channels` (from
@@ -407,6 +435,7 @@ impl Resolved {
                 match channel {
                     Channel::Email => self.email_opt_in.insert(uid),
                     Channel::Chat => self.chat_opt_in.insert(uid),
+                    Channel::MobilePush => self.mobile_opt_in.insert(uid),
                     _ => self.push_opt_in.insert(uid),
                 };
             }
@@ -491,16 +520,21 @@ impl<'n> Publication<'n> {
             users: &r.pushable,
             anyone: r.push_anyone,
         };
+        let mobile = super::Push {
+            users: &r.mobile,
+            anyone: r.mobile_anyone,
+        };
         let opted = super::OptedIn {
             email: &r.email_opt_in,
             push: &r.push_opt_in,
+            mobile: &r.mobile_opt_in,
         };
         let chat = super::Chat {
             users: &r.chattable,
             opted: &r.chat_opt_in,
             groups: &r.chat_groups,
         };
-        let plan = super::delivery_plan(n, &r.direct, push, opted, chat, &r.contacts, now);
+        let plan = super::delivery_plan(n, &r.direct, push, mobile, opted, chat, &r.contacts, now);
         let mut log = r.skipped;
         log.extend(plan.log);
         let broadcast_gids = match (in_app, a.all) {
@@ -657,7 +691,7 @@ pub(crate) fn expansion(
             None,
             now,
         ));
-        jobs.push(JobPayload::Deliver { channel, recipient });
+        jobs.push(JobPayload::deliver(channel, recipient));
     }
     Ok((jobs, log))
 }

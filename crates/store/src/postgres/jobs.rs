@@ -186,17 +186,28 @@ pub(crate) async fn finish(
                 .await?;
             Ok(queued)
         }
-        JobOutcome::Retry { at, error, log } => {
+        JobOutcome::Retry {
+            at,
+            error,
+            log,
+            payload,
+        } => {
             if let Some(nid) = log_nid {
                 log_many(c, nid, &log).await?;
             }
+            let payload = payload
+                .map(|p| serde_json::to_string(&p))
+                .transpose()
+                .map_err(bad)?;
             sqlx::query(
-                "UPDATE jobs SET run_at = $2, lease_until = NULL, lease_owner = NULL, last_error = $3
+                "UPDATE jobs SET run_at = $2, lease_until = NULL, lease_owner = NULL, last_error = $3,
+                        payload = COALESCE($4, payload)
                  WHERE id = $1",
             )
             .bind(job)
             .bind(at.0)
             .bind(error)
+            .bind(payload)
             .execute(&mut *c)
             .await?;
             Ok(false)
@@ -416,16 +427,25 @@ pub(crate) async fn expand(
         return Ok((None, false));
     }
     let audience = StoredAudience::decode(&audience)?;
-    // Web push reaches only members with a push subscription.
+    // Web push reaches only members with a push subscription, mobile
+    // push only members with a mobile device.
     let pushable = channel == Channel::WebPush;
+    let mobile = channel == Channel::MobilePush;
     let members: Vec<(i64, String)> = if audience.all {
-        // On web push the subscriptions are read (in uid order, by their
-        // index), not every user.
-        let sql = if pushable {
-            "SELECT DISTINCT u.uid, u.id FROM push_subscriptions p JOIN users u ON u.uid = p.uid
-             WHERE p.uid > $1 AND u.created_seq < $2 ORDER BY u.uid LIMIT $3"
-        } else {
-            "SELECT uid, id FROM users WHERE uid > $1 AND created_seq < $2 ORDER BY uid LIMIT $3"
+        // On a push channel the subscriptions (devices) are read (in uid
+        // order, by their index), not every user.
+        let sql = match channel {
+            Channel::WebPush => {
+                "SELECT DISTINCT u.uid, u.id FROM push_subscriptions p JOIN users u ON u.uid = p.uid
+                 WHERE p.uid > $1 AND u.created_seq < $2 ORDER BY u.uid LIMIT $3"
+            }
+            Channel::MobilePush => {
+                "SELECT DISTINCT u.uid, u.id FROM mobile_devices d JOIN users u ON u.uid = d.uid
+                 WHERE d.uid > $1 AND u.created_seq < $2 ORDER BY u.uid LIMIT $3"
+            }
+            _ => {
+                "SELECT uid, id FROM users WHERE uid > $1 AND created_seq < $2 ORDER BY uid LIMIT $3"
+            }
         };
         sqlx::query_as(sql)
             .bind(after_uid)
@@ -442,6 +462,7 @@ pub(crate) async fn expand(
              WHERE g.id = ANY($1) AND m.uid > $2 AND m.joined_seq < $3
                AND (m.left_seq IS NULL OR $3 <= m.left_seq)
                AND (NOT $5 OR EXISTS (SELECT 1 FROM push_subscriptions p WHERE p.uid = u.uid))
+               AND (NOT $6 OR EXISTS (SELECT 1 FROM mobile_devices d WHERE d.uid = u.uid))
              ORDER BY u.uid LIMIT $4",
         )
         .bind(&groups)
@@ -449,6 +470,7 @@ pub(crate) async fn expand(
         .bind(seq)
         .bind(limit as i64)
         .bind(pushable)
+        .bind(mobile)
         .fetch_all(&mut *c)
         .await?
     };

@@ -23,6 +23,7 @@ mod chat;
 mod documents;
 mod jobs;
 mod mailbox;
+mod mobile;
 mod prefs;
 mod publish;
 mod push;
@@ -83,9 +84,10 @@ mod tests {
 use crate::{
     AccessRevocation, AccessTokenRef, AnswerReceipt, ApiKeyInfo, ChatKind, ChatOwner, ChatTarget,
     Constraint, ContactProfile, DeliveryContext, DeliveryPage, DeliveryQuery, DevMail, Group,
-    InboxChange, InboxPage, Job, JobOutcome, JobStats, NewAnswer, NewApiKey, NewDevMail,
-    NewPushSubscription, NotificationRecord, PoolStats, PushSubscription, Recipient, Result,
-    SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber, Subscription, Unavailable,
+    InboxChange, InboxPage, Job, JobOutcome, JobStats, MobileDevice, NewAnswer, NewApiKey,
+    NewDevMail, NewMobileDevice, NewPushSubscription, NotificationRecord, PoolStats,
+    PushSubscription, Recipient, Result, SendContext, SendReceipt, Store, StoreError, StoreEvent,
+    Subscriber, Subscription, Unavailable,
 };
 use async_trait::async_trait;
 use belfry_core::{
@@ -111,6 +113,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/0005_digest.sql")),
     (6, include_str!("migrations/0006_push.sql")),
     (7, include_str!("migrations/0007_chat.sql")),
+    (8, include_str!("migrations/0008_mobile.sql")),
     (9, include_str!("migrations/0009_webhooks.sql")),
     (10, include_str!("migrations/0010_access.sql")),
     (11, include_str!("migrations/0011_actions.sql")),
@@ -718,6 +721,27 @@ impl Store for PgStore {
 
     async fn access_revoked(&self, token: &AccessTokenRef) -> Result<bool> {
         access::revoked(&mut *self.conn().await?, token).await
+    }
+
+    async fn put_mobile_device(
+        &self,
+        user: &UserId,
+        device: NewMobileDevice,
+        cap: usize,
+        now: Millis,
+    ) -> Result<(MobileDevice, bool)> {
+        let mut tx = self.begin().await?;
+        let stored = mobile::put(&mut tx, user, &device, cap, now).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn mobile_devices(&self, user: &UserId) -> Result<Vec<MobileDevice>> {
+        mobile::list(&mut *self.conn().await?, user).await
+    }
+
+    async fn delete_mobile_device(&self, user: &UserId, id: &str) -> Result<bool> {
+        mobile::delete(&mut *self.conn().await?, user, id).await
     }
 
     async fn put_chat_target(

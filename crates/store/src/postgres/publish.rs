@@ -554,19 +554,31 @@ async fn resolve(
             );
         }
     }
-    if r.needs_push_lookup(n) {
+    // Web push and mobile push (C6) in one round trip: who of the direct
+    // recipients has a push subscription (a mobile device), and whether
+    // anyone has, each part only when that channel is wanted (a subquery
+    // under a false CASE or AND is never run).
+    let (push, mobile) = (r.needs_push_lookup(n), r.needs_mobile_lookup(n));
+    if push || mobile {
         let uids: Vec<i64> = r.direct_uids().collect();
-        // One query: who of them has a push subscription, and whether anyone has.
-        let (pushable, anyone): (Vec<i64>, bool) = sqlx::query_as(
-            "SELECT COALESCE((SELECT array_agg(DISTINCT uid) FROM push_subscriptions
-                              WHERE uid = ANY($1)), '{}'),
-                    EXISTS (SELECT 1 FROM push_subscriptions)",
-        )
-        .bind(&uids)
-        .fetch_one(&mut *c)
-        .await?;
+        let (pushable, push_anyone, with_device, mobile_anyone): (Vec<i64>, bool, Vec<i64>, bool) =
+            sqlx::query_as(
+                "SELECT CASE WHEN $2 THEN COALESCE((SELECT array_agg(DISTINCT uid)
+                            FROM push_subscriptions WHERE uid = ANY($1)), '{}') ELSE '{}' END,
+                        $2 AND EXISTS (SELECT 1 FROM push_subscriptions),
+                        CASE WHEN $3 THEN COALESCE((SELECT array_agg(DISTINCT uid)
+                            FROM mobile_devices WHERE uid = ANY($1)), '{}') ELSE '{}' END,
+                        $3 AND EXISTS (SELECT 1 FROM mobile_devices)",
+            )
+            .bind(&uids)
+            .bind(push)
+            .bind(mobile)
+            .fetch_one(&mut *c)
+            .await?;
         r.pushable = pushable.into_iter().collect();
-        r.push_anyone = anyone;
+        r.push_anyone = push_anyone;
+        r.mobile = with_device.into_iter().collect();
+        r.mobile_anyone = mobile_anyone;
     }
     if r.needs_chat_lookup(n) {
         let uids: Vec<i64> = r.direct_uids().collect();

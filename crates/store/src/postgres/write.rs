@@ -270,6 +270,7 @@ pub(crate) async fn delete_user(
     for sql in [
         "DELETE FROM subscriptions WHERE uid = $1",
         "DELETE FROM push_subscriptions WHERE uid = $1",
+        "DELETE FROM mobile_devices WHERE uid = $1",
         "DELETE FROM chat_targets WHERE uid = $1",
         "DELETE FROM inbox WHERE uid = $1",
         "DELETE FROM stack_members WHERE uid = $1",

@@ -155,14 +155,24 @@ pub(crate) fn finish(w: &mut Writer, job: i64, outcome: JobOutcome, now: Millis)
                 .prepare_cached("DELETE FROM jobs WHERE id = ?1")?
                 .execute([job])?;
         }
-        JobOutcome::Retry { at, error, log } => {
+        JobOutcome::Retry {
+            at,
+            error,
+            log,
+            payload,
+        } => {
             write_log(&w.conn, &log)?;
+            let payload = payload
+                .map(|p| serde_json::to_string(&p))
+                .transpose()
+                .map_err(bad)?;
             w.conn
                 .prepare_cached(
-                    "UPDATE jobs SET run_at = ?2, lease_until = NULL, lease_owner = NULL, last_error = ?3
+                    "UPDATE jobs SET run_at = ?2, lease_until = NULL, lease_owner = NULL, last_error = ?3,
+                            payload = COALESCE(?4, payload)
                      WHERE id = ?1",
                 )?
-                .execute(params![job, at.0, error])?;
+                .execute(params![job, at.0, error, payload])?;
         }
         JobOutcome::Digest { at, payload, lines } => {
             log_by_id(&w.conn, &lines)?;
@@ -349,6 +359,9 @@ pub(crate) fn stats(c: &Connection, now: Millis) -> Result<JobStats> {
 /// The condition an expansion on web push adds: the member has a push
 /// subscription (so the pages hold only members who get a job).
 const PUSHABLE: &str = " AND EXISTS (SELECT 1 FROM push_subscriptions p WHERE p.uid = u.uid)";
+/// The condition an expansion on mobile push adds: the member has a
+/// mobile device.
+const WITH_DEVICE: &str = " AND EXISTS (SELECT 1 FROM mobile_devices d WHERE d.uid = u.uid)";
 
 /// Queues deliveries for the next page of a broadcast's audience: the
 /// members it reached when published (everyone created before it, or the
@@ -376,20 +389,28 @@ pub(crate) fn expand(
         return Ok(None);
     }
     let audience = StoredAudience::decode(&audience)?;
-    // Web push reaches only members with a push subscription.
-    let pushable = if channel == Channel::WebPush {
-        PUSHABLE
-    } else {
-        ""
+    // Web push reaches only members with a push subscription, mobile
+    // push only members with a mobile device.
+    let pushable = match channel {
+        Channel::WebPush => PUSHABLE,
+        Channel::MobilePush => WITH_DEVICE,
+        _ => "",
     };
     let members: Vec<(i64, String)> = if audience.all {
-        // On web push the subscriptions are read (in uid order, by their
-        // index), not every user.
-        let sql = if channel == Channel::WebPush {
-            "SELECT DISTINCT u.uid, u.id FROM push_subscriptions p JOIN users u ON u.uid = p.uid
-             WHERE p.uid > ?1 AND u.created_seq < ?2 ORDER BY p.uid LIMIT ?3"
-        } else {
-            "SELECT uid, id FROM users WHERE uid > ?1 AND created_seq < ?2 ORDER BY uid LIMIT ?3"
+        // On a push channel the subscriptions (devices) are read (in uid
+        // order, by their index), not every user.
+        let sql = match channel {
+            Channel::WebPush => {
+                "SELECT DISTINCT u.uid, u.id FROM push_subscriptions p JOIN users u ON u.uid = p.uid
+                 WHERE p.uid > ?1 AND u.created_seq < ?2 ORDER BY p.uid LIMIT ?3"
+            }
+            Channel::MobilePush => {
+                "SELECT DISTINCT u.uid, u.id FROM mobile_devices d JOIN users u ON u.uid = d.uid
+                 WHERE d.uid > ?1 AND u.created_seq < ?2 ORDER BY d.uid LIMIT ?3"
+            }
+            _ => {
+                "SELECT uid, id FROM users WHERE uid > ?1 AND created_seq < ?2 ORDER BY uid LIMIT ?3"
+            }
         };
         w.conn
             .prepare_cached(sql)?

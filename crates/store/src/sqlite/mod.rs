@@ -13,6 +13,7 @@ mod documents;
 pub mod fixture;
 mod jobs;
 mod mailbox;
+mod mobile;
 mod prefs;
 mod publish;
 mod push;
@@ -27,9 +28,10 @@ pub use wal::{WalOptions, WalState};
 use crate::{
     AccessRevocation, AccessTokenRef, AnswerReceipt, ApiKeyInfo, ChatKind, ChatOwner, ChatTarget,
     Constraint, ContactProfile, DeliveryContext, DeliveryPage, DeliveryQuery, DevMail, Group,
-    InboxChange, InboxPage, Job, JobOutcome, JobStats, NewAnswer, NewApiKey, NewDevMail,
-    NewPushSubscription, NotificationRecord, PoolStats, PushSubscription, Recipient, Result,
-    SendContext, SendReceipt, Store, StoreError, StoreEvent, Subscriber, Subscription, Unavailable,
+    InboxChange, InboxPage, Job, JobOutcome, JobStats, MobileDevice, NewAnswer, NewApiKey,
+    NewDevMail, NewMobileDevice, NewPushSubscription, NotificationRecord, PoolStats,
+    PushSubscription, Recipient, Result, SendContext, SendReceipt, Store, StoreError, StoreEvent,
+    Subscriber, Subscription, Unavailable,
 };
 use async_trait::async_trait;
 use belfry_core::{
@@ -56,6 +58,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("migrations/0007_digest.sql")),
     (8, include_str!("migrations/0008_push.sql")),
     (9, include_str!("migrations/0009_chat.sql")),
+    (10, include_str!("migrations/0010_mobile.sql")),
     (11, include_str!("migrations/0011_webhooks.sql")),
     (12, include_str!("migrations/0012_access.sql")),
     (13, include_str!("migrations/0013_actions.sql")),
@@ -984,6 +987,30 @@ impl Store for SqliteStore {
     async fn access_revoked(&self, token: &AccessTokenRef) -> Result<bool> {
         let token = token.clone();
         self.read(move |c| access::revoked(c, &token)).await
+    }
+
+    async fn put_mobile_device(
+        &self,
+        user: &UserId,
+        device: NewMobileDevice,
+        cap: usize,
+        now: Millis,
+    ) -> Result<(MobileDevice, bool)> {
+        let user = user.clone();
+        self.write(move |w| mobile::put(&w.conn, &user, &device, cap, now))
+            .await
+    }
+
+    async fn mobile_devices(&self, user: &UserId) -> Result<Vec<MobileDevice>> {
+        let user = user.clone();
+        self.read(move |c| mobile::list(c, &user)).await
+    }
+
+    async fn delete_mobile_device(&self, user: &UserId, id: &str) -> Result<bool> {
+        let user = user.clone();
+        let id = id.to_string();
+        self.write(move |w| mobile::delete(&w.conn, &user, &id))
+            .await
     }
 
     async fn put_chat_target(

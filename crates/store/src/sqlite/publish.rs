@@ -174,6 +174,22 @@ fn resolve(
             r.pushable = pushable;
         }
     }
+    // Mobile push (C6), the same way: one probe per send where nobody has
+    // a device, else one index probe per direct recipient.
+    if r.needs_mobile_lookup(n) {
+        r.mobile_anyone = c
+            .prepare_cached("SELECT 1 FROM mobile_devices LIMIT 1")?
+            .exists([])?;
+        if r.mobile_anyone {
+            let mut mobile = HashSet::new();
+            for uid in r.direct_uids() {
+                if super::mobile::has_device(c, uid)? {
+                    mobile.insert(uid);
+                }
+            }
+            r.mobile = mobile;
+        }
+    }
     if r.needs_chat_lookup(n) {
         let mut chattable = HashSet::new();
         for uid in r.direct_uids() {

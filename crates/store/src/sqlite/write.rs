@@ -184,6 +184,7 @@ pub(crate) fn delete_user(w: &mut Writer, id: &UserId, now: Millis) -> Result<()
     for sql in [
         "DELETE FROM subscriptions WHERE uid = ?1",
         "DELETE FROM push_subscriptions WHERE uid = ?1",
+        "DELETE FROM mobile_devices WHERE uid = ?1",
         "DELETE FROM chat_targets WHERE uid = ?1",
         "DELETE FROM action_responses WHERE uid = ?1",
         "DELETE FROM inbox WHERE uid = ?1",
