@@ -403,6 +403,38 @@ async fn check_fixture(manifest: &std::path::Path) {
         );
     }
 
+    // From schema 13: the approval Ana answered once, the reminder she closed.
+    if schema >= 13 {
+        let (status, inbox) = get("/v1/users/u-bo/notifications".into()).await;
+        assert_eq!(status, 200, "{name}");
+        let approval = inbox["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == n("approval").as_str())
+            .unwrap_or_else(|| panic!("{name}: the approval in {inbox}"));
+        assert_eq!(approval["answered"]["action"], "approve", "{name}");
+        assert_eq!(approval["answered"]["by"]["id"], "u-ana", "{name}");
+        let (status, inbox) = get("/v1/users/u-ana/notifications".into()).await;
+        assert_eq!(status, 200, "{name}");
+        let sticky = inbox["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == n("sticky").as_str())
+            .unwrap_or_else(|| panic!("{name}: the reminder in {inbox}"));
+        assert_eq!(sticky["dismissed"], true, "{name}");
+    }
+    // From schema 14: the template and the rule.
+    if schema >= 14 {
+        let (status, t) = get("/v1/templates/ticket.assigned".into()).await;
+        assert_eq!(status, 200, "{name}");
+        assert_eq!(t["default_locale"], "en", "{name}: {t}");
+        let (status, r) = get("/v1/rules/assigned".into()).await;
+        assert_eq!(status, 200, "{name}");
+        assert_eq!(r["template"], "ticket.assigned", "{name}: {r}");
+    }
+
     // Every notification, as its producer sees it, with its status.
     for kind in [
         "direct",
