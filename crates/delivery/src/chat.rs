@@ -68,7 +68,31 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// The notification's link, absolute (http or https), if it can be.
 fn link(content: &Content, app_url: Option<&str>) -> Option<String> {
-    let url = content.url.as_deref()?;
+    absolute(content.url.as_deref()?, app_url)
+}
+
+/// The notification's link actions a chat message can show, as
+/// (label, absolute URL, style); callback actions are answered in the
+/// application, not from a chat.
+fn link_actions<'a>(
+    content: &'a Content,
+    app_url: Option<&str>,
+) -> Vec<(&'a str, String, belfry_core::ActionStyle)> {
+    content
+        .actions
+        .iter()
+        .filter(|a| a.kind == belfry_core::ActionKind::Link)
+        .filter_map(|a| {
+            Some((
+                a.label.as_str(),
+                absolute(a.url.as_deref()?, app_url)?,
+                a.style,
+            ))
+        })
+        .collect()
+}
+
+fn absolute(url: &str, app_url: Option<&str>) -> Option<String> {
     let lower = url.to_ascii_lowercase();
     if lower.starts_with("https://") || lower.starts_with("http://") {
         return Some(url.to_string());
@@ -134,18 +158,34 @@ pub fn slack_payload(content: &Content, app_url: Option<&str>) -> Value {
         elements.push(json!({"type": "mrkdwn", "text": format!("by *{}*", slack_escape(&actor))}));
         blocks.push(json!({"type": "context", "elements": elements}));
     }
-    let url = link(content, app_url);
-    if let Some(url) = &url {
-        blocks.push(json!({
-            "type": "actions",
-            "elements": [{
-                "type": "button",
-                "text": {"type": "plain_text", "text": "Open"},
-                "url": url,
-                "style": "primary",
-                "action_id": "belfry_open"
-            }]
+    let mut buttons = Vec::new();
+    if let Some(url) = link(content, app_url) {
+        buttons.push(json!({
+            "type": "button",
+            "text": {"type": "plain_text", "text": "Open"},
+            "url": url,
+            "style": "primary",
+            "action_id": "belfry_open"
         }));
+    }
+    for (i, (label, url, style)) in link_actions(content, app_url).into_iter().enumerate() {
+        let mut b = json!({
+            "type": "button",
+            "text": {"type": "plain_text", "text": cut(label, 75)},
+            "url": url,
+            "action_id": format!("belfry_action_{i}")
+        });
+        match style {
+            belfry_core::ActionStyle::Primary if buttons.is_empty() => {
+                b["style"] = json!("primary")
+            }
+            belfry_core::ActionStyle::Danger => b["style"] = json!("danger"),
+            _ => {}
+        }
+        buttons.push(b);
+    }
+    if !buttons.is_empty() {
+        blocks.push(json!({"type": "actions", "elements": buttons}));
     }
     let fallback = match &content.body {
         Some(body) => format!("{}: {}", content.title, cut(body, 300)),
@@ -175,8 +215,15 @@ pub fn teams_payload(content: &Content, app_url: Option<&str>) -> Value {
         "version": "1.4",
         "body": body,
     });
-    if let Some(url) = link(content, app_url) {
-        card["actions"] = json!([{"type": "Action.OpenUrl", "title": "Open", "url": url}]);
+    let mut actions: Vec<Value> = link(content, app_url)
+        .map(|url| json!({"type": "Action.OpenUrl", "title": "Open", "url": url}))
+        .into_iter()
+        .collect();
+    for (label, url, _) in link_actions(content, app_url) {
+        actions.push(json!({"type": "Action.OpenUrl", "title": cut(label, 100), "url": url}));
+    }
+    if !actions.is_empty() {
+        card["actions"] = Value::Array(actions);
     }
     json!({
         "type": "message",
@@ -384,6 +431,42 @@ mod tests {
             base[k] = v.clone();
         }
         serde_json::from_value(base).unwrap()
+    }
+
+    #[test]
+    fn link_actions_become_buttons_and_callbacks_do_not() {
+        let c = content(json!({
+            "title": "Approve the order",
+            "url": "/orders/5",
+            "actions": [
+                {"id": "view", "label": "View order", "kind": "link", "url": "/orders/5/lines", "style": "secondary"},
+                {"id": "no", "label": "Report", "kind": "link", "url": "https://x.example/r", "style": "danger"},
+                {"id": "ok", "label": "Approve", "kind": "callback", "url": null, "style": "primary"}
+            ]
+        }));
+        let s = slack_payload(&c, Some("https://desk.example.com"));
+        let buttons = s["blocks"].as_array().unwrap().last().unwrap()["elements"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let labels: Vec<&str> = buttons
+            .iter()
+            .map(|b| b["text"]["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(labels, ["Open", "View order", "Report"]);
+        assert_eq!(buttons[1]["url"], "https://desk.example.com/orders/5/lines");
+        assert!(buttons[1].get("style").is_none());
+        assert_eq!(buttons[2]["style"], "danger");
+        let t = teams_payload(&c, Some("https://desk.example.com"));
+        let actions = t["attachments"][0]["content"]["actions"]
+            .as_array()
+            .unwrap();
+        let titles: Vec<&str> = actions
+            .iter()
+            .map(|a| a["title"].as_str().unwrap())
+            .collect();
+        assert_eq!(titles, ["Open", "View order", "Report"]);
+        assert_eq!(actions[2]["url"], "https://x.example/r");
     }
 
     #[test]
