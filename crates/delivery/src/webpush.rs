@@ -256,6 +256,8 @@ impl Payload {
         let actions = content
             .actions
             .iter()
+            // Links only: a callback is answered in the application.
+            .filter(|a| a.kind == belfry_core::ActionKind::Link)
             .take(2) // what browsers show
             .map(|a| PayloadAction {
                 action: a.id.clone(),

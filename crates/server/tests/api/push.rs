@@ -457,13 +457,20 @@ async fn gone_subscriptions_go_and_busy_services_are_retried_after_retry_after()
     app.send_ok(json!({
         "to": {"users": ["ana"]}, "channels": ["web_push"], "title": "Long",
         "body": "x".repeat(2000),
-        "actions": [{"id": "ok", "label": "OK", "kind": "callback"}]
+        "actions": [{"id": "ok", "label": "OK", "kind": "callback"}, {"id": "see", "label": "See", "url": "/x"}]
     }))
     .await;
     app.run_due_jobs().await;
     let got = service.received();
     assert_eq!(got.len(), 5);
     let full = got[3].payload.as_ref().unwrap();
+    let shown: Vec<&str> = full["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(shown, ["see"], "link actions only: {full}");
     assert_eq!(full["body"].as_str().unwrap().chars().count(), 1001);
     let short = got[4].payload.as_ref().unwrap();
     assert!(
