@@ -295,7 +295,24 @@ struct UnsubscribeClaims {
     /// The language of the email, for the pages the link leads to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     lang: Option<String>,
+    /// An answer link's notification and action (purpose "answer").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    action: Option<String>,
     iat: i64,
+}
+
+/// What a one-click answer link in an email answers (I7): a user's answer
+/// to a callback action without a form. The page it opens asks first (a
+/// GET changes nothing, so link scanners answer nothing); its POST answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerLink {
+    pub user: UserId,
+    /// The notification's public id.
+    pub notification: String,
+    /// The action's id.
+    pub action: String,
 }
 
 /// Signs and reads unsubscribe tokens (HS256 with a secret kept in the
@@ -348,10 +365,51 @@ impl UnsubscribeTokens {
             entity,
             category,
             lang: Some(language.to_string()),
+            nid: None,
+            action: None,
             iat: now.0.div_euclid(1000),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing cannot fail")
+    }
+
+    /// A token for a one-click answer link (same key, its own purpose: an
+    /// answer link is never an unsubscribe link, nor the other way round).
+    pub fn sign_answer(&self, link: &AnswerLink, language: &str, now: Millis) -> String {
+        let claims = UnsubscribeClaims {
+            purpose: "answer".into(),
+            kind: "user".into(),
+            sub: link.user.to_string(),
+            entity: None,
+            category: None,
+            lang: Some(language.to_string()),
+            nid: Some(link.notification.clone()),
+            action: Some(link.action.clone()),
+            iat: now.0.div_euclid(1000),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signing cannot fail")
+    }
+
+    /// What an answer link answers, and its email's language.
+    pub fn read_answer(&self, token: &str) -> Option<(AnswerLink, String)> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.validate_exp = false;
+        validation.required_spec_claims.clear();
+        let c = jsonwebtoken::decode::<UnsubscribeClaims>(token, &self.decoding, &validation)
+            .ok()?
+            .claims;
+        if c.purpose != "answer" {
+            return None;
+        }
+        Some((
+            AnswerLink {
+                user: UserId::parse(&c.sub).ok()?,
+                notification: c.nid?,
+                action: c.action?,
+            },
+            c.lang.unwrap_or_else(|| "en".into()),
+        ))
     }
 
     /// What the token ends and the language of its email (`en` when it

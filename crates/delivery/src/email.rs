@@ -227,6 +227,9 @@ pub struct RecipientLinks {
     pub unsubscribe: Option<String>,
     /// The email goes to an external contact (the footer says why).
     pub contact: bool,
+    /// One-click answers to the callback actions without a form (users
+    /// only): (label, the page that asks and then answers).
+    pub answers: Vec<(String, String)>,
 }
 
 #[derive(serde::Serialize)]
@@ -284,7 +287,7 @@ impl Renderer {
                 .clone()
                 .or_else(|| a.id.as_ref().map(|i| i.to_string()))
         });
-        let links: Vec<LinkView> = content
+        let mut links: Vec<LinkView> = content
             .actions
             .iter()
             .filter(|a| a.kind == belfry_core::notification::ActionKind::Link)
@@ -298,6 +301,10 @@ impl Renderer {
                     })
             })
             .collect();
+        links.extend(recipient.answers.iter().map(|(label, url)| LinkView {
+            label: label.clone(),
+            url: url.clone(),
+        }));
         let ctx = context! {
             lang => s.lang,
             greeting => name.map(|n| s.greeting.replace("{name}", n)),
@@ -510,6 +517,41 @@ pub struct AccessLinks {
 }
 
 impl AccessLinks {
+    /// The one-click answer links of the callback actions without a form.
+    fn answer_urls(
+        &self,
+        message: &Message,
+        user: &belfry_core::UserId,
+        language: &str,
+    ) -> Vec<(String, String)> {
+        message
+            .content
+            .actions
+            .iter()
+            .filter(|a| {
+                a.kind == belfry_core::notification::ActionKind::Callback && a.form.is_none()
+            })
+            .map(|a| {
+                let token = self.unsubscribe.sign_answer(
+                    &crate::access::AnswerLink {
+                        user: user.clone(),
+                        notification: message.notification_id.clone(),
+                        action: a.id.clone(),
+                    },
+                    strings(language).lang,
+                    self.clock.now(),
+                );
+                (
+                    a.label.clone(),
+                    format!(
+                        "{}/v1/answer/{token}",
+                        self.public_url.trim_end_matches('/')
+                    ),
+                )
+            })
+            .collect()
+    }
+
     fn unsubscribe_url(&self, what: &crate::access::Unsubscribe, language: &str) -> String {
         let token = self
             .unsubscribe
@@ -573,6 +615,7 @@ impl EmailAdapter {
                         language,
                     )),
                     contact: true,
+                    answers: Vec::new(),
                 }
             }
             Recipient::User(user) => RecipientLinks {
@@ -583,6 +626,7 @@ impl EmailAdapter {
                     },
                     language,
                 )),
+                answers: a.answer_urls(message, user, language),
                 ..Default::default()
             },
             Recipient::Group(_) => RecipientLinks::default(),

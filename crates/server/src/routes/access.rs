@@ -388,7 +388,7 @@ fn words(language: &str) -> Words {
 }
 
 /// HTML-escapes text for the pages below.
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -397,7 +397,12 @@ fn escape(text: &str) -> String {
 }
 
 fn page(w: &Words, title: &str, body: &str) -> Response {
-    let lang = w.lang;
+    html_page(w.lang, title, body)
+}
+
+/// A small page for a person who followed a link in an email (no
+/// scripts, not indexed, not cached); `title` and `body` are HTML.
+pub(super) fn html_page(lang: &str, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html>\n<html lang=\"{lang}\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\

@@ -25,7 +25,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(answer))
+    OpenApiRouter::new()
+        .routes(routes!(answer))
+        .routes(routes!(answer_page, answer_by_link))
 }
 
 /// The same endpoint for admin keys, under `/v1/users/{user_id}`.
@@ -88,23 +90,47 @@ async fn answer(
     Path(p): Path<AnswerPath>,
     OptionalJson(req): OptionalJson<AnswerRequest>,
 ) -> ApiResult<Response> {
-    let missing = || ApiError::NotFound(format!("there is no notification {} in this inbox", p.id));
+    let (receipt, _) = record(&state, &user, &p.id, &p.action_id, req.values).await?;
+    let answered = receipt
+        .answered
+        .as_deref()
+        .and_then(|a| serde_json::from_str(a).ok());
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(AnswerAccepted {
+            response_id: receipt.response_id,
+            answered,
+        }),
+    )
+        .into_response())
+}
+
+/// Checks and stores one answer: the action and its form come from the
+/// notification as it was sent. Also answers the action's label.
+async fn record(
+    state: &AppState,
+    user: &belfry_core::UserId,
+    id: &str,
+    action_id: &str,
+    values: Option<serde_json::Value>,
+) -> ApiResult<(belfry_store::AnswerReceipt, String)> {
+    let missing = || ApiError::NotFound(format!("there is no notification {} in this inbox", id));
     let record = state
         .store
-        .get_notification(&p.id)
+        .get_notification(id)
         .await?
         .ok_or_else(missing)?;
     let content: Content = serde_json::from_str(&record.content_json)
-        .map_err(|e| ApiError::Internal(format!("stored content of {}: {e}", p.id)))?;
+        .map_err(|e| ApiError::Internal(format!("stored content of {}: {e}", id)))?;
     let action = content
         .actions
         .iter()
-        .find(|a| a.id == p.action_id)
+        .find(|a| a.id == action_id)
         .ok_or_else(|| {
             ApiError::NotFound(format!(
                 "notification {} has no action '{}'",
-                p.id,
-                p.action_id.escape_debug()
+                id,
+                action_id.escape_debug()
             ))
         })?;
     if action.kind == ActionKind::Link {
@@ -117,9 +143,9 @@ async fn answer(
             errors: vec![],
         });
     }
-    let values = check_answer(action.form.as_ref(), req.values).map_err(ApiError::Validation)?;
+    let values = check_answer(action.form.as_ref(), values).map_err(ApiError::Validation)?;
     let answer = NewAnswer {
-        notification: p.id.clone(),
+        notification: id.to_string(),
         action: action.id.clone(),
         label: action.label.clone(),
         once: action.once,
@@ -127,7 +153,7 @@ async fn answer(
         response_id: ulid::Ulid::new().to_string(),
         at: state.clock.now(),
     };
-    let receipt = match state.store.answer_action(&user, answer).await {
+    let receipt = match state.store.answer_action(user, answer).await {
         Ok(r) => r,
         Err(StoreError::NotFound) => return Err(missing()),
         Err(StoreError::Conflict {
@@ -151,16 +177,116 @@ async fn answer(
     tracing::info!(response = %receipt.response_id, once = action.once, "action answered");
     metrics::counter!("belfry_action_answers_total", "once" => if action.once { "true" } else { "false" })
         .increment(1);
-    let answered = receipt
-        .answered
-        .as_deref()
-        .and_then(|a| serde_json::from_str(a).ok());
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(AnswerAccepted {
-            response_id: receipt.response_id,
-            answered,
-        }),
+    Ok((receipt, action.label.clone()))
+}
+
+/// The words of the answer pages, in the email's language.
+struct Words {
+    lang: &'static str,
+    /// `{label}`, `{title}`.
+    question: &'static str,
+    done: &'static str,
+    taken: &'static str,
+    gone: &'static str,
+}
+
+fn words(language: &str) -> Words {
+    match language {
+        "de" => Words {
+            lang: "de",
+            question: "„{label}“ für „{title}“ senden?",
+            done: "Ihre Antwort „{label}“ ist angekommen.",
+            taken: "Darauf wurde schon geantwortet: {detail}",
+            gone: "Diese Benachrichtigung gibt es nicht mehr.",
+        },
+        _ => Words {
+            lang: "en",
+            question: "Send “{label}” for “{title}”?",
+            done: "Your answer “{label}” was recorded.",
+            taken: "This was answered already: {detail}",
+            gone: "This notification is no longer there.",
+        },
+    }
+}
+
+fn read_link(
+    state: &AppState,
+    token: &str,
+) -> ApiResult<(belfry_delivery::access::AnswerLink, Words)> {
+    let (link, language) = state.unsubscribe.read_answer(token).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_token",
+            "this answer link is not valid (cut short, or not from this server)",
+        )
+    })?;
+    Ok((link, words(&language)))
+}
+
+/// The page of a one-click answer link in an email: it asks, with a
+/// button that POSTs (a GET answers nothing, so link scanners and
+/// previews approve nothing).
+#[utoipa::path(
+    get, path = "/v1/answer/{token}", tag = "inbox",
+    params(("token" = String, Path, description = "The signed token of the email's link")),
+    responses((status = 200, description = "An HTML page with the button", content_type = "text/html"), (status = 400, body = Problem))
+)]
+async fn answer_page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> ApiResult<Response> {
+    use super::access::{escape, html_page};
+    let (link, w) = read_link(&state, &token)?;
+    let record = state.store.get_notification(&link.notification).await?;
+    let found = record.and_then(|r| {
+        let c: Content = serde_json::from_str(&r.content_json).ok()?;
+        let a = c.actions.iter().find(|a| a.id == link.action)?.clone();
+        Some((c.title, a.label))
+    });
+    let Some((title, label)) = found else {
+        return Ok(html_page(w.lang, "Belfry", &format!("<p>{}</p>", w.gone)));
+    };
+    Ok(html_page(
+        w.lang,
+        &escape(&title),
+        &format!(
+            "<p>{}</p>\n<form method=\"post\">\n\
+             <button type=\"submit\" style=\"font-size:1rem;padding:.5rem 1rem;\">{}</button>\n</form>",
+            w.question
+                .replace("{label}", &escape(&label))
+                .replace("{title}", &escape(&title)),
+            escape(&label)
+        ),
+    ))
+}
+
+/// A one-click answer from an email (no credentials: the token is signed
+/// and names the user, the notification and the action, a callback
+/// without a form). Recorded like an answer in the application; the page
+/// says what happened.
+#[utoipa::path(
+    post, path = "/v1/answer/{token}", tag = "inbox",
+    params(("token" = String, Path, description = "The signed token of the email's link")),
+    responses(
+        (status = 200, description = "An HTML page saying what happened: recorded, answered already (by whom), or no longer there", content_type = "text/html"),
+        (status = 400, body = Problem)
     )
-        .into_response())
+)]
+#[tracing::instrument(skip_all)]
+async fn answer_by_link(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> ApiResult<Response> {
+    use super::access::{escape, html_page};
+    let (link, w) = read_link(&state, &token)?;
+    // A person reads the outcome: the page says it (always 200, like the
+    // unsubscribe pages).
+    let page = |text: String| html_page(w.lang, "Belfry", &format!("<p>{text}</p>"));
+    match record(&state, &link.user, &link.notification, &link.action, None).await {
+        Ok((_, label)) => Ok(page(w.done.replace("{label}", &escape(&label)))),
+        Err(ApiError::ConflictWith { detail, .. }) => {
+            Ok(page(w.taken.replace("{detail}", &escape(&detail))))
+        }
+        Err(ApiError::NotFound(_)) => Ok(page(w.gone.to_string())),
+        Err(e) => Err(e),
+    }
 }

@@ -636,3 +636,104 @@ async fn the_description_documents_access_tokens_and_unsubscribe() {
     let contact = &paths["/v1/subscriptions/{entity_type}/{entity_id}/emails/{email}"]["put"];
     assert!(contact["requestBody"].is_object(), "{contact}");
 }
+
+#[tokio::test]
+async fn an_email_answers_a_callback_with_one_click_after_a_confirmation_page() {
+    let sink = SmtpSink::start("accept");
+    let app = spawn_app_with(smtp_config(&sink)).await;
+    app.put_user("ana", json!({"email": "ana@example.com", "name": "Ana"}))
+        .await;
+    app.put_user("bo", json!({"email": "bo@example.com", "locale": "de"}))
+        .await;
+    let sent = app
+        .send_ok(
+            json!({"to": {"users": ["ana", "bo"]}, "channels": ["in_app", "email"],
+            "title": "Approve the purchase order",
+            "actions": [
+                {"id": "approve", "label": "Approve", "kind": "callback", "once": true},
+                {"id": "note", "label": "Answer with a note", "kind": "callback",
+                 "form": {"fields": [{"name": "n", "label": "N", "type": "text"}]}},
+                {"id": "view", "label": "View order", "url": "/orders/5"}]}),
+        )
+        .await;
+    let id = sent["id"].as_str().unwrap();
+    app.run_due_jobs().await;
+    let mails = sink.wait_for(2).await;
+    let mail = |to: &str| {
+        mails
+            .iter()
+            .find(|m| m["to"].as_str().unwrap_or_default().contains(to))
+            .unwrap_or_else(|| panic!("{to}: {mails:?}"))
+            .clone()
+    };
+    let ana = mail("ana@");
+    let text = ana["text"].as_str().unwrap();
+    // The link action and the callback without a form are links; the one with a form is not.
+    assert!(
+        text.contains("View order: https://desk.example.com/orders/5"),
+        "{text}"
+    );
+    let url = after(text, "Approve: ");
+    assert!(
+        url.starts_with(&format!("{}/v1/answer/", app.base)),
+        "{url}"
+    );
+    assert!(!text.contains("Answer with a note"), "{text}");
+    let answer_token = url.rsplit('/').next().unwrap();
+    assert!(
+        ana["html"].as_str().unwrap().contains(answer_token),
+        "the HTML button too"
+    );
+
+    // A GET (a link scanner, a preview) only shows the question.
+    let page = app.client.get(url).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("Send “Approve” for “Approve the purchase order”?"),
+        "{html}"
+    );
+    assert!(html.contains("<form method=\"post\">"));
+    let token = app.token("ana").await;
+    let item = &app.inbox(&token, "").await["items"][0];
+    assert_eq!(item["answered"], Value::Null, "a GET answers nothing");
+
+    // The POST answers for Ana; everyone's item shows it.
+    let r = app.client.post(url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Your answer “Approve” was recorded.")
+    );
+    let bo_token = app.token("bo").await;
+    let item = &app.inbox(&bo_token, "").await["items"][0];
+    assert_eq!(item["answered"]["by"]["id"], "ana", "{item}");
+
+    // Bo's (German) link now says it was answered already.
+    let bo = mail("bo@");
+    let bo_url = after(bo["text"].as_str().unwrap(), "Approve: ");
+    let r = app.client.post(bo_url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Darauf wurde schon geantwortet"), "{html}");
+    assert!(html.contains("lang=\"de\""), "{html}");
+
+    // A forged or cut link is refused; an answer link is no unsubscribe link.
+    let r = app
+        .client
+        .post(app.url("/v1/answer/forged.token.here"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = app
+        .client
+        .post(app.url(&format!("/v1/unsubscribe/{answer_token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let _ = id;
+}
