@@ -241,4 +241,19 @@ describe('actions and forms in the widget', () => {
     assert.equal((await belfry.counts('eve')).unread, 1, 'closing is not reading');
     assert.deepEqual(errors, []);
   });
+
+  test('in page mode the buttons answer too (above the swipe layer) and the form opens in the list', async () => {
+    await belfry.putUser('fay', { name: 'Fay Fox' });
+    const fay = await open('fay', { mode: 'page' });
+    await belfry.call('POST', '/v1/notifications', approval(['fay'], 'Page approval'));
+    const it = item(fay.page, 'Page approval');
+    await it.waitFor();
+    await it.locator('[data-action="approve"]').click();
+    const form = it.locator('form.aform');
+    await form.getByRole('checkbox', { name: /Budget checked/ }).check();
+    await form.locator('button[type=submit]').click();
+    await it.locator('.answered').waitFor();
+    assert.equal(await it.locator('.answered').textContent(), '✓ Approve · Fay Fox');
+    assert.deepEqual(fay.errors, []);
+  });
 });

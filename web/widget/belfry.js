@@ -168,12 +168,13 @@ ul{list-style:none;margin:0;padding:0}
 .tools{display:flex;flex-direction:column;gap:2px;padding:8px 8px 8px 0}
 .tool{display:grid;place-items:center;width:30px;height:30px;border-radius:8px;color:var(--_muted)}
 .tool:hover{background:var(--_hover);color:var(--_fg)}
-.actions{display:flex;flex-wrap:wrap;gap:6px;padding:0 14px 12px 64px}
+.actions{position:relative;display:flex;flex-wrap:wrap;gap:6px;padding:0 14px 12px 64px}
 .btn{display:inline-flex;align-items:center;padding:5px 11px;border-radius:7px;font-size:.82em;font-weight:600;
   border:1px solid var(--_border);background:var(--_bg);color:var(--_fg);text-decoration:none}
 .btn.primary{background:var(--_accent);border-color:var(--_accent);color:#fff}
 .btn.danger{color:#b91c1c;border-color:#fecaca}
 .btn:disabled{opacity:.5;cursor:not-allowed}
+.aform{position:relative}
 .answered{font-size:.82em;font-weight:600;color:var(--belfry-answered,#15803d);padding:5px 0}
 .state{padding:28px 16px;text-align:center;color:var(--_muted);font-size:.9em}
 .foot{display:flex;justify-content:center;border-top:1px solid var(--_border);padding:6px}
@@ -1354,6 +1355,9 @@ export class BelfryInbox extends HTMLElement {
       const sig = JSON.stringify([item.read, item.seen, item.stack_count, item.title, item.body, item.seq, this.lang, this.view, item.answered]);
       const old = this.nodes.get(item.id);
       const node = old && old.sig === sig ? old.node : this.renderItem(item);
+      // A form being filled in survives a redraw of its item.
+      const form = old && node !== old.node && !item.answered && old.node.querySelector('.aform');
+      if (form) node.querySelector('.actions')?.after(form);
       keep.set(item.id, { node, sig });
       return node;
     });

@@ -116,15 +116,22 @@ impl EmailAddress {
         if v.len() > 254 {
             return Err(format!("{} (longer than 254 characters)", bad()));
         }
+        if !v.is_ascii() {
+            // SMTP without SMTPUTF8 carries ASCII addresses only.
+            return Err(format!(
+                "{} (internationalized addresses are not supported; use the ASCII form)",
+                bad()
+            ));
+        }
         let (local, domain) = v.rsplit_once('@').ok_or_else(bad)?;
         if local.is_empty()
             || local.len() > 64
             || local.starts_with('.')
             || local.ends_with('.')
             || local.contains("..")
-            || !local.chars().all(|c| {
-                c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c) || !c.is_ascii()
-            })
+            || !local
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c))
         {
             return Err(bad());
         }
@@ -134,9 +141,7 @@ impl EmailAddress {
                     && label.len() <= 63
                     && !label.starts_with('-')
                     && !label.ends_with('-')
-                    && label
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
             })
         {
             return Err(bad());
@@ -204,6 +209,9 @@ mod tests {
         assert!(EmailAddress::parse("ana@exa mple.com").is_err());
         assert!(EmailAddress::parse("ana@-x.com").is_err());
         assert!(EmailAddress::parse("a..b@x.com").is_err());
+        let e = EmailAddress::parse("jürgen@münchen.de").unwrap_err();
+        assert!(e.contains("ASCII"), "{e}");
+        assert!(EmailAddress::parse("o'brien+x@mail.example.com").is_ok());
         assert!(EmailAddress::parse("ana@x..com").is_err());
     }
 

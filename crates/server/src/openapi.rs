@@ -81,7 +81,9 @@ fn path_parameter_schema(name: &str) -> Option<Value> {
     let (pattern, max) = match name {
         "user_id" | "entity_id" => (ID_PATTERN, 128),
         "group_id" => (GROUP_PATTERN, 64),
-        "entity_type" | "category_id" => (KIND_PATTERN, 64),
+        "entity_type" | "category_id" | "template_id" | "rule_id" | "webhook_id" => {
+            (KIND_PATTERN, 64)
+        }
         "email" => (EMAIL_PATTERN, 254),
         _ => return None,
     };

@@ -334,10 +334,11 @@ async fn jwks(State(state): State<AppState>) -> Response {
 }
 
 fn read_unsubscribe(state: &AppState, token: &str) -> ApiResult<(Unsubscribe, Words)> {
+    // Any string is a token by the description: one Belfry did not sign
+    // is not found.
     let (what, language) = state.unsubscribe.read(token).ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_token",
-            "this unsubscribe link is not valid (cut short, or not from this server)",
+        ApiError::NotFound(
+            "this unsubscribe link is not valid (cut short, or not from this server)".into(),
         )
     })?;
     Ok((what, words(&language)))
@@ -442,7 +443,7 @@ fn describe(what: &Unsubscribe, w: &Words) -> String {
 #[utoipa::path(
     get, path = "/v1/unsubscribe/{token}", tag = "access",
     params(("token" = String, Path, description = "The signed token of the email's link")),
-    responses((status = 200, description = "An HTML page with the button", content_type = "text/html"), (status = 400, body = Problem))
+    responses((status = 200, description = "An HTML page with the button", content_type = "text/html"), (status = 404, body = Problem))
 )]
 async fn unsubscribe_page(
     State(state): State<AppState>,
@@ -470,7 +471,7 @@ async fn unsubscribe_page(
 #[utoipa::path(
     post, path = "/v1/unsubscribe/{token}", tag = "access",
     params(("token" = String, Path, description = "The signed token of the email's link")),
-    responses((status = 200, description = "Unsubscribed: an HTML page saying so", content_type = "text/html"), (status = 400, body = Problem))
+    responses((status = 200, description = "Unsubscribed: an HTML page saying so", content_type = "text/html"), (status = 404, body = Problem))
 )]
 #[tracing::instrument(skip_all)]
 async fn unsubscribe(

@@ -214,9 +214,8 @@ fn read_link(
     token: &str,
 ) -> ApiResult<(belfry_delivery::access::AnswerLink, Words)> {
     let (link, language) = state.unsubscribe.read_answer(token).ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_token",
-            "this answer link is not valid (cut short, or not from this server)",
+        ApiError::NotFound(
+            "this answer link is not valid (cut short, or not from this server)".into(),
         )
     })?;
     Ok((link, words(&language)))
@@ -228,7 +227,7 @@ fn read_link(
 #[utoipa::path(
     get, path = "/v1/answer/{token}", tag = "inbox",
     params(("token" = String, Path, description = "The signed token of the email's link")),
-    responses((status = 200, description = "An HTML page with the button", content_type = "text/html"), (status = 400, body = Problem))
+    responses((status = 200, description = "An HTML page with the button", content_type = "text/html"), (status = 404, body = Problem))
 )]
 async fn answer_page(
     State(state): State<AppState>,
@@ -268,7 +267,7 @@ async fn answer_page(
     params(("token" = String, Path, description = "The signed token of the email's link")),
     responses(
         (status = 200, description = "An HTML page saying what happened: recorded, answered already (by whom), or no longer there", content_type = "text/html"),
-        (status = 400, body = Problem)
+        (status = 404, description = "Not a link Belfry signed", body = Problem)
     )
 )]
 #[tracing::instrument(skip_all)]

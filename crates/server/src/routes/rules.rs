@@ -27,6 +27,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize)]
 struct IdPath {
+    #[serde(rename = "rule_id")]
     id: String,
 }
 
@@ -81,8 +82,8 @@ async fn list(State(state): State<AppState>, AdminKey(_): AdminKey) -> ApiResult
 
 /// One rule.
 #[utoipa::path(
-    get, path = "/v1/rules/{id}", tag = "rules",
-    params(("id" = String, Path)),
+    get, path = "/v1/rules/{rule_id}", tag = "rules",
+    params(("rule_id" = String, Path)),
     responses((status = 200, body = RuleView), (status = 404, body = Problem)),
     security(("secret_key" = []))
 )]
@@ -109,8 +110,8 @@ async fn get_one(
 /// `recipients`: they then follow the entity), `enabled` (default true).
 /// The actor is never notified.
 #[utoipa::path(
-    put, path = "/v1/rules/{id}", tag = "rules",
-    params(("id" = String, Path)),
+    put, path = "/v1/rules/{rule_id}", tag = "rules",
+    params(("rule_id" = String, Path)),
     request_body = RuleRequest,
     responses(
         (status = 201, description = "Created", body = RuleView),
@@ -180,8 +181,8 @@ async fn put(
 
 /// Delete a rule.
 #[utoipa::path(
-    delete, path = "/v1/rules/{id}", tag = "rules",
-    params(("id" = String, Path)),
+    delete, path = "/v1/rules/{rule_id}", tag = "rules",
+    params(("rule_id" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = 404, body = Problem)),
     security(("secret_key" = []))
 )]

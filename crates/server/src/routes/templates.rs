@@ -29,6 +29,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize)]
 struct IdPath {
+    #[serde(rename = "template_id")]
     id: String,
 }
 
@@ -83,8 +84,8 @@ async fn list(
 
 /// One template.
 #[utoipa::path(
-    get, path = "/v1/templates/{id}", tag = "templates",
-    params(("id" = String, Path)),
+    get, path = "/v1/templates/{template_id}", tag = "templates",
+    params(("template_id" = String, Path)),
     responses((status = 200, body = TemplateView), (status = 404, body = Problem)),
     security(("secret_key" = []))
 )]
@@ -152,8 +153,8 @@ fn invalid_template(errors: Vec<TemplateError>) -> Response {
 /// HTML-escaped. A text that does not parse is 422 `invalid_template` with
 /// `template_errors`: locale, field, line, column and message.
 #[utoipa::path(
-    put, path = "/v1/templates/{id}", tag = "templates",
-    params(("id" = String, Path)),
+    put, path = "/v1/templates/{template_id}", tag = "templates",
+    params(("template_id" = String, Path)),
     request_body = TemplateRequest,
     responses(
         (status = 201, description = "Created", body = TemplateView),
@@ -202,8 +203,8 @@ async fn put(
 
 /// Delete a template.
 #[utoipa::path(
-    delete, path = "/v1/templates/{id}", tag = "templates",
-    params(("id" = String, Path)),
+    delete, path = "/v1/templates/{template_id}", tag = "templates",
+    params(("template_id" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = 404, body = Problem)),
     security(("secret_key" = []))
 )]
@@ -279,8 +280,8 @@ struct Preview {
 
 /// Render a template with a sample event, for every channel.
 #[utoipa::path(
-    post, path = "/v1/templates/{id}/preview", tag = "templates",
-    params(("id" = String, Path)),
+    post, path = "/v1/templates/{template_id}/preview", tag = "templates",
+    params(("template_id" = String, Path)),
     request_body = PreviewRequest,
     responses(
         (status = 200, body = Preview),

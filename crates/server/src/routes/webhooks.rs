@@ -272,8 +272,8 @@ async fn list_webhooks(
 
 /// A webhook (its secret is not shown).
 #[utoipa::path(
-    get, path = "/v1/webhooks/{id}", tag = "webhooks",
-    params(("id" = String, Path)),
+    get, path = "/v1/webhooks/{webhook_id}", tag = "webhooks",
+    params(("webhook_id" = String, Path)),
     responses((status = 200, body = WebhookView), (status = 404, body = Problem)),
     security(("secret_key" = []))
 )]
@@ -297,8 +297,8 @@ async fn get_webhook(
 /// again if it was disabled. Events are posted signed per the Standard
 /// Webhooks specification; see the README, "Webhooks to producers".
 #[utoipa::path(
-    put, path = "/v1/webhooks/{id}", tag = "webhooks",
-    params(("id" = String, Path)),
+    put, path = "/v1/webhooks/{webhook_id}", tag = "webhooks",
+    params(("webhook_id" = String, Path)),
     request_body = WebhookRequest,
     responses(
         (status = 201, description = "Created (with its secret)", body = WebhookView),
@@ -329,8 +329,8 @@ async fn put_webhook(
 
 /// Remove a webhook (its waiting events and its attempts log go with it).
 #[utoipa::path(
-    delete, path = "/v1/webhooks/{id}", tag = "webhooks",
-    params(("id" = String, Path)),
+    delete, path = "/v1/webhooks/{webhook_id}", tag = "webhooks",
+    params(("webhook_id" = String, Path)),
     responses((status = 204, description = "Removed"), (status = 404, body = Problem)),
     security(("secret_key" = []))
 )]
@@ -353,8 +353,8 @@ async fn delete_webhook(
 ///
 /// Requests signed from now on use the new secret.
 #[utoipa::path(
-    post, path = "/v1/webhooks/{id}/rotate-secret", tag = "webhooks",
-    params(("id" = String, Path)),
+    post, path = "/v1/webhooks/{webhook_id}/rotate-secret", tag = "webhooks",
+    params(("webhook_id" = String, Path)),
     responses((status = 200, body = WebhookView), (status = 404, body = Problem)),
     security(("secret_key" = []))
 )]
@@ -385,8 +385,8 @@ async fn rotate_secret(
 /// error), how long it took, the attempt number and when it is retried.
 /// Kept 30 days.
 #[utoipa::path(
-    get, path = "/v1/webhooks/{id}/attempts", tag = "webhooks",
-    params(("id" = String, Path), AttemptParams),
+    get, path = "/v1/webhooks/{webhook_id}/attempts", tag = "webhooks",
+    params(("webhook_id" = String, Path), AttemptParams),
     responses((status = 200, body = AttemptList), (status = 404, body = Problem)),
     security(("secret_key" = []))
 )]

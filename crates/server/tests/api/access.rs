@@ -318,7 +318,7 @@ async fn invalid_requests_are_422_with_the_field() {
             .send()
             .await
             .unwrap();
-        assert_problem(r, StatusCode::BAD_REQUEST, "invalid_token").await;
+        assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
     }
 }
 
@@ -727,13 +727,13 @@ async fn an_email_answers_a_callback_with_one_click_after_a_confirmation_page() 
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let r = app
         .client
         .post(app.url(&format!("/v1/unsubscribe/{answer_token}")))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let _ = id;
 }
