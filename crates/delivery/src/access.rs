@@ -12,10 +12,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use belfry_core::{Category, EmailAddress, EntityRef, Millis, UserId};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use web_push_native::p256;
-use web_push_native::p256::elliptic_curve::sec1::ToEncodedPoint as _;
 
 /// Default lifetime of an access token, in days.
 pub const DEFAULT_TTL_DAYS: i64 = 14;
@@ -45,49 +43,25 @@ impl std::fmt::Debug for AccessKey {
 impl AccessKey {
     /// From configuration: the 32-byte private scalar, base64url.
     pub fn from_base64url(private: &SecretString) -> Result<AccessKey, String> {
-        let text = private.expose_secret().trim().trim_end_matches('=');
-        let bytes = B64.decode(text).map_err(|_| {
-            "is not base64url; give the 32-byte P-256 private key as base64url".to_string()
-        })?;
-        let scalar: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-            format!(
-                "is {} bytes long; a P-256 private key is 32 bytes (43 base64url characters)",
-                bytes.len()
-            )
-        })?;
-        AccessKey::from_scalar(&scalar)
+        crate::p256key::from_base64url(
+            private,
+            "is not base64url; give the 32-byte P-256 private key as base64url",
+        )
+        .and_then(AccessKey::from_pair)
     }
 
     /// A key derived from a stored random secret (the same on every node
     /// that shares the database).
     pub fn derive(seed: &[u8]) -> AccessKey {
-        for counter in 0u32.. {
-            let mut input = b"belfry access-token p-256 key\0".to_vec();
-            input.extend_from_slice(seed);
-            input.extend_from_slice(&counter.to_be_bytes());
-            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &input);
-            let scalar: [u8; 32] = digest.as_ref().try_into().expect("SHA-256 is 32 bytes");
-            if let Ok(key) = AccessKey::from_scalar(&scalar) {
-                return key;
-            }
-        }
-        unreachable!("almost every 32-byte value is a valid P-256 scalar")
+        crate::p256key::derive(
+            b"belfry access-token p-256 key\0",
+            seed,
+            AccessKey::from_pair,
+        )
     }
 
-    fn from_scalar(scalar: &[u8; 32]) -> Result<AccessKey, String> {
-        let secret = p256::SecretKey::from_slice(scalar)
-            .map_err(|_| "is not a valid P-256 private key".to_string())?;
-        let public = secret.public_key().to_encoded_point(false);
-        let pair = aws_lc_rs::signature::EcdsaKeyPair::from_private_key_and_public_key(
-            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-            scalar,
-            public.as_bytes(),
-        )
-        .map_err(|_| "is not a valid P-256 private key".to_string())?;
-        let pkcs8 = pair
-            .to_pkcs8v1()
-            .map_err(|_| "could not be encoded".to_string())?;
-        let point = public.as_bytes();
+    fn from_pair(pair: crate::p256key::Keypair) -> Result<AccessKey, String> {
+        let point = &pair.public;
         let x = B64.encode(&point[1..33]);
         let y = B64.encode(&point[33..65]);
         // RFC 7638: the required members in lexicographic order, no spaces.
@@ -99,7 +73,7 @@ impl AccessKey {
         let decoding = DecodingKey::from_ec_components(&x, &y)
             .map_err(|_| "has no usable public key".to_string())?;
         Ok(AccessKey {
-            encoding: EncodingKey::from_ec_der(pkcs8.as_ref()),
+            encoding: pair.encoding,
             decoding,
             kid,
             x,

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod mailer;
 pub mod mobile;
 pub mod outbound;
+mod p256key;
 pub mod signing;
 mod targets;
 pub mod webhooks;

@@ -34,12 +34,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use belfry_core::{Channel, Content, UserId};
 use belfry_store::{PushSubscription, Recipient, SharedStore};
 use reqwest::{StatusCode, Url};
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::SecretString;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use web_push_native::p256;
-use web_push_native::p256::elliptic_curve::sec1::ToEncodedPoint as _;
 
 /// The most plaintext one aes128gcm record of a 4096-byte push message
 /// holds (RFC 8291: 86 bytes of header, 1 padding delimiter, 16 of tag).
@@ -74,55 +73,28 @@ impl VapidKey {
     /// From the private key as the usual tools print it: the 32-byte
     /// scalar, base64url (with or without padding).
     pub fn from_base64url(private: &SecretString) -> Result<VapidKey, String> {
-        let text = private.expose_secret().trim().trim_end_matches('=');
-        let bytes = B64.decode(text).map_err(|_| {
+        crate::p256key::from_base64url(
+            private,
             "is not base64url; give the 32-byte private key as base64url \
-             (e.g. what `npx web-push generate-vapid-keys` prints as the private key)"
-                .to_string()
-        })?;
-        let scalar: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-            format!(
-                "is {} bytes long; a P-256 private key is 32 bytes (43 base64url characters)",
-                bytes.len()
-            )
-        })?;
-        VapidKey::from_scalar(&scalar)
+             (e.g. what `npx web-push generate-vapid-keys` prints as the private key)",
+        )
+        .map(VapidKey::from_pair)
     }
 
     /// A key derived from a stored random secret (the same on every node
     /// that shares the database): SHA-256 of the secret and a counter,
     /// the first value that is a valid scalar.
     pub fn derive(seed: &[u8]) -> VapidKey {
-        for counter in 0u32.. {
-            let mut input = b"belfry vapid p-256 key\0".to_vec();
-            input.extend_from_slice(seed);
-            input.extend_from_slice(&counter.to_be_bytes());
-            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &input);
-            let scalar: [u8; 32] = digest.as_ref().try_into().expect("SHA-256 is 32 bytes");
-            if let Ok(key) = VapidKey::from_scalar(&scalar) {
-                return key;
-            }
-        }
-        unreachable!("almost every 32-byte value is a valid P-256 scalar")
+        crate::p256key::derive(b"belfry vapid p-256 key\0", seed, |pair| {
+            Ok(VapidKey::from_pair(pair))
+        })
     }
 
-    fn from_scalar(scalar: &[u8; 32]) -> Result<VapidKey, String> {
-        let secret = p256::SecretKey::from_slice(scalar)
-            .map_err(|_| "is not a valid P-256 private key".to_string())?;
-        let public = secret.public_key().to_encoded_point(false);
-        let pair = aws_lc_rs::signature::EcdsaKeyPair::from_private_key_and_public_key(
-            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-            scalar,
-            public.as_bytes(),
-        )
-        .map_err(|_| "is not a valid P-256 private key".to_string())?;
-        let pkcs8 = pair
-            .to_pkcs8v1()
-            .map_err(|_| "could not be encoded".to_string())?;
-        Ok(VapidKey {
-            encoding: jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref()),
-            public: B64.encode(public.as_bytes()),
-        })
+    fn from_pair(pair: crate::p256key::Keypair) -> VapidKey {
+        VapidKey {
+            encoding: pair.encoding,
+            public: B64.encode(&pair.public),
+        }
     }
 
     /// The public key, uncompressed (65 bytes), base64url without padding.
