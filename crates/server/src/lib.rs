@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod categories;
+pub mod compiled;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -153,6 +154,8 @@ pub struct AppState {
     pub access: belfry_delivery::AccessTokens,
     /// Signs and reads one-click unsubscribe tokens.
     pub unsubscribe: belfry_delivery::UnsubscribeTokens,
+    /// Templates compiled for events.
+    pub templates: Arc<compiled::CompiledTemplates>,
 }
 
 /// The name of the signing secret of user tokens in the store.
@@ -404,6 +407,7 @@ impl Application {
             vapid,
             access,
             unsubscribe,
+            templates: Arc::default(),
         };
         let router = routes::router(state);
         Ok(Application {

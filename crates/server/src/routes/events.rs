@@ -19,12 +19,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use belfry_core::rule::{RuleDef, event_type};
-use belfry_core::template::{Environment, TemplateDef, TemplateValue};
+use belfry_core::template::{Compiled, Environment, TemplateValue};
 use belfry_core::{EntityRef, SendRequest, UserId, ValidationErrors};
 use belfry_store::{DocKind, SendContext, Subscriber};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -225,7 +226,7 @@ async fn post_event(
     let mctx = belfry_core::template::context(&ctx);
     let actor = ev.actor.as_ref().and_then(|a| a.id.clone());
     let creator = ev.entity.as_ref().and_then(|e| e.creator.clone());
-    let mut templates: HashMap<String, Option<TemplateDef>> = HashMap::new();
+    let mut templates: HashMap<String, Option<Arc<Compiled>>> = HashMap::new();
     let mut made = Vec::new();
     let mut skipped = Vec::new();
     for (rule_id, rule) in &rules {
@@ -296,7 +297,7 @@ async fn apply(
     rule_id: &str,
     rule: &RuleDef,
     e: Env<'_>,
-    templates: &mut HashMap<String, Option<TemplateDef>>,
+    templates: &mut HashMap<String, Option<Arc<Compiled>>>,
 ) -> Result<Applied, String> {
     if !rule.applies(e.env, e.ctx)? {
         return Ok(Applied::Nothing("condition false".into()));
@@ -313,16 +314,20 @@ async fn apply(
             .await
             .map_err(|e| e.to_string())?
         {
-            Some(d) => {
-                Some(serde_json::from_str::<TemplateDef>(&d.doc).map_err(|e| e.to_string())?)
-            }
+            Some(d) => Some(
+                state
+                    .templates
+                    .get(&d.id, &d.doc)
+                    .map_err(|e| e.to_string())?,
+            ),
             None => None,
         };
         templates.insert(rule.template.clone(), t);
     }
-    let Some(template) = templates.get(&rule.template).and_then(|t| t.as_ref()) else {
+    let Some(compiled) = templates.get(&rule.template).and_then(|t| t.as_ref()) else {
         return Err(format!("there is no template '{}'", rule.template));
     };
+    let template = &compiled.def;
     // Direct recipients by the language their texts are in; the
     // broadcast parts (groups, subscribers) in the template's default.
     let mut by_locale: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -358,8 +363,8 @@ async fn apply(
     let mut notifications = Vec::new();
     let mut labels = Vec::new();
     for (locale, users) in &by_locale {
-        let r = template
-            .render(e.env, Some(locale), e.ctx)
+        let r = compiled
+            .render(Some(locale), e.ctx)
             .map_err(|e| e.to_string())?;
         let is_default = *locale == template.default_locale;
         let mut to = json!({"users": users});
