@@ -1,0 +1,431 @@
+//! The built-in starter rules and templates over HTTP: installed once into
+//! a new database, each one from event to inbox entries in the
+//! recipients' languages, never the actor, and an administrator's edits
+//! and deletions kept across restarts.
+
+use crate::helpers::*;
+use belfry_server::Config;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+fn config() -> Config {
+    Config {
+        starter_rules: true,
+        ..Config::default()
+    }
+}
+
+async fn agents(app: &TestApp) {
+    for (id, name, locale, groups) in [
+        ("ana", "Ana", "en", json!(["sales"])),
+        ("bo", "Bo", "de", json!(["sales"])),
+        ("carl", "Carl", "en", json!(["sales"])),
+        ("dora", "Dora", "de-AT", json!([])),
+    ] {
+        app.put_user(
+            id,
+            json!({"name": name, "locale": locale, "groups": groups}),
+        )
+        .await;
+    }
+}
+
+async fn event(app: &TestApp, body: Value) -> Value {
+    let r = app.admin(Method::POST, "/v1/events", Some(body)).await;
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn ticket(id: &str, title: &str) -> Value {
+    json!({"type": "ticket", "id": id, "title": title, "url": format!("https://desk.example/t/{id}")})
+}
+
+async fn items(app: &TestApp, user: &str) -> Vec<Value> {
+    let t = app.token(user).await;
+    app.inbox(&t, "").await["items"].as_array().unwrap().clone()
+}
+
+async fn ids(app: &TestApp, path: &str) -> Vec<String> {
+    let list: Value = app
+        .admin(Method::GET, path, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+const RULES: [&str; 6] = [
+    "record.changed",
+    "record.created",
+    "ticket.assigned",
+    "ticket.customer_replied",
+    "ticket.mentioned",
+    "ticket.reopened",
+];
+
+#[tokio::test]
+async fn a_ticket_assigned_reaches_the_assignee_in_their_language_and_never_oneself() {
+    let app = spawn_app_with(config()).await;
+    agents(&app).await;
+    assert_eq!(ids(&app, "/v1/rules").await, RULES);
+    assert_eq!(ids(&app, "/v1/templates").await, RULES);
+
+    let v = event(
+        &app,
+        json!({"type": "ticket.assigned", "actor": {"id": "carl", "name": "Carl"},
+               "entity": ticket("7", "#7 Drucker streikt"), "data": {"assignee": "bo", "message": "Bitte heute noch"}}),
+    )
+    .await;
+    assert_eq!(v["notifications"][0]["rule"], "ticket.assigned", "{v}");
+    assert_eq!(v["notifications"][0]["locale"], "de");
+    let bo = items(&app, "bo").await;
+    assert_eq!(bo.len(), 1);
+    assert_eq!(
+        bo[0]["title"],
+        "Carl hat Ihnen ein Ticket zugewiesen: #7 Drucker streikt"
+    );
+    assert_eq!(bo[0]["body"], "Bitte heute noch");
+    assert_eq!(bo[0]["category"], "assignment");
+    assert_eq!(bo[0]["url"], "https://desk.example/t/7");
+
+    event(
+        &app,
+        json!({"type": "ticket.assigned", "actor": {"id": "bo", "name": "Bo"},
+               "entity": ticket("8", "#8 Printer on fire"), "data": {"assignee": "ana"}}),
+    )
+    .await;
+    let ana = items(&app, "ana").await;
+    assert_eq!(
+        ana[0]["title"],
+        "Bo assigned you a ticket: #8 Printer on fire"
+    );
+    assert!(ana[0]["body"].is_null(), "no message, no body: {}", ana[0]);
+
+    // Assigning a ticket to oneself tells nobody.
+    let v = event(
+        &app,
+        json!({"type": "ticket.assigned", "actor": {"id": "carl", "name": "Carl"},
+               "entity": ticket("9", "#9"), "data": {"assignee": "carl"}}),
+    )
+    .await;
+    assert_eq!(v["notifications"], json!([]), "{v}");
+    assert_eq!(v["skipped"][0]["reason"], "no recipients");
+    assert!(items(&app, "carl").await.is_empty());
+}
+
+#[tokio::test]
+async fn three_mentions_on_one_ticket_stack_per_agent_and_a_failing_rule_stops_nothing() {
+    let app = spawn_app_with(config()).await;
+    agents(&app).await;
+    // A rule of the administrator's for the same event, failing on this data.
+    let r = app
+        .admin(
+            Method::PUT,
+            "/v1/rules/watchers",
+            Some(
+                json!({"event": "ticket.commented", "to": {"users": ["{{ data.watchers }}"]},
+                        "template": "ticket.mentioned", "category": "mention"}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    for n in 1..=3 {
+        let v = event(
+            &app,
+            json!({"type": "ticket.commented", "actor": {"id": "carl", "name": "Carl"},
+                   "entity": ticket("7", "#7 Printer"),
+                   "data": {"mentions": ["ana", "dora", "carl"], "comment": format!("Comment {n}"),
+                            "watchers": {"not": "ids"}}}),
+        )
+        .await;
+        assert_eq!(v["rules"], 2);
+        assert_eq!(
+            v["notifications"].as_array().unwrap().len(),
+            2,
+            "one per language: {v}"
+        );
+        assert_eq!(v["skipped"][0]["rule"], "watchers");
+        assert!(
+            v["skipped"][0]["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("failed: to.users[0]"),
+            "{v}"
+        );
+    }
+    let ana = items(&app, "ana").await;
+    assert_eq!(ana.len(), 1, "{ana:?}");
+    assert_eq!(ana[0]["stack_count"], 3);
+    assert_eq!(ana[0]["title"], "Carl mentioned you on #7 Printer");
+    assert_eq!(ana[0]["body"], "Comment 3");
+    assert_eq!(ana[0]["category"], "mention");
+    let dora = items(&app, "dora").await;
+    assert_eq!(dora.len(), 1, "{dora:?}");
+    assert_eq!(dora[0]["stack_count"], 3);
+    assert_eq!(dora[0]["title"], "Carl hat Sie in #7 Printer erwähnt");
+    assert!(items(&app, "carl").await.is_empty(), "never the actor");
+    // Another ticket is another stack.
+    event(
+        &app,
+        json!({"type": "ticket.commented", "actor": {"id": "carl", "name": "Carl"},
+               "entity": ticket("8", "#8"), "data": {"mentions": ["ana"]}}),
+    )
+    .await;
+    assert_eq!(items(&app, "ana").await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_customer_reply_and_a_reopened_ticket_reach_the_assignee_and_the_subscribers() {
+    let app = spawn_app_with(config()).await;
+    agents(&app).await;
+    // Assigning subscribes the assignee (bo) to the ticket; dora follows it too.
+    event(
+        &app,
+        json!({"type": "ticket.assigned", "actor": {"id": "carl", "name": "Carl"},
+               "entity": ticket("5", "#5 Refund"), "data": {"assignee": "bo"}}),
+    )
+    .await;
+    let r = app
+        .admin(Method::PUT, "/v1/subscriptions/ticket/5/users/dora", None)
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let r = app
+        .admin(Method::PUT, "/v1/subscriptions/ticket/5/users/ana", None)
+        .await;
+    assert!(r.status().is_success());
+
+    let customer = json!({"id": "cust-1", "name": "Erika Muster"});
+    let v = event(
+        &app,
+        json!({"type": "ticket.customer_replied", "actor": customer, "entity": ticket("5", "#5 Refund"),
+               "data": {"assignee": "carl", "message": "Any news?"}}),
+    )
+    .await;
+    assert_eq!(v["skipped"], json!([]), "{v}");
+    let carl = items(&app, "carl").await;
+    assert_eq!(carl[0]["title"], "Erika Muster replied to #5 Refund");
+    assert_eq!(carl[0]["body"], "Any news?");
+    assert_eq!(carl[0]["category"], "customer_reply");
+    // Subscribers: broadcast in the template's default language.
+    for user in ["bo", "dora", "ana"] {
+        let titles: Vec<Value> = items(&app, user)
+            .await
+            .iter()
+            .map(|i| i["title"].clone())
+            .collect();
+        assert!(
+            titles.contains(&json!("Erika Muster replied to #5 Refund")),
+            "{user}: {titles:?}"
+        );
+    }
+
+    // Reopened by the customer, the assignee told in German; an agent
+    // reopening it (ana, a subscriber) is not told of her own action.
+    let v = event(
+        &app,
+        json!({"type": "ticket.reopened", "actor": customer, "entity": ticket("5", "#5 Refund"),
+               "data": {"assignee": "bo"}}),
+    )
+    .await;
+    assert_eq!(v["skipped"], json!([]), "{v}");
+    let bo = items(&app, "bo").await;
+    assert!(
+        bo.iter().any(
+            |i| i["title"] == "Erika Muster hat #5 Refund wieder geöffnet"
+                && i["category"] == "reopened"
+        ),
+        "{bo:?}"
+    );
+    let before = items(&app, "ana").await.len();
+    event(
+        &app,
+        json!({"type": "ticket.reopened", "actor": {"id": "ana", "name": "Ana"},
+               "entity": ticket("5", "#5 Refund"), "data": {"assignee": "ana"}}),
+    )
+    .await;
+    assert_eq!(items(&app, "ana").await.len(), before, "never the actor");
+    assert!(
+        items(&app, "dora")
+            .await
+            .iter()
+            .any(|i| i["title"] == "Ana reopened #5 Refund")
+    );
+}
+
+#[tokio::test]
+async fn records_created_or_changed_reach_the_group_but_not_the_actor() {
+    let app = spawn_app_with(config()).await;
+    agents(&app).await;
+    let order = json!({"type": "order", "id": "1042", "title": "Order #1042"});
+    let v = event(
+        &app,
+        json!({"type": "record.created", "actor": {"id": "carl", "name": "Carl"}, "entity": order,
+               "data": {"group": "sales"}}),
+    )
+    .await;
+    assert_eq!(v["notifications"].as_array().unwrap().len(), 1, "{v}");
+    for user in ["ana", "bo"] {
+        let i = items(&app, user).await;
+        assert_eq!(i[0]["title"], "Carl created Order #1042", "{user}");
+        assert_eq!(i[0]["category"], "record");
+    }
+    assert!(
+        items(&app, "carl").await.is_empty(),
+        "a member, but the actor"
+    );
+    assert!(items(&app, "dora").await.is_empty(), "not a member");
+    for changes in [json!(["status"]), json!(["total", "address"])] {
+        event(
+            &app,
+            json!({"type": "record.changed", "actor": {"id": "ana", "name": "Ana"}, "entity": order,
+                   "data": {"group": "sales", "changes": changes}}),
+        )
+        .await;
+    }
+    let carl = items(&app, "carl").await;
+    assert_eq!(carl.len(), 2, "{carl:?}");
+    assert_eq!(carl[0]["title"], "Ana changed Order #1042");
+    assert_eq!(carl[0]["body"], "Changed: total, address");
+    assert_eq!(carl[1]["body"], "Changed: status");
+    assert!(
+        items(&app, "ana")
+            .await
+            .iter()
+            .all(|i| i["title"] != "Ana changed Order #1042"),
+        "never the actor"
+    );
+    // Without a group: nobody, and no error.
+    let v = event(
+        &app,
+        json!({"type": "record.created", "actor": {"id": "carl"}, "entity": order}),
+    )
+    .await;
+    assert_eq!(v["skipped"][0]["reason"], "no recipients", "{v}");
+}
+
+#[tokio::test]
+async fn edited_disabled_and_deleted_starter_rules_stay_so_after_a_restart() {
+    let app = spawn_app_with(config()).await;
+    agents(&app).await;
+    let r = app
+        .admin(Method::DELETE, "/v1/rules/record.created", None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = app
+        .admin(Method::DELETE, "/v1/templates/record.created", None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let mut rule: Value = app
+        .admin(Method::GET, "/v1/rules/ticket.reopened", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    for k in ["id", "created_at", "updated_at"] {
+        rule.as_object_mut().unwrap().remove(k);
+    }
+    rule["enabled"] = json!(false);
+    let r = app
+        .admin(Method::PUT, "/v1/rules/ticket.reopened", Some(rule))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .admin(
+            Method::PUT,
+            "/v1/templates/ticket.assigned",
+            Some(json!({"locales": {"en": {"title": "Yours now: {{ entity.title }}"}}})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let app = app.restart().await;
+    let rules = ids(&app, "/v1/rules").await;
+    assert!(!rules.contains(&"record.created".to_string()), "{rules:?}");
+    assert_eq!(rules.len(), 5);
+    assert!(
+        !ids(&app, "/v1/templates")
+            .await
+            .contains(&"record.created".to_string())
+    );
+    let v = event(
+        &app,
+        json!({"type": "ticket.reopened", "actor": {"id": "carl"}, "entity": ticket("1", "#1"),
+               "data": {"assignee": "ana"}}),
+    )
+    .await;
+    assert_eq!(v["rules"], 0, "disabled: {v}");
+    event(
+        &app,
+        json!({"type": "ticket.assigned", "actor": {"id": "carl"}, "entity": ticket("1", "#1"),
+               "data": {"assignee": "bo"}}),
+    )
+    .await;
+    assert_eq!(items(&app, "bo").await[0]["title"], "Yours now: #1");
+}
+
+#[tokio::test]
+async fn the_starter_set_is_installed_once_by_one_of_several_nodes_starting_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::fresh(&dir).await;
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(db.open().await);
+    }
+    let now = belfry_core::Millis(1_700_000_000_000);
+    let installed = futures::future::join_all(
+        stores
+            .iter()
+            .map(|s| belfry_server::rulebook::install_starter(s, now)),
+    )
+    .await;
+    let installed: Vec<bool> = installed.into_iter().map(|r| r.unwrap()).collect();
+    assert_eq!(
+        installed.iter().filter(|i| **i).count(),
+        1,
+        "exactly one node installs: {installed:?}"
+    );
+    let store = &stores[0];
+    assert_eq!(
+        store
+            .list_documents(belfry_store::DocKind::Rule)
+            .await
+            .unwrap()
+            .len(),
+        6
+    );
+    assert!(
+        store
+            .get_category(&belfry_core::Category::parse("record").unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Deleted, it does not come back.
+    assert!(
+        store
+            .delete_document(belfry_store::DocKind::Rule, "ticket.assigned")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !belfry_server::rulebook::install_starter(&stores[1], now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .list_documents(belfry_store::DocKind::Rule)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+}
