@@ -429,3 +429,126 @@ async fn the_starter_set_is_installed_once_by_one_of_several_nodes_starting_at_o
         5
     );
 }
+
+mod actor_property {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config as RunnerConfig, TestRunner};
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (-5i64..5).prop_map(Value::from),
+            "[a-e]{0,4}".prop_map(Value::from),
+            Just(json!("sales")),
+        ];
+        leaf.prop_recursive(2, 12, 3, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::from),
+                proptest::collection::btree_map("[a-z]{1,8}", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    const EVENTS: [&str; 6] = [
+        "ticket.assigned",
+        "ticket.commented",
+        "ticket.customer_replied",
+        "ticket.reopened",
+        "record.created",
+        "record.changed",
+    ];
+    const AGENTS: [&str; 4] = ["ana", "bo", "carl", "dora"];
+    const FIELDS: [&str; 3] = ["assignee", "mentions", "group"];
+
+    /// Over HTTP, through every starter rule, with any data, the actor's id
+    /// put anywhere in it (an id, in a list, their group) and the actor
+    /// following the entity: the actor's inbox gets nothing of the event
+    /// (direct recipients, group and subscriber broadcasts alike).
+    #[test]
+    fn the_actor_never_hears_of_their_own_event_whatever_the_data() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (app, tokens) = rt.block_on(async {
+            let app = spawn_app_with(config()).await;
+            agents(&app).await;
+            let mut tokens = Vec::new();
+            for a in AGENTS {
+                tokens.push(app.token(a).await);
+            }
+            (app, tokens)
+        });
+        let case = std::sync::atomic::AtomicUsize::new(0);
+        let strategy = (
+            0..EVENTS.len(),
+            0..AGENTS.len(),
+            proptest::collection::btree_map("[a-z]{1,8}", any_json(), 0..4),
+            proptest::collection::vec((0..FIELDS.len(), 0..3usize), 0..4),
+            any::<bool>(),
+        );
+        let mut runner = TestRunner::new(RunnerConfig {
+            cases: 40,
+            failure_persistence: None,
+            ..RunnerConfig::default()
+        });
+        let reached_others = std::sync::atomic::AtomicUsize::new(0);
+        runner
+            .run(&strategy, |(kind, actor, data, placed, follows)| {
+                let n = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let actor_id = AGENTS[actor];
+                let entity = format!("p{n}");
+                let mut data: serde_json::Map<String, Value> = data.into_iter().collect();
+                for (field, how) in placed {
+                    let v = match how {
+                        0 => json!(actor_id),
+                        1 => json!(["ana", actor_id, "dora"]),
+                        _ => json!("sales"),
+                    };
+                    data.insert(FIELDS[field].to_string(), v);
+                }
+                let (made, mine) = rt.block_on(async {
+                    if follows {
+                        let r = app
+                            .admin(
+                                Method::PUT,
+                                &format!("/v1/subscriptions/ticket/{entity}/users/{actor_id}"),
+                                None,
+                            )
+                            .await;
+                        assert!(r.status().is_success());
+                    }
+                    let v = event(
+                        &app,
+                        json!({"type": EVENTS[kind], "actor": {"id": actor_id, "name": "X"},
+                               "entity": {"type": "ticket", "id": entity, "title": "P"},
+                               "data": data}),
+                    )
+                    .await;
+                    let inbox = app.inbox(&tokens[actor], "").await;
+                    let mine = inbox["items"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter(|i| i["entity"]["id"] == json!(entity))
+                        .count();
+                    (v["notifications"].as_array().unwrap().len(), mine)
+                });
+                if made > 0 {
+                    reached_others.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                prop_assert_eq!(mine, 0, "{} by {}: {:?}", EVENTS[kind], actor_id, data);
+                Ok(())
+            })
+            .unwrap();
+        let reached_others = reached_others.into_inner();
+        assert!(
+            reached_others > 5,
+            "the events reached other people: {reached_others}"
+        );
+        drop(app);
+    }
+}
