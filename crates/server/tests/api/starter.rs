@@ -552,3 +552,58 @@ mod actor_property {
         drop(app);
     }
 }
+
+#[tokio::test]
+async fn the_assignment_email_reaches_the_smtp_server_in_each_recipients_language() {
+    let sink = SmtpSink::start("accept");
+    let mut c = config();
+    c.smtp_url = Some(sink.url().into());
+    c.email.app_url = Some("https://desk.example.com".into());
+    let app = spawn_app_with(c).await;
+    app.put_user(
+        "ana",
+        json!({"name": "Ana", "locale": "en", "email": "ana@example.com"}),
+    )
+    .await;
+    app.put_user(
+        "bo",
+        json!({"name": "Bo", "locale": "de", "email": "bo@example.com"}),
+    )
+    .await;
+    let r = app
+        .admin(
+            Method::PUT,
+            "/v1/categories/assignment",
+            Some(json!({"defaults": {"email": "instant", "web_push": false, "mobile_push": false, "chat": false}})),
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    for (id, to) in [("7", "ana"), ("8", "bo")] {
+        event(
+            &app,
+            json!({"type": "ticket.assigned", "actor": {"id": "carl", "name": "Carl"},
+                   "entity": ticket(id, &format!("#{id} Printer")),
+                   "data": {"assignee": to, "message": "Paper jam & smoke"}}),
+        )
+        .await;
+    }
+    let mails = sink.wait_for(2).await;
+    let to = |addr: &str| {
+        mails
+            .iter()
+            .find(|m| m["rcpt_tos"][0] == addr)
+            .unwrap_or_else(|| panic!("no mail to {addr}: {mails:?}"))
+            .clone()
+    };
+    let (ana, bo) = (to("ana@example.com"), to("bo@example.com"));
+    assert_eq!(ana["subject"], "Carl assigned you a ticket: #7 Printer");
+    assert_eq!(
+        bo["subject"],
+        "Carl hat Ihnen ein Ticket zugewiesen: #8 Printer"
+    );
+    let (ana_text, bo_text) = (ana["text"].as_str().unwrap(), bo["text"].as_str().unwrap());
+    assert!(ana_text.contains("Paper jam & smoke"), "{ana_text}");
+    assert!(bo_text.contains("Paper jam & smoke"), "{bo_text}");
+    let bo_html = bo["html"].as_str().unwrap();
+    assert!(bo_html.contains("Paper jam &amp; smoke"), "{bo_html}");
+}
