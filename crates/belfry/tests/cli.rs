@@ -546,6 +546,24 @@ async fn postgres_migrate_keys_tokens_and_serve() {
     let out = run(belfry(dir.path()).args(["keys", "list", "--database", &db]));
     assert!(stdout(&out).contains("ops"), "{}", stdout(&out));
     drop(server);
+
+    // The starter rules were installed by serve; they export and import on
+    // PostgreSQL too.
+    let files = dir.path().join("rules");
+    let out = run(belfry(dir.path())
+        .args(["rules", "export", "--database", &db, "--dir"])
+        .arg(&files));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(tree(&files).len(), 12);
+    let out = run(belfry(dir.path())
+        .args(["rules", "import", "--database", &db, "--dir"])
+        .arg(&files));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("imported: 0 written, 0 deleted, 12 unchanged"),
+        "{}",
+        stdout(&out)
+    );
     schema.drop().await;
 }
 
