@@ -12,6 +12,7 @@ pub mod preferences;
 pub mod rule;
 pub mod starter;
 pub mod template;
+pub mod texts;
 pub mod time;
 pub mod user;
 pub mod validation;

@@ -173,26 +173,27 @@ mod tests {
         let en = render("ticket.assigned", "en", ctx.clone());
         assert_eq!(en.title, "Carl assigned you a ticket: #7 Printer jams");
         assert_eq!(en.email_subject, "Assigned to you: #7 Printer jams");
+        // Belfry's email layout adds the greeting, the link and the footer.
         assert_eq!(
             en.email_text.as_deref(),
             Some(
-                "Carl assigned the ticket \"#7 Printer jams\" to you.\n\nPlease call the <customer> back\n\n\
-                 Open the ticket: https://desk.example/t/7"
+                "Carl assigned the ticket \"#7 Printer jams\" to you.\n\nPlease call the <customer> back"
             )
         );
         assert_eq!(
             en.email_html.as_deref(),
             Some(
                 "<p>Carl assigned the ticket <strong>#7 Printer jams</strong> to you.</p>\n\
-                 <blockquote>Please call the &lt;customer&gt; back</blockquote>\n\
-                 <p><a href=\"https:&#x2f;&#x2f;desk.example&#x2f;t&#x2f;7\">Open the ticket</a></p>"
+                 <blockquote>Please call the &lt;customer&gt; back</blockquote>"
             )
         );
         assert_eq!(en.push_title, "New ticket for you");
         assert_eq!(
-            en.chat,
-            "Carl assigned you a ticket: #7 Printer jams https://desk.example/t/7"
+            en.push_body.as_deref(),
+            Some("Carl assigned #7 Printer jams to you")
         );
+        // A chat message shows the title as its header and a link button.
+        assert_eq!(en.chat, "Carl: “Please call the <customer> back”");
         let de = render("ticket.assigned", "de", ctx);
         assert_eq!(
             de.title,
@@ -201,10 +202,10 @@ mod tests {
         assert_eq!(
             de.email_text.as_deref(),
             Some(
-                "Carl hat Ihnen das Ticket „#7 Printer jams“ zugewiesen.\n\nPlease call the <customer> back\n\n\
-                 Ticket öffnen: https://desk.example/t/7"
+                "Carl hat Ihnen das Ticket „#7 Printer jams“ zugewiesen.\n\nPlease call the <customer> back"
             )
         );
+        assert_eq!(de.chat, "Carl: „Please call the <customer> back“");
         // Without a message, a name or a link.
         let bare =
             json!({"actor": {"id": "carl"}, "entity": {"type": "ticket", "id": "7"}, "data": {}});
@@ -215,6 +216,7 @@ mod tests {
             en.email_text.as_deref(),
             Some("carl assigned the ticket \"7\" to you.")
         );
+        assert_eq!(en.chat, "carl assigned this ticket to you.");
         let de = render(
             "ticket.customer_replied",
             "de",

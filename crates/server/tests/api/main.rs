@@ -22,6 +22,7 @@ mod push;
 mod retention;
 mod security;
 mod send;
+mod sources;
 mod starter;
 mod streams;
 mod summary;
