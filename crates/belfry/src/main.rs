@@ -3,6 +3,7 @@
 
 mod check;
 mod ops;
+mod rules;
 mod send;
 mod settings;
 
@@ -56,6 +57,12 @@ enum Command {
     Keys {
         #[command(subcommand)]
         action: KeysAction,
+    },
+    /// Export rules and templates as files for version control, and import
+    /// them back (works on the database directly).
+    Rules {
+        #[command(subcommand)]
+        action: rules::RulesAction,
     },
     /// Issue user tokens (works on the database directly).
     Token {
@@ -169,6 +176,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Send(args) => send::run(args).await,
         Command::Keys { action } => keys(action).await,
         Command::Token { action } => token(action).await,
+        Command::Rules { action } => {
+            init_logging(false);
+            rules::run(action).await
+        }
         Command::Backup(args) => {
             init_logging(false);
             ops::backup(args).await

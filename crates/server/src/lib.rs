@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod ratelimit;
 pub mod realtime;
 mod routes;
+pub mod rulebook;
 pub mod serve;
 
 use crate::auth::{KeyCache, TokenSigner};
@@ -100,6 +101,11 @@ pub struct Config {
     /// `mobile_push_unavailable`). Devices kept per user: as many as
     /// `push_subscriptions_per_user`.
     pub mobile: belfry_delivery::MobileSettings,
+    /// Install the built-in starter rules and templates (English and
+    /// German) into a database that never had them
+    /// (`BELFRY_STARTER_RULES`; the `belfry` command's default is true,
+    /// this struct's false so that tests start without rules).
+    pub starter_rules: bool,
 }
 
 impl Default for Config {
@@ -130,6 +136,7 @@ impl Default for Config {
             contact_link_url: None,
             webhooks: belfry_delivery::WebhookSettings::default(),
             mobile: belfry_delivery::MobileSettings::default(),
+            starter_rules: false,
         }
     }
 }
@@ -334,6 +341,11 @@ impl Application {
             routes::demo::setup(&store, clock.as_ref())
                 .await
                 .context("creating the demo users")?;
+        }
+        if config.starter_rules {
+            rulebook::install_starter(&store, clock.now())
+                .await
+                .context("installing the starter rules")?;
         }
         let hub = realtime::Hub::new(store.clone(), clock.clone(), config.streams.clone());
         let bus: Arc<dyn realtime::Bus> = match &config.nats_url {
