@@ -277,7 +277,8 @@ impl Compiled {
                 if let Some(source) = texts.get(field) {
                     // A text that does not compile is compiled (and its
                     // error reported) again when rendered.
-                    let _ = env.add_template_owned(text_name("t", locale, field), source.to_string());
+                    let _ =
+                        env.add_template_owned(text_name("t", locale, field), source.to_string());
                 }
             }
         }

@@ -81,8 +81,9 @@ struct Created {
     rule: String,
     /// Its language.
     locale: String,
-    /// Users it was addressed to directly (groups and entity subscribers
-    /// are broadcasts: not counted).
+    /// Users it was addressed to directly, the entity's followers among
+    /// them (groups, and a following larger than 1000, are broadcasts:
+    /// not counted).
     recipients: usize,
 }
 
@@ -328,11 +329,39 @@ async fn apply(
         return Err(format!("there is no template '{}'", rule.template));
     };
     let template = &compiled.def;
+    // The entity's followers join the direct recipients (so that each
+    // reads their own language, and who is both gets it once); contacts
+    // follow by address. Only a following larger than a rule may address
+    // stays a broadcast (in the template's default language).
+    let mut users = addressed.users.clone();
+    let mut emails: Vec<String> = Vec::new();
+    let mut subscribers = subscribers;
+    if subscribers && let Some(entity) = &ev.entity_ref {
+        let following = state
+            .store
+            .subscribers(entity)
+            .await
+            .map_err(|e| e.to_string())?;
+        if following.len() <= belfry_core::rule::limits::RECIPIENTS {
+            for s in following {
+                if let Some(u) = s.user.map(|u| u.to_string())
+                    && Some(u.as_str()) != e.actor
+                {
+                    users.insert(u);
+                }
+                if let Some(m) = s.email {
+                    emails.push(m.to_string());
+                }
+            }
+            subscribers = false;
+        }
+    }
     // Direct recipients by the language their texts are in; the
-    // broadcast parts (groups, subscribers) in the template's default.
+    // broadcast parts (groups, a large following) and contacts in the
+    // template's default.
     let mut by_locale: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut unknown = Vec::new();
-    for u in &addressed.users {
+    for u in &users {
         let id = UserId::parse(u).map_err(|m| format!("recipient '{u}': {m}"))?;
         match state.store.get_user(&id).await.map_err(|e| e.to_string())? {
             None => unknown.push(u.clone()),
@@ -347,7 +376,7 @@ async fn apply(
     if !unknown.is_empty() {
         tracing::info!(rule = rule_id, users = ?unknown, "rule addressed unknown users: left out");
     }
-    let broadcast = !addressed.groups.is_empty() || subscribers;
+    let broadcast = !addressed.groups.is_empty() || subscribers || !emails.is_empty();
     if broadcast {
         by_locale
             .entry(template.default_locale.clone())
@@ -368,6 +397,9 @@ async fn apply(
             .map_err(|e| e.to_string())?;
         let is_default = *locale == template.default_locale;
         let mut to = json!({"users": users});
+        if is_default && !emails.is_empty() {
+            to["emails"] = json!(emails);
+        }
         if is_default && !addressed.groups.is_empty() {
             to["groups"] = json!(addressed.groups);
         }
