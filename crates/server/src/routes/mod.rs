@@ -7,6 +7,7 @@ mod actions;
 mod assets;
 mod categories;
 mod chat;
+mod console;
 pub(crate) mod demo;
 mod events;
 mod groups;
@@ -70,7 +71,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(push::mirror_routes())
         .merge(chat::me_routes())
         .merge(ops::routes(openapi_json))
-        .merge(assets::routes());
+        .merge(assets::routes())
+        .merge(console::routes());
     if state.config.demo {
         app = app.merge(demo::routes());
     }
