@@ -2,6 +2,9 @@
 // missing here is shown in English.
 
 export const DE = {
+  "Sources": "Quellen",
+  "The sources notifications were sent with (their “source” field); people can switch a source off in their preferences.": "Die Quellen, mit denen Benachrichtigungen gesendet wurden (ihr Feld „source“); Personen können eine Quelle in ihren Einstellungen abschalten.",
+  "No notification has named a source yet.": "Noch keine Benachrichtigung hat eine Quelle genannt.",
   "(no title)": "(ohne Titel)",
   "(none)": "(keine)",
   "(you)": "(Sie)",

@@ -246,6 +246,18 @@ function emailHtml(req) {
   return `<!doctype html>${doc.documentElement.outerHTML}`;
 }
 
+/** Who a notification was for, in words. */
+function audienceText(to) {
+  if (!to) return '';
+  if (to.all) return t('Everyone');
+  const parts = [];
+  if (to.groups?.length) parts.push(`${t('Groups')}: ${to.groups.join(', ')}`);
+  if (to.users?.length) parts.push(`${t('Users')}: ${to.users.join(', ')}`);
+  if (to.emails?.length) parts.push(`${t('Email')}: ${to.emails.join(', ')}`);
+  if (to.entity) parts.push(`${t('Subscribers of an entity')}: ${to.entity.type} ${to.entity.id}`);
+  return parts.join('; ');
+}
+
 /** The latest event of each recipient on each channel, counted by outcome. */
 export function progress(events) {
   const last = new Map();
@@ -295,7 +307,7 @@ export async function notification(root, { params }) {
           h('dt', {}, t('Title')), h('dd', {}, n.title || ''),
           n.body ? [h('dt', {}, t('Body')), h('dd', {}, n.body)] : null,
           h('dt', {}, t('Status')), h('dd', { class: 'n-status' }, scheduled ? t('scheduled for {when}', { when: new Date(n.send_at).toLocaleString(document.documentElement.lang) }) : t(n.status)),
-          h('dt', {}, t('Audience')), h('dd', {}, JSON.stringify(n.to)),
+          h('dt', {}, t('Audience')), h('dd', { class: 'n-audience' }, audienceText(n.to)),
           n.category ? [h('dt', {}, t('Category')), h('dd', {}, n.category)] : null,
           h('dt', {}, t('Created')), h('dd', {}, timeEl(n.created_at)),
           h('dt', {}, t('In inboxes')), h('dd', {}, t('{n} (read: {r})', { n: n.summary.inbox_entries, r: n.summary.inbox_read + n.summary.broadcast_read }))),

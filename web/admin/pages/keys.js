@@ -17,6 +17,21 @@ export async function keys(root) {
     h('fieldset', {}, h('legend', {}, t('Scopes')), send, admin),
     error, h('button', { type: 'submit', class: 'primary' }, t('Create')));
 
+  const sources = h('section');
+  async function loadSources() {
+    try {
+      const known = (await api('GET', '/v1/preferences/defaults')).available?.sources || [];
+      fill(sources, h('h2', {}, t('Sources')),
+        h('p', { class: 'hint' }, t('The sources notifications were sent with (their “source” field); people can switch a source off in their preferences.')),
+        table([
+          [t('Id'), (x) => x.id],
+          [t('Name'), (x) => x.name || ''],
+        ], known, { caption: t('Sources'), empty: t('No notification has named a source yet.') }));
+    } catch {
+      sources.hidden = true;
+    }
+  }
+
   async function load() {
     const page = await api('GET', '/v1/keys');
     const items = page.items || page;
@@ -77,6 +92,6 @@ export async function keys(root) {
 
   fill(root, heading(t('Sources & keys')),
     h('p', {}, t('Producers send with a secret key in the Authorization header. Each source (an application, a service) should have its own key, so that it can be revoked alone.')),
-    created, form, h('h2', {}, t('Keys')), list);
-  await load();
+    created, form, h('h2', {}, t('Keys')), list, sources);
+  await Promise.all([load(), loadSources()]);
 }
