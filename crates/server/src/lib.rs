@@ -3,6 +3,7 @@
 //! and the [`Application`] that serves it until told to stop.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod auth;
 pub mod categories;
 pub mod error;
@@ -99,6 +100,9 @@ pub struct Config {
     /// `mobile_push_unavailable`). Devices kept per user: as many as
     /// `push_subscriptions_per_user`.
     pub mobile: belfry_delivery::MobileSettings,
+    /// Console sessions end after this long without a request, in seconds
+    /// (`BELFRY_ADMIN_SESSION_IDLE_SECS`, default 12 hours).
+    pub admin_session_idle_secs: i64,
 }
 
 impl Default for Config {
@@ -129,6 +133,7 @@ impl Default for Config {
             contact_link_url: None,
             webhooks: belfry_delivery::WebhookSettings::default(),
             mobile: belfry_delivery::MobileSettings::default(),
+            admin_session_idle_secs: 12 * 3600,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod access;
 mod actions;
+mod admin;
 mod assets;
 mod categories;
 mod chat;
@@ -53,6 +54,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(webhooks::routes())
         .merge(mailbox::routes())
         .merge(access::routes())
+        .merge(admin::routes())
         .merge(crate::realtime::streams::routes())
         .split_for_parts();
     let openapi = crate::openapi::finish(
