@@ -53,7 +53,7 @@ function chrome() {
   nav.hidden = !session.admin;
   document.getElementById('who').textContent = session.admin ? session.admin.name || session.admin.email : '';
   const current = route().name;
-  fill(nav, PAGES.map(([r, name]) => h('a', { href: `#/${r}`, 'aria-current': r === current ? 'page' : null }, t(name))));
+  fill(nav, !session.admin ? [] : PAGES.map(([r, name]) => h('a', { href: `#/${r}`, 'aria-current': r === current ? 'page' : null }, t(name))));
 }
 
 async function render() {
