@@ -8,6 +8,7 @@ mod admin;
 mod assets;
 mod categories;
 mod chat;
+mod console;
 pub(crate) mod demo;
 mod events;
 mod groups;
@@ -54,6 +55,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(mailbox::routes())
         .merge(access::routes())
         .merge(admin::routes())
+        .merge(console::routes())
         .merge(crate::realtime::streams::routes())
         .split_for_parts();
     let openapi = crate::openapi::finish(
