@@ -11,9 +11,8 @@ use crate::auth::AdminKey;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{ApiJson, ApiQuery};
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use belfry_core::notification::TargetsRequest;
 use belfry_core::{
     Category, Channel, FieldError, GroupId, Millis, SendRequest, User, UserId, UserRequest,
@@ -671,10 +670,10 @@ fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
 async fn import_users(
     State(state): State<AppState>,
     AdminKey(_): AdminKey,
-    headers: HeaderMap,
-    body: Bytes,
+    request: axum::extract::Request,
 ) -> ApiResult<Json<ImportReport>> {
-    let essence = headers
+    let essence = request
+        .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| {
@@ -691,9 +690,18 @@ async fn import_users(
             if essence.is_empty() { "none" } else { &essence }
         )));
     }
-    if body.len() > IMPORT_MAX_BYTES {
+    if request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|len| len > IMPORT_MAX_BYTES)
+    {
         return Err(ApiError::PayloadTooLarge(IMPORT_MAX_BYTES));
     }
+    let body = axum::body::to_bytes(request.into_body(), IMPORT_MAX_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge(IMPORT_MAX_BYTES))?;
     let invalid = |detail: String| ApiError::Unprocessable {
         code: "invalid_csv",
         detail,

@@ -714,3 +714,200 @@ async fn audience_sizes_count_people_once() {
         problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
     }
 }
+
+async fn import(app: &TestApp, csv: &str) -> Response {
+    app.client
+        .post(app.url("/v1/users/import"))
+        .bearer_auth(&app.admin_key)
+        .header("Content-Type", "text/csv; charset=utf-8")
+        .body(csv.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn users_are_searched_and_imported_from_csv_row_by_row() {
+    let app = spawn_app().await;
+    app.put_user(
+        "ana",
+        json!({"name": "Ana Lima", "email": "ana@example.com"}),
+    )
+    .await;
+    // Row 3 has a bad email, row 5 a bad time zone and a bad group, row 6
+    // takes ana's address: none of them is applied, the others are.
+    let csv = "id,email,name,locale,timezone,groups\r\n\
+               bo,bo@example.com,Bo Berg,de,Europe/Berlin,support;sales\r\n\
+               cy,not-an-address,Cy,,,\r\n\
+               ana,,\"Lima, Ana\",pt,,support\r\n\
+               dan,dan@example.com,Dan,,Mars/Base,Bad Group\r\n\
+               eve,ANA@example.com,Eve,,,\r\n\
+               \r\n\
+               \"fay\",fay@example.com,Fay,,,sales\r\n";
+    let r = import(&app, csv).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(report["created"], 2, "{report}");
+    assert_eq!(report["updated"], 1, "{report}");
+    let errors: Vec<(i64, &str)> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["row"].as_i64().unwrap(), e["field"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        errors,
+        [(3, "email"), (5, "timezone"), (5, "groups"), (6, "email")],
+        "{report}"
+    );
+    for id in ["cy", "dan", "eve"] {
+        let r = app
+            .admin(Method::GET, &format!("/v1/users/{id}"), None)
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::NOT_FOUND,
+            "{id} was not half-created"
+        );
+    }
+    let bo = get_ok(&app, "/v1/users/bo").await;
+    assert_eq!(bo["groups"], json!(["sales", "support"]));
+    assert_eq!(bo["timezone"], "Europe/Berlin");
+    let ana = get_ok(&app, "/v1/users/ana").await;
+    assert_eq!(ana["name"], "Lima, Ana");
+    assert_eq!(
+        ana["email"], "ana@example.com",
+        "an empty cell keeps the value"
+    );
+    assert_eq!(ana["locale"], "pt");
+
+    // Search: id, name or email prefix, case-insensitive for the latter two.
+    let all = get_ok(&app, "/v1/users").await;
+    assert_eq!(field(&all, "id"), ["ana", "bo", "fay"]);
+    for (query, ids) in [
+        ("li", vec!["ana"]),
+        ("BO", vec!["bo"]),
+        ("bo%40ex", vec!["bo"]),
+        ("f", vec!["fay"]),
+        ("zz", vec![]),
+        ("%25", vec![]),
+    ] {
+        let l = get_ok(&app, &format!("/v1/users?query={query}")).await;
+        assert_eq!(field(&l, "id"), ids, "{query}");
+    }
+    let l = get_ok(&app, "/v1/users?group=support").await;
+    assert_eq!(field(&l, "id"), ["ana", "bo"]);
+    let l = get_ok(&app, "/v1/users?group=sales&query=f").await;
+    assert_eq!(field(&l, "id"), ["fay"]);
+    let l = get_ok(&app, "/v1/users?group=nobody").await;
+    assert_eq!(l["items"], json!([]));
+    let paged = all_pages(&app, "/v1/users", 1).await;
+    assert_eq!(&paged, all["items"].as_array().unwrap());
+    for bad in ["group=Bad%20Group", "limit=500", "cursor=-1"] {
+        let r = app
+            .admin(Method::GET, &format!("/v1/users?{bad}"), None)
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+
+    // What is not CSV at all is refused whole.
+    let r = import(&app, "").await;
+    problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_csv").await;
+    let r = import(&app, "id,mail\nx,y\n").await;
+    let body = problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_csv").await;
+    assert!(body["detail"].as_str().unwrap().contains("mail"), "{body}");
+    let r = import(&app, "name\nx\n").await;
+    problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_csv").await;
+    let r = import(&app, "id\n\"open\n").await;
+    problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_csv").await;
+    let r = import(&app, "id,name\nx\n").await;
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(report["errors"][0]["row"], 2);
+    let r = app
+        .client
+        .post(app.url("/v1/users/import"))
+        .bearer_auth(&app.admin_key)
+        .json(&json!({"id": "x"}))
+        .send()
+        .await
+        .unwrap();
+    problem(
+        r,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+    // 3 MiB (more than a JSON body may be) is read; 5 MiB is not.
+    let ids: String = (0..9_000).map(|i| format!("user-{i:0>300}\n")).collect();
+    let r = import(&app, &format!("id\n{ids}")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(
+        report["errors"].as_array().unwrap().len(),
+        9_000,
+        "ids over 128: each refused"
+    );
+    let big = format!("id\n{}", "u\n".repeat(5 * 512 * 1024));
+    let r = import(&app, &big).await;
+    problem(r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    let many = format!(
+        "id\n{}",
+        (0..10_001).map(|i| format!("u{i}\n")).collect::<String>()
+    );
+    let r = import(&app, &many).await;
+    problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_csv").await;
+}
+
+#[tokio::test]
+async fn settings_change_retention_and_default_preferences_for_every_node() {
+    let app = spawn_app_with(belfry_server::Config {
+        delivery: belfry_delivery::EngineConfig {
+            retention: Some(belfry_store::retention::RetentionPolicy::default()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let s = get_ok(&app, "/v1/settings").await;
+    assert_eq!(s["retention_days"], 90);
+    assert_eq!(s["delivery_log_retention_days"], 30);
+    assert_eq!(s["mailbox_retention_days"], 7);
+    assert_eq!(s["retention_job"], true);
+    assert_eq!(s["default_preferences"]["channels"]["email"], true, "{s}");
+
+    let r = app
+        .admin(
+            Method::PUT,
+            "/v1/settings",
+            Some(json!({"retention_days": 10, "mailbox_retention_days": 0,
+                        "default_preferences": {"channels": {"email": false}}})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let s: Value = r.json().await.unwrap();
+    assert_eq!(s["retention_days"], 10);
+    assert_eq!(s["delivery_log_retention_days"], 30);
+    assert_eq!(s["mailbox_retention_days"], 0);
+    assert_eq!(s["default_preferences"]["channels"]["email"], false);
+    // Another node reads the same.
+    let other = app.another_node().await;
+    assert_eq!(get_ok(&other, "/v1/settings").await, s);
+    let d = get_ok(&other, "/v1/preferences/defaults").await;
+    assert_eq!(d["channels"]["email"], false);
+
+    let r = app
+        .admin(
+            Method::PUT,
+            "/v1/settings",
+            Some(json!({"retention_days": -1, "mailbox_retention_days": 1.5,
+                        "delivery_log_retention_days": 5000, "default_preferences": 3})),
+        )
+        .await;
+    let body = problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
+    assert_eq!(body["errors"].as_array().unwrap().len(), 4, "{body}");
+    let r = app
+        .admin(Method::PUT, "/v1/settings", Some(json!({"retention": 1})))
+        .await;
+    problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
+    assert_eq!(get_ok(&app, "/v1/settings").await, s, "nothing changed");
+}
