@@ -5,6 +5,7 @@
 mod access;
 mod actions;
 mod admin;
+mod admin_ui;
 mod assets;
 mod categories;
 mod chat;
@@ -55,6 +56,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(mailbox::routes())
         .merge(access::routes())
         .merge(admin::routes())
+        .merge(console::routes())
         .merge(crate::realtime::streams::routes())
         .split_for_parts();
     let openapi = crate::openapi::finish(
@@ -74,7 +76,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(chat::me_routes())
         .merge(ops::routes(openapi_json))
         .merge(assets::routes())
-        .merge(console::routes());
+        .merge(admin_ui::routes());
     if state.config.demo {
         app = app.merge(demo::routes());
     }

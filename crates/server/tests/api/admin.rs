@@ -3,6 +3,7 @@
 //! settings.
 
 use crate::helpers::*;
+use belfry_core::Clock as _;
 use reqwest::header::{COOKIE, ORIGIN, SET_COOKIE};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
@@ -425,4 +426,488 @@ async fn admins_are_listed_created_and_deleted_but_never_the_last() {
     let send_key = app.key_with_scope(belfry_store::Scope::Send).await;
     let r = app.call(Method::GET, "/v1/admins", &send_key, None).await;
     problem(r, StatusCode::FORBIDDEN, "forbidden").await;
+}
+
+async fn get_ok(app: &TestApp, path: &str) -> Value {
+    let r = app.admin(Method::GET, path, None).await;
+    assert_eq!(r.status(), StatusCode::OK, "GET {path}");
+    r.json().await.unwrap()
+}
+
+fn field<'a>(items: &'a Value, key: &str) -> Vec<&'a str> {
+    items["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i[key].as_str().unwrap())
+        .collect()
+}
+
+/// Every item of a list, page by page with `limit`.
+async fn all_pages(app: &TestApp, path: &str, limit: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    let sep = if path.contains('?') { '&' } else { '?' };
+    loop {
+        let page = get_ok(app, &format!("{path}{sep}limit={limit}&cursor={cursor}")).await;
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= limit);
+        out.extend(items.iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => return out,
+        }
+    }
+}
+
+#[tokio::test]
+async fn notifications_and_the_delivery_log_are_listed_newest_first_and_filtered() {
+    let app = spawn_app_with(belfry_server::Config {
+        run_workers: false,
+        auto_categories: true,
+        ..Default::default()
+    })
+    .await;
+    app.put_user("ana", json!({"email": "ana@example.com"}))
+        .await;
+    // No address: her email is suppressed.
+    app.put_user("bo", json!({"groups": ["support"]})).await;
+    let n1 = app
+        .send_ok(
+            json!({"to": {"users": ["ana", "bo"]}, "channels": ["in_app", "email"],
+                        "category": "billing", "source": "shop", "title": "Invoice"}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.clock.advance_secs(10);
+    let n2_at = app.clock.now().to_rfc3339();
+    let n2 = app
+        .send_ok(json!({"to": {"groups": ["support"]}, "category": "news", "title": "News"}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.clock.advance_secs(10);
+    let later = app.clock.now().plus_secs(3600).to_rfc3339();
+    let n3 = app
+        .send_ok(json!({"to": {"users": ["ana"]}, "title": "Later", "send_at": later}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.run_due_jobs().await;
+
+    let list = get_ok(&app, "/v1/notifications").await;
+    assert_eq!(field(&list, "id"), [&n3, &n2, &n1]);
+    assert_eq!(list["next_cursor"], Value::Null);
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(
+        field(&list, "status"),
+        ["scheduled", "published", "published"]
+    );
+    assert_eq!(items[2]["title"], "Invoice");
+    assert_eq!(items[2]["category"], "billing");
+    assert_eq!(items[2]["source"], "shop");
+    assert_eq!(items[2]["audience"], "2 users");
+    assert_eq!(items[2]["recipients"], 2);
+    assert_eq!(items[2]["deliveries"]["email"]["sent"], 1);
+    assert_eq!(items[2]["deliveries"]["email"]["suppressed"], 1);
+    assert_eq!(items[1]["audience"], "groups: support");
+    assert_eq!(items[1]["to"]["groups"], json!(["support"]));
+    assert_eq!(items[0]["audience"], "user ana");
+
+    // Filters and pages.
+    let l = get_ok(&app, "/v1/notifications?category=billing").await;
+    assert_eq!(field(&l, "id"), [&n1]);
+    let l = get_ok(&app, "/v1/notifications?source=shop").await;
+    assert_eq!(field(&l, "id"), [&n1]);
+    let l = get_ok(
+        &app,
+        &format!("/v1/notifications?since={}", n2_at.replace('+', "%2B")),
+    )
+    .await;
+    assert_eq!(field(&l, "id"), [&n3, &n2]);
+    let paged = all_pages(&app, "/v1/notifications", 2).await;
+    assert_eq!(&paged, items);
+    for bad in [
+        "limit=0",
+        "limit=201",
+        "cursor=abc",
+        "since=yesterday",
+        "category=Bad%20Cat",
+    ] {
+        let r = app
+            .admin(Method::GET, &format!("/v1/notifications?{bad}"), None)
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+
+    // "Why didn't Bo get this?": his suppressed email, with the reason.
+    let l = get_ok(&app, "/v1/deliveries?recipient=bo&status=suppressed").await;
+    let lines = l["items"].as_array().unwrap();
+    assert_eq!(lines.len(), 1, "{l}");
+    assert_eq!(lines[0]["notification_id"], n1.as_str());
+    assert_eq!(lines[0]["recipient"], "user:bo");
+    assert_eq!(lines[0]["channel"], "email");
+    assert_eq!(lines[0]["reason"], "no_address");
+    // The whole log, newest first, page by page as in one page.
+    let whole = get_ok(&app, "/v1/deliveries?limit=200").await;
+    let whole = whole["items"].as_array().unwrap().clone();
+    assert!(whole.len() >= 4, "{whole:?}");
+    assert_eq!(all_pages(&app, "/v1/deliveries", 1).await, whole);
+    let ana = get_ok(&app, "/v1/deliveries?recipient=user:ana&channel=email").await;
+    assert!(
+        ana["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["recipient"] == "user:ana" && i["channel"] == "email")
+    );
+    assert!(field(&ana, "status").contains(&"sent"));
+    let billing = get_ok(&app, "/v1/deliveries?category=billing&source=shop").await;
+    assert!(
+        field(&billing, "notification_id")
+            .iter()
+            .all(|id| *id == n1)
+    );
+    let news = get_ok(&app, "/v1/deliveries?category=news").await;
+    assert!(
+        field(&news, "notification_id").iter().all(|id| *id == n2),
+        "{news}"
+    );
+    let future = app
+        .clock
+        .now()
+        .plus_secs(2 * 3600)
+        .to_rfc3339()
+        .replace('+', "%2B");
+    let none = get_ok(&app, &format!("/v1/deliveries?since={future}")).await;
+    assert_eq!(none["items"], json!([]));
+    let until = get_ok(&app, &format!("/v1/deliveries?until={future}&limit=200")).await;
+    assert_eq!(until["items"].as_array().unwrap(), &whole);
+    for bad in [
+        "status=lost",
+        "channel=fax",
+        "recipient=user:",
+        "until=soon",
+    ] {
+        let r = app
+            .admin(Method::GET, &format!("/v1/deliveries?{bad}"), None)
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+
+    // Counts per hour, channel and status.
+    let stats = get_ok(&app, "/v1/stats/deliveries?bucket=hour").await;
+    let buckets = stats["buckets"].as_array().unwrap();
+    let count = |channel: &str, status: &str| -> i64 {
+        buckets
+            .iter()
+            .filter(|b| b["channel"] == channel && b["status"] == status)
+            .map(|b| b["count"].as_i64().unwrap())
+            .sum()
+    };
+    assert_eq!(count("email", "suppressed"), 1);
+    assert_eq!(count("email", "sent"), 1);
+    for b in buckets {
+        let start = belfry_core::Millis::parse_rfc3339(b["start"].as_str().unwrap()).unwrap();
+        assert_eq!(start.0 % 3_600_000, 0, "whole hours: {b}");
+    }
+    let old = belfry_core::Millis(app.clock.now().0 - 40 * 86_400_000).to_rfc3339();
+    for bad in [
+        format!("since={}", old.replace('+', "%2B")),
+        "bucket=week".to_string(),
+    ] {
+        let r = app
+            .admin(Method::GET, &format!("/v1/stats/deliveries?{bad}"), None)
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    // Nothing of it for a send key.
+    let send_key = app.key_with_scope(belfry_store::Scope::Send).await;
+    for path in [
+        "/v1/notifications",
+        "/v1/deliveries",
+        "/v1/stats/deliveries",
+    ] {
+        let r = app.call(Method::GET, path, &send_key, None).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn audience_sizes_count_people_once() {
+    let app = spawn_app().await;
+    app.put_user("ana", json!({"email": "ana@example.com"}))
+        .await;
+    app.put_user("bo", json!({"groups": ["support"]})).await;
+    app.put_user("cy", json!({"groups": ["support", "sales"]}))
+        .await;
+    app.put_user("dan", json!({})).await;
+    let r = app
+        .admin(Method::PUT, "/v1/subscriptions/ticket/7/users/dan", None)
+        .await;
+    assert!(r.status().is_success());
+    let r = app
+        .admin(
+            Method::PUT,
+            "/v1/subscriptions/ticket/7/emails/ext@example.org",
+            None,
+        )
+        .await;
+    assert!(r.status().is_success());
+    let r = app
+        .admin(
+            Method::PUT,
+            "/v1/subscriptions/ticket/7/emails/ana@example.com",
+            None,
+        )
+        .await;
+    assert!(r.status().is_success());
+    for (to, count) in [
+        (json!({"groups": ["support"]}), 2),
+        (json!({"groups": ["sales"]}), 1),
+        (json!({"groups": ["support", "sales"]}), 2),
+        (json!({"groups": ["support"], "users": ["cy", "ana"]}), 3),
+        (
+            json!({"users": ["ana"], "emails": ["ANA@example.com", "new@example.org"]}),
+            2,
+        ),
+        // dan, the contact, and ana by her address.
+        (json!({"entity": {"type": "ticket", "id": "7"}}), 3),
+        (json!({"all": true}), 4),
+        (json!({"all": true, "emails": ["new@example.org"]}), 5),
+    ] {
+        let r = app
+            .admin(Method::POST, "/v1/audience/size", Some(json!({"to": to})))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{to}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["count"], count, "{to}");
+    }
+    let r = app
+        .admin(
+            Method::POST,
+            "/v1/audience/size",
+            Some(json!({"to": {"groups": ["nope"]}})),
+        )
+        .await;
+    problem(r, StatusCode::UNPROCESSABLE_ENTITY, "unknown_group").await;
+    let r = app
+        .admin(
+            Method::POST,
+            "/v1/audience/size",
+            Some(json!({"to": {"users": ["ghost"]}})),
+        )
+        .await;
+    problem(r, StatusCode::UNPROCESSABLE_ENTITY, "unknown_user").await;
+    for body in [
+        json!({}),
+        json!({"to": {}}),
+        json!({"to": {"groups": ["Bad Id"]}}),
+    ] {
+        let r = app
+            .admin(Method::POST, "/v1/audience/size", Some(body.clone()))
+            .await;
+        problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
+    }
+}
+
+async fn import(app: &TestApp, csv: &str) -> Response {
+    app.client
+        .post(app.url("/v1/users/import"))
+        .bearer_auth(&app.admin_key)
+        .header("Content-Type", "text/csv; charset=utf-8")
+        .body(csv.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn users_are_searched_and_imported_from_csv_row_by_row() {
+    let app = spawn_app().await;
+    app.put_user(
+        "ana",
+        json!({"name": "Ana Lima", "email": "ana@example.com"}),
+    )
+    .await;
+    // Row 3 has a bad email, row 5 a bad time zone and a bad group, row 6
+    // takes ana's address: none of them is applied, the others are.
+    let csv = "id,email,name,locale,timezone,groups\r\n\
+               bo,bo@example.com,Bo Berg,de,Europe/Berlin,support;sales\r\n\
+               cy,not-an-address,Cy,,,\r\n\
+               ana,,\"Lima, Ana\",pt,,support\r\n\
+               dan,dan@example.com,Dan,,Mars/Base,Bad Group\r\n\
+               eve,ANA@example.com,Eve,,,\r\n\
+               \r\n\
+               \"fay\",fay@example.com,Fay,,,sales\r\n";
+    let r = import(&app, csv).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(report["created"], 2, "{report}");
+    assert_eq!(report["updated"], 1, "{report}");
+    let errors: Vec<(i64, &str)> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["row"].as_i64().unwrap(), e["field"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        errors,
+        [(3, "email"), (5, "timezone"), (5, "groups"), (6, "email")],
+        "{report}"
+    );
+    for id in ["cy", "dan", "eve"] {
+        let r = app
+            .admin(Method::GET, &format!("/v1/users/{id}"), None)
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::NOT_FOUND,
+            "{id} was not half-created"
+        );
+    }
+    let bo = get_ok(&app, "/v1/users/bo").await;
+    assert_eq!(bo["groups"], json!(["sales", "support"]));
+    assert_eq!(bo["timezone"], "Europe/Berlin");
+    let ana = get_ok(&app, "/v1/users/ana").await;
+    assert_eq!(ana["name"], "Lima, Ana");
+    assert_eq!(
+        ana["email"], "ana@example.com",
+        "an empty cell keeps the value"
+    );
+    assert_eq!(ana["locale"], "pt");
+
+    // Search: id, name or email prefix, case-insensitive for the latter two.
+    let all = get_ok(&app, "/v1/users").await;
+    assert_eq!(field(&all, "id"), ["ana", "bo", "fay"]);
+    for (query, ids) in [
+        ("li", vec!["ana"]),
+        ("BO", vec!["bo"]),
+        ("bo%40ex", vec!["bo"]),
+        ("f", vec!["fay"]),
+        ("zz", vec![]),
+        ("%25", vec![]),
+    ] {
+        let l = get_ok(&app, &format!("/v1/users?query={query}")).await;
+        assert_eq!(field(&l, "id"), ids, "{query}");
+    }
+    let l = get_ok(&app, "/v1/users?group=support").await;
+    assert_eq!(field(&l, "id"), ["ana", "bo"]);
+    let l = get_ok(&app, "/v1/users?group=sales&query=f").await;
+    assert_eq!(field(&l, "id"), ["fay"]);
+    let l = get_ok(&app, "/v1/users?group=nobody").await;
+    assert_eq!(l["items"], json!([]));
+    let paged = all_pages(&app, "/v1/users", 1).await;
+    assert_eq!(&paged, all["items"].as_array().unwrap());
+    for bad in ["group=Bad%20Group", "limit=500", "cursor=-1"] {
+        let r = app
+            .admin(Method::GET, &format!("/v1/users?{bad}"), None)
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+
+    // What is not CSV at all is refused whole.
+    let r = import(&app, "").await;
+    problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_csv").await;
+    let r = import(&app, "id,mail\nx,y\n").await;
+    let body = problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_csv").await;
+    assert!(body["detail"].as_str().unwrap().contains("mail"), "{body}");
+    let r = import(&app, "name\nx\n").await;
+    problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_csv").await;
+    let r = import(&app, "id\n\"open\n").await;
+    problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_csv").await;
+    let r = import(&app, "id,name\nx\n").await;
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(report["errors"][0]["row"], 2);
+    let r = app
+        .client
+        .post(app.url("/v1/users/import"))
+        .bearer_auth(&app.admin_key)
+        .json(&json!({"id": "x"}))
+        .send()
+        .await
+        .unwrap();
+    problem(
+        r,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+    // 3 MiB (more than a JSON body may be) is read; 5 MiB is not.
+    let ids: String = (0..9_000).map(|i| format!("user-{i:0>300}\n")).collect();
+    let r = import(&app, &format!("id\n{ids}")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(
+        report["errors"].as_array().unwrap().len(),
+        9_000,
+        "ids over 128: each refused"
+    );
+    let big = format!("id\n{}", "u\n".repeat(5 * 512 * 1024));
+    let r = import(&app, &big).await;
+    problem(r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    let many = format!(
+        "id\n{}",
+        (0..10_001).map(|i| format!("u{i}\n")).collect::<String>()
+    );
+    let r = import(&app, &many).await;
+    problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_csv").await;
+}
+
+#[tokio::test]
+async fn settings_change_retention_and_default_preferences_for_every_node() {
+    let app = spawn_app_with(belfry_server::Config {
+        delivery: belfry_delivery::EngineConfig {
+            retention: Some(belfry_store::retention::RetentionPolicy::default()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let s = get_ok(&app, "/v1/settings").await;
+    assert_eq!(s["retention_days"], 90);
+    assert_eq!(s["delivery_log_retention_days"], 30);
+    assert_eq!(s["mailbox_retention_days"], 7);
+    assert_eq!(s["retention_job"], true);
+    assert_eq!(s["default_preferences"]["channels"]["email"], true, "{s}");
+
+    let r = app
+        .admin(
+            Method::PUT,
+            "/v1/settings",
+            Some(json!({"retention_days": 10, "mailbox_retention_days": 0,
+                        "default_preferences": {"channels": {"email": false}}})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let s: Value = r.json().await.unwrap();
+    assert_eq!(s["retention_days"], 10);
+    assert_eq!(s["delivery_log_retention_days"], 30);
+    assert_eq!(s["mailbox_retention_days"], 0);
+    assert_eq!(s["default_preferences"]["channels"]["email"], false);
+    // Another node reads the same.
+    let other = app.another_node().await;
+    assert_eq!(get_ok(&other, "/v1/settings").await, s);
+    let d = get_ok(&other, "/v1/preferences/defaults").await;
+    assert_eq!(d["channels"]["email"], false);
+
+    let r = app
+        .admin(
+            Method::PUT,
+            "/v1/settings",
+            Some(json!({"retention_days": -1, "mailbox_retention_days": 1.5,
+                        "delivery_log_retention_days": 5000, "default_preferences": 3})),
+        )
+        .await;
+    let body = problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
+    assert_eq!(body["errors"].as_array().unwrap().len(), 4, "{body}");
+    let r = app
+        .admin(Method::PUT, "/v1/settings", Some(json!({"retention": 1})))
+        .await;
+    problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
+    assert_eq!(get_ok(&app, "/v1/settings").await, s, "nothing changed");
 }
