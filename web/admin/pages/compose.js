@@ -216,6 +216,8 @@ async function recent(section) {
     fill(section, h('h2', {}, t('Recent notifications')),
       table([
         [t('Title'), (n) => h('a', { href: `#/notifications/${encodeURIComponent(n.id)}` }, n.title || n.id)],
+        [t('Audience'), (n) => n.audience || ''],
+        [t('Status'), (n) => t(n.status || '')],
         [t('Category'), (n) => n.category || ''],
         [t('Source'), (n) => n.source || ''],
         [t('Created'), (n) => timeEl(n.created_at)],
