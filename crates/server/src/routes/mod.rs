@@ -19,6 +19,7 @@ mod ops;
 mod preferences;
 mod push;
 mod rules;
+mod sources;
 mod subscriptions;
 mod templates;
 mod users;
@@ -51,6 +52,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(templates::routes())
         .merge(rules::routes())
         .merge(events::routes())
+        .merge(sources::routes())
         .merge(webhooks::routes())
         .merge(mailbox::routes())
         .merge(access::routes())
