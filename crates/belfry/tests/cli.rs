@@ -475,7 +475,7 @@ async fn postgres_migrate_keys_tokens_and_serve() {
 
     let out = run(belfry(dir.path()).args(["migrate", "--database", &db]));
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("12 PostgreSQL migration(s) applied"));
+    assert!(stderr(&out).contains("13 PostgreSQL migration(s) applied"));
     let out = run(belfry(dir.path()).args(["migrate", "--database", &db]));
     assert!(stderr(&out).contains("0 PostgreSQL migration(s) applied"));
 

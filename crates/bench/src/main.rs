@@ -28,6 +28,8 @@ enum Scenario {
     Inbox(scenarios::inbox::Args),
     /// N notifications over keep-alive connections, single and batch: rate and latency.
     Ingest(scenarios::ingest::Args),
+    /// Events through one rule and template against plain sends (3 users each).
+    Events(scenarios::events::Args),
     /// K clients in one group hold streams; M broadcasts: time to every receipt.
     Fanout(scenarios::fanout::Args),
     /// A steady rate of notifications to users with open streams: send-to-receipt latency.
@@ -64,6 +66,7 @@ fn main() -> anyhow::Result<()> {
         match cli.scenario {
             Scenario::Inbox(args) => scenarios::inbox::run(args).await,
             Scenario::Ingest(args) => scenarios::ingest::run(args).await,
+            Scenario::Events(args) => scenarios::events::run(args).await,
             Scenario::Fanout(args) => scenarios::fanout::run(args).await,
             Scenario::Latency(args) => scenarios::latency::run(args).await,
             Scenario::Soak(args) => scenarios::soak::run(args).await,

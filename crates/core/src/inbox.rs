@@ -129,10 +129,28 @@ fn ser_millis<S: serde::Serializer>(m: &Millis, s: S) -> Result<S::Ok, S::Error>
 
 impl InboxItemMeta {
     /// The item as JSON: these fields followed by the stored content object's
-    /// fields, without parsing the content again.
+    /// fields, without parsing the content again. Channel texts (email,
+    /// push, chat) are not for the inbox: left out.
     pub fn render(&self, content_json: &str) -> String {
         let meta = serde_json::to_string(self).expect("meta serialises");
-        splice_objects(&meta, content_json)
+        splice_objects(&meta, &without_texts(content_json))
+    }
+}
+
+/// The content without its `texts` (the last key when present): only
+/// content that has them is parsed.
+fn without_texts(content_json: &str) -> std::borrow::Cow<'_, str> {
+    if !content_json.contains("\"texts\":{") {
+        return std::borrow::Cow::Borrowed(content_json);
+    }
+    match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(content_json) {
+        Ok(mut map) => {
+            if map.remove("texts").is_none() {
+                return std::borrow::Cow::Borrowed(content_json);
+            }
+            std::borrow::Cow::Owned(serde_json::to_string(&map).expect("a JSON object serialises"))
+        }
+        Err(_) => std::borrow::Cow::Borrowed(content_json),
     }
 }
 
@@ -207,6 +225,31 @@ mod tests {
         assert_eq!(v["stack_count"], 2);
         assert_eq!(v["created_at"], "1970-01-01T00:00:00.000Z");
         assert_eq!(v["answered"]["action"], "ok");
+    }
+
+    #[test]
+    fn items_leave_channel_texts_out_and_keep_data_named_texts() {
+        let meta = InboxItemMeta {
+            id: "n1".into(),
+            seq: 1,
+            created_at: Millis(0),
+            read: false,
+            seen: false,
+            archived: false,
+            stack_count: 1,
+            dismissed: false,
+            answered: None,
+        };
+        let out = meta.render(
+            r#"{"title":"Hi","data":{"texts":{"a":1}},"texts":{"email_subject":"S","chat":"C"}}"#,
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["title"], "Hi");
+        assert_eq!(v["data"]["texts"]["a"], 1);
+        assert!(v.get("texts").is_none(), "{out}");
+        // Content without texts is spliced as stored.
+        let plain = r#"{"title":"Hi","data":{"texts":{"a":1}}}"#;
+        assert!(meta.render(plain).ends_with(&plain[1..]));
     }
 
     #[test]

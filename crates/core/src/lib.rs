@@ -11,6 +11,7 @@ pub mod notification;
 pub mod preferences;
 pub mod rule;
 pub mod template;
+pub mod texts;
 pub mod time;
 pub mod user;
 pub mod validation;

@@ -111,6 +111,10 @@ pub struct SendRequest {
     pub idempotency_key: Option<String>,
     /// With `entity` and `actor.id`: subscribe the actor to the entity.
     pub subscribe_actor: Option<bool>,
+    /// What it says on other channels when that differs from title and
+    /// body: `email_subject`, `email_text`, `email_html`, `push_title`,
+    /// `push_body`, `chat` (each optional; templates fill them per language).
+    pub texts: Option<crate::texts::ChannelTexts>,
 }
 
 /// A delivery channel.
@@ -264,9 +268,35 @@ pub struct Content {
     #[serde(with = "opt_rfc3339")]
     #[schema(value_type = Option<String>)]
     pub expires_at: Option<Millis>,
+    /// Per-channel texts (kept last: inbox items leave them out, see
+    /// [`crate::InboxItemMeta::render`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub texts: Option<crate::texts::ChannelTexts>,
 }
 
 impl Content {
+    /// The push message's title: its own text, else the title.
+    pub fn push_title(&self) -> &str {
+        self.texts
+            .as_ref()
+            .and_then(|t| t.push_title.as_deref())
+            .unwrap_or(&self.title)
+    }
+
+    /// The push message's body: its own text, else the body.
+    pub fn push_body(&self) -> Option<&str> {
+        self.texts
+            .as_ref()
+            .and_then(|t| t.push_body.as_deref())
+            .or(self.body.as_deref())
+    }
+
+    /// The chat message's text, when one is given (else chat shows the
+    /// title and body).
+    pub fn chat_text(&self) -> Option<&str> {
+        self.texts.as_ref().and_then(|t| t.chat.as_deref())
+    }
+
     /// The stored JSON object; always has at least the `title` key.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("content serialises")
@@ -585,6 +615,7 @@ impl SendRequest {
             .and_then(|k| errors.take("idempotency_key", validate_idempotency_key(&k)));
 
         let subscribe_actor = self.subscribe_actor.unwrap_or(false);
+        let texts = self.texts.and_then(|t| t.validate(&mut errors, "texts"));
         if subscribe_actor
             && (entity_ref.is_none() || actor.as_ref().and_then(|a| a.id.as_ref()).is_none())
         {
@@ -607,6 +638,7 @@ impl SendRequest {
             stack_key,
             sticky: self.sticky.unwrap_or(false),
             expires_at,
+            texts,
         };
         errors.finish(NewNotification {
             audience,

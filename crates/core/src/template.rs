@@ -262,6 +262,32 @@ pub struct RenderError {
     pub message: String,
 }
 
+impl Rendered {
+    /// The channel texts a notification carries: those that differ from
+    /// what the channel shows without them (title and body).
+    pub fn channel_texts(&self) -> crate::texts::ChannelTexts {
+        let differs = |text: &str, default: &str| (text != default).then(|| text.to_string());
+        let default_chat = match &self.body {
+            Some(b) => format!("{}\n{b}", self.title),
+            None => self.title.clone(),
+        };
+        crate::texts::ChannelTexts {
+            email_subject: differs(&self.email_subject, &self.title),
+            email_text: self
+                .email_text
+                .clone()
+                .filter(|t| Some(t) != self.body.as_ref()),
+            email_html: self.email_html.clone(),
+            push_title: differs(&self.push_title, &self.title),
+            push_body: self
+                .push_body
+                .clone()
+                .filter(|t| Some(t) != self.body.as_ref()),
+            chat: differs(&self.chat, &default_chat),
+        }
+    }
+}
+
 impl TemplateDef {
     /// Parses every text; the errors with their positions.
     pub fn check_syntax(&self) -> Result<(), Vec<TemplateError>> {
@@ -409,6 +435,23 @@ mod tests {
             "entity": {"type": "ticket", "id": "7", "title": "#7 Printer"},
             "data": {"summary": "Jam on <floor 3>"}
         })))
+    }
+
+    #[test]
+    fn channel_texts_keep_only_what_differs_from_title_and_body() {
+        let t = req(json!({"locales": {"en": {
+            "title": "{{ entity.title }}", "body": "{{ data.summary }}",
+            "email_subject": "[Desk] {{ entity.title }}", "push_title": "{{ entity.title }}",
+            "chat": "{{ entity.title }}\n{{ data.summary }}"}}}))
+        .validate()
+        .unwrap();
+        let r = t.render(&environment(), None, &ctx()).unwrap();
+        let texts = r.channel_texts();
+        assert_eq!(texts.email_subject.as_deref(), Some("[Desk] #7 Printer"));
+        assert_eq!(texts.push_title, None, "same as the title");
+        assert_eq!(texts.chat, None, "same as what chat shows anyway");
+        assert_eq!(texts.email_text, None);
+        assert!(!texts.is_empty());
     }
 
     #[test]

@@ -135,7 +135,7 @@ pub fn slack_payload(content: &Content, app_url: Option<&str>) -> Value {
         "type": "header",
         "text": {"type": "plain_text", "text": cut(&content.title, 149), "emoji": true}
     })];
-    if let Some(body) = &content.body {
+    if let Some(body) = content.chat_text().or(content.body.as_deref()) {
         let mut text = slack_escape(&cut(body, 2900));
         if text.chars().count() > 3000 {
             text = slack_escape(&cut(body, 590));
@@ -187,9 +187,10 @@ pub fn slack_payload(content: &Content, app_url: Option<&str>) -> Value {
     if !buttons.is_empty() {
         blocks.push(json!({"type": "actions", "elements": buttons}));
     }
-    let fallback = match &content.body {
-        Some(body) => format!("{}: {}", content.title, cut(body, 300)),
-        None => content.title.clone(),
+    let fallback = match (content.chat_text(), &content.body) {
+        (Some(chat), _) => cut(chat, 300),
+        (None, Some(body)) => format!("{}: {}", content.title, cut(body, 300)),
+        (None, None) => content.title.clone(),
     };
     json!({"text": slack_escape(&fallback), "blocks": blocks})
 }
@@ -200,7 +201,7 @@ pub fn teams_payload(content: &Content, app_url: Option<&str>) -> Value {
         "type": "TextBlock", "text": cut(&content.title, 300), "weight": "Bolder",
         "size": "Medium", "wrap": true
     })];
-    if let Some(text) = &content.body {
+    if let Some(text) = content.chat_text().or(content.body.as_deref()) {
         body.push(json!({"type": "TextBlock", "text": cut(text, 3000), "wrap": true}));
     }
     if let Some(actor) = actor_name(content) {
@@ -248,6 +249,7 @@ pub fn webhook_payload(message: &Message, app_url: Option<&str>, timestamp: u64)
             "id": message.notification_id,
             "title": c.title,
             "body": c.body,
+            "text": c.chat_text(),
             "url": link(c, app_url).or_else(|| c.url.clone()),
             "category": c.category,
             "source": c.source,
@@ -431,6 +433,29 @@ mod tests {
             base[k] = v.clone();
         }
         serde_json::from_value(base).unwrap()
+    }
+
+    #[test]
+    fn a_chat_text_replaces_the_body_in_slack_teams_and_webhooks() {
+        let c = content(json!({
+            "title": "Ticket #7 assigned",
+            "body": "Printer jam",
+            "texts": {"chat": "Bo assigned *#7* to you", "push_title": "#7"}
+        }));
+        let s = slack_payload(&c, None);
+        assert_eq!(s["text"], "Bo assigned *#7* to you");
+        assert_eq!(s["blocks"][0]["text"]["text"], "Ticket #7 assigned");
+        assert_eq!(s["blocks"][1]["text"]["text"], "Bo assigned *#7* to you");
+        let t = teams_payload(&c, None);
+        assert_eq!(
+            t["attachments"][0]["content"]["body"][1]["text"],
+            "Bo assigned *#7* to you"
+        );
+        let plain = content(json!({"title": "Ticket #7 assigned", "body": "Printer jam"}));
+        assert_eq!(
+            slack_payload(&plain, None)["text"],
+            "Ticket #7 assigned: Printer jam"
+        );
     }
 
     #[test]

@@ -305,8 +305,16 @@ impl Renderer {
             label: label.clone(),
             url: url.clone(),
         }));
+        let texts = content.texts.as_ref();
+        let subject = texts
+            .and_then(|t| t.email_subject.as_deref())
+            .unwrap_or(&content.title)
+            .replace(['\r', '\n'], " ");
         let ctx = context! {
             lang => s.lang,
+            subject => subject.as_str(),
+            custom_text => texts.and_then(|t| t.email_text.as_deref()),
+            custom_html => texts.and_then(|t| t.email_html.as_deref()),
             greeting => name.map(|n| s.greeting.replace("{name}", n)),
             category => content.category.as_ref().map(|c| c.to_string()),
             title => content.title.as_str(),
@@ -332,9 +340,9 @@ impl Renderer {
                 })
         };
         Rendered {
-            subject: content.title.replace(['\r', '\n'], " "),
             text: render("email.txt"),
             html: render("email.html"),
+            subject,
         }
     }
 }

@@ -361,11 +361,8 @@ impl Alert {
         }
         Alert {
             id: id.to_string(),
-            title: crate::webpush::cut(&content.title, 200),
-            body: content
-                .body
-                .as_deref()
-                .map(|b| crate::webpush::cut(b, 1000)),
+            title: crate::webpush::cut(content.push_title(), 200),
+            body: content.push_body().map(|b| crate::webpush::cut(b, 1000)),
             url: content
                 .url
                 .as_deref()

@@ -244,8 +244,8 @@ impl Payload {
             .filter(|u| u.starts_with("https://") || u.starts_with("http://"));
         let full = Payload {
             id: id.to_string(),
-            title: cut(&content.title, 200),
-            body: content.body.as_deref().map(|b| cut(b, 1000)),
+            title: cut(content.push_title(), 200),
+            body: content.push_body().map(|b| cut(b, 1000)),
             icon,
             url: content.url.as_deref().map(|u| absolute(u, app_url)),
             tag: content.stack_key.clone().unwrap_or_else(|| id.to_string()),
@@ -658,6 +658,24 @@ mod tests {
             base[k] = v.clone();
         }
         serde_json::from_value(base).unwrap()
+    }
+
+    #[test]
+    fn push_texts_replace_title_and_body() {
+        let c = content(serde_json::json!({
+            "title": "Ticket #7 was assigned to you by Bo",
+            "body": "Printer jam on floor 3",
+            "texts": {"push_title": "#7 is yours", "push_body": "Printer jam"}
+        }));
+        let p = Payload::of("n1", &c, None);
+        assert_eq!(p.title, "#7 is yours");
+        assert_eq!(p.body.as_deref(), Some("Printer jam"));
+        let plain = content(serde_json::json!({"title": "Hello", "body": "World"}));
+        let p = Payload::of("n1", &plain, None);
+        assert_eq!(
+            (p.title.as_str(), p.body.as_deref()),
+            ("Hello", Some("World"))
+        );
     }
 
     #[test]

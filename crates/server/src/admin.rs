@@ -336,6 +336,7 @@ pub fn session_key(session: &AdminSession) -> ApiKeyInfo {
         prefix: String::new(),
         created_at: session.created_at,
         revoked_at: None,
+        source: None,
     }
 }
 

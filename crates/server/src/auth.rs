@@ -59,6 +59,7 @@ pub fn key_record(secret: &str, name: &str, scopes: Vec<Scope>) -> NewApiKey {
         scopes,
         prefix: secret.chars().take(KEY_PREFIX.len() + 6).collect(),
         hash: hash_key(secret),
+        source: None,
     }
 }
 

@@ -32,6 +32,7 @@ a user token under `/v1/me/...`. Every `/v1/me/...` inbox endpoint also exists a
         (name = "chat", description = "Chat targets of users and groups: Slack, Microsoft Teams, signed webhooks (admin key)"),
         (name = "access", description = "People without an account: access tokens for external contacts (admin key; verify also with a send key), the JWKS for offline checks and one-click unsubscribe (public)"),
         (name = "admin", description = "The administration console: sign-in with an admin account (a `belfry_admin` session cookie that is an admin credential for every endpoint; changes need `X-CSRF-Token`), administrators, and the console's lists, counts and settings (admin key or session)"),
+        (name = "sources", description = "Sources (integrations that send) and the send keys bound to them (admin key)"),
         (name = "webhooks", description = "Webhooks to producers: delivery.sent, delivery.failed, notification.read, action.submitted, signed per Standard Webhooks, with retries and an attempts log (admin key)"),
     )
 )]
@@ -90,7 +91,7 @@ fn path_parameter_schema(name: &str) -> Option<Value> {
     let (pattern, max) = match name {
         "user_id" | "entity_id" => (ID_PATTERN, 128),
         "group_id" => (GROUP_PATTERN, 64),
-        "entity_type" | "category_id" | "template_id" | "rule_id" | "webhook_id" => {
+        "entity_type" | "category_id" | "template_id" | "rule_id" | "webhook_id" | "source_id" => {
             (KIND_PATTERN, 64)
         }
         "email" => (EMAIL_PATTERN, 254),

@@ -12,6 +12,8 @@ pub enum DocKind {
     Template,
     /// What an event turns into (`belfry_core::rule::RuleDef`).
     Rule,
+    /// An integration that sends (`{"name", "icon"}`), S9.
+    Source,
 }
 
 impl DocKind {
@@ -19,6 +21,7 @@ impl DocKind {
         match self {
             DocKind::Template => "template",
             DocKind::Rule => "rule",
+            DocKind::Source => "source",
         }
     }
 }

@@ -269,6 +269,9 @@ pub struct ApiKeyInfo {
     #[serde(serialize_with = "ser_opt_millis")]
     #[schema(value_type = Option<String>)]
     pub revoked_at: Option<Millis>,
+    /// The source (integration) the key is bound to: what it sends
+    /// carries it, and it may name no other.
+    pub source: Option<String>,
 }
 
 impl ApiKeyInfo {
@@ -285,6 +288,8 @@ pub struct NewApiKey {
     pub scopes: Vec<Scope>,
     pub prefix: String,
     pub hash: [u8; 32],
+    /// The source it is bound to (`None`: any).
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -616,6 +621,8 @@ pub trait Store: Send + Sync + 'static {
     async fn ensure_api_key(&self, key: NewApiKey, now: Millis) -> Result<()>;
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>>;
     async fn revoke_api_key(&self, id: &str, now: Millis) -> Result<ApiKeyInfo>;
+    /// Revokes every key bound to `source`; returns their ids.
+    async fn revoke_source_keys(&self, source: &str, now: Millis) -> Result<Vec<String>>;
     /// The key with this hash, revoked or not.
     async fn find_api_key(&self, hash: [u8; 32]) -> Result<Option<ApiKeyInfo>>;
 

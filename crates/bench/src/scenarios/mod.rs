@@ -4,6 +4,7 @@ pub mod ceiling;
 pub mod connections;
 pub mod digest;
 pub mod email;
+pub mod events;
 pub mod fanout;
 pub mod inbox;
 pub mod ingest;

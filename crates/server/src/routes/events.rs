@@ -68,6 +68,9 @@ struct EventRequest {
     /// Any JSON object (at most 16 KiB): what rules and templates read.
     #[schema(value_type = Option<Object>)]
     data: Option<Value>,
+    /// The source (integration) it comes from; a key bound to a source
+    /// gives its own, and naming another is 403.
+    source: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -108,6 +111,7 @@ struct Checked {
     entity: Option<EventEntity>,
     entity_ref: Option<EntityRef>,
     data: Option<Value>,
+    source: Option<String>,
 }
 
 fn check(req: EventRequest) -> Result<Checked, ValidationErrors> {
@@ -137,6 +141,9 @@ fn check(req: EventRequest) -> Result<Checked, ValidationErrors> {
     if let Some(c) = req.entity.as_ref().and_then(|e| e.creator.as_ref()) {
         errors.take("entity.creator", UserId::parse(c).map(|_| ()));
     }
+    if let Some(s) = &req.source {
+        errors.take("source", belfry_core::Category::parse(s).map(|_| ()));
+    }
     match &req.data {
         None | Some(Value::Object(_)) => {}
         Some(_) => errors.add("data", "must be a JSON object"),
@@ -159,6 +166,7 @@ fn check(req: EventRequest) -> Result<Checked, ValidationErrors> {
         entity: req.entity,
         entity_ref,
         data: req.data,
+        source: req.source,
     })
 }
 
@@ -188,7 +196,16 @@ async fn post_event(
     ApiJson(req): ApiJson<EventRequest>,
 ) -> ApiResult<Response> {
     let idempotency = idempotency_header(&headers)?;
-    let ev = check(req).map_err(ApiError::Validation)?;
+    let mut ev = check(req).map_err(ApiError::Validation)?;
+    if let Some(bound) = &key.source {
+        if let Some(named) = ev.source.as_ref().filter(|s| *s != bound) {
+            return Err(ApiError::Forbidden(format!(
+                "this key belongs to source '{bound}' and may not post as '{named}'; \
+                 leave source out or use that source's own key"
+            )));
+        }
+        ev.source = Some(bound.clone());
+    }
     let event_id = ulid::Ulid::new().to_string();
     let mut rules: Vec<(String, RuleDef)> = Vec::new();
     for d in state.store.list_documents(DocKind::Rule).await? {
@@ -198,7 +215,7 @@ async fn post_event(
         }
     }
     let ctx = json!({
-        "event": {"type": ev.kind, "actor": ev.actor, "entity": ev.entity, "data": ev.data},
+        "event": {"type": ev.kind, "actor": ev.actor, "entity": ev.entity, "data": ev.data, "source": ev.source},
         "actor": ev.actor,
         "entity": ev.entity,
         "data": ev.data,
@@ -363,8 +380,15 @@ async fn apply(
             "stack_key": stack_key,
             "data": ev.data,
         });
+        let texts = r.channel_texts();
+        if !texts.is_empty() {
+            body["texts"] = json!(texts);
+        }
         if let Some(a) = &ev.actor {
             body["actor"] = json!(a);
+        }
+        if let Some(s) = &ev.source {
+            body["source"] = json!(s);
         }
         if let Some(en) = &ev.entity {
             body["entity"] = json!({"type": en.kind, "id": en.id});

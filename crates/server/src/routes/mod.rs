@@ -20,6 +20,7 @@ mod ops;
 mod preferences;
 mod push;
 mod rules;
+mod sources;
 mod subscriptions;
 mod templates;
 mod users;
@@ -52,6 +53,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(templates::routes())
         .merge(rules::routes())
         .merge(events::routes())
+        .merge(sources::routes())
         .merge(webhooks::routes())
         .merge(mailbox::routes())
         .merge(access::routes())

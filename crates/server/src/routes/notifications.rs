@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use belfry_core::inbox::splice_objects;
 use belfry_core::notification::{SendRequest, limits, validate_idempotency_key};
 use belfry_core::{Millis, NewNotification, ValidationErrors};
-use belfry_store::{DeliveryCursor, DeliveryQuery, Scope, SendContext, SendReceipt};
+use belfry_store::{ApiKeyInfo, DeliveryCursor, DeliveryQuery, Scope, SendContext, SendReceipt};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa_axum::router::OpenApiRouter;
@@ -110,6 +110,31 @@ pub(super) async fn check_categories(
     Ok(())
 }
 
+/// A key bound to a source (S9) sends as that source: its notifications
+/// carry it, and naming another is 403.
+pub(super) fn bind_source(
+    key: &ApiKeyInfo,
+    notifications: &mut [NewNotification],
+) -> ApiResult<()> {
+    let Some(bound) = &key.source else {
+        return Ok(());
+    };
+    let source = belfry_core::Category::parse(bound)
+        .map_err(|e| ApiError::Internal(format!("key {} has source '{bound}': {e}", key.id)))?;
+    for n in notifications.iter_mut() {
+        match &n.content.source {
+            Some(named) if *named != source => {
+                return Err(ApiError::Forbidden(format!(
+                    "this key belongs to source '{bound}' and may not send as '{named}'; \
+                     leave source out or use that source's own key"
+                )));
+            }
+            _ => n.content.source = Some(source.clone()),
+        }
+    }
+    Ok(())
+}
+
 fn accepted(receipt: &SendReceipt) -> Response {
     let mut response = (StatusCode::ACCEPTED, Json(receipt)).into_response();
     if receipt.replayed {
@@ -160,6 +185,7 @@ async fn send(
         }
         n.idempotency_key = Some(k);
     }
+    bind_source(&key, std::slice::from_mut(&mut n))?;
     check_recipients(&state, std::slice::from_ref(&n))?;
     check_categories(&state, std::slice::from_mut(&mut n), false, now).await?;
     let receipts = state
@@ -251,6 +277,7 @@ async fn send_batch(
         }
     }
     errors.finish(())?;
+    bind_source(&key, &mut valid)?;
     check_recipients(&state, &valid)?;
     check_categories(&state, &mut valid, true, now).await?;
     let results = state

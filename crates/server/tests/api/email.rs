@@ -809,3 +809,185 @@ async fn an_smtp_outage_delays_emails_and_each_arrives_exactly_once() {
         assert!(error.contains("retrying at"), "{error}");
     }
 }
+
+#[tokio::test]
+async fn channel_texts_of_a_send_make_the_email_and_stay_out_of_the_inbox() {
+    let sink = SmtpSink::start("accept");
+    let app = spawn_app_with(smtp_config(&sink, true)).await;
+    app.put_user("ana", json!({"email": "ana@example.com", "name": "Ana"}))
+        .await;
+    let r = app
+        .send_ok(json!({
+            "to": {"users": ["ana"]},
+            "channels": ["in_app", "email"],
+            "title": "Ticket #9 assigned",
+            "body": "Printer jam",
+            "texts": {
+                "email_subject": "[Desk] #9 Printer jam\nassigned to you",
+                "email_text": "Bo assigned ticket #9 to you.\nPlease look today.",
+                "email_html": "<p>Bo assigned <strong>#9</strong> to you.</p>",
+                "push_title": "  ",
+            }
+        }))
+        .await;
+    let mails = sink.wait_for(1).await;
+    let m = &mails[0];
+    assert_eq!(m["subject"], "[Desk] #9 Printer jam assigned to you");
+    let text = m["text"].as_str().unwrap().replace("\r\n", "\n");
+    assert!(
+        text.contains("Bo assigned ticket #9 to you.\nPlease look today."),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Printer jam"),
+        "the email text replaces title and body: {text}"
+    );
+    assert!(
+        text.contains("Hello Ana,"),
+        "greeting and footer stay: {text}"
+    );
+    let html = m["html"].as_str().unwrap();
+    assert!(
+        html.contains("<p>Bo assigned <strong>#9</strong> to you.</p>"),
+        "{html}"
+    );
+    assert!(!html.contains("<h1"), "{html}");
+
+    // The inbox item has no channel texts; the producer's view has them.
+    let token = app.token("ana").await;
+    let items = app.inbox(&token, "").await;
+    assert_eq!(items["items"][0]["title"], "Ticket #9 assigned");
+    assert!(items["items"][0].get("texts").is_none(), "{items}");
+    let id = r["id"].as_str().unwrap();
+    let v: Value = app
+        .admin(Method::GET, &format!("/v1/notifications/{id}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v["texts"]["email_subject"],
+        "[Desk] #9 Printer jam assigned to you"
+    );
+    assert!(
+        v["texts"].get("push_title").is_none(),
+        "blank texts are dropped: {v}"
+    );
+
+    // Bad texts are refused by field.
+    let r = app
+        .send(json!({"to": {"users": ["ana"]}, "title": "x",
+                     "texts": {"chat": "x".repeat(5000), "sms": "no"}}))
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app
+        .send(json!({"to": {"users": ["ana"]}, "title": "x", "texts": {"chat": "y".repeat(4001)}}))
+        .await;
+    let p = assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
+    assert_eq!(p["errors"][0]["field"], "texts.chat");
+}
+
+#[tokio::test]
+async fn an_event_emails_each_recipient_in_their_language_with_the_templates_texts() {
+    let sink = SmtpSink::start("accept");
+    let app = spawn_app_with(smtp_config(&sink, true)).await;
+    app.put_user(
+        "ana",
+        json!({"email": "ana@example.com", "name": "Ana", "locale": "de-AT"}),
+    )
+    .await;
+    app.put_user(
+        "carl",
+        json!({"email": "carl@example.com", "name": "Carl", "locale": "en"}),
+    )
+    .await;
+    let r = app
+        .admin(
+            Method::PUT,
+            "/v1/categories/assignment",
+            Some(json!({"defaults": {"email": "instant", "web_push": false, "mobile_push": false, "chat": false}})),
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let r = app
+        .admin(
+            Method::PUT,
+            "/v1/templates/assigned",
+            Some(json!({"default_locale": "en", "locales": {
+                "en": {"title": "{{ entity.title }} is yours",
+                       "email_subject": "[Desk] {{ entity.title }} was assigned to you",
+                       "email_text": "{{ actor.name }} assigned {{ entity.title }} to you.",
+                       "email_html": "<p>{{ actor.name }} assigned <b>{{ entity.title }}</b> to you.</p>"},
+                "de": {"title": "{{ entity.title }} gehört Ihnen",
+                       "email_subject": "[Desk] {{ entity.title }} wurde Ihnen zugewiesen",
+                       "email_text": "{{ actor.name }} hat Ihnen {{ entity.title }} zugewiesen.",
+                       "email_html": "<p>{{ actor.name }} hat Ihnen <b>{{ entity.title }}</b> zugewiesen.</p>"}}})),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let r = app
+        .admin(
+            Method::PUT,
+            "/v1/rules/assigned",
+            Some(
+                json!({"event": "ticket.assigned", "to": {"users": ["{{ data.assignees }}"]},
+                        "category": "assignment", "template": "assigned"}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let r = app
+        .admin(
+            Method::POST,
+            "/v1/events",
+            Some(
+                json!({"type": "ticket.assigned", "actor": {"id": "bo", "name": "Bo <Boss>"},
+                        "entity": {"type": "ticket", "id": "7", "title": "#7 Printer & Co"},
+                        "data": {"assignees": ["ana", "carl"]}}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let mails = sink.wait_for(2).await;
+    let to = |addr: &str| mails.iter().find(|m| m["rcpt_tos"][0] == addr).unwrap();
+    let ana = to("ana@example.com");
+    assert_eq!(
+        ana["subject"],
+        "[Desk] #7 Printer & Co wurde Ihnen zugewiesen"
+    );
+    assert!(
+        ana["text"]
+            .as_str()
+            .unwrap()
+            .contains("Bo <Boss> hat Ihnen #7 Printer & Co zugewiesen."),
+        "{}",
+        ana["text"]
+    );
+    let html = ana["html"].as_str().unwrap().replace("&#x2f;", "/");
+    assert!(
+        html.contains("<p>Bo &lt;Boss&gt; hat Ihnen <b>#7 Printer &amp; Co</b> zugewiesen.</p>"),
+        "values escaped, the template's markup kept: {html}"
+    );
+    assert!(html.contains("lang=\"de\""), "{html}");
+    let carl = to("carl@example.com");
+    assert_eq!(
+        carl["subject"],
+        "[Desk] #7 Printer & Co was assigned to you"
+    );
+    assert!(
+        carl["text"]
+            .as_str()
+            .unwrap()
+            .contains("Bo <Boss> assigned #7 Printer & Co to you.")
+    );
+}

@@ -23,6 +23,7 @@ mod push;
 mod retention;
 mod security;
 mod send;
+mod sources;
 mod streams;
 mod summary;
 mod templates;

@@ -119,7 +119,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("migrations/0010_access.sql")),
     (11, include_str!("migrations/0011_actions.sql")),
     (12, include_str!("migrations/0012_documents.sql")),
-    // 13 is the lead's (issue 16); numbered apart so that the branches merge.
+    (13, include_str!("migrations/0013_sources.sql")),
     (14, include_str!("migrations/0014_admin_console.sql")),
 ];
 
@@ -540,6 +540,10 @@ impl Store for PgStore {
 
     async fn revoke_api_key(&self, id: &str, now: Millis) -> Result<ApiKeyInfo> {
         write::revoke_api_key(&mut *self.conn().await?, id, now).await
+    }
+
+    async fn revoke_source_keys(&self, source: &str, now: Millis) -> Result<Vec<String>> {
+        write::revoke_source_keys(&mut *self.conn().await?, source, now).await
     }
 
     async fn find_api_key(&self, hash: [u8; 32]) -> Result<Option<ApiKeyInfo>> {

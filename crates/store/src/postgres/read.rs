@@ -119,9 +119,17 @@ pub(crate) async fn meta(c: &mut PgConnection, key: &str) -> Result<Option<Vec<u
         .await?)
 }
 
-type ApiKeyRow = (String, String, String, String, i64, Option<i64>);
+type ApiKeyRow = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<String>,
+);
 
-fn to_api_key((id, name, scopes, prefix, created_at, revoked_at): ApiKeyRow) -> ApiKeyInfo {
+fn to_api_key((id, name, scopes, prefix, created_at, revoked_at, source): ApiKeyRow) -> ApiKeyInfo {
     ApiKeyInfo {
         id,
         name,
@@ -132,12 +140,13 @@ fn to_api_key((id, name, scopes, prefix, created_at, revoked_at): ApiKeyRow) -> 
         prefix,
         created_at: Millis(created_at),
         revoked_at: revoked_at.map(Millis),
+        source,
     }
 }
 
 pub(crate) async fn api_keys(c: &mut PgConnection) -> Result<Vec<ApiKeyInfo>> {
     let rows: Vec<ApiKeyRow> = sqlx::query_as(
-        "SELECT id, name, scopes, prefix, created_at, revoked_at FROM api_keys
+        "SELECT id, name, scopes, prefix, created_at, revoked_at, source FROM api_keys
          ORDER BY created_at, id COLLATE \"C\"",
     )
     .fetch_all(&mut *c)
@@ -147,7 +156,7 @@ pub(crate) async fn api_keys(c: &mut PgConnection) -> Result<Vec<ApiKeyInfo>> {
 
 pub(crate) async fn api_key_by_id(c: &mut PgConnection, id: &str) -> Result<Option<ApiKeyInfo>> {
     let row: Option<ApiKeyRow> = sqlx::query_as(
-        "SELECT id, name, scopes, prefix, created_at, revoked_at FROM api_keys WHERE id = $1",
+        "SELECT id, name, scopes, prefix, created_at, revoked_at, source FROM api_keys WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(&mut *c)
@@ -160,7 +169,7 @@ pub(crate) async fn api_key_by_hash(
     hash: &[u8; 32],
 ) -> Result<Option<ApiKeyInfo>> {
     let row: Option<ApiKeyRow> = sqlx::query_as(
-        "SELECT id, name, scopes, prefix, created_at, revoked_at FROM api_keys WHERE hash = $1",
+        "SELECT id, name, scopes, prefix, created_at, revoked_at, source FROM api_keys WHERE hash = $1",
     )
     .bind(&hash[..])
     .fetch_optional(&mut *c)

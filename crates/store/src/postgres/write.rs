@@ -43,7 +43,8 @@ pub(crate) async fn create_api_key(
 ) -> Result<ApiKeyInfo> {
     let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
     sqlx::query(
-        "INSERT INTO api_keys (id, name, scopes, prefix, hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO api_keys (id, name, scopes, prefix, hash, created_at, source)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&key.id)
     .bind(&key.name)
@@ -51,6 +52,7 @@ pub(crate) async fn create_api_key(
     .bind(&key.prefix)
     .bind(&key.hash[..])
     .bind(now.0)
+    .bind(&key.source)
     .execute(&mut *c)
     .await?;
     read::api_key_by_id(c, &key.id)
@@ -67,8 +69,8 @@ pub(crate) async fn ensure_api_key(
 ) -> Result<()> {
     let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
     sqlx::query(
-        "INSERT INTO api_keys (id, name, scopes, prefix, hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (hash) DO NOTHING",
+        "INSERT INTO api_keys (id, name, scopes, prefix, hash, created_at, source)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (hash) DO NOTHING",
     )
     .bind(&key.id)
     .bind(&key.name)
@@ -76,9 +78,24 @@ pub(crate) async fn ensure_api_key(
     .bind(&key.prefix)
     .bind(&key.hash[..])
     .bind(now.0)
+    .bind(&key.source)
     .execute(&mut *c)
     .await?;
     Ok(())
+}
+
+pub(crate) async fn revoke_source_keys(
+    c: &mut PgConnection,
+    source: &str,
+    now: Millis,
+) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "UPDATE api_keys SET revoked_at = $2 WHERE source = $1 AND revoked_at IS NULL RETURNING id",
+    )
+    .bind(source)
+    .bind(now.0)
+    .fetch_all(&mut *c)
+    .await?)
 }
 
 pub(crate) async fn revoke_api_key(

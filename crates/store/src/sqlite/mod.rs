@@ -64,7 +64,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (12, include_str!("migrations/0012_access.sql")),
     (13, include_str!("migrations/0013_actions.sql")),
     (14, include_str!("migrations/0014_documents.sql")),
-    // 15 is the lead's (issue 16); numbered apart so that the branches merge.
+    (15, include_str!("migrations/0015_sources.sql")),
     (16, include_str!("migrations/0016_admin_console.sql")),
 ];
 
@@ -784,6 +784,12 @@ impl Store for SqliteStore {
     async fn revoke_api_key(&self, id: &str, now: Millis) -> Result<ApiKeyInfo> {
         let id = id.to_string();
         self.write(move |w| write::revoke_api_key(&w.conn, &id, now))
+            .await
+    }
+
+    async fn revoke_source_keys(&self, source: &str, now: Millis) -> Result<Vec<String>> {
+        let source = source.to_string();
+        self.write(move |w| write::revoke_source_keys(&w.conn, &source, now))
             .await
     }
 

@@ -135,10 +135,11 @@ fn api_key_row(r: &Row<'_>) -> rusqlite::Result<ApiKeyInfo> {
         prefix: r.get(3)?,
         created_at: Millis(r.get(4)?),
         revoked_at: r.get::<_, Option<i64>>(5)?.map(Millis),
+        source: r.get(6)?,
     })
 }
 
-const API_KEY_COLUMNS: &str = "id, name, scopes, prefix, created_at, revoked_at";
+const API_KEY_COLUMNS: &str = "id, name, scopes, prefix, created_at, revoked_at, source";
 
 pub(crate) fn api_keys(c: &Connection) -> Result<Vec<ApiKeyInfo>> {
     let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id");

@@ -25,10 +25,27 @@ pub(crate) fn meta_init(c: &Connection, key: &str, fresh: &[u8]) -> Result<Vec<u
 pub(crate) fn create_api_key(c: &Connection, key: &NewApiKey, now: Millis) -> Result<ApiKeyInfo> {
     let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
     c.execute(
-        "INSERT INTO api_keys (id, name, scopes, prefix, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![key.id, key.name, scopes.join(","), key.prefix, &key.hash[..], now.0],
+        "INSERT INTO api_keys (id, name, scopes, prefix, hash, created_at, source)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            key.id,
+            key.name,
+            scopes.join(","),
+            key.prefix,
+            &key.hash[..],
+            now.0,
+            key.source
+        ],
     )?;
     read::api_key_by_id(c, &key.id)?.ok_or(StoreError::NotFound)
+}
+
+pub(crate) fn revoke_source_keys(c: &Connection, source: &str, now: Millis) -> Result<Vec<String>> {
+    let mut stmt = c.prepare_cached(
+        "UPDATE api_keys SET revoked_at = ?2 WHERE source = ?1 AND revoked_at IS NULL RETURNING id",
+    )?;
+    let ids = stmt.query_map(params![source, now.0], |r| r.get(0))?;
+    Ok(ids.collect::<rusqlite::Result<Vec<String>>>()?)
 }
 
 pub(crate) fn revoke_api_key(c: &Connection, id: &str, now: Millis) -> Result<ApiKeyInfo> {
