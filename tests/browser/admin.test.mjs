@@ -272,28 +272,55 @@ describe('the admin console', () => {
     await page.close();
   });
 
-  test('create a key (its secret shown once, and it works), then revoke it', { skip: process.env.BELFRY_KEYS_API ? false : 'waits for /v1/keys (api17)' }, async () => {
+  /** Sends with a key; answers the status. */
+  const sendWith = (secret, fields = {}) => fetch(`${belfry.base}/v1/notifications`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${secret}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ to: { users: ['kim'] }, title: 'From billing', ...fields }),
+  }).then((r) => r.status);
+
+  test('a source and its key: the secret shown once, it sends as the source, deleting the source revokes it', async () => {
+    await belfry.putUser('kim', { name: 'Kim Kahn' });
     const { page, errors } = await open('keys');
-    await page.getByLabel('Name').fill('billing');
-    await page.getByRole('button', { name: 'Create', exact: true }).click();
+    await page.getByLabel('Source id').fill('billing');
+    await page.getByLabel('Source name').fill('Billing');
+    await page.getByRole('button', { name: 'Save the source' }).click();
+    await page.getByRole('button', { name: 'Create a key for Billing' }).click();
+    assert.equal(await page.getByLabel('For the source').inputValue(), 'billing');
+    assert.ok(await page.getByLabel('Key name').evaluate((el) => el === document.activeElement), 'focus on the key name');
+    await page.getByLabel('Key name').fill('billing production');
+    await page.getByRole('button', { name: 'Create the key' }).click();
     const secret = await page.getByLabel('The new secret').inputValue();
     assert.match(secret, /^bfy_sk_/);
     await screenshot(page, 'keys');
-    const send = () => fetch(`${belfry.base}/v1/notifications`, {
-      method: 'POST',
-      headers: { Authorization: `Bearer ${secret}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ to: { users: ['ana'] }, title: 'From billing' }),
-    });
-    assert.equal((await send()).status, 202);
+    assert.equal(await sendWith(secret), 202);
+    assert.equal(await sendWith(secret, { source: 'crm' }), 403, 'a source key sends only as its source');
     await page.getByRole('button', { name: 'Done, hide it' }).click();
     assert.equal(await page.getByLabel('The new secret').count(), 0, 'the secret is gone from the page');
-    page.once('dialog', (d) => d.accept());
-    await page.getByRole('button', { name: 'Revoke billing' }).click();
-    await page.getByRole('button', { name: 'Revoke billing' }).waitFor({ state: 'detached' });
-    assert.equal((await send()).status, 401);
     await page.reload();
-    await page.getByRole('cell', { name: 'billing' }).waitFor();
+    await page.getByRole('cell', { name: 'Billing', exact: true }).waitFor();
     assert.equal(await page.getByLabel('The new secret').count(), 0, 'never shown again');
+
+    page.once('dialog', (d) => d.accept());
+    await page.getByRole('button', { name: 'Delete the source Billing' }).click();
+    await page.getByRole('cell', { name: 'Billing', exact: true }).waitFor({ state: 'detached' });
+    assert.equal(await sendWith(secret), 401, 'its key is revoked with it');
+    await clean(page, errors);
+    await page.close();
+  });
+
+  test('create a key with scopes and revoke it from the list', { skip: process.env.BELFRY_KEYS_API ? false : 'waits for /v1/keys (api17)' }, async () => {
+    await belfry.putUser('kim', { name: 'Kim Kahn' });
+    const { page, errors } = await open('keys');
+    await page.getByLabel('Key name').fill('deploy bot');
+    await page.getByRole('button', { name: 'Create the key' }).click();
+    const secret = await page.getByLabel('The new secret').inputValue();
+    assert.match(secret, /^bfy_sk_/);
+    assert.equal(await sendWith(secret, { title: 'Deployed' }), 202);
+    page.once('dialog', (d) => d.accept());
+    await page.getByRole('button', { name: 'Revoke deploy bot' }).click();
+    await page.getByRole('button', { name: 'Revoke deploy bot' }).waitFor({ state: 'detached' });
+    assert.equal(await sendWith(secret), 401);
     await clean(page, errors);
     await page.close();
   });

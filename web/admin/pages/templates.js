@@ -22,7 +22,7 @@ export async function templates(root, { params }) {
 
   async function loadList() {
     const items = (await api('GET', '/v1/templates')).items;
-    const newId = h('input', { name: 'new_template', placeholder: 'ticket-assigned', pattern: '[a-z0-9._-]+' });
+    const newId = h('input', { name: 'new_template', placeholder: 'ticket-assigned', pattern: '[a-z0-9._\\-]+' });
     const form = h('form', { class: 'row' }, field(t('New template id'), newId),
       h('div', { class: 'field actions' }, h('button', { type: 'submit', class: 'secondary' }, t('New template'))));
     form.addEventListener('submit', (e) => {
