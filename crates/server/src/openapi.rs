@@ -32,6 +32,7 @@ a user token under `/v1/me/...`. Every `/v1/me/...` inbox endpoint also exists a
         (name = "chat", description = "Chat targets of users and groups: Slack, Microsoft Teams, signed webhooks (admin key)"),
         (name = "access", description = "People without an account: access tokens for external contacts (admin key; verify also with a send key), the JWKS for offline checks and one-click unsubscribe (public)"),
         (name = "admin", description = "The administration console: sign-in with an admin account (a `belfry_admin` session cookie that is an admin credential for every endpoint; changes need `X-CSRF-Token`), administrators, and the console's lists, counts and settings (admin key or session)"),
+        (name = "keys", description = "Secret keys: list, create (the secret shown once), revoke (admin key or console session)"),
         (name = "sources", description = "Sources (integrations that send) and the send keys bound to them (admin key)"),
         (name = "webhooks", description = "Webhooks to producers: delivery.sent, delivery.failed, notification.read, action.submitted, signed per Standard Webhooks, with retries and an attempts log (admin key)"),
     )
@@ -96,6 +97,7 @@ fn path_parameter_schema(name: &str) -> Option<Value> {
         }
         "email" => (EMAIL_PATTERN, 254),
         "admin_id" => ("^adm_[0-9a-f]{16}$", 20),
+        "key_id" => ("^key_[0-9a-f]{16}$", 20),
         _ => return None,
     };
     Some(json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": pattern}))

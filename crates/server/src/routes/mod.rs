@@ -14,6 +14,7 @@ pub(crate) mod demo;
 mod events;
 mod groups;
 mod inbox;
+mod keys;
 mod mailbox;
 mod notifications;
 mod ops;
@@ -59,6 +60,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(access::routes())
         .merge(admin::routes())
         .merge(console::routes())
+        .merge(keys::routes())
         .merge(crate::realtime::streams::routes())
         .split_for_parts();
     let openapi = crate::openapi::finish(

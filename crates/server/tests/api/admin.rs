@@ -911,3 +911,137 @@ async fn settings_change_retention_and_default_preferences_for_every_node() {
     problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
     assert_eq!(get_ok(&app, "/v1/settings").await, s, "nothing changed");
 }
+
+#[tokio::test]
+async fn keys_are_listed_created_once_and_revoked_but_never_by_themselves() {
+    let app = spawn_app().await;
+    create_admin(&app, "ana@example.com").await;
+    let s = sign_in(&app, "ana@example.com").await;
+    // The console creates a send key: the secret is shown this once.
+    let r = s
+        .call(
+            &app,
+            Method::POST,
+            "/v1/keys",
+            Some(json!({"name": "billing service", "scopes": ["send"]})),
+            true,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().await.unwrap();
+    let secret = created["secret"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("bfy_sk_"));
+    assert!(secret.starts_with(created["prefix"].as_str().unwrap()));
+    assert_eq!(created["scopes"], json!(["send"]));
+    assert_eq!(created["source"], Value::Null);
+    assert_eq!(created["revoked_at"], Value::Null);
+    // It works, and it is listed without its secret, with a source key.
+    app.put_user("bo", json!({})).await;
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/notifications",
+            &secret,
+            Some(json!({"to": {"users": ["bo"]}, "title": "hi"})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = app
+        .admin(
+            Method::PUT,
+            "/v1/sources/shop",
+            Some(json!({"name": "Shop"})),
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let r = app
+        .admin(Method::POST, "/v1/sources/shop/keys", Some(json!({})))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let list = get_ok(&app, "/v1/keys").await;
+    assert_eq!(list["next_cursor"], Value::Null);
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "the first admin key, ours, the source's");
+    assert!(!list.to_string().contains(&secret));
+    let ours = items.iter().find(|k| k["id"] == id.as_str()).unwrap();
+    assert_eq!(ours["name"], "billing service");
+    let shop = items.iter().find(|k| k["source"] == "shop").unwrap();
+    assert_eq!(shop["scopes"], json!(["send"]));
+
+    // Revoked from the console: refused at once.
+    let r = s
+        .call(&app, Method::DELETE, &format!("/v1/keys/{id}"), None, true)
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = app
+        .call(Method::GET, "/v1/notifications/x", &secret, None)
+        .await;
+    problem(r, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let list = get_ok(&app, "/v1/keys").await;
+    let ours = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert!(ours["revoked_at"].as_str().is_some());
+    // Again: 204; unknown: 404.
+    let r = app
+        .admin(Method::DELETE, &format!("/v1/keys/{id}"), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = app
+        .admin(Method::DELETE, "/v1/keys/key_0000000000000000", None)
+        .await;
+    problem(r, StatusCode::NOT_FOUND, "not_found").await;
+
+    // An admin key cannot revoke itself.
+    let r = app
+        .admin(
+            Method::POST,
+            "/v1/keys",
+            Some(json!({"name": "ops", "scopes": ["admin"]})),
+        )
+        .await;
+    let ops: Value = r.json().await.unwrap();
+    let ops_secret = ops["secret"].as_str().unwrap();
+    let ops_id = ops["id"].as_str().unwrap();
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/keys/{ops_id}"),
+            ops_secret,
+            None,
+        )
+        .await;
+    problem(r, StatusCode::CONFLICT, "own_key").await;
+    let r = app.call(Method::GET, "/v1/keys", ops_secret, None).await;
+    assert_eq!(r.status(), StatusCode::OK, "still valid");
+
+    // Every problem at once.
+    let r = app
+        .admin(
+            Method::POST,
+            "/v1/keys",
+            Some(json!({"name": " ", "scopes": ["send", "root", 3]})),
+        )
+        .await;
+    let body = problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["name", "scopes[1]", "scopes[2]"]);
+    for body in [json!({"name": "x"}), json!({"name": "x", "scopes": []})] {
+        let r = app.admin(Method::POST, "/v1/keys", Some(body)).await;
+        problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
+    }
+    // A send key reaches none of it.
+    let send_key = app.key_with_scope(belfry_store::Scope::Send).await;
+    let r = app.call(Method::GET, "/v1/keys", &send_key, None).await;
+    problem(r, StatusCode::FORBIDDEN, "forbidden").await;
+}
