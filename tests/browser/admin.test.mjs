@@ -434,6 +434,13 @@ describe('the admin console', () => {
       await page.waitForLoadState('networkidle');
       assert.equal(await page.locator('.page .error:not([hidden])').count(), 0, `${route}: no error shown`);
       if (['settings', 'admins'].includes(route)) await screenshot(page, route);
+      if (route === 'settings') {
+        const days = page.getByLabel('Days read or archived inbox items are kept (0: forever)');
+        await days.fill('30');
+        await page.getByRole('button', { name: 'Save' }).first().click();
+        await page.locator('#status').filter({ hasText: 'Saved.' }).waitFor();
+        assert.equal((await belfry.call('GET', '/v1/settings')).retention_days, 30);
+      }
       if (route === 'admins') assert.equal(await page.getByRole('cell', { name: EMAIL }).count(), 1, 'the admins list names Ada');
     }
     await page.getByLabel('Language').selectOption('de');
