@@ -2,6 +2,8 @@
 // missing here is shown in English.
 
 export const DE = {
+  "As the category decides (its defaults)": "Wie die Kategorie es vorsieht (ihre Standards)",
+  "These channels:": "Diese Kanäle:",
   "Help desk": "Helpdesk",
   "Add or change a source": "Quelle anlegen oder ändern",
   "Source id": "Quellen-Id",

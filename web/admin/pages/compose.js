@@ -50,9 +50,13 @@ export async function compose(root, { navigate }) {
   const actionsList = h('div', { class: 'actions-list' });
   const addAction = h('button', { type: 'button', class: 'secondary' }, t('Add a link button'));
   const sticky = checkbox(t('Sticky (stays at the top until closed)'), { name: 'sticky' });
-  const channelBoxes = CHANNELS.map((c) => h('input', { type: 'checkbox', name: 'channel', value: c, checked: true }));
+  const channelDefault = h('input', { type: 'radio', name: 'channel_mode', value: 'default', checked: true });
+  const channelChosen = h('input', { type: 'radio', name: 'channel_mode', value: 'chosen' });
+  const channelBoxes = CHANNELS.map((c) => h('input', { type: 'checkbox', name: 'channel', value: c, checked: c === 'in_app' || c === 'email', disabled: true }));
   const channelsPart = h('fieldset', {}, h('legend', {}, t('Channels')),
-    CHANNELS.map((c, i) => h('label', { class: 'check' }, channelBoxes[i], ' ', label('channel', c))),
+    h('label', { class: 'check' }, channelDefault, ' ', t('As the category decides (its defaults)')),
+    h('label', { class: 'check' }, channelChosen, ' ', t('These channels:')),
+    h('div', { class: 'sub-checks' }, CHANNELS.map((c, i) => h('label', { class: 'check' }, channelBoxes[i], ' ', label('channel', c)))),
     h('small', { class: 'hint' }, t('Each person’s preferences still apply.')));
   const later = h('input', { type: 'datetime-local', name: 'send_at' });
   const send = h('button', { type: 'submit', class: 'primary' }, t('Send'));
@@ -100,8 +104,7 @@ export async function compose(root, { navigate }) {
     const acts = actions();
     if (acts.length) req.actions = acts;
     if (sticky.querySelector('input').checked) req.sticky = true;
-    const chosen = channelBoxes.filter((b) => b.checked).map((b) => b.value);
-    if (chosen.length !== CHANNELS.length) req.channels = chosen;
+    if (channelChosen.checked) req.channels = channelBoxes.filter((b) => b.checked).map((b) => b.value);
     const at = isoFromLocal(later.value);
     if (at) req.send_at = at;
     return req;
@@ -129,6 +132,7 @@ export async function compose(root, { navigate }) {
 
   function showParts() {
     for (const part of [groupsPart, usersPart, entityPart]) part.hidden = part.dataset.for !== kind();
+    for (const box of channelBoxes) box.disabled = !channelChosen.checked;
   }
 
   // Previews: the widget's toast and drawer item, and the email.

@@ -3,12 +3,17 @@
 //! admin account and then calls the public `/v1` API with its session cookie
 //! and CSRF header, like any other client; this module only serves files.
 //!
-//! Every response carries a strict Content-Security-Policy (scripts and
-//! styles from this origin only, no inline script, no `eval`, nothing framed
-//! from elsewhere and the console itself never framed) and
+//! Every response carries a strict Content-Security-Policy (scripts from
+//! this origin only: no inline script, no `eval`; nothing framed from
+//! elsewhere, and the console itself never framed) and
 //! `X-Frame-Options: DENY`. Email HTML (previews, the development mailbox)
-//! is shown in `<iframe sandbox srcdoc>` frames, which inherit this policy:
-//! no script runs there and nothing is loaded from other origins.
+//! is shown only in `<iframe sandbox srcdoc>` frames without
+//! `allow-scripts`, which inherit this policy: no script runs there and
+//! nothing is loaded from other origins. Styles allow `'unsafe-inline'`
+//! for that reason alone: emails are styled inline, and a srcdoc frame
+//! cannot have a policy of its own. The console's own code never writes
+//! markup or style attributes from data (text only), so this opens no
+//! door in the console itself.
 
 use super::assets::Embedded;
 use crate::AppState;
@@ -18,7 +23,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
 img-src 'self' data:; connect-src 'self'; frame-src 'self'; object-src 'none'; \
 base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
