@@ -287,6 +287,7 @@ export async function notification(root, { params }) {
   let stopped = false;
   let timer;
   let lastKey = '';
+  let lastLog = '';
 
   async function load() {
     try {
@@ -320,6 +321,14 @@ export async function notification(root, { params }) {
         cancel);
       }
       const c = progress(d.items);
+      // Redrawn only when something changed: the counts are a live region.
+      const logKey = JSON.stringify([c, d.items.length, scheduled]);
+      if (logKey === lastLog) {
+        error.show(null);
+        if (!stopped) timer = setTimeout(load, 1500);
+        return;
+      }
+      lastLog = logKey;
       const channels = Object.keys(c).sort((a, b) => CHANNELS.indexOf(a) - CHANNELS.indexOf(b));
       fill(counts, channels.length ? table([
         [t('Channel'), (ch) => label('channel', ch)],
