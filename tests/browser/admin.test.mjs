@@ -3,9 +3,9 @@
 // lock-out), composing a broadcast to a group and watching it arrive in a
 // user's widget in a second browser context, finding a suppressed delivery
 // and its reason, creating and revoking a key, a template error shown at
-// its line, a CSV import with a bad row, and the CSRF refusal of forged
-// posts. Saves the README's screenshots (docs/screenshots/admin-*.png) when
-// BELFRY_SCREENSHOTS=1.
+// its line, a CSV import with a bad row, a webhook and its attempts, and
+// the CSRF refusal of forged posts. Saves the README's screenshots
+// (docs/screenshots/admin-*.png) when BELFRY_SCREENSHOTS=1.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -40,7 +40,8 @@ describe('the admin console', () => {
   let userContext;
 
   before(async () => {
-    belfry = new Belfry();
+    // Webhooks may call the host application on this machine.
+    belfry = new Belfry({ env: { BELFRY_OUTBOUND_ALLOW: '127.0.0.1' } });
     await belfry.start();
     await createAdmin(belfry, EMAIL, 'Ada Admin', PASSWORD);
     host = new HostApp(belfry);
@@ -442,6 +443,31 @@ describe('the admin console', () => {
     assert.equal((await belfry.call('GET', '/v1/groups')).items.some((g) => g.id === 'forged'), false);
     assert.equal((await belfry.inbox('watcher')).items.some((i) => i.title === 'forged'), false);
     await forger.close();
+    await page.close();
+  });
+
+  test('a webhook registered from the console, its secret shown once, and its attempts', async () => {
+    await belfry.putUser('lea', { name: 'Lea Lund' });
+    const { page, errors } = await open('webhooks');
+    await page.getByLabel('Id').fill('crm');
+    await page.getByLabel('URL').fill(`${host.base}/landing/hook`);
+    await page.getByRole('checkbox', { name: 'delivery.failed' }).uncheck();
+    await page.getByRole('checkbox', { name: 'notification.read' }).check();
+    await page.getByRole('button', { name: 'Save' }).click();
+    assert.match(await page.getByLabel('Signing secret').inputValue(), /\S{16,}/);
+    await page.getByRole('link', { name: 'crm' }).click();
+    await page.getByRole('heading', { name: 'Attempts of crm' }).waitFor();
+    const { id } = await belfry.notify('lea', { title: 'Read me' });
+    await belfry.call('POST', `/v1/users/lea/notifications/${id}/read`);
+    // The page shows the attempt once it was made (reloaded until then).
+    await until(async () => {
+      await page.reload();
+      await page.getByRole('heading', { name: 'Attempts of crm' }).waitFor();
+      return (await page.locator('tbody tr').filter({ hasText: 'notification.read' }).count()) > 0;
+    }, { what: 'the attempt', timeout: 20000, interval: 500 });
+    const row = page.locator('tbody tr').filter({ hasText: 'notification.read' }).first();
+    assert.match(await row.textContent(), /200/);
+    await clean(page, errors);
     await page.close();
   });
 
