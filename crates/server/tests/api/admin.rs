@@ -367,6 +367,7 @@ async fn admins_are_listed_created_and_deleted_but_never_the_last() {
     // A session creates another admin, who then deletes the first; the
     // first one's sessions end with it.
     let s = sign_in(&app, "ana@example.com").await;
+    app.clock.advance_secs(1);
     let r = s
         .call(
             &app,
@@ -687,6 +688,28 @@ async fn audience_sizes_count_people_once() {
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["count"], count, "{to}");
     }
+    // A group's size follows its members leaving, coming back, deleted.
+    let size = async |group: &str| -> i64 {
+        let r = app
+            .admin(
+                Method::POST,
+                "/v1/audience/size",
+                Some(json!({"to": {"groups": [group]}})),
+            )
+            .await;
+        r.json::<Value>().await.unwrap()["count"].as_i64().unwrap()
+    };
+    app.put_user("bo", json!({"groups": []})).await;
+    assert_eq!(size("support").await, 1);
+    app.put_user("bo", json!({"groups": ["support"]})).await;
+    app.put_user("bo", json!({"groups": ["support"]})).await;
+    assert_eq!(size("support").await, 2);
+    let r = app.admin(Method::DELETE, "/v1/users/cy", None).await;
+    assert!(r.status().is_success());
+    assert_eq!(size("support").await, 1);
+    assert_eq!(size("sales").await, 0);
+    app.put_user("cy", json!({"groups": ["sales"]})).await;
+    assert_eq!(size("sales").await, 1);
     let r = app
         .admin(
             Method::POST,

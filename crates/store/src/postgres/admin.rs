@@ -512,7 +512,7 @@ pub(crate) async fn audience_size(c: &mut PgConnection, a: &Audience) -> Result<
         ([], _) => uids.len() as i64,
         ([gid], true) => {
             sqlx::query_scalar(
-                "SELECT COUNT(*) FROM memberships WHERE gid = $1 AND left_seq IS NULL",
+                "SELECT COALESCE((SELECT members FROM group_sizes WHERE gid = $1), 0)",
             )
             .bind(gid)
             .fetch_one(&mut *c)
@@ -559,7 +559,9 @@ pub(crate) async fn list_users(
         args.push(Arg::T(lower));
         let low = args.len();
         sql.push_str(&format!(
-            " AND (u.id LIKE ${id} OR u.email LIKE ${low} OR lower(u.name) LIKE ${low})"
+            " AND u.uid IN (SELECT uid FROM users WHERE id LIKE ${id}
+                UNION SELECT uid FROM users WHERE email LIKE ${low}
+                UNION SELECT uid FROM users WHERE lower(name) LIKE ${low})"
         ));
     }
     args.push(Arg::I(q.limit as i64));

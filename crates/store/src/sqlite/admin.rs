@@ -407,7 +407,8 @@ pub(crate) fn audience_size(c: &Connection, a: &Audience) -> Result<i64> {
         ([], _) => uids.len() as i64,
         // One group alone: a count of its part of the membership index.
         ([gid], true) => c
-            .prepare_cached("SELECT COUNT(*) FROM memberships WHERE gid = ?1 AND left_seq IS NULL")?
+            // Kept by triggers: one row however large the group.
+            .prepare_cached("SELECT COALESCE((SELECT members FROM group_sizes WHERE gid = ?1), 0)")?
             .query_row([gid], |r| r.get(0))?,
         _ => {
             let gids_json = serde_json::to_string(&gids).map_err(StoreError::backend)?;
@@ -441,26 +442,28 @@ pub(crate) fn list_users(c: &Connection, q: &UserListQuery) -> Result<Vec<(i64, 
     sql.push_str(&format!(" WHERE u.uid > ?{}", args.len()));
     if let Some(query) = q.query.as_deref().filter(|s| !s.is_empty()) {
         let lower = query.to_lowercase();
-        let mut ors = Vec::new();
+        // One index range per column, united first: scanning in uid order
+        // and testing each user would read the whole table.
+        let mut ranges = Vec::new();
         for (column, value) in [
-            ("u.id", query.to_string()),
-            ("u.email", lower.clone()),
-            ("lower(u.name)", lower),
+            ("id", query.to_string()),
+            ("email", lower.clone()),
+            ("lower(name)", lower),
         ] {
             args.push(Value::Text(value.clone()));
             let from = args.len();
             match prefix_end(&value) {
                 Some(end) => {
                     args.push(Value::Text(end));
-                    ors.push(format!(
-                        "({column} >= ?{from} AND {column} < ?{})",
+                    ranges.push(format!(
+                        "SELECT uid FROM users WHERE {column} >= ?{from} AND {column} < ?{}",
                         args.len()
                     ));
                 }
-                None => ors.push(format!("{column} >= ?{from}")),
+                None => ranges.push(format!("SELECT uid FROM users WHERE {column} >= ?{from}")),
             }
         }
-        sql.push_str(&format!(" AND ({})", ors.join(" OR ")));
+        sql.push_str(&format!(" AND u.uid IN ({})", ranges.join(" UNION ")));
     }
     args.push(Value::Integer(q.limit as i64));
     sql.push_str(&format!(" ORDER BY u.uid LIMIT ?{}", args.len()));

@@ -39,8 +39,37 @@ CREATE TABLE settings (
 -- The delivery log across notifications: one recipient's lines newest
 -- first, and the lines of a time range (the per-hour chart).
 CREATE INDEX deliveries_recipient ON deliveries (recipient, id);
-CREATE INDEX deliveries_at ON deliveries (at);
+CREATE INDEX deliveries_at ON deliveries (at, channel, status);
 
 -- The user search: prefixes of the name, case-insensitive (ids and emails
 -- have their unique indexes; emails are stored lower-case).
 CREATE INDEX users_name_lower ON users (lower(name)) WHERE name IS NOT NULL;
+
+-- Current members per group, kept by triggers, so that the console's
+-- audience size of a group is one row read however large the group.
+CREATE TABLE group_sizes (
+    gid     INTEGER PRIMARY KEY,
+    members INTEGER NOT NULL
+);
+INSERT INTO group_sizes (gid, members)
+    SELECT gid, COUNT(*) FROM memberships WHERE left_seq IS NULL GROUP BY gid;
+CREATE TRIGGER group_sizes_join AFTER INSERT ON memberships WHEN NEW.left_seq IS NULL
+BEGIN
+    INSERT INTO group_sizes (gid, members) VALUES (NEW.gid, 1)
+        ON CONFLICT (gid) DO UPDATE SET members = members + 1;
+END;
+CREATE TRIGGER group_sizes_leave AFTER UPDATE OF left_seq ON memberships
+    WHEN OLD.left_seq IS NULL AND NEW.left_seq IS NOT NULL
+BEGIN
+    UPDATE group_sizes SET members = members - 1 WHERE gid = OLD.gid;
+END;
+CREATE TRIGGER group_sizes_rejoin AFTER UPDATE OF left_seq ON memberships
+    WHEN OLD.left_seq IS NOT NULL AND NEW.left_seq IS NULL
+BEGIN
+    INSERT INTO group_sizes (gid, members) VALUES (NEW.gid, 1)
+        ON CONFLICT (gid) DO UPDATE SET members = members + 1;
+END;
+CREATE TRIGGER group_sizes_delete AFTER DELETE ON memberships WHEN OLD.left_seq IS NULL
+BEGIN
+    UPDATE group_sizes SET members = members - 1 WHERE gid = OLD.gid;
+END;
