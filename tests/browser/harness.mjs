@@ -19,7 +19,7 @@ export const screenshots = path.join(here, 'screenshots');
 
 export const ADMIN_KEY = 'bfy_sk_browser-tests-0123456789abcdefghijklmnop';
 
-function binary() {
+export function binary() {
   const candidates = [
     process.env.BELFRY_BIN,
     process.env.CARGO_TARGET_DIR && path.join(process.env.CARGO_TARGET_DIR, 'debug', 'belfry'),

@@ -64,6 +64,11 @@ enum Command {
         #[command(subcommand)]
         action: rules::RulesAction,
     },
+    /// Manage the console's administrators (works on the database directly).
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
     /// Issue user tokens (works on the database directly).
     Token {
         #[command(subcommand)]
@@ -140,6 +145,25 @@ enum KeysAction {
 }
 
 #[derive(Debug, Subcommand)]
+enum AdminAction {
+    /// Create an administrator of the console at /admin; prints its id.
+    Create {
+        /// The address the admin signs in with.
+        #[arg(long)]
+        email: String,
+        /// The admin's name, as the console shows it.
+        #[arg(long)]
+        name: String,
+        /// Read the password (at least 12 characters) from the first line
+        /// of standard input, e.g. `printf '%s\n' "$PW" | belfry admin create …`.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum TokenAction {
     /// Issue a user token for a browser.
     Issue {
@@ -180,6 +204,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(false);
             rules::run(action).await
         }
+        Command::Admin { action } => admin(action).await,
         Command::Backup(args) => {
             init_logging(false);
             ops::backup(args).await
@@ -456,6 +481,53 @@ async fn keys(action: KeysAction) -> anyhow::Result<()> {
                 }
                 Err(belfry_store::StoreError::NotFound) => {
                     bail!("there is no key {id}; `belfry keys list` shows the ids")
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+async fn admin(action: AdminAction) -> anyhow::Result<()> {
+    init_logging(false);
+    match action {
+        AdminAction::Create {
+            email,
+            name,
+            password_stdin: _,
+            storage,
+        } => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from standard input")?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            let fields =
+                belfry_server::admin::validate_new_admin(Some(&email), Some(&name), Some(password))
+                    .map_err(|e| {
+                        let list: Vec<String> =
+                            e.0.iter()
+                                .map(|f| {
+                                    let flag = if f.field == "password" {
+                                        "the password (standard input)".to_string()
+                                    } else {
+                                        format!("--{}", f.field)
+                                    };
+                                    format!("{flag} {}", f.message)
+                                })
+                                .collect();
+                        anyhow::anyhow!("{}", list.join("; "))
+                    })?;
+            let record = fields.into_record().map_err(anyhow::Error::msg)?;
+            let store = open_store(&storage.resolve()?).await?;
+            match store.create_admin(record, SystemClock.now()).await {
+                Ok(a) => {
+                    println!("{}", a.id);
+                    eprintln!("created admin {} <{}>: sign in at /admin", a.name, a.email);
+                    Ok(())
+                }
+                Err(belfry_store::StoreError::Conflict { constraint }) => {
+                    bail!("{}", constraint.message())
                 }
                 Err(e) => Err(e.into()),
             }

@@ -198,6 +198,78 @@ async fn keys_and_tokens_from_the_shell() {
     assert!(!out.status.success());
 }
 
+/// `belfry admin create` with the password on standard input.
+fn admin_create(data: &Path, email: &str, password: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = belfry(data)
+        .args([
+            "admin",
+            "create",
+            "--email",
+            email,
+            "--name",
+            "Ana Admin",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run belfry");
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn an_admin_created_from_the_shell_signs_in_to_the_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = admin_create(dir.path(), "Ana@Example.com", "correct horse battery");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out);
+    assert!(id.starts_with("adm_") && id.len() == 20, "{id}");
+    // The same address again, or a short password: refused, said why.
+    let out = admin_create(dir.path(), "ana@example.com", "another password");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("already an admin"),
+        "{}",
+        stderr(&out)
+    );
+    let out = admin_create(dir.path(), "bo@example.com", "short");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("at least 12 characters"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(belfry(dir.path()).args([
+        "admin",
+        "create",
+        "--email",
+        "x@example.com",
+        "--name",
+        "X",
+    ]));
+    assert!(!out.status.success(), "--password-stdin is required");
+
+    let server = serve(dir.path(), &[]);
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/admin/sessions", server.url))
+        .json(&serde_json::json!({"email": "ana@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("HttpOnly")
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["admin"]["id"], id.as_str());
+}
+
 #[test]
 fn help_documents_every_setting_with_its_default() {
     let out = run(Command::new(BIN).args(["serve", "--help"]));
@@ -475,7 +547,7 @@ async fn postgres_migrate_keys_tokens_and_serve() {
 
     let out = run(belfry(dir.path()).args(["migrate", "--database", &db]));
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("13 PostgreSQL migration(s) applied"));
+    assert!(stderr(&out).contains("14 PostgreSQL migration(s) applied"));
     let out = run(belfry(dir.path()).args(["migrate", "--database", &db]));
     assert!(stderr(&out).contains("0 PostgreSQL migration(s) applied"));
 

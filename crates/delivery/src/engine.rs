@@ -494,6 +494,15 @@ impl Engine {
                 log: vec![],
             };
         };
+        // The days an administrator set at run time (PUT /v1/settings)
+        // win over this node's configuration, on every node.
+        let policy = match self.store.runtime_settings().await {
+            Ok(settings) => settings.apply(policy),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the run-time settings; using the configured retention");
+                policy
+            }
+        };
         let mut cursor = cursor.unwrap_or_else(RetentionCursor::start);
         loop {
             let step_started = std::time::Instant::now();

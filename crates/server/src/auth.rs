@@ -36,7 +36,7 @@ pub fn hash_key(secret: &str) -> [u8; 32] {
     out
 }
 
-fn random_bytes<const N: usize>() -> [u8; N] {
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];
     aws_lc_rs::rand::fill(&mut buf).expect("the system random source works");
     buf
@@ -325,13 +325,17 @@ fn query_token(parts: &Parts) -> Option<String> {
     })
 }
 
-/// Authenticates the request.
+/// Authenticates the request: a bearer key or token; without one, a
+/// console session cookie (an admin credential, see [`crate::admin`]).
 pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
-    let token = bearer(parts).ok_or_else(|| {
-        ApiError::Unauthorized(
+    let Some(token) = bearer(parts) else {
+        if crate::admin::session_cookie(parts).is_some() {
+            return crate::admin::session_principal(parts, state).await;
+        }
+        return Err(ApiError::Unauthorized(
             "send a secret key or user token as 'Authorization: Bearer <token>'".into(),
-        )
-    })?;
+        ));
+    };
     if token.starts_with(KEY_PREFIX) {
         let hash = hash_key(&token);
         let key = match state.keys.get(&hash) {

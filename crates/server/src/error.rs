@@ -70,6 +70,15 @@ pub enum ApiError {
     RateLimited {
         retry_after: u32,
     },
+    /// Any other status with its own code (the console's sign-in:
+    /// 401 `invalid_credentials`, 403 `csrf_failed`, 429 `locked_out`),
+    /// with `Retry-After` when given.
+    Status {
+        status: StatusCode,
+        code: &'static str,
+        detail: String,
+        retry_after: Option<u32>,
+    },
     /// A fault of the server; the message is logged, not shown.
     Internal(String),
 }
@@ -176,6 +185,12 @@ impl ApiError {
                 ),
                 vec![],
             ),
+            ApiError::Status {
+                status,
+                code,
+                detail,
+                ..
+            } => (*status, code, detail.clone(), vec![]),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -225,8 +240,12 @@ impl IntoResponse for ApiError {
         }
         let (status, code, detail, errors) = self.parts();
         let mut response = problem_response(status, code, detail, errors);
-        if let ApiError::Unavailable { retry_after, .. } | ApiError::RateLimited { retry_after } =
-            self
+        if let ApiError::Unavailable { retry_after, .. }
+        | ApiError::RateLimited { retry_after }
+        | ApiError::Status {
+            retry_after: Some(retry_after),
+            ..
+        } = self
         {
             response
                 .headers_mut()

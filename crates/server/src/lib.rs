@@ -3,6 +3,7 @@
 //! and the [`Application`] that serves it until told to stop.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod auth;
 pub mod categories;
 pub mod compiled;
@@ -106,6 +107,9 @@ pub struct Config {
     /// (`BELFRY_STARTER_RULES`; the `belfry` command's default is true,
     /// this struct's false so that tests start without rules).
     pub starter_rules: bool,
+    /// Console sessions end after this long without a request, in seconds
+    /// (`BELFRY_ADMIN_SESSION_IDLE_SECS`, default 12 hours).
+    pub admin_session_idle_secs: i64,
 }
 
 impl Default for Config {
@@ -137,6 +141,7 @@ impl Default for Config {
             webhooks: belfry_delivery::WebhookSettings::default(),
             mobile: belfry_delivery::MobileSettings::default(),
             starter_rules: false,
+            admin_session_idle_secs: 12 * 3600,
         }
     }
 }

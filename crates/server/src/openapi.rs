@@ -5,7 +5,7 @@
 //! paths), so that the description matches what the server really answers.
 
 use serde_json::{Value, json};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
@@ -31,6 +31,8 @@ a user token under `/v1/me/...`. Every `/v1/me/...` inbox endpoint also exists a
         (name = "push", description = "Web push (C5) and mobile push (C6): the VAPID public key, a user's browser push subscriptions and mobile devices (FCM, APNs; user token; admin key under /v1/users/{user_id}/...)"),
         (name = "chat", description = "Chat targets of users and groups: Slack, Microsoft Teams, signed webhooks (admin key)"),
         (name = "access", description = "People without an account: access tokens for external contacts (admin key; verify also with a send key), the JWKS for offline checks and one-click unsubscribe (public)"),
+        (name = "admin", description = "The administration console: sign-in with an admin account (a `belfry_admin` session cookie that is an admin credential for every endpoint; changes need `X-CSRF-Token`), administrators, and the console's lists, counts and settings (admin key or session)"),
+        (name = "keys", description = "Secret keys: list, create (the secret shown once), revoke (admin key or console session)"),
         (name = "sources", description = "Sources (integrations that send) and the send keys bound to them (admin key)"),
         (name = "webhooks", description = "Webhooks to producers: delivery.sent, delivery.failed, notification.read, action.submitted, signed per Standard Webhooks, with retries and an attempts log (admin key)"),
     )
@@ -50,6 +52,14 @@ impl Modify for Security {
                     .description(Some("A secret key, bfy_sk_…"))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "admin_session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::admin::COOKIE,
+                "The console's session cookie from POST /v1/admin/sessions; an admin credential. \
+                 Requests that change something also need the session's CSRF token in X-CSRF-Token",
+            ))),
         );
         components.add_security_scheme(
             "user_token",
@@ -86,6 +96,8 @@ fn path_parameter_schema(name: &str) -> Option<Value> {
             (KIND_PATTERN, 64)
         }
         "email" => (EMAIL_PATTERN, 254),
+        "admin_id" => ("^adm_[0-9a-f]{16}$", 20),
+        "key_id" => ("^key_[0-9a-f]{16}$", 20),
         _ => return None,
     };
     Some(json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": pattern}))

@@ -6,6 +6,7 @@
 //! broadcasts stored once with lazily written per-user state.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod documents;
 pub mod events;
 pub mod jobs;
@@ -24,6 +25,10 @@ use belfry_core::{
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+pub use admin::{
+    Admin, AdminSession, LogFilter, LogLine, NewAdmin, NewAdminSession, NotificationListQuery,
+    NotificationRow, RuntimeSettings, StatBucket, UserListQuery,
+};
 pub use documents::{DocKind, Document, NewDocument};
 pub use events::{BroadcastTargets, Published, StateChange, StoreEvent};
 pub use jobs::{
@@ -145,6 +150,10 @@ pub enum Constraint {
     IdempotencyKey { key: String },
     /// A `once` action was answered already: its `answered` JSON.
     AlreadyAnswered { answered: String },
+    /// The email address belongs to another admin.
+    AdminEmail { email: String },
+    /// The last admin account cannot be deleted.
+    LastAdmin,
     /// A rule the database enforced (its name or text, for the log only):
     /// normally a concurrent change that won a race.
     Database(String),
@@ -162,6 +171,12 @@ impl Constraint {
             }
             Constraint::AlreadyAnswered { .. } => {
                 "this notification was answered already; its item shows the answer".into()
+            }
+            Constraint::AdminEmail { email } => {
+                format!("there is already an admin with the email address {email}")
+            }
+            Constraint::LastAdmin => {
+                "this is the last admin account; create another admin before deleting it".into()
             }
             Constraint::Database(_) => {
                 "the change conflicts with one made at the same time; retry".into()
@@ -610,6 +625,66 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_source_keys(&self, source: &str, now: Millis) -> Result<Vec<String>>;
     /// The key with this hash, revoked or not.
     async fn find_api_key(&self, hash: [u8; 32]) -> Result<Option<ApiKeyInfo>>;
+
+    // --- console administrators (issue 17) ---
+    /// Conflict [`Constraint::AdminEmail`] when the address is taken.
+    async fn create_admin(&self, admin: NewAdmin, now: Millis) -> Result<Admin>;
+    /// Every admin, oldest first.
+    async fn list_admins(&self) -> Result<Vec<Admin>>;
+    /// The admin with this (lower-case) address, and its password hash.
+    async fn admin_by_email(&self, email: &str) -> Result<Option<(Admin, String)>>;
+    /// Deletes an admin and ends its sessions: `NotFound`, or Conflict
+    /// [`Constraint::LastAdmin`] for the only admin.
+    async fn delete_admin(&self, id: &str) -> Result<()>;
+    /// The sign-in failures for `email` at or after `since`, oldest first.
+    async fn admin_login_failures(&self, email: &str, since: Millis) -> Result<Vec<Millis>>;
+    /// Records a failed sign-in for `email`, forgetting its failures
+    /// before `forget_before`.
+    async fn record_admin_login_failure(
+        &self,
+        email: &str,
+        now: Millis,
+        forget_before: Millis,
+    ) -> Result<()>;
+    async fn clear_admin_login_failures(&self, email: &str) -> Result<()>;
+    async fn create_admin_session(&self, session: NewAdminSession, now: Millis) -> Result<()>;
+    /// The session whose cookie has this SHA-256, unless it expired by `now`.
+    async fn admin_session(&self, hash: [u8; 32], now: Millis) -> Result<Option<AdminSession>>;
+    /// Marks a session used at `now`, now expiring at `expires_at`.
+    async fn touch_admin_session(
+        &self,
+        hash: [u8; 32],
+        now: Millis,
+        expires_at: Millis,
+    ) -> Result<()>;
+    async fn delete_admin_session(&self, hash: [u8; 32]) -> Result<()>;
+    /// Settings changed at run time (every node reads them here).
+    async fn runtime_settings(&self) -> Result<RuntimeSettings>;
+    async fn put_runtime_settings(&self, settings: RuntimeSettings, now: Millis) -> Result<()>;
+
+    // --- the console's lists (issue 17) ---
+    /// Up to `limit` notifications, newest first.
+    async fn list_notifications(
+        &self,
+        query: NotificationListQuery,
+    ) -> Result<Vec<NotificationRow>>;
+    /// Up to `limit` lines of the delivery log across notifications,
+    /// newest first.
+    async fn delivery_log(&self, filter: LogFilter) -> Result<Vec<LogLine>>;
+    /// Delivery-log lines with `since <= at < until` counted per bucket of
+    /// `bucket_ms`, channel and status.
+    async fn delivery_stats(
+        &self,
+        since: Millis,
+        until: Millis,
+        bucket_ms: i64,
+    ) -> Result<Vec<StatBucket>>;
+    /// How many people a send to `audience` reaches now (users once however
+    /// often they are named, and email addresses of no user); unknown users
+    /// and groups are `UnknownUsers` / `UnknownGroups` as for a send.
+    async fn audience_size(&self, audience: &belfry_core::Audience) -> Result<i64>;
+    /// Up to `limit` users by internal id, with that id (the cursor).
+    async fn list_users(&self, query: UserListQuery) -> Result<Vec<(i64, User)>>;
 
     // --- users and groups ---
     /// Creates or updates a user; true when it was created.

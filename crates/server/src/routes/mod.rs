@@ -4,13 +4,17 @@
 
 mod access;
 mod actions;
+mod admin;
+mod admin_ui;
 mod assets;
 mod categories;
 mod chat;
+mod console;
 pub(crate) mod demo;
 mod events;
 mod groups;
 mod inbox;
+mod keys;
 mod mailbox;
 mod notifications;
 mod ops;
@@ -54,6 +58,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(webhooks::routes())
         .merge(mailbox::routes())
         .merge(access::routes())
+        .merge(admin::routes())
+        .merge(console::routes())
+        .merge(keys::routes())
         .merge(crate::realtime::streams::routes())
         .split_for_parts();
     let openapi = crate::openapi::finish(
@@ -72,7 +79,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(push::mirror_routes())
         .merge(chat::me_routes())
         .merge(ops::routes(openapi_json))
-        .merge(assets::routes());
+        .merge(assets::routes())
+        .merge(admin_ui::routes());
     if state.config.demo {
         app = app.merge(demo::routes());
     }

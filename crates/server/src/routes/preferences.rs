@@ -120,7 +120,7 @@ struct Available {
 
 /// What applies: the defaults overlaid with the user's own choices.
 #[derive(Serialize, utoipa::ToSchema)]
-struct PreferencesView {
+pub(super) struct PreferencesView {
     /// The master switch; in-app stays on regardless.
     enabled: bool,
     channels: ChannelsView,
@@ -419,7 +419,7 @@ async fn put_user(
     write_user(&state, &user, body).await.map(Json)
 }
 
-async fn read_defaults(state: &AppState) -> ApiResult<PreferencesView> {
+pub(super) async fn read_defaults(state: &AppState) -> ApiResult<PreferencesView> {
     let d = state.store.preference_defaults().await?;
     let categories = state.categories.current().await?;
     Ok(view(
@@ -458,12 +458,18 @@ async fn put_defaults(
     AdminKey(_): AdminKey,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> ApiResult<Json<PreferencesView>> {
+    patch_defaults(&state, &body).await?;
+    read_defaults(&state).await.map(Json)
+}
+
+/// Applies a merge patch to the defaults (also `PUT /v1/settings`).
+pub(super) async fn patch_defaults(state: &AppState, body: &serde_json::Value) -> ApiResult<()> {
     let mut d = state.store.preference_defaults().await?;
-    d.patch(&body, &critical_map(&state).await?)
+    d.patch(body, &critical_map(state).await?)
         .map_err(patch_error)?;
     state
         .store
         .put_preference_defaults(d, state.clock.now())
         .await?;
-    read_defaults(&state).await.map(Json)
+    Ok(())
 }

@@ -4,6 +4,7 @@
 
 mod access;
 mod actions;
+mod admin;
 mod audiences;
 mod auth;
 mod bus;

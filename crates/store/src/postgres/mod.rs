@@ -18,6 +18,7 @@
 //! other nodes learn of them through the bus.
 
 mod access;
+mod admin;
 mod answer;
 mod chat;
 mod documents;
@@ -119,6 +120,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("migrations/0011_actions.sql")),
     (12, include_str!("migrations/0012_documents.sql")),
     (13, include_str!("migrations/0013_sources.sql")),
+    (14, include_str!("migrations/0014_admin_console.sql")),
 ];
 
 /// Commits buffered in the event channel before a slow consumer lags.
@@ -546,6 +548,114 @@ impl Store for PgStore {
 
     async fn find_api_key(&self, hash: [u8; 32]) -> Result<Option<ApiKeyInfo>> {
         read::api_key_by_hash(&mut *self.conn().await?, &hash).await
+    }
+
+    async fn create_admin(&self, a: crate::NewAdmin, now: Millis) -> Result<crate::Admin> {
+        admin::create_admin(&mut *self.conn().await?, &a, now).await
+    }
+
+    async fn list_admins(&self) -> Result<Vec<crate::Admin>> {
+        admin::list_admins(&mut *self.conn().await?).await
+    }
+
+    async fn admin_by_email(&self, email: &str) -> Result<Option<(crate::Admin, String)>> {
+        admin::admin_by_email(&mut *self.conn().await?, email).await
+    }
+
+    async fn delete_admin(&self, id: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        admin::delete_admin(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn admin_login_failures(&self, email: &str, since: Millis) -> Result<Vec<Millis>> {
+        admin::login_failures(&mut *self.conn().await?, email, since).await
+    }
+
+    async fn record_admin_login_failure(
+        &self,
+        email: &str,
+        now: Millis,
+        forget_before: Millis,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        admin::record_login_failure(&mut tx, email, now, forget_before).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn clear_admin_login_failures(&self, email: &str) -> Result<()> {
+        admin::clear_login_failures(&mut *self.conn().await?, email).await
+    }
+
+    async fn create_admin_session(
+        &self,
+        session: crate::NewAdminSession,
+        now: Millis,
+    ) -> Result<()> {
+        admin::create_session(&mut *self.conn().await?, &session, now).await
+    }
+
+    async fn admin_session(
+        &self,
+        hash: [u8; 32],
+        now: Millis,
+    ) -> Result<Option<crate::AdminSession>> {
+        admin::session(&mut *self.conn().await?, &hash, now).await
+    }
+
+    async fn touch_admin_session(
+        &self,
+        hash: [u8; 32],
+        now: Millis,
+        expires_at: Millis,
+    ) -> Result<()> {
+        admin::touch_session(&mut *self.conn().await?, &hash, now, expires_at).await
+    }
+
+    async fn delete_admin_session(&self, hash: [u8; 32]) -> Result<()> {
+        admin::delete_session(&mut *self.conn().await?, &hash).await
+    }
+
+    async fn runtime_settings(&self) -> Result<crate::RuntimeSettings> {
+        admin::runtime_settings(&mut *self.conn().await?).await
+    }
+
+    async fn put_runtime_settings(
+        &self,
+        settings: crate::RuntimeSettings,
+        now: Millis,
+    ) -> Result<()> {
+        admin::put_runtime_settings(&mut *self.conn().await?, &settings, now).await
+    }
+
+    async fn list_notifications(
+        &self,
+        query: crate::NotificationListQuery,
+    ) -> Result<Vec<crate::NotificationRow>> {
+        admin::list_notifications(&mut *self.conn().await?, &query).await
+    }
+
+    async fn delivery_log(&self, filter: crate::LogFilter) -> Result<Vec<crate::LogLine>> {
+        admin::delivery_log(&mut *self.conn().await?, &filter).await
+    }
+
+    async fn delivery_stats(
+        &self,
+        since: Millis,
+        until: Millis,
+        bucket_ms: i64,
+    ) -> Result<Vec<crate::StatBucket>> {
+        admin::delivery_stats(&mut *self.conn().await?, since, until, bucket_ms).await
+    }
+
+    async fn audience_size(&self, audience: &belfry_core::Audience) -> Result<i64> {
+        admin::audience_size(&mut *self.conn().await?, audience).await
+    }
+
+    async fn list_users(&self, query: crate::UserListQuery) -> Result<Vec<(i64, User)>> {
+        admin::list_users(&mut *self.conn().await?, &query).await
     }
 
     async fn put_user(&self, id: &UserId, patch: UserPatch, now: Millis) -> Result<(User, bool)> {

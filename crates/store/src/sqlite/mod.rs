@@ -6,6 +6,7 @@
 //! while the writer commits).
 
 mod access;
+mod admin;
 mod answer;
 pub mod backup;
 mod chat;
@@ -64,6 +65,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (13, include_str!("migrations/0013_actions.sql")),
     (14, include_str!("migrations/0014_documents.sql")),
     (15, include_str!("migrations/0015_sources.sql")),
+    (16, include_str!("migrations/0016_admin_console.sql")),
 ];
 
 /// How many operations the writer commits together at most.
@@ -793,6 +795,124 @@ impl Store for SqliteStore {
 
     async fn find_api_key(&self, hash: [u8; 32]) -> Result<Option<ApiKeyInfo>> {
         self.read(move |c| read::api_key_by_hash(c, &hash)).await
+    }
+
+    async fn create_admin(&self, a: crate::NewAdmin, now: Millis) -> Result<crate::Admin> {
+        self.write(move |w| admin::create_admin(&w.conn, &a, now))
+            .await
+    }
+
+    async fn list_admins(&self) -> Result<Vec<crate::Admin>> {
+        self.read(admin::list_admins).await
+    }
+
+    async fn admin_by_email(&self, email: &str) -> Result<Option<(crate::Admin, String)>> {
+        let email = email.to_string();
+        self.read(move |c| admin::admin_by_email(c, &email)).await
+    }
+
+    async fn delete_admin(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.write(move |w| admin::delete_admin(&w.conn, &id)).await
+    }
+
+    async fn admin_login_failures(&self, email: &str, since: Millis) -> Result<Vec<Millis>> {
+        let email = email.to_string();
+        self.read(move |c| admin::login_failures(c, &email, since))
+            .await
+    }
+
+    async fn record_admin_login_failure(
+        &self,
+        email: &str,
+        now: Millis,
+        forget_before: Millis,
+    ) -> Result<()> {
+        let email = email.to_string();
+        self.write(move |w| admin::record_login_failure(&w.conn, &email, now, forget_before))
+            .await
+    }
+
+    async fn clear_admin_login_failures(&self, email: &str) -> Result<()> {
+        let email = email.to_string();
+        self.write(move |w| admin::clear_login_failures(&w.conn, &email))
+            .await
+    }
+
+    async fn create_admin_session(
+        &self,
+        session: crate::NewAdminSession,
+        now: Millis,
+    ) -> Result<()> {
+        self.write(move |w| admin::create_session(&w.conn, &session, now))
+            .await
+    }
+
+    async fn admin_session(
+        &self,
+        hash: [u8; 32],
+        now: Millis,
+    ) -> Result<Option<crate::AdminSession>> {
+        self.read(move |c| admin::session(c, &hash, now)).await
+    }
+
+    async fn touch_admin_session(
+        &self,
+        hash: [u8; 32],
+        now: Millis,
+        expires_at: Millis,
+    ) -> Result<()> {
+        self.write(move |w| admin::touch_session(&w.conn, &hash, now, expires_at))
+            .await
+    }
+
+    async fn delete_admin_session(&self, hash: [u8; 32]) -> Result<()> {
+        self.write(move |w| admin::delete_session(&w.conn, &hash))
+            .await
+    }
+
+    async fn runtime_settings(&self) -> Result<crate::RuntimeSettings> {
+        self.read(admin::runtime_settings).await
+    }
+
+    async fn put_runtime_settings(
+        &self,
+        settings: crate::RuntimeSettings,
+        now: Millis,
+    ) -> Result<()> {
+        self.write(move |w| admin::put_runtime_settings(&w.conn, &settings, now))
+            .await
+    }
+
+    async fn list_notifications(
+        &self,
+        query: crate::NotificationListQuery,
+    ) -> Result<Vec<crate::NotificationRow>> {
+        self.read(move |c| admin::list_notifications(c, &query))
+            .await
+    }
+
+    async fn delivery_log(&self, filter: crate::LogFilter) -> Result<Vec<crate::LogLine>> {
+        self.read(move |c| admin::delivery_log(c, &filter)).await
+    }
+
+    async fn delivery_stats(
+        &self,
+        since: Millis,
+        until: Millis,
+        bucket_ms: i64,
+    ) -> Result<Vec<crate::StatBucket>> {
+        self.read(move |c| admin::delivery_stats(c, since, until, bucket_ms))
+            .await
+    }
+
+    async fn audience_size(&self, audience: &belfry_core::Audience) -> Result<i64> {
+        let audience = audience.clone();
+        self.read(move |c| admin::audience_size(c, &audience)).await
+    }
+
+    async fn list_users(&self, query: crate::UserListQuery) -> Result<Vec<(i64, User)>> {
+        self.read(move |c| admin::list_users(c, &query)).await
     }
 
     async fn put_user(&self, id: &UserId, patch: UserPatch, now: Millis) -> Result<(User, bool)> {
