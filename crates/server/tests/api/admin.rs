@@ -1068,3 +1068,42 @@ async fn keys_are_listed_created_once_and_revoked_but_never_by_themselves() {
     let r = app.call(Method::GET, "/v1/keys", &send_key, None).await;
     problem(r, StatusCode::FORBIDDEN, "forbidden").await;
 }
+
+/// The retention days set at run time are what the retention job uses.
+#[tokio::test]
+async fn the_retention_job_uses_the_days_set_at_run_time() {
+    let mut config = belfry_server::Config {
+        run_workers: false,
+        ..Default::default()
+    };
+    config.delivery.retention = Some(belfry_store::retention::RetentionPolicy::default());
+    let app = spawn_app_with(config).await;
+    app.put_user("ana", json!({"email": "ana@example.com"}))
+        .await;
+    app.send_ok(json!({"to": {"users": ["ana"]}, "channels": ["in_app", "email"], "title": "x"}))
+        .await;
+    app.run_due_jobs().await;
+    let mailbox = async || -> usize {
+        get_ok(&app, "/v1/dev/mailbox").await["items"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(mailbox().await, 1);
+    // Two days on, the configured 7 days keep the email…
+    app.clock.advance_secs(2 * 86_400);
+    app.run_due_jobs().await;
+    assert_eq!(mailbox().await, 1);
+    // …and one day set at run time lets the next run delete it.
+    let r = app
+        .admin(
+            Method::PUT,
+            "/v1/settings",
+            Some(json!({"mailbox_retention_days": 1})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    app.clock.advance_secs(86_400);
+    app.run_due_jobs().await;
+    assert_eq!(mailbox().await, 0);
+}

@@ -561,7 +561,7 @@ pub(crate) async fn list_users(
         sql.push_str(&format!(
             " AND u.uid IN (SELECT uid FROM users WHERE id LIKE ${id}
                 UNION SELECT uid FROM users WHERE email LIKE ${low}
-                UNION SELECT uid FROM users WHERE lower(name) LIKE ${low})"
+                UNION SELECT uid FROM users WHERE name IS NOT NULL AND lower(name) LIKE ${low})"
         ));
     }
     args.push(Arg::I(q.limit as i64));

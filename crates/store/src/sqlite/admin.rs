@@ -445,10 +445,11 @@ pub(crate) fn list_users(c: &Connection, q: &UserListQuery) -> Result<Vec<(i64, 
         // One index range per column, united first: scanning in uid order
         // and testing each user would read the whole table.
         let mut ranges = Vec::new();
+        // (`name IS NOT NULL` lets the partial index on lower(name) serve.)
         for (column, value) in [
             ("id", query.to_string()),
             ("email", lower.clone()),
-            ("lower(name)", lower),
+            ("name IS NOT NULL AND lower(name)", lower),
         ] {
             args.push(Value::Text(value.clone()));
             let from = args.len();
