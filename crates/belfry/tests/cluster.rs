@@ -590,3 +590,166 @@ async fn a_revocation_on_one_node_ends_the_tokens_and_streams_on_every_node() {
         }
     }
 }
+
+/// A nats-server of the test's own, on a free port, that it may stop and
+/// start again (the machine's NATS is never touched).
+struct OwnNats {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl OwnNats {
+    /// None when `nats-server` is not installed (then the test is skipped,
+    /// except in CI).
+    fn start(port: u16) -> Option<OwnNats> {
+        let mut n = OwnNats { child: None, port };
+        n.run()?;
+        Some(n)
+    }
+
+    fn run(&mut self) -> Option<()> {
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("CI requires nats-server for the NATS restart test: {e}")
+            }
+            Err(e) => {
+                eprintln!("skipping: nats-server cannot be started ({e})");
+                return None;
+            }
+        };
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Some(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("nats-server did not listen on {}", self.port);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// NATS restarted while notifications are sent through every node: a node
+/// that missed commits ends its streams, and a client resuming from its
+/// cursor (as the widget does) catches up from the store, so on every node
+/// it receives every notification once, in seq order, without a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nats_restart_during_sends_leaves_no_gap_on_any_node() {
+    let Some((pg, _)) = services() else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Some(mut nats) = OwnNats::start(port) else {
+        return;
+    };
+    let db = Database::create(&pg);
+    let nats_url = format!("nats://127.0.0.1:{port}");
+    let subject = format!("belfry.test.{}", unique("restart"));
+    let nodes = (0..3)
+        .map(|_| node(&db.url, &nats_url, &subject, &[]))
+        .collect();
+    let c = Cluster {
+        db_url: db.url.clone(),
+        _db: db,
+        nodes,
+        nats: nats_url,
+        subject,
+        client: reqwest::Client::new(),
+    };
+    c.call(0, reqwest::Method::PUT, "/v1/users/ana", Some(json!({})))
+        .await;
+    let token = c.token(0, "ana").await;
+    let mut streams = Vec::new();
+    for n in 0..3 {
+        streams.push(stream(c.url(n), &token, Some(0)).await);
+    }
+
+    // Sends through every node in turn, before, during and after the restart.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = {
+        let urls: Vec<String> = (0..3)
+            .map(|n| format!("{}/v1/notifications", c.url(n)))
+            .collect();
+        let client = c.client.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let r = client
+                    .post(&urls[i % 3])
+                    .bearer_auth(KEY)
+                    .json(&json!({"to": {"users": ["ana"]}, "title": format!("#{i}")}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status().as_u16(), 202, "sends do not need NATS");
+                let r: Value = r.json().await.unwrap();
+                seqs.push(r["seq"].as_i64().unwrap());
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            seqs
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    nats.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    nats.run().expect("nats-server starts again");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut sent = producer.await.unwrap();
+    sent.sort_unstable();
+    assert!(sent.len() > 50, "{} sends", sent.len());
+    assert_eq!(sent, (1..=sent.len() as i64).collect::<Vec<_>>());
+    let last = *sent.last().unwrap();
+    let mut resumed = 0;
+    for (n, mut s) in streams.into_iter().enumerate() {
+        let mut received: Vec<i64> = Vec::new();
+        while received.last() != Some(&last) {
+            match s.next().await {
+                Some((event, Some(seq), _)) if event == "notification" => received.push(seq),
+                Some(_) => {}
+                // The node ended the stream (it missed commits while NATS
+                // was away): the client resumes from its cursor, as the
+                // widget does.
+                None => {
+                    resumed += 1;
+                    s = stream(
+                        c.url(n),
+                        &token,
+                        Some(received.last().copied().unwrap_or(0)),
+                    )
+                    .await;
+                }
+            }
+        }
+        assert_eq!(
+            received, sent,
+            "node {n}: every notification once, in order, without a gap"
+        );
+    }
+    eprintln!("streams resumed after the restart: {resumed}");
+}

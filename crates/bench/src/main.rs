@@ -50,6 +50,9 @@ enum Scenario {
     WebPush(scenarios::webpush::Args),
     /// The machine's ceiling for SQLite: batched inserts of the same rows.
     CeilingSqlite(scenarios::ceiling::SqliteArgs),
+    /// The machine's ceiling for PostgreSQL: the same rows, single-row
+    /// autocommit, multi-row inserts and COPY.
+    CeilingPostgres(scenarios::ceiling::PostgresArgs),
     /// The machine's ceiling for fan-out: a minimal tokio WebSocket server.
     CeilingWs(scenarios::ceiling::WsArgs),
     /// (internal) the minimal WebSocket server of ceiling-ws.
@@ -75,6 +78,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Digest(args) => scenarios::digest::run(args).await,
             Scenario::WebPush(args) => scenarios::webpush::run(args).await,
             Scenario::CeilingSqlite(args) => scenarios::ceiling::sqlite(args).await,
+            Scenario::CeilingPostgres(args) => scenarios::ceiling::postgres(args).await,
             Scenario::CeilingWs(args) => scenarios::ceiling::websocket(args).await,
             Scenario::CeilingWsServer => {
                 scenarios::ceiling::websocket_server().await?;

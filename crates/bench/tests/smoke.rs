@@ -209,6 +209,40 @@ fn ceiling_scenarios_at_tiny_size() {
     assert_eq!(row(&r, "receipt after push")["n"], 60);
 }
 
+/// Runs when BELFRY_TEST_POSTGRES_URL is set (scripts/test and CI set it).
+#[test]
+fn postgres_ceiling_at_tiny_size() {
+    let Some(url) = std::env::var("BELFRY_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    else {
+        eprintln!("skipped: set BELFRY_TEST_POSTGRES_URL to run the PostgreSQL ceiling");
+        return;
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_belfry-bench"))
+        .args(["ceiling-postgres", "--database-url", &url])
+        .args([
+            "--rows",
+            "600",
+            "--batch",
+            "200",
+            "--concurrency",
+            "3",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for name in ["single-row autocommit", "multi-row inserts", "COPY"] {
+        assert!(row(&r, name)["value"].as_f64().unwrap() > 0.0, "{name}");
+    }
+}
+
 #[test]
 fn soak_scenario_at_tiny_size() {
     let r = bench(&[

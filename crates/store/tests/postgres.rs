@@ -206,6 +206,99 @@ async fn seqs_are_gap_free_and_become_visible_in_order_across_nodes() {
     db.drop_schema(&[a, b]).await;
 }
 
+/// Many sends waiting at once go into one transaction (the bulk path: a
+/// statement per kind of row). A send the database refuses there fails
+/// alone: the batch is written again send by send, its neighbours are
+/// stored, and the seqs stay gap-free. The refusal is real: a CHECK
+/// constraint of this test's schema on the notification's content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_send_refused_in_a_batch_fails_alone_and_leaves_no_hole() {
+    let Some(db) = Db::new() else { return };
+    let a = db.node().await;
+    let b = db.node().await;
+    for u in ["ana", "ben"] {
+        user(&a, u).await;
+    }
+    sqlx::query(
+        "ALTER TABLE notifications ADD CONSTRAINT no_poison CHECK (content NOT LIKE '%poison%')",
+    )
+    .execute(a.pool())
+    .await
+    .unwrap();
+    // 2 nodes × 16 tasks × 12 sends, fired together so that the writers
+    // find many waiting; every seventh is refused by the database; some
+    // stack (the serial path) and some carry idempotency keys.
+    let mut tasks = Vec::new();
+    for t in 0..32 {
+        let node = if t % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut refused) = (Vec::new(), 0);
+            for i in 0..12 {
+                let poison = (t * 12 + i) % 7 == 3;
+                let title = if poison {
+                    format!("poison t{t} n{i}")
+                } else {
+                    format!("t{t} n{i}")
+                };
+                let key = (i % 4 == 1).then(|| format!("k-{t}-{i}"));
+                let mut n = note(&["ana", "ben"], &title, key.as_deref());
+                if i % 5 == 2 {
+                    n.content.stack_key = Some(format!("stack-{t}"));
+                }
+                match node.send(ctx("key_test"), vec![n]).await {
+                    Ok(r) => {
+                        assert!(!poison, "a refused send was stored: {title}");
+                        ok.push(r[0].seq.expect("published"));
+                    }
+                    Err(StoreError::Conflict { .. }) => {
+                        assert!(poison, "{title} failed with its neighbour");
+                        refused += 1;
+                    }
+                    Err(e) => panic!("{title}: {e}"),
+                }
+            }
+            (ok, refused)
+        }));
+    }
+    let (mut seqs, mut refused) = (Vec::new(), 0);
+    for t in tasks {
+        let (ok, r) = t.await.unwrap();
+        seqs.extend(ok);
+        refused += r;
+    }
+    assert_eq!(refused, (0..32 * 12).filter(|x| x % 7 == 3).count());
+    seqs.sort_unstable();
+    let sent = seqs.len() as i64;
+    assert_eq!(
+        seqs,
+        (1..=sent).collect::<Vec<_>>(),
+        "each receipt its own seq, no hole"
+    );
+    let stored: Vec<i64> =
+        sqlx::query_scalar("SELECT seq FROM notifications WHERE seq IS NOT NULL ORDER BY seq")
+            .fetch_all(a.pool())
+            .await
+            .unwrap();
+    assert_eq!(stored, seqs);
+    // Nothing of a refused send was left behind: no inbox entry, log line
+    // or idempotency key without its notification.
+    for sql in [
+        "SELECT COUNT(*) FROM inbox i WHERE NOT EXISTS (SELECT 1 FROM notifications n WHERE n.nid = i.nid)",
+        "SELECT COUNT(*) FROM deliveries d WHERE NOT EXISTS (SELECT 1 FROM notifications n WHERE n.nid = d.nid)",
+        "SELECT COUNT(*) FROM idempotency k WHERE NOT EXISTS (SELECT 1 FROM notifications n WHERE n.nid = k.nid)",
+    ] {
+        let orphans: i64 = sqlx::query_scalar(sql).fetch_one(a.pool()).await.unwrap();
+        assert_eq!(orphans, 0, "{sql}");
+    }
+    // Both recipients have one entry per stored send, less the stacked ones.
+    let entries: i64 = sqlx::query_scalar("SELECT SUM(stack_count)::bigint FROM inbox")
+        .fetch_one(a.pool())
+        .await
+        .unwrap();
+    assert_eq!(entries, 2 * sent);
+    db.drop_schema(&[a, b]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn claims_never_hand_one_job_to_two_claimers() {
     let Some(db) = Db::new() else { return };

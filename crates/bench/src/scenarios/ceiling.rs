@@ -1,8 +1,9 @@
 //! Hardware ceilings, to read Belfry's figures as a fraction of what this
 //! machine allows: the raw rate of batched inserts of the rows Belfry writes
-//! per notification into SQLite (same schema, same durability), and the raw
+//! per notification into SQLite (same schema, same durability), the raw
 //! rate at which a minimal tokio WebSocket server pushes one frame to many
-//! local connections. Neither involves Belfry's code paths.
+//! local connections; and the same rows into PostgreSQL (single-row
+//! autocommit, multi-row inserts, COPY). None involves Belfry's code paths.
 
 use crate::clients::{self, Receipt, Shared, Transport};
 use crate::report::{Report, Row, Samples};
@@ -72,6 +73,216 @@ pub async fn sqlite(a: SqliteArgs) -> anyhow::Result<Report> {
     })
     .await
     .context("the insert thread")?
+}
+
+#[derive(Debug, Clone, ClapArgs)]
+pub struct PostgresArgs {
+    /// The PostgreSQL database to measure (a scratch schema is created in
+    /// it with Belfry's migrations, and dropped at the end).
+    #[arg(long, env = "BELFRY_BENCH_POSTGRES_URL")]
+    pub database_url: String,
+    /// Notifications per method (a notification row, an inbox row and a
+    /// delivery log line each: what Belfry writes for one in-app recipient).
+    #[arg(long, default_value_t = 50_000)]
+    pub rows: usize,
+    /// Notifications per transaction of the multi-row and COPY methods.
+    #[arg(long, default_value_t = 1_000)]
+    pub batch: usize,
+    /// Connections of the autocommit method (one transaction per notification).
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+}
+
+/// The content every ceiling notification carries (as Belfry stores it).
+const CEILING_CONTENT: &str = r#"{"title":"Ticket #1 assigned to you","body":"The printer on floor 3 is jammed.","url":"https://desk.example.com/tickets/1","category":"assignment","source":null,"actor":null,"entity":null,"data":null,"actions":[],"stack_key":null,"sticky":false,"expires_at":null}"#;
+
+/// The machine's PostgreSQL ceiling for the rows Belfry writes per
+/// notification, three ways: single-row autocommit (a transaction per
+/// notification, `--concurrency` connections), multi-row inserts
+/// (`INSERT … SELECT FROM UNNEST`, one statement per table and
+/// `--batch` notifications per transaction, one connection, as Belfry's
+/// writer does) and COPY (the same batches through `COPY … FROM STDIN`).
+pub async fn postgres(a: PostgresArgs) -> anyhow::Result<Report> {
+    use sqlx::Connection as _;
+    let schema = format!(
+        "belfry_ceiling_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs()
+    );
+    let mut options = belfry_store::PgOptions::new(a.database_url.clone());
+    options.schema = Some(schema.clone());
+    belfry_store::postgres::migrate(&options)
+        .await
+        .context("creating the scratch schema")?;
+    let connect = || async {
+        let mut c = sqlx::PgConnection::connect(&a.database_url).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "SET search_path = \"{schema}\""
+        )))
+        .execute(&mut c)
+        .await?;
+        anyhow::Ok(c)
+    };
+    let mut c = connect().await?;
+    // 100,000 users, as the SQLite ceiling spreads its inbox rows.
+    sqlx::query(
+        "INSERT INTO users (uid, id, created_seq, created_at, updated_at)
+         SELECT g, 'u-' || g, 0, 0, 0 FROM generate_series(1, 100000) g",
+    )
+    .execute(&mut c)
+    .await?;
+    let mut next: i64 = 0;
+    let mut rows = Vec::new();
+
+    // 1. Single-row autocommit: each notification is its own transaction
+    // (its three rows in one statement, one round trip), on `concurrency`
+    // connections at once.
+    let start = Instant::now();
+    let per = a.rows.div_ceil(a.concurrency.max(1));
+    let mut tasks = Vec::new();
+    for t in 0..a.concurrency.max(1) {
+        let mut conn = connect().await?;
+        let first = next + (t * per) as i64;
+        let count = per.min(a.rows.saturating_sub(t * per));
+        tasks.push(tokio::spawn(async move {
+            for k in 0..count as i64 {
+                let seq = first + k + 1;
+                sqlx::query(
+                    "WITH n AS (
+                        INSERT INTO notifications (nid, id, seq, status, sender, content, audience,
+                                                   recipients, created_at, published_at)
+                        VALUES ($1, $2, $1, 'published', 'k', $3, '{}', 1, $1, $1)),
+                     i AS (INSERT INTO inbox (uid, seq, nid, category) VALUES ($4, $1, $1, 'assignment'))
+                     INSERT INTO deliveries (nid, recipient, channel, status, attempt, at)
+                     VALUES ($1, 'user:u', 'in_app', 'sent', 1, $1)",
+                )
+                .bind(seq)
+                .bind(format!("01CEILING{seq:017}"))
+                .bind(CEILING_CONTENT)
+                .bind(1 + seq % 100_000)
+                .execute(&mut conn)
+                .await?;
+            }
+            let _ = conn.close().await;
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    rows.push(Row::value(
+        &format!(
+            "single-row autocommit ({} connections, a commit per notification)",
+            a.concurrency
+        ),
+        a.rows as f64 / start.elapsed().as_secs_f64(),
+        "notifications/s",
+    ));
+    next += a.rows as i64;
+
+    // 2. Multi-row inserts, a batch per transaction, one statement per table.
+    let start = Instant::now();
+    let mut done = 0;
+    while done < a.rows {
+        let n = a.batch.min(a.rows - done);
+        let seqs: Vec<i64> = (next + 1..=next + n as i64).collect();
+        let ids: Vec<String> = seqs.iter().map(|s| format!("01CEILING{s:017}")).collect();
+        let uids: Vec<i64> = seqs.iter().map(|s| 1 + s % 100_000).collect();
+        let mut tx = c.begin().await?;
+        sqlx::query(
+            "WITH n AS (
+                INSERT INTO notifications (nid, id, seq, status, sender, content, audience,
+                                           recipients, created_at, published_at)
+                SELECT s, i, s, 'published', 'k', $3, '{}', 1, s, s
+                FROM UNNEST($1::bigint[], $2::text[]) AS x(s, i)),
+             i AS (
+                INSERT INTO inbox (uid, seq, nid, category)
+                SELECT u, s, s, 'assignment' FROM UNNEST($4::bigint[], $1::bigint[]) AS x(u, s))
+             INSERT INTO deliveries (nid, recipient, channel, status, attempt, at)
+             SELECT s, 'user:u', 'in_app', 'sent', 1, s FROM UNNEST($1::bigint[]) AS x(s)",
+        )
+        .bind(&seqs)
+        .bind(&ids)
+        .bind(CEILING_CONTENT)
+        .bind(&uids)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        next += n as i64;
+        done += n;
+    }
+    rows.push(Row::value(
+        &format!(
+            "multi-row inserts ({} per transaction, one connection)",
+            a.batch
+        ),
+        a.rows as f64 / start.elapsed().as_secs_f64(),
+        "notifications/s",
+    ));
+
+    // 3. COPY, the same batches.
+    let start = Instant::now();
+    let mut done = 0;
+    let content = CEILING_CONTENT.replace('\\', "\\\\");
+    while done < a.rows {
+        let n = a.batch.min(a.rows - done);
+        let (mut notes, mut inbox, mut log) = (String::new(), String::new(), String::new());
+        for s in next + 1..=next + n as i64 {
+            use std::fmt::Write as _;
+            writeln!(
+                notes,
+                "{s}\t01CEILING{s:017}\t{s}\tpublished\tk\t{content}\t{{}}\t1\t{s}\t{s}"
+            )?;
+            writeln!(inbox, "{}\t{s}\t{s}\tassignment", 1 + s % 100_000)?;
+            writeln!(log, "{s}\tuser:u\tin_app\tsent\t1\t{s}")?;
+        }
+        let mut tx = c.begin().await?;
+        for (sql, data) in [
+            (
+                "COPY notifications (nid, id, seq, status, sender, content, audience, recipients, created_at, published_at) FROM STDIN",
+                notes,
+            ),
+            ("COPY inbox (uid, seq, nid, category) FROM STDIN", inbox),
+            (
+                "COPY deliveries (nid, recipient, channel, status, attempt, at) FROM STDIN",
+                log,
+            ),
+        ] {
+            let mut copy = tx.copy_in_raw(sql).await?;
+            copy.send(data.into_bytes()).await?;
+            copy.finish().await?;
+        }
+        tx.commit().await?;
+        next += n as i64;
+        done += n;
+    }
+    rows.push(Row::value(
+        &format!("COPY ({} per transaction, one connection)", a.batch),
+        a.rows as f64 / start.elapsed().as_secs_f64(),
+        "notifications/s",
+    ));
+
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inbox")
+        .fetch_one(&mut c)
+        .await?;
+    anyhow::ensure!(stored == next, "stored {stored} inbox rows of {next}");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{schema}\" CASCADE"
+    )))
+    .execute(&mut c)
+    .await?;
+    let _ = c.close().await;
+    Ok(Report {
+        scenario: "ceiling-postgres".into(),
+        parameters: json!({"rows": a.rows, "batch": a.batch, "concurrency": a.concurrency}),
+        rows,
+        notes: vec![
+            "rows per notification: a notification row, an inbox row, a delivery log line".into(),
+        ],
+        lines: Vec::new(),
+    })
 }
 
 #[derive(Debug, Clone, ClapArgs)]

@@ -5,11 +5,13 @@
 //! - Publishing (a send, or a scheduled send that became due) is the only
 //!   write that assigns `seq`. Each send is resolved in its caller's task,
 //!   then goes to this node's writer task, which groups the sends waiting
-//!   into one transaction, each inside its own savepoint (one bad send fails
-//!   alone), and assigns seqs from the one-row `seq_counter` table. The row is locked as late as possible (after every
-//!   send of the batch was resolved) and held until the commit, so
-//!   transactions that assign seqs commit one after the other, in seq order,
-//!   on every node: a lower seq is always visible before a higher one.
+//!   into one transaction (multi-row statements for all of them; a batch the
+//!   database refuses is written again send by send, each inside its own
+//!   savepoint, so one bad send fails alone), and assigns seqs from the
+//!   one-row `seq_counter` table. The row is locked only for the rows that
+//!   carry a seq and the commit (see `publish`), so transactions that
+//!   assign seqs commit one after the other, in seq order, on every node: a
+//!   lower seq is always visible before a higher one.
 //! - Every other write runs in its own short transaction on a pooled
 //!   connection; readers read committed data.
 //! - Jobs are claimed with `FOR UPDATE SKIP LOCKED` and a lease.

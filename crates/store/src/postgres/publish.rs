@@ -7,17 +7,30 @@
 //!    subscribers, addresses. Requests that fail validation are answered
 //!    here; repeated idempotency keys get their first receipt.
 //! 2. **Apply**, by the writer task, which takes every resolved send waiting
-//!    (up to `MAX_BATCH`) into one transaction: lock the `seq_counter` row,
-//!    write each send inside its own savepoint, numbering the published ones
-//!    from the counter in memory; store the new counter value and commit. A
-//!    send that fails is rolled back to its savepoint and gives its seqs back.
+//!    (up to `MAX_BATCH`) into one transaction.
 //!
-//! The counter's row lock is held from step 2's first statement to the
-//! commit. Every transaction that assigns seqs, on any node, takes it, so
-//! they commit one after the other: when seq N becomes visible, every seq
-//! below N is visible already. Idempotency keys are re-checked under the
-//! lock, so two nodes racing on one key agree (the second answers the
-//! first's receipt).
+//! The *bulk path* ([`run_bulk`]) writes sends published now: before the
+//! counter is locked, the notification ids (`nextval` of the identity) and
+//! every delivery log line and job of the batch (one statement); then
+//! `SELECT … FROM seq_counter FOR UPDATE`, the idempotency keys (one
+//! statement), the rows that carry a seq — notifications, inbox entries,
+//! broadcasts — in one statement, and `UPDATE seq_counter …; COMMIT` in one
+//! round trip. The lock is held for that, whatever the batch holds.
+//!
+//! When the database refuses a statement of the bulk path (a constraint, an
+//! idempotency key stored by another transaction since phase 1), the
+//! transaction is rolled back and the batch written again by the *serial
+//! path* ([`run_serial`]): the counter locked first, each send inside its own
+//! savepoint (one bad send fails alone and gives its seqs back). Sends the
+//! bulk path does not write (scheduling, scheduled sends becoming due,
+//! stacks, contacts, an actor's subscription) take the serial path, in a
+//! transaction after the bulk one.
+//!
+//! Either way the counter's row lock is held until the commit. Every
+//! transaction that assigns seqs, on any node, takes it, so they commit one
+//! after the other: when seq N becomes visible, every seq below N is visible
+//! already. Idempotency keys are stored under the lock, so two nodes racing
+//! on one key agree (the second answers the first's receipt).
 
 use super::Shared;
 use super::jobs::{add_job, add_jobs, log_many};
@@ -37,6 +50,7 @@ use belfry_core::{EmailAddress, GroupId, Millis, NewNotification, UserId};
 use sqlx::{Connection as _, PgConnection};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 /// How many requests the writer commits together at most.
@@ -170,18 +184,48 @@ async fn run_batch(
     held: &mut Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
     pending: Vec<Pending>,
 ) {
-    let mut conn = match held.take() {
-        Some(c) => c,
+    let (bulk, serial): (Vec<Pending>, Vec<Pending>) = pending.into_iter().partition(bulk_eligible);
+    if !bulk.is_empty() {
+        run_bulk(shared, held, bulk).await;
+    }
+    if !serial.is_empty() {
+        run_serial(shared, held, serial).await;
+    }
+}
+
+/// The writer's connection: the one it holds, or a new one from the pool
+/// (None: the pool failed, and every request was answered with its error).
+async fn writer_conn(
+    shared: &Shared,
+    held: &mut Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+    pending: &mut Vec<Pending>,
+) -> Option<sqlx::pool::PoolConnection<sqlx::Postgres>> {
+    match held.take() {
+        Some(c) => Some(c),
         None => match shared.pool.acquire().await {
-            Ok(c) => c,
+            Ok(c) => Some(c),
             Err(e) => {
                 let e = StoreError::from(e);
-                for p in pending {
+                for p in pending.drain(..) {
                     fail_pending(p, e.clone());
                 }
-                return;
+                None
             }
         },
+    }
+}
+
+/// Writes requests one after the other, each in its own savepoint, the
+/// counter locked from the start: the path for what the bulk path does not
+/// write (scheduling, scheduled sends becoming due, stacks, contacts, the
+/// actor's subscription), and for a batch the bulk path gave back.
+async fn run_serial(
+    shared: &Shared,
+    held: &mut Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+    mut pending: Vec<Pending>,
+) {
+    let Some(mut conn) = writer_conn(shared, held, &mut pending).await else {
+        return;
     };
     let mut written = Vec::with_capacity(pending.len());
     let mut state = None;
@@ -240,6 +284,7 @@ async fn apply_all(
             return Err(e);
         }
     };
+    let locked = Instant::now();
     let mut st = TxState {
         last_seq: base,
         events: Vec::new(),
@@ -293,6 +338,7 @@ async fn apply_all(
             .await?;
     }
     tx.commit().await?;
+    lock_held(locked, "serial");
     *state = Some(st);
     Ok(())
 }
@@ -938,4 +984,463 @@ async fn apply(
     log_many(c, nid, &p.log).await?;
     add_jobs(c, &p.jobs, nid, p.now).await?;
     Ok((nid, stacked))
+}
+
+/// Records how long a transaction held the seq counter (from the lock to
+/// the end of its commit): `belfry_pg_seq_lock_hold_seconds{path}`.
+fn lock_held(since: Instant, path: &'static str) {
+    metrics::histogram!("belfry_pg_seq_lock_hold_seconds", "path" => path)
+        .record(since.elapsed().as_secs_f64());
+}
+
+/// Whether the bulk path writes this request: a send whose items are all
+/// published now (or replayed), without a stack key, external contacts or
+/// an actor to subscribe (those go through [`run_serial`]).
+fn bulk_eligible(p: &Pending) -> bool {
+    match p {
+        Pending::Send { batch, items, .. } => batch.iter().zip(items).all(|(n, item)| match item {
+            Item::Replayed(_) => true,
+            Item::Publish(r) => {
+                !r.subscribe_actor && r.contacts.is_empty() && n.content.stack_key.is_none()
+            }
+            Item::Schedule { .. } => false,
+        }),
+        Pending::PublishDue { .. } => false,
+    }
+}
+
+/// How a bulk attempt ended.
+enum BulkOutcome {
+    /// Committed: the receipts of each request, in order.
+    Committed {
+        receipts: Vec<Vec<SendReceipt>>,
+        state: TxState,
+    },
+    /// Rolled back (a row was refused, an idempotency key was taken
+    /// meanwhile): nothing was written; the requests go through the serial
+    /// path, which answers each on its own.
+    RolledBack(StoreError),
+    /// The connection failed (or the commit did): every request fails.
+    Failed(StoreError),
+}
+
+/// Writes sends through the bulk path: one transaction, a statement per
+/// kind of row for all of them, the counter locked only for the rows that
+/// carry a seq and the commit. Falls back to [`run_serial`] when the
+/// database refuses a row.
+async fn run_bulk(
+    shared: &Shared,
+    held: &mut Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+    mut pending: Vec<Pending>,
+) {
+    let Some(mut conn) = writer_conn(shared, held, &mut pending).await else {
+        return;
+    };
+    match apply_bulk(&mut conn, &pending).await {
+        BulkOutcome::Committed { receipts, state } => {
+            shared.committed(state.last_seq);
+            if state.jobs_added {
+                shared.jobs_wakeup.notify_one();
+            }
+            shared.emit(state.events);
+            *held = Some(conn);
+            for (p, r) in pending.into_iter().zip(receipts) {
+                if let Pending::Send { reply, .. } = p {
+                    let _ = reply.send(Ok(r));
+                }
+            }
+        }
+        BulkOutcome::RolledBack(e) => {
+            tracing::debug!(error = %e, "bulk write refused; writing the batch send by send");
+            metrics::counter!("belfry_pg_bulk_fallbacks_total").increment(1);
+            *held = Some(conn);
+            run_serial(shared, held, pending).await;
+        }
+        BulkOutcome::Failed(e) => {
+            tracing::error!(error = %e, "the PostgreSQL writer's transaction failed");
+            conn.close_on_drop();
+            for p in pending {
+                fail_pending(p, e.clone());
+            }
+        }
+    }
+}
+
+/// One publication of the bulk path.
+struct Planned<'a> {
+    /// Its request in the batch.
+    send: usize,
+    ctx: &'a SendContext,
+    plan: Publication<'a>,
+}
+
+/// The bulk transaction. Before the counter: the notification ids
+/// (`nextval`), the delivery log and the jobs. Under the counter's row
+/// lock: the idempotency keys (if any), the rows that carry a seq
+/// (notifications, inbox entries, broadcasts) in one statement, and the
+/// counter's new value with the commit in one round trip.
+async fn apply_bulk(conn: &mut PgConnection, pending: &[Pending]) -> BulkOutcome {
+    let mut planned = Vec::new();
+    for (send, p) in pending.iter().enumerate() {
+        let Pending::Send {
+            ctx, batch, items, ..
+        } = p
+        else {
+            continue;
+        };
+        for (n, item) in batch.iter().zip(items) {
+            if let Item::Publish(r) = item {
+                // A clone: should the batch fall back, the serial path
+                // plans again from the resolved audience.
+                let plan = Publication::new(n, (**r).clone(), 0, None, &ctx.key_id, ctx.now);
+                planned.push(Planned { send, ctx, plan });
+            }
+        }
+    }
+    let state = match bulk_write(conn, &mut planned).await {
+        Ok(state) => state,
+        Err(e) => {
+            // A refused statement leaves the connection usable (ROLLBACK
+            // works); a broken connection does not.
+            return match sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await {
+                Ok(_) if !matches!(e, StoreError::Unavailable { .. } | StoreError::Closed) => {
+                    BulkOutcome::RolledBack(e)
+                }
+                _ => BulkOutcome::Failed(e),
+            };
+        }
+    };
+    let state = match state {
+        Ok(state) => state,
+        Err(commit) => return BulkOutcome::Failed(commit),
+    };
+    // The receipts, in each request's order: published ones from the plans,
+    // replayed ones as resolved.
+    let mut receipts: Vec<Vec<SendReceipt>> = Vec::with_capacity(pending.len());
+    let mut events = Vec::with_capacity(planned.len());
+    let mut plans = planned.into_iter().peekable();
+    for (send, p) in pending.iter().enumerate() {
+        let mut own = Vec::new();
+        if let Pending::Send { items, .. } = p {
+            for item in items {
+                match item {
+                    Item::Replayed(r) => own.push(r.clone()),
+                    _ => {
+                        let next = plans.next_if(|pl| pl.send == send);
+                        if let Some(pl) = next {
+                            let (event, receipt) = pl.plan.finish(&HashMap::new());
+                            events.push(event);
+                            own.push(receipt);
+                        }
+                    }
+                }
+            }
+        }
+        receipts.push(own);
+    }
+    BulkOutcome::Committed {
+        receipts,
+        state: TxState {
+            last_seq: state.last_seq,
+            events,
+            jobs_added: state.jobs_added,
+        },
+    }
+}
+
+/// The statements of [`apply_bulk`]. The outer error: nothing was
+/// committed (roll back); the inner one: the commit failed.
+async fn bulk_write(
+    conn: &mut PgConnection,
+    planned: &mut [Planned<'_>],
+) -> std::result::Result<std::result::Result<TxState, StoreError>, StoreError> {
+    sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
+    let nids: Vec<i64> = sqlx::query_scalar(
+        "SELECT nextval(pg_get_serial_sequence('notifications', 'nid'))
+         FROM generate_series(1, $1)",
+    )
+    .bind(planned.len() as i64)
+    .fetch_all(&mut *conn)
+    .await?;
+    if nids.len() != planned.len() {
+        return Err(StoreError::backend("nextval gave too few notification ids"));
+    }
+
+    // The delivery log and the jobs: they name the notification by nid,
+    // not by seq, so they are written before the counter is locked.
+    let mut log = LogColumns::default();
+    let (mut job_kinds, mut job_payloads, mut job_nids, mut job_times) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (pl, nid) in planned.iter().zip(&nids) {
+        for e in &pl.plan.log {
+            log.push(*nid, e);
+        }
+        for job in &pl.plan.jobs {
+            job_kinds.push(job.kind());
+            job_payloads
+                .push(serde_json::to_string(job).map_err(|e| StoreError::backend(e.to_string()))?);
+            job_nids.push(*nid);
+            job_times.push(pl.plan.now.0);
+        }
+    }
+    let jobs_added = !job_kinds.is_empty();
+    if !log.nids.is_empty() || jobs_added {
+        // WITH ORDINALITY keeps the given order in the ids (the log's order).
+        sqlx::query(
+            "WITH d AS (
+                INSERT INTO deliveries (nid, recipient, channel, status, attempt, error, at, reason, held_until)
+                SELECT n, r, c, s, a, e, t, re, u
+                FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
+                            $7::bigint[], $8::text[], $9::bigint[])
+                     WITH ORDINALITY AS x(n, r, c, s, a, e, t, re, u, o)
+                ORDER BY o),
+             j AS (
+                INSERT INTO jobs (kind, payload, nid, run_at, created_at)
+                SELECT k, p, n, t, t
+                FROM UNNEST($10::text[], $11::text[], $12::bigint[], $13::bigint[])
+                     WITH ORDINALITY AS x(k, p, n, t, o)
+                ORDER BY o)
+             SELECT 1",
+        )
+        .bind(&log.nids)
+        .bind(&log.recipients)
+        .bind(&log.channels)
+        .bind(&log.statuses)
+        .bind(&log.attempts)
+        .bind(&log.errors)
+        .bind(&log.ats)
+        .bind(&log.reasons)
+        .bind(&log.untils)
+        .bind(&job_kinds)
+        .bind(&job_payloads)
+        .bind(&job_nids)
+        .bind(&job_times)
+        .execute(&mut *conn)
+        .await?;
+    }
+
+    // From here to the commit, the counter is locked.
+    let base: i64 = sqlx::query_scalar("SELECT value FROM seq_counter FOR UPDATE")
+        .fetch_one(&mut *conn)
+        .await?;
+    let locked = Instant::now();
+    for (k, pl) in planned.iter_mut().enumerate() {
+        pl.plan.seq = base + 1 + k as i64;
+    }
+    let last_seq = base + planned.len() as i64;
+
+    // Idempotency keys: a key another transaction stored since phase 1
+    // looked (or a key twice in this batch) fails the statement or returns
+    // fewer rows; the batch then goes send by send, which answers the
+    // earlier receipt.
+    let mut keys = KeyColumns::default();
+    for (pl, nid) in planned.iter().zip(&nids) {
+        if let Some(key) = &pl.plan.n.idempotency_key {
+            keys.scopes.push(pl.ctx.key_id.as_str());
+            keys.keys.push(key.as_str());
+            keys.nids.push(*nid);
+            keys.times.push(pl.ctx.now.0);
+            keys.fingerprints.push(send::fingerprint(pl.plan.n)?);
+        }
+    }
+    if !keys.keys.is_empty() {
+        let stored: i64 = sqlx::query_scalar(
+            "WITH k AS (
+                INSERT INTO idempotency (scope, key, nid, created_at, fingerprint)
+                SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bytea[])
+                ON CONFLICT (scope, key) DO UPDATE SET nid = excluded.nid,
+                    created_at = excluded.created_at, fingerprint = excluded.fingerprint
+                WHERE idempotency.created_at <= excluded.created_at - $6
+                RETURNING 1)
+             SELECT COUNT(*) FROM k",
+        )
+        .bind(&keys.scopes)
+        .bind(&keys.keys)
+        .bind(&keys.nids)
+        .bind(&keys.times)
+        .bind(&keys.fingerprints)
+        .bind(send::IDEMPOTENCY_WINDOW_MS)
+        .fetch_one(&mut *conn)
+        .await?;
+        if stored != keys.keys.len() as i64 {
+            return Err(StoreError::conflict(Constraint::Database(
+                "idempotency key stored meanwhile".into(),
+            )));
+        }
+    }
+
+    // Every row that carries a seq, in one statement.
+    let mut rows = SeqColumns::default();
+    for (pl, nid) in planned.iter().zip(&nids) {
+        rows.push(*nid, &pl.plan);
+    }
+    sqlx::query(
+        "WITH n AS (
+            INSERT INTO notifications (nid, id, seq, status, sender, content, audience, channels,
+                                       actor_uid, recipients, created_at, published_at, expires_at)
+            SELECT n, i, s, 'published', se, c, a, ch, ac, r, t, t, e
+            FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+                        $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[])
+                 AS x(n, i, s, se, c, a, ch, ac, r, t, e)),
+         i AS (
+            INSERT INTO inbox (uid, seq, nid, expires_at, category, entity_type, entity_id)
+            SELECT * FROM UNNEST($12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[],
+                                 $16::text[], $17::text[], $18::text[])),
+         b AS (
+            INSERT INTO broadcasts (gid, seq, nid, actor_uid, expires_at, category, entity_type, entity_id)
+            SELECT * FROM UNNEST($19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[],
+                                 $23::bigint[], $24::text[], $25::text[], $26::text[]))
+         SELECT 1",
+    )
+    .bind(&rows.n_nids)
+    .bind(&rows.n_ids)
+    .bind(&rows.n_seqs)
+    .bind(&rows.n_senders)
+    .bind(&rows.n_contents)
+    .bind(&rows.n_audiences)
+    .bind(&rows.n_channels)
+    .bind(&rows.n_actors)
+    .bind(&rows.n_recipients)
+    .bind(&rows.n_times)
+    .bind(&rows.n_expires)
+    .bind(&rows.i_uids)
+    .bind(&rows.i.seqs)
+    .bind(&rows.i.nids)
+    .bind(&rows.i.expires)
+    .bind(&rows.i.categories)
+    .bind(&rows.i.entity_types)
+    .bind(&rows.i.entity_ids)
+    .bind(&rows.b_gids)
+    .bind(&rows.b.seqs)
+    .bind(&rows.b.nids)
+    .bind(&rows.b_actors)
+    .bind(&rows.b.expires)
+    .bind(&rows.b.categories)
+    .bind(&rows.b.entity_types)
+    .bind(&rows.b.entity_ids)
+    .execute(&mut *conn)
+    .await?;
+
+    // The counter's new value and the commit: one round trip (the value is
+    // a number this function computed, not input).
+    let finish = format!("UPDATE seq_counter SET value = {last_seq}; COMMIT");
+    let committed = sqlx::raw_sql(sqlx::AssertSqlSafe(finish))
+        .execute(&mut *conn)
+        .await;
+    lock_held(locked, "bulk");
+    metrics::histogram!("belfry_pg_bulk_batch_notifications").record(planned.len() as f64);
+    Ok(match committed {
+        Ok(_) => Ok(TxState {
+            last_seq,
+            events: Vec::new(),
+            jobs_added,
+        }),
+        Err(e) => Err(StoreError::from(e)),
+    })
+}
+
+/// The delivery log lines of a bulk write, a column each.
+#[derive(Default)]
+struct LogColumns<'a> {
+    nids: Vec<i64>,
+    recipients: Vec<&'a str>,
+    channels: Vec<&'a str>,
+    statuses: Vec<&'a str>,
+    attempts: Vec<i64>,
+    errors: Vec<Option<&'a str>>,
+    ats: Vec<i64>,
+    reasons: Vec<Option<&'a str>>,
+    untils: Vec<Option<i64>>,
+}
+
+impl<'a> LogColumns<'a> {
+    fn push(&mut self, nid: i64, e: &'a crate::jobs::DeliveryEvent) {
+        self.nids.push(nid);
+        self.recipients.push(e.recipient.as_str());
+        self.channels.push(e.channel.as_str());
+        self.statuses.push(e.status.as_str());
+        self.attempts.push(e.attempt);
+        self.errors.push(e.error.as_deref());
+        self.ats.push(e.at.0);
+        self.reasons.push(e.reason.map(|r| r.as_str()));
+        self.untils.push(e.until.map(|u| u.0));
+    }
+}
+
+/// The idempotency keys of a bulk write.
+#[derive(Default)]
+struct KeyColumns<'a> {
+    scopes: Vec<&'a str>,
+    keys: Vec<&'a str>,
+    nids: Vec<i64>,
+    times: Vec<i64>,
+    fingerprints: Vec<Vec<u8>>,
+}
+
+/// The columns inbox entries and broadcast rows share.
+#[derive(Default)]
+struct EntryRows<'a> {
+    seqs: Vec<i64>,
+    nids: Vec<i64>,
+    expires: Vec<Option<i64>>,
+    categories: Vec<Option<&'a str>>,
+    entity_types: Vec<Option<&'a str>>,
+    entity_ids: Vec<Option<&'a str>>,
+}
+
+impl<'a> EntryRows<'a> {
+    fn push(&mut self, seq: i64, nid: i64, p: &Publication<'a>) {
+        self.seqs.push(seq);
+        self.nids.push(nid);
+        self.expires.push(p.columns.expires_at);
+        self.categories.push(p.columns.category);
+        self.entity_types.push(p.columns.entity_type);
+        self.entity_ids.push(p.columns.entity_id);
+    }
+}
+
+/// The rows of a bulk write that carry a seq.
+#[derive(Default)]
+struct SeqColumns<'a> {
+    n_nids: Vec<i64>,
+    n_ids: Vec<String>,
+    n_seqs: Vec<i64>,
+    n_senders: Vec<&'a str>,
+    n_contents: Vec<String>,
+    n_audiences: Vec<String>,
+    n_channels: Vec<Option<String>>,
+    n_actors: Vec<Option<i64>>,
+    n_recipients: Vec<Option<i64>>,
+    n_times: Vec<i64>,
+    n_expires: Vec<Option<i64>>,
+    i: EntryRows<'a>,
+    i_uids: Vec<i64>,
+    b: EntryRows<'a>,
+    b_gids: Vec<i64>,
+    b_actors: Vec<Option<i64>>,
+}
+
+impl<'a> SeqColumns<'a> {
+    fn push(&mut self, nid: i64, p: &Publication<'a>) {
+        self.n_nids.push(nid);
+        self.n_ids.push(p.id.clone());
+        self.n_seqs.push(p.seq);
+        self.n_senders.push(p.sender);
+        self.n_contents.push(p.content_json.clone());
+        self.n_audiences.push(p.audience_json());
+        self.n_channels.push(p.channels_json());
+        self.n_actors.push(p.actor_uid);
+        self.n_recipients.push(p.recipients);
+        self.n_times.push(p.now.0);
+        self.n_expires.push(p.columns.expires_at);
+        for uid in p.inbox_uids() {
+            self.i_uids.push(uid);
+            self.i.push(p.seq, nid, p);
+        }
+        for gid in &p.broadcast_gids {
+            self.b_gids.push(*gid);
+            self.b_actors.push(p.actor_uid);
+            self.b.push(p.seq, nid, p);
+        }
+    }
 }
