@@ -3,6 +3,7 @@
 
 mod check;
 mod ops;
+mod rules;
 mod send;
 mod settings;
 
@@ -61,6 +62,12 @@ enum Command {
     Admin {
         #[command(subcommand)]
         action: AdminAction,
+    },
+    /// Export rules and templates as files for version control, and import
+    /// them back (works on the database directly).
+    Rules {
+        #[command(subcommand)]
+        action: rules::RulesAction,
     },
     /// Issue user tokens (works on the database directly).
     Token {
@@ -194,6 +201,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys { action } => keys(action).await,
         Command::Token { action } => token(action).await,
         Command::Admin { action } => admin(action).await,
+        Command::Rules { action } => {
+            init_logging(false);
+            rules::run(action).await
+        }
         Command::Backup(args) => {
             init_logging(false);
             ops::backup(args).await

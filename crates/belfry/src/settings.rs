@@ -185,6 +185,23 @@ pub struct ServeArgs {
     )]
     pub auto_categories: Option<bool>,
 
+    /// Install the built-in starter rules and templates (English and German:
+    /// ticket assigned, @mention, customer reply, reopened, record created or
+    /// changed) on the first start of a new database; once deleted or edited
+    /// they stay so [default: true]
+    #[arg(
+        long,
+        env = "BELFRY_STARTER_RULES",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub starter_rules: Option<bool>,
+
+    /// The same as --starter-rules=false
+    #[arg(long, conflicts_with = "starter_rules")]
+    pub no_starter_rules: bool,
+
     /// Requests per second each secret key may make on this node (bursts of
     /// as many); more are answered 429 rate_limited with Retry-After.
     /// 0: no limit [default: 0]
@@ -338,6 +355,7 @@ struct FileSettings {
     job_lease_secs: Option<u64>,
     demo: Option<bool>,
     auto_categories: Option<bool>,
+    starter_rules: Option<bool>,
     rate_limit: Option<u32>,
     recipient_rate_limit: Option<u32>,
     recipient_rate_window: Option<u64>,
@@ -847,6 +865,8 @@ impl ServeArgs {
                     .auto_categories
                     .or(file.auto_categories)
                     .unwrap_or(false),
+                starter_rules: !self.no_starter_rules
+                    && self.starter_rules.or(file.starter_rules).unwrap_or(true),
                 rate_limit: self.rate_limit.or(file.rate_limit).unwrap_or(0),
                 nats_url,
                 nats_subject,
@@ -984,6 +1004,8 @@ mod tests {
             job_lease_secs: None,
             demo: None,
             auto_categories: None,
+            starter_rules: None,
+            no_starter_rules: false,
             rate_limit: None,
             recipient_rate_limit: None,
             recipient_rate_window: None,
@@ -1093,6 +1115,40 @@ mod tests {
         let mut a = args(None, Some(path));
         a.demo = Some(false);
         assert!(!a.resolve(None).unwrap().server.demo, "the flag wins");
+    }
+
+    #[test]
+    fn starter_rules_are_on_unless_switched_off() {
+        assert!(args(None, None).resolve(None).unwrap().server.starter_rules);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("belfry.toml");
+        std::fs::write(&path, "starter_rules = false\n").unwrap();
+        let mut a = args(None, Some(path));
+        assert!(!a.resolve(None).unwrap().server.starter_rules);
+        a.starter_rules = Some(true);
+        assert!(
+            a.resolve(None).unwrap().server.starter_rules,
+            "the flag wins"
+        );
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        for (flags, on) in [
+            (&["belfry", "--no-starter-rules"][..], false),
+            (&["belfry", "--starter-rules=false"][..], false),
+            (&["belfry", "--starter-rules"][..], true),
+        ] {
+            let c = Cli::try_parse_from(flags).unwrap();
+            assert_eq!(
+                c.serve.resolve(None).unwrap().server.starter_rules,
+                on,
+                "{flags:?}"
+            );
+        }
+        assert!(Cli::try_parse_from(["belfry", "--no-starter-rules", "--starter-rules"]).is_err());
     }
 
     #[test]

@@ -618,5 +618,188 @@ async fn postgres_migrate_keys_tokens_and_serve() {
     let out = run(belfry(dir.path()).args(["keys", "list", "--database", &db]));
     assert!(stdout(&out).contains("ops"), "{}", stdout(&out));
     drop(server);
+
+    // The starter rules were installed by serve; they export and import on
+    // PostgreSQL too.
+    let files = dir.path().join("rules");
+    let out = run(belfry(dir.path())
+        .args(["rules", "export", "--database", &db, "--dir"])
+        .arg(&files));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(tree(&files).len(), 12);
+    let out = run(belfry(dir.path())
+        .args(["rules", "import", "--database", &db, "--dir"])
+        .arg(&files));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("imported: 0 written, 0 deleted, 12 unchanged"),
+        "{}",
+        stdout(&out)
+    );
     schema.drop().await;
+}
+
+/// Every file under `dir` (relative path → content).
+fn tree(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for kind in ["rules", "templates"] {
+        for entry in std::fs::read_dir(dir.join(kind)).unwrap() {
+            let path = entry.unwrap().path();
+            out.insert(
+                format!("{kind}/{}", path.file_name().unwrap().to_string_lossy()),
+                std::fs::read_to_string(&path).unwrap(),
+            );
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn starter_rules_once_then_export_edit_import_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+
+    // Off: a database without rules.
+    let off = dir.path().join("off");
+    std::fs::create_dir(&off).unwrap();
+    let server = serve(&off, &[("BELFRY_STARTER_RULES", "false")]);
+    let (_, rules) = http(
+        reqwest::Method::GET,
+        &format!("{}/v1/rules", server.url),
+        server.admin_key.as_deref().unwrap(),
+        None,
+    )
+    .await;
+    assert_eq!(rules["items"], serde_json::json!([]));
+    drop(server);
+
+    // On (the default): installed on the first start; a deleted one stays
+    // deleted after a restart.
+    let server = serve(&data, &[]);
+    let key = server.admin_key.clone().unwrap();
+    let (status, _) = http(
+        reqwest::Method::DELETE,
+        &format!("{}/v1/rules/record.created", server.url),
+        &key,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    drop(server);
+    let server = serve(&data, &[]);
+    let (_, rules) = http(
+        reqwest::Method::GET,
+        &format!("{}/v1/rules", server.url),
+        &key,
+        None,
+    )
+    .await;
+    assert_eq!(rules["items"].as_array().unwrap().len(), 5, "{rules}");
+    drop(server);
+
+    // Export: one file per rule and template, the starter files byte for byte.
+    let a = dir.path().join("a");
+    let out = run(belfry(&data).args(["rules", "export", "--dir"]).arg(&a));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("exported 5 rule(s) and 6 template(s)"),
+        "{}",
+        stdout(&out)
+    );
+    let first = tree(&a);
+    assert_eq!(first.len(), 11);
+    assert_eq!(
+        first["templates/ticket.assigned.json"],
+        include_str!("../../core/src/starter/templates/ticket.assigned.json")
+    );
+    assert_eq!(
+        first["rules/ticket.mentioned.json"],
+        include_str!("../../core/src/starter/rules/ticket.mentioned.json")
+    );
+
+    // Edit one file, import, export again: the same files but that edit.
+    let edited = first["templates/ticket.assigned.json"].replace(
+        "hat Ihnen ein Ticket zugewiesen: ",
+        "hat Dir ein Ticket gegeben: ",
+    );
+    assert_ne!(edited, first["templates/ticket.assigned.json"]);
+    std::fs::write(a.join("templates/ticket.assigned.json"), &edited).unwrap();
+    let out = run(belfry(&data).args(["rules", "import", "--dir"]).arg(&a));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("imported: 1 written, 0 deleted, 10 unchanged"),
+        "{}",
+        stdout(&out)
+    );
+    let b = dir.path().join("b");
+    let out = run(belfry(&data).args(["rules", "export", "--dir"]).arg(&b));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let second = tree(&b);
+    let mut expected = first.clone();
+    expected.insert("templates/ticket.assigned.json".into(), edited);
+    assert_eq!(second, expected);
+
+    // Bad files: each reported with what is wrong, exit status 3, nothing applied.
+    std::fs::write(
+        a.join("templates/broken.json"),
+        r#"{"locales": {"en": {"title": "ok"}, "de": {"title": "Hallo", "body": "line one\n{{ data.x | }}"}}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        a.join("rules/orphan.json"),
+        r#"{"event": "x.y", "to": {"users": ["{{ data.who }}"]}, "template": "nope", "category": "nada"}"#,
+    )
+    .unwrap();
+    std::fs::write(a.join("rules/garbled.json"), "{\"event\": ").unwrap();
+    std::fs::write(
+        a.join("rules/ticket.assigned.json"),
+        first["rules/ticket.assigned.json"].replace("\"recipients\"", "\"everyone\""),
+    )
+    .unwrap();
+    let out = run(belfry(&data).args(["rules", "import", "--dir"]).arg(&a));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    for expected in [
+        "templates/broken.json: locales.de.body: line 2, column",
+        "rules/orphan.json: template: 'nope' does not exist",
+        "rules/orphan.json: category: 'nada' does not exist",
+        "rules/garbled.json: EOF while parsing",
+        "rules/ticket.assigned.json: subscribe[0]: 'everyone' is not actor or recipients",
+        "4 file(s) are wrong: nothing was imported",
+    ] {
+        assert!(err.contains(expected), "{expected}\n{err}");
+    }
+    let c = dir.path().join("c");
+    let out = run(belfry(&data).args(["rules", "export", "--dir"]).arg(&c));
+    assert!(out.status.success());
+    assert_eq!(tree(&c), second, "nothing changed");
+
+    // --prune removes what no file names; --dry-run changes nothing.
+    std::fs::remove_file(b.join("rules/record.changed.json")).unwrap();
+    std::fs::remove_file(b.join("templates/record.changed.json")).unwrap();
+    let out = run(belfry(&data)
+        .args(["rules", "import", "--prune", "--dry-run", "--dir"])
+        .arg(&b));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("would import: 0 written, 2 deleted, 9 unchanged"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(belfry(&data)
+        .args(["rules", "import", "--prune", "--dir"])
+        .arg(&b));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Exporting into the old directory removes the files of deleted ones.
+    let out = run(belfry(&data).args(["rules", "export", "--dir"]).arg(&c));
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("2 removed"), "{}", stdout(&out));
+    assert_eq!(tree(&c), tree(&b));
+
+    let out = run(belfry(&data)
+        .args(["rules", "import", "--dir"])
+        .arg(dir.path().join("nothing-here")));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("has neither rules/ nor templates/"));
 }

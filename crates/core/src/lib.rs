@@ -10,6 +10,7 @@ pub mod inbox;
 pub mod notification;
 pub mod preferences;
 pub mod rule;
+pub mod starter;
 pub mod template;
 pub mod texts;
 pub mod time;

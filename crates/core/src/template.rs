@@ -262,6 +262,39 @@ pub struct RenderError {
     pub message: String,
 }
 
+/// A template with every text compiled once, for rendering many times
+/// (events). Built from a stored template, which was checked when saved.
+pub struct Compiled {
+    pub def: TemplateDef,
+    env: Environment<'static>,
+}
+
+impl Compiled {
+    pub fn new(def: TemplateDef) -> Compiled {
+        let mut env = environment();
+        for (locale, texts) in &def.locales {
+            for field in FIELDS {
+                if let Some(source) = texts.get(field) {
+                    // A text that does not compile is compiled (and its
+                    // error reported) again when rendered.
+                    let _ =
+                        env.add_template_owned(text_name("t", locale, field), source.to_string());
+                }
+            }
+        }
+        Compiled { def, env }
+    }
+
+    /// [`TemplateDef::render`] with the compiled texts.
+    pub fn render(
+        &self,
+        locale: Option<&str>,
+        ctx: &minijinja::Value,
+    ) -> Result<Rendered, RenderError> {
+        self.def.render(&self.env, locale, ctx)
+    }
+}
+
 impl Rendered {
     /// The channel texts a notification carries: those that differ from
     /// what the channel shows without them (title and body).
@@ -376,7 +409,12 @@ impl TemplateDef {
                 message: e.detail().unwrap_or(&e.to_string()).to_string(),
             };
             let name = text_name("t", from, field);
-            let t = env.template_from_named_str(&name, source).map_err(fail)?;
+            // Compiled already in a [`Compiled`] template's environment;
+            // else compiled now.
+            let t = match env.get_template(&name) {
+                Ok(t) => t,
+                Err(_) => env.template_from_named_str(&name, source).map_err(fail)?,
+            };
             let out = t.render(ctx).map_err(fail)?;
             let out = out.trim().to_string();
             Ok((!out.is_empty()).then_some(out))

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod auth;
 pub mod categories;
+pub mod compiled;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -13,6 +14,7 @@ pub mod openapi;
 pub mod ratelimit;
 pub mod realtime;
 mod routes;
+pub mod rulebook;
 pub mod serve;
 
 use crate::auth::{KeyCache, TokenSigner};
@@ -103,6 +105,11 @@ pub struct Config {
     /// Console sessions end after this long without a request, in seconds
     /// (`BELFRY_ADMIN_SESSION_IDLE_SECS`, default 12 hours).
     pub admin_session_idle_secs: i64,
+    /// Install the built-in starter rules and templates (English and
+    /// German) into a database that never had them
+    /// (`BELFRY_STARTER_RULES`; the `belfry` command's default is true,
+    /// this struct's false so that tests start without rules).
+    pub starter_rules: bool,
 }
 
 impl Default for Config {
@@ -134,6 +141,7 @@ impl Default for Config {
             webhooks: belfry_delivery::WebhookSettings::default(),
             mobile: belfry_delivery::MobileSettings::default(),
             admin_session_idle_secs: 12 * 3600,
+            starter_rules: false,
         }
     }
 }
@@ -158,6 +166,8 @@ pub struct AppState {
     pub access: belfry_delivery::AccessTokens,
     /// Signs and reads one-click unsubscribe tokens.
     pub unsubscribe: belfry_delivery::UnsubscribeTokens,
+    /// Templates compiled for events.
+    pub templates: Arc<compiled::CompiledTemplates>,
 }
 
 /// The name of the signing secret of user tokens in the store.
@@ -337,6 +347,11 @@ impl Application {
                 .await
                 .context("creating the demo users")?;
         }
+        if config.starter_rules {
+            rulebook::install_starter(&store, clock.now())
+                .await
+                .context("installing the starter rules")?;
+        }
         let hub = realtime::Hub::new(store.clone(), clock.clone(), config.streams.clone());
         let bus: Arc<dyn realtime::Bus> = match &config.nats_url {
             Some(url) => realtime::NatsBus::connect(url, &config.nats_subject).await?,
@@ -409,6 +424,7 @@ impl Application {
             vapid,
             access,
             unsubscribe,
+            templates: Arc::default(),
         };
         let router = routes::router(state);
         Ok(Application {

@@ -26,6 +26,16 @@ impl DocKind {
     }
 }
 
+/// A document to write (`Store::write_documents`,
+/// `Store::install_documents_once`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDocument {
+    pub kind: DocKind,
+    pub id: String,
+    /// The JSON document.
+    pub doc: String,
+}
+
 /// A stored document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {

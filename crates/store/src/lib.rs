@@ -29,7 +29,7 @@ pub use admin::{
     Admin, AdminSession, LogFilter, LogLine, NewAdmin, NewAdminSession, NotificationListQuery,
     NotificationRow, RuntimeSettings, StatBucket, UserListQuery,
 };
-pub use documents::{DocKind, Document};
+pub use documents::{DocKind, Document, NewDocument};
 pub use events::{BroadcastTargets, Published, StateChange, StoreEvent};
 pub use jobs::{
     DeliveryContext, DeliveryEvent, DeliveryStatus, DevMail, Job, JobOutcome, JobPayload, JobStats,
@@ -734,6 +734,25 @@ pub trait Store: Send + Sync + 'static {
     async fn list_documents(&self, kind: DocKind) -> Result<Vec<Document>>;
     /// True when there was such a document.
     async fn delete_document(&self, kind: DocKind, id: &str) -> Result<bool>;
+    /// Stores (or replaces) `put` and deletes `delete` in one transaction:
+    /// all or nothing (`belfry rules import`).
+    async fn write_documents(
+        &self,
+        put: Vec<NewDocument>,
+        delete: Vec<(DocKind, String)>,
+        now: Millis,
+    ) -> Result<()>;
+    /// Once per database: when the marker `marker` is not set yet, sets it
+    /// and stores those of `docs` that do not exist, in one transaction;
+    /// true when this call did it. Several nodes starting at once: one
+    /// installs, the others see the marker. A document an administrator
+    /// later deletes or edits stays so (the built-in starter rules).
+    async fn install_documents_once(
+        &self,
+        marker: &str,
+        docs: Vec<NewDocument>,
+        now: Millis,
+    ) -> Result<bool>;
 
     // --- preferences ---
     /// `NotFound` for an unknown user.

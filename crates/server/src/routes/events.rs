@@ -19,12 +19,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use belfry_core::rule::{RuleDef, event_type};
-use belfry_core::template::{Environment, TemplateDef, TemplateValue};
+use belfry_core::template::{Compiled, Environment, TemplateValue};
 use belfry_core::{EntityRef, SendRequest, UserId, ValidationErrors};
 use belfry_store::{DocKind, SendContext, Subscriber};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -80,8 +81,9 @@ struct Created {
     rule: String,
     /// Its language.
     locale: String,
-    /// Users it was addressed to directly (groups and entity subscribers
-    /// are broadcasts: not counted).
+    /// Users it was addressed to directly, the entity's followers among
+    /// them (groups, and a following larger than 1000, are broadcasts:
+    /// not counted).
     recipients: usize,
 }
 
@@ -225,7 +227,7 @@ async fn post_event(
     let mctx = belfry_core::template::context(&ctx);
     let actor = ev.actor.as_ref().and_then(|a| a.id.clone());
     let creator = ev.entity.as_ref().and_then(|e| e.creator.clone());
-    let mut templates: HashMap<String, Option<TemplateDef>> = HashMap::new();
+    let mut templates: HashMap<String, Option<Arc<Compiled>>> = HashMap::new();
     let mut made = Vec::new();
     let mut skipped = Vec::new();
     for (rule_id, rule) in &rules {
@@ -296,7 +298,7 @@ async fn apply(
     rule_id: &str,
     rule: &RuleDef,
     e: Env<'_>,
-    templates: &mut HashMap<String, Option<TemplateDef>>,
+    templates: &mut HashMap<String, Option<Arc<Compiled>>>,
 ) -> Result<Applied, String> {
     if !rule.applies(e.env, e.ctx)? {
         return Ok(Applied::Nothing("condition false".into()));
@@ -313,21 +315,53 @@ async fn apply(
             .await
             .map_err(|e| e.to_string())?
         {
-            Some(d) => {
-                Some(serde_json::from_str::<TemplateDef>(&d.doc).map_err(|e| e.to_string())?)
-            }
+            Some(d) => Some(
+                state
+                    .templates
+                    .get(&d.id, &d.doc)
+                    .map_err(|e| e.to_string())?,
+            ),
             None => None,
         };
         templates.insert(rule.template.clone(), t);
     }
-    let Some(template) = templates.get(&rule.template).and_then(|t| t.as_ref()) else {
+    let Some(compiled) = templates.get(&rule.template).and_then(|t| t.as_ref()) else {
         return Err(format!("there is no template '{}'", rule.template));
     };
+    let template = &compiled.def;
+    // The entity's followers join the direct recipients (so that each
+    // reads their own language, and who is both gets it once); contacts
+    // follow by address. Only a following larger than a rule may address
+    // stays a broadcast (in the template's default language).
+    let mut users = addressed.users.clone();
+    let mut emails: Vec<String> = Vec::new();
+    let mut subscribers = subscribers;
+    if subscribers && let Some(entity) = &ev.entity_ref {
+        let following = state
+            .store
+            .subscribers(entity)
+            .await
+            .map_err(|e| e.to_string())?;
+        if following.len() <= belfry_core::rule::limits::RECIPIENTS {
+            for s in following {
+                if let Some(u) = s.user.map(|u| u.to_string())
+                    && Some(u.as_str()) != e.actor
+                {
+                    users.insert(u);
+                }
+                if let Some(m) = s.email {
+                    emails.push(m.to_string());
+                }
+            }
+            subscribers = false;
+        }
+    }
     // Direct recipients by the language their texts are in; the
-    // broadcast parts (groups, subscribers) in the template's default.
+    // broadcast parts (groups, a large following) and contacts in the
+    // template's default.
     let mut by_locale: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut unknown = Vec::new();
-    for u in &addressed.users {
+    for u in &users {
         let id = UserId::parse(u).map_err(|m| format!("recipient '{u}': {m}"))?;
         match state.store.get_user(&id).await.map_err(|e| e.to_string())? {
             None => unknown.push(u.clone()),
@@ -342,7 +376,7 @@ async fn apply(
     if !unknown.is_empty() {
         tracing::info!(rule = rule_id, users = ?unknown, "rule addressed unknown users: left out");
     }
-    let broadcast = !addressed.groups.is_empty() || subscribers;
+    let broadcast = !addressed.groups.is_empty() || subscribers || !emails.is_empty();
     if broadcast {
         by_locale
             .entry(template.default_locale.clone())
@@ -358,11 +392,14 @@ async fn apply(
     let mut notifications = Vec::new();
     let mut labels = Vec::new();
     for (locale, users) in &by_locale {
-        let r = template
-            .render(e.env, Some(locale), e.ctx)
+        let r = compiled
+            .render(Some(locale), e.ctx)
             .map_err(|e| e.to_string())?;
         let is_default = *locale == template.default_locale;
         let mut to = json!({"users": users});
+        if is_default && !emails.is_empty() {
+            to["emails"] = json!(emails);
+        }
         if is_default && !addressed.groups.is_empty() {
             to["groups"] = json!(addressed.groups);
         }

@@ -12,8 +12,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use belfry_core::Category;
 use belfry_core::rule::{RuleDef, RuleRequest};
-use belfry_core::{Category, FieldError};
 use belfry_store::{DocKind, Document};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
@@ -141,10 +141,7 @@ async fn put(
                 "there is no template '{}'; create it with PUT /v1/templates/{}",
                 def.template, def.template
             ),
-            errors: vec![FieldError {
-                field: "template".into(),
-                message: format!("'{}' does not exist", def.template),
-            }],
+            errors: vec![crate::rulebook::unknown_template(&def.template)],
         });
     }
     let now = state.clock.now();

@@ -284,3 +284,60 @@ async fn events_are_idempotent_and_validated_and_rules_are_checked() {
     let r = app.admin(Method::GET, "/v1/rules/replied", None).await;
     assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
 }
+
+/// A ticket's followers: users each in their language and once, contacts
+/// (following by address) by email.
+#[tokio::test]
+async fn followers_hear_in_their_language_once_and_contacts_by_email() {
+    let sink = SmtpSink::start("accept");
+    let app = spawn_app_with(belfry_server::Config {
+        smtp_url: Some(sink.url().into()),
+        run_workers: true,
+        ..Default::default()
+    })
+    .await;
+    setup(&app).await;
+    for (path, body) in [
+        ("/v1/subscriptions/ticket/9/users/bo", Value::Null),
+        ("/v1/subscriptions/ticket/9/users/ana", Value::Null),
+        (
+            "/v1/subscriptions/ticket/9/emails/erika@example.org",
+            json!({"name": "Erika"}),
+        ),
+    ] {
+        let body = (!body.is_null()).then_some(body);
+        let r = app.admin(Method::PUT, path, body).await;
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+    }
+    // Bo is named and follows: one notification, in German.
+    let r = app
+        .admin(
+            Method::PUT,
+            "/v1/rules/replied",
+            Some(json!({"event": "ticket.replied", "to": {"users": ["{{ data.assignee }}"], "entity_subscribers": true},
+                        "category": "customer_reply", "template": "ticket.assigned"})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v = event(
+        &app,
+        json!({"type": "ticket.replied", "actor": {"id": "carl", "name": "Carl"}, "entity": ticket("9"),
+               "data": {"assignee": "bo", "public": true}}),
+    )
+    .await;
+    let made = v["notifications"].as_array().unwrap();
+    assert_eq!(made.len(), 2, "one per language: {v}");
+    let bo = app.token("bo").await;
+    assert_eq!(
+        app.titles(&bo, "").await,
+        ["Carl hat Ihnen #9 Printer zugewiesen"]
+    );
+    let ana = app.token("ana").await;
+    assert_eq!(
+        app.titles(&ana, "").await,
+        ["Carl assigned #9 Printer to you"]
+    );
+    let mails = sink.wait_for(1).await;
+    assert_eq!(mails[0]["rcpt_tos"][0], "erika@example.org");
+    assert_eq!(mails[0]["subject"], "Carl assigned #9 Printer to you");
+}

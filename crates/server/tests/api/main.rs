@@ -24,6 +24,7 @@ mod retention;
 mod security;
 mod send;
 mod sources;
+mod starter;
 mod streams;
 mod summary;
 mod templates;

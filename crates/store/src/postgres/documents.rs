@@ -1,6 +1,6 @@
 //! Configuration documents on PostgreSQL (see `crate::documents`).
 
-use crate::{DocKind, Document, Result};
+use crate::{DocKind, Document, NewDocument, Result};
 use belfry_core::Millis;
 use sqlx::PgConnection;
 
@@ -66,4 +66,54 @@ pub(crate) async fn delete(c: &mut PgConnection, kind: DocKind, id: &str) -> Res
             .rows_affected()
             > 0,
     )
+}
+
+/// See `Store::write_documents` (`c`: a transaction).
+pub(crate) async fn write_all(
+    c: &mut PgConnection,
+    put_docs: &[NewDocument],
+    delete_docs: &[(DocKind, String)],
+    now: Millis,
+) -> Result<()> {
+    for (kind, id) in delete_docs {
+        delete(c, *kind, id).await?;
+    }
+    for d in put_docs {
+        put(c, d.kind, &d.id, &d.doc, now).await?;
+    }
+    Ok(())
+}
+
+/// See `Store::install_documents_once` (`c`: a transaction). A second
+/// node inserting the same marker waits for the first one's transaction
+/// and then finds it set.
+pub(crate) async fn install_once(
+    c: &mut PgConnection,
+    marker: &str,
+    docs: &[NewDocument],
+    now: Millis,
+) -> Result<bool> {
+    let set =
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(marker)
+            .bind(now.0.to_string().into_bytes())
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+    if set == 0 {
+        return Ok(false);
+    }
+    for d in docs {
+        sqlx::query(
+            "INSERT INTO documents (kind, id, doc, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
+             ON CONFLICT (kind, id) DO NOTHING",
+        )
+        .bind(d.kind.as_str())
+        .bind(&d.id)
+        .bind(&d.doc)
+        .bind(now.0)
+        .execute(&mut *c)
+        .await?;
+    }
+    Ok(true)
 }

@@ -759,6 +759,30 @@ impl Store for PgStore {
         documents::delete(&mut *self.conn().await?, kind, id).await
     }
 
+    async fn write_documents(
+        &self,
+        put: Vec<crate::NewDocument>,
+        delete: Vec<(crate::DocKind, String)>,
+        now: Millis,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        documents::write_all(&mut tx, &put, &delete, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn install_documents_once(
+        &self,
+        marker: &str,
+        docs: Vec<crate::NewDocument>,
+        now: Millis,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let installed = documents::install_once(&mut tx, marker, &docs, now).await?;
+        tx.commit().await?;
+        Ok(installed)
+    }
+
     async fn preferences(&self, user: &UserId) -> Result<crate::UserPreferences> {
         prefs::preferences(&mut *self.conn().await?, user).await
     }

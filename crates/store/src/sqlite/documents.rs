@@ -1,6 +1,6 @@
 //! Configuration documents on SQLite (see `crate::documents`).
 
-use crate::{DocKind, Document, Result};
+use crate::{DocKind, Document, NewDocument, Result};
 use belfry_core::Millis;
 use rusqlite::{Connection, OptionalExtension as _, Row, params};
 
@@ -47,4 +47,46 @@ pub(crate) fn delete(c: &Connection, kind: DocKind, id: &str) -> Result<bool> {
             .execute(params![kind.as_str(), id])?
             > 0,
     )
+}
+
+/// See `Store::write_documents` (the caller's savepoint makes it all or
+/// nothing).
+pub(crate) fn write_all(
+    c: &Connection,
+    put_docs: &[NewDocument],
+    delete_docs: &[(DocKind, String)],
+    now: Millis,
+) -> Result<()> {
+    for (kind, id) in delete_docs {
+        delete(c, *kind, id)?;
+    }
+    for d in put_docs {
+        put(c, d.kind, &d.id, &d.doc, now)?;
+    }
+    Ok(())
+}
+
+/// See `Store::install_documents_once`.
+pub(crate) fn install_once(
+    c: &Connection,
+    marker: &str,
+    docs: &[NewDocument],
+    now: Millis,
+) -> Result<bool> {
+    let set = c
+        .prepare_cached(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+        )?
+        .execute(params![marker, now.0.to_string().into_bytes()])?;
+    if set == 0 {
+        return Ok(false);
+    }
+    for d in docs {
+        c.prepare_cached(
+            "INSERT INTO documents (kind, id, doc, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)
+             ON CONFLICT (kind, id) DO NOTHING",
+        )?
+        .execute(params![d.kind.as_str(), d.id, d.doc, now.0])?;
+    }
+    Ok(true)
 }

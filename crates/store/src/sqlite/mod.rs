@@ -1018,6 +1018,27 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn write_documents(
+        &self,
+        put: Vec<crate::NewDocument>,
+        delete: Vec<(crate::DocKind, String)>,
+        now: Millis,
+    ) -> Result<()> {
+        self.write(move |w| documents::write_all(&w.conn, &put, &delete, now))
+            .await
+    }
+
+    async fn install_documents_once(
+        &self,
+        marker: &str,
+        docs: Vec<crate::NewDocument>,
+        now: Millis,
+    ) -> Result<bool> {
+        let marker = marker.to_string();
+        self.write(move |w| documents::install_once(&w.conn, &marker, &docs, now))
+            .await
+    }
+
     async fn preferences(&self, user: &UserId) -> Result<crate::UserPreferences> {
         let user = user.clone();
         self.read(move |c| prefs::preferences(c, &user)).await
