@@ -82,7 +82,12 @@ pub(crate) async fn preference_defaults(c: &mut PgConnection) -> Result<Override
         sqlx::query_scalar("SELECT prefs FROM preference_defaults WHERE id = 1")
             .fetch_optional(&mut *c)
             .await?;
-    json.map(|j| parse_overrides(&j))
+    parse_defaults(json.as_deref())
+}
+
+/// The defaults as stored (None: no row, the built-in defaults).
+pub(crate) fn parse_defaults(json: Option<&str>) -> Result<Overrides> {
+    json.map(parse_overrides)
         .transpose()
         .map(Option::unwrap_or_default)
 }

@@ -580,16 +580,28 @@ async fn resolve(
     }
     let channels = r.opt_in_channels(n);
     if !channels.is_empty() {
-        let defaults = super::prefs::preference_defaults(&mut *c).await?;
         let uids: Vec<i64> = r.direct_uids().collect();
-        let own: HashMap<i64, String> = sqlx::query_as::<_, (i64, String)>(
-            "SELECT uid, prefs FROM user_preferences WHERE uid = ANY($1)",
+        // The defaults (the row without a uid) and the recipients' own
+        // preferences in one round trip.
+        let mut own: HashMap<i64, String> = HashMap::new();
+        let mut defaults = None;
+        for (uid, prefs) in sqlx::query_as::<_, (Option<i64>, String)>(
+            "SELECT NULL::bigint, prefs FROM preference_defaults WHERE id = 1
+             UNION ALL
+             SELECT uid, prefs FROM user_preferences WHERE uid = ANY($1)",
         )
         .bind(&uids)
         .fetch_all(&mut *c)
         .await?
-        .into_iter()
-        .collect();
+        {
+            match uid {
+                Some(uid) => {
+                    own.insert(uid, prefs);
+                }
+                None => defaults = Some(prefs),
+            }
+        }
+        let defaults = super::prefs::parse_defaults(defaults.as_deref())?;
         for uid in uids {
             r.add_opt_ins(
                 n,
