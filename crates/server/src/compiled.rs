@@ -1,13 +1,100 @@
-//! Templates compiled once for events (S8): an event renders its rule's
-//! template for each language, and compiling the eight texts of a template
-//! costs more than rendering them. The stored document is still read per
-//! event, so a change on any node (or by `belfry rules import`) is used at
-//! once: a compiled template is reused only while its stored JSON is the
-//! same, byte for byte.
+//! What events (S8) read, kept ready: the enabled rules by event type and
+//! their templates with every text compiled (compiling a template's eight
+//! texts costs more than rendering them, and reading and parsing every
+//! rule per event more than the rest of an event).
+//!
+//! The snapshot is read from the store at most once a second
+//! ([`RuleCache::FRESH`]), and at once after this node changed a rule or a
+//! template ([`RuleCache::invalidate`]): a change made on another node or
+//! by `belfry rules import` is used within a second. A template is
+//! compiled again only when its stored JSON changed.
 
-use belfry_core::template::{Compiled, TemplateDef};
+use belfry_core::rule::RuleDef;
+use belfry_core::template::{Compiled, Environment, TemplateDef};
+use belfry_store::{DocKind, SharedStore};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The rules and templates events use, as of one read of the store.
+pub struct RuleSnapshot {
+    /// Enabled rules by event type, each list by rule id.
+    pub rules: HashMap<String, Vec<(String, RuleDef)>>,
+    /// Every template by id (None: stored but unreadable).
+    pub templates: HashMap<String, Option<Arc<Compiled>>>,
+    /// The environment rule expressions are evaluated in.
+    pub env: Environment<'static>,
+}
+
+/// The snapshot, and the compiled templates it is made of.
+#[derive(Default)]
+pub struct RuleCache {
+    /// The generation (bumped by each invalidation) and the snapshot.
+    snapshot: Mutex<(u64, Option<(Instant, Arc<RuleSnapshot>)>)>,
+    compiled: CompiledTemplates,
+}
+
+impl RuleCache {
+    /// How long a snapshot is used before the store is read again.
+    pub const FRESH: Duration = Duration::from_secs(1);
+
+    /// Forgets the snapshot (this node changed a rule or template).
+    pub fn invalidate(&self) {
+        let mut slot = self.snapshot.lock().expect("rule cache");
+        slot.0 += 1;
+        slot.1 = None;
+    }
+
+    /// The current snapshot.
+    pub async fn current(&self, store: &SharedStore) -> belfry_store::Result<Arc<RuleSnapshot>> {
+        let generation = {
+            let slot = self.snapshot.lock().expect("rule cache");
+            if let Some((at, s)) = slot.1.as_ref()
+                && at.elapsed() < Self::FRESH
+            {
+                return Ok(s.clone());
+            }
+            slot.0
+        };
+        let read_at = Instant::now();
+        let mut rules: HashMap<String, Vec<(String, RuleDef)>> = HashMap::new();
+        for d in store.list_documents(DocKind::Rule).await? {
+            match serde_json::from_str::<RuleDef>(&d.doc) {
+                Ok(def) if def.enabled => rules
+                    .entry(def.event.clone())
+                    .or_default()
+                    .push((d.id, def)),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(rule = %d.id, error = %e, "a stored rule does not parse: left out")
+                }
+            }
+        }
+        let mut templates = HashMap::new();
+        for d in store.list_documents(DocKind::Template).await? {
+            let compiled = match self.compiled.get(&d.id, &d.doc) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::error!(template = %d.id, error = %e, "a stored template does not parse");
+                    None
+                }
+            };
+            templates.insert(d.id, compiled);
+        }
+        let snapshot = Arc::new(RuleSnapshot {
+            rules,
+            templates,
+            env: belfry_core::template::environment(),
+        });
+        let mut slot = self.snapshot.lock().expect("rule cache");
+        // Not kept when a change came while it was read: it may be older
+        // than the change (this event uses it, the next reads again).
+        if slot.0 == generation {
+            slot.1 = Some((read_at, snapshot.clone()));
+        }
+        Ok(snapshot)
+    }
+}
 
 /// Compiled templates by id, with the document they were compiled from.
 #[derive(Default)]

@@ -166,8 +166,8 @@ pub struct AppState {
     pub access: belfry_delivery::AccessTokens,
     /// Signs and reads one-click unsubscribe tokens.
     pub unsubscribe: belfry_delivery::UnsubscribeTokens,
-    /// Templates compiled for events.
-    pub templates: Arc<compiled::CompiledTemplates>,
+    /// The rules and compiled templates events use.
+    pub rules: Arc<compiled::RuleCache>,
 }
 
 /// The name of the signing secret of user tokens in the store.
@@ -424,7 +424,7 @@ impl Application {
             vapid,
             access,
             unsubscribe,
-            templates: Arc::default(),
+            rules: Arc::default(),
         };
         let router = routes::router(state);
         Ok(Application {

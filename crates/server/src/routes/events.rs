@@ -9,7 +9,6 @@
 //! each of its notifications carries a key derived from it.
 
 use super::notifications::{check_categories, check_recipients, idempotency_header};
-use super::rules;
 use crate::AppState;
 use crate::auth::SendKey;
 use crate::error::{ApiError, ApiResult, Problem};
@@ -21,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use belfry_core::rule::{RuleDef, event_type};
 use belfry_core::template::{Compiled, Environment, TemplateValue};
 use belfry_core::{EntityRef, SendRequest, UserId, ValidationErrors};
-use belfry_store::{DocKind, SendContext, Subscriber};
+use belfry_store::{SendContext, Subscriber};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -209,13 +208,9 @@ async fn post_event(
         ev.source = Some(bound.clone());
     }
     let event_id = ulid::Ulid::new().to_string();
-    let mut rules: Vec<(String, RuleDef)> = Vec::new();
-    for d in state.store.list_documents(DocKind::Rule).await? {
-        let def = rules::parse(&d)?;
-        if def.enabled && def.event == ev.kind {
-            rules.push((d.id, def));
-        }
-    }
+    let snapshot = state.rules.current(&state.store).await?;
+    let no_rules = Vec::new();
+    let rules = snapshot.rules.get(&ev.kind).unwrap_or(&no_rules);
     let ctx = json!({
         "event": {"type": ev.kind, "actor": ev.actor, "entity": ev.entity, "data": ev.data, "source": ev.source},
         "actor": ev.actor,
@@ -223,14 +218,13 @@ async fn post_event(
         "data": ev.data,
         "recipient": null,
     });
-    let env = belfry_core::template::environment();
+    let env = &snapshot.env;
     let mctx = belfry_core::template::context(&ctx);
     let actor = ev.actor.as_ref().and_then(|a| a.id.clone());
     let creator = ev.entity.as_ref().and_then(|e| e.creator.clone());
-    let mut templates: HashMap<String, Option<Arc<Compiled>>> = HashMap::new();
     let mut made = Vec::new();
     let mut skipped = Vec::new();
-    for (rule_id, rule) in &rules {
+    for (rule_id, rule) in rules {
         let outcome = apply(
             &state,
             &key.id,
@@ -239,12 +233,12 @@ async fn post_event(
             rule_id,
             rule,
             Env {
-                env: &env,
+                env,
                 ctx: &mctx,
                 actor: actor.as_deref(),
                 creator: creator.as_deref(),
             },
-            &mut templates,
+            &snapshot.templates,
         )
         .await;
         match outcome {
@@ -298,7 +292,7 @@ async fn apply(
     rule_id: &str,
     rule: &RuleDef,
     e: Env<'_>,
-    templates: &mut HashMap<String, Option<Arc<Compiled>>>,
+    templates: &HashMap<String, Option<Arc<Compiled>>>,
 ) -> Result<Applied, String> {
     if !rule.applies(e.env, e.ctx)? {
         return Ok(Applied::Nothing("condition false".into()));
@@ -307,23 +301,6 @@ async fn apply(
     let subscribers = addressed.entity_subscribers && ev.entity_ref.is_some();
     if addressed.users.is_empty() && addressed.groups.is_empty() && !subscribers {
         return Ok(Applied::Nothing("no recipients".into()));
-    }
-    if !templates.contains_key(&rule.template) {
-        let t = match state
-            .store
-            .get_document(DocKind::Template, &rule.template)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            Some(d) => Some(
-                state
-                    .templates
-                    .get(&d.id, &d.doc)
-                    .map_err(|e| e.to_string())?,
-            ),
-            None => None,
-        };
-        templates.insert(rule.template.clone(), t);
     }
     let Some(compiled) = templates.get(&rule.template).and_then(|t| t.as_ref()) else {
         return Err(format!("there is no template '{}'", rule.template));

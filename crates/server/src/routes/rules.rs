@@ -157,6 +157,7 @@ async fn put(
         .store
         .put_document(DocKind::Rule, &id, doc.clone(), now)
         .await?;
+    state.rules.invalidate();
     let stored = state
         .store
         .get_document(DocKind::Rule, &id)
@@ -190,6 +191,7 @@ async fn remove(
 ) -> ApiResult<StatusCode> {
     let id = rule_id(&p)?;
     if state.store.delete_document(DocKind::Rule, &id).await? {
+        state.rules.invalidate();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("there is no rule '{id}'")))

@@ -182,6 +182,7 @@ async fn put(
         .store
         .put_document(DocKind::Template, &id, doc.clone(), now)
         .await?;
+    state.rules.invalidate();
     let stored = state
         .store
         .get_document(DocKind::Template, &id)
@@ -215,6 +216,7 @@ async fn remove(
 ) -> ApiResult<StatusCode> {
     let id = template_id(&p)?;
     if state.store.delete_document(DocKind::Template, &id).await? {
+        state.rules.invalidate();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("there is no template '{id}'")))
