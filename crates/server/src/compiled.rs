@@ -26,11 +26,14 @@ pub struct RuleSnapshot {
     pub env: Environment<'static>,
 }
 
+/// A snapshot and when it was read.
+type Taken = (Instant, Arc<RuleSnapshot>);
+
 /// The snapshot, and the compiled templates it is made of.
 #[derive(Default)]
 pub struct RuleCache {
     /// The generation (bumped by each invalidation) and the snapshot.
-    snapshot: Mutex<(u64, Option<(Instant, Arc<RuleSnapshot>)>)>,
+    snapshot: Mutex<(u64, Option<Taken>)>,
     compiled: CompiledTemplates,
 }
 
