@@ -209,7 +209,7 @@ async fn get_session(State(state): State<AppState>, headers: HeaderMap) -> ApiRe
         (status = 204, description = "Signed out; the cookie is cleared"),
         (status = 403, description = "Missing or wrong X-CSRF-Token, or another origin (`csrf_failed`)", body = Problem),
     ),
-    security(("admin_session" = []))
+    security((), ("admin_session" = []))
 )]
 async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     if let Some((hash, session)) = admin::live_session(&headers, &state).await? {

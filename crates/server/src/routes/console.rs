@@ -86,8 +86,14 @@ fn category(e: &mut ValidationErrors, field: &str, value: Option<String>) -> Opt
         .map(|c| c.to_string())
 }
 
+/// Query values that are well-formed but wrong (a time that is not RFC
+/// 3339, too long ago, an unknown recipient form): 422 naming each.
 fn bad_query(e: ValidationErrors) -> ApiError {
-    ApiError::bad_request("invalid_query", e.to_string())
+    ApiError::Unprocessable {
+        code: "invalid_query",
+        detail: e.to_string(),
+        errors: e.0,
+    }
 }
 
 /// One page of a list.
@@ -219,7 +225,7 @@ fn audience_summary(to: &serde_json::Value) -> String {
 #[utoipa::path(
     get, path = "/v1/notifications", tag = "notifications",
     params(NotificationParams),
-    responses((status = 200, body = Page<NotificationItem>)),
+    responses((status = 200, body = Page<NotificationItem>), (status = 422, description = "A query value that is well-formed but wrong (`invalid_query`)", body = Problem)),
     security(("secret_key" = []), ("admin_session" = []))
 )]
 pub(super) async fn list_notifications(
@@ -349,7 +355,7 @@ fn recipient(value: &str) -> Result<String, String> {
 #[utoipa::path(
     get, path = "/v1/deliveries", tag = "notifications",
     params(LogParams),
-    responses((status = 200, body = Page<LogItem>)),
+    responses((status = 200, body = Page<LogItem>), (status = 422, description = "A query value that is well-formed but wrong (`invalid_query`)", body = Problem)),
     security(("secret_key" = []), ("admin_session" = []))
 )]
 async fn list_deliveries(
@@ -438,7 +444,7 @@ const DAY_MS: i64 = 24 * HOUR_MS;
 #[utoipa::path(
     get, path = "/v1/stats/deliveries", tag = "notifications",
     params(StatsParams),
-    responses((status = 200, body = Stats)),
+    responses((status = 200, body = Stats), (status = 422, description = "A query value that is well-formed but wrong (`invalid_query`)", body = Problem)),
     security(("secret_key" = []), ("admin_session" = []))
 )]
 async fn delivery_stats(
@@ -535,7 +541,7 @@ struct UserParams {
 #[utoipa::path(
     get, path = "/v1/users", tag = "users",
     params(UserParams),
-    responses((status = 200, body = Page<User>)),
+    responses((status = 200, body = Page<User>), (status = 422, description = "A query value that is well-formed but wrong (`invalid_query`)", body = Problem)),
     security(("secret_key" = []), ("admin_session" = []))
 )]
 async fn list_users(

@@ -317,6 +317,16 @@ async fn preview(
                 .to_string(),
         ),
     };
+    if req
+        .recipient
+        .as_ref()
+        .is_some_and(|r| !(r.is_object() || r.is_null()))
+    {
+        return Err(ApiError::Validation(belfry_core::ValidationErrors::single(
+            "recipient",
+            "must be an object such as {\"id\": \"ana\", \"name\": \"Ana\"}",
+        )));
+    }
     let event = req.event.unwrap_or_default();
     let ctx = serde_json::json!({
         "event": {"type": event.kind, "actor": event.actor, "entity": event.entity, "data": event.data},
