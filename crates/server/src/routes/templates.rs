@@ -231,11 +231,11 @@ struct SampleEvent {
     #[serde(rename = "type")]
     kind: Option<String>,
     #[schema(value_type = Option<Object>)]
-    actor: Option<serde_json::Value>,
+    actor: Option<serde_json::Map<String, serde_json::Value>>,
     #[schema(value_type = Option<Object>)]
-    entity: Option<serde_json::Value>,
+    entity: Option<serde_json::Map<String, serde_json::Value>>,
     #[schema(value_type = Option<Object>)]
-    data: Option<serde_json::Value>,
+    data: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// `POST /v1/templates/{id}/preview`.
@@ -247,7 +247,7 @@ struct PreviewRequest {
     event: Option<SampleEvent>,
     /// The recipient as the texts see it (`{"id", "name"}`).
     #[schema(value_type = Option<Object>)]
-    recipient: Option<serde_json::Value>,
+    recipient: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -317,16 +317,6 @@ async fn preview(
                 .to_string(),
         ),
     };
-    if req
-        .recipient
-        .as_ref()
-        .is_some_and(|r| !(r.is_object() || r.is_null()))
-    {
-        return Err(ApiError::Validation(belfry_core::ValidationErrors::single(
-            "recipient",
-            "must be an object such as {\"id\": \"ana\", \"name\": \"Ana\"}",
-        )));
-    }
     let event = req.event.unwrap_or_default();
     let ctx = serde_json::json!({
         "event": {"type": event.kind, "actor": event.actor, "entity": event.entity, "data": event.data},
