@@ -184,3 +184,33 @@ async fn problem_for_errors(req: Request, next: Next) -> Response {
     }
     out
 }
+
+/// Stores an administrator's document (a rule, template or source) and
+/// gives it back as stored, with 201 when it is new and 200 when it
+/// replaced one.
+pub(super) async fn store_document(
+    state: &AppState,
+    kind: belfry_store::DocKind,
+    id: &str,
+    doc: String,
+) -> crate::error::ApiResult<(StatusCode, belfry_store::Document)> {
+    let now = state.clock.now();
+    let created = state.store.put_document(kind, id, doc.clone(), now).await?;
+    let stored = state
+        .store
+        .get_document(kind, id)
+        .await?
+        .unwrap_or(belfry_store::Document {
+            id: id.to_string(),
+            doc,
+            created_at: now,
+            updated_at: now,
+        });
+    tracing::info!(kind = kind.as_str(), id, created, "document stored");
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, stored))
+}

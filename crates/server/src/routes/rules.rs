@@ -153,27 +153,8 @@ async fn put(
             .await?;
     }
     let doc = serde_json::to_string(&def).expect("a rule serialises");
-    let created = state
-        .store
-        .put_document(DocKind::Rule, &id, doc.clone(), now)
-        .await?;
+    let (status, stored) = super::store_document(&state, DocKind::Rule, &id, doc).await?;
     state.rules.invalidate();
-    let stored = state
-        .store
-        .get_document(DocKind::Rule, &id)
-        .await?
-        .unwrap_or(Document {
-            id: id.clone(),
-            doc,
-            created_at: now,
-            updated_at: now,
-        });
-    tracing::info!(created, event = %def.event, "rule stored");
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
     Ok((status, Json(view(stored)?)).into_response())
 }
 

@@ -161,28 +161,8 @@ async fn put(
 ) -> ApiResult<Response> {
     let id = source_id(&p)?;
     let def = req.validate().map_err(ApiError::Validation)?;
-    let now = state.clock.now();
     let doc = serde_json::to_string(&def).expect("a source serialises");
-    let created = state
-        .store
-        .put_document(DocKind::Source, &id, doc.clone(), now)
-        .await?;
-    let stored = state
-        .store
-        .get_document(DocKind::Source, &id)
-        .await?
-        .unwrap_or(Document {
-            id: id.clone(),
-            doc,
-            created_at: now,
-            updated_at: now,
-        });
-    tracing::info!(created, "source stored");
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let (status, stored) = super::store_document(&state, DocKind::Source, &id, doc).await?;
     Ok((status, Json(view(stored)?)).into_response())
 }
 

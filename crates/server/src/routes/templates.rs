@@ -177,28 +177,8 @@ async fn put(
         Err(TemplateRefused::Syntax(errors)) => return Ok(invalid_template(errors)),
     };
     let doc = serde_json::to_string(&def).expect("a template serialises");
-    let now = state.clock.now();
-    let created = state
-        .store
-        .put_document(DocKind::Template, &id, doc.clone(), now)
-        .await?;
+    let (status, stored) = super::store_document(&state, DocKind::Template, &id, doc).await?;
     state.rules.invalidate();
-    let stored = state
-        .store
-        .get_document(DocKind::Template, &id)
-        .await?
-        .unwrap_or(Document {
-            id: id.clone(),
-            doc,
-            created_at: now,
-            updated_at: now,
-        });
-    tracing::info!(created, "template stored");
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
     Ok((status, Json(view(stored)?)).into_response())
 }
 
