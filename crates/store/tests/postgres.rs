@@ -299,6 +299,87 @@ async fn a_send_refused_in_a_batch_fails_alone_and_leaves_no_hole() {
     db.drop_schema(&[a, b]).await;
 }
 
+/// Phase 1 resolves the requests that wait together (one query per kind
+/// of fact for all of them): released at once, 48 requests on one node
+/// (two resolver connections) form groups, and each is still answered for
+/// itself — a good send with its receipt, an unknown user with its own
+/// error, a batch with the index of its first bad item — and only the good
+/// ones are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_resolved_together_are_answered_each_for_itself() {
+    let Some(db) = Db::new() else { return };
+    let a = db.node().await;
+    for u in ["ana", "ben", "cy"] {
+        user(&a, u).await;
+    }
+    let start = Arc::new(tokio::sync::Barrier::new(48));
+    let mut tasks = Vec::new();
+    for t in 0..48usize {
+        let (node, start) = (a.clone(), start.clone());
+        tasks.push(tokio::spawn(async move {
+            let ghost = format!("ghost-{t}");
+            let batch = match t % 4 {
+                0 => vec![note(&["ana"], &format!("t{t}"), None)],
+                1 => vec![note(&["ben", &ghost], &format!("t{t}"), None)],
+                2 => vec![
+                    note(&["ana", "ben"], &format!("t{t} a"), None),
+                    note(&["cy"], &format!("t{t} b"), None),
+                    note(&[&ghost], &format!("t{t} c"), None),
+                ],
+                _ => vec![
+                    note(&["ana", "ben", "cy"], &format!("t{t} a"), None),
+                    note(&["cy"], &format!("t{t} b"), None),
+                ],
+            };
+            start.wait().await;
+            (t, ghost, node.send(ctx("key_test"), batch).await)
+        }));
+    }
+    let mut expected = std::collections::HashMap::from([("ana", 0i64), ("ben", 0), ("cy", 0)]);
+    for task in tasks {
+        let (t, ghost, answer) = task.await.unwrap();
+        match (t % 4, answer) {
+            (0, Ok(r)) => {
+                assert_eq!(r.len(), 1);
+                assert_eq!(r[0].recipients, Some(1));
+                *expected.get_mut("ana").unwrap() += 1;
+            }
+            (1, Err(StoreError::UnknownUsers(users))) => assert_eq!(users, vec![ghost]),
+            (2, Err(StoreError::InItem { index, error })) => {
+                assert_eq!(index, 2, "request {t}");
+                assert!(
+                    matches!(&*error, StoreError::UnknownUsers(u) if *u == vec![ghost.clone()]),
+                    "request {t}: {error}"
+                );
+            }
+            (3, Ok(r)) => {
+                let recipients: Vec<Option<i64>> = r.iter().map(|r| r.recipients).collect();
+                assert_eq!(recipients, vec![Some(3), Some(1)], "request {t}");
+                for u in ["ana", "ben", "cy", "cy"] {
+                    *expected.get_mut(u).unwrap() += 1;
+                }
+            }
+            (_, other) => panic!("request {t} answered {other:?}"),
+        }
+    }
+    for (u, n) in expected {
+        let entries: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM inbox i JOIN users u ON u.uid = i.uid WHERE u.id = $1",
+        )
+        .bind(u)
+        .fetch_one(a.pool())
+        .await
+        .unwrap();
+        assert_eq!(entries, n, "{u}'s inbox");
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM notifications")
+        .fetch_one(a.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 12 + 12 * 2, "only the good requests are stored");
+    db.drop_schema(&[a]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn claims_never_hand_one_job_to_two_claimers() {
     let Some(db) = Db::new() else { return };

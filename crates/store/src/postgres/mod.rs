@@ -378,8 +378,10 @@ impl Shared {
 /// The PostgreSQL store. Cheap to share behind an `Arc`.
 pub struct PgStore {
     shared: Arc<Shared>,
-    writer: mpsc::Sender<publish::Pending>,
-    writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Phase 1 of publishing (`publish::resolver_loop`), which hands on to
+    /// the writer.
+    resolver: mpsc::Sender<publish::WriteOp>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl PgStore {
@@ -412,12 +414,22 @@ impl PgStore {
             jobs_wakeup: Arc::new(Notify::new()),
             webhooks: Default::default(),
         });
-        let (tx, rx) = mpsc::channel(options.write_queue.max(1));
-        let task = tokio::spawn(publish::writer_loop(shared.clone(), rx));
+        let (writer, rx) = mpsc::channel(options.write_queue.max(1));
+        let writer_task = tokio::spawn(publish::writer_loop(shared.clone(), rx));
+        let (resolver, rx) = mpsc::channel(options.write_queue.max(1));
+        // A quarter of the pool at most (the writer holds one; reads and
+        // workers need the rest), at most four.
+        let resolvers = (options.pool_size as usize / 4).clamp(1, 4);
+        let resolver_task = tokio::spawn(publish::resolver_loop(
+            shared.clone(),
+            rx,
+            writer,
+            resolvers,
+        ));
         Ok(PgStore {
             shared,
-            writer: tx,
-            writer_task: Mutex::new(Some(task)),
+            resolver,
+            tasks: Mutex::new(vec![resolver_task, writer_task]),
         })
     }
 
@@ -433,43 +445,38 @@ impl PgStore {
         &self.shared.pool
     }
 
-    /// Stops the writer after what is queued and closes the pool.
+    /// Stops the resolver and the writer and closes the pool.
     pub async fn close(&self) {
-        let task = self.writer_task.lock().ok().and_then(|mut t| t.take());
-        if let Some(task) = task {
+        let tasks = self
+            .tasks
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        for task in tasks {
             task.abort();
             let _ = task.await;
         }
         self.shared.pool.close().await;
     }
 
-    /// Resolves a publishing request here (phase 1, on a pooled
-    /// connection, concurrently with others) and queues it for the writer.
+    /// Queues a publishing request for phase 1 (`publish::resolver_loop`,
+    /// which resolves waiting requests together and hands them to the
+    /// writer); the caller awaits its reply.
     ///
     /// A request's send (`shed`) finding the queue full is answered
     /// `Overloaded` at once; a scheduled send becoming due waits for room.
     async fn write(&self, op: publish::WriteOp, shed: bool) -> Result<()> {
-        let pending = {
-            let mut c = self.conn().await?;
-            publish::prepare(&mut c, op).await
-        };
-        if let Some(p) = pending {
-            if shed {
-                self.writer.try_send(p).map_err(|e| match e {
-                    mpsc::error::TrySendError::Full(_) => {
-                        metrics::counter!("belfry_pg_writes_shed_total").increment(1);
-                        StoreError::unavailable(
-                            Unavailable::Overloaded,
-                            "the publishing queue is full",
-                        )
-                    }
-                    mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
-                })?;
-            } else {
-                self.writer.send(p).await.map_err(|_| StoreError::Closed)?;
-            }
+        if shed {
+            self.resolver.try_send(op).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    metrics::counter!("belfry_pg_writes_shed_total").increment(1);
+                    StoreError::unavailable(Unavailable::Overloaded, "the publishing queue is full")
+                }
+                mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+            })
+        } else {
+            self.resolver.send(op).await.map_err(|_| StoreError::Closed)
         }
-        Ok(())
     }
 
     fn pool_ref(&self) -> &PgPool {

@@ -2,10 +2,14 @@
 //!
 //! A send is handled in two phases:
 //!
-//! 1. **Resolve**, in the caller's task on a pooled connection (many run at
-//!    once; no transaction, no lock): idempotency look-ups, users, groups,
-//!    subscribers, addresses. Requests that fail validation are answered
-//!    here; repeated idempotency keys get their first receipt.
+//! 1. **Resolve**, by the resolver ([`resolver_loop`]) on pooled
+//!    connections (up to four groups at once; no transaction, no lock):
+//!    idempotency look-ups, users, groups, subscribers, addresses,
+//!    preferences, push, mobile and chat targets. Every request waiting
+//!    when a connection is free joins one group, whose audiences are looked
+//!    up together, a query per kind of fact ([`resolve_many`]). Requests
+//!    that fail validation are answered here; repeated idempotency keys get
+//!    their first receipt.
 //! 2. **Apply**, by the writer task, which takes every resolved send waiting
 //!    (up to `MAX_BATCH`) into one transaction.
 //!
@@ -34,7 +38,6 @@
 
 use super::Shared;
 use super::jobs::{add_job, add_jobs, log_many};
-use super::read;
 use super::write;
 use crate::plan::send::{
     self, Facts, Publication, Resolved, Schedule, SubscriberFact, idempotency_since, in_item,
@@ -343,70 +346,197 @@ async fn apply_all(
     Ok(())
 }
 
-/// Phase 1 of one request (outside of any transaction: an SQL error here
-/// concerns this request only): None when it was answered already.
-pub(crate) async fn prepare(c: &mut PgConnection, op: WriteOp) -> Option<Pending> {
-    match op {
-        WriteOp::Send { ctx, batch, reply } => {
-            let mut items = Vec::with_capacity(batch.len());
-            for (index, n) in batch.iter().enumerate() {
-                match prepare_item(c, &ctx, n).await {
-                    Ok(item) => items.push(item),
-                    Err(error) => {
-                        let _ = reply.send(Err(in_item(batch.len(), index, error)));
-                        return None;
+/// The most requests one phase-1 group takes.
+const MAX_GROUP: usize = 64;
+
+/// Phase 1 for every node's request: whenever one of `resolvers`
+/// connections is free, takes every request waiting (up to
+/// [`MAX_GROUP`]), resolves them together ([`prepare_many`]) and hands them
+/// to the writer. A request alone is resolved at once; under load the
+/// groups grow, and the round trips per send fall with them.
+pub(crate) async fn resolver_loop(
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<WriteOp>,
+    writer: mpsc::Sender<Pending>,
+    resolvers: usize,
+) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(resolvers.max(1)));
+    while let Some(op) = rx.recv().await {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        // What arrived while waiting for a connection goes in the same group.
+        let mut ops = vec![op];
+        while ops.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        let (shared, writer) = (shared.clone(), writer.clone());
+        tokio::spawn(async move {
+            let pending = match shared.pool.acquire().await {
+                Ok(mut c) => prepare_many(&mut c, ops).await,
+                Err(e) => {
+                    let e = StoreError::from(e);
+                    for op in ops {
+                        fail_op(op, e.clone());
                     }
+                    return;
+                }
+            };
+            // The connection is back in the pool; the writer's queue may
+            // make this wait (and the requests behind it shed).
+            drop(permit);
+            for p in pending {
+                if let Err(mpsc::error::SendError(p)) = writer.send(p).await {
+                    fail_pending(p, StoreError::Closed);
                 }
             }
-            if items.iter().all(|i| matches!(i, Item::Replayed(_))) {
-                let receipts = items
-                    .into_iter()
-                    .filter_map(|i| match i {
-                        Item::Replayed(r) => Some(r),
-                        _ => None,
-                    })
-                    .collect();
-                let _ = reply.send(Ok(receipts));
-                return None;
-            }
-            Some(Pending::Send {
-                ctx,
-                batch,
-                items,
-                reply,
-            })
-        }
-        WriteOp::PublishDue { nid, now, reply } => match prepare_due(c, nid, now).await {
-            Ok(Some((id, sender, n, resolved))) => Some(Pending::PublishDue {
-                nid,
-                id,
-                sender,
-                now,
-                n: Box::new(n),
-                resolved: Box::new(resolved),
-                reply,
-            }),
-            Ok(None) => {
-                let _ = reply.send(Ok(()));
-                None
-            }
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                None
-            }
-        },
+        });
     }
 }
 
-async fn prepare_item(
+fn fail_op(op: WriteOp, e: StoreError) {
+    match op {
+        WriteOp::Send { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+        WriteOp::PublishDue { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+    }
+}
+
+/// A send request during phase 1: its items that are answered before
+/// their audience is resolved ([`prepare_early`]; None: published now).
+struct Early {
+    ctx: SendContext,
+    batch: Vec<NewNotification>,
+    reply: oneshot::Sender<Result<Vec<SendReceipt>>>,
+    early: Vec<Option<Result<Item>>>,
+}
+
+/// Phase 1 of many requests (outside of any transaction): replayed keys,
+/// scheduled sends and scheduled sends becoming due one by one; the
+/// audiences of every send published now in one [`resolve_many`]. Each
+/// request is answered with its first item's error, by index (as if its
+/// items were resolved one after the other); a database error answers
+/// every send of the group. Returns what is left for the writer.
+pub(crate) async fn prepare_many(c: &mut PgConnection, ops: Vec<WriteOp>) -> Vec<Pending> {
+    let mut out = Vec::with_capacity(ops.len());
+    let mut sends = Vec::with_capacity(ops.len());
+    for op in ops {
+        match op {
+            WriteOp::Send { ctx, batch, reply } => {
+                let mut early = Vec::with_capacity(batch.len());
+                for n in &batch {
+                    early.push(prepare_early(c, &ctx, n).await.transpose());
+                }
+                sends.push(Early {
+                    ctx,
+                    batch,
+                    reply,
+                    early,
+                });
+            }
+            WriteOp::PublishDue { nid, now, reply } => match prepare_due(c, nid, now).await {
+                Ok(Some((id, sender, n, resolved))) => out.push(Pending::PublishDue {
+                    nid,
+                    id,
+                    sender,
+                    now,
+                    n: Box::new(n),
+                    resolved: Box::new(resolved),
+                    reply,
+                }),
+                Ok(None) => {
+                    let _ = reply.send(Ok(()));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+        }
+    }
+    let now: Vec<(&NewNotification, Millis)> = sends
+        .iter()
+        .flat_map(|s| {
+            s.batch
+                .iter()
+                .zip(&s.early)
+                .filter(|(_, e)| e.is_none())
+                .map(|(n, _)| (n, s.ctx.now))
+        })
+        .collect();
+    let resolved = resolve_many(c, &now, true).await;
+    drop(now);
+    let mut resolved = match resolved {
+        Ok(r) => r.into_iter(),
+        Err(e) => {
+            for s in sends {
+                let _ = s.reply.send(Err(e.clone()));
+            }
+            return out;
+        }
+    };
+    for s in sends {
+        let len = s.batch.len();
+        let mut items = Vec::with_capacity(len);
+        let mut failed = None;
+        for (index, e) in s.early.into_iter().enumerate() {
+            // Every published-now item takes its result, so that the next
+            // request's items start at their own.
+            let item = match e {
+                Some(item) => item,
+                None => resolved
+                    .next()
+                    .unwrap_or_else(|| {
+                        Err(StoreError::backend("resolve_many gave too few results"))
+                    })
+                    .map(|r| Item::Publish(Box::new(r))),
+            };
+            match item {
+                Ok(item) => items.push(item),
+                Err(error) if failed.is_none() => failed = Some(in_item(len, index, error)),
+                Err(_) => {}
+            }
+        }
+        if let Some(error) = failed {
+            let _ = s.reply.send(Err(error));
+        } else if items.iter().all(|i| matches!(i, Item::Replayed(_))) {
+            let receipts = items
+                .into_iter()
+                .filter_map(|i| match i {
+                    Item::Replayed(r) => Some(r),
+                    _ => None,
+                })
+                .collect();
+            let _ = s.reply.send(Ok(receipts));
+        } else {
+            out.push(Pending::Send {
+                ctx: s.ctx,
+                batch: s.batch,
+                items,
+                reply: s.reply,
+            });
+        }
+    }
+    out
+}
+
+/// What phase 1 of one item answers before its audience is resolved: the
+/// receipt of a repeated key, or a scheduled send's targets (None: it is
+/// published now).
+async fn prepare_early(
     c: &mut PgConnection,
     ctx: &SendContext,
     n: &NewNotification,
-) -> Result<Item> {
+) -> Result<Option<Item>> {
     if let Some(key) = &n.idempotency_key
         && let Some(receipt) = idempotent_receipt(c, ctx, n, key).await?
     {
-        return Ok(Item::Replayed(receipt));
+        return Ok(Some(Item::Replayed(receipt)));
     }
     match scheduled_for(n, ctx.now) {
         Some(at) => {
@@ -415,9 +545,9 @@ async fn prepare_item(
             let users = uids(c, &n.audience.users).await?;
             let groups = gids(c, &n.audience.groups).await?;
             send::require_known(n, &users, &groups)?;
-            Ok(Item::Schedule { at, users, groups })
+            Ok(Some(Item::Schedule { at, users, groups }))
         }
-        None => Ok(Item::Publish(Box::new(resolve(c, n, true, ctx.now).await?))),
+        None => Ok(None),
     }
 }
 
@@ -509,80 +639,150 @@ async fn prepare_due(
     Ok(Some((id, sender, n, resolved)))
 }
 
-/// Looks up the facts of `n`'s audience, a batch (one query) per kind,
-/// and resolves it.
+/// Resolves one audience: [`resolve_many`] of one.
 async fn resolve(
     c: &mut PgConnection,
     n: &NewNotification,
     strict: bool,
     now: Millis,
 ) -> Result<Resolved> {
-    let a = &n.audience;
-    let mut facts = Facts {
-        actor_uid: match n.actor_id() {
-            Some(actor) => read::uid(c, actor).await?,
-            None => None,
-        },
-        users: uids(c, &a.users).await?,
-        groups: gids(c, &a.groups).await?,
-        subscribers: Vec::new(),
-    };
-    if let Some(entity) = &a.entity {
-        let rows: Vec<(String, String, Option<i64>)> = sqlx::query_as(
-            "SELECT kind, subscriber, uid FROM subscriptions WHERE entity_type = $1 AND entity_id = $2",
-        )
-        .bind(&entity.kind)
-        .bind(&entity.id)
-        .fetch_all(&mut *c)
-        .await?;
-        for (kind, subscriber, uid) in rows {
-            facts
-                .subscribers
-                .push(SubscriberFact::from_row(&kind, &subscriber, uid)?);
-        }
+    resolve_many(c, &[(n, now)], strict)
+        .await?
+        .pop()
+        .unwrap_or_else(|| Err(StoreError::backend("resolve_many gave no result")))
+}
+
+/// Looks up the facts of many audiences at once and resolves each: one
+/// query per kind of fact for all of them (users, groups, addresses,
+/// preferences, push and mobile subscriptions, chat targets), so a batch
+/// of 500 sends costs about as many round trips as one. Entity
+/// subscribers, group coverage and groups' chat targets, which few sends
+/// have, are read per audience. The outer error is the database's (it
+/// concerns all of them); the inner ones are each audience's own.
+async fn resolve_many(
+    c: &mut PgConnection,
+    sends: &[(&NewNotification, Millis)],
+    strict: bool,
+) -> Result<Vec<Result<Resolved>>> {
+    let ns: Vec<&NewNotification> = sends.iter().map(|(n, _)| *n).collect();
+    // Users (recipients and actors) and groups of every audience.
+    let mut user_ids: Vec<&str> = Vec::new();
+    let mut group_ids: Vec<&str> = Vec::new();
+    for n in &ns {
+        user_ids.extend(n.audience.users.iter().map(|u| u.as_str()));
+        user_ids.extend(n.actor_id().map(|a| a.as_str()));
+        group_ids.extend(n.audience.groups.iter().map(|g| g.as_str()));
     }
-    let addresses: Vec<&str> = send::addresses(n, &facts.subscribers)
-        .map(|a| a.as_str())
+    let user_uids = number_map(c, "SELECT id, uid FROM users WHERE id = ANY($1)", user_ids).await?;
+    let group_gids = number_map(
+        c,
+        "SELECT id, gid FROM groups WHERE id = ANY($1)",
+        group_ids,
+    )
+    .await?;
+
+    let mut all_facts = Vec::with_capacity(ns.len());
+    for n in &ns {
+        let a = &n.audience;
+        let mut facts = Facts {
+            actor_uid: n
+                .actor_id()
+                .and_then(|actor| user_uids.get(actor.as_str()).copied()),
+            users: a
+                .users
+                .iter()
+                .map(|u| user_uids.get(u.as_str()).copied())
+                .collect(),
+            groups: a
+                .groups
+                .iter()
+                .map(|g| group_gids.get(g.as_str()).copied())
+                .collect(),
+            subscribers: Vec::new(),
+        };
+        if let Some(entity) = &a.entity {
+            let rows: Vec<(String, String, Option<i64>)> = sqlx::query_as(
+                "SELECT kind, subscriber, uid FROM subscriptions WHERE entity_type = $1 AND entity_id = $2",
+            )
+            .bind(&entity.kind)
+            .bind(&entity.id)
+            .fetch_all(&mut *c)
+            .await?;
+            for (kind, subscriber, uid) in rows {
+                facts
+                    .subscribers
+                    .push(SubscriberFact::from_row(&kind, &subscriber, uid)?);
+            }
+        }
+        all_facts.push(facts);
+    }
+
+    // The owners of every address (requested or subscribed), in one query.
+    let addresses: HashSet<&str> = ns
+        .iter()
+        .zip(&all_facts)
+        .flat_map(|(n, f)| send::addresses(n, &f.subscribers).map(|a| a.as_str()))
         .collect();
-    let mut owners = Vec::with_capacity(addresses.len());
+    let mut owner_of: HashMap<String, (i64, UserId)> = HashMap::new();
     if !addresses.is_empty() {
-        let found: HashMap<String, (i64, String)> = sqlx::query_as::<_, (String, i64, String)>(
+        let addresses: Vec<&str> = addresses.into_iter().collect();
+        for (email, uid, id) in sqlx::query_as::<_, (String, i64, String)>(
             "SELECT email, uid, id FROM users WHERE email = ANY($1)",
         )
         .bind(&addresses)
         .fetch_all(&mut *c)
         .await?
-        .into_iter()
-        .map(|(email, uid, id)| (email, (uid, id)))
-        .collect();
-        for address in &addresses {
-            owners.push(match found.get(*address) {
-                Some((uid, id)) => Some((*uid, UserId::parse(id).map_err(StoreError::backend)?)),
-                None => None,
-            });
+        {
+            owner_of.insert(
+                email,
+                (uid, UserId::parse(&id).map_err(StoreError::backend)?),
+            );
         }
     }
-    drop(addresses);
-    let mut r = send::resolve(n, facts, owners, strict, now)?;
-    if r.needs_coverage() {
-        let uids: Vec<i64> = r.direct_uids().collect();
-        let covered: HashSet<i64> = sqlx::query_scalar::<_, i64>(
-            "SELECT DISTINCT uid FROM memberships
-             WHERE uid = ANY($1) AND gid = ANY($2) AND left_seq IS NULL",
-        )
-        .bind(&uids)
-        .bind(&r.gids)
-        .fetch_all(&mut *c)
-        .await?
-        .into_iter()
-        .collect();
-        r.exclude_covered(&covered);
+
+    let mut out: Vec<Result<Resolved>> = Vec::with_capacity(ns.len());
+    for ((n, now), facts) in sends.iter().zip(all_facts) {
+        let owners = send::addresses(n, &facts.subscribers)
+            .map(|a| owner_of.get(a.as_str()).cloned())
+            .collect();
+        out.push(send::resolve(n, facts, owners, strict, *now));
     }
-    let channels = r.opt_in_channels(n);
-    if !channels.is_empty() {
-        let uids: Vec<i64> = r.direct_uids().collect();
-        // The defaults (the row without a uid) and the recipients' own
-        // preferences in one round trip.
+
+    // Direct recipients who are members of a targeted group already.
+    for r in out.iter_mut().flatten() {
+        if r.needs_coverage() {
+            let uids: Vec<i64> = r.direct_uids().collect();
+            let covered: HashSet<i64> = sqlx::query_scalar::<_, i64>(
+                "SELECT DISTINCT uid FROM memberships
+                 WHERE uid = ANY($1) AND gid = ANY($2) AND left_seq IS NULL",
+            )
+            .bind(&uids)
+            .bind(&r.gids)
+            .fetch_all(&mut *c)
+            .await?
+            .into_iter()
+            .collect();
+            r.exclude_covered(&covered);
+        }
+    }
+
+    // Preferences: the defaults (the row without a uid) and the own
+    // preferences of every direct recipient who may opt in, in one query.
+    let opt_in: Vec<Vec<belfry_core::Channel>> = ns
+        .iter()
+        .zip(&out)
+        .map(|(n, r)| r.as_ref().map(|r| r.opt_in_channels(n)).unwrap_or_default())
+        .collect();
+    if opt_in.iter().any(|c| !c.is_empty()) {
+        let uids: Vec<i64> = out
+            .iter()
+            .zip(&opt_in)
+            .filter(|(_, c)| !c.is_empty())
+            .filter_map(|(r, _)| r.as_ref().ok())
+            .flat_map(|r| r.direct_uids())
+            .collect::<HashSet<i64>>()
+            .into_iter()
+            .collect();
         let mut own: HashMap<i64, String> = HashMap::new();
         let mut defaults = None;
         for (uid, prefs) in sqlx::query_as::<_, (Option<i64>, String)>(
@@ -602,45 +802,100 @@ async fn resolve(
             }
         }
         let defaults = super::prefs::parse_defaults(defaults.as_deref())?;
-        for uid in uids {
-            r.add_opt_ins(
-                n,
-                &channels,
-                &defaults,
-                uid,
-                own.get(&uid).map(String::as_str),
-            );
+        for ((n, r), channels) in ns.iter().zip(out.iter_mut()).zip(&opt_in) {
+            let Ok(r) = r else { continue };
+            if channels.is_empty() {
+                continue;
+            }
+            let uids: Vec<i64> = r.direct_uids().collect();
+            for uid in uids {
+                r.add_opt_ins(
+                    n,
+                    channels,
+                    &defaults,
+                    uid,
+                    own.get(&uid).map(String::as_str),
+                );
+            }
         }
     }
-    // Web push and mobile push (C6) in one round trip: who of the direct
-    // recipients has a push subscription (a mobile device), and whether
-    // anyone has, each part only when that channel is wanted (a subquery
-    // under a false CASE or AND is never run).
-    let (push, mobile) = (r.needs_push_lookup(n), r.needs_mobile_lookup(n));
+
+    // Web push and mobile push (C6) in one round trip for all: who of the
+    // direct recipients has a push subscription (a mobile device), and
+    // whether anyone has, each part only when some audience wants that
+    // channel (a subquery under a false CASE or AND is never run).
+    let wants: Vec<(bool, bool)> = ns
+        .iter()
+        .zip(&out)
+        .map(|(n, r)| match r {
+            Ok(r) => (r.needs_push_lookup(n), r.needs_mobile_lookup(n)),
+            Err(_) => (false, false),
+        })
+        .collect();
+    let (push, mobile) = (wants.iter().any(|w| w.0), wants.iter().any(|w| w.1));
     if push || mobile {
-        let uids: Vec<i64> = r.direct_uids().collect();
+        let uids_wanting = |pick: fn(&(bool, bool)) -> bool| -> Vec<i64> {
+            out.iter()
+                .zip(&wants)
+                .filter(|(_, w)| pick(w))
+                .filter_map(|(r, _)| r.as_ref().ok())
+                .flat_map(|r| r.direct_uids())
+                .collect::<HashSet<i64>>()
+                .into_iter()
+                .collect()
+        };
+        let (push_uids, mobile_uids) = (uids_wanting(|w| w.0), uids_wanting(|w| w.1));
         let (pushable, push_anyone, with_device, mobile_anyone): (Vec<i64>, bool, Vec<i64>, bool) =
             sqlx::query_as(
-                "SELECT CASE WHEN $2 THEN COALESCE((SELECT array_agg(DISTINCT uid)
+                "SELECT CASE WHEN $3 THEN COALESCE((SELECT array_agg(DISTINCT uid)
                             FROM push_subscriptions WHERE uid = ANY($1)), '{}') ELSE '{}' END,
-                        $2 AND EXISTS (SELECT 1 FROM push_subscriptions),
-                        CASE WHEN $3 THEN COALESCE((SELECT array_agg(DISTINCT uid)
-                            FROM mobile_devices WHERE uid = ANY($1)), '{}') ELSE '{}' END,
-                        $3 AND EXISTS (SELECT 1 FROM mobile_devices)",
+                        $3 AND EXISTS (SELECT 1 FROM push_subscriptions),
+                        CASE WHEN $4 THEN COALESCE((SELECT array_agg(DISTINCT uid)
+                            FROM mobile_devices WHERE uid = ANY($2)), '{}') ELSE '{}' END,
+                        $4 AND EXISTS (SELECT 1 FROM mobile_devices)",
             )
-            .bind(&uids)
+            .bind(&push_uids)
+            .bind(&mobile_uids)
             .bind(push)
             .bind(mobile)
             .fetch_one(&mut *c)
             .await?;
-        r.pushable = pushable.into_iter().collect();
-        r.push_anyone = push_anyone;
-        r.mobile = with_device.into_iter().collect();
-        r.mobile_anyone = mobile_anyone;
+        let pushable: HashSet<i64> = pushable.into_iter().collect();
+        let with_device: HashSet<i64> = with_device.into_iter().collect();
+        for (r, (push, mobile)) in out.iter_mut().zip(&wants) {
+            let Ok(r) = r else { continue };
+            if *push {
+                r.pushable = r.direct_uids().filter(|u| pushable.contains(u)).collect();
+                r.push_anyone = push_anyone;
+            }
+            if *mobile {
+                r.mobile = r
+                    .direct_uids()
+                    .filter(|u| with_device.contains(u))
+                    .collect();
+                r.mobile_anyone = mobile_anyone;
+            }
+        }
     }
-    if r.needs_chat_lookup(n) {
-        let uids: Vec<i64> = r.direct_uids().collect();
-        r.chattable = sqlx::query_scalar::<_, i64>(
+
+    // Chat targets: the direct recipients' in one query for all; the
+    // groups' per audience.
+    let chat: Vec<bool> = ns
+        .iter()
+        .zip(&out)
+        .map(|(n, r)| r.as_ref().is_ok_and(|r| r.needs_chat_lookup(n)))
+        .collect();
+    if chat.iter().any(|c| *c) {
+        let uids: Vec<i64> = out
+            .iter()
+            .zip(&chat)
+            .filter(|(_, c)| **c)
+            .filter_map(|(r, _)| r.as_ref().ok())
+            .flat_map(|r| r.direct_uids())
+            .collect::<HashSet<i64>>()
+            .into_iter()
+            .collect();
+        let chattable: HashSet<i64> = sqlx::query_scalar::<_, i64>(
             "SELECT DISTINCT uid FROM chat_targets WHERE uid = ANY($1)",
         )
         .bind(&uids)
@@ -648,26 +903,53 @@ async fn resolve(
         .await?
         .into_iter()
         .collect();
-        if n.wants(belfry_core::Channel::Chat, false) && !r.gids.is_empty() {
-            // In the audience's order, each group once.
-            let with_target: HashMap<i64, String> = sqlx::query_as::<_, (i64, String)>(
-                "SELECT g.gid, g.id FROM groups g WHERE g.gid = ANY($1)
-                   AND EXISTS (SELECT 1 FROM chat_targets t WHERE t.gid = g.gid)",
-            )
-            .bind(&r.gids)
-            .fetch_all(&mut *c)
-            .await?
-            .into_iter()
-            .collect();
-            r.chat_groups = r
-                .gids
-                .iter()
-                .filter_map(|gid| with_target.get(gid))
-                .map(|id| GroupId::parse(id).map_err(StoreError::backend))
-                .collect::<Result<Vec<_>>>()?;
+        for ((n, r), wanted) in ns.iter().zip(out.iter_mut()).zip(&chat) {
+            let Ok(r) = r else { continue };
+            if !wanted {
+                continue;
+            }
+            r.chattable = r.direct_uids().filter(|u| chattable.contains(u)).collect();
+            if n.wants(belfry_core::Channel::Chat, false) && !r.gids.is_empty() {
+                // In the audience's order, each group once.
+                let with_target: HashMap<i64, String> = sqlx::query_as::<_, (i64, String)>(
+                    "SELECT g.gid, g.id FROM groups g WHERE g.gid = ANY($1)
+                       AND EXISTS (SELECT 1 FROM chat_targets t WHERE t.gid = g.gid)",
+                )
+                .bind(&r.gids)
+                .fetch_all(&mut *c)
+                .await?
+                .into_iter()
+                .collect();
+                r.chat_groups = r
+                    .gids
+                    .iter()
+                    .filter_map(|gid| with_target.get(gid))
+                    .map(|id| GroupId::parse(id).map_err(StoreError::backend))
+                    .collect::<Result<Vec<_>>>()?;
+            }
         }
     }
-    Ok(r)
+    Ok(out)
+}
+
+/// The internal numbers of distinct ids, by `sql`, which selects
+/// `(id, number)` for the ids bound as `$1` (unknown ids are absent).
+async fn number_map(
+    c: &mut PgConnection,
+    sql: &'static str,
+    mut ids: Vec<&str>,
+) -> Result<HashMap<String, i64>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(sqlx::query_as::<_, (String, i64)>(sql)
+        .bind(&ids)
+        .fetch_all(&mut *c)
+        .await?
+        .into_iter()
+        .collect())
 }
 
 /// Phase 2 of one request, inside the transaction (and its savepoint).
