@@ -15,11 +15,12 @@
 //!
 //! The *bulk path* ([`run_bulk`]) writes sends published now: before the
 //! counter is locked, the notification ids (`nextval` of the identity) and
-//! every delivery log line and job of the batch (one statement); then
-//! `SELECT … FROM seq_counter FOR UPDATE`, the idempotency keys (one
-//! statement), the rows that carry a seq — notifications, inbox entries,
-//! broadcasts — in one statement, and `UPDATE seq_counter …; COMMIT` in one
-//! round trip. The lock is held for that, whatever the batch holds.
+//! every delivery log line and job of the batch (one statement); then one
+//! statement that moves the counter on by the batch's size (taking its row
+//! lock) and writes the rows that carry a seq — notifications, inbox
+//! entries, broadcasts — numbered from its old value; the idempotency keys
+//! (one statement, only if any); `COMMIT`. The lock is held for that
+//! statement's work, the keys and the commit, whatever the batch holds.
 //!
 //! When the database refuses a statement of the bulk path (a constraint, an
 //! idempotency key stored by another transaction since phase 1), the
@@ -1280,8 +1281,9 @@ async fn apply(
     Ok((nid, stacked))
 }
 
-/// Records how long a transaction held the seq counter (from the lock to
-/// the end of its commit): `belfry_pg_seq_lock_hold_seconds{path}`.
+/// Records how long a transaction held the seq counter (from the statement
+/// that takes it to the end of the commit; on several nodes this includes
+/// waiting for it): `belfry_pg_seq_lock_hold_seconds{path}`.
 fn lock_held(since: Instant, path: &'static str) {
     metrics::histogram!("belfry_pg_seq_lock_hold_seconds", "path" => path)
         .record(since.elapsed().as_secs_f64());
@@ -1369,10 +1371,10 @@ struct Planned<'a> {
 }
 
 /// The bulk transaction. Before the counter: the notification ids
-/// (`nextval`), the delivery log and the jobs. Under the counter's row
-/// lock: the idempotency keys (if any), the rows that carry a seq
-/// (notifications, inbox entries, broadcasts) in one statement, and the
-/// counter's new value with the commit in one round trip.
+/// (`nextval`), the delivery log and the jobs. Then one statement takes the
+/// counter's row lock (moving it on by the batch) and writes the rows that
+/// carry a seq (notifications, inbox entries, broadcasts); under the lock
+/// still, the idempotency keys (if any) and the commit.
 async fn apply_bulk(conn: &mut PgConnection, pending: &[Pending]) -> BulkOutcome {
     let mut planned = Vec::new();
     for (send, p) in pending.iter().enumerate() {
@@ -1513,20 +1515,80 @@ async fn bulk_write(
         .await?;
     }
 
-    // From here to the commit, the counter is locked.
-    let base: i64 = sqlx::query_scalar("SELECT value FROM seq_counter FOR UPDATE")
-        .fetch_one(&mut *conn)
-        .await?;
-    let locked = Instant::now();
+    // The rows that carry a seq, with the counter: one statement moves the
+    // counter on by the batch's size (taking its row lock, held to the
+    // commit) and numbers every row from its old value (each array holds
+    // its send's ordinal, 1-based, not a seq).
     for (k, pl) in planned.iter_mut().enumerate() {
-        pl.plan.seq = base + 1 + k as i64;
+        pl.plan.seq = 1 + k as i64;
+    }
+    let mut rows = SeqColumns::default();
+    for (pl, nid) in planned.iter().zip(&nids) {
+        rows.push(*nid, &pl.plan);
+    }
+    let locking = Instant::now();
+    let base: i64 = sqlx::query_scalar(
+        "WITH c AS (
+            UPDATE seq_counter SET value = value + $27 RETURNING value - $27 AS base),
+         n AS (
+            INSERT INTO notifications (nid, id, seq, status, sender, content, audience, channels,
+                                       actor_uid, recipients, created_at, published_at, expires_at)
+            SELECT n, i, c.base + s, 'published', se, co, a, ch, ac, r, t, t, e
+            FROM c, UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+                           $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[])
+                 AS x(n, i, s, se, co, a, ch, ac, r, t, e)),
+         i AS (
+            INSERT INTO inbox (uid, seq, nid, expires_at, category, entity_type, entity_id)
+            SELECT u, c.base + s, n, e, ca, et, ei
+            FROM c, UNNEST($12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[],
+                           $16::text[], $17::text[], $18::text[]) AS x(u, s, n, e, ca, et, ei)),
+         b AS (
+            INSERT INTO broadcasts (gid, seq, nid, actor_uid, expires_at, category, entity_type, entity_id)
+            SELECT g, c.base + s, n, ac, e, ca, et, ei
+            FROM c, UNNEST($19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[],
+                           $23::bigint[], $24::text[], $25::text[], $26::text[])
+                 AS x(g, s, n, ac, e, ca, et, ei))
+         SELECT base FROM c",
+    )
+    .bind(&rows.n_nids)
+    .bind(&rows.n_ids)
+    .bind(&rows.n_seqs)
+    .bind(&rows.n_senders)
+    .bind(&rows.n_contents)
+    .bind(&rows.n_audiences)
+    .bind(&rows.n_channels)
+    .bind(&rows.n_actors)
+    .bind(&rows.n_recipients)
+    .bind(&rows.n_times)
+    .bind(&rows.n_expires)
+    .bind(&rows.i_uids)
+    .bind(&rows.i.seqs)
+    .bind(&rows.i.nids)
+    .bind(&rows.i.expires)
+    .bind(&rows.i.categories)
+    .bind(&rows.i.entity_types)
+    .bind(&rows.i.entity_ids)
+    .bind(&rows.b_gids)
+    .bind(&rows.b.seqs)
+    .bind(&rows.b.nids)
+    .bind(&rows.b_actors)
+    .bind(&rows.b.expires)
+    .bind(&rows.b.categories)
+    .bind(&rows.b.entity_types)
+    .bind(&rows.b.entity_ids)
+    .bind(planned.len() as i64)
+    .fetch_one(&mut *conn)
+    .await?;
+    drop(rows);
+    for pl in planned.iter_mut() {
+        pl.plan.seq += base;
     }
     let last_seq = base + planned.len() as i64;
 
-    // Idempotency keys: a key another transaction stored since phase 1
-    // looked (or a key twice in this batch) fails the statement or returns
-    // fewer rows; the batch then goes send by send, which answers the
-    // earlier receipt.
+    // Idempotency keys, under the counter's lock: a key another transaction
+    // stored since phase 1 looked (or a key twice in this batch) fails the
+    // statement or returns fewer rows; the batch then goes send by send,
+    // which answers the earlier receipt.
     let mut keys = KeyColumns::default();
     for (pl, nid) in planned.iter().zip(&nids) {
         if let Some(key) = &pl.plan.n.idempotency_key {
@@ -1563,65 +1625,8 @@ async fn bulk_write(
         }
     }
 
-    // Every row that carries a seq, in one statement.
-    let mut rows = SeqColumns::default();
-    for (pl, nid) in planned.iter().zip(&nids) {
-        rows.push(*nid, &pl.plan);
-    }
-    sqlx::query(
-        "WITH n AS (
-            INSERT INTO notifications (nid, id, seq, status, sender, content, audience, channels,
-                                       actor_uid, recipients, created_at, published_at, expires_at)
-            SELECT n, i, s, 'published', se, c, a, ch, ac, r, t, t, e
-            FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
-                        $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[])
-                 AS x(n, i, s, se, c, a, ch, ac, r, t, e)),
-         i AS (
-            INSERT INTO inbox (uid, seq, nid, expires_at, category, entity_type, entity_id)
-            SELECT * FROM UNNEST($12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[],
-                                 $16::text[], $17::text[], $18::text[])),
-         b AS (
-            INSERT INTO broadcasts (gid, seq, nid, actor_uid, expires_at, category, entity_type, entity_id)
-            SELECT * FROM UNNEST($19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[],
-                                 $23::bigint[], $24::text[], $25::text[], $26::text[]))
-         SELECT 1",
-    )
-    .bind(&rows.n_nids)
-    .bind(&rows.n_ids)
-    .bind(&rows.n_seqs)
-    .bind(&rows.n_senders)
-    .bind(&rows.n_contents)
-    .bind(&rows.n_audiences)
-    .bind(&rows.n_channels)
-    .bind(&rows.n_actors)
-    .bind(&rows.n_recipients)
-    .bind(&rows.n_times)
-    .bind(&rows.n_expires)
-    .bind(&rows.i_uids)
-    .bind(&rows.i.seqs)
-    .bind(&rows.i.nids)
-    .bind(&rows.i.expires)
-    .bind(&rows.i.categories)
-    .bind(&rows.i.entity_types)
-    .bind(&rows.i.entity_ids)
-    .bind(&rows.b_gids)
-    .bind(&rows.b.seqs)
-    .bind(&rows.b.nids)
-    .bind(&rows.b_actors)
-    .bind(&rows.b.expires)
-    .bind(&rows.b.categories)
-    .bind(&rows.b.entity_types)
-    .bind(&rows.b.entity_ids)
-    .execute(&mut *conn)
-    .await?;
-
-    // The counter's new value and the commit: one round trip (the value is
-    // a number this function computed, not input).
-    let finish = format!("UPDATE seq_counter SET value = {last_seq}; COMMIT");
-    let committed = sqlx::raw_sql(sqlx::AssertSqlSafe(finish))
-        .execute(&mut *conn)
-        .await;
-    lock_held(locked, "bulk");
+    let committed = sqlx::raw_sql("COMMIT").execute(&mut *conn).await;
+    lock_held(locking, "bulk");
     metrics::histogram!("belfry_pg_bulk_batch_notifications").record(planned.len() as f64);
     Ok(match committed {
         Ok(_) => Ok(TxState {
