@@ -151,7 +151,9 @@ impl Default for Config {
 pub struct AppState {
     pub store: SharedStore,
     pub clock: Arc<dyn Clock>,
-    pub tokens: TokenSigner,
+    /// Behind an `Arc`, as every field here: axum clones the state for each
+    /// extractor and layer of every request, so a clone must not copy keys.
+    pub tokens: Arc<TokenSigner>,
     pub keys: Arc<KeyCache>,
     pub config: Arc<Config>,
     pub hub: Arc<realtime::Hub>,
@@ -163,9 +165,9 @@ pub struct AppState {
     /// The VAPID key pair of web push.
     pub vapid: Arc<belfry_delivery::VapidKey>,
     /// Mints and checks access tokens of external contacts (C9).
-    pub access: belfry_delivery::AccessTokens,
+    pub access: Arc<belfry_delivery::AccessTokens>,
     /// Signs and reads one-click unsubscribe tokens.
-    pub unsubscribe: belfry_delivery::UnsubscribeTokens,
+    pub unsubscribe: Arc<belfry_delivery::UnsubscribeTokens>,
     /// The rules and compiled templates events use.
     pub rules: Arc<compiled::RuleCache>,
 }
@@ -414,7 +416,7 @@ impl Application {
         let state = AppState {
             categories,
             rate_limit: ratelimit::KeyLimiter::new(config.rate_limit).map(Arc::new),
-            tokens: token_signer(&store).await?,
+            tokens: Arc::new(token_signer(&store).await?),
             store,
             clock,
             keys: Arc::new(KeyCache::default()),
@@ -422,8 +424,8 @@ impl Application {
             hub: hub.clone(),
             engine: engine.clone(),
             vapid,
-            access,
-            unsubscribe,
+            access: Arc::new(access),
+            unsubscribe: Arc::new(unsubscribe),
             rules: Arc::default(),
         };
         let router = routes::router(state);
