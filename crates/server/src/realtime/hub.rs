@@ -160,6 +160,22 @@ fn counts_frame(c: Counts) -> Arc<Frame> {
     )
 }
 
+/// The counts frames of one notification's dispatch, one per distinct
+/// value: after a broadcast most connected users' counts are among a few
+/// values, and the same frame (encoded once, for each transport once) goes
+/// to all of them instead of one frame per user.
+#[derive(Default)]
+struct CountsFrames(HashMap<(i64, i64), Arc<Frame>>);
+
+impl CountsFrames {
+    fn get(&mut self, c: Counts) -> Arc<Frame> {
+        self.0
+            .entry((c.unread, c.unseen))
+            .or_insert_with(|| counts_frame(c))
+            .clone()
+    }
+}
+
 impl Hub {
     pub fn new(store: SharedStore, clock: Arc<dyn Clock>, config: HubConfig) -> Arc<Hub> {
         Arc::new(Hub {
@@ -436,6 +452,7 @@ impl Hub {
         };
         // Direct recipients: one encoding per distinct stack count (usually one).
         let mut by_count: Vec<(i64, Arc<Frame>)> = Vec::new();
+        let mut counts = CountsFrames::default();
         for (user, count) in &p.direct {
             let Some(entry) = st.users.get_mut(user) else {
                 continue;
@@ -455,7 +472,7 @@ impl Hub {
             // (which costs as much as the user has unread). A stack that
             // grew may or may not have been seen: count it in the store.
             if *count == 1 {
-                Self::add_one(entry, user, refresh);
+                Self::add_one(entry, user, refresh, &mut counts);
             } else if Self::wants_refresh(entry) {
                 refresh.push(user.clone());
             }
@@ -475,7 +492,7 @@ impl Hub {
             }
             Self::send(entry, &frame);
             // A broadcast is always one more unread and unseen item.
-            Self::add_one(entry, user, refresh);
+            Self::add_one(entry, user, refresh, &mut counts);
         };
         match recipients {
             None => {
@@ -497,12 +514,17 @@ impl Hub {
     /// counts frame goes right behind the notification, so that the
     /// connection writes both at once (see the streams' batching). Without
     /// known counts (or while they are being counted) they are counted.
-    fn add_one(entry: &mut Entry, user: &UserId, refresh: &mut Vec<UserId>) {
+    fn add_one(
+        entry: &mut Entry,
+        user: &UserId,
+        refresh: &mut Vec<UserId>,
+        frames: &mut CountsFrames,
+    ) {
         match (&mut entry.counts, entry.refreshing) {
             (Some(c), false) => {
                 c.unread += 1;
                 c.unseen += 1;
-                let f = counts_frame(*c);
+                let f = frames.get(*c);
                 Self::send(entry, &f);
             }
             _ => {
@@ -576,4 +598,37 @@ impl Hub {
 
 fn state_json(change: &StateChange) -> String {
     serde_json::to_string(change).expect("state changes serialise")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_counts_share_one_frame_and_different_ones_do_not() {
+        let mut frames = CountsFrames::default();
+        let a = frames.get(Counts {
+            unread: 3,
+            unseen: 2,
+        });
+        let b = frames.get(Counts {
+            unread: 3,
+            unseen: 2,
+        });
+        let c = frames.get(Counts {
+            unread: 3,
+            unseen: 3,
+        });
+        assert!(Arc::ptr_eq(&a, &b), "one encoding for equal counts");
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(
+            a.ws().as_str(),
+            r#"{"type":"counts","seq":null,"data":{"unread":3,"unseen":2}}"#
+        );
+        assert!(
+            std::str::from_utf8(&c.sse())
+                .unwrap()
+                .contains(r#"data: {"unread":3,"unseen":3}"#)
+        );
+    }
 }
