@@ -24,6 +24,10 @@ pub struct Args {
     /// Notifications per batch request.
     #[arg(long, default_value_t = 1_000)]
     pub batch: usize,
+    /// Give every notification an idempotency key (distinct in each phase
+    /// and run), as producers that retry do.
+    #[arg(long)]
+    pub idempotency_keys: bool,
 }
 
 pub async fn run(a: Args) -> anyhow::Result<Report> {
@@ -46,11 +50,19 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
         .map(|u| format!("{u}/v1/notifications"))
         .collect();
 
-    let body = |i: usize| {
-        json!({"to": {"users": [format!("user-{}", 1 + i % users)]},
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let body = |phase: &str, i: usize| {
+        let mut b = json!({"to": {"users": [format!("user-{}", 1 + i % users)]},
                "title": format!("Ticket #{i} assigned to you"),
                "body": "The printer on floor 3 is jammed.", "category": "assignment",
-               "url": format!("https://desk.example.com/tickets/{i}")})
+               "url": format!("https://desk.example.com/tickets/{i}")});
+        if a.idempotency_keys {
+            b["idempotency_key"] = json!(format!("bench-{run}-{phase}-{i}"));
+        }
+        b
     };
 
     // One notification per request.
@@ -65,7 +77,7 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
                 let url = urls[i % urls.len()].clone();
                 let key = server.admin_key.clone();
                 let progress = &progress;
-                let b = body(i);
+                let b = body("single", i);
                 async move {
                     let t0 = Instant::now();
                     let r = client.post(&url).bearer_auth(&key).json(&b).send().await?;
@@ -105,7 +117,7 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
             let progress = &progress;
             let items: Vec<serde_json::Value> = (k * a.batch
                 ..((k + 1) * a.batch).min(a.notifications))
-                .map(body)
+                .map(|i| body("batch", i))
                 .collect();
             async move {
                 let t0 = Instant::now();
@@ -166,7 +178,7 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
     }
     Ok(Report {
         scenario: "ingest".into(),
-        parameters: json!({"notifications": a.notifications, "concurrency": a.concurrency, "batch": a.batch}),
+        parameters: json!({"notifications": a.notifications, "concurrency": a.concurrency, "batch": a.batch, "idempotency_keys": a.idempotency_keys}),
         rows,
         notes,
         lines: Vec::new(),

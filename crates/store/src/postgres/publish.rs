@@ -427,12 +427,22 @@ struct Early {
 pub(crate) async fn prepare_many(c: &mut PgConnection, ops: Vec<WriteOp>) -> Vec<Pending> {
     let mut out = Vec::with_capacity(ops.len());
     let mut sends = Vec::with_capacity(ops.len());
+    // The earlier sends of every idempotency key in the group, in one query.
+    let earlier = match earlier_sends(c, &ops).await {
+        Ok(earlier) => earlier,
+        Err(e) => {
+            for op in ops {
+                fail_op(op, e.clone());
+            }
+            return out;
+        }
+    };
     for op in ops {
         match op {
             WriteOp::Send { ctx, batch, reply } => {
                 let mut early = Vec::with_capacity(batch.len());
                 for n in &batch {
-                    early.push(prepare_early(c, &ctx, n).await.transpose());
+                    early.push(prepare_early(c, &ctx, n, &earlier).await.transpose());
                 }
                 sends.push(Early {
                     ctx,
@@ -526,18 +536,59 @@ pub(crate) async fn prepare_many(c: &mut PgConnection, ops: Vec<WriteOp>) -> Vec
     out
 }
 
+/// Stored idempotency keys by (scope, key): the earlier send's nid and
+/// fingerprint.
+type EarlierSends = HashMap<(String, String), (i64, Option<Vec<u8>>)>;
+
+/// The stored idempotency keys (within the window) of the sends in `ops`,
+/// by (scope, key): the earlier send's nid and fingerprint. One query for
+/// all of them; none without keys.
+async fn earlier_sends(c: &mut PgConnection, ops: &[WriteOp]) -> Result<EarlierSends> {
+    let (mut scopes, mut keys, mut since) = (Vec::new(), Vec::new(), Vec::new());
+    for op in ops {
+        if let WriteOp::Send { ctx, batch, .. } = op {
+            for key in batch.iter().filter_map(|n| n.idempotency_key.as_deref()) {
+                scopes.push(ctx.key_id.as_str());
+                keys.push(key);
+                since.push(idempotency_since(ctx.now));
+            }
+        }
+    }
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(String, String, i64, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT i.scope, i.key, i.nid, i.fingerprint
+         FROM idempotency i
+         JOIN UNNEST($1::text[], $2::text[], $3::bigint[]) AS x(s, k, since)
+           ON i.scope = x.s AND i.key = x.k AND i.created_at > x.since",
+    )
+    .bind(&scopes)
+    .bind(&keys)
+    .bind(&since)
+    .fetch_all(&mut *c)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(scope, key, nid, fingerprint)| ((scope, key), (nid, fingerprint)))
+        .collect())
+}
+
 /// What phase 1 of one item answers before its audience is resolved: the
-/// receipt of a repeated key, or a scheduled send's targets (None: it is
+/// receipt of a repeated key (`earlier`: the group's stored keys, see
+/// [`earlier_sends`]), or a scheduled send's targets (None: it is
 /// published now).
 async fn prepare_early(
     c: &mut PgConnection,
     ctx: &SendContext,
     n: &NewNotification,
+    earlier: &EarlierSends,
 ) -> Result<Option<Item>> {
     if let Some(key) = &n.idempotency_key
-        && let Some(receipt) = idempotent_receipt(c, ctx, n, key).await?
+        && let Some((nid, stored)) = earlier.get(&(ctx.key_id.clone(), key.clone()))
     {
-        return Ok(Some(Item::Replayed(receipt)));
+        send::repeated_key(key, stored.as_deref(), &send::fingerprint(n)?)?;
+        return Ok(Some(Item::Replayed(receipt_of(c, *nid).await?)));
     }
     match scheduled_for(n, ctx.now) {
         Some(at) => {
