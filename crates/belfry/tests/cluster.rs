@@ -650,7 +650,8 @@ impl Drop for OwnNats {
 /// NATS restarted while notifications are sent through every node: a node
 /// that missed commits ends its streams, and a client resuming from its
 /// cursor (as the widget does) catches up from the store, so on every node
-/// it receives every notification once, in seq order, without a gap.
+/// it receives every notification once, in seq order, without a gap, and
+/// the counts each node serves it once it caught up are the store's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_nats_restart_during_sends_leaves_no_gap_on_any_node() {
     let Some((pg, _)) = services() else {
@@ -728,9 +729,12 @@ async fn a_nats_restart_during_sends_leaves_no_gap_on_any_node() {
     let mut resumed = 0;
     for (n, mut s) in streams.into_iter().enumerate() {
         let mut received: Vec<i64> = Vec::new();
+        // The counts the node last told this client.
+        let mut unread = None;
         while received.last() != Some(&last) {
             match s.next().await {
                 Some((event, Some(seq), _)) if event == "notification" => received.push(seq),
+                Some((event, _, data)) if event == "counts" => unread = data["unread"].as_i64(),
                 Some(_) => {}
                 // The node ended the stream (it missed commits while NATS
                 // was away): the client resumes from its cursor, as the
@@ -749,6 +753,21 @@ async fn a_nats_restart_during_sends_leaves_no_gap_on_any_node() {
         assert_eq!(
             received, sent,
             "node {n}: every notification once, in order, without a gap"
+        );
+        // Counts that follow the last notification have 2 s to arrive; after
+        // that the node's last word must be right (the store's count), not a
+        // value cached before it missed commits.
+        while let Ok(Some(Some((event, _, data)))) =
+            tokio::time::timeout(Duration::from_secs(2), s.rx.recv()).await
+        {
+            if event == "counts" {
+                unread = data["unread"].as_i64();
+            }
+        }
+        assert_eq!(
+            unread,
+            Some(sent.len() as i64),
+            "node {n}: the counts it serves once the client caught up"
         );
     }
     eprintln!("streams resumed after the restart: {resumed}");
