@@ -536,12 +536,12 @@ pub(crate) async fn prepare_many(c: &mut PgConnection, ops: Vec<WriteOp>) -> Vec
     out
 }
 
-/// Stored idempotency keys by (scope, key): the earlier send's nid and
-/// fingerprint.
-type EarlierSends = HashMap<(String, String), (i64, Option<Vec<u8>>)>;
+/// Stored idempotency keys by scope, then key: the earlier send's nid and
+/// fingerprint (nested, so that a look-up borrows instead of allocating).
+type EarlierSends = HashMap<String, HashMap<String, (i64, Option<Vec<u8>>)>>;
 
 /// The stored idempotency keys (within the window) of the sends in `ops`,
-/// by (scope, key): the earlier send's nid and fingerprint. One query for
+/// by scope and key: the earlier send's nid and fingerprint. One query for
 /// all of them; none without keys.
 async fn earlier_sends(c: &mut PgConnection, ops: &[WriteOp]) -> Result<EarlierSends> {
     let (mut scopes, mut keys, mut since) = (Vec::new(), Vec::new(), Vec::new());
@@ -568,10 +568,14 @@ async fn earlier_sends(c: &mut PgConnection, ops: &[WriteOp]) -> Result<EarlierS
     .bind(&since)
     .fetch_all(&mut *c)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(scope, key, nid, fingerprint)| ((scope, key), (nid, fingerprint)))
-        .collect())
+    let mut earlier = EarlierSends::new();
+    for (scope, key, nid, fingerprint) in rows {
+        earlier
+            .entry(scope)
+            .or_default()
+            .insert(key, (nid, fingerprint));
+    }
+    Ok(earlier)
 }
 
 /// What phase 1 of one item answers before its audience is resolved: the
@@ -585,7 +589,9 @@ async fn prepare_early(
     earlier: &EarlierSends,
 ) -> Result<Option<Item>> {
     if let Some(key) = &n.idempotency_key
-        && let Some((nid, stored)) = earlier.get(&(ctx.key_id.clone(), key.clone()))
+        && let Some((nid, stored)) = earlier
+            .get(ctx.key_id.as_str())
+            .and_then(|keys| keys.get(key.as_str()))
     {
         send::repeated_key(key, stored.as_deref(), &send::fingerprint(n)?)?;
         return Ok(Some(Item::Replayed(receipt_of(c, *nid).await?)));
@@ -656,15 +662,7 @@ async fn numbers_of(
     sql: &'static str,
     ids: &[&str],
 ) -> Result<Vec<Option<i64>>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let found: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(sql)
-        .bind(ids)
-        .fetch_all(&mut *c)
-        .await?
-        .into_iter()
-        .collect();
+    let found = number_map(c, sql, ids.to_vec()).await?;
     Ok(ids.iter().map(|id| found.get(*id).copied()).collect())
 }
 
