@@ -547,7 +547,11 @@ async fn postgres_migrate_keys_tokens_and_serve() {
 
     let out = run(belfry(dir.path()).args(["migrate", "--database", &db]));
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("14 PostgreSQL migration(s) applied"));
+    assert!(
+        stderr(&out).contains("15 PostgreSQL migration(s) applied"),
+        "{}",
+        stderr(&out)
+    );
     let out = run(belfry(dir.path()).args(["migrate", "--database", &db]));
     assert!(stderr(&out).contains("0 PostgreSQL migration(s) applied"));
 

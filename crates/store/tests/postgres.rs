@@ -507,7 +507,7 @@ async fn migrations_are_explicit_and_idempotent() {
     // nothing to do.
     let mut applied = [x.unwrap(), y.unwrap()];
     applied.sort_unstable();
-    assert_eq!(applied, [0, 14]);
+    assert_eq!(applied, [0, 15]);
     assert_eq!(belfry_store::postgres::migrate(&options).await.unwrap(), 0);
     let store = Arc::new(PgStore::open(options).await.expect("migrated: opens"));
     store.ping().await.unwrap();

@@ -123,6 +123,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (12, include_str!("migrations/0012_documents.sql")),
     (13, include_str!("migrations/0013_sources.sql")),
     (14, include_str!("migrations/0014_admin_console.sql")),
+    (15, include_str!("migrations/0015_inbox_counts.sql")),
 ];
 
 /// Commits buffered in the event channel before a slow consumer lags.
@@ -148,6 +149,9 @@ pub struct PgOptions {
     /// Sends waiting for this node's publishing writer at most; a send that
     /// finds the queue full is answered `Unavailable::Overloaded` (503).
     pub write_queue: usize,
+    /// A read of the counts that had to count more unread entries than
+    /// this above the user's kept counts folds them in (migration 0015).
+    pub fold_counts_after: i64,
 }
 
 impl PgOptions {
@@ -159,6 +163,7 @@ impl PgOptions {
             schema: None,
             acquire_timeout: std::time::Duration::from_secs(5),
             write_queue: 8192,
+            fold_counts_after: 64,
         }
     }
 }
@@ -359,6 +364,7 @@ struct Shared {
     jobs_wakeup: Arc<Notify>,
     /// Which events enabled producer webhooks subscribe to.
     webhooks: crate::webhooks::Snapshot,
+    fold_counts_after: i64,
 }
 
 impl Shared {
@@ -413,6 +419,7 @@ impl PgStore {
             committed_seq: AtomicI64::new(last_seq),
             jobs_wakeup: Arc::new(Notify::new()),
             webhooks: Default::default(),
+            fold_counts_after: options.fold_counts_after,
         });
         let (writer, rx) = mpsc::channel(options.write_queue.max(1));
         let writer_task = tokio::spawn(publish::writer_loop(shared.clone(), rx));
@@ -1044,7 +1051,17 @@ impl Store for PgStore {
         let u = read::inbox_user(&mut c, user)
             .await?
             .ok_or(StoreError::NotFound)?;
-        read::counts(&mut c, &u, now).await
+        let (counts, above) = read::counts(&mut c, &u, now).await?;
+        if above > self.shared.fold_counts_after {
+            // Fire and forget: the counts read the same before and after.
+            let pool = self.shared.pool.clone();
+            tokio::spawn(async move {
+                if let Err(e) = write::fold_counts(&pool, u.uid).await {
+                    tracing::debug!(error = %e, "folding the counts failed");
+                }
+            });
+        }
+        Ok(counts)
     }
 
     async fn claim_jobs(

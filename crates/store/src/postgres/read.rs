@@ -354,11 +354,29 @@ pub(crate) async fn broadcast_visible(
     .is_some())
 }
 
-pub(crate) async fn counts(c: &mut PgConnection, u: &InboxUser, now: Millis) -> Result<Counts> {
-    let (unread, unseen): (i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), COUNT(*) FILTER (WHERE seq > $2) FROM inbox
-         WHERE uid = $1 AND read_at IS NULL AND archived_at IS NULL
-           AND (expires_at IS NULL OR expires_at > $3)",
+/// The counts, and how many unread entries above the user's kept counts
+/// (`inbox_counts.upto`, migration 0015) had to be counted: when that is
+/// more than a few, the caller has them folded in (`write::fold_counts`).
+pub(crate) async fn counts(
+    c: &mut PgConnection,
+    u: &InboxUser,
+    now: Millis,
+) -> Result<(Counts, i64)> {
+    // One statement, so one snapshot: the kept counts, the unread entries
+    // above them (without an expiry) and the live ones that expire.
+    let (unread, unseen, above): (i64, i64, i64) = sqlx::query_as(
+        "WITH k AS (
+             SELECT COALESCE(MAX(upto), 0) AS upto, COALESCE(MAX(unread), 0) AS unread,
+                    COALESCE(MAX(unseen), 0) AS unseen
+             FROM inbox_counts WHERE uid = $1),
+         a AS (
+             SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE i.seq > $2) AS m FROM inbox i, k
+             WHERE i.uid = $1 AND i.read_at IS NULL AND i.archived_at IS NULL
+               AND i.expires_at IS NULL AND i.seq > k.upto),
+         x AS (
+             SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE seq > $2) AS m FROM inbox
+             WHERE uid = $1 AND read_at IS NULL AND archived_at IS NULL AND expires_at > $3)
+         SELECT k.unread + a.n + x.n, k.unseen + a.m + x.m, a.n FROM k, a, x",
     )
     .bind(u.uid)
     .bind(u.seen_wm)
@@ -366,7 +384,7 @@ pub(crate) async fn counts(c: &mut PgConnection, u: &InboxUser, now: Millis) -> 
     .fetch_one(&mut *c)
     .await?;
     let broadcasts = broadcast_unread(c, u, now, BroadcastFilter::default()).await?;
-    Ok(reading::counts(u, unread, unseen, &broadcasts))
+    Ok((reading::counts(u, unread, unseen, &broadcasts), above))
 }
 
 impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for Entry {

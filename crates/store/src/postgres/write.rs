@@ -813,3 +813,33 @@ pub(crate) async fn inbox_change(
     let (count, event) = inbox::settle(user, change, applied)?;
     Ok((count, event, queued))
 }
+
+/// Folds a user's unread entries above their `inbox_counts.upto` into the
+/// kept counts (migration 0015), so that reading the counts stops counting
+/// them. Holds the user's counts lock exclusively: every transaction that
+/// changed the user's entries before has committed (its triggers hold the
+/// lock shared), and one that changes them meanwhile waits and then sees
+/// the new `upto`. Safe to run at any time, any number of times.
+pub(crate) async fn fold_counts(pool: &sqlx::PgPool, uid: i64) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('belfry-counts'), ($1 % 2147483647)::int4)")
+        .bind(uid)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO inbox_counts AS k (uid, upto, unread, unseen)
+         SELECT u.uid, MAX(i.seq), COUNT(*), COUNT(*) FILTER (WHERE i.seq > u.seen_wm)
+         FROM users u JOIN inbox i ON i.uid = u.uid
+         WHERE u.uid = $1 AND i.read_at IS NULL AND i.archived_at IS NULL AND i.expires_at IS NULL
+           AND i.seq > COALESCE((SELECT upto FROM inbox_counts WHERE uid = $1), 0)
+         GROUP BY u.uid, u.seen_wm
+         ON CONFLICT (uid) DO UPDATE SET upto = excluded.upto,
+                                         unread = k.unread + excluded.unread,
+                                         unseen = k.unseen + excluded.unseen",
+    )
+    .bind(uid)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

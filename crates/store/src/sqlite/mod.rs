@@ -66,6 +66,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (14, include_str!("migrations/0014_documents.sql")),
     (15, include_str!("migrations/0015_sources.sql")),
     (16, include_str!("migrations/0016_admin_console.sql")),
+    (17, include_str!("migrations/0017_inbox_counts.sql")),
 ];
 
 /// How many operations the writer commits together at most.
@@ -99,6 +100,10 @@ pub struct SqliteOptions {
     /// one request after another) is never delayed. Zero: commit each batch
     /// at once.
     pub commit_interval: std::time::Duration,
+    /// A read of the counts that had to count more unread entries than
+    /// this above the user's kept counts asks the writer to fold them in
+    /// (migration 0017), so the next reads count none of them.
+    pub fold_counts_after: i64,
 }
 
 impl SqliteOptions {
@@ -111,6 +116,7 @@ impl SqliteOptions {
             write_queue: 8192,
             busy_timeout: std::time::Duration::from_secs(5),
             commit_interval: std::time::Duration::ZERO,
+            fold_counts_after: 64,
         }
     }
 }
@@ -315,6 +321,7 @@ pub struct SqliteStore {
     wal: Arc<WalState>,
     path: PathBuf,
     disk_full: Arc<DiskFull>,
+    fold_counts_after: i64,
 }
 
 /// Commits buffered in the event channel before a slow consumer lags.
@@ -472,6 +479,7 @@ impl SqliteStore {
             committed_seq,
             jobs_wakeup,
             wal: wal_state,
+            fold_counts_after: options.fold_counts_after,
             path: options.path,
             disk_full,
         })
@@ -507,6 +515,20 @@ impl SqliteStore {
             mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
         })?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Asks the writer to fold a user's newer unread entries into their
+    /// kept counts, without waiting for it: the counts read the same
+    /// before and after, only cheaper. Skipped when the queue is full.
+    fn fold_counts(&self, uid: i64) {
+        let (reply, _) = oneshot::channel();
+        let op = Box::new(FnOp {
+            f: Some(move |w: &mut Writer| write::fold_counts(&w.conn, uid)),
+            result: None,
+            reply,
+            sheddable: true,
+        });
+        let _ = self.writer.try_send(op);
     }
 
     /// Like [`SqliteStore::write`], for the job engine: waits for room in
@@ -1276,11 +1298,17 @@ impl Store for SqliteStore {
 
     async fn counts(&self, user: &UserId, now: Millis) -> Result<Counts> {
         let user = user.clone();
-        self.read(move |c| {
-            let u = read::inbox_user(c, &user)?.ok_or(StoreError::NotFound)?;
-            read::counts(c, &u, now)
-        })
-        .await
+        let (counts, uid, above) = self
+            .read(move |c| {
+                let u = read::inbox_user(c, &user)?.ok_or(StoreError::NotFound)?;
+                let (counts, above) = read::counts(c, &u, now)?;
+                Ok((counts, u.uid, above))
+            })
+            .await?;
+        if above > self.fold_counts_after {
+            self.fold_counts(uid);
+        }
+        Ok(counts)
     }
 
     async fn claim_jobs(
@@ -1466,6 +1494,7 @@ impl Drop for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::OptionalExtension;
     use std::time::{Duration, Instant};
 
     fn failure(code: std::ffi::c_int) -> rusqlite::Error {
@@ -1585,6 +1614,86 @@ mod tests {
         store.ping().await.unwrap();
         let group = GroupId::parse("after").unwrap();
         store.put_group(&group, None, Millis(2)).await.unwrap();
+    }
+
+    /// A read that counts more unread entries than `fold_counts_after`
+    /// above the kept counts has the writer fold them in: afterwards the
+    /// counts come from `inbox_counts` and count nothing above it.
+    #[tokio::test]
+    async fn counts_that_counted_many_entries_are_folded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = SqliteOptions::new(dir.path().join("belfry.db"));
+        options.fsync_every_commit = false;
+        options.fold_counts_after = 3;
+        let store = SqliteStore::open(options).unwrap();
+        let ana = UserId::parse("ana").unwrap();
+        store
+            .put_user(&ana, UserPatch::default(), Millis(1))
+            .await
+            .unwrap();
+        let now = belfry_core::Clock::now(&belfry_core::SystemClock);
+        let note = || {
+            let request: belfry_core::SendRequest = serde_json::from_value(
+                serde_json::json!({"to": {"users": ["ana"]}, "title": "Ticket updated"}),
+            )
+            .unwrap();
+            request.validate(now).unwrap()
+        };
+        let ctx = || crate::SendContext {
+            key_id: "k".into(),
+            now,
+        };
+        async fn kept(store: &SqliteStore) -> Result<Option<(i64, i64, i64)>> {
+            store
+                .read(|c| {
+                    Ok(
+                        c.query_row("SELECT upto, unread, unseen FROM inbox_counts", [], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                        })
+                        .optional()?,
+                    )
+                })
+                .await
+        }
+        let mut last = 0;
+        for _ in 0..3 {
+            last = store.send(ctx(), vec![note()]).await.unwrap()[0]
+                .seq
+                .unwrap();
+        }
+        assert_eq!(store.counts(&ana, now).await.unwrap().unread, 3);
+        // A write behind the (possible) fold: it has run when this returns.
+        store
+            .put_user(&ana, UserPatch::default(), now)
+            .await
+            .unwrap();
+        assert_eq!(
+            kept(&store).await.unwrap(),
+            None,
+            "three are not more than three"
+        );
+
+        last = store.send(ctx(), vec![note()]).await.unwrap()[0]
+            .seq
+            .unwrap()
+            .max(last);
+        assert_eq!(store.counts(&ana, now).await.unwrap().unread, 4);
+        store
+            .put_user(&ana, UserPatch::default(), now)
+            .await
+            .unwrap();
+        assert_eq!(kept(&store).await.unwrap(), Some((last, 4, 4)));
+
+        // Reading them: the triggers take them out of the kept counts.
+        store.seen_all(&ana, now).await.unwrap();
+        assert_eq!(kept(&store).await.unwrap(), Some((last, 4, 0)));
+        store.read_all(&ana, None, now).await.unwrap();
+        assert_eq!(kept(&store).await.unwrap(), Some((last, 0, 0)));
+        let counts = store.counts(&ana, now).await.unwrap();
+        assert_eq!((counts.unread, counts.unseen), (0, 0));
+        // Deleting the user deletes their counts.
+        store.delete_user(&ana, now).await.unwrap();
+        assert_eq!(kept(&store).await.unwrap(), None);
     }
 
     /// SQLite's own "disk full": a write past `max_page_count` fails with

@@ -334,16 +334,31 @@ pub(crate) fn broadcast_visible(
     .is_some())
 }
 
-pub(crate) fn counts(c: &Connection, u: &InboxUser, now: Millis) -> Result<Counts> {
-    let (unread, unseen): (i64, i64) = c
+/// The counts, and how many unread entries above the user's folded
+/// counts (`inbox_counts.upto`) had to be counted: when that is more than a
+/// few, the caller asks the writer to fold them in (`write::fold_counts`).
+pub(crate) fn counts(c: &Connection, u: &InboxUser, now: Millis) -> Result<(Counts, i64)> {
+    // One statement, so one snapshot: the folded counts, the unread entries
+    // above them (without an expiry) and the live ones that expire. The
+    // cost does not grow with the unread count once it is folded.
+    let (unread, unseen, above): (i64, i64, i64) = c
         .prepare_cached(
-            "SELECT COUNT(*), COALESCE(SUM(seq > ?2), 0) FROM inbox
-             WHERE uid = ?1 AND read_at IS NULL AND archived_at IS NULL
-               AND (expires_at IS NULL OR expires_at > ?3)",
+            "SELECT f.unread + a.n + x.n, f.unseen + a.m + x.m, a.n
+             FROM (SELECT COALESCE(MAX(unread), 0) AS unread, COALESCE(MAX(unseen), 0) AS unseen
+                   FROM inbox_counts WHERE uid = ?1) f,
+                  (SELECT COUNT(*) AS n, COALESCE(SUM(seq > ?2), 0) AS m
+                   FROM inbox INDEXED BY inbox_unread
+                   WHERE uid = ?1 AND read_at IS NULL AND archived_at IS NULL AND expires_at IS NULL
+                     AND seq > (SELECT COALESCE(MAX(upto), 0) FROM inbox_counts WHERE uid = ?1)) a,
+                  (SELECT COUNT(*) AS n, COALESCE(SUM(seq > ?2), 0) AS m
+                   FROM inbox INDEXED BY inbox_unread_expiring
+                   WHERE uid = ?1 AND read_at IS NULL AND archived_at IS NULL AND expires_at > ?3) x",
         )?
-        .query_row((u.uid, u.seen_wm, now.0), |r| Ok((r.get(0)?, r.get(1)?)))?;
+        .query_row((u.uid, u.seen_wm, now.0), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
     let broadcasts = broadcast_unread(c, u, now, BroadcastFilter::default())?;
-    Ok(reading::counts(u, unread, unseen, &broadcasts))
+    Ok((reading::counts(u, unread, unseen, &broadcasts), above))
 }
 
 fn entry(r: &Row<'_>, stacked: bool) -> rusqlite::Result<Entry> {

@@ -648,3 +648,24 @@ pub(crate) fn inbox_change(
     }
     Ok(count)
 }
+
+/// Folds a user's unread entries above their `inbox_counts.upto` into the
+/// kept counts, so that reading the counts stops counting them (see
+/// migration 0017). Safe to run at any time, any number of times: the
+/// writer is the only one changing entries, and the triggers keep what is
+/// folded right from then on. Nothing for a user that no longer exists.
+pub(crate) fn fold_counts(c: &Connection, uid: i64) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO inbox_counts (uid, upto, unread, unseen)
+         SELECT u.uid, MAX(i.seq), COUNT(*), COALESCE(SUM(i.seq > u.seen_wm), 0)
+         FROM users u JOIN inbox i INDEXED BY inbox_unread ON i.uid = u.uid
+         WHERE u.uid = ?1 AND i.read_at IS NULL AND i.archived_at IS NULL AND i.expires_at IS NULL
+           AND i.seq > (SELECT COALESCE(MAX(upto), 0) FROM inbox_counts WHERE uid = ?1)
+         GROUP BY u.uid
+         ON CONFLICT (uid) DO UPDATE SET upto = excluded.upto,
+                                         unread = unread + excluded.unread,
+                                         unseen = unseen + excluded.unseen",
+    )?
+    .execute([uid])?;
+    Ok(())
+}
