@@ -362,3 +362,137 @@ fn postgres_counts_are_what_the_inbox_lists() {
         })
         .unwrap();
 }
+
+/// Folds racing changes: while one task reads the counts (each read folds,
+/// `fold_after` 0) others mark items read and unread, send new and stacked
+/// notifications and open the drawer. Once they stop (and the last folds
+/// ran), the counts are what the inbox lists.
+async fn concurrent<S: Store + 'static>(store: std::sync::Arc<S>) {
+    let now = SystemClock.now();
+    let ana = uid(0);
+    store
+        .put_user(&ana, UserPatch::default(), now)
+        .await
+        .unwrap();
+    let send = move |stack: Option<u32>| {
+        let body = json!({
+            "to": {"users": ["user-0"]},
+            "title": "Ticket updated",
+            "stack_key": stack.map(|s| format!("stack-{s}")),
+        });
+        (
+            SendContext {
+                key_id: "k".into(),
+                now,
+            },
+            vec![request(body, now)],
+        )
+    };
+    for i in 0..120 {
+        let (ctx, batch) = send((i % 3 == 0).then_some(i % 7));
+        store.send(ctx, batch).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut tasks = Vec::new();
+    {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            while std::time::Instant::now() < deadline {
+                store.counts(&uid(0), now).await.unwrap();
+            }
+        }));
+    }
+    for worker in 0..3u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = worker;
+            while std::time::Instant::now() < deadline {
+                n = n
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let ids = item_ids(&*store, &uid(0), now).await;
+                let id = ids[(n >> 33) as usize % ids.len()].clone();
+                let op = [
+                    ItemOp::Read,
+                    ItemOp::Unread,
+                    ItemOp::Archive,
+                    ItemOp::Unarchive,
+                ][(n >> 20) as usize % 4];
+                store
+                    .inbox_change(&uid(0), InboxChange::Item { id, op }, now)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0u32;
+            while std::time::Instant::now() < deadline {
+                let (ctx, batch) = send(i.is_multiple_of(2).then_some(i % 5));
+                store.send(ctx, batch).await.unwrap();
+                if i.is_multiple_of(10) {
+                    store
+                        .inbox_change(&uid(0), InboxChange::SeenAll, now)
+                        .await
+                        .unwrap();
+                }
+                i += 1;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // One more read (and its fold), then the comparison.
+    store.counts(&ana, now).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let counts = store.counts(&ana, now).await.unwrap();
+    let listed = listed(&*store, &ana, now).await;
+    assert!(listed.unread > 0, "{listed:?}");
+    assert_eq!(
+        (counts.unread, counts.unseen),
+        (listed.unread, listed.unseen)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_folds_racing_changes_keep_the_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = SqliteOptions::new(dir.path().join("belfry.db"));
+    options.fsync_every_commit = false;
+    options.fold_counts_after = 0;
+    concurrent(std::sync::Arc::new(SqliteStore::open(options).unwrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_folds_racing_changes_keep_the_counts() {
+    let Some(url) = std::env::var("BELFRY_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    else {
+        eprintln!("skipped: set BELFRY_TEST_POSTGRES_URL=postgres://… to run it on PostgreSQL");
+        return;
+    };
+    let schema = format!(
+        "belfry_counts_race_{}_{}",
+        SystemClock.now().0 / 1000,
+        std::process::id()
+    );
+    let mut options = PgOptions::new(url.clone());
+    options.schema = Some(schema.clone());
+    options.pool_size = 8;
+    options.fold_counts_after = 0;
+    let store = std::sync::Arc::new(PgStore::open(options).await.unwrap());
+    concurrent(store.clone()).await;
+    store.close().await;
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+    let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let _ = c.close().await;
+}
