@@ -313,17 +313,50 @@ proptest! {
     }
 }
 
+/// The PostgreSQL to test against, when `BELFRY_TEST_POSTGRES_URL` is set.
+fn postgres_url() -> Option<String> {
+    let url = std::env::var("BELFRY_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty());
+    if url.is_none() {
+        eprintln!("skipped: set BELFRY_TEST_POSTGRES_URL=postgres://… to run it on PostgreSQL");
+    }
+    url
+}
+
+/// A store in a schema of its own, folding after `fold_after`.
+async fn postgres_store(url: &str, fold_after: i64) -> (PgStore, String) {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let schema = format!(
+        "belfry_counts_{}_{}_{}",
+        SystemClock.now().0 / 1000,
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let mut options = PgOptions::new(url.to_string());
+    options.schema = Some(schema.clone());
+    options.pool_size = 8;
+    options.fold_counts_after = fold_after;
+    (PgStore::open(options).await.unwrap(), schema)
+}
+
+async fn drop_schema(url: &str, store: &PgStore, schema: &str) {
+    store.close().await;
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+    let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let _ = c.close().await;
+}
+
 /// The same on PostgreSQL, each case in a schema of its own (fewer cases:
 /// a schema's migrations take a while).
 #[test]
 fn postgres_counts_are_what_the_inbox_lists() {
-    let Some(url) = std::env::var("BELFRY_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-    else {
-        eprintln!("skipped: set BELFRY_TEST_POSTGRES_URL=postgres://… to run it on PostgreSQL");
-        return;
-    };
+    let Some(url) = postgres_url() else { return };
     let strategy = (
         proptest::collection::vec(op(), 1..40),
         prop_oneof![Just(0i64), Just(64)],
@@ -332,31 +365,12 @@ fn postgres_counts_are_what_the_inbox_lists() {
         cases: 12,
         ..ProptestConfig::default()
     });
-    let case = std::sync::atomic::AtomicU64::new(0);
     runner
         .run(&strategy, |(ops, fold_after)| {
-            let schema = format!(
-                "belfry_counts_{}_{}_{}",
-                SystemClock.now().0 / 1000,
-                std::process::id(),
-                case.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            );
             runtime().block_on(async {
-                let mut options = PgOptions::new(url.clone());
-                options.schema = Some(schema.clone());
-                options.pool_size = 4;
-                options.fold_counts_after = fold_after;
-                let store = PgStore::open(options).await.unwrap();
+                let (store, schema) = postgres_store(&url, fold_after).await;
                 let outcome = check(&store, &ops).await;
-                store.close().await;
-                use sqlx::Connection;
-                let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-                let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
-                let _ = c.close().await;
+                drop_schema(&url, &store, &schema).await;
                 outcome
             })
         })
@@ -468,31 +482,9 @@ async fn sqlite_folds_racing_changes_keep_the_counts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_folds_racing_changes_keep_the_counts() {
-    let Some(url) = std::env::var("BELFRY_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-    else {
-        eprintln!("skipped: set BELFRY_TEST_POSTGRES_URL=postgres://… to run it on PostgreSQL");
-        return;
-    };
-    let schema = format!(
-        "belfry_counts_race_{}_{}",
-        SystemClock.now().0 / 1000,
-        std::process::id()
-    );
-    let mut options = PgOptions::new(url.clone());
-    options.schema = Some(schema.clone());
-    options.pool_size = 8;
-    options.fold_counts_after = 0;
-    let store = std::sync::Arc::new(PgStore::open(options).await.unwrap());
+    let Some(url) = postgres_url() else { return };
+    let (store, schema) = postgres_store(&url, 0).await;
+    let store = std::sync::Arc::new(store);
     concurrent(store.clone()).await;
-    store.close().await;
-    use sqlx::Connection;
-    let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-    let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-        .execute(&mut c)
-        .await
-        .unwrap();
-    let _ = c.close().await;
+    drop_schema(&url, &store, &schema).await;
 }
