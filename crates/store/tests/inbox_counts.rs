@@ -149,11 +149,17 @@ async fn item_ids<S: Store>(store: &S, user: &UserId, now: Millis) -> Vec<String
     ids
 }
 
-async fn apply<S: Store>(store: &S, op: &Op, now: &mut Millis, sent: &mut Vec<String>) {
-    let ctx = |now: Millis| SendContext {
+/// Sends one notification; its id.
+async fn send_one<S: Store>(store: &S, body: Value, now: Millis) -> Option<String> {
+    let ctx = SendContext {
         key_id: "k".into(),
         now,
     };
+    let receipts = store.send(ctx, vec![request(body, now)]).await.unwrap();
+    receipts.into_iter().next().map(|r| r.id)
+}
+
+async fn apply<S: Store>(store: &S, op: &Op, now: &mut Millis, sent: &mut Vec<String>) {
     let expires = |secs: Option<u8>, now: Millis| {
         secs.map(|s| Value::String(now.plus_secs(s.into()).to_rfc3339()))
             .unwrap_or(Value::Null)
@@ -179,11 +185,7 @@ async fn apply<S: Store>(store: &S, op: &Op, now: &mut Millis, sent: &mut Vec<St
                 "entity": entity.map(|e| json!({"type": "ticket", "id": e.to_string()})),
                 "actor": actor(*by),
             });
-            let receipts = store
-                .send(ctx(*now), vec![request(body, *now)])
-                .await
-                .unwrap();
-            sent.extend(receipts.into_iter().map(|r| r.id));
+            sent.extend(send_one(store, body, *now).await);
         }
         Op::Broadcast {
             expires_secs,
@@ -195,11 +197,7 @@ async fn apply<S: Store>(store: &S, op: &Op, now: &mut Millis, sent: &mut Vec<St
                 "expires_at": expires(*expires_secs, *now),
                 "actor": actor(*by),
             });
-            let receipts = store
-                .send(ctx(*now), vec![request(body, *now)])
-                .await
-                .unwrap();
-            sent.extend(receipts.into_iter().map(|r| r.id));
+            sent.extend(send_one(store, body, *now).await);
         }
         Op::Item { user, pick, op } => {
             let ids = item_ids(store, &uid(*user), *now).await;
