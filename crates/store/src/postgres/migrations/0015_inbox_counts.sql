@@ -39,9 +39,20 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE TRIGGER inbox_counts_change
-    AFTER DELETE OR UPDATE OF read_at, archived_at, expires_at, seq ON inbox
-    FOR EACH ROW EXECUTE FUNCTION inbox_counts_change();
+-- Only rows that are, or become, unread without an expiry: retention's bulk
+-- deletes of read entries and archiving read ones pay nothing.
+CREATE TRIGGER inbox_counts_delete
+    AFTER DELETE ON inbox
+    FOR EACH ROW
+    WHEN (OLD.read_at IS NULL AND OLD.archived_at IS NULL AND OLD.expires_at IS NULL)
+    EXECUTE FUNCTION inbox_counts_change();
+
+CREATE TRIGGER inbox_counts_update
+    AFTER UPDATE OF read_at, archived_at, expires_at, seq ON inbox
+    FOR EACH ROW
+    WHEN ((OLD.read_at IS NULL AND OLD.archived_at IS NULL AND OLD.expires_at IS NULL)
+       OR (NEW.read_at IS NULL AND NEW.archived_at IS NULL AND NEW.expires_at IS NULL))
+    EXECUTE FUNCTION inbox_counts_change();
 
 -- The seen watermark only rises, usually to the newest seq: recounting the
 -- unread entries between it and `upto` reads the few (mostly none) left.
