@@ -240,12 +240,14 @@ where
     /// BELFRY-PATCH: a read that only watches for the peer closing while a
     /// response is written (an event stream waits in it for hours): a
     /// small buffer instead of a whole read buffer.
+    /// It reads into whatever room the buffer has, and makes room for
+    /// `PROBE_BUFFER_SIZE` bytes only when there is less: polled again and
+    /// again, it never grows the buffer.
     pub(crate) fn poll_read_probe(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if !self.read_buf.is_empty() || self.read_buf_remaining_mut() > 0 {
-            return self.poll_read_from_io(cx);
-        }
         self.read_blocked = false;
-        self.read_buf.reserve(PROBE_BUFFER_SIZE);
+        if self.read_buf_remaining_mut() < PROBE_BUFFER_SIZE {
+            self.read_buf.reserve(PROBE_BUFFER_SIZE);
+        }
         self.poll_read_into_buf(cx, false)
     }
 
