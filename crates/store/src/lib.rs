@@ -904,7 +904,14 @@ pub trait Store: Send + Sync + 'static {
 
     // --- one user's inbox ---
     async fn list_inbox(&self, user: &UserId, query: InboxQuery, now: Millis) -> Result<InboxPage>;
-    async fn counts(&self, user: &UserId, now: Millis) -> Result<Counts>;
+    async fn counts(&self, user: &UserId, now: Millis) -> Result<Counts> {
+        Ok(self.counts_at(user, now).await?.0)
+    }
+    /// The counts and the seq they are as of: they include every
+    /// notification with a seq up to it and none above it, so that a client
+    /// that receives notifications can carry them forward itself (a new
+    /// entry above that seq is one more unread and unseen item).
+    async fn counts_at(&self, user: &UserId, now: Millis) -> Result<(Counts, i64)>;
     /// Applies one change a user makes to their inbox, in one transaction,
     /// and emits its event after the commit (`plan::inbox` decides both);
     /// returns how many items changed. `NotFound` for an unknown user (and

@@ -3,11 +3,15 @@
 //! dispatched here; a notification is encoded once per distinct per-user
 //! state and the same frame goes to every connection that should get it.
 //!
-//! Counts: the hub keeps each connected user's last known counts. A
-//! broadcast, and a direct notification that makes a new entry (stack count
-//! 1), always add one unread and one unseen item, so they update the cached
-//! counts without a query; anything else (a stack that grew, a state
-//! change) recomputes them from the store, once per burst.
+//! Counts: the hub keeps each connected user's last known counts and the
+//! seq they are as of (they include every notification up to it, none
+//! above). A broadcast, and a direct notification that makes a new entry
+//! (stack count 1), always add one unread and one unseen item, so one with
+//! a higher seq updates the cached counts without a query; anything else
+//! (a stack that grew, a state change) recomputes them from the store, once
+//! per burst. Counts frames carry that seq, so a connection opened with
+//! `counts=derived` can do the same arithmetic: it gets no counts frame
+//! after a new entry, only the notification (one frame per broadcast).
 //!
 //! Tokens: each connection remembers when its token was issued. A
 //! `TokensRevoked` event records the revocation (for authentication, see
@@ -60,6 +64,8 @@ pub const END_GRACE: Duration = Duration::from_secs(5);
 
 struct Slot {
     id: u64,
+    /// The client derives its counts from new entries (`counts=derived`).
+    derived: bool,
     tx: mpsc::Sender<Arc<Frame>>,
     kill: CancellationToken,
     /// When the token that opened it was issued.
@@ -84,11 +90,18 @@ impl Slot {
     }
 }
 
+/// Counts and the seq they are as of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Known {
+    counts: Counts,
+    seq: i64,
+}
+
 #[derive(Default)]
 struct Entry {
     slots: Vec<Slot>,
     groups: Vec<GroupId>,
-    counts: Option<Counts>,
+    counts: Option<Known>,
     refreshing: bool,
     dirty: bool,
 }
@@ -152,11 +165,14 @@ pub struct Hub {
     pub revocations: Revocations,
 }
 
-fn counts_frame(c: Counts) -> Arc<Frame> {
+fn counts_frame(k: Known) -> Arc<Frame> {
     Frame::new(
         Kind::Counts,
         None,
-        format!(r#"{{"unread":{},"unseen":{}}}"#, c.unread, c.unseen),
+        format!(
+            r#"{{"unread":{},"unseen":{},"seq":{}}}"#,
+            k.counts.unread, k.counts.unseen, k.seq
+        ),
     )
 }
 
@@ -165,13 +181,13 @@ fn counts_frame(c: Counts) -> Arc<Frame> {
 /// values, and the same frame (encoded once, for each transport once) goes
 /// to all of them instead of one frame per user.
 #[derive(Default)]
-struct CountsFrames(HashMap<(i64, i64), Arc<Frame>>);
+struct CountsFrames(HashMap<(i64, i64, i64), Arc<Frame>>);
 
 impl CountsFrames {
-    fn get(&mut self, c: Counts) -> Arc<Frame> {
+    fn get(&mut self, k: Known) -> Arc<Frame> {
         self.0
-            .entry((c.unread, c.unseen))
-            .or_insert_with(|| counts_frame(c))
+            .entry((k.counts.unread, k.counts.unseen, k.seq))
+            .or_insert_with(|| counts_frame(k))
             .clone()
     }
 }
@@ -207,12 +223,14 @@ impl Hub {
     /// Registers a connection opened with a token issued at `issued_at`.
     /// From now on it receives every event for the user; `kill` is
     /// cancelled if the hub drops it, its `end` if it must end cleanly.
+    /// A `derived` connection gets no counts frame after a new entry.
     pub fn connect(
         self: &Arc<Self>,
         user: UserId,
         groups: Vec<GroupId>,
         kill: CancellationToken,
         issued_at: Millis,
+        derived: bool,
     ) -> Connection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let end = CancellationToken::new();
@@ -236,6 +254,7 @@ impl Hub {
             }
             entry.slots.push(Slot {
                 id,
+                derived,
                 tx,
                 kill: kill.clone(),
                 issued_at,
@@ -303,9 +322,17 @@ impl Hub {
     /// Queues a frame on every connection of the entry; a full queue means
     /// a client that does not keep up: it is cut off and resumes later.
     fn send(entry: &mut Entry, frame: &Arc<Frame>) {
-        entry
-            .slots
-            .retain(|slot| match slot.tx.try_send(frame.clone()) {
+        Self::send_to(entry, frame, false)
+    }
+
+    /// [`Self::send`], to every connection or (`skip_derived`) to those
+    /// that do not derive their counts.
+    fn send_to(entry: &mut Entry, frame: &Arc<Frame>, skip_derived: bool) {
+        entry.slots.retain(|slot| {
+            if skip_derived && slot.derived {
+                return true;
+            }
+            match slot.tx.try_send(frame.clone()) {
                 Ok(()) => {
                     metrics::counter!("belfry_stream_events_sent_total").increment(1);
                     true
@@ -317,7 +344,8 @@ impl Hub {
                     false
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
-            });
+            }
+        });
     }
 
     /// Dispatches one commit's events.
@@ -472,7 +500,7 @@ impl Hub {
             // (which costs as much as the user has unread). A stack that
             // grew may or may not have been seen: count it in the store.
             if *count == 1 {
-                Self::add_one(entry, user, refresh, &mut counts);
+                Self::add_one(entry, user, p.seq, refresh, &mut counts);
             } else if Self::wants_refresh(entry) {
                 refresh.push(user.clone());
             }
@@ -492,7 +520,7 @@ impl Hub {
             }
             Self::send(entry, &frame);
             // A broadcast is always one more unread and unseen item.
-            Self::add_one(entry, user, refresh, &mut counts);
+            Self::add_one(entry, user, p.seq, refresh, &mut counts);
         };
         match recipients {
             None => {
@@ -510,22 +538,30 @@ impl Hub {
         }
     }
 
-    /// One more unread and unseen item: the cached counts follow and the
-    /// counts frame goes right behind the notification, so that the
-    /// connection writes both at once (see the streams' batching). Without
-    /// known counts (or while they are being counted) they are counted.
+    /// One more unread and unseen item, the entry with `seq`: unless the
+    /// cached counts include it already (they were counted after its commit
+    /// and before it got here), they follow and the counts frame goes right
+    /// behind the notification, so that the connection writes both at once
+    /// (see the streams' batching) — except to connections that derive their
+    /// counts. Without known counts (or while they are being counted) they
+    /// are counted.
     fn add_one(
         entry: &mut Entry,
         user: &UserId,
+        seq: i64,
         refresh: &mut Vec<UserId>,
         frames: &mut CountsFrames,
     ) {
         match (&mut entry.counts, entry.refreshing) {
-            (Some(c), false) => {
-                c.unread += 1;
-                c.unseen += 1;
-                let f = frames.get(*c);
-                Self::send(entry, &f);
+            (Some(k), false) => {
+                if seq <= k.seq {
+                    return;
+                }
+                k.counts.unread += 1;
+                k.counts.unseen += 1;
+                k.seq = seq;
+                let f = frames.get(*k);
+                Self::send_to(entry, &f, true);
             }
             _ => {
                 if Self::wants_refresh(entry) {
@@ -541,7 +577,7 @@ impl Hub {
         let hub = self.clone();
         tokio::spawn(async move {
             loop {
-                let result = hub.store.counts(&user, hub.clock.now()).await;
+                let result = hub.store.counts_at(&user, hub.clock.now()).await;
                 let mut st = hub.state.lock().expect("hub");
                 let Some(entry) = st.users.get_mut(&user) else {
                     return;
@@ -553,10 +589,10 @@ impl Hub {
                     continue;
                 }
                 match result {
-                    Ok(c) => {
-                        entry.counts = Some(c);
-                        let frame = counts_frame(c);
-                        Self::send(entry, &frame);
+                    Ok((counts, seq)) => {
+                        let known = Known { counts, seq };
+                        entry.counts = Some(known);
+                        Self::send(entry, &counts_frame(known));
                     }
                     Err(e) => {
                         tracing::warn!(%user, error = %e, "could not compute counts for a stream");
@@ -604,31 +640,31 @@ fn state_json(change: &StateChange) -> String {
 mod tests {
     use super::*;
 
+    fn known(unread: i64, unseen: i64, seq: i64) -> Known {
+        Known {
+            counts: Counts { unread, unseen },
+            seq,
+        }
+    }
+
     #[test]
     fn equal_counts_share_one_frame_and_different_ones_do_not() {
         let mut frames = CountsFrames::default();
-        let a = frames.get(Counts {
-            unread: 3,
-            unseen: 2,
-        });
-        let b = frames.get(Counts {
-            unread: 3,
-            unseen: 2,
-        });
-        let c = frames.get(Counts {
-            unread: 3,
-            unseen: 3,
-        });
+        let a = frames.get(known(3, 2, 7));
+        let b = frames.get(known(3, 2, 7));
+        let c = frames.get(known(3, 3, 7));
+        let d = frames.get(known(3, 2, 8));
         assert!(Arc::ptr_eq(&a, &b), "one encoding for equal counts");
         assert!(!Arc::ptr_eq(&a, &c));
+        assert!(!Arc::ptr_eq(&a, &d), "the seq is part of the frame");
         assert_eq!(
             a.ws().as_str(),
-            r#"{"type":"counts","seq":null,"data":{"unread":3,"unseen":2}}"#
+            r#"{"type":"counts","seq":null,"data":{"unread":3,"unseen":2,"seq":7}}"#
         );
         assert!(
             std::str::from_utf8(&c.sse())
                 .unwrap()
-                .contains(r#"data: {"unread":3,"unseen":3}"#)
+                .contains(r#"data: {"unread":3,"unseen":3,"seq":7}"#)
         );
     }
 }

@@ -88,6 +88,21 @@ struct StreamParams {
     /// browser WebSockets). Never a secret key: keys in URLs are refused.
     #[allow(dead_code)]
     token: Option<String>,
+    /// `each` (the default): a `counts` event follows every change of the
+    /// counts. `derived`: none follows a new entry (a notification with
+    /// `stack_count` 1) — the client adds one unread and one unseen item
+    /// itself for each one whose seq is above the seq of the last counts it
+    /// has (counts carry the seq they are as of); every other change still
+    /// sends counts. A broadcast is then one event per connection.
+    counts: Option<CountsMode>,
+}
+
+/// How a stream sends counts (see [`StreamParams::counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum CountsMode {
+    Each,
+    Derived,
 }
 
 fn parse_cursor(value: &str, last_seq: i64) -> ApiResult<i64> {
@@ -121,9 +136,10 @@ fn parse_cursor(value: &str, last_seq: i64) -> ApiResult<i64> {
 async fn open(
     state: &AppState,
     token: &UserToken,
-    cursor: Option<&str>,
+    params: StreamParams,
     kill: CancellationToken,
 ) -> ApiResult<(Connection, Option<i64>)> {
+    let cursor = params.after.as_deref();
     let user = token.user.clone();
     let cursor = match cursor.filter(|c| !c.trim().is_empty()) {
         None => None,
@@ -139,9 +155,10 @@ async fn open(
         .get_user(&user)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("there is no user {user}")))?;
+    let derived = params.counts == Some(CountsMode::Derived);
     let conn = state
         .hub
-        .connect(user, record.groups, kill, token.issued_at);
+        .connect(user, record.groups, kill, token.issued_at, derived);
     // A revocation that arrived between the token check and the connection
     // (it found no connection to end) still ends this one.
     if state.hub.revocations.is_revoked(token) {
@@ -277,8 +294,8 @@ fn heartbeat(every: Duration) -> tokio::time::Interval {
 /// Server-Sent Events of the user's inbox.
 ///
 /// Events: `notification` (`id:` is its seq; data is the inbox item),
-/// `counts` (`{"unread","unseen"}`, sent on connect and whenever they
-/// change), `state` (`{"action": "read"|"unread"|"archive"|"unarchive"|
+/// `counts` (`{"unread","unseen","seq"}`, sent on connect and whenever they
+/// change; with `counts=derived` not after a new entry), `state` (`{"action": "read"|"unread"|"archive"|"unarchive"|
 /// "delete", "ids": [...]}`, `{"action": "read_all", "category"}`,
 /// `{"action": "seen_all"}`, `{"action": "read_entity", "entity"}`: changes
 /// made on another device or tab). With `Last-Event-ID` (or `?after=`)
@@ -304,16 +321,14 @@ async fn sse(
     StreamUser(token): StreamUser,
     connection: Option<Extension<ConnectionHandle>>,
     headers: HeaderMap,
-    crate::extract::ApiQuery(params): crate::extract::ApiQuery<StreamParams>,
+    crate::extract::ApiQuery(mut params): crate::extract::ApiQuery<StreamParams>,
 ) -> ApiResult<Response> {
-    let cursor = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(String::from)
-        .or(params.after);
+    if let Some(id) = headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
+        params.after = Some(id.to_string());
+    }
     // Cutting this connection closes its socket, even if the client reads nothing.
     let kill = connection.map(|Extension(c)| c.abort).unwrap_or_default();
-    let (conn, cursor) = open(&state, &token, cursor.as_deref(), kill).await?;
+    let (conn, cursor) = open(&state, &token, params, kill).await?;
     let every = state.hub.config.heartbeat;
     let expiry = Expiry::new(token.expires_at, state.clock.as_ref());
     let stream = futures::stream::unfold(
@@ -369,7 +384,7 @@ async fn websocket(
     upgrade: WebSocketUpgrade,
 ) -> ApiResult<Response> {
     let kill = CancellationToken::new();
-    let (conn, cursor) = open(&state, &token, params.after.as_deref(), kill).await?;
+    let (conn, cursor) = open(&state, &token, params, kill).await?;
     let expires_at = token.expires_at;
     Ok(upgrade
         // Small buffers: thousands of idle sockets must stay cheap.

@@ -13,7 +13,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use belfry_core::inbox::{Cursor, DEFAULT_LIMIT, MAX_LIMIT};
-use belfry_core::{Category, Counts, EntityRef, Filter, InboxQuery, UserId, ValidationErrors};
+use belfry_core::{Category, EntityRef, Filter, InboxQuery, UserId, ValidationErrors};
 use belfry_store::{ItemOp, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
@@ -185,22 +185,37 @@ async fn list(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
+/// Unread and unseen counts, and the seq they are as of.
+#[derive(Serialize, utoipa::ToSchema)]
+struct CountsAt {
+    unread: i64,
+    unseen: i64,
+    /// The counts include every notification up to this seq and none
+    /// above it: a client that receives a new entry (`stack_count` 1) with
+    /// a higher seq on a stream may add one to both itself.
+    seq: i64,
+}
+
 /// Unread and unseen counts (archived and expired items do not count).
 #[utoipa::path(
     get, path = "/v1/me/counts", tag = "inbox",
-    responses((status = 200, body = Counts)),
+    responses((status = 200, body = CountsAt)),
     security(("user_token" = []))
 )]
 async fn counts(
     State(state): State<AppState>,
     InboxOwner(user): InboxOwner,
-) -> ApiResult<Json<Counts>> {
-    state
+) -> ApiResult<Json<CountsAt>> {
+    let (c, seq) = state
         .store
-        .counts(&user, state.clock.now())
+        .counts_at(&user, state.clock.now())
         .await
-        .map(Json)
-        .map_err(owner_missing(&user))
+        .map_err(owner_missing(&user))?;
+    Ok(Json(CountsAt {
+        unread: c.unread,
+        unseen: c.unseen,
+        seq,
+    }))
 }
 
 #[derive(Deserialize)]

@@ -292,7 +292,7 @@ async fn admin_mirror_reads_and_changes_a_users_inbox() {
     let r = app.admin(Method::GET, "/v1/users/ana/counts", None).await;
     assert_eq!(
         r.json::<Value>().await.unwrap(),
-        json!({"unread": 1, "unseen": 1})
+        json!({"unread": 1, "unseen": 1, "seq": 1})
     );
     let r = app
         .admin(

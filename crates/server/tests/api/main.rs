@@ -9,6 +9,7 @@ mod audiences;
 mod auth;
 mod bus;
 mod chat;
+mod derived;
 mod digest;
 mod email;
 mod events;

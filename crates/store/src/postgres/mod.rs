@@ -1046,12 +1046,12 @@ impl Store for PgStore {
         read::list_inbox(&mut c, &u, &query, now).await
     }
 
-    async fn counts(&self, user: &UserId, now: Millis) -> Result<Counts> {
+    async fn counts_at(&self, user: &UserId, now: Millis) -> Result<(Counts, i64)> {
         let mut c = self.conn().await?;
         let u = read::inbox_user(&mut c, user)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let (counts, above) = read::counts(&mut c, &u, now).await?;
+        let (counts, seq, above) = read::counts(&mut c, &u, now).await?;
         if above > self.shared.fold_counts_after {
             // Fire and forget: the counts read the same before and after.
             let pool = self.shared.pool.clone();
@@ -1061,7 +1061,7 @@ impl Store for PgStore {
                 }
             });
         }
-        Ok(counts)
+        Ok((counts, seq))
     }
 
     async fn claim_jobs(

@@ -354,17 +354,20 @@ pub(crate) async fn broadcast_visible(
     .is_some())
 }
 
-/// The counts, and how many unread entries above the user's kept counts
+/// The counts, the seq they are as of (every notification up to it and
+/// none above), and how many unread entries above the user's kept counts
 /// (`inbox_counts.upto`, migration 0015) had to be counted: when that is
 /// more than a few, the caller has them folded in (`write::fold_counts`).
 pub(crate) async fn counts(
     c: &mut PgConnection,
     u: &InboxUser,
     now: Millis,
-) -> Result<(Counts, i64)> {
+) -> Result<(Counts, i64, i64)> {
     // One statement, so one snapshot: the kept counts, the unread entries
-    // above them (without an expiry) and the live ones that expire.
-    let (unread, unseen, above): (i64, i64, i64) = sqlx::query_as(
+    // above them (without an expiry), the live ones that expire, and the
+    // seq counter. Seqs commit in order (see `publish`), so that snapshot
+    // holds every notification up to the counter's value and none above.
+    let (unread, unseen, above, seq): (i64, i64, i64, i64) = sqlx::query_as(
         "WITH k AS (
              SELECT COALESCE(MAX(upto), 0) AS upto, COALESCE(MAX(unread), 0) AS unread,
                     COALESCE(MAX(unseen), 0) AS unseen
@@ -376,15 +379,19 @@ pub(crate) async fn counts(
          x AS (
              SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE seq > $2) AS m FROM inbox
              WHERE uid = $1 AND read_at IS NULL AND archived_at IS NULL AND expires_at > $3)
-         SELECT k.unread + a.n + x.n, k.unseen + a.m + x.m, a.n FROM k, a, x",
+         SELECT k.unread + a.n + x.n, k.unseen + a.m + x.m, a.n,
+                (SELECT value FROM seq_counter) FROM k, a, x",
     )
     .bind(u.uid)
     .bind(u.seen_wm)
     .bind(now.0)
     .fetch_one(&mut *c)
     .await?;
-    let broadcasts = broadcast_unread(c, u, now, BroadcastFilter::default()).await?;
-    Ok((reading::counts(u, unread, unseen, &broadcasts), above))
+    let mut broadcasts = broadcast_unread(c, u, now, BroadcastFilter::default()).await?;
+    // Read in later snapshots: broadcasts committed since are not counted
+    // (their seq is above the one these counts are as of).
+    broadcasts.retain(|&b| b <= seq);
+    Ok((reading::counts(u, unread, unseen, &broadcasts), seq, above))
 }
 
 impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for Entry {

@@ -1296,19 +1296,23 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn counts(&self, user: &UserId, now: Millis) -> Result<Counts> {
+    async fn counts_at(&self, user: &UserId, now: Millis) -> Result<(Counts, i64)> {
         let user = user.clone();
-        let (counts, uid, above) = self
+        let (counts, seq, uid, above) = self
             .read(move |c| {
-                let u = read::inbox_user(c, &user)?.ok_or(StoreError::NotFound)?;
-                let (counts, above) = read::counts(c, &u, now)?;
-                Ok((counts, u.uid, above))
+                // One snapshot for the user, the counts and the seq they are as of.
+                let tx = c.unchecked_transaction()?;
+                let u = read::inbox_user(&tx, &user)?.ok_or(StoreError::NotFound)?;
+                let (counts, above) = read::counts(&tx, &u, now)?;
+                let seq = read::newest_seq(&tx)?;
+                tx.commit()?;
+                Ok((counts, seq, u.uid, above))
             })
             .await?;
         if above > self.fold_counts_after {
             self.fold_counts(uid);
         }
-        Ok(counts)
+        Ok((counts, seq))
     }
 
     async fn claim_jobs(

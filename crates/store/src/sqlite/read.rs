@@ -361,6 +361,18 @@ pub(crate) fn counts(c: &Connection, u: &InboxUser, now: Millis) -> Result<(Coun
     Ok((reading::counts(u, unread, unseen, &broadcasts), above))
 }
 
+/// The newest published notification's seq in this snapshot: a
+/// notification's row is committed with the entries it makes, so the
+/// snapshot holds every notification up to it (0 for none). Deleting the
+/// newest one lowers it, which only makes a client count that one again
+/// until the deletion's own counts arrive.
+pub(crate) fn newest_seq(c: &Connection) -> Result<i64> {
+    Ok(
+        c.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM notifications")?
+            .query_row([], |r| r.get(0))?,
+    )
+}
+
 fn entry(r: &Row<'_>, stacked: bool) -> rusqlite::Result<Entry> {
     Ok(Entry {
         seq: r.get(0)?,
