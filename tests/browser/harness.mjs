@@ -152,8 +152,10 @@ export class Belfry {
     return this.call('POST', `/v1/users/${user}/notifications/${id}/archive`);
   }
 
-  counts(user) {
-    return this.call('GET', `/v1/users/${user}/counts`);
+  /** `{unread, unseen}` (the seq they are as of left out). */
+  async counts(user) {
+    const { unread, unseen } = await this.call('GET', `/v1/users/${user}/counts`);
+    return { unread, unseen };
   }
 
   /** The value of a gauge or counter without labels, from /metrics. */

@@ -65,6 +65,37 @@ describe('the inbox widget in one tab', () => {
     await page.close();
   });
 
+  test('the bell counts broadcasts from the notifications alone (the stream sends no counts after a new entry)', async () => {
+    const streams = [];
+    const { user, page, errors } = await open({ user: { groups: ['night-shift'] } });
+    page.on('request', (r) => r.url().includes('/v1/me/stream') && streams.push(r.url()));
+    const send = (body) => belfry.call('POST', '/v1/notifications', body);
+    for (let i = 0; i < 5; i++) await send({ to: { groups: ['night-shift'] }, title: `shift note ${i}` });
+    await send({ to: { all: true }, title: 'for everyone' });
+    await belfry.notify(user, { title: 'direct' });
+    await until(async () => (await badge(page).textContent()) === '7', { what: 'badge 7' });
+    assert.equal((await belfry.counts(user)).unread, 7);
+    // A change of state is counted on the server and its counts follow.
+    const [first] = (await belfry.inbox(user)).items;
+    await belfry.call('POST', `/v1/users/${user}/notifications/${first.id}/read`);
+    await until(async () => (await badge(page).textContent()) === '6', { what: 'badge 6 after a read' });
+    // A stack: the first is a new entry, the second grows it (counted on the server).
+    await belfry.notify(user, { title: 'reply', stack_key: 'thread' });
+    await belfry.notify(user, { title: 'another reply', stack_key: 'thread' });
+    await until(async () => (await badge(page).textContent()) === '7', { what: 'badge 7 with the stack' });
+    assert.equal((await belfry.counts(user)).unread, 7);
+    // After a reconnect (the page reloads) the count is still right.
+    await page.reload();
+    await live(page);
+    await send({ to: { all: true }, title: 'after the reload' });
+    await until(async () => (await badge(page).textContent()) === '8', { what: 'badge 8 after the reload' });
+    assert.ok(streams.length >= 1 && streams.every((u) => new URL(u).searchParams.get('counts') === 'derived'), `streams: ${streams}`);
+    const raw = await belfry.call('GET', `/v1/users/${user}/counts`);
+    assert.equal(typeof raw.seq, 'number', 'counts say the seq they are as of');
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   test('a notification sent over the API shows as a toast and in the list within a second', async () => {
     const { user, page } = await open();
     await bell(page).click();

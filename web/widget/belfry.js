@@ -475,6 +475,8 @@ class Link {
       try {
         const token = await this.w.getToken();
         const url = new URL(`${this.w.server}/v1/me/stream`);
+        // No counts event after a new entry: setCounts/onNotification derive them.
+        url.searchParams.set('counts', 'derived');
         if (this.lastSeq > 0) url.searchParams.set('after', String(this.lastSeq));
         const res = await fetch(url, {
           headers: { Authorization: `Bearer ${token}`, Accept: 'text/event-stream' },
@@ -872,6 +874,7 @@ export class BelfryInbox extends HTMLElement {
     if (run !== this.run || !this.isConnected) return;
     this.items = [];
     this.loaded = false;
+    this.fresh = [];
     this.link = new Link(this, `${this.server}|${tokenSubject(token)}`);
     this.onConnection('connecting');
     this.link.start();
@@ -976,6 +979,12 @@ export class BelfryInbox extends HTMLElement {
 
   onNotification(item, toastHere) {
     if (!item || typeof item.id !== 'string') return;
+    // A new entry is one more unread and unseen item than counts as of a lower seq.
+    const f = (this.fresh ||= []);
+    if (item.stack_count === 1 && !item.read && !f.includes(item.seq)) {
+      if (f.push(item.seq) > 200) f.shift();
+      this.setCounts(this.base);
+    }
     if (this.view !== 'archived' && (this.loaded || this.loading)) {
       this.items = this.items.filter(
         (i) => i.id !== item.id && !(item.stack_key && i.stack_key === item.stack_key),
@@ -1036,11 +1045,14 @@ export class BelfryInbox extends HTMLElement {
     this.renderList();
   }
 
+  /** Counts (`{unread, unseen, seq}`) plus the new entries received above their seq. */
   setCounts(c) {
     if (!c || typeof c.unread !== 'number') return;
-    this._counts = { unread: c.unread, unseen: c.unseen || 0 };
+    this.base = c;
+    const n = (this.fresh || []).filter((s) => s > c.seq).length;
+    this._counts = { unread: c.unread + n, unseen: (c.unseen || 0) + n };
     this.renderCounts();
-    if (this.getAttribute('tab-badge') !== 'off') tabBadge.set(this, c.unread);
+    if (this.getAttribute('tab-badge') !== 'off') tabBadge.set(this, this._counts.unread);
     this.emit('belfry:counts', this.counts);
   }
 

@@ -33,6 +33,16 @@ pub struct Shared {
     pub notifications: AtomicU64,
     pub ready: AtomicU64,
     pub failed: AtomicU64,
+    /// Streams are opened with `counts=derived` (as the widget does): no
+    /// counts event after a new entry.
+    pub derived: bool,
+}
+
+/// How streams send counts: after every change, or not after new entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CountsMode {
+    Each,
+    Derived,
 }
 
 fn number_after(text: &str, key: &str) -> Option<u64> {
@@ -87,7 +97,12 @@ pub async fn open(
     let stream = tcp(server, n).await?;
     match transport {
         Transport::Ws => {
-            let url = format!("ws://{authority}/v1/me/ws?token={token}");
+            let counts = if shared.derived {
+                "&counts=derived"
+            } else {
+                ""
+            };
+            let url = format!("ws://{authority}/v1/me/ws?token={token}{counts}");
             let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
                 .read_buffer_size(8 * 1024)
                 .write_buffer_size(0);
@@ -123,10 +138,15 @@ pub async fn open(
         Transport::Sse => {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let mut stream = stream;
+            let counts = if shared.derived {
+                "?counts=derived"
+            } else {
+                ""
+            };
             stream
                 .write_all(
                     format!(
-                        "GET /v1/me/stream HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+                        "GET /v1/me/stream{counts} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
                     )
                     .as_bytes(),
                 )

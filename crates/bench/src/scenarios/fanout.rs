@@ -2,7 +2,7 @@
 //! broadcasts to that group, one after another. For each, the time from
 //! sending the request to each client's receipt, and to the last client's.
 
-use crate::clients::{self, Receipt, Shared, Transport};
+use crate::clients::{self, CountsMode, Receipt, Shared, Transport};
 use crate::report::{Report, Row, Samples};
 use crate::scenarios::Progress;
 use crate::server::{Target, own_cpu_time, users_with_tokens};
@@ -25,6 +25,10 @@ pub struct Args {
     pub broadcasts: usize,
     #[arg(long, value_enum, default_value = "ws")]
     pub transport: Transport,
+    /// `derived` (the widget's way): a broadcast is one frame per client;
+    /// `each`: a notification and a counts frame.
+    #[arg(long, value_enum, default_value = "derived")]
+    pub counts: CountsMode,
 }
 
 pub async fn run(a: Args) -> anyhow::Result<Report> {
@@ -35,7 +39,10 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
     let tokens = users_with_tokens(&server, &client, "fan", a.clients, Some("fanout"), 32).await?;
     let setup = started.elapsed();
 
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared {
+        derived: a.counts == CountsMode::Derived,
+        ..Shared::default()
+    });
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Receipt>();
     eprintln!(
         "[fanout] connecting {} {:?} clients …",
@@ -150,7 +157,7 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
     }
     Ok(Report {
         scenario: "fanout".into(),
-        parameters: json!({"clients": a.clients, "broadcasts": a.broadcasts, "transport": format!("{:?}", a.transport)}),
+        parameters: json!({"clients": a.clients, "broadcasts": a.broadcasts, "transport": format!("{:?}", a.transport), "counts": format!("{:?}", a.counts)}),
         rows,
         notes,
         lines: Vec::new(),
