@@ -2,7 +2,7 @@
 //! notifications to them; the time from sending each request to its receipt
 //! on the stream.
 
-use crate::clients::{self, Receipt, Shared, Transport};
+use crate::clients::{self, CountsMode, Receipt, Shared, Transport};
 use crate::report::{Report, Row, Samples};
 use crate::scenarios::Progress;
 use crate::server::{Target, own_cpu_time, users_with_tokens};
@@ -27,6 +27,10 @@ pub struct Args {
     pub seconds: u64,
     #[arg(long, value_enum, default_value = "ws")]
     pub transport: Transport,
+    /// `derived` (the widget's way): a new entry is one frame; `each`: a
+    /// notification and a counts frame.
+    #[arg(long, value_enum, default_value = "derived")]
+    pub counts: CountsMode,
 }
 
 pub async fn run(a: Args) -> anyhow::Result<Report> {
@@ -34,7 +38,10 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
     let client = server.client();
     eprintln!("[latency] creating {} users …", a.users);
     let tokens = users_with_tokens(&server, &client, "lat", a.users, None, 32).await?;
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared {
+        derived: a.counts == CountsMode::Derived,
+        ..Shared::default()
+    });
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Receipt>();
     let tasks = clients::connect_all(a.transport, &server, &tokens, &shared, &tx).await?;
 
@@ -128,7 +135,7 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
     }
     Ok(Report {
         scenario: "latency".into(),
-        parameters: json!({"users": a.users, "rate": a.rate, "seconds": a.seconds, "transport": format!("{:?}", a.transport)}),
+        parameters: json!({"users": a.users, "rate": a.rate, "seconds": a.seconds, "transport": format!("{:?}", a.transport), "counts": format!("{:?}", a.counts)}),
         rows,
         notes,
         lines: Vec::new(),

@@ -560,8 +560,11 @@ impl Hub {
                 k.counts.unread += 1;
                 k.counts.unseen += 1;
                 k.seq = seq;
-                let f = frames.get(*k);
-                Self::send_to(entry, &f, true);
+                // Connections that derive their counts need no frame.
+                if entry.slots.iter().any(|s| !s.derived) {
+                    let f = frames.get(*k);
+                    Self::send_to(entry, &f, true);
+                }
             }
             _ => {
                 if Self::wants_refresh(entry) {

@@ -94,6 +94,7 @@ struct StreamParams {
     /// itself for each one whose seq is above the seq of the last counts it
     /// has (counts carry the seq they are as of); every other change still
     /// sends counts. A broadcast is then one event per connection.
+    #[param(inline)]
     counts: Option<CountsMode>,
 }
 

@@ -87,6 +87,31 @@ async fn health_ready_metrics_and_openapi() {
         assert!(paths.contains_key(p), "OpenAPI lacks {p}");
     }
     assert!(doc["components"]["schemas"]["SendRequest"].is_object());
+    // Every reference points at something the document has (a schema used
+    // only by a query parameter is easily left out of the components).
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r);
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(
+        all.len() > 50,
+        "the document uses references: {}",
+        all.len()
+    );
+    for r in all {
+        let pointer = r.strip_prefix('#').expect("a local reference");
+        assert!(doc.pointer(pointer).is_some(), "{r} resolves to nothing");
+    }
 }
 
 #[tokio::test]
