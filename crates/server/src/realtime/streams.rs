@@ -411,13 +411,20 @@ async fn run_websocket(
     let end = conn.end.clone();
     let shutdown = app.hub.shutdown.clone();
     let mut expiry = Expiry::new(expires_at, app.clock.as_ref());
+    // Each of these completes at most once (the connection ends then), so
+    // one future each, polled by every select below, instead of a new one
+    // registered and dropped on every wake-up and every write.
+    let killed = kill.cancelled();
+    let shutting_down = shutdown.cancelled();
+    let ended = end.cancelled();
+    tokio::pin!(killed, shutting_down, ended);
 
     // Sends one text frame unless the hub cuts the connection meanwhile.
     macro_rules! send {
         ($text:expr) => {
             tokio::select! {
                 biased;
-                _ = kill.cancelled() => return,
+                _ = &mut killed => return,
                 r = sink.send(Message::Text($text)) => if r.is_err() { return },
             }
         };
@@ -427,7 +434,7 @@ async fn run_websocket(
         ($text:expr) => {
             tokio::select! {
                 biased;
-                _ = kill.cancelled() => return,
+                _ = &mut killed => return,
                 r = sink.feed(Message::Text($text)) => if r.is_err() { return },
             }
         };
@@ -436,7 +443,7 @@ async fn run_websocket(
         () => {
             tokio::select! {
                 biased;
-                _ = kill.cancelled() => return,
+                _ = &mut killed => return,
                 r = sink.flush() => if r.is_err() { return },
             }
         };
@@ -476,9 +483,9 @@ async fn run_websocket(
     loop {
         tokio::select! {
             biased;
-            _ = kill.cancelled() => return,
-            _ = shutdown.cancelled() => close!(1012, "server restarting"),
-            _ = end.cancelled() => close!(CLOSE_TOKEN_ENDED, "token revoked"),
+            _ = &mut killed => return,
+            _ = &mut shutting_down => close!(1012, "server restarting"),
+            _ = &mut ended => close!(CLOSE_TOKEN_ENDED, "token revoked"),
             _ = &mut expiry.timer => close!(CLOSE_TOKEN_ENDED, "token expired"),
             frame = conn.rx.recv() => match frame {
                 None => return,
