@@ -140,13 +140,7 @@ async fn a_new_entry_is_one_frame_on_a_derived_stream_and_counts_say_their_seq()
     );
 
     // A state change is counted again too, on both.
-    app.me_post(
-        &token,
-        "/notifications/seen-all",
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
+    app.seen_all(&token).await;
     for ws in [&mut each, &mut derived] {
         assert_eq!(ws.next_of("state").await["data"]["action"], "seen_all");
         ws.counts_settle(json!({"unread": 4, "unseen": 0, "seq": grew}))
@@ -253,13 +247,7 @@ async fn derived_counts_stay_equal_to_the_servers_through_every_change() {
                 "an item changed"
             }
             8 => {
-                app.me_post(
-                    &token,
-                    "/notifications/seen-all",
-                    None,
-                    StatusCode::NO_CONTENT,
-                )
-                .await;
+                app.seen_all(&token).await;
                 "the drawer opened"
             }
             9 if rng.below(3) == 0 => {

@@ -414,6 +414,17 @@ impl TestApp {
         (v["unread"].as_i64().unwrap(), v["unseen"].as_i64().unwrap())
     }
 
+    /// The user opened the drawer: `POST /v1/me/notifications/seen-all`.
+    pub async fn seen_all(&self, token: &str) {
+        self.me_post(
+            token,
+            "/notifications/seen-all",
+            None,
+            StatusCode::NO_CONTENT,
+        )
+        .await;
+    }
+
     /// POSTs to /v1/me{path} and asserts the status.
     pub async fn me_post(
         &self,

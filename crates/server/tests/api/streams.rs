@@ -278,13 +278,7 @@ async fn counts_and_state_reach_every_connection_of_the_user() {
         .await;
     assert_eq!(phone.next_of("state").await.data["op"], "read");
 
-    app.me_post(
-        &token,
-        "/notifications/seen-all",
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
+    app.seen_all(&token).await;
     assert_eq!(
         desktop.next_of("state").await["data"],
         json!({"action": "seen_all"})
