@@ -183,18 +183,27 @@ pub(crate) fn item(
     }
 }
 
-/// The counts: unread direct entries (and those of them above the seen
-/// watermark) plus the unread broadcasts.
+/// The counts as of seq `upto`: unread direct entries (and those of them
+/// above the seen watermark), counted in the snapshot that read `upto`,
+/// plus the unread broadcasts up to it (read in a later snapshot, which may
+/// hold newer ones: they are not counted).
 pub(crate) fn counts(
     u: &InboxUser,
     direct_unread: i64,
     direct_unseen: i64,
     broadcast_unread: &BTreeSet<i64>,
+    upto: i64,
 ) -> Counts {
-    let broadcast_unseen = broadcast_unread.range(u.seen_wm + 1..).count() as i64;
+    let unread = broadcast_unread.range(..=upto).count() as i64;
+    // The seen watermark may be above `upto` (the user saw everything).
+    let unseen = if u.seen_wm < upto {
+        broadcast_unread.range(u.seen_wm + 1..=upto).count() as i64
+    } else {
+        0
+    };
     Counts {
-        unread: direct_unread + broadcast_unread.len() as i64,
-        unseen: direct_unseen + broadcast_unseen,
+        unread: direct_unread + unread,
+        unseen: direct_unseen + unseen,
     }
 }
 
@@ -279,7 +288,13 @@ mod tests {
             ..e(30)
         };
         assert!(item(&u, &read, "a".into(), Millis(0), None).seen);
-        let c = counts(&u, 2, 1, &BTreeSet::from([19, 21, 22]));
+        let c = counts(&u, 2, 1, &BTreeSet::from([19, 21, 22]), 22);
         assert_eq!((c.unread, c.unseen), (5, 3));
+        // A broadcast above the seq the direct part was counted at is not counted.
+        let c = counts(&u, 2, 1, &BTreeSet::from([19, 21, 22]), 21);
+        assert_eq!((c.unread, c.unseen), (4, 2));
+        // Everything up to it seen.
+        let c = counts(&u, 2, 1, &BTreeSet::from([19, 21, 22]), u.seen_wm);
+        assert_eq!(c.unseen, 1);
     }
 }

@@ -387,11 +387,12 @@ pub(crate) async fn counts(
     .bind(now.0)
     .fetch_one(&mut *c)
     .await?;
-    let mut broadcasts = broadcast_unread(c, u, now, BroadcastFilter::default()).await?;
-    // Read in later snapshots: broadcasts committed since are not counted
-    // (their seq is above the one these counts are as of).
-    broadcasts.retain(|&b| b <= seq);
-    Ok((reading::counts(u, unread, unseen, &broadcasts), seq, above))
+    let broadcasts = broadcast_unread(c, u, now, BroadcastFilter::default()).await?;
+    Ok((
+        reading::counts(u, unread, unseen, &broadcasts, seq),
+        seq,
+        above,
+    ))
 }
 
 impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for Entry {

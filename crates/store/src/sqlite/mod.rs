@@ -1300,12 +1300,8 @@ impl Store for SqliteStore {
         let user = user.clone();
         let (counts, seq, uid, above) = self
             .read(move |c| {
-                // One snapshot for the user, the counts and the seq they are as of.
-                let tx = c.unchecked_transaction()?;
-                let u = read::inbox_user(&tx, &user)?.ok_or(StoreError::NotFound)?;
-                let (counts, above) = read::counts(&tx, &u, now)?;
-                let seq = read::newest_seq(&tx)?;
-                tx.commit()?;
+                let u = read::inbox_user(c, &user)?.ok_or(StoreError::NotFound)?;
+                let (counts, seq, above) = read::counts(c, &u, now)?;
                 Ok((counts, seq, u.uid, above))
             })
             .await?;

@@ -334,16 +334,20 @@ pub(crate) fn broadcast_visible(
     .is_some())
 }
 
-/// The counts, and how many unread entries above the user's folded
+/// The counts, the seq they are as of (every notification up to it and
+/// none above), and how many unread entries above the user's folded
 /// counts (`inbox_counts.upto`) had to be counted: when that is more than a
 /// few, the caller asks the writer to fold them in (`write::fold_counts`).
-pub(crate) fn counts(c: &Connection, u: &InboxUser, now: Millis) -> Result<(Counts, i64)> {
+pub(crate) fn counts(c: &Connection, u: &InboxUser, now: Millis) -> Result<(Counts, i64, i64)> {
     // One statement, so one snapshot: the folded counts, the unread entries
-    // above them (without an expiry) and the live ones that expire. The
-    // cost does not grow with the unread count once it is folded.
-    let (unread, unseen, above): (i64, i64, i64) = c
+    // above them (without an expiry), the live ones that expire, and the
+    // newest notification's seq (a notification's row commits with its
+    // entries; a cancelled one keeps its seq). The cost does not grow with
+    // the unread count once it is folded.
+    let (unread, unseen, above, seq): (i64, i64, i64, i64) = c
         .prepare_cached(
-            "SELECT f.unread + a.n + x.n, f.unseen + a.m + x.m, a.n
+            "SELECT f.unread + a.n + x.n, f.unseen + a.m + x.m, a.n,
+                    (SELECT COALESCE(MAX(seq), 0) FROM notifications)
              FROM (SELECT COALESCE(MAX(unread), 0) AS unread, COALESCE(MAX(unseen), 0) AS unseen
                    FROM inbox_counts WHERE uid = ?1) f,
                   (SELECT COUNT(*) AS n, COALESCE(SUM(seq > ?2), 0) AS m
@@ -355,22 +359,14 @@ pub(crate) fn counts(c: &Connection, u: &InboxUser, now: Millis) -> Result<(Coun
                    WHERE uid = ?1 AND read_at IS NULL AND archived_at IS NULL AND expires_at > ?3) x",
         )?
         .query_row((u.uid, u.seen_wm, now.0), |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?;
     let broadcasts = broadcast_unread(c, u, now, BroadcastFilter::default())?;
-    Ok((reading::counts(u, unread, unseen, &broadcasts), above))
-}
-
-/// The newest published notification's seq in this snapshot: a
-/// notification's row is committed with the entries it makes, so the
-/// snapshot holds every notification up to it (0 for none). Deleting the
-/// newest one lowers it, which only makes a client count that one again
-/// until the deletion's own counts arrive.
-pub(crate) fn newest_seq(c: &Connection) -> Result<i64> {
-    Ok(
-        c.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM notifications")?
-            .query_row([], |r| r.get(0))?,
-    )
+    Ok((
+        reading::counts(u, unread, unseen, &broadcasts, seq),
+        seq,
+        above,
+    ))
 }
 
 fn entry(r: &Row<'_>, stacked: bool) -> rusqlite::Result<Entry> {
