@@ -57,7 +57,10 @@ enum Scenario {
     CeilingWs(scenarios::ceiling::WsArgs),
     /// (internal) the minimal WebSocket server of ceiling-ws.
     #[command(hide = true)]
-    CeilingWsServer,
+    CeilingWsServer {
+        #[arg(long, value_enum, default_value_t = scenarios::ceiling::FrameShape::Belfry)]
+        frame: scenarios::ceiling::FrameShape,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -80,8 +83,8 @@ fn main() -> anyhow::Result<()> {
             Scenario::CeilingSqlite(args) => scenarios::ceiling::sqlite(args).await,
             Scenario::CeilingPostgres(args) => scenarios::ceiling::postgres(args).await,
             Scenario::CeilingWs(args) => scenarios::ceiling::websocket(args).await,
-            Scenario::CeilingWsServer => {
-                scenarios::ceiling::websocket_server().await?;
+            Scenario::CeilingWsServer { frame } => {
+                scenarios::ceiling::websocket_server(frame).await?;
                 std::process::exit(0);
             }
         }

@@ -292,13 +292,49 @@ pub struct WsArgs {
     /// Frames pushed to every client.
     #[arg(long, default_value_t = 10)]
     pub frames: usize,
+    /// What each frame holds: `belfry` (the default), the same bytes as
+    /// Belfry's notification frame for a fan-out broadcast, so that the
+    /// two runs move and parse the same amount; `small`, a 120-byte frame
+    /// (what this ceiling pushed before 2026-12-03).
+    #[arg(long, value_enum, default_value_t = FrameShape::Belfry)]
+    pub frame: FrameShape,
+}
+
+/// The frame the minimal server pushes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameShape {
+    Belfry,
+    Small,
+}
+
+impl FrameShape {
+    /// Frame `k`: for `Belfry`, every field of an inbox item as Belfry's
+    /// WebSocket frame carries it for `fanout`'s broadcast.
+    fn frame(self, k: u64) -> String {
+        match self {
+            FrameShape::Small => format!(
+                r#"{{"type":"notification","seq":{k},"data":{{"id":"n{k}","title":"Ceiling #{k}","body":"The same frame for everyone."}}}}"#
+            ),
+            FrameShape::Belfry => format!(
+                concat!(
+                    r#"{{"type":"notification","seq":{k},"data":{{"id":"01M8YBQHSV55S7KN98V2Y{k:05}","seq":{k},"#,
+                    r#""created_at":"2026-12-03T16:27:48.923Z","read":false,"seen":false,"archived":false,"#,
+                    r#""stack_count":1,"dismissed":false,"answered":null,"title":"Fan-out broadcast #{k}","#,
+                    r#""body":"Maintenance window tonight from 22:00 to 23:00.","url":null,"category":null,"#,
+                    r#""source":null,"actor":null,"entity":null,"data":null,"actions":[],"stack_key":null,"#,
+                    r#""sticky":false,"expires_at":null}}}}"#
+                ),
+                k = k
+            ),
+        }
+    }
 }
 
 /// The minimal WebSocket server, run as its own process (a process may hold
 /// at most 20,000 sockets here: clients and server cannot share one). It
 /// prints `LISTENING <port>`, then pushes frame k to every connection for
 /// each line `k` read on stdin.
-pub async fn websocket_server() -> anyhow::Result<()> {
+pub async fn websocket_server(shape: FrameShape) -> anyhow::Result<()> {
     use tokio::io::AsyncBufReadExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("LISTENING {}", listener.local_addr()?.port());
@@ -342,10 +378,7 @@ pub async fn websocket_server() -> anyhow::Result<()> {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     while let Some(line) = lines.next_line().await? {
         let k: u64 = line.trim().parse().unwrap_or(0);
-        let frame = format!(
-            r#"{{"type":"notification","seq":{k},"data":{{"id":"n{k}","title":"Ceiling #{k}","body":"The same frame for everyone."}}}}"#
-        );
-        let _ = frames.send(frame.into());
+        let _ = frames.send(shape.frame(k).into());
     }
     Ok(())
 }
@@ -354,6 +387,11 @@ pub async fn websocket(a: WsArgs) -> anyhow::Result<Report> {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let mut server = tokio::process::Command::new(std::env::current_exe()?)
         .arg("ceiling-ws-server")
+        .arg("--frame")
+        .arg(match a.frame {
+            FrameShape::Belfry => "belfry",
+            FrameShape::Small => "small",
+        })
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -379,6 +417,9 @@ pub async fn websocket(a: WsArgs) -> anyhow::Result<Report> {
         shared.ready.load(Ordering::Relaxed) as usize >= a.clients
     })
     .await;
+    let stat = format!("/proc/{}/stat", server.id().context("server pid")?);
+    let cpu_server_before = crate::server::cpu_time_of(&stat);
+    let cpu_client_before = crate::server::own_cpu_time();
     let mut sent_at = Vec::new();
     let start = Instant::now();
     for k in 0..a.frames {
@@ -392,6 +433,10 @@ pub async fn websocket(a: WsArgs) -> anyhow::Result<Report> {
         .await;
     }
     let elapsed = start.elapsed();
+    let cpu_server = crate::server::cpu_time_of(&stat)
+        .zip(cpu_server_before)
+        .map(|(a, b)| a.saturating_sub(b));
+    let cpu_client = crate::server::own_cpu_time().saturating_sub(cpu_client_before);
     drop(tx);
     let mut per_client = Samples::default();
     let mut last = vec![Duration::ZERO; a.frames];
@@ -412,18 +457,31 @@ pub async fn websocket(a: WsArgs) -> anyhow::Result<Report> {
     }
     drop(control);
     let _ = server.kill().await;
+    let mut rows = vec![
+        per_client.summary("receipt after push, every client and frame"),
+        last_client.summary("last client's receipt after push, per frame"),
+        Row::value(
+            "frames delivered per second",
+            (a.clients * a.frames) as f64 / elapsed.as_secs_f64(),
+            "frames/s",
+        ),
+        Row::value(
+            "client CPU during pushes",
+            cpu_client.as_secs_f64() * 1000.0,
+            "ms",
+        ),
+    ];
+    if let Some(cpu) = cpu_server {
+        rows.push(Row::value(
+            "server CPU during pushes",
+            cpu.as_secs_f64() * 1000.0,
+            "ms",
+        ));
+    }
     Ok(Report {
         scenario: "ceiling-ws".into(),
-        parameters: json!({"clients": a.clients, "frames": a.frames}),
-        rows: vec![
-            per_client.summary("receipt after push, every client and frame"),
-            last_client.summary("last client's receipt after push, per frame"),
-            Row::value(
-                "frames delivered per second",
-                (a.clients * a.frames) as f64 / elapsed.as_secs_f64(),
-                "frames/s",
-            ),
-        ],
+        parameters: json!({"clients": a.clients, "frames": a.frames, "frame": format!("{:?}", a.frame)}),
+        rows,
         notes: vec!["clients and the minimal server (another process) share the machine".into()],
         lines: Vec::new(),
     })
