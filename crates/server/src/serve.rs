@@ -11,6 +11,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -30,6 +31,13 @@ const DRAIN: Duration = Duration::from_secs(20);
 /// lets requests in flight finish (bounded by [`DRAIN`]) and returns.
 pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
     let (alive_tx, alive_rx) = watch::channel(());
+    // One for all connections: each connection's task holds an Arc to it
+    // rather than its own copy (240 bytes per open connection).
+    let builder = Arc::new({
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder.http2().enable_connect_protocol();
+        builder
+    });
     loop {
         let (stream, _remote) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -57,9 +65,8 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
         let service = TowerToHyperService::new(service);
         let shutdown = shutdown.clone();
         let alive = alive_rx.clone();
+        let builder = builder.clone();
         tokio::spawn(async move {
-            let mut builder = Builder::new(TokioExecutor::new());
-            builder.http2().enable_connect_protocol();
             let mut conn =
                 pin!(builder.serve_connection_with_upgrades(TokioIo::new(stream), service));
             let mut draining = false;
