@@ -463,13 +463,13 @@ impl Application {
         let signal = shutdown.clone();
         tokio::spawn(async move {
             signal.cancelled().await;
-            hub.shutdown.cancel();
+            hub.shut_down();
         });
         let workers = self
             .run_workers
             .then(|| tokio::spawn(self.engine.clone().run(shutdown.clone())));
         serve::serve(self.listener, self.router, shutdown).await;
-        self.hub.shutdown.cancel();
+        self.hub.shut_down();
         if let Some(w) = workers {
             let _ = w.await;
         }

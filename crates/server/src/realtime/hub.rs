@@ -22,6 +22,7 @@
 //! ended [`END_GRACE`] later (a client that reads nothing) is cut off.
 
 use super::frame::{Frame, Kind};
+use super::stop::{Reason, Stop};
 use crate::auth::Revocations;
 use belfry_core::inbox::InboxItemMeta;
 use belfry_core::{Clock, Counts, GroupId, Millis, UserId};
@@ -67,10 +68,13 @@ struct Slot {
     /// The client derives its counts from new entries (`counts=derived`).
     derived: bool,
     tx: mpsc::Sender<Arc<Frame>>,
+    /// Cancelling it drops the TCP connection (the accept loop's handle;
+    /// an SSE response stops at once even if the client reads nothing).
     kill: CancellationToken,
     /// When the token that opened it was issued.
     issued_at: Millis,
-    end: CancellationToken,
+    /// What the connection's task watches.
+    stop: Arc<Stop>,
     /// Cancelled when the connection is gone.
     done: CancellationToken,
 }
@@ -79,15 +83,25 @@ impl Slot {
     /// Ends the connection cleanly; cuts it off if it has not ended after
     /// [`END_GRACE`].
     fn end(&self) {
-        self.end.cancel();
-        let (kill, done) = (self.kill.clone(), self.done.clone());
+        self.stop.set(Reason::Ended);
+        let (kill, stop, done) = (self.kill.clone(), self.stop.clone(), self.done.clone());
         tokio::spawn(async move {
             tokio::select! {
                 _ = done.cancelled() => {}
-                _ = tokio::time::sleep(END_GRACE) => kill.cancel(),
+                _ = tokio::time::sleep(END_GRACE) => cut_off(&stop, &kill),
             }
         });
     }
+
+    /// Drops the connection at once.
+    fn cut_off(&self) {
+        cut_off(&self.stop, &self.kill);
+    }
+}
+
+fn cut_off(stop: &Stop, kill: &CancellationToken) {
+    stop.set(Reason::Killed);
+    kill.cancel();
 }
 
 /// Counts and the seq they are as of.
@@ -137,11 +151,10 @@ pub struct Connection {
     pub id: u64,
     pub user: UserId,
     pub rx: mpsc::Receiver<Arc<Frame>>,
-    /// Cancelled when the hub drops this connection (too slow).
-    pub kill: CancellationToken,
-    /// Cancelled when the connection must end cleanly: its token was
-    /// revoked or its user deleted.
-    pub end: CancellationToken,
+    /// Set when the connection must stop: cut off by the hub (too slow),
+    /// ended cleanly (its token was revoked or its user deleted), or the
+    /// server shuts down.
+    pub stop: Arc<Stop>,
     done: CancellationToken,
     hub: Arc<Hub>,
 }
@@ -159,8 +172,9 @@ pub struct Hub {
     store: SharedStore,
     clock: Arc<dyn Clock>,
     pub config: HubConfig,
-    /// Cancelled on server shutdown: every stream ends.
-    pub shutdown: CancellationToken,
+    /// Cancelled on server shutdown (by [`Hub::shut_down`], which also
+    /// stops every stream).
+    shutdown: CancellationToken,
     /// The token revocations of every node, as this node knows them.
     pub revocations: Revocations,
 }
@@ -215,6 +229,24 @@ impl Hub {
         Ok(())
     }
 
+    /// Cancelled when the server shuts down (cancelling it does nothing:
+    /// see [`Hub::shut_down`]).
+    pub fn shutdown_signal(&self) -> CancellationToken {
+        self.shutdown.child_token()
+    }
+
+    /// The server shuts down: every stream stops (WebSockets close with
+    /// 1012) and the hub's own tasks end.
+    pub fn shut_down(&self) {
+        self.shutdown.cancel();
+        let st = self.state.lock().expect("hub");
+        for entry in st.users.values() {
+            for slot in &entry.slots {
+                slot.stop.set(Reason::ShuttingDown);
+            }
+        }
+    }
+
     /// Open connections on this node.
     pub fn connections(&self) -> usize {
         self.state.lock().expect("hub").connections
@@ -233,11 +265,15 @@ impl Hub {
         derived: bool,
     ) -> Connection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let end = CancellationToken::new();
+        let stop = Arc::new(Stop::default());
         let done = CancellationToken::new();
         let (tx, rx) = mpsc::channel(self.config.queue);
         let refresh = {
             let mut st = self.state.lock().expect("hub");
+            // Checked under the lock that shut_down takes after cancelling.
+            if self.shutdown.is_cancelled() {
+                stop.set(Reason::ShuttingDown);
+            }
             st.connections += 1;
             let fresh = !st.users.contains_key(&user);
             if fresh {
@@ -256,9 +292,9 @@ impl Hub {
                 id,
                 derived,
                 tx,
-                kill: kill.clone(),
+                kill,
                 issued_at,
-                end: end.clone(),
+                stop: stop.clone(),
                 done: done.clone(),
             });
             // Slots are in connection order: the oldest go first.
@@ -273,7 +309,7 @@ impl Hub {
                     %user,
                     "too many streams for this user: the oldest is closed"
                 );
-                old.kill.cancel();
+                old.cut_off();
             }
             known.is_none() && Self::wants_refresh(entry)
         };
@@ -285,8 +321,7 @@ impl Hub {
             id,
             user,
             rx,
-            kill,
-            end,
+            stop,
             done,
             hub: self.clone(),
         }
@@ -340,7 +375,7 @@ impl Hub {
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     metrics::counter!("belfry_stream_slow_disconnects_total").increment(1);
                     tracing::info!(connection = slot.id, "stream too slow: disconnected");
-                    slot.kill.cancel();
+                    slot.cut_off();
                     false
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -618,7 +653,7 @@ impl Hub {
             let st = self.state.lock().expect("hub");
             for entry in st.users.values() {
                 for slot in &entry.slots {
-                    slot.kill.cancel();
+                    slot.cut_off();
                 }
             }
         }

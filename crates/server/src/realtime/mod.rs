@@ -7,6 +7,7 @@ pub mod frame;
 pub mod hub;
 pub mod nats;
 mod sequencer;
+pub mod stop;
 pub(crate) mod streams;
 
 pub use bus::{Bus, LocalBus};
@@ -28,7 +29,7 @@ const GAP_TIMEOUT: Duration = Duration::from_millis(500);
 pub fn start(store: &SharedStore, bus: Arc<dyn Bus>, hub: Arc<Hub>) {
     let mut committed = store.events();
     let publisher = bus.clone();
-    let stop = hub.shutdown.clone();
+    let stop = hub.shutdown_signal();
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -46,6 +47,7 @@ pub fn start(store: &SharedStore, bus: Arc<dyn Bus>, hub: Arc<Hub>) {
     });
     let mut incoming = bus.subscribe();
     let mut sequencer = Sequencer::new(store.last_seq(), GAP_TIMEOUT);
+    let stop = hub.shutdown_signal();
     tokio::spawn(async move {
         let apply = |ready: Ready| {
             if ready.gap {
@@ -59,7 +61,7 @@ pub fn start(store: &SharedStore, bus: Arc<dyn Bus>, hub: Arc<Hub>) {
         loop {
             let check = sequencer.waiting();
             tokio::select! {
-                _ = hub.shutdown.cancelled() => return,
+                _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_millis(20)), if check => {
                     apply(sequencer.expire(Instant::now()));
                 }

@@ -13,6 +13,7 @@
 
 use super::frame::{Frame, Kind, SSE_HEARTBEAT, WS_HEARTBEAT};
 use super::hub::Connection;
+use super::stop::Reason;
 use crate::AppState;
 use crate::auth::{UserToken, authenticate_stream};
 use crate::error::{ApiError, ApiResult, Problem};
@@ -163,7 +164,7 @@ async fn open(
     // A revocation that arrived between the token check and the connection
     // (it found no connection to end) still ends this one.
     if state.hub.revocations.is_revoked(token) {
-        conn.end.cancel();
+        conn.stop.set(Reason::Ended);
     }
     Ok((conn, cursor))
 }
@@ -244,11 +245,10 @@ async fn sse_next(mut s: SseState) -> Option<(Result<Bytes, Infallible>, SseStat
         }
         tokio::select! {
             biased;
-            _ = s.conn.kill.cancelled() => return None,
-            _ = s.app.hub.shutdown.cancelled() => return None,
-            // The token ended: the response ends (cleanly); the client
-            // reconnects with a new token and its cursor.
-            _ = s.conn.end.cancelled() => return None,
+            // Whatever the reason, the response ends (a cut-off connection
+            // is dropped by the accept loop too). If its token ended, the
+            // client reconnects with a new token and its cursor.
+            _ = s.conn.stop.stopped() => return None,
             _ = &mut s.expiry.timer => return None,
             frame = s.conn.rx.recv() => match frame {
                 None => return None,
@@ -407,24 +407,15 @@ async fn run_websocket(
 ) {
     let (mut sink, mut incoming) = socket.split();
     let mut last_sent = cursor.unwrap_or(0);
-    let kill = conn.kill.clone();
-    let end = conn.end.clone();
-    let shutdown = app.hub.shutdown.clone();
     let mut expiry = Expiry::new(expires_at, app.clock.as_ref());
-    // Each of these completes at most once (the connection ends then), so
-    // one future each, polled by every select below, instead of a new one
-    // registered and dropped on every wake-up and every write.
-    let killed = kill.cancelled();
-    let shutting_down = shutdown.cancelled();
-    let ended = end.cancelled();
-    tokio::pin!(killed, shutting_down, ended);
+    let stop = conn.stop.clone();
 
     // Sends one text frame unless the hub cuts the connection meanwhile.
     macro_rules! send {
         ($text:expr) => {
             tokio::select! {
                 biased;
-                _ = &mut killed => return,
+                _ = stop.killed() => return,
                 r = sink.send(Message::Text($text)) => if r.is_err() { return },
             }
         };
@@ -434,7 +425,7 @@ async fn run_websocket(
         ($text:expr) => {
             tokio::select! {
                 biased;
-                _ = &mut killed => return,
+                _ = stop.killed() => return,
                 r = sink.feed(Message::Text($text)) => if r.is_err() { return },
             }
         };
@@ -443,7 +434,7 @@ async fn run_websocket(
         () => {
             tokio::select! {
                 biased;
-                _ = &mut killed => return,
+                _ = stop.killed() => return,
                 r = sink.flush() => if r.is_err() { return },
             }
         };
@@ -483,9 +474,11 @@ async fn run_websocket(
     loop {
         tokio::select! {
             biased;
-            _ = &mut killed => return,
-            _ = &mut shutting_down => close!(1012, "server restarting"),
-            _ = &mut ended => close!(CLOSE_TOKEN_ENDED, "token revoked"),
+            reason = stop.stopped() => match reason {
+                Reason::Killed => return,
+                Reason::ShuttingDown => close!(1012, "server restarting"),
+                Reason::Ended => close!(CLOSE_TOKEN_ENDED, "token revoked"),
+            },
             _ = &mut expiry.timer => close!(CLOSE_TOKEN_ENDED, "token expired"),
             frame = conn.rx.recv() => match frame {
                 None => return,

@@ -674,3 +674,118 @@ async fn a_stream_ends_when_the_clock_passes_its_tokens_expiry() {
     sse.await.unwrap().expect("a clean end");
     assert_eq!(ws.closed().await, (4001, "token expired".to_string()));
 }
+
+/// A WebSocket client with a small receive buffer that upgrades and then
+/// reads nothing.
+async fn stuck_websocket(app: &TestApp, token: &str) -> tokio::net::TcpStream {
+    let addr = app.base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stuck = socket.connect(addr).await.unwrap();
+    stuck
+        .write_all(
+            format!(
+                "GET /v1/me/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+                 Authorization: Bearer {token}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    stuck
+}
+
+/// Sends `count` notifications of about 18 KB each to `user`, 200 per batch.
+async fn send_big(app: &TestApp, user: &str, count: usize) {
+    let big = "x".repeat(9_000);
+    for _ in 0..count.div_ceil(200) {
+        let batch: Vec<Value> = (0..200)
+            .map(|i| json!({"to": {"users": [user]}, "title": format!("big {i}"), "body": big, "data": {"pad": big}}))
+            .collect();
+        let r = app
+            .admin(
+                Method::POST,
+                "/v1/notifications/batch",
+                Some(json!({"notifications": batch})),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
+}
+
+/// Reads until the server closes the connection; false if it stays open.
+async fn closed_by_server(stream: &mut tokio::net::TcpStream) -> bool {
+    let mut buf = vec![0u8; 64 * 1024];
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test]
+async fn a_websocket_that_stops_reading_is_cut_off_even_while_its_write_waits() {
+    let mut config = belfry_server::Config::default();
+    config.streams.queue = 8;
+    let app = spawn_app_with(config).await;
+    app.users(&["ana"]).await;
+    let mut stuck = stuck_websocket(&app, &app.token("ana").await).await;
+    eventually("the socket is registered", || app.hub.connections() == 1).await;
+
+    let mut sent = 0;
+    while app.hub.connections() > 0 {
+        assert!(sent < 6_000, "the stuck socket was never cut off");
+        send_big(&app, "ana", 200).await;
+        sent += 200;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = app.text("/metrics").await;
+    assert!(
+        metrics.contains("belfry_stream_slow_disconnects_total"),
+        "{metrics}"
+    );
+    assert!(
+        closed_by_server(&mut stuck).await,
+        "the socket was closed by the server"
+    );
+}
+
+#[tokio::test]
+async fn a_stuck_websocket_whose_token_is_revoked_is_cut_off_after_the_grace() {
+    let mut config = belfry_server::Config::default();
+    // Large enough that the hub never cuts it for being slow.
+    config.streams.queue = 100_000;
+    let app = spawn_app_with(config).await;
+    app.users(&["ana"]).await;
+    let mut stuck = stuck_websocket(&app, &app.token("ana").await).await;
+    eventually("the socket is registered", || app.hub.connections() == 1).await;
+    // About 36 MB: far more than the socket buffers hold, so the
+    // connection's task waits in a write.
+    send_big(&app, "ana", 2_000).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.hub.connections(), 1);
+
+    let r = app
+        .admin(Method::DELETE, "/v1/users/ana/tokens", None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    // Asked to end cleanly, it cannot: its write waits for a reader...
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        app.hub.connections(),
+        1,
+        "a clean end waits for the write in progress"
+    );
+    // ...so it is cut off once the grace is over.
+    eventually("the stuck socket is cut off", || app.hub.connections() == 0).await;
+    assert!(
+        closed_by_server(&mut stuck).await,
+        "the socket was closed by the server"
+    );
+}
