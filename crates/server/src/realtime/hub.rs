@@ -22,6 +22,7 @@
 //! ended [`END_GRACE`] later (a client that reads nothing) is cut off.
 
 use super::frame::{Frame, Kind};
+use super::queue::{self, TrySendError};
 use super::stop::{Reason, Stop};
 use crate::auth::Revocations;
 use belfry_core::inbox::InboxItemMeta;
@@ -31,7 +32,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Settings of the real-time layer.
@@ -67,7 +67,7 @@ struct Slot {
     id: u64,
     /// The client derives its counts from new entries (`counts=derived`).
     derived: bool,
-    tx: mpsc::Sender<Arc<Frame>>,
+    tx: queue::Sender,
     /// Cancelling it drops the TCP connection (the accept loop's handle;
     /// an SSE response stops at once even if the client reads nothing).
     kill: CancellationToken,
@@ -150,7 +150,7 @@ impl State {
 pub struct Connection {
     pub id: u64,
     pub user: UserId,
-    pub rx: mpsc::Receiver<Arc<Frame>>,
+    pub rx: queue::Receiver,
     /// Set when the connection must stop: cut off by the hub (too slow),
     /// ended cleanly (its token was revoked or its user deleted), or the
     /// server shuts down.
@@ -267,7 +267,7 @@ impl Hub {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let stop = Arc::new(Stop::default());
         let done = CancellationToken::new();
-        let (tx, rx) = mpsc::channel(self.config.queue);
+        let (tx, rx) = queue::channel(self.config.queue);
         let refresh = {
             let mut st = self.state.lock().expect("hub");
             // Checked under the lock that shut_down takes after cancelling.
@@ -372,13 +372,13 @@ impl Hub {
                     metrics::counter!("belfry_stream_events_sent_total").increment(1);
                     true
                 }
-                Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(TrySendError::Full) => {
                     metrics::counter!("belfry_stream_slow_disconnects_total").increment(1);
                     tracing::info!(connection = slot.id, "stream too slow: disconnected");
                     slot.cut_off();
                     false
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
+                Err(TrySendError::Closed) => false,
             }
         });
     }

@@ -6,6 +6,7 @@ pub mod bus;
 pub mod frame;
 pub mod hub;
 pub mod nats;
+pub mod queue;
 mod sequencer;
 pub mod stop;
 pub(crate) mod streams;

@@ -265,7 +265,7 @@ async fn sse_next(mut s: SseState) -> Option<(Result<Bytes, Infallible>, SseStat
                             parts.push(f.sse());
                         }
                         if parts.len() < MAX_BATCH {
-                            next = s.conn.rx.try_recv().ok();
+                            next = s.conn.rx.try_recv();
                         }
                     }
                     let chunk = match parts.len() {
@@ -496,7 +496,7 @@ async fn run_websocket(
                             fed += 1;
                         }
                         if fed < MAX_BATCH {
-                            next = conn.rx.try_recv().ok();
+                            next = conn.rx.try_recv();
                         }
                     }
                     flush!();

@@ -326,7 +326,7 @@ async fn counts_recounted_after_a_commit_do_not_count_its_notification_twice() {
         false,
     );
     let next = |conn: &mut belfry_server::realtime::hub::Connection| {
-        let frame = conn.rx.try_recv().ok();
+        let frame = conn.rx.try_recv();
         frame.map(|f| String::from(f.ws().as_str()))
     };
     let recv = async |conn: &mut belfry_server::realtime::hub::Connection| {
