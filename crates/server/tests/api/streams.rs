@@ -321,62 +321,21 @@ async fn a_reader_that_stops_reading_is_cut_off_with_bounded_memory() {
     app.users(&["ana"]).await;
     let token = app.token("ana").await;
 
-    // A raw client with a small receive buffer that sends its request and never reads.
-    let addr = app.base.trim_start_matches("http://").parse().unwrap();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut stuck = socket.connect(addr).await.unwrap();
-    stuck
-        .write_all(
-            format!(
-                "GET /v1/me/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
+    // A raw client that sends its request and never reads.
+    let mut stuck = stuck_request(
+        &app,
+        &format!("GET /v1/me/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"),
+    )
+    .await;
     eventually("the stream is registered", || app.hub.connections() == 1).await;
 
-    let big = "x".repeat(9_000);
-    let mut sent = 0;
-    while app.hub.connections() > 0 {
-        if sent >= 6_000 {
-            let m = app.text("/metrics").await;
-            let lines: Vec<&str> = m.lines().filter(|l| l.contains("stream")).collect();
-            panic!("the stuck client was never disconnected: {lines:#?}");
-        }
-        let batch: Vec<Value> = (0..200)
-            .map(|i| json!({"to": {"users": ["ana"]}, "title": format!("big {i}"), "body": big, "data": {"pad": big}}))
-            .collect();
-        let r = app
-            .admin(
-                Method::POST,
-                "/v1/notifications/batch",
-                Some(json!({"notifications": batch})),
-            )
-            .await;
-        assert_eq!(r.status(), StatusCode::ACCEPTED);
-        sent += 200;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let metrics = app.text("/metrics").await;
-    assert!(
-        metrics.contains("belfry_stream_slow_disconnects_total"),
-        "{metrics}"
-    );
+    fill_until_cut_off(&app, "ana").await;
 
     // The server closed the socket: after what was in flight, the client reads EOF.
-    let mut buf = vec![0u8; 64 * 1024];
-    let closed = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match stuck.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "the connection was closed by the server");
+    assert!(
+        closed_by_server(&mut stuck).await,
+        "the connection was closed by the server"
+    );
 
     // A healthy client of the same user is unaffected and resumes where it wants.
     let mut s = app.sse(&token, None).await;
@@ -675,25 +634,40 @@ async fn a_stream_ends_when_the_clock_passes_its_tokens_expiry() {
     assert_eq!(ws.closed().await, (4001, "token expired".to_string()));
 }
 
-/// A WebSocket client with a small receive buffer that upgrades and then
+/// A raw client with a small receive buffer that sends `request` and then
 /// reads nothing.
-async fn stuck_websocket(app: &TestApp, token: &str) -> tokio::net::TcpStream {
+async fn stuck_request(app: &TestApp, request: &str) -> tokio::net::TcpStream {
     let addr = app.base.trim_start_matches("http://").parse().unwrap();
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut stuck = socket.connect(addr).await.unwrap();
+    stuck.write_all(request.as_bytes()).await.unwrap();
     stuck
-        .write_all(
-            format!(
-                "GET /v1/me/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-                 Authorization: Bearer {token}\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-    stuck
+}
+
+/// A WebSocket client that upgrades and then reads nothing.
+async fn stuck_websocket(app: &TestApp, token: &str) -> tokio::net::TcpStream {
+    stuck_request(
+        app,
+        &format!(
+            "GET /v1/me/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Authorization: Bearer {token}\r\n\r\n"
+        ),
+    )
+    .await
+}
+
+/// A server whose streams queue `queue` frames, and Ana's WebSocket that
+/// reads nothing, registered.
+async fn app_with_a_stuck_websocket(queue: usize) -> (TestApp, tokio::net::TcpStream) {
+    let mut config = belfry_server::Config::default();
+    config.streams.queue = queue;
+    let app = spawn_app_with(config).await;
+    app.users(&["ana"]).await;
+    let stuck = stuck_websocket(&app, &app.token("ana").await).await;
+    eventually("the socket is registered", || app.hub.connections() == 1).await;
+    (app, stuck)
 }
 
 /// Sends `count` notifications of about 18 KB each to `user`, 200 per batch.
@@ -714,6 +688,27 @@ async fn send_big(app: &TestApp, user: &str, count: usize) {
     }
 }
 
+/// Sends big notifications to `user`'s only stream, which reads nothing,
+/// until the hub cuts it off for being too slow.
+async fn fill_until_cut_off(app: &TestApp, user: &str) {
+    let mut sent = 0;
+    while app.hub.connections() > 0 {
+        if sent >= 6_000 {
+            let m = app.text("/metrics").await;
+            let lines: Vec<&str> = m.lines().filter(|l| l.contains("stream")).collect();
+            panic!("the stuck client was never disconnected: {lines:#?}");
+        }
+        send_big(app, user, 200).await;
+        sent += 200;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = app.text("/metrics").await;
+    assert!(
+        metrics.contains("belfry_stream_slow_disconnects_total"),
+        "{metrics}"
+    );
+}
+
 /// Reads until the server closes the connection; false if it stays open.
 async fn closed_by_server(stream: &mut tokio::net::TcpStream) -> bool {
     let mut buf = vec![0u8; 64 * 1024];
@@ -731,25 +726,8 @@ async fn closed_by_server(stream: &mut tokio::net::TcpStream) -> bool {
 
 #[tokio::test]
 async fn a_websocket_that_stops_reading_is_cut_off_even_while_its_write_waits() {
-    let mut config = belfry_server::Config::default();
-    config.streams.queue = 8;
-    let app = spawn_app_with(config).await;
-    app.users(&["ana"]).await;
-    let mut stuck = stuck_websocket(&app, &app.token("ana").await).await;
-    eventually("the socket is registered", || app.hub.connections() == 1).await;
-
-    let mut sent = 0;
-    while app.hub.connections() > 0 {
-        assert!(sent < 6_000, "the stuck socket was never cut off");
-        send_big(&app, "ana", 200).await;
-        sent += 200;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let metrics = app.text("/metrics").await;
-    assert!(
-        metrics.contains("belfry_stream_slow_disconnects_total"),
-        "{metrics}"
-    );
+    let (app, mut stuck) = app_with_a_stuck_websocket(8).await;
+    fill_until_cut_off(&app, "ana").await;
     assert!(
         closed_by_server(&mut stuck).await,
         "the socket was closed by the server"
@@ -758,13 +736,8 @@ async fn a_websocket_that_stops_reading_is_cut_off_even_while_its_write_waits() 
 
 #[tokio::test]
 async fn a_stuck_websocket_whose_token_is_revoked_is_cut_off_after_the_grace() {
-    let mut config = belfry_server::Config::default();
-    // Large enough that the hub never cuts it for being slow.
-    config.streams.queue = 100_000;
-    let app = spawn_app_with(config).await;
-    app.users(&["ana"]).await;
-    let mut stuck = stuck_websocket(&app, &app.token("ana").await).await;
-    eventually("the socket is registered", || app.hub.connections() == 1).await;
+    // A queue large enough that the hub never cuts it for being slow.
+    let (app, mut stuck) = app_with_a_stuck_websocket(100_000).await;
     // About 36 MB: far more than the socket buffers hold, so the
     // connection's task waits in a write.
     send_big(&app, "ana", 2_000).await;
