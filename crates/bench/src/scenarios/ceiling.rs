@@ -388,10 +388,11 @@ pub async fn websocket(a: WsArgs) -> anyhow::Result<Report> {
     let mut server = tokio::process::Command::new(std::env::current_exe()?)
         .arg("ceiling-ws-server")
         .arg("--frame")
-        .arg(match a.frame {
-            FrameShape::Belfry => "belfry",
-            FrameShape::Small => "small",
-        })
+        .arg(
+            clap::ValueEnum::to_possible_value(&a.frame)
+                .context("a frame shape")?
+                .get_name(),
+        )
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)

@@ -96,14 +96,17 @@ impl Receiver {
     }
 
     fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Arc<Frame>>> {
-        // Registered before looking, so that a frame queued right after
-        // the look wakes this task.
-        self.0.waker.register(cx.waker());
         let mut q = self.0.lock();
         match Self::pop(&mut q) {
             Some(f) => Poll::Ready(Some(f)),
             None if q.sender_gone => Poll::Ready(None),
-            None => Poll::Pending,
+            None => {
+                // Registered under the lock: a frame queued after it is
+                // released wakes this waker (the sender wakes after its
+                // push), and with a frame queued nothing is registered.
+                self.0.waker.register(cx.waker());
+                Poll::Pending
+            }
         }
     }
 

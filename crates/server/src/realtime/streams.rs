@@ -408,7 +408,7 @@ async fn run_websocket(
     let (mut sink, mut incoming) = socket.split();
     let mut last_sent = cursor.unwrap_or(0);
     let mut expiry = Expiry::new(expires_at, app.clock.as_ref());
-    let stop = conn.stop.clone();
+    let stop = &conn.stop;
 
     // Sends one text frame unless the hub cuts the connection meanwhile.
     macro_rules! send {
