@@ -1564,45 +1564,68 @@ mod tests {
     /// Another process holds the write lock: the writer gives up after
     /// its busy timeout (503 `database_busy`), and with its queue full,
     /// requests are shed at once while the engine's writes wait their turn.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    /// Each step waits for the state it needs (the writer holding the first
+    /// write, the queue full) instead of for time to pass, so a slow machine
+    /// changes how long it takes, not what it counts.
+    #[tokio::test]
     async fn a_locked_database_is_busy_and_a_full_queue_sheds() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("belfry.db");
         let mut options = SqliteOptions::new(&path);
         options.write_queue = 2;
-        options.busy_timeout = Duration::from_secs(3);
-        let store = Arc::new(SqliteStore::open(options).unwrap());
+        options.busy_timeout = Duration::from_secs(4);
+        let store = SqliteStore::open(options).unwrap();
         let lock = Connection::open(&path).unwrap();
         lock.execute_batch("BEGIN IMMEDIATE").unwrap();
-
-        let started = Instant::now();
-        let writes: Vec<_> = (0..20)
-            .map(|i| {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    let group = GroupId::parse(&format!("g{i}")).unwrap();
-                    let r = store.put_group(&group, None, Millis(1)).await;
-                    (r.map(|_| ()), started.elapsed())
-                })
-            })
+        let groups: Vec<GroupId> = (0..20)
+            .map(|i| GroupId::parse(&format!("g{i}")).unwrap())
             .collect();
-        let mut shed = 0;
-        let mut busy = 0;
-        for w in writes {
-            let (result, took) = w.await.unwrap();
-            match result.map_err(kind) {
-                Err(Some(Unavailable::Overloaded)) => {
-                    shed += 1;
-                    assert!(took < Duration::from_secs(2), "shed at once: {took:?}");
-                }
-                Err(Some(Unavailable::Busy)) => busy += 1,
-                other => panic!("{other:?}"),
-            }
+
+        // The first write is sent, and taken by the writer, which waits
+        // for the lock.
+        let started = Instant::now();
+        let mut first = store.put_group(&groups[0], None, Millis(1));
+        assert!(poll_once(first.as_mut()).await.is_pending());
+        while store.writer.capacity() < store.writer.max_capacity() {
+            assert!(started.elapsed() < Duration::from_secs(3), "not taken");
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        // The writer holds one batch (what it took, and what was queued
-        // then), at most two more wait in the queue: the rest are shed.
-        assert!(shed >= 20 - 5, "shed {shed}, busy {busy}");
-        assert!(busy >= 1, "the batch that waited for the lock is busy");
+        // Two more fill the queue behind it.
+        let mut queued: Vec<_> = groups[1..3]
+            .iter()
+            .map(|g| store.put_group(g, None, Millis(1)))
+            .collect();
+        for q in &mut queued {
+            assert!(poll_once(q.as_mut()).await.is_pending());
+        }
+        assert_eq!(store.writer.capacity(), 0);
+        // Every further write is shed at once.
+        for g in &groups[3..] {
+            let r = store.put_group(g, None, Millis(1)).await;
+            assert_eq!(
+                r.map(|_| ()).map_err(kind),
+                Err(Some(Unavailable::Overloaded))
+            );
+        }
+        let shed_by = started.elapsed();
+        // The writer gives up after its busy timeout; the two queued behind
+        // it are answered with it instead of waiting a timeout each.
+        assert_eq!(
+            first.await.map(|_| ()).map_err(kind),
+            Err(Some(Unavailable::Busy))
+        );
+        let first_answered = started.elapsed();
+        assert!(shed_by < first_answered, "shed before the writer gave up");
+        for q in queued {
+            assert_eq!(
+                q.await.map(|_| ()).map_err(kind),
+                Err(Some(Unavailable::Busy))
+            );
+        }
+        assert!(
+            started.elapsed() < first_answered + Duration::from_secs(2),
+            "the queued writes did not wait a timeout of their own"
+        );
         // Reads still answer; readiness does not (the writer is busy).
         assert!(store.list_groups().await.unwrap().is_empty());
         assert_eq!(
@@ -1614,6 +1637,18 @@ mod tests {
         store.ping().await.unwrap();
         let group = GroupId::parse("after").unwrap();
         store.put_group(&group, None, Millis(2)).await.unwrap();
+    }
+
+    /// Polls a future once: whether it finished on its first step.
+    async fn poll_once<F: std::future::Future + ?Sized>(
+        f: std::pin::Pin<&mut F>,
+    ) -> std::task::Poll<F::Output> {
+        let mut f = Some(f);
+        std::future::poll_fn(|cx| {
+            let f = f.take().expect("polled once");
+            std::task::Poll::Ready(f.poll(cx))
+        })
+        .await
     }
 
     /// A read that counts more unread entries than `fold_counts_after`
