@@ -27,7 +27,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use belfry_core::{Clock, UserId};
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -57,25 +57,51 @@ impl FromRequestParts<AppState> for StreamUser {
 /// new token and reconnect with `?after=`.
 pub const CLOSE_TOKEN_ENDED: u16 = 4001;
 
-/// When a stream's token ends: a timer for its `exp` (by Belfry's clock at
-/// the time of connecting), and a check of the clock at every heartbeat
-/// (in case the clock moved on otherwise).
-struct Expiry {
+/// A stream's one timer: it fires for the next heartbeat, or when the
+/// stream's token ends if that comes first. The token ends at its `exp` by
+/// Belfry's clock at the time of connecting; the clock is asked again at
+/// every heartbeat (in case it moved on otherwise). One timer instead of a
+/// heartbeat interval and an expiry timer: one timer entry and one
+/// allocation less per idle connection.
+struct Timer {
+    every: Duration,
+    /// The token's `exp` by Belfry's clock, and by the runtime's.
     at: belfry_core::Millis,
-    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    ends: tokio::time::Instant,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
-impl Expiry {
-    fn new(at: belfry_core::Millis, clock: &dyn Clock) -> Expiry {
+/// Why a stream's timer fired.
+#[derive(Debug, PartialEq, Eq)]
+enum Tick {
+    Heartbeat,
+    Expired,
+}
+
+impl Timer {
+    fn new(every: Duration, at: belfry_core::Millis, clock: &dyn Clock) -> Timer {
         let left = u64::try_from(at.0 - clock.now().0).unwrap_or(0);
-        Expiry {
+        let now = tokio::time::Instant::now();
+        let ends = now + Duration::from_millis(left);
+        Timer {
+            every,
             at,
-            timer: Box::pin(tokio::time::sleep(Duration::from_millis(left))),
+            ends,
+            sleep: Box::pin(tokio::time::sleep_until((now + every).min(ends))),
         }
     }
 
-    fn passed(&self, clock: &dyn Clock) -> bool {
-        clock.now() >= self.at
+    /// Waits for the next heartbeat or the token's end. Cancel safe: once
+    /// the sleep is over it returns in the same poll.
+    async fn tick(&mut self, clock: &dyn Clock) -> Tick {
+        self.sleep.as_mut().await;
+        let now = tokio::time::Instant::now();
+        if now >= self.ends || clock.now() >= self.at {
+            return Tick::Expired;
+        }
+        // A heartbeat that came late delays the next one (no catching up).
+        self.sleep.as_mut().reset((now + self.every).min(self.ends));
+        Tick::Heartbeat
     }
 }
 
@@ -209,8 +235,7 @@ struct SseState {
     replay: Option<Replay>,
     pending: VecDeque<Bytes>,
     last_sent: i64,
-    heartbeat: tokio::time::Interval,
-    expiry: Expiry,
+    timer: Timer,
     started: bool,
 }
 
@@ -249,7 +274,10 @@ async fn sse_next(mut s: SseState) -> Option<(Result<Bytes, Infallible>, SseStat
             // is dropped by the accept loop too). If its token ended, the
             // client reconnects with a new token and its cursor.
             _ = s.conn.stop.stopped() => return None,
-            _ = &mut s.expiry.timer => return None,
+            tick = s.timer.tick(s.app.clock.as_ref()) => match tick {
+                Tick::Expired => return None,
+                Tick::Heartbeat => return Some((Ok(Bytes::from_static(SSE_HEARTBEAT)), s)),
+            },
             frame = s.conn.rx.recv() => match frame {
                 None => return None,
                 Some(first) => {
@@ -276,20 +304,8 @@ async fn sse_next(mut s: SseState) -> Option<(Result<Bytes, Infallible>, SseStat
                     return Some((Ok(chunk), s));
                 }
             },
-            _ = s.heartbeat.tick() => {
-                if s.expiry.passed(s.app.clock.as_ref()) {
-                    return None;
-                }
-                return Some((Ok(Bytes::from_static(SSE_HEARTBEAT)), s));
-            }
         }
     }
-}
-
-fn heartbeat(every: Duration) -> tokio::time::Interval {
-    let mut i = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    i
 }
 
 /// Server-Sent Events of the user's inbox.
@@ -330,17 +346,19 @@ async fn sse(
     // Cutting this connection closes its socket, even if the client reads nothing.
     let kill = connection.map(|Extension(c)| c.abort).unwrap_or_default();
     let (conn, cursor) = open(&state, &token, params, kill).await?;
-    let every = state.hub.config.heartbeat;
-    let expiry = Expiry::new(token.expires_at, state.clock.as_ref());
+    let timer = Timer::new(
+        state.hub.config.heartbeat,
+        token.expires_at,
+        state.clock.as_ref(),
+    );
     let stream = futures::stream::unfold(
         SseState {
-            expiry,
+            timer,
             app: state,
             conn,
             replay: cursor.map(|after| Replay { after, done: false }),
             pending: VecDeque::new(),
             last_sent: cursor.unwrap_or(0),
-            heartbeat: heartbeat(every),
             started: false,
         },
         sse_next,
@@ -399,24 +417,28 @@ async fn websocket(
 }
 
 async fn run_websocket(
-    socket: WebSocket,
+    mut socket: WebSocket,
     app: AppState,
     mut conn: Connection,
     cursor: Option<i64>,
     expires_at: belfry_core::Millis,
 ) {
-    let (mut sink, mut incoming) = socket.split();
     let mut last_sent = cursor.unwrap_or(0);
-    let mut expiry = Expiry::new(expires_at, app.clock.as_ref());
+    let mut timer = Timer::new(app.hub.config.heartbeat, expires_at, app.clock.as_ref());
     let stop = &conn.stop;
 
+    // Writes go first: the stop signal is looked at only while a write
+    // waits (a write that can go ahead costs no extra poll). The socket is
+    // not split: reads and writes take turns in this one task, without a
+    // lock between them.
+    //
     // Sends one text frame unless the hub cuts the connection meanwhile.
     macro_rules! send {
         ($text:expr) => {
             tokio::select! {
                 biased;
+                r = socket.send(Message::Text($text)) => if r.is_err() { return },
                 _ = stop.killed() => return,
-                r = sink.send(Message::Text($text)) => if r.is_err() { return },
             }
         };
     }
@@ -425,8 +447,8 @@ async fn run_websocket(
         ($text:expr) => {
             tokio::select! {
                 biased;
+                r = socket.feed(Message::Text($text)) => if r.is_err() { return },
                 _ = stop.killed() => return,
-                r = sink.feed(Message::Text($text)) => if r.is_err() { return },
             }
         };
     }
@@ -434,8 +456,8 @@ async fn run_websocket(
         () => {
             tokio::select! {
                 biased;
+                r = socket.flush() => if r.is_err() { return },
                 _ = stop.killed() => return,
-                r = sink.flush() => if r.is_err() { return },
             }
         };
     }
@@ -465,12 +487,11 @@ async fn run_websocket(
                 code: $code,
                 reason: $reason.into(),
             }));
-            let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(close)).await;
             return;
         }};
     }
 
-    let mut beat = heartbeat(app.hub.config.heartbeat);
     loop {
         tokio::select! {
             biased;
@@ -479,7 +500,10 @@ async fn run_websocket(
                 Reason::ShuttingDown => close!(1012, "server restarting"),
                 Reason::Ended => close!(CLOSE_TOKEN_ENDED, "token revoked"),
             },
-            _ = &mut expiry.timer => close!(CLOSE_TOKEN_ENDED, "token expired"),
+            tick = timer.tick(app.clock.as_ref()) => match tick {
+                Tick::Expired => close!(CLOSE_TOKEN_ENDED, "token expired"),
+                Tick::Heartbeat => send!(WS_HEARTBEAT.into()),
+            },
             frame = conn.rx.recv() => match frame {
                 None => return,
                 Some(first) => {
@@ -502,16 +526,45 @@ async fn run_websocket(
                     flush!();
                 }
             },
-            msg = incoming.next() => match msg {
+            msg = socket.recv() => match msg {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
                 Some(Ok(_)) => {}
             },
-            _ = beat.tick() => {
-                if expiry.passed(app.clock.as_ref()) {
-                    close!(CLOSE_TOKEN_ENDED, "token expired");
-                }
-                send!(WS_HEARTBEAT.into());
-            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use belfry_core::{ManualClock, Millis};
+
+    #[tokio::test]
+    async fn the_timer_beats_until_the_token_ends_then_ends_the_stream() {
+        let clock = ManualClock::new(Millis(1_000_000));
+        let every = Duration::from_millis(40);
+        let mut timer = Timer::new(every, Millis(1_000_000 + 150), &clock);
+        let started = tokio::time::Instant::now();
+        for n in 1..=3u32 {
+            assert_eq!(timer.tick(&clock).await, Tick::Heartbeat);
+            assert!(started.elapsed() >= every * n, "beat {n} came early");
+        }
+        // The token ends (150 ms) before the fourth beat would be due
+        // (160 ms at the earliest).
+        assert_eq!(timer.tick(&clock).await, Tick::Expired);
+        assert!(started.elapsed() >= Duration::from_millis(150));
+    }
+
+    #[tokio::test]
+    async fn the_timer_ends_the_stream_when_the_clock_passes_the_tokens_end() {
+        let clock = ManualClock::new(Millis(1_000_000));
+        let mut timer = Timer::new(
+            Duration::from_millis(20),
+            Millis(1_000_000 + 3_600_000),
+            &clock,
+        );
+        assert_eq!(timer.tick(&clock).await, Tick::Heartbeat);
+        clock.advance_secs(3600);
+        assert_eq!(timer.tick(&clock).await, Tick::Expired);
     }
 }
