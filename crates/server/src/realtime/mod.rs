@@ -10,6 +10,7 @@ pub mod queue;
 mod sequencer;
 pub mod stop;
 pub(crate) mod streams;
+mod wake;
 
 pub use bus::{Bus, LocalBus};
 pub use hub::{Hub, HubConfig};

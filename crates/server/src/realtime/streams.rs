@@ -14,6 +14,7 @@
 use super::frame::{Frame, Kind, SSE_HEARTBEAT, WS_HEARTBEAT};
 use super::hub::Connection;
 use super::stop::Reason;
+use super::wake::Flag;
 use crate::AppState;
 use crate::auth::{UserToken, authenticate_stream};
 use crate::error::{ApiError, ApiResult, Problem};
@@ -27,10 +28,12 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use belfry_core::{Clock, UserId};
 use bytes::Bytes;
-use futures::SinkExt;
+use futures::{SinkExt, StreamExt};
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
@@ -416,6 +419,14 @@ async fn websocket(
         .on_upgrade(move |socket| run_websocket(socket, state, conn, cursor, expires_at)))
 }
 
+/// What woke a WebSocket's task, in the order it is looked at.
+enum Woke {
+    Stop(Reason),
+    Tick(Tick),
+    Frame(Option<Arc<Frame>>),
+    Read(Option<Result<Message, axum::Error>>),
+}
+
 async fn run_websocket(
     mut socket: WebSocket,
     app: AppState,
@@ -492,44 +503,60 @@ async fn run_websocket(
         }};
     }
 
+    // The read side has its own waker: a fan-out's frames wake this task,
+    // and the socket is polled for the client's messages only when it woke
+    // the task (see `wake.rs`).
+    let read = Flag::new();
     loop {
-        tokio::select! {
-            biased;
-            reason = stop.stopped() => match reason {
+        let woke = {
+            let mut stopped = std::pin::pin!(stop.stopped());
+            let mut tick = std::pin::pin!(timer.tick(app.clock.as_ref()));
+            let mut frame = std::pin::pin!(conn.rx.recv());
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = stopped.as_mut().poll(cx) {
+                    return Poll::Ready(Woke::Stop(r));
+                }
+                if let Poll::Ready(t) = tick.as_mut().poll(cx) {
+                    return Poll::Ready(Woke::Tick(t));
+                }
+                if let Poll::Ready(f) = frame.as_mut().poll(cx) {
+                    return Poll::Ready(Woke::Frame(f));
+                }
+                read.poll(cx, |cx| socket.poll_next_unpin(cx))
+                    .map(Woke::Read)
+            })
+            .await
+        };
+        match woke {
+            Woke::Stop(reason) => match reason {
                 Reason::Killed => return,
                 Reason::ShuttingDown => close!(1012, "server restarting"),
                 Reason::Ended => close!(CLOSE_TOKEN_ENDED, "token revoked"),
             },
-            tick = timer.tick(app.clock.as_ref()) => match tick {
-                Tick::Expired => close!(CLOSE_TOKEN_ENDED, "token expired"),
-                Tick::Heartbeat => send!(WS_HEARTBEAT.into()),
-            },
-            frame = conn.rx.recv() => match frame {
-                None => return,
-                Some(first) => {
-                    // Everything already queued goes out in one write (a
-                    // broadcast is a notification and the new counts).
-                    let mut next = Some(first);
-                    let mut fed = 0;
-                    while let Some(f) = next.take() {
-                        if !already_sent(&f, last_sent) {
-                            if let Some(seq) = f.seq {
-                                last_sent = seq;
-                            }
-                            feed!(f.ws());
-                            fed += 1;
+            Woke::Tick(Tick::Expired) => close!(CLOSE_TOKEN_ENDED, "token expired"),
+            Woke::Tick(Tick::Heartbeat) => send!(WS_HEARTBEAT.into()),
+            Woke::Frame(None) => return,
+            Woke::Frame(Some(first)) => {
+                // Everything already queued goes out in one write (a
+                // broadcast is a notification and the new counts).
+                let mut next = Some(first);
+                let mut fed = 0;
+                while let Some(f) = next.take() {
+                    if !already_sent(&f, last_sent) {
+                        if let Some(seq) = f.seq {
+                            last_sent = seq;
                         }
-                        if fed < MAX_BATCH {
-                            next = conn.rx.try_recv();
-                        }
+                        feed!(f.ws());
+                        fed += 1;
                     }
-                    flush!();
+                    if fed < MAX_BATCH {
+                        next = conn.rx.try_recv();
+                    }
                 }
-            },
-            msg = socket.recv() => match msg {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                Some(Ok(_)) => {}
-            },
+                flush!();
+            }
+            Woke::Read(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return,
+            Woke::Read(Some(Ok(_))) => {}
         }
     }
 }

@@ -574,6 +574,17 @@ pub struct WsClient {
 }
 
 impl WsClient {
+    /// Closes from the client's side with a close frame, and waits for the
+    /// server's answer to it.
+    pub async fn close(mut self) {
+        use futures::StreamExt;
+        self.socket.close(None).await.expect("close frame sent");
+        let answered = async { while let Some(Ok(_)) = self.socket.next().await {} };
+        tokio::time::timeout(std::time::Duration::from_secs(10), answered)
+            .await
+            .expect("the server answers a close frame");
+    }
+
     /// The next JSON message; None when the server closed (with its close frame code).
     pub async fn next(&mut self) -> Result<Value, Option<u16>> {
         use futures::StreamExt;

@@ -762,3 +762,38 @@ async fn a_stuck_websocket_whose_token_is_revoked_is_cut_off_after_the_grace() {
         "the socket was closed by the server"
     );
 }
+
+/// The WebSocket's task polls the socket for the client's messages only
+/// when the socket woke it, not for every frame it writes: a client that
+/// closes, cleanly or by dropping the connection, after many frames is
+/// still noticed at once, and its hub slot freed.
+#[tokio::test]
+async fn the_server_notices_a_websocket_client_leaving_after_many_frames() {
+    let app = spawn_app().await;
+    app.users(&["ana", "bo"]).await;
+    let ana = app.token("ana").await;
+    let bo = app.token("bo").await;
+    let mut a = app.ws(&ana, None).await;
+    let mut b = app.ws(&bo, None).await;
+    eventually("both are registered", || app.hub.connections() == 2).await;
+    for i in 0..20 {
+        app.notify("ana", &format!("a{i}")).await;
+        app.notify("bo", &format!("b{i}")).await;
+    }
+    for i in 0..20 {
+        assert_eq!(
+            a.next_of("notification").await["data"]["title"],
+            format!("a{i}")
+        );
+        assert_eq!(
+            b.next_of("notification").await["data"]["title"],
+            format!("b{i}")
+        );
+    }
+    // A close frame: the server answers it and lets go.
+    a.close().await;
+    eventually("ana's socket is gone", || app.hub.connections() == 1).await;
+    // A dropped connection: the server reads the end of the stream.
+    drop(b);
+    eventually("bo's socket is gone", || app.hub.connections() == 0).await;
+}
