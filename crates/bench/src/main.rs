@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod clients;
+mod http1;
 mod report;
 mod scenarios;
 mod server;

@@ -114,6 +114,29 @@ fn ingest_scenario_at_tiny_size() {
 }
 
 #[test]
+fn ingest_scenario_with_the_lean_client() {
+    let r = bench(&[
+        "ingest",
+        "--notifications",
+        "60",
+        "--concurrency",
+        "4",
+        "--batch",
+        "20",
+        "--client",
+        "lean",
+    ]);
+    assert_eq!(r["parameters"]["client"], "lean");
+    assert_eq!(row(&r, "single: POST until 202")["n"], 60);
+    assert!(
+        row(&r, "single: accepted per second")["value"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+}
+
+#[test]
 fn fanout_scenario_over_websocket_and_sse() {
     for transport in ["ws", "sse"] {
         let r = bench(&[

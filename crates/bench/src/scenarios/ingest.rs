@@ -2,6 +2,7 @@
 //! connections at concurrency C, one per request and through the batch
 //! endpoint: accepted per second and the latency of the 202.
 
+use crate::http1;
 use crate::report::{Report, Row, Samples};
 use crate::scenarios::Progress;
 use crate::server::{Target, own_cpu_time};
@@ -9,6 +10,8 @@ use anyhow::bail;
 use clap::Args as ClapArgs;
 use futures::StreamExt;
 use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 #[derive(Debug, Clone, ClapArgs)]
@@ -28,6 +31,20 @@ pub struct Args {
     /// and run), as producers that retry do.
     #[arg(long)]
     pub idempotency_keys: bool,
+    /// The HTTP client of the one-per-request phase: `reqwest` (the
+    /// default, what the figures before 2026-12-04 used) or `lean`, a
+    /// minimal HTTP/1.1 client with the requests serialised before the
+    /// clock starts (like `wrk`), which leaves the shared cores to the
+    /// server. The batch phase always uses reqwest.
+    #[arg(long, value_enum, default_value_t = Client::Reqwest)]
+    pub client: Client,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Client {
+    Reqwest,
+    Lean,
 }
 
 pub async fn run(a: Args) -> anyhow::Result<Report> {
@@ -65,34 +82,43 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
         b
     };
 
-    // One notification per request.
+    // One notification per request. The lean client serialises its
+    // requests and opens its connections before the clock starts.
+    let lean = match a.client {
+        Client::Lean => Some(Lean::prepare(&a, &server.urls, &server.admin_key, &body).await?),
+        Client::Reqwest => None,
+    };
     let progress = Progress::start("ingest single".into(), a.notifications as u64);
     let cpu_s0 = server.cpu_time();
     let cpu_c0 = own_cpu_time();
     let start = Instant::now();
-    let results: Vec<anyhow::Result<std::time::Duration>> =
-        futures::stream::iter(0..a.notifications)
-            .map(|i| {
-                let client = client.clone();
-                let url = urls[i % urls.len()].clone();
-                let key = server.admin_key.clone();
-                let progress = &progress;
-                let b = body("single", i);
-                async move {
-                    let t0 = Instant::now();
-                    let r = client.post(&url).bearer_auth(&key).json(&b).send().await?;
-                    let status = r.status();
-                    let _ = r.bytes().await?;
-                    if status.as_u16() != 202 {
-                        bail!("single send: {status}");
+    let results: Vec<anyhow::Result<std::time::Duration>> = match lean {
+        None => {
+            futures::stream::iter(0..a.notifications)
+                .map(|i| {
+                    let client = client.clone();
+                    let url = urls[i % urls.len()].clone();
+                    let key = server.admin_key.clone();
+                    let progress = &progress;
+                    let b = body("single", i);
+                    async move {
+                        let t0 = Instant::now();
+                        let r = client.post(&url).bearer_auth(&key).json(&b).send().await?;
+                        let status = r.status();
+                        let _ = r.bytes().await?;
+                        if status.as_u16() != 202 {
+                            bail!("single send: {status}");
+                        }
+                        progress.add(1);
+                        Ok(t0.elapsed())
                     }
-                    progress.add(1);
-                    Ok(t0.elapsed())
-                }
-            })
-            .buffer_unordered(a.concurrency)
-            .collect()
-            .await;
+                })
+                .buffer_unordered(a.concurrency)
+                .collect()
+                .await
+        }
+        Some(lean) => lean.run(&progress).await?,
+    };
     let single_time = start.elapsed();
     let cpu_single_server = server
         .cpu_time()
@@ -178,9 +204,86 @@ pub async fn run(a: Args) -> anyhow::Result<Report> {
     }
     Ok(Report {
         scenario: "ingest".into(),
-        parameters: json!({"notifications": a.notifications, "concurrency": a.concurrency, "batch": a.batch, "idempotency_keys": a.idempotency_keys}),
+        parameters: json!({"notifications": a.notifications, "concurrency": a.concurrency, "batch": a.batch, "idempotency_keys": a.idempotency_keys, "client": a.client}),
         rows,
         notes,
         lines: Vec::new(),
     })
+}
+
+/// The one-per-request phase with the lean client: its requests, already
+/// serialised, and its open connections.
+struct Lean {
+    requests: Arc<Vec<Vec<u8>>>,
+    conns: Vec<http1::Conn>,
+}
+
+impl Lean {
+    async fn prepare(
+        a: &Args,
+        urls: &[String],
+        admin_key: &str,
+        body: &dyn Fn(&str, usize) -> serde_json::Value,
+    ) -> anyhow::Result<Lean> {
+        let addrs = urls
+            .iter()
+            .map(|u| http1::socket_addr(u))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let requests = (0..a.notifications)
+            .map(|i| {
+                let b = serde_json::to_vec(&body("single", i)).expect("JSON");
+                http1::post_json(addrs[0], "/v1/notifications", admin_key, &b)
+            })
+            .collect();
+        let mut conns = Vec::with_capacity(a.concurrency);
+        // Spread over the nodes of a cluster (the host header names the
+        // first; Belfry does not look at it).
+        for c in 0..a.concurrency.max(1) {
+            conns.push(http1::Conn::connect(addrs[c % addrs.len()]).await?);
+        }
+        Ok(Lean {
+            requests: Arc::new(requests),
+            conns,
+        })
+    }
+
+    /// Every connection takes the next request until none is left.
+    async fn run(
+        self,
+        progress: &Progress,
+    ) -> anyhow::Result<Vec<anyhow::Result<std::time::Duration>>> {
+        let next = Arc::new(AtomicUsize::new(0));
+        let done = progress.counter();
+        let tasks: Vec<_> = self
+            .conns
+            .into_iter()
+            .map(|mut conn| {
+                let (requests, next, done) = (self.requests.clone(), next.clone(), done.clone());
+                tokio::spawn(async move {
+                    let mut took = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(request) = requests.get(i) else {
+                            return Ok::<_, anyhow::Error>(took);
+                        };
+                        let t0 = Instant::now();
+                        let status = conn.call(request).await?;
+                        if status != 202 {
+                            bail!("single send: {status}");
+                        }
+                        took.push(t0.elapsed());
+                        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(self.requests.len());
+        for t in tasks {
+            match t.await? {
+                Ok(took) => results.extend(took.into_iter().map(Ok)),
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        Ok(results)
+    }
 }

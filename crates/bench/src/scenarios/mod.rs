@@ -40,6 +40,11 @@ impl Progress {
     pub fn add(&self, n: u64) {
         self.done.fetch_add(n, Ordering::Relaxed);
     }
+
+    /// The counter, for tasks that outlive a borrow of `self`.
+    pub fn counter(&self) -> Arc<AtomicU64> {
+        self.done.clone()
+    }
 }
 
 impl Drop for Progress {
