@@ -544,11 +544,6 @@ impl Hub {
             return;
         };
         let frame = render(1);
-        let recipients = if b.all {
-            None
-        } else {
-            Some(Self::audience(st, false, &b.groups))
-        };
         let mut deliver = |user: &UserId, entry: &mut Entry| {
             if p.actor.as_ref() == Some(user) {
                 return;
@@ -557,17 +552,27 @@ impl Hub {
             // A broadcast is always one more unread and unseen item.
             Self::add_one(entry, user, p.seq, refresh, &mut counts);
         };
-        match recipients {
-            None => {
-                for (user, entry) in st.users.iter_mut() {
-                    deliver(user, entry);
-                }
+        // The connected members of the audience, each once, without copying
+        // their ids: one look-up per member (a fan-out's cost is per
+        // connection, so per member nothing is allocated).
+        let State { users, members, .. } = st;
+        if b.all {
+            for (user, entry) in users.iter_mut() {
+                deliver(user, entry);
             }
-            Some(users) => {
-                for user in users {
-                    if let Some(entry) = st.users.get_mut(&user) {
-                        deliver(&user, entry);
-                    }
+            return;
+        }
+        // A member of several of the groups gets it once; with one group
+        // there is nothing to remember.
+        let several = b.groups.len() > 1;
+        let mut seen: HashSet<&UserId> = HashSet::new();
+        for g in &b.groups {
+            for user in members.get(g).into_iter().flatten() {
+                if several && !seen.insert(user) {
+                    continue;
+                }
+                if let Some(entry) = users.get_mut(user) {
+                    deliver(user, entry);
                 }
             }
         }

@@ -797,3 +797,35 @@ async fn the_server_notices_a_websocket_client_leaving_after_many_frames() {
     drop(b);
     eventually("bo's socket is gone", || app.hub.connections() == 0).await;
 }
+
+/// The hub delivers a broadcast to the connected members of its audience,
+/// each once: a member of two of its groups gets one frame, a member of
+/// none gets nothing but what goes to everyone.
+#[tokio::test]
+async fn a_broadcast_to_several_groups_reaches_each_connected_member_once() {
+    let app = spawn_app().await;
+    app.put_user("both", json!({"groups": ["support", "sales"]}))
+        .await;
+    app.put_user("one", json!({"groups": ["sales"]})).await;
+    app.put_user("none", json!({"groups": ["hr"]})).await;
+    let mut both = app.ws(&app.token("both").await, None).await;
+    let mut one = app.ws(&app.token("one").await, None).await;
+    let mut none = app.ws(&app.token("none").await, None).await;
+    eventually("all are registered", || app.hub.connections() == 3).await;
+    for (to, title) in [
+        (json!({"groups": ["support", "sales"]}), "two groups"),
+        (json!({"groups": ["sales"]}), "one group"),
+        (json!({"all": true}), "everyone"),
+    ] {
+        app.send_ok(json!({"to": to, "title": title})).await;
+    }
+    for ws in [&mut both, &mut one] {
+        for title in ["two groups", "one group", "everyone"] {
+            assert_eq!(ws.next_of("notification").await["data"]["title"], title);
+        }
+    }
+    assert_eq!(
+        none.next_of("notification").await["data"]["title"],
+        "everyone"
+    );
+}
