@@ -272,7 +272,7 @@ impl Lean {
                             bail!("single send: {status}");
                         }
                         took.push(t0.elapsed());
-                        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        done.fetch_add(1, Ordering::Relaxed);
                     }
                 })
             })

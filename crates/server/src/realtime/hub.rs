@@ -206,6 +206,21 @@ impl CountsFrames {
     }
 }
 
+/// The members of `groups`, each once: a member of several of them is
+/// remembered in a set of references (with one group there is nothing to
+/// remember), and no id is copied.
+fn members_of<'a>(
+    members: &'a HashMap<GroupId, HashSet<UserId>>,
+    groups: &'a [GroupId],
+) -> impl Iterator<Item = &'a UserId> + 'a {
+    let several = groups.len() > 1;
+    let mut seen: HashSet<&UserId> = HashSet::new();
+    groups
+        .iter()
+        .flat_map(move |g| members.get(g).into_iter().flatten())
+        .filter(move |u| !several || seen.insert(*u))
+}
+
 impl Hub {
     pub fn new(store: SharedStore, clock: Arc<dyn Clock>, config: HubConfig) -> Arc<Hub> {
         Arc::new(Hub {
@@ -485,13 +500,7 @@ impl Hub {
         if all {
             return st.users.keys().cloned().collect();
         }
-        let mut out: HashSet<&UserId> = HashSet::new();
-        for g in groups {
-            if let Some(members) = st.members.get(g) {
-                out.extend(members.iter());
-            }
-        }
-        out.into_iter().cloned().collect()
+        members_of(&st.members, groups).cloned().collect()
     }
 
     fn published(st: &mut State, p: &Published, refresh: &mut Vec<UserId>) {
@@ -562,18 +571,9 @@ impl Hub {
             }
             return;
         }
-        // A member of several of the groups gets it once; with one group
-        // there is nothing to remember.
-        let several = b.groups.len() > 1;
-        let mut seen: HashSet<&UserId> = HashSet::new();
-        for g in &b.groups {
-            for user in members.get(g).into_iter().flatten() {
-                if several && !seen.insert(user) {
-                    continue;
-                }
-                if let Some(entry) = users.get_mut(user) {
-                    deliver(user, entry);
-                }
+        for user in members_of(members, &b.groups) {
+            if let Some(entry) = users.get_mut(user) {
+                deliver(user, entry);
             }
         }
     }

@@ -4,8 +4,8 @@
 //! A WebSocket's task is woken for every frame a fan-out queues for it,
 //! and a `select!` polls every branch on every wake-up: the socket's read
 //! side too, through tungstenite, hyper's upgraded connection and tokio's
-//! readiness (6-8 % of the server's samples in a 10,000-client fan-out,
-//! for a client that says nothing). With its own [`Flag`] the read side is
+//! readiness (about 4-5 % of the server's samples in a 10,000-client
+//! fan-out, for a client that says nothing). With its own [`Flag`] the read side is
 //! polled when it was never polled, when its last poll found a message
 //! (there may be more), or when the socket woke it.
 
