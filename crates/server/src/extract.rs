@@ -9,7 +9,6 @@ use axum::extract::MatchedPath;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -200,37 +199,30 @@ impl QueryRules {
     }
 }
 
-/// Middleware (after routing): refuses a secret key anywhere in a query
-/// string (401, on every route), and on API routes any query parameter the
+/// The query-string check of every routed request (run by the router's
+/// middleware, after routing): a secret key anywhere in a query string is
+/// refused (401, on every route), and on API routes any query parameter the
 /// route does not take (400 `unknown_parameter`, naming it), like unknown
-/// fields of a body.
-pub async fn strict_query(rules: std::sync::Arc<QueryRules>, req: Request, next: Next) -> Response {
-    let Some(query) = req.uri().query().filter(|q| !q.is_empty()) else {
-        return next.run(req).await;
-    };
+/// fields of a body. None: the request may go on.
+pub fn query_refusal(rules: &QueryRules, req: &Request) -> Option<Response> {
+    let query = req.uri().query().filter(|q| !q.is_empty())?;
     let pairs: Vec<(String, String)> = match serde_urlencoded::from_str(query) {
         Ok(p) => p,
         Err(e) => {
-            return ApiError::bad_request("invalid_query", format!("bad query string: {e}"))
-                .into_response();
+            return Some(
+                ApiError::bad_request("invalid_query", format!("bad query string: {e}"))
+                    .into_response(),
+            );
         }
     };
     if pairs
         .iter()
         .any(|(_, v)| v.trim_start().starts_with(crate::auth::KEY_PREFIX))
     {
-        return ApiError::Unauthorized(crate::auth::KEY_IN_QUERY.into()).into_response();
+        return Some(ApiError::Unauthorized(crate::auth::KEY_IN_QUERY.into()).into_response());
     }
-    let Some(path) = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-    else {
-        return next.run(req).await;
-    };
-    let Some(allowed) = rules.allowed(req.method(), &path) else {
-        return next.run(req).await;
-    };
+    let path = req.extensions().get::<MatchedPath>()?;
+    let allowed = rules.allowed(req.method(), path.as_str())?;
     let mut unknown: Vec<&str> = pairs
         .iter()
         .map(|(name, _)| name.as_str())
@@ -238,15 +230,17 @@ pub async fn strict_query(rules: std::sync::Arc<QueryRules>, req: Request, next:
         .collect();
     unknown.dedup();
     if unknown.is_empty() {
-        return next.run(req).await;
+        return None;
     }
     if unknown.contains(&"token") {
-        return ApiError::Unauthorized(
-            "?token= is accepted only on /v1/me/stream and /v1/me/ws; send credentials as \
-             'Authorization: Bearer <token>'"
-                .into(),
-        )
-        .into_response();
+        return Some(
+            ApiError::Unauthorized(
+                "?token= is accepted only on /v1/me/stream and /v1/me/ws; send credentials as \
+                 'Authorization: Bearer <token>'"
+                    .into(),
+            )
+            .into_response(),
+        );
     }
     let takes = if allowed.is_empty() {
         "this endpoint takes no query parameters".to_string()
@@ -258,9 +252,11 @@ pub async fn strict_query(rules: std::sync::Arc<QueryRules>, req: Request, next:
         .map(|n| format!("'{}'", n.escape_debug()))
         .collect::<Vec<_>>()
         .join(", ");
-    ApiError::bad_request(
-        "unknown_parameter",
-        format!("unknown query parameter {names}; {takes}"),
+    Some(
+        ApiError::bad_request(
+            "unknown_parameter",
+            format!("unknown query parameter {names}; {takes}"),
+        )
+        .into_response(),
     )
-    .into_response()
 }

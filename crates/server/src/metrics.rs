@@ -1,12 +1,11 @@
 //! Prometheus metrics: the process-wide recorder and the middleware that
 //! counts requests and their latency by route.
 
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::MatchedPath;
+use axum::http::{Method, StatusCode};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::Duration;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -56,23 +55,21 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Counts every request by method, route template and status, and records
-/// its duration.
-pub async fn track(req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
+/// Counts a request by method, route template (`unmatched` when no route
+/// took it) and status, and records its duration.
+pub fn record_request(
+    method: &Method,
+    route: Option<&MatchedPath>,
+    status: StatusCode,
+    elapsed: Duration,
+) {
+    let method = method.as_str().to_owned();
+    let route = route.map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let status = status.as_u16().to_string();
     metrics::counter!("belfry_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("belfry_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(start.elapsed().as_secs_f64());
-    response
+        .record(elapsed.as_secs_f64());
 }
 
 #[cfg(test)]
