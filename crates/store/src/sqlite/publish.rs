@@ -1,6 +1,7 @@
 //! Sending on SQLite: the look-ups the planner (`crate::plan::send`) needs
 //! and the writing of its plans, on the writer thread inside the batch
-//! transaction (each send in its own savepoint). SQLite runs in-process, so
+//! transaction (a batch of several in a savepoint, so that a refused item
+//! undoes the ones before it; one alone needs none). SQLite runs in-process, so
 //! a look-up per key costs no round trip; every statement is prepared once
 //! and cached.
 
