@@ -114,6 +114,41 @@ async fn health_ready_metrics_and_openapi() {
     }
 }
 
+/// The sum of the request counter's series whose labels contain `labels`.
+fn requests_counted(text: &str, labels: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with("belfry_http_requests_total{") && l.contains(labels))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// Every request is counted once (the handles kept per route, method and
+/// status keep counting); a method of the client's own is labelled OTHER,
+/// so made-up methods cannot add series without end.
+#[tokio::test]
+async fn every_request_is_counted_and_made_up_methods_share_one_label() {
+    let app = spawn_app().await;
+    let before = metrics_text(&app).await;
+    let method = Method::from_bytes(b"BELFRYPROBE").unwrap();
+    for _ in 0..3 {
+        let r = app
+            .client
+            .request(method.clone(), app.url("/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error(), "{}", r.status());
+    }
+    let after = metrics_text(&app).await;
+    assert_eq!(
+        requests_counted(&after, r#"method="OTHER""#)
+            - requests_counted(&before, r#"method="OTHER""#),
+        3,
+        "{after}"
+    );
+    assert!(!after.contains("BELFRYPROBE"), "{after}");
+}
+
 #[tokio::test]
 async fn framework_errors_are_problem_documents() {
     let app = spawn_app().await;
