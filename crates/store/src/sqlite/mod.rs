@@ -516,19 +516,7 @@ impl SqliteStore {
         R: Send + 'static,
         F: FnOnce(&mut Writer) -> Result<R> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let op = Box::new(FnOp {
-            f: Some(f),
-            result: None,
-            reply,
-            sheddable: true,
-            savepoint: true,
-        });
-        self.writer.try_send(op).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => overloaded(),
-            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
-        })?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        self.request_write(f, true).await
     }
 
     /// Like [`SqliteStore::write`], for a write that makes every check that
@@ -545,13 +533,21 @@ impl SqliteStore {
         R: Send + 'static,
         F: FnOnce(&mut Writer) -> Result<R> + Send + 'static,
     {
+        self.request_write(f, false).await
+    }
+
+    async fn request_write<R, F>(&self, f: F, savepoint: bool) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Writer) -> Result<R> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let op = Box::new(FnOp {
             f: Some(f),
             result: None,
             reply,
             sheddable: true,
-            savepoint: false,
+            savepoint,
         });
         self.writer.try_send(op).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => overloaded(),
