@@ -1,5 +1,5 @@
-//! Prometheus metrics: the process-wide recorder and the middleware that
-//! counts requests and their latency by route.
+//! Prometheus metrics: the process-wide recorder, and the request counters
+//! and durations by route that the router's edge layer records.
 
 use axum::extract::MatchedPath;
 use axum::http::{Method, StatusCode};
