@@ -90,50 +90,33 @@ fn refuses_non_loopback_targets() {
 }
 
 #[test]
-fn ingest_scenario_at_tiny_size() {
-    let r = bench(&[
-        "ingest",
-        "--notifications",
-        "60",
-        "--concurrency",
-        "4",
-        "--batch",
-        "20",
-    ]);
-    let rate = row(&r, "single: accepted per second")["value"]
-        .as_f64()
-        .unwrap();
-    assert!(rate > 0.0);
-    assert!(
-        row(&r, "batch: accepted per second")["value"]
+fn ingest_scenario_at_tiny_size_with_each_client() {
+    for client in ["reqwest", "lean"] {
+        let r = bench(&[
+            "ingest",
+            "--notifications",
+            "60",
+            "--concurrency",
+            "4",
+            "--batch",
+            "20",
+            "--client",
+            client,
+        ]);
+        assert_eq!(r["parameters"]["client"], client);
+        let rate = row(&r, "single: accepted per second")["value"]
             .as_f64()
-            .unwrap()
-            > 0.0
-    );
-    assert_eq!(row(&r, "single: POST until 202")["n"], 60);
-}
-
-#[test]
-fn ingest_scenario_with_the_lean_client() {
-    let r = bench(&[
-        "ingest",
-        "--notifications",
-        "60",
-        "--concurrency",
-        "4",
-        "--batch",
-        "20",
-        "--client",
-        "lean",
-    ]);
-    assert_eq!(r["parameters"]["client"], "lean");
-    assert_eq!(row(&r, "single: POST until 202")["n"], 60);
-    assert!(
-        row(&r, "single: accepted per second")["value"]
-            .as_f64()
-            .unwrap()
-            > 0.0
-    );
+            .unwrap();
+        assert!(rate > 0.0, "{client}");
+        assert!(
+            row(&r, "batch: accepted per second")["value"]
+                .as_f64()
+                .unwrap()
+                > 0.0,
+            "{client}"
+        );
+        assert_eq!(row(&r, "single: POST until 202")["n"], 60, "{client}");
+    }
 }
 
 #[test]
