@@ -215,22 +215,40 @@ pub fn decide_channel(s: &Situation<'_>, channel: Channel, now: Millis) -> Verdi
     Verdict::Now
 }
 
-/// When the quiet period that `now` falls in ends; None when `now` is not
+/// When the quiet hours that `now` falls in end; None when `now` is not
 /// quiet. A period starts at `start` on each of its days and ends at the
 /// next `end` (the next day when `end` is not after `start`), in `zone`:
 /// over midnight, and across daylight-saving changes (a local time that a
 /// change skips moves forward by the length of the gap, 02:30 → 03:30; one
-/// that occurs twice is its first occurrence).
+/// that occurs twice is its first occurrence). An end moved forward by a
+/// gap can fall inside the next day's period (03:00 to 02:15 on the night
+/// the clocks skip 02:00–03:00 ends at 03:15, after the next 03:00): the
+/// periods then join, and the answer is the end of both, so that a held
+/// delivery is not released into quiet hours.
 pub fn quiet_until(q: &QuietHours, zone: &TimeZone, now: Millis) -> Option<Millis> {
+    let mut end = period_end(q, zone, now)?;
+    // Periods overlap only at a gap, so this takes one more step at most
+    // twice a year; the bound is for safety.
+    for _ in 0..7 {
+        match period_end(q, zone, end) {
+            Some(later) if later > end => end = later,
+            _ => break,
+        }
+    }
+    Some(end)
+}
+
+/// The latest end of the periods (today's, and yesterday's over midnight)
+/// that `now` lies in.
+fn period_end(q: &QuietHours, zone: &TimeZone, now: Millis) -> Option<Millis> {
     let ts = jiff::Timestamp::from_millisecond(now.0).ok()?;
     let today = ts.to_zoned(zone.clone()).date();
     let overnight = q.end <= q.start;
-    // The period that started today, and (over midnight) the one that
-    // started yesterday.
     let mut starts = vec![today];
     if overnight {
         starts.push(today.yesterday().ok()?);
     }
+    let mut latest = None;
     for day in starts {
         if !q.starts_on(day.weekday()) {
             continue;
@@ -238,11 +256,11 @@ pub fn quiet_until(q: &QuietHours, zone: &TimeZone, now: Millis) -> Option<Milli
         let end_day = if overnight { day.tomorrow().ok()? } else { day };
         let start = instant(zone, day.to_datetime(q.start.civil()))?;
         let end = instant(zone, end_day.to_datetime(q.end.civil()))?;
-        if start <= now && now < end {
-            return Some(end);
+        if start <= now && now < end && latest.is_none_or(|l| end > l) {
+            latest = Some(end);
         }
     }
-    None
+    latest
 }
 
 /// When the daily digest at local `time` in `zone` runs next: the first
@@ -604,6 +622,26 @@ mod tests {
             quiet_until(&gap, &berlin, at("2026-03-29T01:30:00Z")),
             Some(at("2026-03-29T04:00:00Z"))
         );
+        // Sydney springs forward on 2026-10-04 (02:00 AEST → 03:00 AEDT).
+        // Saturday's 03:00–02:15 ends at 03:15 AEDT, a quarter of an hour
+        // into Sunday's period: held until Sunday's ends, Monday 02:15.
+        let weekend = QuietHours {
+            days: vec!["sat".into(), "sun".into()],
+            ..quiet("03:00", "02:15")
+        };
+        let monday = Some(at("2026-10-04T15:15:00Z"));
+        assert_eq!(
+            quiet_until(&weekend, &sydney, at("2026-10-02T17:00:17Z")),
+            monday
+        );
+        assert_eq!(
+            quiet_until(&weekend, &sydney, at("2026-10-03T16:14:00Z")),
+            monday
+        );
+        assert_eq!(
+            quiet_until(&weekend, &sydney, at("2026-10-04T15:15:00Z")),
+            None
+        );
     }
 
     const ZONES: [&str; 3] = ["Europe/Berlin", "America/New_York", "Australia/Sydney"];
@@ -676,7 +714,12 @@ mod tests {
             let until = quiet_until(&q, &tz, now);
             if let Some(u) = until {
                 prop_assert!(u > now);
-                prop_assert!(u.0 - now.0 <= 25 * 3600 * 1000);
+                // At most a day away, unless a gap joined two periods.
+                let offset = |m: Millis| tz.to_offset(jiff::Timestamp::from_millisecond(m.0).unwrap());
+                prop_assert!(
+                    u.0 - now.0 <= 25 * 3600 * 1000
+                        || (offset(now) != offset(u) && u.0 - now.0 <= 49 * 3600 * 1000)
+                );
                 let z = jiff::Timestamp::from_millisecond(u.0).unwrap().to_zoned(tz.clone());
                 let local = LocalTime::new(z.hour(), z.minute());
                 let after_gap = LocalTime::new((q.end.hour + 1) % 24, q.end.minute);
