@@ -206,8 +206,8 @@ async fn seqs_are_gap_free_and_become_visible_in_order_across_nodes() {
     db.drop_schema(&[a, b]).await;
 }
 
-/// Many sends waiting at once go into one transaction (the bulk path: a
-/// statement per kind of row). A send the database refuses there fails
+/// Many sends waiting at once go into one transaction (the bulk path: one
+/// statement for the rows of all of them). A send the database refuses there fails
 /// alone: the batch is written again send by send, its neighbours are
 /// stored, and the seqs stay gap-free. The refusal is real: a CHECK
 /// constraint of this test's schema on the notification's content.
@@ -225,48 +225,18 @@ async fn a_send_refused_in_a_batch_fails_alone_and_leaves_no_hole() {
     .execute(a.pool())
     .await
     .unwrap();
-    // 2 nodes × 16 tasks × 12 sends, fired together so that the writers
-    // find many waiting; every seventh is refused by the database; some
-    // stack (the serial path) and some carry idempotency keys.
-    let mut tasks = Vec::new();
-    for t in 0..32 {
-        let node = if t % 2 == 0 { a.clone() } else { b.clone() };
-        tasks.push(tokio::spawn(async move {
-            let (mut ok, mut refused) = (Vec::new(), 0);
-            for i in 0..12 {
-                let poison = (t * 12 + i) % 7 == 3;
-                let title = if poison {
-                    format!("poison t{t} n{i}")
-                } else {
-                    format!("t{t} n{i}")
-                };
-                let key = (i % 4 == 1).then(|| format!("k-{t}-{i}"));
-                let mut n = note(&["ana", "ben"], &title, key.as_deref());
-                if i % 5 == 2 {
-                    n.content.stack_key = Some(format!("stack-{t}"));
-                }
-                match node.send(ctx("key_test"), vec![n]).await {
-                    Ok(r) => {
-                        assert!(!poison, "a refused send was stored: {title}");
-                        ok.push(r[0].seq.expect("published"));
-                    }
-                    Err(StoreError::Conflict { .. }) => {
-                        assert!(poison, "{title} failed with its neighbour");
-                        refused += 1;
-                    }
-                    Err(e) => panic!("{title}: {e}"),
-                }
-            }
-            (ok, refused)
-        }));
-    }
+    // Twice 2 nodes × 16 tasks × 12 sends, fired together so that the
+    // writers find many waiting; every seventh is refused by the database.
+    // In the first round some stack (the serial path) and some carry
+    // idempotency keys (the bulk path's transaction); in the second none
+    // does (the bulk path's statement on its own, committed as it ends).
     let (mut seqs, mut refused) = (Vec::new(), 0);
-    for t in tasks {
-        let (ok, r) = t.await.unwrap();
+    for keyed in [true, false] {
+        let (ok, r) = fire_with_poison(&a, &b, keyed).await;
         seqs.extend(ok);
         refused += r;
     }
-    assert_eq!(refused, (0..32 * 12).filter(|x| x % 7 == 3).count());
+    assert_eq!(refused, 2 * (0..32 * 12).filter(|x| x % 7 == 3).count());
     seqs.sort_unstable();
     let sent = seqs.len() as i64;
     assert_eq!(
@@ -297,6 +267,50 @@ async fn a_send_refused_in_a_batch_fails_alone_and_leaves_no_hole() {
         .unwrap();
     assert_eq!(entries, 2 * sent);
     db.drop_schema(&[a, b]).await;
+}
+
+/// One round of [`a_send_refused_in_a_batch_fails_alone_and_leaves_no_hole`]:
+/// the seqs of the stored sends and how many were refused.
+async fn fire_with_poison(a: &Arc<PgStore>, b: &Arc<PgStore>, keyed: bool) -> (Vec<i64>, usize) {
+    let mut tasks = Vec::new();
+    for t in 0..32 {
+        let node = if t % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut refused) = (Vec::new(), 0);
+            for i in 0..12 {
+                let poison = (t * 12 + i) % 7 == 3;
+                let title = if poison {
+                    format!("poison {keyed} t{t} n{i}")
+                } else {
+                    format!("{keyed} t{t} n{i}")
+                };
+                let key = (keyed && i % 4 == 1).then(|| format!("k-{t}-{i}"));
+                let mut n = note(&["ana", "ben"], &title, key.as_deref());
+                if keyed && i % 5 == 2 {
+                    n.content.stack_key = Some(format!("stack-{t}"));
+                }
+                match node.send(ctx("key_test"), vec![n]).await {
+                    Ok(r) => {
+                        assert!(!poison, "a refused send was stored: {title}");
+                        ok.push(r[0].seq.expect("published"));
+                    }
+                    Err(StoreError::Conflict { .. }) => {
+                        assert!(poison, "{title} failed with its neighbour");
+                        refused += 1;
+                    }
+                    Err(e) => panic!("{title}: {e}"),
+                }
+            }
+            (ok, refused)
+        }));
+    }
+    let (mut seqs, mut refused) = (Vec::new(), 0);
+    for t in tasks {
+        let (ok, r) = t.await.unwrap();
+        seqs.extend(ok);
+        refused += r;
+    }
+    (seqs, refused)
 }
 
 /// Phase 1 resolves the requests that wait together (one query per kind

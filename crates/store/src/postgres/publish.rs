@@ -13,14 +13,16 @@
 //! 2. **Apply**, by the writer task, which takes every resolved send waiting
 //!    (up to `MAX_BATCH`) into one transaction.
 //!
-//! The *bulk path* ([`run_bulk`]) writes sends published now: before the
-//! counter is locked, the notification ids (`nextval` of the identity) and
-//! every delivery log line and job of the batch (one statement); then one
-//! statement that moves the counter on by the batch's size (taking its row
-//! lock) and writes the rows that carry a seq — notifications, inbox
-//! entries, broadcasts — numbered from its old value; the idempotency keys
-//! (one statement, only if any); `COMMIT`. The lock is held for that
-//! statement's work, the keys and the commit, whatever the batch holds.
+//! The *bulk path* ([`run_bulk`]) writes sends published now: the
+//! notification ids first (`nextval` of the identity, outside any
+//! transaction), then one statement ([`BULK`]) that writes every delivery
+//! log line and job of the batch, moves the counter on by the batch's size
+//! (taking its row lock) and writes the rows that carry a seq —
+//! notifications, inbox entries, broadcasts — numbered from its old value.
+//! Without idempotency keys that statement runs on its own and PostgreSQL
+//! commits it as it ends: the lock is held for the rows that carry a seq
+//! and the commit, with no round trip in between. With keys it runs in a
+//! transaction, and the keys are stored (one statement) before `COMMIT`.
 //!
 //! When the database refuses a statement of the bulk path (a constraint, an
 //! idempotency key stored by another transaction since phase 1), the
@@ -1495,11 +1497,20 @@ async fn apply_bulk(conn: &mut PgConnection, pending: &[Pending]) -> BulkOutcome
 
 /// The statements of [`apply_bulk`]. The outer error: nothing was
 /// committed (roll back); the inner one: the commit failed.
+///
+/// The nids come first, from their sequence (outside any transaction: a
+/// sequence hands numbers out whatever happens to the transaction). Then
+/// everything but the idempotency keys is one statement ([`BULK`]). A
+/// batch without keys runs it on its own, outside an explicit transaction:
+/// PostgreSQL commits it when it ends, so the counter's row lock is held
+/// for the rest of that statement's work and the commit's WAL flush, with
+/// no round trip to this node in between. A batch with keys runs it in a
+/// transaction, then stores the keys under the lock and commits.
 async fn bulk_write(
     conn: &mut PgConnection,
     planned: &mut [Planned<'_>],
 ) -> std::result::Result<std::result::Result<TxState, StoreError>, StoreError> {
-    sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
+    let keyed = planned.iter().any(|pl| pl.plan.n.idempotency_key.is_some());
     let nids: Vec<i64> = sqlx::query_scalar(
         "SELECT nextval(pg_get_serial_sequence('notifications', 'nid'))
          FROM generate_series(1, $1)",
@@ -1510,12 +1521,20 @@ async fn bulk_write(
     if nids.len() != planned.len() {
         return Err(StoreError::backend("nextval gave too few notification ids"));
     }
+    if keyed {
+        sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
+    }
 
-    // The delivery log and the jobs: they name the notification by nid,
-    // not by seq, so they are written before the counter is locked.
+    // Every row names its notification by nid; the rows that carry a seq
+    // hold their send's ordinal (1-based), which the statement adds to the
+    // counter's old value.
     let mut log = LogColumns::default();
     let (mut job_kinds, mut job_payloads, mut job_nids, mut job_times) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (k, pl) in planned.iter_mut().enumerate() {
+        pl.plan.seq = 1 + k as i64;
+    }
+    let mut rows = SeqColumns::default();
     for (pl, nid) in planned.iter().zip(&nids) {
         for e in &pl.plan.log {
             log.push(*nid, e);
@@ -1527,26 +1546,39 @@ async fn bulk_write(
             job_nids.push(*nid);
             job_times.push(pl.plan.now.0);
         }
+        rows.push(*nid, &pl.plan);
     }
     let jobs_added = !job_kinds.is_empty();
-    if !log.nids.is_empty() || jobs_added {
-        // WITH ORDINALITY keeps the given order in the ids (the log's order).
-        sqlx::query(
-            "WITH d AS (
-                INSERT INTO deliveries (nid, recipient, channel, status, attempt, error, at, reason, held_until)
-                SELECT n, r, c, s, a, e, t, re, u
-                FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
-                            $7::bigint[], $8::text[], $9::bigint[])
-                     WITH ORDINALITY AS x(n, r, c, s, a, e, t, re, u, o)
-                ORDER BY o),
-             j AS (
-                INSERT INTO jobs (kind, payload, nid, run_at, created_at)
-                SELECT k, p, n, t, t
-                FROM UNNEST($10::text[], $11::text[], $12::bigint[], $13::bigint[])
-                     WITH ORDINALITY AS x(k, p, n, t, o)
-                ORDER BY o)
-             SELECT 1",
-        )
+
+    let locking = Instant::now();
+    let written: std::result::Result<i64, sqlx::Error> = sqlx::query_scalar(BULK)
+        .bind(&rows.n_nids)
+        .bind(&rows.n_ids)
+        .bind(&rows.n_seqs)
+        .bind(&rows.n_senders)
+        .bind(&rows.n_contents)
+        .bind(&rows.n_audiences)
+        .bind(&rows.n_channels)
+        .bind(&rows.n_actors)
+        .bind(&rows.n_recipients)
+        .bind(&rows.n_times)
+        .bind(&rows.n_expires)
+        .bind(&rows.i_uids)
+        .bind(&rows.i.seqs)
+        .bind(&rows.i.nids)
+        .bind(&rows.i.expires)
+        .bind(&rows.i.categories)
+        .bind(&rows.i.entity_types)
+        .bind(&rows.i.entity_ids)
+        .bind(&rows.b_gids)
+        .bind(&rows.b.seqs)
+        .bind(&rows.b.nids)
+        .bind(&rows.b_actors)
+        .bind(&rows.b.expires)
+        .bind(&rows.b.categories)
+        .bind(&rows.b.entity_types)
+        .bind(&rows.b.entity_ids)
+        .bind(planned.len() as i64)
         .bind(&log.nids)
         .bind(&log.recipients)
         .bind(&log.channels)
@@ -1560,79 +1592,40 @@ async fn bulk_write(
         .bind(&job_payloads)
         .bind(&job_nids)
         .bind(&job_times)
-        .execute(&mut *conn)
-        .await?;
-    }
-
-    // The rows that carry a seq, with the counter: one statement moves the
-    // counter on by the batch's size (taking its row lock, held to the
-    // commit) and numbers every row from its old value (each array holds
-    // its send's ordinal, 1-based, not a seq).
-    for (k, pl) in planned.iter_mut().enumerate() {
-        pl.plan.seq = 1 + k as i64;
-    }
-    let mut rows = SeqColumns::default();
-    for (pl, nid) in planned.iter().zip(&nids) {
-        rows.push(*nid, &pl.plan);
-    }
-    let locking = Instant::now();
-    let base: i64 = sqlx::query_scalar(
-        "WITH c AS (
-            UPDATE seq_counter SET value = value + $27 RETURNING value - $27 AS base),
-         n AS (
-            INSERT INTO notifications (nid, id, seq, status, sender, content, audience, channels,
-                                       actor_uid, recipients, created_at, published_at, expires_at)
-            SELECT n, i, c.base + s, 'published', se, co, a, ch, ac, r, t, t, e
-            FROM c, UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
-                           $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[])
-                 AS x(n, i, s, se, co, a, ch, ac, r, t, e)),
-         i AS (
-            INSERT INTO inbox (uid, seq, nid, expires_at, category, entity_type, entity_id)
-            SELECT u, c.base + s, n, e, ca, et, ei
-            FROM c, UNNEST($12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[],
-                           $16::text[], $17::text[], $18::text[]) AS x(u, s, n, e, ca, et, ei)),
-         b AS (
-            INSERT INTO broadcasts (gid, seq, nid, actor_uid, expires_at, category, entity_type, entity_id)
-            SELECT g, c.base + s, n, ac, e, ca, et, ei
-            FROM c, UNNEST($19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[],
-                           $23::bigint[], $24::text[], $25::text[], $26::text[])
-                 AS x(g, s, n, ac, e, ca, et, ei))
-         SELECT base FROM c",
-    )
-    .bind(&rows.n_nids)
-    .bind(&rows.n_ids)
-    .bind(&rows.n_seqs)
-    .bind(&rows.n_senders)
-    .bind(&rows.n_contents)
-    .bind(&rows.n_audiences)
-    .bind(&rows.n_channels)
-    .bind(&rows.n_actors)
-    .bind(&rows.n_recipients)
-    .bind(&rows.n_times)
-    .bind(&rows.n_expires)
-    .bind(&rows.i_uids)
-    .bind(&rows.i.seqs)
-    .bind(&rows.i.nids)
-    .bind(&rows.i.expires)
-    .bind(&rows.i.categories)
-    .bind(&rows.i.entity_types)
-    .bind(&rows.i.entity_ids)
-    .bind(&rows.b_gids)
-    .bind(&rows.b.seqs)
-    .bind(&rows.b.nids)
-    .bind(&rows.b_actors)
-    .bind(&rows.b.expires)
-    .bind(&rows.b.categories)
-    .bind(&rows.b.entity_types)
-    .bind(&rows.b.entity_ids)
-    .bind(planned.len() as i64)
-    .fetch_one(&mut *conn)
-    .await?;
+        .fetch_one(&mut *conn)
+        .await;
     drop(rows);
+    let base = match written {
+        Ok(base) => base,
+        // Outside a transaction the statement was its own: whether it
+        // failed or its commit did, nothing was written, unless the
+        // connection broke, when nobody can tell (as for a `COMMIT`).
+        Err(e) if !keyed => {
+            let e = StoreError::from(e);
+            return if matches!(e, StoreError::Unavailable { .. } | StoreError::Closed) {
+                Ok(Err(e))
+            } else {
+                Err(e)
+            };
+        }
+        Err(e) => return Err(e.into()),
+    };
     for pl in planned.iter_mut() {
         pl.plan.seq += base;
     }
     let last_seq = base + planned.len() as i64;
+    let done = |path| {
+        lock_held(locking, path);
+        metrics::histogram!("belfry_pg_bulk_batch_notifications").record(planned.len() as f64);
+        TxState {
+            last_seq,
+            events: Vec::new(),
+            jobs_added,
+        }
+    };
+    if !keyed {
+        return Ok(Ok(done("bulk")));
+    }
 
     // Idempotency keys, under the counter's lock: a key another transaction
     // stored since phase 1 looked (or a key twice in this batch) fails the
@@ -1648,44 +1641,81 @@ async fn bulk_write(
             keys.fingerprints.push(send::fingerprint(pl.plan.n)?);
         }
     }
-    if !keys.keys.is_empty() {
-        let stored: i64 = sqlx::query_scalar(
-            "WITH k AS (
-                INSERT INTO idempotency (scope, key, nid, created_at, fingerprint)
-                SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bytea[])
-                ON CONFLICT (scope, key) DO UPDATE SET nid = excluded.nid,
-                    created_at = excluded.created_at, fingerprint = excluded.fingerprint
-                WHERE idempotency.created_at <= excluded.created_at - $6
-                RETURNING 1)
-             SELECT COUNT(*) FROM k",
-        )
-        .bind(&keys.scopes)
-        .bind(&keys.keys)
-        .bind(&keys.nids)
-        .bind(&keys.times)
-        .bind(&keys.fingerprints)
-        .bind(send::IDEMPOTENCY_WINDOW_MS)
-        .fetch_one(&mut *conn)
-        .await?;
-        if stored != keys.keys.len() as i64 {
-            return Err(StoreError::conflict(Constraint::Database(
-                "idempotency key stored meanwhile".into(),
-            )));
-        }
+    let stored: i64 = sqlx::query_scalar(
+        "WITH k AS (
+            INSERT INTO idempotency (scope, key, nid, created_at, fingerprint)
+            SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bytea[])
+            ON CONFLICT (scope, key) DO UPDATE SET nid = excluded.nid,
+                created_at = excluded.created_at, fingerprint = excluded.fingerprint
+            WHERE idempotency.created_at <= excluded.created_at - $6
+            RETURNING 1)
+         SELECT COUNT(*) FROM k",
+    )
+    .bind(&keys.scopes)
+    .bind(&keys.keys)
+    .bind(&keys.nids)
+    .bind(&keys.times)
+    .bind(&keys.fingerprints)
+    .bind(send::IDEMPOTENCY_WINDOW_MS)
+    .fetch_one(&mut *conn)
+    .await?;
+    if stored != keys.keys.len() as i64 {
+        return Err(StoreError::conflict(Constraint::Database(
+            "idempotency key stored meanwhile".into(),
+        )));
     }
-
-    let committed = sqlx::raw_sql("COMMIT").execute(&mut *conn).await;
-    lock_held(locking, "bulk");
-    metrics::histogram!("belfry_pg_bulk_batch_notifications").record(planned.len() as f64);
-    Ok(match committed {
-        Ok(_) => Ok(TxState {
-            last_seq,
-            events: Vec::new(),
-            jobs_added,
-        }),
+    Ok(match sqlx::raw_sql("COMMIT").execute(&mut *conn).await {
+        Ok(_) => Ok(done("bulk_keys")),
         Err(e) => Err(StoreError::from(e)),
     })
 }
+
+/// The bulk path's statement. The delivery log lines (`d`) and jobs (`j`)
+/// name their notification by nid, not by seq, and are written first: the
+/// counter's `UPDATE` (`c`) counts their rows in its `WHERE`, so they are
+/// done before it takes the row lock. Then the rows that carry a seq
+/// (notifications, inbox entries, broadcasts): each array holds its send's
+/// ordinal in the batch (1-based), added to the counter's old value, which
+/// the statement returns.
+const BULK: &str = "
+WITH d AS (
+    INSERT INTO deliveries (nid, recipient, channel, status, attempt, error, at, reason, held_until)
+    SELECT n, r, c, s, a, e, t, re, u
+    FROM UNNEST($28::bigint[], $29::text[], $30::text[], $31::text[], $32::bigint[], $33::text[],
+                $34::bigint[], $35::text[], $36::bigint[])
+         WITH ORDINALITY AS x(n, r, c, s, a, e, t, re, u, o)
+    ORDER BY o
+    RETURNING 1),
+ j AS (
+    INSERT INTO jobs (kind, payload, nid, run_at, created_at)
+    SELECT k, p, n, t, t
+    FROM UNNEST($37::text[], $38::text[], $39::bigint[], $40::bigint[])
+         WITH ORDINALITY AS x(k, p, n, t, o)
+    ORDER BY o
+    RETURNING 1),
+ c AS (
+    UPDATE seq_counter SET value = value + $27
+    WHERE (SELECT COUNT(*) FROM d) + (SELECT COUNT(*) FROM j) >= 0
+    RETURNING value - $27 AS base),
+ n AS (
+    INSERT INTO notifications (nid, id, seq, status, sender, content, audience, channels,
+                               actor_uid, recipients, created_at, published_at, expires_at)
+    SELECT n, i, c.base + s, 'published', se, co, a, ch, ac, r, t, t, e
+    FROM c, UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+                   $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[])
+         AS x(n, i, s, se, co, a, ch, ac, r, t, e)),
+ i AS (
+    INSERT INTO inbox (uid, seq, nid, expires_at, category, entity_type, entity_id)
+    SELECT u, c.base + s, n, e, ca, et, ei
+    FROM c, UNNEST($12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[],
+                   $16::text[], $17::text[], $18::text[]) AS x(u, s, n, e, ca, et, ei)),
+ b AS (
+    INSERT INTO broadcasts (gid, seq, nid, actor_uid, expires_at, category, entity_type, entity_id)
+    SELECT g, c.base + s, n, ac, e, ca, et, ei
+    FROM c, UNNEST($19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[],
+                   $23::bigint[], $24::text[], $25::text[], $26::text[])
+         AS x(g, s, n, ac, e, ca, et, ei))
+SELECT base FROM c";
 
 /// The delivery log lines of a bulk write, a column each.
 #[derive(Default)]
