@@ -284,6 +284,7 @@ fn pg_options(storage: &Storage, url: &str) -> PgOptions {
     let mut options = PgOptions::new(url);
     options.migrate = storage.migrate;
     options.pool_size = storage.pg_pool_size;
+    options.resolvers = storage.pg_resolvers as usize;
     options
 }
 

@@ -37,6 +37,12 @@ pub struct StorageArgs {
     #[arg(long, env = "BELFRY_PG_POOL_SIZE", value_name = "N")]
     pub pg_pool_size: Option<u32>,
 
+    /// Pooled connections that resolve sends' audiences at once; each takes
+    /// every send waiting, so one makes the biggest groups. More help only
+    /// where round trips to PostgreSQL are long [default: 1]
+    #[arg(long, env = "BELFRY_PG_RESOLVERS", value_name = "N")]
+    pub pg_resolvers: Option<u32>,
+
     /// SQLite: once the write-ahead log holds this many MiB, the writer
     /// restarts it (and truncates the file back to this size) [default: 16]
     #[arg(long, env = "BELFRY_SQLITE_WAL_LIMIT_MB", value_name = "MIB")]
@@ -332,6 +338,7 @@ struct FileSettings {
     data_dir: Option<PathBuf>,
     database_url: Option<SecretString>,
     pg_pool_size: Option<u32>,
+    pg_resolvers: Option<u32>,
     sqlite_wal_limit_mb: Option<u64>,
     sqlite_commit_interval_ms: Option<u64>,
     sqlite_checkpoint_interval_ms: Option<u64>,
@@ -467,6 +474,7 @@ pub struct Storage {
     /// Apply migrations when opening (PostgreSQL; SQLite always does).
     pub migrate: bool,
     pub pg_pool_size: u32,
+    pub pg_resolvers: u32,
 }
 
 fn resolve_database(data_dir: &Path, url: Option<&str>) -> anyhow::Result<Database> {
@@ -516,6 +524,13 @@ impl StorageArgs {
         if !(2..=1000).contains(&pg_pool_size) {
             bail!("--pg-pool-size {pg_pool_size}: give 2 to 1000");
         }
+        let pg_resolvers = self.pg_resolvers.or(file.pg_resolvers).unwrap_or(1);
+        if pg_resolvers < 1 || pg_resolvers > pg_pool_size / 2 {
+            bail!(
+                "--pg-resolvers {pg_resolvers}: give 1 to half of --pg-pool-size ({})",
+                pg_pool_size / 2
+            );
+        }
         let sqlite_wal_limit_mb = self
             .sqlite_wal_limit_mb
             .or(file.sqlite_wal_limit_mb)
@@ -549,6 +564,7 @@ impl StorageArgs {
             sqlite_checkpoint_interval_ms,
             migrate: !no_migrate,
             pg_pool_size,
+            pg_resolvers,
         })
     }
 }
@@ -980,6 +996,7 @@ mod tests {
                 data_dir: None,
                 database_url: None,
                 pg_pool_size: None,
+                pg_resolvers: None,
                 sqlite_wal_limit_mb: None,
                 sqlite_commit_interval_ms: None,
                 sqlite_checkpoint_interval_ms: None,

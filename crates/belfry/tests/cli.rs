@@ -298,6 +298,8 @@ fn help_documents_every_setting_with_its_default() {
         "--no-migrate",
         "BELFRY_NO_MIGRATE",
         "--pg-pool-size",
+        "--pg-resolvers",
+        "BELFRY_PG_RESOLVERS",
     ] {
         assert!(
             help.contains(needle),
@@ -320,6 +322,23 @@ fn migrate_and_bad_settings() {
         "{}",
         stderr(&out)
     );
+
+    // Resolvers take pooled connections: at most half the pool.
+    for (pool, resolvers) in [("16", "9"), ("4", "0")] {
+        let out = run(belfry(dir.path()).args([
+            "serve",
+            "--pg-pool-size",
+            pool,
+            "--pg-resolvers",
+            resolvers,
+        ]));
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains(&format!("--pg-resolvers {resolvers}: give 1 to half")),
+            "{}",
+            stderr(&out)
+        );
+    }
 
     let config = dir.path().join("belfry.toml");
     std::fs::write(&config, "listen = 5").unwrap();

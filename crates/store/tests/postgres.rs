@@ -44,6 +44,8 @@ impl Db {
         let mut o = PgOptions::new(self.url.clone());
         o.schema = Some(self.schema.clone());
         o.pool_size = 8;
+        // Two resolvers (one is the default): groups resolved side by side.
+        o.resolvers = 2;
         o
     }
 

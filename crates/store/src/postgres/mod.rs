@@ -136,6 +136,12 @@ pub struct PgOptions {
     pub url: String,
     /// Connections in the pool (the writer takes one of them while it commits).
     pub pool_size: u32,
+    /// Phase 1 of publishing (resolving audiences) on this many pooled
+    /// connections at once, at most. Each takes every request waiting when
+    /// it starts, so fewer of them make bigger groups and fewer statements
+    /// per send (measured in docs/benchmarks.md, "Resolvers"); more help
+    /// only where round trips to the database are long.
+    pub resolvers: usize,
     /// Apply missing migrations when opening. Without it, opening a
     /// database whose schema is behind this version fails.
     pub migrate: bool,
@@ -159,6 +165,7 @@ impl PgOptions {
         Self {
             url: url.into(),
             pool_size: 16,
+            resolvers: 1,
             migrate: true,
             schema: None,
             acquire_timeout: std::time::Duration::from_secs(5),
@@ -426,7 +433,10 @@ impl PgStore {
         let (resolver, rx) = mpsc::channel(options.write_queue.max(1));
         // A quarter of the pool at most (the writer holds one; reads and
         // workers need the rest), at most four.
-        let resolvers = (options.pool_size as usize / 4).clamp(1, 4);
+        // At most half the pool: reads and the writer need the rest.
+        let resolvers = options
+            .resolvers
+            .clamp(1, (options.pool_size as usize / 2).max(1));
         let resolver_task = tokio::spawn(publish::resolver_loop(
             shared.clone(),
             rx,
