@@ -431,9 +431,8 @@ impl PgStore {
         let (writer, rx) = mpsc::channel(options.write_queue.max(1));
         let writer_task = tokio::spawn(publish::writer_loop(shared.clone(), rx));
         let (resolver, rx) = mpsc::channel(options.write_queue.max(1));
-        // A quarter of the pool at most (the writer holds one; reads and
-        // workers need the rest), at most four.
-        // At most half the pool: reads and the writer need the rest.
+        // At most half the pool: the writer holds one, and reads and the
+        // delivery workers need the rest.
         let resolvers = options
             .resolvers
             .clamp(1, (options.pool_size as usize / 2).max(1));
