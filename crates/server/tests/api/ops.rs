@@ -192,3 +192,44 @@ async fn data_survives_a_restart() {
     assert_eq!(r["seq"].as_i64().unwrap(), last_seq + 1);
     assert_eq!(app.counts(&t).await, (2, 2));
 }
+
+/// The value of an unlabelled counter in the metrics text (0 before its
+/// first increment).
+fn counter_value(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Every frame queued on a stream is counted in
+/// `belfry_stream_events_sent_total`, which the hub adds once per commit
+/// for all the frames it queued: a direct send to one user with two
+/// connections, then a broadcast to two users with three. Tests running
+/// alongside may add to the counter (it is the process's), never take away.
+#[tokio::test]
+async fn frames_queued_on_streams_are_counted() {
+    const NAME: &str = "belfry_stream_events_sent_total";
+    let app = spawn_app().await;
+    app.users(&["mc-ana", "mc-bo"]).await;
+    let ana = app.token("mc-ana").await;
+    let mut a1 = app.ws(&ana, None).await;
+    let mut a2 = app.ws(&ana, None).await;
+    let mut b1 = app.ws(&app.token("mc-bo").await, None).await;
+    for s in [&mut a1, &mut a2, &mut b1] {
+        s.next_of("counts").await;
+    }
+    let before = counter_value(&metrics_text(&app).await, NAME);
+    app.notify("mc-ana", "direct").await;
+    for s in [&mut a1, &mut a2] {
+        assert_eq!(s.next_of("notification").await["data"]["title"], "direct");
+    }
+    app.send_ok(json!({"to": {"all": true}, "title": "everyone"}))
+        .await;
+    for s in [&mut a1, &mut a2, &mut b1] {
+        assert_eq!(s.next_of("notification").await["data"]["title"], "everyone");
+    }
+    // Each notification frame, and a counts frame behind it on each
+    // connection that does not derive its counts (these do not ask to).
+    let after = counter_value(&metrics_text(&app).await, NAME);
+    assert!(after >= before + 10, "{before} → {after}");
+}
