@@ -91,7 +91,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
-/// An optional JSON body: absent, empty or `null` means `T::default()`.
+/// An optional JSON body: absent (no bytes) or `null` means
+/// `T::default()`. Anything else must be JSON: a body of only white space
+/// is not (it is refused as invalid JSON, as any other text would be).
 pub struct OptionalJson<T>(pub T);
 
 impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
@@ -99,8 +101,13 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let bytes = read_body(req, state.config.body_limit).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
+        if bytes.is_empty() || bytes.trim_ascii() == b"null" {
             return Ok(OptionalJson(T::default()));
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::BadJson(
+                "the body holds only white space; send a JSON object, or no body at all".into(),
+            ));
         }
         parse_json(&bytes).map(OptionalJson)
     }

@@ -233,3 +233,39 @@ async fn frames_queued_on_streams_are_counted() {
     let after = counter_value(&metrics_text(&app).await, NAME);
     assert!(after >= before + 10, "{before} → {after}");
 }
+
+/// An optional body (here a category's) may be left out or be `null`; when
+/// one is sent it must be JSON: white space alone is refused, not taken
+/// for no body (schemathesis sent a lone tab and got 200).
+#[tokio::test]
+async fn an_optional_body_is_absent_null_or_json_never_white_space() {
+    let app = spawn_app().await;
+    let put = |id: &str, body: &'static str| {
+        app.client
+            .put(app.url(&format!("/v1/categories/{id}")))
+            .bearer_auth(&app.admin_key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    for (id, body) in [
+        ("opt-empty", ""),
+        ("opt-null", "null"),
+        ("opt-null-2", " null\n"),
+    ] {
+        let r = put(id, body).await.unwrap();
+        assert!(r.status().is_success(), "{body:?}: {}", r.status());
+    }
+    for body in ["\t", " ", "\r\n", "{", "nul"] {
+        let p = assert_problem(
+            put("opt-bad", body).await.unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        )
+        .await;
+        assert!(p["detail"].as_str().unwrap().contains("JSON"), "{p}");
+    }
+    // Nothing was stored by the refused ones.
+    let r = app.admin(Method::GET, "/v1/categories/opt-bad", None).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
