@@ -587,3 +587,59 @@ async fn access_revocations_are_shared_and_forgotten_after_a_year() {
     assert!(a.access_revoked(&token("t9", 0)).await.unwrap());
     db.drop_schema(&[a, b]).await;
 }
+
+/// A node's writer draws notification ids from their sequence in blocks and
+/// serves the next batches from its block (one query fewer per batch); a
+/// block older than a second is let go, so ids follow creation closely
+/// enough for retention and the console, which walk them in order.
+#[tokio::test]
+async fn notification_ids_come_from_a_block_drawn_ahead_and_let_go_when_old() {
+    let Some(db) = Db::new() else { return };
+    let a = db.node().await;
+    let b = db.node().await;
+    user(&a, "ana").await;
+    let nid = |store: Arc<PgStore>, title: &'static str| async move {
+        let r = store
+            .send(ctx("key_one"), vec![note(&["ana"], title, None)])
+            .await
+            .unwrap()
+            .remove(0);
+        sqlx::query_scalar::<_, i64>("SELECT nid FROM notifications WHERE id = $1")
+            .bind(r.id.as_str())
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    };
+    let drawn = |store: Arc<PgStore>| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT last_value FROM pg_sequences
+             WHERE format('%s.%s', schemaname, sequencename) = pg_get_serial_sequence('notifications', 'nid')",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+    };
+    let first = nid(a.clone(), "first").await;
+    let after_first = drawn(a.clone()).await;
+    assert!(
+        after_first >= first + 100,
+        "a block was drawn: {first} .. {after_first}"
+    );
+    // The next sends of the node take the following ids, drawing nothing.
+    let second = nid(a.clone(), "second").await;
+    let third = nid(a.clone(), "third").await;
+    assert_eq!((second, third), (first + 1, first + 2));
+    assert_eq!(drawn(a.clone()).await, after_first);
+    // Another node draws a block of its own.
+    let other = nid(b.clone(), "other").await;
+    assert!(other > after_first, "{other} after {after_first}");
+    // A second later the rest of a's block is too old: a new one is drawn.
+    let before_wait = drawn(a.clone()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let late = nid(a.clone(), "late").await;
+    assert!(
+        late > before_wait,
+        "{late} from a block drawn after {before_wait}"
+    );
+    db.drop_schema(&[a, b]).await;
+}

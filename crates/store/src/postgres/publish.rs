@@ -3,7 +3,8 @@
 //! A send is handled in two phases:
 //!
 //! 1. **Resolve**, by the resolver ([`resolver_loop`]) on pooled
-//!    connections (up to four groups at once; no transaction, no lock):
+//!    connections (`--pg-resolvers`, one by default; no transaction, no
+//!    lock):
 //!    idempotency look-ups, users, groups, subscribers, addresses,
 //!    preferences, push, mobile and chat targets. Every request waiting
 //!    when a connection is free joins one group, whose audiences are looked
@@ -14,8 +15,9 @@
 //!    (up to `MAX_BATCH`) into one transaction.
 //!
 //! The *bulk path* ([`run_bulk`]) writes sends published now: the
-//! notification ids first (`nextval` of the identity, outside any
-//! transaction), then one statement ([`BULK`]) that writes every delivery
+//! notification ids first (from the writer's [`NidReserve`], drawn ahead
+//! from the identity's sequence outside any transaction), then one
+//! statement ([`BULK`]) that writes every delivery
 //! log line and job of the batch, moves the counter on by the batch's size
 //! (taking its row lock) and writes the rows that carry a seq —
 //! notifications, inbox entries, broadcasts — numbered from its old value.
@@ -56,7 +58,7 @@ use belfry_core::{EmailAddress, GroupId, Millis, NewNotification, UserId};
 use sqlx::{Connection as _, PgConnection};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// How many requests the writer commits together at most.
@@ -173,6 +175,7 @@ pub(crate) async fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Pend
     // The writer keeps its connection (it does not queue for the pool
     // behind the requests it serves); a new one after a failure.
     let mut conn = None;
+    let mut nids = NidReserve::default();
     while let Some(op) = rx.recv().await {
         ops.push(op);
         while ops.len() < MAX_BATCH {
@@ -181,18 +184,19 @@ pub(crate) async fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Pend
                 Err(_) => break,
             }
         }
-        run_batch(&shared, &mut conn, std::mem::take(&mut ops)).await;
+        run_batch(&shared, &mut conn, &mut nids, std::mem::take(&mut ops)).await;
     }
 }
 
 async fn run_batch(
     shared: &Shared,
     held: &mut Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+    nids: &mut NidReserve,
     pending: Vec<Pending>,
 ) {
     let (bulk, serial): (Vec<Pending>, Vec<Pending>) = pending.into_iter().partition(bulk_eligible);
     if !bulk.is_empty() {
-        run_bulk(shared, held, bulk).await;
+        run_bulk(shared, held, nids, bulk).await;
     }
     if !serial.is_empty() {
         run_serial(shared, held, serial).await;
@@ -1378,12 +1382,13 @@ enum BulkOutcome {
 async fn run_bulk(
     shared: &Shared,
     held: &mut Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+    nids: &mut NidReserve,
     mut pending: Vec<Pending>,
 ) {
     let Some(mut conn) = writer_conn(shared, held, &mut pending).await else {
         return;
     };
-    match apply_bulk(&mut conn, &pending).await {
+    match apply_bulk(&mut conn, nids, &pending).await {
         BulkOutcome::Committed { receipts, state } => {
             shared.committed(state.last_seq);
             if state.jobs_added {
@@ -1426,7 +1431,11 @@ struct Planned<'a> {
 /// counter's row lock (moving it on by the batch) and writes the rows that
 /// carry a seq (notifications, inbox entries, broadcasts); under the lock
 /// still, the idempotency keys (if any) and the commit.
-async fn apply_bulk(conn: &mut PgConnection, pending: &[Pending]) -> BulkOutcome {
+async fn apply_bulk(
+    conn: &mut PgConnection,
+    nids: &mut NidReserve,
+    pending: &[Pending],
+) -> BulkOutcome {
     let mut planned = Vec::new();
     for (send, p) in pending.iter().enumerate() {
         let Pending::Send {
@@ -1444,7 +1453,7 @@ async fn apply_bulk(conn: &mut PgConnection, pending: &[Pending]) -> BulkOutcome
             }
         }
     }
-    let state = match bulk_write(conn, &mut planned).await {
+    let state = match bulk_write(conn, nids, &mut planned).await {
         Ok(state) => state,
         Err(e) => {
             // A refused statement leaves the connection usable (ROLLBACK
@@ -1495,11 +1504,60 @@ async fn apply_bulk(conn: &mut PgConnection, pending: &[Pending]) -> BulkOutcome
     }
 }
 
+/// How many notification ids the writer draws at least when it draws.
+const NID_BLOCK: usize = 256;
+
+/// How long drawn ids are kept for later batches. Ids are drawn before the
+/// batches that use them, so they follow the order of creation only
+/// roughly; retention walks notifications by id and stops at the first one
+/// too young, and the console lists them by id. Kept for at most a second,
+/// ids are out of order by at most that across nodes, as drawing per batch
+/// already made them by a batch's time.
+const NID_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The writer's notification ids, drawn ahead from the identity's sequence
+/// in blocks (one query serves many small batches, where each used to draw
+/// its own: one statement and one round trip fewer per batch). Ids of a
+/// batch that fails are not given back, as with any sequence.
+#[derive(Default)]
+struct NidReserve {
+    ids: std::collections::VecDeque<i64>,
+    drawn_at: Option<Instant>,
+}
+
+impl NidReserve {
+    /// How many ids to draw before taking `n` at `now`, if any; the ids
+    /// left are let go when too old or too few.
+    fn draw_before_taking(&mut self, n: usize, now: Instant) -> Option<usize> {
+        let fresh = self
+            .drawn_at
+            .is_some_and(|at| now.duration_since(at) < NID_MAX_AGE);
+        if fresh && self.ids.len() >= n {
+            return None;
+        }
+        self.ids.clear();
+        Some(n.max(NID_BLOCK))
+    }
+
+    /// Keeps ids drawn at `now`.
+    fn fill(&mut self, ids: Vec<i64>, now: Instant) {
+        self.ids.extend(ids);
+        self.drawn_at = Some(now);
+    }
+
+    /// The next `n` ids (all of them after [`Self::draw_before_taking`] and
+    /// [`Self::fill`]).
+    fn take(&mut self, n: usize) -> Vec<i64> {
+        self.ids.drain(..n.min(self.ids.len())).collect()
+    }
+}
+
 /// The statements of [`apply_bulk`]. The outer error: nothing was
 /// committed (roll back); the inner one: the commit failed.
 ///
-/// The nids come first, from their sequence (outside any transaction: a
-/// sequence hands numbers out whatever happens to the transaction). Then
+/// The nids come first, from the writer's reserve, drawn from their
+/// sequence when it runs short or old (outside any transaction: a sequence
+/// hands numbers out whatever happens to the transaction). Then
 /// everything but the idempotency keys is one statement ([`BULK`]). A
 /// batch without keys runs it on its own, outside an explicit transaction:
 /// PostgreSQL commits it when it ends, so the counter's row lock is held
@@ -1508,19 +1566,25 @@ async fn apply_bulk(conn: &mut PgConnection, pending: &[Pending]) -> BulkOutcome
 /// transaction, then stores the keys under the lock and commits.
 async fn bulk_write(
     conn: &mut PgConnection,
+    reserve: &mut NidReserve,
     planned: &mut [Planned<'_>],
 ) -> std::result::Result<std::result::Result<TxState, StoreError>, StoreError> {
     let keyed = planned.iter().any(|pl| pl.plan.n.idempotency_key.is_some());
-    let nids: Vec<i64> = sqlx::query_scalar(
-        "SELECT nextval(pg_get_serial_sequence('notifications', 'nid'))
-         FROM generate_series(1, $1)",
-    )
-    .bind(planned.len() as i64)
-    .fetch_all(&mut *conn)
-    .await?;
-    if nids.len() != planned.len() {
-        return Err(StoreError::backend("nextval gave too few notification ids"));
+    let now = Instant::now();
+    if let Some(more) = reserve.draw_before_taking(planned.len(), now) {
+        let drawn: Vec<i64> = sqlx::query_scalar(
+            "SELECT nextval(pg_get_serial_sequence('notifications', 'nid'))
+             FROM generate_series(1, $1)",
+        )
+        .bind(more as i64)
+        .fetch_all(&mut *conn)
+        .await?;
+        if drawn.len() != more {
+            return Err(StoreError::backend("nextval gave too few notification ids"));
+        }
+        reserve.fill(drawn, now);
     }
+    let nids = reserve.take(planned.len());
     if keyed {
         sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
     }
@@ -1820,5 +1884,46 @@ impl<'a> SeqColumns<'a> {
             self.b_actors.push(p.actor_uid);
             self.b.push(p.seq, nid, p);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nid_reserve_draws_a_block_serves_batches_from_it_and_lets_old_ids_go() {
+        let start = Instant::now();
+        let mut r = NidReserve::default();
+        // Empty: a block, however small the batch.
+        assert_eq!(r.draw_before_taking(3, start), Some(NID_BLOCK));
+        r.fill((1..=NID_BLOCK as i64).collect(), start);
+        assert_eq!(r.take(3), vec![1, 2, 3]);
+        // The next batches come from it, in order, without drawing.
+        let later = start + Duration::from_millis(10);
+        assert_eq!(r.draw_before_taking(2, later), None);
+        assert_eq!(r.take(2), vec![4, 5]);
+        // Too few left: they go, and what the batch needs (at least a block) is drawn.
+        let left = NID_BLOCK - 5;
+        assert_eq!(r.draw_before_taking(left + 1, later), Some(NID_BLOCK));
+        assert!(r.ids.is_empty());
+        r.fill((1000..1000 + NID_BLOCK as i64).collect(), later);
+        assert_eq!(
+            r.draw_before_taking(2 * NID_BLOCK, later),
+            Some(2 * NID_BLOCK)
+        );
+        r.fill((5000..5000 + 2 * NID_BLOCK as i64).collect(), later);
+        assert_eq!(r.take(2 * NID_BLOCK).len(), 2 * NID_BLOCK);
+        // Old ids are not used: drawn ids follow creation within NID_MAX_AGE.
+        r.fill(vec![9000, 9001], later);
+        assert_eq!(
+            r.draw_before_taking(1, later + NID_MAX_AGE - Duration::from_millis(1)),
+            None
+        );
+        assert_eq!(
+            r.draw_before_taking(1, later + NID_MAX_AGE),
+            Some(NID_BLOCK)
+        );
+        assert!(r.ids.is_empty());
     }
 }
