@@ -707,22 +707,26 @@ fn writer_loop(
         // looked at before answering, so that a caller who writes again as
         // soon as it has its answer does not count.
         busy = !rx.is_empty();
-        for op in batch.drain(..) {
-            op.finish(outcome.clone());
-        }
         // The database refused the whole batch (locked past the busy
         // timeout, full): what is queued behind it would wait as long and
         // fail the same way, so the requests among it are answered now.
         // Each caller waits at most about one busy timeout, not one per
-        // batch ahead of it. The engine's writes stay queued.
-        if let Err(e @ StoreError::Unavailable { .. }) = &outcome {
+        // batch ahead of it. The engine's writes stay queued. Taken from
+        // the queue before the batch is answered: a caller who writes
+        // again as soon as it has its answer (the database may be free by
+        // then) is not answered with this batch's error.
+        let mut shed = Vec::new();
+        if let Err(StoreError::Unavailable { .. }) = &outcome {
             while let Ok(op) = rx.try_recv() {
                 if op.sheddable() {
-                    op.finish(Err(e.clone()));
+                    shed.push(op);
                 } else {
                     carried.push(op);
                 }
             }
+        }
+        for op in batch.drain(..).chain(shed) {
+            op.finish(outcome.clone());
         }
         // Callers have their answers; now the log may be restarted.
         w.wal.after_commit(&w.conn, busy_timeout);
