@@ -55,7 +55,7 @@ pub async fn read_body(req: Request, limit: usize) -> Result<bytes::Bytes, ApiEr
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadJson(
-            "the body is empty; send a JSON object".into(),
+            "the body is empty or only white space; send a JSON object".into(),
         ));
     }
     // Every body is an object; serde would also fill a struct from an array.
@@ -103,11 +103,6 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
         let bytes = read_body(req, state.config.body_limit).await?;
         if bytes.is_empty() || bytes.trim_ascii() == b"null" {
             return Ok(OptionalJson(T::default()));
-        }
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::BadJson(
-                "the body holds only white space; send a JSON object, or no body at all".into(),
-            ));
         }
         parse_json(&bytes).map(OptionalJson)
     }
