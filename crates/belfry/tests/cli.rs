@@ -567,7 +567,7 @@ async fn postgres_migrate_keys_tokens_and_serve() {
     let out = run(belfry(dir.path()).args(["migrate", "--database", &db]));
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("15 PostgreSQL migration(s) applied"),
+        stderr(&out).contains("16 PostgreSQL migration(s) applied"),
         "{}",
         stderr(&out)
     );

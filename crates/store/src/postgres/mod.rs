@@ -24,6 +24,7 @@ mod admin;
 mod answer;
 mod chat;
 mod documents;
+mod durable;
 mod jobs;
 mod mailbox;
 mod mobile;
@@ -124,6 +125,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (13, include_str!("migrations/0013_sources.sql")),
     (14, include_str!("migrations/0014_admin_console.sql")),
     (15, include_str!("migrations/0015_inbox_counts.sql")),
+    (16, include_str!("migrations/0016_seq_guard.sql")),
 ];
 
 /// Commits buffered in the event channel before a slow consumer lags.
@@ -388,6 +390,16 @@ impl Shared {
     }
 }
 
+impl durable::Publish for Arc<Shared> {
+    fn durable(&self, last_seq: i64, jobs_added: bool, events: Vec<StoreEvent>) {
+        self.committed(last_seq);
+        if jobs_added {
+            self.jobs_wakeup.notify_one();
+        }
+        self.emit(events);
+    }
+}
+
 /// The PostgreSQL store. Cheap to share behind an `Arc`.
 pub struct PgStore {
     shared: Arc<Shared>,
@@ -411,7 +423,7 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.pool_size.max(2))
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await?;
         if !options.migrate {
             check_migrated(&pool).await?;
@@ -428,8 +440,15 @@ impl PgStore {
             webhooks: Default::default(),
             fold_counts_after: options.fold_counts_after,
         });
+        // The writer's commits wait here for their WAL flush (`durable`).
+        let (durable, rx) = mpsc::channel(64);
+        let durable_task = tokio::spawn(durable::durable_loop(
+            rx,
+            durable::PgBarrier::new(connect, options.acquire_timeout),
+            shared.clone(),
+        ));
         let (writer, rx) = mpsc::channel(options.write_queue.max(1));
-        let writer_task = tokio::spawn(publish::writer_loop(shared.clone(), rx));
+        let writer_task = tokio::spawn(publish::writer_loop(shared.clone(), rx, durable.clone()));
         let (resolver, rx) = mpsc::channel(options.write_queue.max(1));
         // At most half the pool: the writer holds one, and reads and the
         // delivery workers need the rest.
@@ -440,12 +459,13 @@ impl PgStore {
             shared.clone(),
             rx,
             writer,
+            durable,
             resolvers,
         ));
         Ok(PgStore {
             shared,
             resolver,
-            tasks: Mutex::new(vec![resolver_task, writer_task]),
+            tasks: Mutex::new(vec![resolver_task, writer_task, durable_task]),
         })
     }
 

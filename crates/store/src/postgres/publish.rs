@@ -42,6 +42,7 @@
 //! on one key agree (the second answers the first's receipt).
 
 use super::Shared;
+use super::durable::{Committed, SEQ_JUMP, hand_on};
 use super::jobs::{add_job, add_jobs, log_many};
 use super::write;
 use crate::plan::send::{
@@ -128,8 +129,9 @@ pub(crate) enum Pending {
     },
 }
 
-/// A written request, answered once the transaction committed (or not).
-enum Written {
+/// A written request, answered once the transaction committed and its WAL
+/// was flushed (`durable`), or failed.
+pub(crate) enum Written {
     Send(
         oneshot::Sender<Result<Vec<SendReceipt>>>,
         Result<Vec<SendReceipt>>,
@@ -138,7 +140,7 @@ enum Written {
 }
 
 impl Written {
-    fn finish(self, commit: &std::result::Result<(), StoreError>) {
+    pub(crate) fn finish(self, commit: &std::result::Result<(), StoreError>) {
         fn pick<T>(own: Result<T>, commit: &std::result::Result<(), StoreError>) -> Result<T> {
             match (own, commit) {
                 (Ok(v), Ok(())) => Ok(v),
@@ -169,8 +171,14 @@ fn fail_pending(p: Pending, e: StoreError) {
     }
 }
 
-/// The writer: runs until the store (the channel's sender) is gone.
-pub(crate) async fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Pending>) {
+/// The writer: runs until the store (the channel's sender) is gone. Its
+/// commits go to `durable` ([`super::durable::durable_loop`]), which answers
+/// and publishes them once they are flushed.
+pub(crate) async fn writer_loop(
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<Pending>,
+    durable: mpsc::Sender<Committed>,
+) {
     let mut ops = Vec::with_capacity(MAX_BATCH);
     // The writer keeps its connection (it does not queue for the pool
     // behind the requests it serves); a new one after a failure.
@@ -184,44 +192,75 @@ pub(crate) async fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Pend
                 Err(_) => break,
             }
         }
-        run_batch(&shared, &mut conn, &mut nids, std::mem::take(&mut ops)).await;
+        let w = Writer {
+            shared: &shared,
+            durable: &durable,
+        };
+        w.run_batch(&mut conn, &mut nids, std::mem::take(&mut ops))
+            .await;
     }
 }
 
-async fn run_batch(
-    shared: &Shared,
-    held: &mut Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
-    nids: &mut NidReserve,
-    pending: Vec<Pending>,
-) {
-    let (bulk, serial): (Vec<Pending>, Vec<Pending>) = pending.into_iter().partition(bulk_eligible);
-    if !bulk.is_empty() {
-        run_bulk(shared, held, nids, bulk).await;
+/// What the writer's paths share: the store, and where commits go.
+struct Writer<'a> {
+    shared: &'a Shared,
+    durable: &'a mpsc::Sender<Committed>,
+}
+
+impl Writer<'_> {
+    async fn run_batch(
+        &self,
+        held: &mut Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+        nids: &mut NidReserve,
+        pending: Vec<Pending>,
+    ) {
+        let (bulk, serial): (Vec<Pending>, Vec<Pending>) =
+            pending.into_iter().partition(bulk_eligible);
+        if !bulk.is_empty() {
+            run_bulk(self, held, nids, bulk).await;
+        }
+        if !serial.is_empty() {
+            run_serial(self, held, serial).await;
+        }
     }
-    if !serial.is_empty() {
-        run_serial(shared, held, serial).await;
+
+    async fn committed(&self, c: Committed) {
+        hand_on(self.durable, c).await;
     }
 }
 
 /// The writer's connection: the one it holds, or a new one from the pool
 /// (None: the pool failed, and every request was answered with its error).
+/// A new one commits without waiting for the flush (`durable`), and is
+/// closed when the writer lets go of it, never given back to the pool,
+/// where that setting would follow it.
 async fn writer_conn(
-    shared: &Shared,
+    w: &Writer<'_>,
     held: &mut Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
     pending: &mut Vec<Pending>,
 ) -> Option<sqlx::pool::PoolConnection<sqlx::Postgres>> {
-    match held.take() {
-        Some(c) => Some(c),
-        None => match shared.pool.acquire().await {
-            Ok(c) => Some(c),
-            Err(e) => {
-                let e = StoreError::from(e);
-                for p in pending.drain(..) {
-                    fail_pending(p, e.clone());
-                }
-                None
+    if let Some(c) = held.take() {
+        return Some(c);
+    }
+    let conn = match w.shared.pool.acquire().await {
+        Ok(mut c) => {
+            c.close_on_drop();
+            sqlx::raw_sql("SET synchronous_commit = off")
+                .execute(&mut *c)
+                .await
+                .map(|_| c)
+        }
+        Err(e) => Err(e),
+    };
+    match conn {
+        Ok(c) => Some(c),
+        Err(e) => {
+            let e = StoreError::from(e);
+            for p in pending.drain(..) {
+                fail_pending(p, e.clone());
             }
-        },
+            None
+        }
     }
 }
 
@@ -230,11 +269,11 @@ async fn writer_conn(
 /// write (scheduling, scheduled sends becoming due, stacks, contacts, the
 /// actor's subscription), and for a batch the bulk path gave back.
 async fn run_serial(
-    shared: &Shared,
+    w: &Writer<'_>,
     held: &mut Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
     mut pending: Vec<Pending>,
 ) {
-    let Some(mut conn) = writer_conn(shared, held, &mut pending).await else {
+    let Some(mut conn) = writer_conn(w, held, &mut pending).await else {
         return;
     };
     let mut written = Vec::with_capacity(pending.len());
@@ -242,17 +281,19 @@ async fn run_serial(
     let outcome = apply_all(&mut conn, pending, &mut written, &mut state).await;
     match (&outcome, state) {
         (Ok(()), Some(st)) => {
-            shared.committed(st.last_seq);
-            if st.jobs_added {
-                shared.jobs_wakeup.notify_one();
-            }
-            shared.emit(st.events);
             *held = Some(conn);
+            w.committed(Committed {
+                last_seq: st.last_seq,
+                jobs_added: st.jobs_added,
+                events: st.events,
+                answers: written,
+            })
+            .await;
+            return;
         }
         (Err(e), _) => {
             tracing::error!(error = %e, "the PostgreSQL writer's transaction failed");
-            // Whatever state the connection is in, it does not go back to the pool.
-            conn.close_on_drop();
+            // Whatever state it is in, the connection is closed (dropped).
         }
         _ => {}
     }
@@ -281,7 +322,10 @@ async fn apply_all(
         }
     };
     // As late as possible: everything before this ran without the lock.
-    let base: i64 = match sqlx::query_scalar("SELECT value FROM seq_counter FOR UPDATE")
+    // After a crash of the database (`seq_guard` empty) the seqs start
+    // past any it may have lost (`durable`).
+    let (stored, base): (i64, i64) = match sqlx::query_as(SERIAL_LOCK)
+        .bind(SEQ_JUMP)
         .fetch_one(&mut *tx)
         .await
     {
@@ -341,7 +385,7 @@ async fn apply_all(
             }
         }
     }
-    if st.last_seq != base {
+    if st.last_seq != stored {
         sqlx::query("UPDATE seq_counter SET value = $1")
             .bind(st.last_seq)
             .execute(&mut *tx)
@@ -365,6 +409,7 @@ pub(crate) async fn resolver_loop(
     shared: Arc<Shared>,
     mut rx: mpsc::Receiver<WriteOp>,
     writer: mpsc::Sender<Pending>,
+    durable: mpsc::Sender<Committed>,
     resolvers: usize,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(resolvers.max(1)));
@@ -380,7 +425,7 @@ pub(crate) async fn resolver_loop(
                 Err(_) => break,
             }
         }
-        let (shared, writer) = (shared.clone(), writer.clone());
+        let (shared, writer, durable) = (shared.clone(), writer.clone(), durable.clone());
         tokio::spawn(async move {
             let pending = match shared.pool.acquire().await {
                 Ok(mut c) => prepare_many(&mut c, ops).await,
@@ -396,11 +441,44 @@ pub(crate) async fn resolver_loop(
             // make this wait (and the requests behind it shed).
             drop(permit);
             for p in pending {
-                if let Err(mpsc::error::SendError(p)) = writer.send(p).await {
-                    fail_pending(p, StoreError::Closed);
+                match replays_only(p) {
+                    Ok(c) => hand_on(&durable, c).await,
+                    Err(p) => {
+                        if let Err(mpsc::error::SendError(p)) = writer.send(p).await {
+                            fail_pending(p, StoreError::Closed);
+                        }
+                    }
                 }
             }
         });
+    }
+}
+
+/// A request whose every send repeats an idempotency key writes nothing:
+/// it is answered with the first receipts, but only once the database is
+/// durable past them. The first send's commit may be another node's, visible
+/// and not yet flushed (`durable`): answered before the flush, a crash could
+/// lose what the receipt names.
+fn replays_only(p: Pending) -> std::result::Result<Committed, Pending> {
+    match p {
+        Pending::Send { items, reply, .. }
+            if items.iter().all(|i| matches!(i, Item::Replayed(_))) =>
+        {
+            let receipts = items
+                .into_iter()
+                .filter_map(|i| match i {
+                    Item::Replayed(r) => Some(r),
+                    _ => None,
+                })
+                .collect();
+            Ok(Committed {
+                last_seq: 0,
+                jobs_added: false,
+                events: Vec::new(),
+                answers: vec![Written::Send(reply, Ok(receipts))],
+            })
+        }
+        other => Err(other),
     }
 }
 
@@ -521,15 +599,6 @@ pub(crate) async fn prepare_many(c: &mut PgConnection, ops: Vec<WriteOp>) -> Vec
         }
         if let Some(error) = failed {
             let _ = s.reply.send(Err(error));
-        } else if items.iter().all(|i| matches!(i, Item::Replayed(_))) {
-            let receipts = items
-                .into_iter()
-                .filter_map(|i| match i {
-                    Item::Replayed(r) => Some(r),
-                    _ => None,
-                })
-                .collect();
-            let _ = s.reply.send(Ok(receipts));
         } else {
             out.push(Pending::Send {
                 ctx: s.ctx,
@@ -1380,37 +1449,40 @@ enum BulkOutcome {
 /// carry a seq and the commit. Falls back to [`run_serial`] when the
 /// database refuses a row.
 async fn run_bulk(
-    shared: &Shared,
+    w: &Writer<'_>,
     held: &mut Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
     nids: &mut NidReserve,
     mut pending: Vec<Pending>,
 ) {
-    let Some(mut conn) = writer_conn(shared, held, &mut pending).await else {
+    let Some(mut conn) = writer_conn(w, held, &mut pending).await else {
         return;
     };
     match apply_bulk(&mut conn, nids, &pending).await {
         BulkOutcome::Committed { receipts, state } => {
-            shared.committed(state.last_seq);
-            if state.jobs_added {
-                shared.jobs_wakeup.notify_one();
-            }
-            shared.emit(state.events);
             *held = Some(conn);
+            let mut answers = Vec::with_capacity(pending.len());
             for (p, r) in pending.into_iter().zip(receipts) {
                 if let Pending::Send { reply, .. } = p {
-                    let _ = reply.send(Ok(r));
+                    answers.push(Written::Send(reply, Ok(r)));
                 }
             }
+            w.committed(Committed {
+                last_seq: state.last_seq,
+                jobs_added: state.jobs_added,
+                events: state.events,
+                answers,
+            })
+            .await;
         }
         BulkOutcome::RolledBack(e) => {
             tracing::debug!(error = %e, "bulk write refused; writing the batch send by send");
             metrics::counter!("belfry_pg_bulk_fallbacks_total").increment(1);
             *held = Some(conn);
-            run_serial(shared, held, pending).await;
+            run_serial(w, held, pending).await;
         }
         BulkOutcome::Failed(e) => {
             tracing::error!(error = %e, "the PostgreSQL writer's transaction failed");
-            conn.close_on_drop();
+            drop(conn);
             for p in pending {
                 fail_pending(p, e.clone());
             }
@@ -1656,6 +1728,7 @@ async fn bulk_write(
         .bind(&job_payloads)
         .bind(&job_nids)
         .bind(&job_times)
+        .bind(SEQ_JUMP)
         .fetch_one(&mut *conn)
         .await;
     drop(rows);
@@ -1734,6 +1807,13 @@ async fn bulk_write(
     })
 }
 
+/// The serial path's lock on the counter: its value, and where this
+/// transaction's seqs start (past [`SEQ_JUMP`] more when `seq_guard` was
+/// empty: the database lost unflushed commits in a crash).
+const SERIAL_LOCK: &str = "
+WITH g AS (INSERT INTO seq_guard (id) VALUES (TRUE) ON CONFLICT DO NOTHING RETURNING 1)
+SELECT value, value + (SELECT COUNT(*) FROM g) * $1 FROM seq_counter FOR UPDATE OF seq_counter";
+
 /// The bulk path's statement. The delivery log lines (`d`) and jobs (`j`)
 /// name their notification by nid, not by seq, and are written first: the
 /// counter's `UPDATE` (`c`) counts their rows in its `WHERE`, so they are
@@ -1757,8 +1837,10 @@ WITH d AS (
          WITH ORDINALITY AS x(k, p, n, t, o)
     ORDER BY o
     RETURNING 1),
+ g AS (
+    INSERT INTO seq_guard (id) VALUES (TRUE) ON CONFLICT DO NOTHING RETURNING 1),
  c AS (
-    UPDATE seq_counter SET value = value + $27
+    UPDATE seq_counter SET value = value + $27 + (SELECT COUNT(*) FROM g) * $41
     WHERE (SELECT COUNT(*) FROM d) + (SELECT COUNT(*) FROM j) >= 0
     RETURNING value - $27 AS base),
  n AS (
