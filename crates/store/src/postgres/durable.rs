@@ -12,6 +12,12 @@
 //! flush. Commits still become visible in seq order (the lock is released
 //! after visibility), so the order the streams rely on is unchanged.
 //!
+//! It does so only under load. While requests come one at a time, the
+//! writer's commits wait for their flush as before (one round trip, no
+//! flush statement after it, and nobody waits for the lock meanwhile);
+//! once they queue behind one another the session switches (`Pace` in
+//! `publish`), and back after eight lone batches in a row.
+//!
 //! Nothing is acknowledged before it is durable. The writer hands each
 //! commit's answers and events to [`durable_loop`] (and phase 1 the
 //! receipts it replays for repeated idempotency keys, whose first send may
@@ -19,7 +25,9 @@
 //! waiting, makes the WAL durable past all of them with one *barrier* (a
 //! transactional logical message committed synchronously on a connection of
 //! its own: its flush covers every record before it, and so every commit
-//! that returned before it was sent), and only then answers the requests,
+//! that returned before it was sent; none is needed when the last commit
+//! waiting waited for its own flush, which covered the writer's commits
+//! before it), and only then answers the requests,
 //! moves the node's last seq on, wakes the delivery workers and publishes
 //! the events. The writer meanwhile writes its next batch, so one node also
 //! overlaps a batch's flush with the next batch's statement, and the flushes
@@ -62,8 +70,25 @@ use tokio::sync::mpsc;
 /// millions of crashes.
 pub(crate) const SEQ_JUMP: i64 = 1_000_000_000;
 
+/// Whether what a [`Committed`] answers is durable already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// A commit that waited for its flush (the writer's requests came one
+    /// at a time). The writer commits one after another, so it made every
+    /// earlier commit of the writer durable too.
+    Flushed,
+    /// A commit that did not wait.
+    Unflushed,
+    /// Nothing written: receipts read from the database (repeated
+    /// idempotency keys), which may name another node's commit, visible and
+    /// not yet flushed. A later commit of this node that waited for its
+    /// flush does not cover it (it may have been flushed before the read).
+    Read,
+}
+
 /// One commit of the writer, waiting to be durable.
 pub(crate) struct Committed {
+    pub durability: Durability,
     /// The highest seq it handed out.
     pub last_seq: i64,
     /// It queued jobs (the delivery workers are woken).
@@ -113,7 +138,17 @@ pub(crate) async fn durable_loop(
                 Err(_) => break,
             }
         }
-        let flushed = barrier.flush().await;
+        // Every commit waiting is durable already when the last one waited
+        // for its flush, unless one of them answers a read.
+        let covered = waiting
+            .last()
+            .is_some_and(|c| c.durability == Durability::Flushed)
+            && waiting.iter().all(|c| c.durability != Durability::Read);
+        let flushed = if covered {
+            Ok(())
+        } else {
+            barrier.flush().await
+        };
         if let Err(e) = &flushed {
             tracing::error!(error = %e, "the WAL flush after the writer's commits failed");
             metrics::counter!("belfry_pg_flush_failures_total").increment(1);
@@ -227,8 +262,17 @@ mod tests {
         last_seq: i64,
         own: Result<Vec<SendReceipt>>,
     ) -> (Committed, oneshot::Receiver<Result<Vec<SendReceipt>>>) {
+        commit_as(Durability::Unflushed, last_seq, own)
+    }
+
+    fn commit_as(
+        durability: Durability,
+        last_seq: i64,
+        own: Result<Vec<SendReceipt>>,
+    ) -> (Committed, oneshot::Receiver<Result<Vec<SendReceipt>>>) {
         let (tx, rx) = oneshot::channel();
         let c = Committed {
+            durability,
             last_seq,
             jobs_added: last_seq % 2 == 0,
             events: vec![StoreEvent::WebhooksChanged; last_seq as usize],
@@ -283,6 +327,66 @@ mod tests {
         gate.add_permits(1);
         assert!(a4.await.unwrap().is_ok());
         assert_eq!(recorder.0.lock().unwrap().last(), Some(&(4, true, 4)));
+        drop(tx);
+        task.await.unwrap();
+    }
+
+    /// A commit that waited for its own flush needs no barrier, and covers
+    /// the writer's commits before it; a read (replayed receipts) is never
+    /// covered by a commit.
+    #[tokio::test]
+    async fn a_commit_that_waited_for_its_flush_needs_no_barrier_a_read_does() {
+        let gate = Arc::new(Semaphore::new(0));
+        let recorder = Recorder::default();
+        let (tx, rx) = mpsc::channel(8);
+        let task = tokio::spawn(durable_loop(
+            rx,
+            Gate(gate.clone(), Arc::new(Mutex::new(false))),
+            recorder.clone(),
+        ));
+        let soon = Duration::from_secs(5);
+        // The gate stays shut: were the barrier called, nothing would come.
+        let (c1, a1) = commit_as(Durability::Unflushed, 1, Ok(vec![]));
+        let (c2, a2) = commit_as(Durability::Flushed, 2, Ok(vec![]));
+        tx.send(c1).await.unwrap();
+        tx.send(c2).await.unwrap();
+        assert!(
+            tokio::time::timeout(soon, a1)
+                .await
+                .unwrap()
+                .unwrap()
+                .is_ok()
+        );
+        assert!(
+            tokio::time::timeout(soon, a2)
+                .await
+                .unwrap()
+                .unwrap()
+                .is_ok()
+        );
+        let (c3, mut a3) = commit_as(Durability::Read, 0, Ok(vec![]));
+        let (c4, a4) = commit_as(Durability::Flushed, 4, Ok(vec![]));
+        tx.send(c3).await.unwrap();
+        tx.send(c4).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(a3.try_recv().is_err(), "a read waits for the barrier");
+        gate.add_permits(2);
+        assert!(
+            tokio::time::timeout(soon, a3)
+                .await
+                .unwrap()
+                .unwrap()
+                .is_ok()
+        );
+        assert!(
+            tokio::time::timeout(soon, a4)
+                .await
+                .unwrap()
+                .unwrap()
+                .is_ok()
+        );
+        let published: Vec<i64> = recorder.0.lock().unwrap().iter().map(|p| p.0).collect();
+        assert_eq!(published, vec![1, 2, 0, 4]);
         drop(tx);
         task.await.unwrap();
     }

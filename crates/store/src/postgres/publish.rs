@@ -42,7 +42,7 @@
 //! on one key agree (the second answers the first's receipt).
 
 use super::Shared;
-use super::durable::{Committed, SEQ_JUMP, hand_on};
+use super::durable::{Committed, Durability, SEQ_JUMP, hand_on};
 use super::jobs::{add_job, add_jobs, log_many};
 use super::write;
 use crate::plan::send::{
@@ -183,6 +183,8 @@ pub(crate) async fn writer_loop(
     // The writer keeps its connection (it does not queue for the pool
     // behind the requests it serves); a new one after a failure.
     let mut conn = None;
+    let mode = Mode::default();
+    let mut pace = Pace::default();
     let mut nids = NidReserve::default();
     while let Some(op) = rx.recv().await {
         ops.push(op);
@@ -195,16 +197,83 @@ pub(crate) async fn writer_loop(
         let w = Writer {
             shared: &shared,
             durable: &durable,
+            flush: pace.flush(ops.len() > 1 || !rx.is_empty()),
+            mode: &mode,
         };
         w.run_batch(&mut conn, &mut nids, std::mem::take(&mut ops))
             .await;
     }
 }
 
-/// What the writer's paths share: the store, and where commits go.
+/// What the writer's paths share: the store, where commits go, and
+/// whether this batch's commit waits for its WAL flush.
 struct Writer<'a> {
     shared: &'a Shared,
     durable: &'a mpsc::Sender<Committed>,
+    flush: bool,
+    mode: &'a Mode,
+}
+
+/// How many batches of one request, with nothing queued behind, the writer
+/// takes before its commits wait for their flush again.
+const LONE_BEFORE_FLUSH: u32 = 8;
+
+/// Whether the writer's commits wait for their WAL flush. While requests
+/// come one at a time they do: one round trip, nobody waits for the
+/// counter meanwhile, and no flush statement after it (the answer comes
+/// as soon as before `durable`). Once they queue behind one another, they
+/// do not (`durable`), until [`LONE_BEFORE_FLUSH`] lone batches in a row:
+/// a switch costs a statement (`SET`), so a lone batch amid load does not
+/// switch back.
+struct Pace {
+    flush: bool,
+    lone: u32,
+}
+
+impl Default for Pace {
+    fn default() -> Pace {
+        Pace {
+            flush: true,
+            lone: 0,
+        }
+    }
+}
+
+impl Pace {
+    /// Whether the next batch's commit waits for its flush; `busy`: it has
+    /// more than one request, or more are queued behind it.
+    fn flush(&mut self, busy: bool) -> bool {
+        if busy {
+            self.flush = false;
+            self.lone = 0;
+        } else if !self.flush {
+            self.lone += 1;
+            if self.lone >= LONE_BEFORE_FLUSH {
+                self.flush = true;
+            }
+        }
+        self.flush
+    }
+}
+
+/// The held connection's `synchronous_commit`: on, off, or not known (a
+/// new connection). An atomic only because the writer's future is `Send`.
+#[derive(Default)]
+struct Mode(std::sync::atomic::AtomicU8);
+
+impl Mode {
+    fn get(&self) -> Option<bool> {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => Some(false),
+            2 => Some(true),
+            _ => None,
+        }
+    }
+
+    fn set(&self, flush: Option<bool>) {
+        let v = flush.map_or(0, |f| if f { 2 } else { 1 });
+        self.0.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Writer<'_> {
@@ -227,6 +296,14 @@ impl Writer<'_> {
     async fn committed(&self, c: Committed) {
         hand_on(self.durable, c).await;
     }
+
+    fn durability(&self) -> Durability {
+        if self.flush {
+            Durability::Flushed
+        } else {
+            Durability::Unflushed
+        }
+    }
 }
 
 /// The writer's connection: the one it holds, or a new one from the pool
@@ -239,18 +316,32 @@ async fn writer_conn(
     held: &mut Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
     pending: &mut Vec<Pending>,
 ) -> Option<sqlx::pool::PoolConnection<sqlx::Postgres>> {
-    if let Some(c) = held.take() {
-        return Some(c);
-    }
-    let conn = match w.shared.pool.acquire().await {
-        Ok(mut c) => {
-            c.close_on_drop();
-            sqlx::raw_sql("SET synchronous_commit = off")
-                .execute(&mut *c)
-                .await
-                .map(|_| c)
+    let conn = match held.take() {
+        Some(c) => Ok(c),
+        None => {
+            w.mode.set(None);
+            w.shared.pool.acquire().await.map(|mut c| {
+                c.close_on_drop();
+                c
+            })
         }
-        Err(e) => Err(e),
+    };
+    let conn = match conn {
+        Ok(mut c) if w.mode.get() != Some(w.flush) => {
+            let sql = if w.flush {
+                "SET synchronous_commit = on"
+            } else {
+                "SET synchronous_commit = off"
+            };
+            match sqlx::raw_sql(sql).execute(&mut *c).await {
+                Ok(_) => {
+                    w.mode.set(Some(w.flush));
+                    Ok(c)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        other => other,
     };
     match conn {
         Ok(c) => Some(c),
@@ -283,6 +374,7 @@ async fn run_serial(
         (Ok(()), Some(st)) => {
             *held = Some(conn);
             w.committed(Committed {
+                durability: w.durability(),
                 last_seq: st.last_seq,
                 jobs_added: st.jobs_added,
                 events: st.events,
@@ -472,6 +564,7 @@ fn replays_only(p: Pending) -> std::result::Result<Committed, Pending> {
                 })
                 .collect();
             Ok(Committed {
+                durability: Durability::Read,
                 last_seq: 0,
                 jobs_added: false,
                 events: Vec::new(),
@@ -1467,6 +1560,7 @@ async fn run_bulk(
                 }
             }
             w.committed(Committed {
+                durability: w.durability(),
                 last_seq: state.last_seq,
                 jobs_added: state.jobs_added,
                 events: state.events,
@@ -1972,6 +2066,25 @@ impl<'a> SeqColumns<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The writer's commits wait for their flush while requests come one at
+    /// a time, stop at once when they queue, and wait again only after
+    /// eight lone batches in a row.
+    #[test]
+    fn commits_wait_for_their_flush_until_requests_queue_and_again_after_lone_ones() {
+        let mut pace = Pace::default();
+        let busy = [false, true, false, false, false, false, false, false, true];
+        let seen: Vec<bool> = busy.iter().map(|b| pace.flush(*b)).collect();
+        assert_eq!(
+            seen,
+            [true, false, false, false, false, false, false, false, false]
+        );
+        let seen: Vec<bool> = (0..9).map(|_| pace.flush(false)).collect();
+        assert_eq!(
+            seen,
+            [false, false, false, false, false, false, false, true, true]
+        );
+    }
 
     #[test]
     fn the_nid_reserve_draws_a_block_serves_batches_from_it_and_lets_old_ids_go() {
