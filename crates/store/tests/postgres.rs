@@ -701,7 +701,7 @@ async fn after_the_database_lost_commits_seqs_start_past_any_it_can_have_lost() 
         .await
         .unwrap();
     assert_eq!(counter, 5 + 2 * JUMP);
-    // Each commit's event came, after it was answered, with its seq.
+    // Each commit's event came, with its seq.
     let mut seen = Vec::new();
     while let Ok(batch) = events.try_recv() {
         for e in batch.iter() {

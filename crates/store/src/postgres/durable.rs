@@ -21,15 +21,15 @@
 //! Nothing is acknowledged before it is durable. The writer hands each
 //! commit's answers and events to [`durable_loop`] (and phase 1 the
 //! receipts it replays for repeated idempotency keys, whose first send may
-//! be another node's commit, visible and not yet flushed), which takes every commit
-//! waiting, makes the WAL durable past all of them with one *barrier* (a
-//! transactional logical message committed synchronously on a connection of
-//! its own: its flush covers every record before it, and so every commit
-//! that returned before it was sent; none is needed when the last commit
-//! waiting waited for its own flush, which covered the writer's commits
-//! before it), and only then answers the requests,
-//! moves the node's last seq on, wakes the delivery workers and publishes
-//! the events. The writer meanwhile writes its next batch, so one node also
+//! be another node's commit, visible and not yet flushed). It takes every
+//! commit waiting and makes the WAL durable past all of them with one
+//! *barrier*: a transactional logical message committed synchronously on a
+//! connection of its own, whose flush covers every record before it, and
+//! so every commit that returned before it was sent. None is needed when
+//! the last commit waiting waited for its own flush, which covered the
+//! writer's commits before it. Only then does it publish the events, move
+//! the node's last seq on and wake the delivery workers, and answer the
+//! requests. The writer meanwhile writes its next batch, so one node also
 //! overlaps a batch's flush with the next batch's statement, and the flushes
 //! of several writers (nodes) are grouped by PostgreSQL into one.
 //!
@@ -344,26 +344,18 @@ mod tests {
             Gate(gate.clone(), Arc::new(Mutex::new(false))),
             recorder.clone(),
         ));
-        let soon = Duration::from_secs(5);
+        // An answer that comes (and is Ok) within 5 s.
+        async fn answered(rx: oneshot::Receiver<Result<Vec<SendReceipt>>>) -> bool {
+            let answer = tokio::time::timeout(Duration::from_secs(5), rx).await;
+            answer.expect("answered in time").expect("sent").is_ok()
+        }
         // The gate stays shut: were the barrier called, nothing would come.
         let (c1, a1) = commit_as(Durability::Unflushed, 1, Ok(vec![]));
         let (c2, a2) = commit_as(Durability::Flushed, 2, Ok(vec![]));
         tx.send(c1).await.unwrap();
         tx.send(c2).await.unwrap();
-        assert!(
-            tokio::time::timeout(soon, a1)
-                .await
-                .unwrap()
-                .unwrap()
-                .is_ok()
-        );
-        assert!(
-            tokio::time::timeout(soon, a2)
-                .await
-                .unwrap()
-                .unwrap()
-                .is_ok()
-        );
+        assert!(answered(a1).await);
+        assert!(answered(a2).await);
         let (c3, mut a3) = commit_as(Durability::Read, 0, Ok(vec![]));
         let (c4, a4) = commit_as(Durability::Flushed, 4, Ok(vec![]));
         tx.send(c3).await.unwrap();
@@ -371,20 +363,8 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(a3.try_recv().is_err(), "a read waits for the barrier");
         gate.add_permits(2);
-        assert!(
-            tokio::time::timeout(soon, a3)
-                .await
-                .unwrap()
-                .unwrap()
-                .is_ok()
-        );
-        assert!(
-            tokio::time::timeout(soon, a4)
-                .await
-                .unwrap()
-                .unwrap()
-                .is_ok()
-        );
+        assert!(answered(a3).await);
+        assert!(answered(a4).await);
         let published: Vec<i64> = recorder.0.lock().unwrap().iter().map(|p| p.0).collect();
         assert_eq!(published, vec![1, 2, 0, 4]);
         drop(tx);

@@ -183,7 +183,8 @@ pub(crate) async fn writer_loop(
     // The writer keeps its connection (it does not queue for the pool
     // behind the requests it serves); a new one after a failure.
     let mut conn = None;
-    let mode = Mode::default();
+    // The held connection's `synchronous_commit` (None: a new connection).
+    let mut mode = None;
     let mut pace = Pace::default();
     let mut nids = NidReserve::default();
     while let Some(op) = rx.recv().await {
@@ -194,11 +195,11 @@ pub(crate) async fn writer_loop(
                 Err(_) => break,
             }
         }
-        let w = Writer {
+        let mut w = Writer {
             shared: &shared,
             durable: &durable,
             flush: pace.flush(ops.len() > 1 || !rx.is_empty()),
-            mode: &mode,
+            mode: &mut mode,
         };
         w.run_batch(&mut conn, &mut nids, std::mem::take(&mut ops))
             .await;
@@ -211,7 +212,7 @@ struct Writer<'a> {
     shared: &'a Shared,
     durable: &'a mpsc::Sender<Committed>,
     flush: bool,
-    mode: &'a Mode,
+    mode: &'a mut Option<bool>,
 }
 
 /// How many batches of one request, with nothing queued behind, the writer
@@ -256,29 +257,9 @@ impl Pace {
     }
 }
 
-/// The held connection's `synchronous_commit`: on, off, or not known (a
-/// new connection). An atomic only because the writer's future is `Send`.
-#[derive(Default)]
-struct Mode(std::sync::atomic::AtomicU8);
-
-impl Mode {
-    fn get(&self) -> Option<bool> {
-        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
-            1 => Some(false),
-            2 => Some(true),
-            _ => None,
-        }
-    }
-
-    fn set(&self, flush: Option<bool>) {
-        let v = flush.map_or(0, |f| if f { 2 } else { 1 });
-        self.0.store(v, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 impl Writer<'_> {
     async fn run_batch(
-        &self,
+        &mut self,
         held: &mut Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
         nids: &mut NidReserve,
         pending: Vec<Pending>,
@@ -312,14 +293,14 @@ impl Writer<'_> {
 /// closed when the writer lets go of it, never given back to the pool,
 /// where that setting would follow it.
 async fn writer_conn(
-    w: &Writer<'_>,
+    w: &mut Writer<'_>,
     held: &mut Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
     pending: &mut Vec<Pending>,
 ) -> Option<sqlx::pool::PoolConnection<sqlx::Postgres>> {
     let conn = match held.take() {
         Some(c) => Ok(c),
         None => {
-            w.mode.set(None);
+            *w.mode = None;
             w.shared.pool.acquire().await.map(|mut c| {
                 c.close_on_drop();
                 c
@@ -327,7 +308,7 @@ async fn writer_conn(
         }
     };
     let conn = match conn {
-        Ok(mut c) if w.mode.get() != Some(w.flush) => {
+        Ok(mut c) if *w.mode != Some(w.flush) => {
             let sql = if w.flush {
                 "SET synchronous_commit = on"
             } else {
@@ -335,7 +316,7 @@ async fn writer_conn(
             };
             match sqlx::raw_sql(sql).execute(&mut *c).await {
                 Ok(_) => {
-                    w.mode.set(Some(w.flush));
+                    *w.mode = Some(w.flush);
                     Ok(c)
                 }
                 Err(e) => Err(e),
@@ -360,7 +341,7 @@ async fn writer_conn(
 /// write (scheduling, scheduled sends becoming due, stacks, contacts, the
 /// actor's subscription), and for a batch the bulk path gave back.
 async fn run_serial(
-    w: &Writer<'_>,
+    w: &mut Writer<'_>,
     held: &mut Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
     mut pending: Vec<Pending>,
 ) {
@@ -1542,7 +1523,7 @@ enum BulkOutcome {
 /// carry a seq and the commit. Falls back to [`run_serial`] when the
 /// database refuses a row.
 async fn run_bulk(
-    w: &Writer<'_>,
+    w: &mut Writer<'_>,
     held: &mut Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
     nids: &mut NidReserve,
     mut pending: Vec<Pending>,
