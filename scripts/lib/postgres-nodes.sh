@@ -2,7 +2,9 @@
 # nodes on a fresh database of the machine's PostgreSQL (created here,
 # dropped on exit), with NATS between them when there are several.
 # Environment: BELFRY_BENCH_POSTGRES (default postgres://postgres@127.0.0.1:5432),
-# NATS_URL (default nats://127.0.0.1:4222).
+# NATS_URL (default nats://127.0.0.1:4222), PG_AUTO_EXPLAIN (off or on:
+# PostgreSQL logs every statement's plan and executor time, with per-node
+# timings when on; needs superuser).
 pg="${BELFRY_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
 nats="${NATS_URL:-nats://127.0.0.1:4222}"
 key=bfy_sk_bench-admin-key-0123456789abcdefghijklmnopq
@@ -22,6 +24,13 @@ trap cleanup EXIT
 start_postgres_nodes() {
   local bin=$1; shift
   psql -q "$pg/postgres" -c "CREATE DATABASE $db" >/dev/null
+  if [ -n "${PG_AUTO_EXPLAIN:-}" ]; then
+    # Every statement's executor time in PostgreSQL's log, uninstrumented
+    # (scripts/lib/bulk-statement-times reads the bulk statements' back).
+    psql -q "$pg/postgres" -c "ALTER DATABASE $db SET session_preload_libraries = 'auto_explain'" \
+      -c "ALTER DATABASE $db SET auto_explain.log_min_duration = 0" \
+      -c "ALTER DATABASE $db SET auto_explain.log_analyze = $PG_AUTO_EXPLAIN" >/dev/null
+  fi
   local port dir args
   for port in "$@"; do
     dir=$(mktemp -d); dirs+=("$dir")

@@ -55,6 +55,16 @@ async fn health_ready_metrics_and_openapi() {
             text = metrics_text(&app).await;
         }
         assert!(text.contains("belfry_sqlite_wal_bytes"), "{text}");
+    } else {
+        // The send above went the bulk path: one statement took the seq
+        // counter, and reported how long it waited for it.
+        for name in [
+            r#"belfry_pg_seq_lock_hold_seconds_count{path="bulk"}"#,
+            r#"belfry_pg_seq_lock_wait_seconds_count{path="bulk"}"#,
+            "belfry_pg_bulk_batch_notifications_count",
+        ] {
+            assert!(text.contains(name), "{name} missing: {text}");
+        }
     }
 
     let doc: Value = app

@@ -465,7 +465,7 @@ async fn apply_all(
             .await?;
     }
     tx.commit().await?;
-    lock_held(locked, "serial");
+    lock_held(locked, None, "serial");
     *state = Some(st);
     Ok(())
 }
@@ -1479,12 +1479,22 @@ async fn apply(
     Ok((nid, stacked))
 }
 
-/// Records how long a transaction held the seq counter (from the statement
-/// that takes it to the end of the commit; on several nodes this includes
-/// waiting for it): `belfry_pg_seq_lock_hold_seconds{path}`.
-fn lock_held(since: Instant, path: &'static str) {
-    metrics::histogram!("belfry_pg_seq_lock_hold_seconds", "path" => path)
-        .record(since.elapsed().as_secs_f64());
+/// Records how long a transaction held the seq counter, from the statement
+/// that takes it to the end of the commit, less `waited`: the time the
+/// database reports it spent in that statement before it had the lock
+/// (the bulk path measures it; the serial path cannot, and its figure
+/// includes the wait): `belfry_pg_seq_lock_hold_seconds{path}`, and the
+/// wait in `belfry_pg_seq_lock_wait_seconds{path}`.
+fn lock_held(since: Instant, waited: Option<f64>, path: &'static str) {
+    let elapsed = since.elapsed().as_secs_f64();
+    let held = match waited {
+        Some(waited) => {
+            metrics::histogram!("belfry_pg_seq_lock_wait_seconds", "path" => path).record(waited);
+            (elapsed - waited).max(0.0)
+        }
+        None => elapsed,
+    };
+    metrics::histogram!("belfry_pg_seq_lock_hold_seconds", "path" => path).record(held);
 }
 
 /// Whether the bulk path writes this request: a send whose items are all
@@ -1762,7 +1772,7 @@ async fn bulk_write(
     let jobs_added = !job_kinds.is_empty();
 
     let locking = Instant::now();
-    let written: std::result::Result<i64, sqlx::Error> = sqlx::query_scalar(BULK)
+    let written: std::result::Result<(i64, f64), sqlx::Error> = sqlx::query_as(BULK)
         .bind(&rows.n_nids)
         .bind(&rows.n_ids)
         .bind(&rows.n_seqs)
@@ -1807,8 +1817,8 @@ async fn bulk_write(
         .fetch_one(&mut *conn)
         .await;
     drop(rows);
-    let base = match written {
-        Ok(base) => base,
+    let (base, waited) = match written {
+        Ok(row) => row,
         // Outside a transaction the statement was its own: whether it
         // failed or its commit did, nothing was written, unless the
         // connection broke, when nobody can tell (as for a `COMMIT`).
@@ -1827,7 +1837,7 @@ async fn bulk_write(
     }
     let last_seq = base + planned.len() as i64;
     let done = |path| {
-        lock_held(locking, path);
+        lock_held(locking, Some(waited), path);
         metrics::histogram!("belfry_pg_bulk_batch_notifications").record(planned.len() as f64);
         TxState {
             last_seq,
@@ -1895,7 +1905,10 @@ SELECT value, value + (SELECT COUNT(*) FROM g) * $1 FROM seq_counter FOR UPDATE 
 /// done before it takes the row lock. Then the rows that carry a seq
 /// (notifications, inbox entries, broadcasts): each array holds its send's
 /// ordinal in the batch (1-based), added to the counter's old value, which
-/// the statement returns.
+/// the statement returns, with the seconds from the statement's start until
+/// the counter's row was updated (`RETURNING` is evaluated once the row
+/// lock is taken): writing the log lines and jobs, and waiting for the
+/// lock.
 const BULK: &str = "
 WITH d AS (
     INSERT INTO deliveries (nid, recipient, channel, status, attempt, error, at, reason, held_until)
@@ -1917,7 +1930,8 @@ WITH d AS (
  c AS (
     UPDATE seq_counter SET value = value + $27 + (SELECT COUNT(*) FROM g) * $41
     WHERE (SELECT COUNT(*) FROM d) + (SELECT COUNT(*) FROM j) >= 0
-    RETURNING value - $27 AS base),
+    RETURNING value - $27 AS base,
+              EXTRACT(EPOCH FROM clock_timestamp() - statement_timestamp())::float8 AS waited),
  n AS (
     INSERT INTO notifications (nid, id, seq, status, sender, content, audience, channels,
                                actor_uid, recipients, created_at, published_at, expires_at)
@@ -1936,7 +1950,7 @@ WITH d AS (
     FROM c, UNNEST($19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[],
                    $23::bigint[], $24::text[], $25::text[], $26::text[])
          AS x(g, s, n, ac, e, ca, et, ei))
-SELECT base FROM c";
+SELECT base, waited FROM c";
 
 /// The delivery log lines of a bulk write, a column each.
 #[derive(Default)]
