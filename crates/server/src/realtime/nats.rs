@@ -9,7 +9,8 @@ use anyhow::Context as _;
 use belfry_store::StoreEvent;
 use bytes::Bytes;
 use futures::StreamExt;
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
@@ -36,6 +37,42 @@ fn encode(events: &[StoreEvent]) -> Vec<Bytes> {
     let mut out = encode(left);
     out.extend(encode(right));
     out
+}
+
+/// This node's messages as it published them, until the bus brings them
+/// back: a message whose bytes equal one of these is that one, and its
+/// events are taken as they were rather than decoded again (a node
+/// receives its own commits too; decoding the JSON of every batch was most
+/// of a node's time on the bus). Equal bytes decode to equal events, so
+/// whatever is matched or missed, every node sees the same events.
+#[derive(Default)]
+struct Sent {
+    queue: VecDeque<(Bytes, Batch)>,
+}
+
+/// How many of its messages a node keeps for their echo. In-flight ones
+/// are a few; the oldest go first when echoes were lost (a disconnection
+/// drops them, and the resumption from the store covers what they held).
+const SENT_KEPT: usize = 256;
+
+impl Sent {
+    fn sent(&mut self, payload: Bytes, batch: Batch) {
+        if self.queue.len() == SENT_KEPT {
+            self.queue.pop_front();
+        }
+        self.queue.push_back((payload, batch));
+    }
+
+    /// The events this node published as `payload`, if it did. NATS
+    /// delivers one publisher's messages in order, so the ones of this
+    /// node before it will not come back, and are dropped.
+    fn echo(&mut self, payload: &[u8]) -> Option<Batch> {
+        let at = self
+            .queue
+            .iter()
+            .position(|(sent, _)| sent.len() == payload.len() && sent[..] == *payload)?;
+        self.queue.drain(..=at).last().map(|(_, batch)| batch)
+    }
 }
 
 /// How long `connect` waits for the server to confirm the subscription
@@ -150,9 +187,22 @@ impl NatsBus {
             }
         });
 
+        let sent = Arc::new(Mutex::new(Sent::default()));
+        let echoes = sent.clone();
         let receiver = incoming.clone();
         tokio::spawn(async move {
+            let from_self =
+                metrics::counter!("belfry_bus_messages_received_total", "from" => "self");
+            let from_other =
+                metrics::counter!("belfry_bus_messages_received_total", "from" => "other");
             while let Some(message) = subscription.next().await {
+                let own = echoes.lock().expect("sent messages").echo(&message.payload);
+                if let Some(events) = own {
+                    from_self.increment(1);
+                    let _ = receiver.send(events);
+                    continue;
+                }
+                from_other.increment(1);
                 match serde_json::from_slice::<Vec<StoreEvent>>(&message.payload) {
                     Ok(events) => {
                         let _ = receiver.send(Arc::new(events));
@@ -168,7 +218,15 @@ impl NatsBus {
         let publisher = client.clone();
         tokio::spawn(async move {
             while let Some(batch) = queue.recv().await {
-                for payload in encode(&batch) {
+                let payloads = encode(&batch);
+                // Kept before it leaves, so that its echo cannot come first.
+                // A commit split over several messages is decoded as before.
+                if let [payload] = &payloads[..] {
+                    sent.lock()
+                        .expect("sent messages")
+                        .sent(payload.clone(), batch.clone());
+                }
+                for payload in payloads {
                     if let Err(e) = publisher.publish(subject.clone(), payload).await {
                         tracing::error!(error = %e, "NATS: publishing events failed");
                     }
@@ -236,5 +294,55 @@ mod tests {
         }
         assert_eq!(total, 40_000, "nothing lost in splitting");
         assert_eq!(&encode(&[])[0][..], b"[]");
+    }
+
+    fn batch(user: &str) -> Batch {
+        Arc::new(vec![StoreEvent::UserDeleted {
+            user: UserId::parse(user).unwrap(),
+        }])
+    }
+
+    #[test]
+    fn own_messages_come_back_as_sent_and_others_are_left_to_decode() {
+        let mut sent = Sent::default();
+        let (a, b, c) = (batch("a"), batch("b"), batch("c"));
+        for events in [&a, &b, &c] {
+            let [payload] = &encode(events)[..] else {
+                panic!("one message")
+            };
+            sent.sent(payload.clone(), events.clone());
+        }
+        // Another node's message: not ours, nothing dropped.
+        assert!(sent.echo(&encode(&batch("z"))[0]).is_none());
+        assert_eq!(sent.queue.len(), 3);
+        // The first echo was lost: the second comes back as the very batch
+        // sent, and the first is dropped with it.
+        let echoed = sent.echo(&encode(&b)[0]).expect("ours");
+        assert!(Arc::ptr_eq(&echoed, &b));
+        assert_eq!(sent.queue.len(), 1);
+        assert!(
+            sent.echo(&encode(&a)[0]).is_none(),
+            "dropped, decoded instead"
+        );
+        assert!(Arc::ptr_eq(&sent.echo(&encode(&c)[0]).unwrap(), &c));
+        assert!(sent.queue.is_empty());
+        // What was decoded instead equals what was sent.
+        let decoded: Vec<StoreEvent> = serde_json::from_slice(&encode(&a)[0]).unwrap();
+        assert_eq!(decoded, *a);
+    }
+
+    #[test]
+    fn at_most_so_many_messages_wait_for_their_echo() {
+        let mut sent = Sent::default();
+        for k in 0..SENT_KEPT + 10 {
+            let events = batch(&format!("u{k}"));
+            sent.sent(encode(&events)[0].clone(), events);
+        }
+        assert_eq!(sent.queue.len(), SENT_KEPT);
+        assert!(
+            sent.echo(&encode(&batch("u0"))[0]).is_none(),
+            "the oldest went"
+        );
+        assert!(sent.echo(&encode(&batch("u10"))[0]).is_some());
     }
 }
