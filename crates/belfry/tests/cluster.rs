@@ -376,26 +376,10 @@ async fn a_notification_sent_through_any_node_reaches_streams_on_every_node() {
     // Every node published (its user) and received the others' messages;
     // its own came back and were taken as sent, not decoded again.
     for n in 0..3 {
-        let text = c
-            .client
-            .get(format!("{}/metrics", c.url(n)))
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
         for from in ["self", "other"] {
-            let name = format!("belfry_bus_messages_received_total{{from=\"{from}\"}} ");
-            let count: u64 = text
-                .lines()
-                .find_map(|l| l.strip_prefix(&name))
-                .unwrap_or_else(|| panic!("node {n}: no {name}in {text}"))
-                .trim()
-                .parse()
-                .unwrap();
-            assert!(count > 0, "node {n}: {name}{count}");
+            let name = format!("belfry_bus_messages_received_total{{from=\"{from}\"}}");
+            let count = metric(c.url(n), &name).await;
+            assert!(count > 0.0, "node {n}: {name} {count}");
         }
     }
 }

@@ -70,7 +70,7 @@ impl Sent {
         let at = self
             .queue
             .iter()
-            .position(|(sent, _)| sent.len() == payload.len() && sent[..] == *payload)?;
+            .position(|(sent, _)| sent[..] == *payload)?;
         self.queue.drain(..=at).last().map(|(_, batch)| batch)
     }
 }
